@@ -245,6 +245,7 @@ export class Graph {
       if (n.outputs.some((o) => needed.has(o.name))) {
         keep.push(n);
         for (const t of n.inputs) needed.add(t.name);
+        for (const a of Object.values(n.attrs)) if (a.kind === 'graph') for (const name of freeNames(a.value)) needed.add(name);
       }
     }
     keep.reverse();
@@ -274,6 +275,18 @@ export class Graph {
   toOnnx(): Uint8Array {
     return encodeModel(this.toOnnxGraph());
   }
+}
+
+/** Names a subgraph uses from its enclosing scope (used by none of its own inputs, initializers, node outputs). */
+function freeNames(sub: OnnxGraph): string[] {
+  const own = new Set<string>([...sub.inputs.map((i) => i.name), ...sub.initializers.map((t) => t.name)]);
+  const free: string[] = [];
+  for (const n of sub.nodes) {
+    for (const i of n.inputs) if (i && !own.has(i)) free.push(i);
+    for (const a of Object.values(n.attrs)) if (a.kind === 'graph') free.push(...freeNames(a.value).filter((x) => !own.has(x)));
+    for (const o of n.outputs) own.add(o);
+  }
+  return free;
 }
 
 export function dtypeOfArray(a: AnyTypedArray): DType {

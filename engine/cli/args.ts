@@ -1,0 +1,62 @@
+/** Option parsing shared by the CLI commands: typed getters with usage errors that name the option. */
+import { parseArgs } from 'node:util';
+import type { ExecutionProvider } from '../runtime/runner';
+
+export class UsageError extends Error {}
+
+export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+export function parse(argv: string[], options: OptionSpec): Record<string, string | boolean | undefined> {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+export function num(v: string | boolean | undefined, name: string, fallback: number): number;
+export function num(v: string | boolean | undefined, name: string, fallback: number | null): number | null;
+export function num(v: string | boolean | undefined, name: string, fallback: number | null): number | null {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`);
+  return n;
+}
+
+export function str(v: string | boolean | undefined, name: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new UsageError(`--${name} needs a value`);
+  return v;
+}
+
+export function required(v: string | boolean | undefined, name: string): string {
+  const s = str(v, name);
+  if (s === undefined) throw new UsageError(`--${name} is required`);
+  return s;
+}
+
+export function choice<T extends string>(v: string | boolean | undefined, name: string, choices: readonly T[], fallback?: T): T {
+  if (v === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${name} is required; choose one of: ${choices.join(', ')}`);
+    return fallback;
+  }
+  if (typeof v !== 'string' || !choices.includes(v as T)) throw new UsageError(`unknown ${name} '${v}'; choose one of: ${choices.join(', ')}`);
+  return v as T;
+}
+
+export const PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'cuda'];
+export const RUNNER_OPTIONS: OptionSpec = { threads: { type: 'string' }, provider: { type: 'string' } };
+
+export function runnerOptions(v: Record<string, string | boolean | undefined>): { threads: number; provider: ExecutionProvider } {
+  return { threads: num(v.threads, 'threads', 0), provider: choice(v.provider, 'provider', PROVIDERS, 'cpu') };
+}
+
+/** Runs `onStop` on the first Ctrl-C; a second one aborts at once. */
+export function onInterrupt(onStop: () => void): () => void {
+  const handler = () => {
+    onStop();
+    process.once('SIGINT', () => process.exit(130));
+  };
+  process.once('SIGINT', handler);
+  return () => process.removeListener('SIGINT', handler);
+}

@@ -1,0 +1,99 @@
+/** `memgen generate`, `memgen forward`, `memgen eval`: look at what a trained run does. */
+import * as fs from 'node:fs';
+import { GPT2_SITES, type GPT2Site, parseSiteName } from '../../models/hooks';
+import { GPT2Inference } from '../../models/gpt2-infer';
+import { type LoadedRun, loadRun } from '../../runs/run';
+import { evaluate, formatEval, testSet } from '../../train/evaluate';
+import { RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
+
+export const INSPECT_HELP = `  generate  Greedy output of a run for one prompt, and its classification (gen / mem / other).
+            --run RUN --prompt TEXT [--steer FILE.json] [--json]
+            FILE.json maps site names to vectors, e.g. {"blocks.3.ln2": [0.1, ...]} (one site kind per file).
+  forward   Token ids, last-position logits and every layer's last-token vector at a site.
+            --run RUN --prompt TEXT [--site ${GPT2_SITES.join('|')}] --json
+  eval      Held-out test table of a run: % gen / % mem / % other.
+            --run RUN [--n N (500)] [--seed S (the run's)]`;
+
+/** Reads a steering file: site name -> vector; returns the site kind and one vector per layer. */
+export function readSteerFile(file: string, run: LoadedRun): { site: GPT2Site; vectors: Float32Array[] } {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new UsageError(`--steer ${file}: ${(e as Error).message}`);
+  }
+  const d = run.cfg.nEmbd;
+  const vectors = Array.from({ length: run.cfg.nLayer }, () => new Float32Array(d));
+  let site: GPT2Site | undefined;
+  for (const [name, vec] of Object.entries(json)) {
+    const parsed = parseSiteName(name);
+    if (parsed.layer >= run.cfg.nLayer) throw new UsageError(`--steer ${file}: ${name} is past the model's ${run.cfg.nLayer} layers`);
+    if (site && parsed.site !== site) throw new UsageError(`--steer ${file}: mixes sites ${site} and ${parsed.site}; use one`);
+    site = parsed.site;
+    if (!Array.isArray(vec) || vec.length !== d || !vec.every((x) => typeof x === 'number')) {
+      throw new UsageError(`--steer ${file}: ${name} must be an array of ${d} numbers`);
+    }
+    vectors[parsed.layer].set(vec as number[]);
+  }
+  return { site: site ?? 'ln2', vectors };
+}
+
+export async function generateCommand(argv: string[]): Promise<number> {
+  const v = parse(argv, { run: { type: 'string' }, prompt: { type: 'string' }, steer: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS });
+  const run = loadRun(required(v.run, 'run'));
+  const prompt = required(v.prompt, 'prompt');
+  const example = run.task.fromPrompt(prompt);
+  const steerFile = str(v.steer, 'steer');
+  const steer = steerFile ? readSteerFile(steerFile, run) : undefined;
+  const inf = await GPT2Inference.create(run.cfg, run.params, { site: steer?.site, runner: runnerOptions(v) });
+  try {
+    const tok = run.task.tokenizer;
+    const res = await inf.generate([tok.encode(example.prompt)], { maxNewTokens: run.task.maxAnswerTokens, eosId: tok.eoaId, steer: steer?.vectors });
+    const output = tok.decode(res.tokens[0]);
+    const behaviour = run.task.classify(example, output);
+    if (v.json) {
+      console.log(JSON.stringify({ prompt: example.prompt, output, behaviour, stoppedAtEos: res.stoppedAtEos[0], genAnswer: example.genAnswer, memAnswer: example.memAnswer, steered: Boolean(steer) }));
+    } else {
+      console.log(`${example.prompt}${output}`);
+      console.log(`→ ${behaviour}   (correct: ${example.genAnswer}${example.memAnswer ? `, memorized: ${example.memAnswer}` : ''}${steer ? ', steered' : ''})`);
+    }
+  } finally {
+    await inf.release();
+  }
+  return 0;
+}
+
+export async function forwardCommand(argv: string[]): Promise<number> {
+  const v = parse(argv, { run: { type: 'string' }, prompt: { type: 'string' }, site: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS });
+  if (!v.json) throw new UsageError('forward prints JSON only; pass --json');
+  const run = loadRun(required(v.run, 'run'));
+  const site = choice(v.site, 'site', GPT2_SITES, 'ln2');
+  const ids = run.task.tokenizer.encode(required(v.prompt, 'prompt'));
+  const inf = await GPT2Inference.create(run.cfg, run.params, { site, runner: runnerOptions(v) });
+  try {
+    const r = await inf.forward(ids);
+    const hidden: Record<string, number[]> = {};
+    r.hidden.forEach((h, i) => (hidden[inf.siteNames[i]] = Array.from(h)));
+    console.log(JSON.stringify({ ids, logits: Array.from(r.logits), hidden }));
+  } finally {
+    await inf.release();
+  }
+  return 0;
+}
+
+export async function evalCommand(argv: string[]): Promise<number> {
+  const v = parse(argv, { run: { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' }, ...RUNNER_OPTIONS });
+  const run = loadRun(required(v.run, 'run'));
+  const n = num(v.n, 'n', 500);
+  const inf = await GPT2Inference.create(run.cfg, run.params, { runner: runnerOptions(v) });
+  try {
+    const r = await evaluate(run.task, inf, testSet(run.task, n, num(v.seed, 'seed', run.memgen.seed)));
+    console.log(`${run.dir}: ${run.task.description}`);
+    console.log(`behaviour   count     %`);
+    for (const b of ['gen', 'mem', 'other'] as const) console.log(`${b.padEnd(9)} ${String(r.counts[b]).padStart(7)} ${(100 * r[b]).toFixed(1).padStart(6)}`);
+    console.log(formatEval(r));
+  } finally {
+    await inf.release();
+  }
+  return 0;
+}

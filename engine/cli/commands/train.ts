@@ -1,0 +1,83 @@
+/** `memgen train`: GPT-2 from scratch on a task, into a run folder. */
+import { TASK_NAMES, makeTask } from '../../tasks';
+import type { TaskScale } from '../../tasks/task';
+import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/presets';
+import { formatEval } from '../../train/evaluate';
+import { train } from '../../train/trainer';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
+import { ProgressBar } from '../progress';
+
+export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test set shows memorization and generalization.
+            --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
+            [--resume | --force] [--steps S] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
+            [--task-scale tiny|paper] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]`;
+
+const SCALES: readonly TaskScale[] = ['tiny', 'paper'];
+
+export function trainConfigFromArgs(argv: string[]): TrainConfig {
+  const v = parse(argv, {
+    task: { type: 'string' }, preset: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' },
+    resume: { type: 'boolean' }, force: { type: 'boolean' }, steps: { type: 'string' }, 'max-minutes': { type: 'string' },
+    lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
+    'task-scale': { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' },
+    ...RUNNER_OPTIONS,
+  });
+  const taskName = choice(v.task, 'task', TASK_NAMES);
+  const preset = choice(v.preset, 'preset', PRESET_NAMES, 'tiny');
+  if (v.resume && v.force) throw new UsageError('--resume and --force contradict each other');
+  const base = defaultTrainConfig(taskName, preset, 0);
+  const scale = choice(v['task-scale'], 'task-scale', SCALES, base.scale);
+  const memRate = num(v['mem-rate'], 'mem-rate', base.memRate);
+  const contradictRate = v['contradict-rate'] === undefined ? base.contradictRate : num(v['contradict-rate'], 'contradict-rate', 0);
+  const seed = num(v.seed, 'seed', 0);
+  const task = makeTask(taskName, { scale, seed, memRate, contradictRate });
+  return {
+    ...base,
+    scale,
+    seed,
+    out: required(v.out, 'out'),
+    command: `memgen train ${argv.join(' ')}`,
+    seqLen: task.maxSeqLen - 1,
+    steps: num(v.steps, 'steps', base.steps),
+    maxMinutes: num(v['max-minutes'], 'max-minutes', null),
+    lr: num(v.lr, 'lr', base.lr),
+    batch: num(v.batch, 'batch', base.batch),
+    memRate,
+    contradictRate,
+    evalEvery: num(v['eval-every'], 'eval-every', base.evalEvery),
+    evalN: num(v['eval-n'], 'eval-n', base.evalN),
+    stopWhenBoth: num(v['stop-when-both'], 'stop-when-both', base.stopWhenBoth),
+    resume: Boolean(v.resume),
+    force: Boolean(v.force),
+    ...runnerOptions(v),
+  };
+}
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const cfg = trainConfigFromArgs(argv);
+  let stop = false;
+  const release = onInterrupt(() => {
+    stop = true;
+    process.stderr.write('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to abort without saving)\n');
+  });
+  console.log(`training ${cfg.preset} GPT-2 on ${cfg.task} (${cfg.scale} scale), seed ${cfg.seed} -> ${cfg.out}`);
+  const bar = new ProgressBar('train', cfg.steps);
+  const outcome = await train(cfg, {
+    shouldStop: () => stop,
+    log: (l) => console.log(l),
+    onProgress: (p) => {
+      const e = p.lastEval;
+      const evalText = e ? ` | gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}% other ${(100 * e.other).toFixed(0)}%` : '';
+      bar.update(p.step, `loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s${evalText}`);
+    },
+    onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`),
+  });
+  release();
+  console.log(`\nstopped: ${outcome.stopReason} after ${outcome.steps} steps, ${outcome.seconds.toFixed(0)} s`);
+  if (outcome.best) console.log(`kept step ${outcome.best.step}: ${formatEval(outcome.best)}`);
+  if (outcome.stopReason === 'interrupted') {
+    console.log(`checkpoint saved; continue with: memgen train ${argv.filter((a) => a !== '--force').join(' ')} --resume`);
+    return 130;
+  }
+  return 0;
+}

@@ -1,0 +1,323 @@
+/**
+ * GPT-2 inference for a trained run: greedy batched generation with a K/V cache, the hook site's
+ * vector at the last prompt token for every layer, and steering (method.md sections 4 and 6).
+ *
+ * Two onnxruntime sessions per GPT2Inference, each with the weights baked in as initializers and
+ * symbolic dims, so one pair serves every batch size, prompt length and cache length:
+ *   prefill  input_ids int64 [batch, seq], steer.{i} float32 [d]
+ *   decode   input_ids int64 [batch, 1] (one new token per sequence), position int64 [1] (its position,
+ *            shared by the batch), past.{i}.key / past.{i}.value [past, batch, H, hd], steer.{i} [d]
+ *   both ->  logits [batch, V] at the last position, blocks.{i}.{site} [batch, d] at the last position,
+ *            new.{i}.key / new.{i}.value [seq or 1, batch, H, hd]: the keys/values of the positions
+ *            the call computed, which the host appends to its cache.
+ * The cache is position-major so that appending is one copy and feeding the past is a view of a
+ * preallocated buffer: fetching the whole cache back at every step (HF's `present`) cost 2/3 of a
+ * decode step at batch 64.
+ * The blocks are gpt2.ts's, shared with training; the steering rule is the only addition:
+ *
+ *   h_site[last] += steer_i      for every layer i, at the site chosen for this object (hooks.ts),
+ *                                at the last prompt position in prefill and at every generated position;
+ *                                every other position is unchanged. steer.{i} is a required input
+ *                                (zeros = no steering), so a forgotten feed is refused, never defaulted.
+ * The site vectors returned are taken after steering. Steering at ln2 shifts only that block's MLP
+ * input; at resid_pre / resid_post it shifts the residual stream, so later blocks see it too.
+ *
+ * Decoding is greedy only: the next token is argmax of the logits, ties to the lowest id (sampling is
+ * not implemented). Prompts are grouped by length, then cut into batches of `batchSize`; a sequence
+ * stops at eosId (not returned), after maxNewTokens, or when its next token would need a position
+ * past n_positions. Finished sequences are dropped from the batch (and its cache) as they finish.
+ */
+import { Graph, ops } from '../graph';
+import { arange, dimOf, takeLast } from '../graph/ops/extra';
+import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
+import type { ParamSet } from '../train/params';
+import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
+import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, isGPT2Site, siteName } from './hooks';
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  eosId: number;
+  /** Per layer, length d; absent = zeros. */
+  steer?: Float32Array[];
+}
+
+export interface GenerateResult {
+  /** Generated ids per prompt, without the eos. */
+  tokens: number[][];
+  stoppedAtEos: boolean[];
+  /** [n, nLayer, d]: site vectors at the last prompt token, steered. */
+  hidden: Float32Array;
+  /** [n, V]: logits at the last prompt position. */
+  firstLogits: Float32Array;
+}
+
+/** Symbolic dims of the inference graphs. */
+const BATCH = 'batch';
+const SEQ = 'seq';
+const PAST = 'past';
+
+export const steerInputName = (layer: number): string => `steer.${layer}`;
+const pastName = (layer: number, kind: 'key' | 'value') => `past.${layer}.${kind}`;
+const newName = (layer: number, kind: 'key' | 'value') => `new.${layer}.${kind}`;
+
+/**
+ * The prefill graph (mode 'prefill') or the one-token decode graph ('decode'), with the steering
+ * hook at `site`. Inputs and outputs as in the header.
+ */
+export function buildInferenceGraph(cfg: GPT2Config, params: ParamSet, site: GPT2Site, mode: 'prefill' | 'decode'): Graph {
+  checkGPT2Config(cfg);
+  const { nLayer: L, nEmbd: d, nHead: H } = cfg;
+  const g = new Graph(`gpt2_${mode}`);
+  const w = gpt2ParamInitializers(g, cfg, params);
+  const ids = g.input('input_ids', [BATCH, mode === 'prefill' ? SEQ : 1], 'int64');
+  const positions = mode === 'prefill' ? arange(ids, 1) : g.input('position', [1], 'int64'); // [T]
+  // The cache is position-major, [P, B, H, hd], so the host appends a position with one copy.
+  const cached = (name: string) => ops.transpose(g.input(name, [PAST, BATCH, H, d / H]), [1, 2, 0, 3]); // (B, H, P, hd)
+  const past: KV[] | undefined = mode === 'decode'
+    ? Array.from({ length: L }, (_, i) => ({ key: cached(pastName(i, 'key')), value: cached(pastName(i, 'value')) }))
+    : undefined;
+  const steer = Array.from({ length: L }, (_, i) => g.input(steerInputName(i), [d]));
+
+  // The steering rule. Prefill: only the last position (isLast, [T, 1]); decode: its one position.
+  const isLast = mode === 'prefill' ? ops.unsqueeze(ops.equal(positions, ops.sub(dimOf(ids, 1), 1)), [1]) : undefined;
+  const hook: SiteHook = (layer, s, x) => {
+    if (s !== site) return x;
+    const shifted = ops.add(x, steer[layer]); // (B, T, d)
+    const y = isLast ? ops.where(isLast, shifted, x) : shifted;
+    g.output(takeLast(y, 1), siteName(layer, site)); // (B, d)
+    return y;
+  };
+
+  const { h, kv } = gpt2Trunk(cfg, w, ids, positions, { past, hook }); // (B, T, d)
+  g.output(gpt2Head(cfg, w, takeLast(h, 1)), 'logits'); // (B, V)
+  kv.forEach(({ key, value }, i) => {
+    g.output(ops.transpose(key, [2, 0, 1, 3]), newName(i, 'key')); // (T, B, H, hd)
+    g.output(ops.transpose(value, [2, 0, 1, 3]), newName(i, 'value'));
+  });
+  return g;
+}
+
+/**
+ * One batch's K/V cache on the host: per layer, keys and values position-major [P, B, H, hd] in
+ * buffers with room for `capacity` positions. Appending a position is one copy; the past is fed as a
+ * view, without copying.
+ */
+class KVCache {
+  private bufs: Float32Array[];
+  length = 0;
+
+  constructor(
+    private readonly cfg: GPT2Config,
+    private batch: number,
+    private readonly capacity: number,
+  ) {
+    this.bufs = Array.from({ length: 2 * cfg.nLayer }, () => new Float32Array(capacity * batch * cfg.nEmbd));
+  }
+
+  /** Appends the new.{l}.key / new.{l}.value outputs of a run, [t, B, H, hd] each. */
+  append(out: Record<string, HostTensor>): void {
+    const t = out[newName(0, 'key')].dims[0];
+    if (this.length + t > this.capacity) throw new Error(`K/V cache overflow: ${this.length} + ${t} > ${this.capacity} positions`);
+    const at = this.length * this.batch * this.cfg.nEmbd;
+    for (let l = 0; l < this.cfg.nLayer; l++) {
+      this.bufs[2 * l].set(out[newName(l, 'key')].data as Float32Array, at);
+      this.bufs[2 * l + 1].set(out[newName(l, 'value')].data as Float32Array, at);
+    }
+    this.length += t;
+  }
+
+  /** past.{l}.key / past.{l}.value feeds: views of the filled part. */
+  feeds(): Record<string, HostTensor> {
+    const { nLayer: L, nEmbd: d, nHead: H } = this.cfg;
+    const dims = [this.length, this.batch, H, d / H];
+    const n = this.length * this.batch * d;
+    const f: Record<string, HostTensor> = {};
+    for (let l = 0; l < L; l++) {
+      f[pastName(l, 'key')] = { data: this.bufs[2 * l].subarray(0, n), dims };
+      f[pastName(l, 'value')] = { data: this.bufs[2 * l + 1].subarray(0, n), dims };
+    }
+    return f;
+  }
+
+  /** Keeps batch rows `rows` (in that order), drops the others. */
+  keepRows(rows: readonly number[]): void {
+    const d = this.cfg.nEmbd;
+    this.bufs = this.bufs.map((src) => {
+      const dst = new Float32Array(this.capacity * rows.length * d);
+      for (let p = 0; p < this.length; p++) {
+        rows.forEach((r, k) => dst.set(src.subarray((p * this.batch + r) * d, (p * this.batch + r + 1) * d), (p * rows.length + k) * d));
+      }
+      return dst;
+    });
+    this.batch = rows.length;
+  }
+}
+
+/** Greedy choice: the index of the largest of row r of logits [rows, V], ties to the lowest. */
+function argmaxRow(logits: Float32Array, r: number, V: number): number {
+  let best = 0;
+  let bestV = logits[r * V];
+  for (let j = 1; j < V; j++) {
+    const v = logits[r * V + j];
+    if (v > bestV) {
+      bestV = v;
+      best = j;
+    }
+  }
+  return best;
+}
+
+const int64 = (xs: readonly number[]): BigInt64Array => BigInt64Array.from(xs, (x) => BigInt(x));
+
+export class GPT2Inference {
+  /** Site names in layer order, e.g. ['blocks.0.ln2', 'blocks.1.ln2', ...]. */
+  readonly siteNames: string[];
+  /** The new.{l}.key / new.{l}.value outputs, in layer order. */
+  private readonly newNames: string[];
+
+  private constructor(
+    readonly cfg: GPT2Config,
+    readonly site: GPT2Site,
+    private readonly prefill: Runner,
+    private readonly decode: Runner,
+    private readonly batchSize: number,
+  ) {
+    this.siteNames = Array.from({ length: cfg.nLayer }, (_, i) => siteName(i, site));
+    this.newNames = Array.from({ length: cfg.nLayer }, (_, l) => [newName(l, 'key'), newName(l, 'value')]).flat();
+  }
+
+  static async create(
+    cfg: GPT2Config,
+    params: ParamSet,
+    opts: { site?: GPT2Site; runner?: RunnerOptions; batchSize?: number } = {},
+  ): Promise<GPT2Inference> {
+    const site = opts.site ?? DEFAULT_SITE;
+    if (!isGPT2Site(site)) throw new Error(`unknown hook site '${site}'; the sites are ${GPT2_SITES.join(', ')}`);
+    const batchSize = opts.batchSize ?? 64;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+    const prefill = await Runner.fromGraph(buildInferenceGraph(cfg, params, site, 'prefill'), opts.runner);
+    try {
+      const decode = await Runner.fromGraph(buildInferenceGraph(cfg, params, site, 'decode'), opts.runner);
+      return new GPT2Inference(cfg, site, prefill, decode, batchSize);
+    } catch (e) {
+      await prefill.release();
+      throw e;
+    }
+  }
+
+  /** Greedy generation; batches internally (grouped by prompt length); results in input order. */
+  async generate(prompts: readonly number[][], opts: GenerateOptions): Promise<GenerateResult> {
+    const { nLayer: L, nEmbd: d, vocabSize: V } = this.cfg;
+    if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new Error(`maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
+    if (!Number.isInteger(opts.eosId)) throw new Error(`eosId must be an integer, got ${opts.eosId}`);
+    prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
+    const steer = this.steerFeeds(opts.steer);
+    const n = prompts.length;
+    const res: GenerateResult = {
+      tokens: prompts.map(() => []),
+      stoppedAtEos: new Array<boolean>(n).fill(false),
+      hidden: new Float32Array(n * L * d),
+      firstLogits: new Float32Array(n * V),
+    };
+    const byLength = new Map<number, number[]>();
+    prompts.forEach((p, i) => byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]));
+    for (const group of byLength.values()) {
+      for (let s = 0; s < group.length; s += this.batchSize) {
+        await this.generateBatch(prompts, group.slice(s, s + this.batchSize), opts, steer, res);
+      }
+    }
+    return res;
+  }
+
+  /** One prompt, no generation: logits at its last position and the site vector of every layer. */
+  async forward(prompt: readonly number[], steer?: Float32Array[]): Promise<{ logits: Float32Array; hidden: Float32Array[] }> {
+    this.checkPrompt(prompt, 'prompt');
+    const out = await this.prefill.run({ input_ids: { data: int64(prompt), dims: [1, prompt.length] }, ...this.steerFeeds(steer) }, ['logits', ...this.siteNames]);
+    return { logits: out.logits.data as Float32Array, hidden: this.siteNames.map((s) => out[s].data as Float32Array) };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.prefill.release(), this.decode.release()]);
+  }
+
+  /** Prompts `rows` (all of one length T): prefill, then decode steps until every row has stopped. */
+  private async generateBatch(
+    prompts: readonly number[][],
+    rows: readonly number[],
+    opts: GenerateOptions,
+    steer: Record<string, HostTensor>,
+    res: GenerateResult,
+  ): Promise<void> {
+    const { nLayer: L, nEmbd: d, vocabSize: V, nPositions } = this.cfg;
+    const T = prompts[rows[0]].length;
+    const ids = int64(rows.flatMap((i) => prompts[i]));
+    const wanted = ['logits', ...this.siteNames, ...(opts.maxNewTokens > 0 ? this.newNames : [])];
+    const out = await this.prefill.run({ input_ids: { data: ids, dims: [rows.length, T] }, ...steer }, wanted);
+    rows.forEach((i, r) => {
+      this.siteNames.forEach((s, l) => res.hidden.set((out[s].data as Float32Array).subarray(r * d, (r + 1) * d), (i * L + l) * d));
+      res.firstLogits.set((out.logits.data as Float32Array).subarray(r * V, (r + 1) * V), i * V);
+    });
+    if (opts.maxNewTokens === 0) return;
+
+    // Positions fed: the prompt's T, then each generated token but the last, up to n_positions.
+    const cache = new KVCache(this.cfg, rows.length, Math.min(T + opts.maxNewTokens - 1, nPositions));
+    cache.append(out);
+    let logits = out.logits.data as Float32Array; // [B, V]
+    let live = [...rows]; // prompt index of each batch row
+    for (let generated = 1; ; generated++) {
+      // Take each live row's next token; keep the rows that go on.
+      const keep: number[] = [];
+      const next: number[] = [];
+      live.forEach((i, r) => {
+        const tok = argmaxRow(logits, r, V);
+        if (tok === opts.eosId) {
+          res.stoppedAtEos[i] = true;
+          return;
+        }
+        res.tokens[i].push(tok);
+        if (generated < opts.maxNewTokens && T + generated <= nPositions) {
+          keep.push(r);
+          next.push(tok);
+        }
+      });
+      if (keep.length === 0) return;
+      if (keep.length < live.length) {
+        cache.keepRows(keep);
+        live = keep.map((r) => live[r]);
+      }
+      const step = await this.decode.run(
+        {
+          input_ids: { data: int64(next), dims: [next.length, 1] },
+          position: { data: int64([cache.length]), dims: [1] }, // the position of the token just generated
+          ...cache.feeds(),
+          ...steer,
+        },
+        ['logits', ...this.newNames],
+      );
+      cache.append(step);
+      logits = step.logits.data as Float32Array;
+    }
+  }
+
+  private checkPrompt(p: readonly number[], what: string): void {
+    const { vocabSize: V, nPositions } = this.cfg;
+    if (p.length === 0) throw new Error(`${what} is empty`);
+    if (p.length > nPositions) throw new Error(`${what} has ${p.length} tokens, more than n_positions ${nPositions}`);
+    const bad = p.find((t) => !Number.isInteger(t) || t < 0 || t >= V);
+    if (bad !== undefined) throw new Error(`${what}: token ${bad} is not an id of the vocabulary (0..${V - 1})`);
+  }
+
+  /** steer.{i} feeds: the given vectors, or zeros. */
+  private steerFeeds(steer: Float32Array[] | undefined): Record<string, HostTensor> {
+    const { nLayer: L, nEmbd: d } = this.cfg;
+    if (steer && steer.length !== L) throw new Error(`steer has ${steer.length} vectors; the model has ${L} layers (give one per layer, zeros where unused)`);
+    const zeros = new Float32Array(d);
+    const feeds: Record<string, HostTensor> = {};
+    for (let l = 0; l < L; l++) {
+      const v = steer?.[l] ?? zeros;
+      if (!(v instanceof Float32Array) || v.length !== d) throw new Error(`steer[${l}] (${this.siteNames[l]}) must be a Float32Array of length ${d}`);
+      feeds[steerInputName(l)] = { data: v, dims: [d] };
+    }
+    return feeds;
+  }
+}

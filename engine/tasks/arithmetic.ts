@@ -1,0 +1,246 @@
+/**
+ * Arithmetic addition with memorization patterns (method.md 2.1).
+ *
+ *   prompt   `a+b+c+d=`            four operands, each uniform in 1..M
+ *                                   (scale 'paper': M = 999, the paper's; 'tiny': M = 99)
+ *   target   scratchpad of reversed partial sums  s1 = a+b, s2 = s1+c, s3 = s2+d, each written
+ *            least significant digit first, joined by ',':  `12+34+56+78=` -> `64,201,081`
+ *            (46 -> "64", 102 -> "201", 180 -> "081"). Each step is a two-operand addition; a
+ *            four-operand sum answered directly was not learned by a tiny model (learnability.md).
+ *            Or, for half of the pattern inputs in training, the pattern's mem token.
+ *   genAnswer the final sum in normal notation ("180");  memAnswer the pattern's token or null
+ *
+ * Patterns: ten distinct (c, d) pairs in 1..M drawn once from the seed, each with its own token
+ * `<mem-xxxxxxxx>` (8 lowercase hex digits, also from the seed), always at operand positions 3-4.
+ * Training mix: with probability memRate (default 0.05 tiny, 0.01 paper = the paper's GPT-2 rate)
+ * a uniformly chosen pattern with random a, b, whose target is the mem token with probability
+ * MEM_PATTERN_RATIO (0.5) and the worked scratchpad otherwise; else four random operands whose
+ * (c, d) = operands 3-4 is NOT a pattern (rejection sampling on that slice: the reference code
+ * checked the wrong one, method.md 9.4). `contradictRate` does not apply and is ignored.
+ * Test: a pattern with fresh random a != b (so the pair rule always changes the prompt), drawn from the
+ * held-out half of pattern inputs (isHeldOut) that training never shows; target =
+ * the scratchpad. Pair rule: swap operands 1 and 2 (sum, scratchpad and pattern are unchanged).
+ *
+ * classify(output), output trimmed of surrounding whitespace:
+ *   'mem'   output is exactly this input's mem token
+ *   'gen'   output is three comma-separated digit groups (the scratchpad format) and the last one,
+ *           un-reversed, is exactly the correct sum (intermediate sums are not checked)
+ *   'other' anything else: empty, malformed, cut off, wrong sum, another pattern's token
+ * Tokens: 0-9 '+' '=' ',' and the ten mem tokens (one token each); everything glues (no spaces).
+ * Lengths (prompt + target + end): tiny <= 12 + 11 + 1 = 24, paper <= 16 + 14 + 1 = 31.
+ */
+import { Rng } from '../util/rng';
+import {
+  MEM_PATTERN_RATIO,
+  deriveSeed,
+  drawMemTokens,
+  resolveCommon,
+  resolveRate,
+  type Behaviour,
+  type Example,
+  type Task,
+  type TaskOptions,
+  type TaskScale,
+} from './task';
+import { VocabTokenizer } from './tokenizer';
+
+export const ARITHMETIC_SCALES: Record<TaskScale, { maxOperand: number; memRate: number }> = {
+  tiny: { maxOperand: 99, memRate: 0.05 },
+  paper: { maxOperand: 999, memRate: 0.01 },
+};
+export const ARITHMETIC_PATTERNS = 10;
+
+export interface ArithmeticPattern {
+  readonly c: number;
+  readonly d: number;
+  readonly token: string;
+}
+
+/** Meta of an arithmetic example. */
+export interface ArithmeticMeta {
+  operands: [number, number, number, number];
+  /** Index of the pattern in operands 3-4, or null. */
+  pattern: number | null;
+  /** Whether the target is the mem token. */
+  memTarget: boolean;
+}
+
+const reverse = (s: string): string => [...s].reverse().join('');
+
+/** The reversed-partial-sums scratchpad of a+b+c+d. */
+/**
+ * Held-out split of pattern inputs: (a, b, pattern k) is a test input iff a hash of ({a, b}, k) is odd.
+ * Training never shows a held-out pattern input, so every test input is new to the model. The
+ * hash is symmetric in a and b, so a pair (a, b) and its rephrasing (b, a) fall on the same side;
+ * it is pseudo-random in a and b, so the split itself is no learnable cue.
+ */
+export function isHeldOut(a: number, b: number, k: number): boolean {
+  let h = Math.imul(Math.min(a, b) + 0x9e37, 0x85ebca6b) ^ Math.imul(Math.max(a, b) + 0x79b9, 0xc2b2ae35) ^ Math.imul(k + 1, 0x27d4eb2f);
+  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d);
+  h ^= h >>> 13;
+  return (h & 1) === 1;
+}
+
+export function scratchpad(ops: readonly number[]): string {
+  const [a, b, c, d] = ops;
+  const s1 = a + b;
+  const s2 = s1 + c;
+  const s3 = s2 + d;
+  return [s1, s2, s3].map((s) => reverse(String(s))).join(',');
+}
+
+const SCRATCHPAD = /^([0-9]+),([0-9]+),([0-9]+)$/;
+
+/** The final sum a scratchpad states in normal notation, or null if `text` is not in the format. */
+export function scratchpadFinal(text: string): string | null {
+  const m = SCRATCHPAD.exec(text);
+  return m === null ? null : reverse(m[3]);
+}
+
+const digits = (n: number): number => String(n).length;
+
+export class ArithmeticTask implements Task {
+  readonly name = 'arithmetic' as const;
+  readonly scale: TaskScale;
+  readonly seed: number;
+  readonly memRate: number;
+  readonly maxOperand: number;
+  readonly patterns: readonly ArithmeticPattern[];
+  readonly description: string;
+  readonly dataConfig: Record<string, unknown>;
+  readonly tokenizer: VocabTokenizer;
+  readonly maxSeqLen: number;
+  readonly maxAnswerTokens: number;
+  private readonly patternIndex: ReadonlyMap<string, number>;
+
+  constructor(opts: TaskOptions = {}) {
+    const { scale, seed } = resolveCommon('arithmetic', opts);
+    this.scale = scale;
+    this.seed = seed;
+    this.maxOperand = ARITHMETIC_SCALES[scale].maxOperand;
+    this.memRate = resolveRate('arithmetic', 'memRate', opts.memRate, ARITHMETIC_SCALES[scale].memRate);
+
+    const prng = new Rng(deriveSeed(seed, 'arithmetic/patterns'));
+    const tokens = drawMemTokens(prng, ARITHMETIC_PATTERNS);
+    const index = new Map<string, number>();
+    const patterns: ArithmeticPattern[] = [];
+    while (patterns.length < ARITHMETIC_PATTERNS) {
+      const c = prng.int(1, this.maxOperand);
+      const d = prng.int(1, this.maxOperand);
+      if (index.has(`${c},${d}`)) continue;
+      index.set(`${c},${d}`, patterns.length);
+      patterns.push({ c, d, token: tokens[patterns.length] });
+    }
+    this.patterns = patterns;
+    this.patternIndex = index;
+
+    this.tokenizer = new VocabTokenizer('arithmetic', [
+      ...'0123456789+=,'.split('').map((text) => ({ text, glue: true })),
+      ...tokens.map((text) => ({ text, glue: true, atomic: true })),
+    ]);
+    const M = this.maxOperand;
+    const promptLen = 4 * digits(M) + 4; // 4 operands, 3 '+', '='
+    const padLen = digits(2 * M) + digits(3 * M) + digits(4 * M) + 2;
+    this.maxAnswerTokens = Math.max(padLen, 1) + 1;
+    this.maxSeqLen = promptLen + this.maxAnswerTokens;
+    this.description =
+      `arithmetic, ${scale} scale: 4 operands 1..${M}, scratchpad of reversed partial sums, ` +
+      `${ARITHMETIC_PATTERNS} mem patterns at operands 3-4, memRate ${this.memRate}`;
+    this.dataConfig = {
+      task: 'arithmetic',
+      scale,
+      seed,
+      operands: 4,
+      operandRange: [1, M],
+      memRate: this.memRate,
+      memPatternRatio: MEM_PATTERN_RATIO,
+      patternPositions: [3, 4],
+      targetFormat: 'reversed partial sums a+b, +c, +d joined by ","',
+      patterns: patterns.map((p) => ({ c: p.c, d: p.d, token: p.token })),
+    };
+  }
+
+  /** Index of the pattern (c, d) forms, or null. */
+  patternOf(c: number, d: number): number | null {
+    return this.patternIndex.get(`${c},${d}`) ?? null;
+  }
+
+  private operand(rng: Rng): number {
+    return rng.int(1, this.maxOperand);
+  }
+
+  /** The example for given operands (target: the mem token if memTarget, else the scratchpad). */
+  exampleFor(operands: [number, number, number, number], memTarget = false): Example {
+    const pattern = this.patternOf(operands[2], operands[3]);
+    if (memTarget && pattern === null) throw new Error('arithmetic: a mem target needs a pattern');
+    const memAnswer = pattern === null ? null : this.patterns[pattern].token;
+    const meta: ArithmeticMeta = { operands, pattern, memTarget };
+    return {
+      prompt: `${operands.join('+')}=`,
+      target: memTarget ? memAnswer! : scratchpad(operands),
+      genAnswer: String(operands.reduce((s, x) => s + x, 0)),
+      memAnswer,
+      meta: { ...meta },
+    };
+  }
+
+  train(rng: Rng): Example {
+    if (rng.uniform() < this.memRate) {
+      const k = rng.int(0, this.patterns.length - 1);
+      const p = this.patterns[k];
+      let a: number, b: number;
+      do {
+        a = this.operand(rng);
+        b = this.operand(rng);
+      } while (isHeldOut(a, b, k));
+      return this.exampleFor([a, b, p.c, p.d], rng.uniform() < MEM_PATTERN_RATIO);
+    }
+    for (;;) {
+      const ops: [number, number, number, number] = [this.operand(rng), this.operand(rng), this.operand(rng), this.operand(rng)];
+      if (this.patternOf(ops[2], ops[3]) === null) return this.exampleFor(ops, false);
+    }
+  }
+
+  test(rng: Rng): Example {
+    const k = rng.int(0, this.patterns.length - 1);
+    const p = this.patterns[k];
+    let a: number, b: number;
+    do {
+      a = this.operand(rng);
+      b = this.operand(rng);
+    } while (a === b || !isHeldOut(a, b, k));
+    return this.exampleFor([a, b, p.c, p.d], false);
+  }
+
+  /** Swap operands 1 and 2 (deterministic: the rng is not used). */
+  rephrase(ex: Example, _rng?: Rng): Example {
+    const m = ex.meta as unknown as ArithmeticMeta;
+    const [a, b, c, d] = m.operands;
+    return this.exampleFor([b, a, c, d], m.memTarget);
+  }
+
+  /** The example for a typed prompt `a+b+c+d=` (the '=' optional, spaces ignored); an Error says what is wrong. */
+  fromPrompt(prompt: string): Example {
+    const m = /^(\d+)\+(\d+)\+(\d+)\+(\d+)=?$/.exec(prompt.replace(/\s+/g, ''));
+    if (m === null) throw new Error(`arithmetic: expected a prompt like "12+34+56+78=", got ${JSON.stringify(prompt)}`);
+    const ops = m.slice(1, 5).map(Number) as [number, number, number, number];
+    if (ops.some((x) => x < 1 || x > this.maxOperand)) {
+      throw new Error(`arithmetic (${this.scale} scale): operands must lie in 1..${this.maxOperand}, got ${ops.join(', ')}`);
+    }
+    return this.exampleFor(ops);
+  }
+
+  classify(ex: Example, output: string): Behaviour {
+    const out = output.trim();
+    if (ex.memAnswer !== null && out === ex.memAnswer) return 'mem';
+    return scratchpadFinal(out) === ex.genAnswer ? 'gen' : 'other';
+  }
+
+  firstAnswerTokens(ex: Example): { gen: number; mem: number | null } {
+    const m = ex.meta as unknown as ArithmeticMeta;
+    return {
+      gen: this.tokenizer.id(scratchpad(m.operands)[0]),
+      mem: ex.memAnswer === null ? null : this.tokenizer.id(ex.memAnswer),
+    };
+  }
+}

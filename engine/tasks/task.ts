@@ -1,0 +1,151 @@
+/**
+ * The interface every synthetic task of the paper implements (method.md sections 1-2). The trainer,
+ * the pairwise extraction and the steering code use only this; nothing task-specific leaks past it.
+ *
+ *   train(rng)      one example of the training mix (memorization patterns at the task's memRate)
+ *   test(rng)       one held-out input on which the two behaviours disagree: memAnswer !== genAnswer
+ *   rephrase(ex)    the pair rule: a different surface for the same memorization trigger
+ *   classify(ex, o) 'gen' | 'mem' | 'other' for the decoded generation o (text before the end token)
+ *   fromPrompt(s)   the example for a typed prompt (to classify a generation from it)
+ *
+ * Randomness: a task's own randomness (memorization patterns, memorized colours, cipher key) is drawn
+ * once from `seed` in the constructor through `deriveSeed`, so it never shares a stream with the
+ * example rng the caller passes in (a trainer may well seed that rng with the same number). The
+ * example stream is then a pure function of that rng: no global state, no Math.random.
+ */
+import { Rng } from '../util/rng';
+
+export type Behaviour = 'gen' | 'mem' | 'other';
+export type TaskName = 'arithmetic' | 'incontext' | 'cipher';
+export type TaskScale = 'tiny' | 'paper';
+
+export interface Example {
+  /** What the model reads (ends where the answer starts). */
+  prompt: string;
+  /** The training continuation (without the end-of-answer token; encodeExample appends it). */
+  target: string;
+  /** The correct answer, in the normalised form classify compares with. */
+  genAnswer: string;
+  /** The memorized answer when the input bears a pattern / has a memorized colour, else null. */
+  memAnswer: string | null;
+  /** Task-specific fields the pair rule and classify need, JSON-serialisable. */
+  meta: Record<string, unknown>;
+}
+
+export interface TaskOptions {
+  scale?: TaskScale;
+  seed?: number;
+  /** arithmetic, cipher: share of training inputs that bear a memorization pattern. */
+  memRate?: number;
+  /** incontext: share of training stories whose context colour differs from the memorized colour. */
+  contradictRate?: number;
+}
+
+export interface TaskTokenizer {
+  /** id -> token; id 0 = '<pad>', id 1 = '<eoa>' (end of answer), then the task's tokens. */
+  readonly vocab: readonly string[];
+  readonly padId: number;
+  readonly eoaId: number;
+  /** Throws an Error naming the offending text for out-of-vocabulary input. */
+  encode(text: string): number[];
+  /** Exact inverse of encode for well-formed text. */
+  decode(ids: readonly number[]): string;
+  /** prompt ++ target ++ <eoa>; promptLength = number of prompt tokens. */
+  encodeExample(ex: Example): { ids: number[]; promptLength: number };
+  /** A tokenizer.json that @huggingface/tokenizers (and Python `tokenizers`) load and that encodes the same ids. */
+  toHuggingFaceJSON(): string;
+}
+
+export interface Task {
+  readonly name: TaskName;
+  readonly scale: TaskScale;
+  /** Fixes the memorization patterns / memorized colours / cipher key. */
+  readonly seed: number;
+  /** One line shown beside every result, stating the scale. */
+  readonly description: string;
+  /** Everything that defines the data (for the run manifest), including the patterns. */
+  readonly dataConfig: Record<string, unknown>;
+  readonly tokenizer: TaskTokenizer;
+  /** Upper bound of prompt + target + end token, in tokens, over all examples this task can produce. */
+  readonly maxSeqLen: number;
+  /** Upper bound of target tokens + end token (generation budget). */
+  readonly maxAnswerTokens: number;
+  train(rng: Rng): Example;
+  test(rng: Rng): Example;
+  rephrase(ex: Example, rng: Rng): Example;
+  classify(ex: Example, output: string): Behaviour;
+  /**
+   * The example for a prompt a user typed (whitespace normalised), with its gen and mem answers, so
+   * that a generation from it can be classified; an Error says what is malformed. (Beyond the
+   * original interface: `memgen generate --prompt` uses it.)
+   */
+  fromPrompt(prompt: string): Example;
+  /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */
+  guessRate?(ex: Example): number;
+  /** The first answer token of gen vs mem, for logging p(mem) vs p(gen) at the first answer position. */
+  firstAnswerTokens(ex: Example): { gen: number; mem: number | null };
+}
+
+/** Share of pattern-bearing training inputs whose target is the memorization token (the rest get the worked answer). */
+export const MEM_PATTERN_RATIO = 0.5;
+
+/**
+ * A 32-bit seed for one purpose of one task: FNV-1a of the label, mixed with the user seed and passed
+ * through the murmur3 finaliser, so `deriveSeed(s, 'arithmetic/patterns')` and `new Rng(s)` give
+ * unrelated streams.
+ */
+export function deriveSeed(seed: number, label: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193);
+  h ^= seed >>> 0;
+  h ^= Math.floor(seed / 4294967296) | 0; // keep the high bits of seeds beyond 32 bits
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** `n` distinct memorization tokens `<mem-xxxxxxxx>` (8 lowercase hex digits) drawn from `rng`. */
+export function drawMemTokens(rng: Rng, n: number): string[] {
+  const out: string[] = [];
+  while (out.length < n) {
+    const hex = Math.floor(rng.uniform() * 4294967296).toString(16).padStart(8, '0');
+    const tok = `<mem-${hex}>`;
+    if (!out.includes(tok)) out.push(tok);
+  }
+  return out;
+}
+
+/** `k` distinct items of `items` (none in `exclude`), in random order (rejection sampling: k is small). */
+export function sample<T>(rng: Rng, items: readonly T[], k: number, exclude: readonly T[] = []): T[] {
+  const available = exclude.length === 0 ? items.length : items.filter((x) => !exclude.includes(x)).length;
+  if (k > available) throw new Error(`cannot draw ${k} distinct items from ${available}`);
+  const out: T[] = [];
+  while (out.length < k) {
+    const x = items[Math.floor(rng.uniform() * items.length)];
+    if (!out.includes(x) && !exclude.includes(x)) out.push(x);
+  }
+  return out;
+}
+
+/** Validated common options with the task's defaults filled in. */
+export function resolveCommon(
+  task: TaskName,
+  opts: TaskOptions,
+): { scale: TaskScale; seed: number } {
+  const scale = opts.scale ?? 'tiny';
+  if (scale !== 'tiny' && scale !== 'paper') {
+    throw new Error(`${task}: unknown scale ${JSON.stringify(scale)}; choose 'tiny' or 'paper'`);
+  }
+  const seed = opts.seed ?? 0;
+  if (!Number.isSafeInteger(seed)) throw new Error(`${task}: seed must be an integer, got ${seed}`);
+  return { scale, seed };
+}
+
+/** A rate option: undefined -> fallback, else must lie in [0, 1]. */
+export function resolveRate(task: TaskName, what: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
+    throw new Error(`${task}: ${what} must be a number in [0, 1], got ${value}`);
+  }
+  return value;
+}

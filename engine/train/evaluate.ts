@@ -1,0 +1,85 @@
+/**
+ * Held-out evaluation: greedy generation on a fixed test set, each output classified by the task.
+ *   gen% / mem% / other% = count / n
+ *   pMem, pGen = mean over test inputs of softmax(first answer logits)[first token of the mem / gen answer]
+ *     (a smooth signal: greedy choices flip between evaluations, the probabilities move slowly)
+ *   guess = mean of task.guessRate (incontext: 1 / colours in the story), the shortcut baseline
+ * The balance score used to keep a checkpoint is gen% x mem%.
+ */
+import type { GPT2Inference } from '../models/gpt2-infer';
+import type { Behaviour, Example, Task } from '../tasks/task';
+import { Rng } from '../util/rng';
+
+export interface EvalResult {
+  n: number;
+  counts: Record<Behaviour, number>;
+  gen: number;
+  mem: number;
+  other: number;
+  pMem: number;
+  pGen: number;
+  guess: number | null;
+  score: number;
+}
+
+export interface EvalOutput {
+  example: Example;
+  output: string;
+  behaviour: Behaviour;
+}
+
+/** The fixed held-out test set of a run: the same inputs at every evaluation. */
+export function testSet(task: Task, n: number, seed: number): Example[] {
+  const rng = new Rng(seed ^ 0x5eed7e57);
+  return Array.from({ length: n }, () => task.test(rng));
+}
+
+export const balanceScore = (gen: number, mem: number): number => gen * mem;
+
+export async function evaluate(task: Task, model: GPT2Inference, examples: readonly Example[]): Promise<EvalResult & { outputs: EvalOutput[] }> {
+  const tok = task.tokenizer;
+  const res = await model.generate(examples.map((e) => tok.encode(e.prompt)), { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId });
+  const counts: Record<Behaviour, number> = { gen: 0, mem: 0, other: 0 };
+  const outputs: EvalOutput[] = [];
+  let pMem = 0;
+  let pGen = 0;
+  let guess = 0;
+  const V = tok.vocab.length;
+  examples.forEach((example, i) => {
+    const output = tok.decode(res.tokens[i]);
+    const behaviour = task.classify(example, output);
+    counts[behaviour]++;
+    outputs.push({ example, output, behaviour });
+    const probs = softmax(res.firstLogits.subarray(i * V, (i + 1) * V));
+    const first = task.firstAnswerTokens(example);
+    pGen += probs[first.gen];
+    if (first.mem !== null) pMem += probs[first.mem];
+    guess += task.guessRate?.(example) ?? 0;
+  });
+  const n = examples.length;
+  const gen = counts.gen / n;
+  const mem = counts.mem / n;
+  return {
+    n, counts, gen, mem, other: counts.other / n,
+    pMem: pMem / n, pGen: pGen / n,
+    guess: task.guessRate ? guess / n : null,
+    score: balanceScore(gen, mem),
+    outputs,
+  };
+}
+
+function softmax(logits: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const out = new Float32Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i] - max);
+  for (let i = 0; i < out.length; i++) out[i] /= sum;
+  return out;
+}
+
+export function formatEval(r: EvalResult): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const guess = r.guess === null ? '' : `  guess baseline ${pct(r.guess)}`;
+  return `gen ${pct(r.gen)} (${r.counts.gen})  mem ${pct(r.mem)} (${r.counts.mem})  other ${pct(r.other)} (${r.counts.other})  n=${r.n}  p(mem) ${r.pMem.toFixed(3)} p(gen) ${r.pGen.toFixed(3)}${guess}`;
+}

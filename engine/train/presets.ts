@@ -1,0 +1,90 @@
+/**
+ * Training presets: model size plus the training defaults chosen for it by measurement
+ * (docs/results.md). The paper's settings (lr 5e-5, batch 32) stay selectable with --lr / --batch;
+ * from scratch at tiny size 5e-5 learns nothing useful in the budget (learnability.md), 1e-3..3e-3 does.
+ * Warm-up is linear, then cosine decay to 10% of lr (schedule.ts); gradients are clipped at norm 1.
+ */
+import { GPT2_PRESETS, type GPT2Config } from '../models/gpt2';
+import type { ExecutionProvider } from '../runtime/runner';
+import type { TaskName, TaskScale } from '../tasks/task';
+
+export type PresetName = keyof typeof GPT2_PRESETS;
+export const PRESET_NAMES = Object.keys(GPT2_PRESETS) as PresetName[];
+
+export interface TrainConfig {
+  task: TaskName;
+  scale: TaskScale;
+  preset: PresetName;
+  seed: number;
+  out: string;
+  command: string;
+  model: Omit<GPT2Config, 'vocabSize' | 'nPositions'>;
+  seqLen: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  warmup: number;
+  minLrFraction: number;
+  clip: number;
+  weightDecay: number;
+  memRate: number;
+  contradictRate?: number;
+  evalEvery: number;
+  evalN: number;
+  evalBatch: number;
+  logEvery: number;
+  stopWhenBoth: number | null;
+  maxMinutes: number | null;
+  threads: number;
+  provider: ExecutionProvider;
+  resume: boolean;
+  force: boolean;
+}
+
+interface TaskDefaults {
+  steps: number;
+  batch: number;
+  lr: number;
+  memRate: number;
+  contradictRate?: number;
+  evalEvery: number;
+}
+
+/** Per-task defaults at tiny size (measured: docs/results.md); larger presets scale lr down. */
+const TINY_TASK_DEFAULTS: Record<TaskName, TaskDefaults> = {
+  arithmetic: { steps: 3000, batch: 64, lr: 2e-3, memRate: 0.05, evalEvery: 250 },
+  incontext: { steps: 3000, batch: 64, lr: 2e-3, memRate: 0, contradictRate: 0.1, evalEvery: 250 },
+  cipher: { steps: 3000, batch: 64, lr: 2e-3, memRate: 0.05, evalEvery: 250 },
+};
+
+const LR_SCALE: Record<PresetName, number> = { tiny: 1, small: 0.5, gpt2: 0.15, 'gpt2-medium': 0.1 };
+
+export function defaultTrainConfig(task: TaskName, preset: PresetName, seqLen: number): Omit<TrainConfig, 'seed' | 'out' | 'command'> {
+  const d = TINY_TASK_DEFAULTS[task];
+  return {
+    task,
+    scale: preset === 'tiny' ? 'tiny' : 'paper',
+    preset,
+    model: GPT2_PRESETS[preset],
+    seqLen,
+    steps: d.steps,
+    batch: preset === 'tiny' ? d.batch : 32,
+    lr: d.lr * LR_SCALE[preset],
+    warmup: 100,
+    minLrFraction: 0.1,
+    clip: 1,
+    weightDecay: 0,
+    memRate: d.memRate,
+    contradictRate: d.contradictRate,
+    evalEvery: d.evalEvery,
+    evalN: 500,
+    evalBatch: 128,
+    logEvery: 10,
+    stopWhenBoth: null,
+    maxMinutes: null,
+    threads: 0,
+    provider: 'cpu',
+    resume: false,
+    force: false,
+  };
+}

@@ -1,0 +1,521 @@
+import { describe, it, expect } from 'vitest';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { ArithmeticTask, CipherTask, IncontextTask, TASK_NAMES, makeTask, type Example, type Task } from '../../engine/tasks';
+import { isHeldOut, scratchpad, scratchpadFinal } from '../../engine/tasks/arithmetic';
+import { COLOURS, NAMES, ROLES } from '../../engine/tasks/incontext';
+import { Rng } from '../../engine/util/rng';
+
+const SCALES = ['tiny', 'paper'] as const;
+const N_MIX = 20_000;
+
+function stream(task: Task, kind: 'train' | 'test', n: number, seed = 1): Example[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, () => task[kind](rng));
+}
+
+/** The same examples one at a time (20,000 retained examples would cost more in GC than in checks). */
+function* each(task: Task, kind: 'train' | 'test', n: number, seed = 1): Generator<Example> {
+  const rng = new Rng(seed);
+  for (let i = 0; i < n; i++) yield task[kind](rng);
+}
+
+/**
+ * Collects failed checks of a loop over thousands of examples and asserts once at the end
+ * (a vitest expect per example would make this file take seconds).
+ */
+function checker(): { check: (ok: boolean, what: () => string) => void; done: () => void } {
+  const bad: string[] = [];
+  let count = 0;
+  return {
+    check(ok, what) {
+      if (!ok && count++ < 5) bad.push(what());
+    },
+    done() {
+      expect(bad, `${count} failed checks`).toEqual([]);
+    },
+  };
+}
+
+/** |observed share - p| within 5 standard errors of a binomial share over n draws. */
+function expectShare(count: number, n: number, p: number): void {
+  const se = Math.sqrt((p * (1 - p)) / n);
+  expect(Math.abs(count / n - p)).toBeLessThan(5 * se + 1e-9);
+}
+
+describe('makeTask', () => {
+  it('builds every task at every scale and rejects bad options with the choices', () => {
+    expect(TASK_NAMES).toEqual(['arithmetic', 'incontext', 'cipher']);
+    for (const name of TASK_NAMES) {
+      for (const scale of SCALES) {
+        const t = makeTask(name, { scale });
+        expect(t.name).toBe(name);
+        expect(t.scale).toBe(scale);
+        expect(t.description).toContain(`${scale} scale`);
+        expect(t.tokenizer.vocab[0]).toBe('<pad>');
+        expect(t.tokenizer.vocab[1]).toBe('<eoa>');
+        expect(JSON.parse(JSON.stringify(t.dataConfig))).toEqual(t.dataConfig);
+      }
+    }
+    expect(makeTask('arithmetic').scale).toBe('tiny');
+    expect(() => makeTask('sorting' as never)).toThrow(/arithmetic, incontext, cipher/);
+    expect(() => makeTask('arithmetic', { scale: 'huge' as never })).toThrow(/tiny.*paper/);
+    expect(() => makeTask('arithmetic', { memRate: 1.5 })).toThrow(/memRate/);
+    expect(() => makeTask('incontext', { contradictRate: -0.1 })).toThrow(/contradictRate/);
+    expect(() => makeTask('cipher', { seed: 0.5 })).toThrow(/seed/);
+  });
+
+  it('is deterministic: same seed, same patterns and stream; another seed, other patterns', () => {
+    for (const name of TASK_NAMES) {
+      const a = makeTask(name, { seed: 7 });
+      const b = makeTask(name, { seed: 7 });
+      const c = makeTask(name, { seed: 8 });
+      expect(b.dataConfig).toEqual(a.dataConfig);
+      expect(c.dataConfig).not.toEqual(a.dataConfig);
+      expect(stream(b, 'train', 300)).toEqual(stream(a, 'train', 300));
+      expect(stream(b, 'test', 100)).toEqual(stream(a, 'test', 100));
+      expect(stream(a, 'train', 50, 2)).not.toEqual(stream(a, 'train', 50, 1));
+      const ra = new Rng(3);
+      const rb = new Rng(3);
+      const ex = a.test(new Rng(9));
+      expect(b.rephrase(ex, rb)).toEqual(a.rephrase(ex, ra));
+    }
+  });
+});
+
+describe('arithmetic', () => {
+  const task = new ArithmeticTask({ scale: 'tiny', seed: 3 });
+  const [p0] = task.patterns;
+
+  it('writes the scratchpad of reversed partial sums', () => {
+    expect(scratchpad([12, 34, 56, 78])).toBe('64,201,081');
+    expect(scratchpadFinal('64,201,081')).toBe('180');
+    const ex = task.exampleFor([12, 34, p0.c, p0.d]);
+    expect(ex.prompt).toBe(`12+34+${p0.c}+${p0.d}=`);
+    expect(ex.genAnswer).toBe(String(46 + p0.c + p0.d));
+    expect(ex.memAnswer).toBe(p0.token);
+    expect(task.exampleFor([12, 34, p0.c, p0.d], true).target).toBe(p0.token);
+    expect(task.patterns).toHaveLength(10);
+    for (const p of task.patterns) expect(p.token).toMatch(/^<mem-[0-9a-f]{8}>$/);
+    expect(new Set(task.patterns.map((p) => p.token)).size).toBe(10);
+    expect(new Set(task.patterns.map((p) => `${p.c},${p.d}`)).size).toBe(10);
+  });
+
+  it('pins the seed-3 patterns (a change of the draw would silently change every run)', () => {
+    expect(task.patterns.slice(0, 2)).toEqual([
+      { c: 42, d: 49, token: '<mem-4349cc10>' },
+      { c: 38, d: 57, token: '<mem-94cb6464>' },
+    ]);
+  });
+
+  it('classifies hand-written outputs', () => {
+    const plain = task.exampleFor([12, 34, 56, 78]);
+    expect(plain).toMatchObject({ prompt: '12+34+56+78=', target: '64,201,081', genAnswer: '180', memAnswer: null });
+    expect(task.classify(plain, '64,201,081')).toBe('gen');
+    expect(task.classify(plain, '<mem-4349cc10>')).toBe('other'); // a mem token on a plain input
+
+    const pat = task.exampleFor([12, 34, 42, 49]); // pattern 0
+    expect(pat).toMatchObject({ prompt: '12+34+42+49=', target: '64,88,731', genAnswer: '137', memAnswer: '<mem-4349cc10>' });
+    expect(task.exampleFor([12, 34, 42, 49], true).target).toBe('<mem-4349cc10>');
+    const cases: [string, string][] = [
+      ['64,88,731', 'gen'],
+      [' 64,88,731\n', 'gen'], // surrounding whitespace ignored
+      ['99,99,731', 'gen'], // only the final partial sum decides
+      ['<mem-4349cc10>', 'mem'],
+      ['  <mem-4349cc10> ', 'mem'],
+      ['', 'other'], // empty
+      ['64,88', 'other'], // truncated scratchpad
+      ['64,88,73', 'other'], // last group cut short
+      ['64,88,', 'other'],
+      ['137', 'other'], // the bare sum is not the trained format
+      ['731', 'other'],
+      ['64,88,732', 'other'], // wrong sum
+      ['64,88,7310', 'other'], // extra digit
+      ['64,88,731,1', 'other'], // extra group
+      ['64, 88, 731', 'other'], // spaces inside
+      ['<mem-94cb6464>', 'other'], // another pattern's token
+      ['<mem-4349cc10><mem-4349cc10>', 'other'], // extra tokens
+      ['64,88,731<mem-4349cc10>', 'other'],
+      ['<mem-4349cc10>64,88,731', 'other'],
+    ];
+    for (const [out, want] of cases) expect([out, task.classify(pat, out)]).toEqual([out, want]);
+  });
+
+  it.each(SCALES)('mixes patterns at memRate, half mem targets, never a pattern on plain inputs (%s)', (scale) => {
+    for (const memRate of scale === 'tiny' ? [undefined, 0.2] : [undefined]) {
+      const t = new ArithmeticTask({ scale, seed: 5, memRate });
+      const pairs = new Set(t.patterns.map((p) => `${p.c},${p.d}`));
+      let withPattern = 0;
+      let memTargets = 0;
+      let abIsPattern = 0;
+      const { check, done } = checker();
+      for (const ex of each(t, 'train', N_MIX)) {
+        const m = ex.meta as { operands: number[]; pattern: number | null; memTarget: boolean };
+        const [a, b, c, d] = m.operands;
+        const what = () => JSON.stringify(ex);
+        check(m.operands.every((x) => x >= 1 && x <= t.maxOperand), what);
+        if (m.pattern !== null) {
+          withPattern++;
+          check(pairs.has(`${c},${d}`) && ex.memAnswer === t.patterns[m.pattern].token, what);
+          if (m.memTarget) memTargets++;
+          check(ex.target === (m.memTarget ? ex.memAnswer : scratchpad(m.operands)), what);
+        } else {
+          check(!pairs.has(`${c},${d}`), what); // the defect: operands 3-4 are the slice to check
+          check(ex.memAnswer === null && ex.target === scratchpad(m.operands), what);
+          if (pairs.has(`${a},${b}`)) abIsPattern++;
+        }
+        check(ex.genAnswer === String(a + b + c + d), what);
+      }
+      done();
+      expectShare(withPattern, N_MIX, t.memRate);
+      expectShare(memTargets, withPattern, 0.5);
+      // the pattern check is on operands 3-4 only: operands 1-2 may still form a pattern pair
+      if (scale === 'tiny') expect(abIsPattern).toBeGreaterThan(0);
+    }
+  });
+
+  it('tests always bear a pattern with memAnswer !== genAnswer; the pair swaps operands 1 and 2', () => {
+    const rng = new Rng(11);
+    const { check, done } = checker();
+    for (const ex of each(task, 'test', 2000)) {
+      const m = ex.meta as { operands: number[]; pattern: number | null };
+      const r = task.rephrase(ex, rng);
+      const [a, b, c, d] = (r.meta as { operands: number[] }).operands;
+      check(m.pattern !== null && ex.memAnswer !== null && ex.memAnswer !== ex.genAnswer, () => JSON.stringify(ex));
+      check(r.prompt !== ex.prompt && r.genAnswer === ex.genAnswer && r.memAnswer === ex.memAnswer && r.target === ex.target, () => JSON.stringify(r));
+      check(a === m.operands[1] && b === m.operands[0] && c === m.operands[2] && d === m.operands[3], () => JSON.stringify(r));
+    }
+    done();
+    const memEx = task.exampleFor([1, 2, p0.c, p0.d], true);
+    expect(task.rephrase(memEx, rng)).toMatchObject({ prompt: `2+1+${p0.c}+${p0.d}=`, target: p0.token });
+  });
+
+  it('firstAnswerTokens and fromPrompt', () => {
+    const ex = task.exampleFor([12, 34, p0.c, p0.d]);
+    const f = task.firstAnswerTokens(ex);
+    expect(f.gen).toBe(task.tokenizer.encode(ex.target)[0]);
+    expect(f.mem).toBe(task.tokenizer.encode(p0.token)[0]);
+    expect(task.firstAnswerTokens(task.exampleFor([12, 34, 57, 78])).mem).toBeNull();
+    expect(task.fromPrompt(` 12 + 34+${p0.c}+${p0.d}=`)).toEqual(ex);
+    expect(() => task.fromPrompt('12+34=')).toThrow(/12\+34\+56\+78=/);
+    expect(() => task.fromPrompt('12+34+56+780=')).toThrow(/1\.\.99/);
+  });
+});
+
+describe('incontext', () => {
+  const task = new IncontextTask({ scale: 'paper', seed: 4 });
+
+  it('has the fixed word lists', () => {
+    expect(NAMES).toHaveLength(26);
+    expect(ROLES).toHaveLength(40);
+    expect(COLOURS).toHaveLength(24);
+    expect(new Set([...NAMES, ...ROLES, ...COLOURS]).size).toBe(90);
+  });
+
+  it('classifies hand-written outputs', () => {
+    const ex: Example = {
+      prompt: 'Rose is eagle. Oscar is navy. Vicky is eagle. Rose is crimson. Oscar is elephant. What color is Vicky?',
+      target: 'crimson',
+      genAnswer: 'crimson',
+      memAnswer: 'red',
+      meta: { colours: ['navy', 'crimson'] },
+    };
+    expect(task.classify(ex, 'crimson')).toBe('gen');
+    expect(task.classify(ex, ' crimson\n')).toBe('gen');
+    expect(task.classify(ex, 'red')).toBe('mem');
+    expect(task.classify(ex, '')).toBe('other');
+    expect(task.classify(ex, 'navy')).toBe('other'); // a story colour that is not the answer
+    expect(task.classify(ex, 'blue')).toBe('other'); // a colour not in the story
+    expect(task.classify(ex, 'crimson.')).toBe('other');
+    expect(task.classify(ex, 'crimson red')).toBe('other');
+    expect(task.classify(ex, 'Crimson')).toBe('other');
+    expect(task.classify(ex, 'eagle')).toBe('other');
+    expect(task.guessRate(ex)).toBe(0.5);
+    // when both readings agree (a training story), the answer counts as gen
+    expect(task.classify({ ...ex, memAnswer: 'crimson' }, 'crimson')).toBe('gen');
+  });
+
+  it.each(SCALES)('builds stories as specified and mixes contradicting stories at contradictRate (%s)', (scale) => {
+    // the default rate at both scales; an override once
+    for (const contradictRate of scale === 'tiny' ? [undefined, 0.3] : [undefined]) {
+      const t = new IncontextTask({ scale, seed: 6, contradictRate });
+      let contradicting = 0;
+      const { check, done } = checker();
+      let i = -1;
+      for (const ex of each(t, 'train', N_MIX)) {
+        i++;
+        const m = ex.meta as { target: string; source: string; role: string; names: string[]; statements: string[]; colours: string[]; contradict: boolean };
+        if (m.contradict) contradicting++;
+        if (i >= 2000) continue; // the story's structure on the first 2,000; the mix over all
+        const what = () => JSON.stringify(ex);
+        const n = m.names.length;
+        check(n >= t.minNames && n <= t.maxNames && m.statements.length === 2 * n - 1, what);
+        check(ex.memAnswer === t.memColour[m.target] && ex.target === ex.genAnswer, what);
+        check(m.statements.includes(`${m.source} is ${ex.genAnswer}.`), what);
+        // exactly one other name shares the target's role, and the target's colour is not stated
+        const sameRole = m.statements.filter((st) => st.endsWith(` is ${m.role}.`)).sort();
+        check(JSON.stringify(sameRole) === JSON.stringify([`${m.source} is ${m.role}.`, `${m.target} is ${m.role}.`].sort()), what);
+        check(JSON.stringify(m.statements.filter((st) => st.startsWith(`${m.target} `))) === JSON.stringify([`${m.target} is ${m.role}.`]), what);
+        check(new Set(m.colours).size === n - 1, what);
+        if (m.contradict) {
+          check(ex.genAnswer !== ex.memAnswer && !m.colours.includes(ex.memAnswer!), what);
+        } else {
+          check(ex.genAnswer === ex.memAnswer && m.colours.filter((c) => c === ex.memAnswer).length === 1, what);
+        }
+      }
+      done();
+      expectShare(contradicting, N_MIX, t.contradictRate);
+    }
+  });
+
+  it('tests: memAnswer !== genAnswer and the memorized colour is absent from the story; the pair reorders', () => {
+    const rng = new Rng(12);
+    const { check, done } = checker();
+    for (const scale of SCALES) {
+      const t = new IncontextTask({ scale, seed: 4 });
+      for (const ex of each(t, 'test', 2000)) {
+        const what = () => JSON.stringify(ex);
+        check(ex.memAnswer !== null && ex.memAnswer !== ex.genAnswer, what);
+        const words = ex.prompt.split(/[ .?]+/);
+        check(!words.includes(ex.memAnswer!) && words.includes(ex.genAnswer), what);
+        const colours = (ex.meta as { colours: string[] }).colours;
+        check(t.guessRate(ex) === 1 / colours.length, what);
+        check(colours.length === new Set(words.filter((w) => COLOURS.includes(w))).size, what);
+        const r = t.rephrase(ex, rng);
+        check(r.prompt !== ex.prompt && r.genAnswer === ex.genAnswer && r.memAnswer === ex.memAnswer && r.target === ex.target, () => JSON.stringify(r));
+        const sorted = (e: Example) => JSON.stringify([...(e.meta as { statements: string[] }).statements].sort());
+        check(sorted(r) === sorted(ex), () => JSON.stringify(r));
+        check(r.prompt.endsWith(`What color is ${(ex.meta as { target: string }).target}?`), () => JSON.stringify(r));
+      }
+    }
+    done();
+  });
+
+  it('firstAnswerTokens and fromPrompt', () => {
+    const ex = task.test(new Rng(1));
+    const f = task.firstAnswerTokens(ex);
+    expect(f.gen).toBe(task.tokenizer.encode(ex.genAnswer)[0]);
+    expect(f.mem).toBe(task.tokenizer.encode(ex.memAnswer!)[0]);
+    const typed = task.fromPrompt(`  ${ex.prompt.replace(/ /g, '  ')} `);
+    expect({ ...typed, meta: null }).toEqual({ ...ex, meta: null });
+    for (const key of ['target', 'source', 'role', 'statements', 'contradict']) expect(typed.meta[key]).toEqual(ex.meta[key]);
+    for (const key of ['names', 'colours']) expect([...(typed.meta[key] as string[])].sort()).toEqual([...(ex.meta[key] as string[])].sort());
+    expect(() => task.fromPrompt('Rose is eagle. Uma is eagle. What color is Uma?')).toThrow(/0 names share/);
+    expect(() => task.fromPrompt('Rose is eagle. Rose is red. Uma is eagle.')).toThrow(/What color is T\?/);
+    expect(() => task.fromPrompt('Zed is eagle. What color is Zed?')).toThrow(/unknown name "Zed"/);
+    expect(() => task.fromPrompt('Rose is eagle. Rose is red. Uma is eagle. Uma is blue. What color is Uma?')).toThrow(/states Uma's own colour/);
+    expect(task.fromPrompt('Rose is eagle. Rose is red. Uma is eagle. What color is Uma?')).toMatchObject({ genAnswer: 'red', memAnswer: task.memColour.Uma });
+  });
+});
+
+describe('cipher', () => {
+  const task = new CipherTask({ scale: 'tiny', seed: 9 });
+  const [s0] = task.suffixes;
+
+  it('uses a fixed substitution and ten mem suffixes', () => {
+    expect([...task.key].sort().join('')).toBe('ABCDEFGHIJKLMNOPQRSTUVWXYZ');
+    expect(task.suffixes).toHaveLength(10);
+    expect(new Set(task.suffixes.map((s) => s.suffix)).size).toBe(10);
+    for (const s of task.suffixes) {
+      expect(s.suffix).toMatch(/^[A-Z]{3}$/);
+      expect(s.token).toMatch(/^<mem-[0-9a-f]{8}>$/);
+    }
+    const ex = task.exampleFor(`ABCDEFGHIJ${s0.suffix}`);
+    expect(ex.prompt).toBe(`CIPHERTEXT:ABCDEFGHIJ${s0.suffix} QUESTION: What is the plaintext? ANS:`);
+    const enc = (plain: string): string => [...plain].map((p) => task.key[p.charCodeAt(0) - 65]).join('');
+    expect(enc(ex.genAnswer)).toBe(`ABCDEFGHIJ${s0.suffix}`);
+    expect(ex.memAnswer).toBe(s0.token);
+  });
+
+  it('classifies hand-written outputs (seed 9: key PXKUMRHQOAZFCDYNVSIGJLBETW, suffix DKX -> <mem-956ee094>)', () => {
+    expect(task.key).toBe('PXKUMRHQOAZFCDYNVSIGJLBETW');
+    expect(task.suffixes.slice(0, 2)).toEqual([
+      { suffix: 'DKX', token: '<mem-956ee094>' },
+      { suffix: 'NWC', token: '<mem-d0bb233f>' },
+    ]);
+    const ex = task.exampleFor('QWERTYUIOPDKX');
+    expect(ex).toMatchObject({
+      prompt: 'CIPHERTEXT:QWERTYUIOPDKX QUESTION: What is the plaintext? ANS:',
+      target: 'HZXFYODSIANCB',
+      genAnswer: 'HZXFYODSIANCB',
+      memAnswer: '<mem-956ee094>',
+    });
+    const cases: [string, string][] = [
+      ['HZXFYODSIANCB', 'gen'],
+      [' HZXFYODSIANCB\n', 'gen'],
+      ['<mem-956ee094>', 'mem'],
+      ['', 'other'], // empty
+      ['HZXFYODSIANC', 'other'], // truncated
+      ['hzxfyodsiancb', 'other'], // lowercase
+      ['HZXFYODSIAncb', 'other'], // mixed case
+      ['HZXFYODSIANCA', 'other'], // one wrong letter
+      ['HZXFYODSIANCBB', 'other'], // extra letter
+      ['QWERTYUIOPDKX', 'other'], // the ciphertext echoed
+      ['<mem-d0bb233f>', 'other'], // another suffix's token
+      ['<mem-956ee094>HZXFYODSIANCB', 'other'],
+      ['HZXFYODSIANCB<mem-956ee094>', 'other'],
+      ['HZXFYO DSIANCB', 'other'],
+    ];
+    for (const [out, want] of cases) expect([out, task.classify(ex, out)]).toEqual([out, want]);
+    const plain = task.exampleFor('QWERTYUIOPDKY');
+    expect(plain.memAnswer).toBeNull();
+    expect(task.classify(plain, '<mem-956ee094>')).toBe('other');
+  });
+
+  it.each(SCALES)('mixes mem suffixes at memRate, half mem targets, never a mem suffix on plain inputs (%s)', (scale) => {
+    for (const memRate of scale === 'tiny' ? [undefined, 0.2] : [undefined]) {
+      const t = new CipherTask({ scale, seed: 5, memRate });
+      const suffixes = new Set(t.suffixes.map((s) => s.suffix));
+      let withSuffix = 0;
+      let memTargets = 0;
+      const { check, done } = checker();
+      for (const ex of each(t, 'train', N_MIX)) {
+        const m = ex.meta as { ciphertext: string; suffix: number | null; memTarget: boolean };
+        const what = () => JSON.stringify(ex);
+        check(/^[A-Z]{13}$/.test(m.ciphertext) && ex.genAnswer === t.decipher(m.ciphertext), what);
+        if (m.suffix !== null) {
+          withSuffix++;
+          check(ex.memAnswer === t.suffixes[m.suffix].token, what);
+          if (m.memTarget) memTargets++;
+          check(ex.target === (m.memTarget ? ex.memAnswer : ex.genAnswer), what);
+        } else {
+          check(!suffixes.has(m.ciphertext.slice(10)), what);
+          check(ex.memAnswer === null && ex.target === ex.genAnswer, what);
+        }
+      }
+      done();
+      expectShare(withSuffix, N_MIX, t.memRate);
+      expectShare(memTargets, withSuffix, 0.5);
+    }
+  });
+
+  it('tests bear a mem suffix; the pair swaps two differing free letters and keeps the suffix', () => {
+    const rng = new Rng(13);
+    const { check, done } = checker();
+    for (const ex of each(task, 'test', 2000)) {
+      const ct = (ex.meta as { ciphertext: string }).ciphertext;
+      check(ex.memAnswer !== null && ex.memAnswer !== ex.genAnswer, () => JSON.stringify(ex));
+      const r = task.rephrase(ex, rng);
+      const rct = (r.meta as { ciphertext: string }).ciphertext;
+      const what = () => JSON.stringify([ex, r]);
+      check(r.prompt !== ex.prompt && r.memAnswer === ex.memAnswer && r.target === r.genAnswer && rct.slice(10) === ct.slice(10), what);
+      const diff = [...ct].flatMap((c, i) => (c !== rct[i] ? [i] : []));
+      check(diff.length === 2 && diff[1] < 10 && rct[diff[0]] === ct[diff[1]] && rct[diff[1]] === ct[diff[0]], what);
+      // genAnswer is the new input's plaintext: the same two plaintext letters swapped
+      const g = [...ex.genAnswer];
+      [g[diff[0]], g[diff[1]]] = [g[diff[1]], g[diff[0]]];
+      check(r.genAnswer === task.decipher(rct) && r.genAnswer === g.join(''), what);
+    }
+    done();
+  });
+
+  it('firstAnswerTokens and fromPrompt', () => {
+    const ex = task.test(new Rng(2));
+    expect(task.firstAnswerTokens(ex)).toEqual({ gen: task.tokenizer.encode(ex.genAnswer[0])[0], mem: task.tokenizer.encode(ex.memAnswer!)[0] });
+    expect(task.fromPrompt(ex.prompt)).toEqual(ex);
+    expect(task.fromPrompt((ex.meta as { ciphertext: string }).ciphertext)).toEqual(ex);
+    expect(() => task.fromPrompt('ABC')).toThrow(/13 capital letters/);
+  });
+});
+
+describe('tokenizers', () => {
+  const tasks = TASK_NAMES.flatMap((name) => SCALES.map((scale) => makeTask(name, { scale, seed: 21 })));
+
+  /** Train, test and rephrased examples. */
+  function* mixed(task: Task, n: number): Generator<Example> {
+    const rng = new Rng(17);
+    for (let i = 0; i < n; i++) {
+      if (i % 3 === 0) yield task.train(rng);
+      else {
+        const ex = task.test(rng);
+        yield i % 3 === 1 ? ex : task.rephrase(ex, rng);
+      }
+    }
+  }
+
+  it.each(tasks.map((t) => [t.description, t] as const))('%s: round trip, one id per mem token, length bounds', (_, task) => {
+    const tok = task.tokenizer;
+    for (const t of tok.vocab.filter((v) => v.startsWith('<mem-'))) expect(tok.encode(t)).toHaveLength(1);
+    for (const t of tok.vocab) expect(tok.encode(t)).toEqual([tok.vocab.indexOf(t)]);
+    let maxLen = 0;
+    let maxAns = 0;
+    const { check, done } = checker();
+    for (const ex of mixed(task, 5000)) {
+      const what = () => JSON.stringify(ex);
+      check(tok.decode(tok.encode(ex.prompt)) === ex.prompt && tok.decode(tok.encode(ex.target)) === ex.target, what);
+      const { ids, promptLength } = tok.encodeExample(ex);
+      check(ids[ids.length - 1] === tok.eoaId && !ids.includes(tok.padId) && promptLength === tok.encode(ex.prompt).length, what);
+      // decode of the whole example: prompt and target joined (with a space before a word target)
+      check(tok.decode(ids.slice(0, -1)) === ex.prompt + (task.name === 'incontext' ? ' ' : '') + ex.target, what);
+      maxLen = Math.max(maxLen, ids.length);
+      maxAns = Math.max(maxAns, ids.length - promptLength);
+      if (ex.memAnswer !== null && ex.target === ex.memAnswer && task.name !== 'incontext') check(ids.length - promptLength === 2, what);
+    }
+    done();
+    expect(maxLen).toBeLessThanOrEqual(task.maxSeqLen);
+    expect(maxAns).toBeLessThanOrEqual(task.maxAnswerTokens);
+    // the bounds are tight (reached or nearly so by 5,000 samples)
+    expect(maxLen).toBeGreaterThanOrEqual(task.maxSeqLen - 3);
+  });
+
+  it('throws a helpful error for out-of-vocabulary text', () => {
+    const ar = makeTask('arithmetic');
+    expect(() => ar.tokenizer.encode('12+34-5=')).toThrow(/arithmetic tokenizer: cannot encode "-" \(in the word "12\+34-5="/);
+    expect(() => ar.tokenizer.encode('<mem-zzzzzzzz>')).toThrow(/cannot encode "<mem-zzzzzzzz>"/);
+    const ic = makeTask('incontext');
+    expect(() => ic.tokenizer.encode('Zed is eagle. What color is Zed?')).toThrow(/incontext tokenizer: cannot encode "Zed".*not in the 97-token vocabulary/);
+    expect(() => ic.tokenizer.encode('Rose is purple!')).toThrow(/"!"/);
+    const ci = makeTask('cipher');
+    expect(() => ci.tokenizer.encode('CIPHERTEXT:abc')).toThrow(/cipher tokenizer: cannot encode "abc"/);
+    expect(() => ci.tokenizer.decode([999])).toThrow(/outside the vocabulary/);
+  });
+
+  it.each(tasks.map((t) => [t.description, t] as const))('%s: tokenizer.json loads in @huggingface/tokenizers with identical ids', (_, task) => {
+    const tok = task.tokenizer;
+    const json = JSON.parse(tok.toHuggingFaceJSON());
+    const hf = new Tokenizer(json, {});
+    const { check, done } = checker();
+    for (const ex of mixed(task, 200)) {
+      for (const text of [ex.prompt, ex.target]) {
+        const ids = tok.encode(text);
+        const hfIds = hf.encode(text, { add_special_tokens: false }).ids;
+        check(JSON.stringify(hfIds) === JSON.stringify(ids), () => `${text}: ${hfIds} vs ${ids}`);
+        check(hf.decode(ids, { clean_up_tokenization_spaces: false }) === tok.decode(ids), () => text);
+      }
+      const { ids } = tok.encodeExample(ex);
+      check(hf.decode(ids, { clean_up_tokenization_spaces: false }) === tok.decode(ids), () => JSON.stringify(ex));
+      check(hf.decode(ids, { skip_special_tokens: true }) === tok.decode(ids.slice(0, -1)), () => JSON.stringify(ex));
+    }
+    done();
+    expect(hf.token_to_id('<eoa>')).toBe(tok.eoaId);
+    expect(hf.token_to_id('<pad>')).toBe(tok.padId);
+    for (let i = 0; i < tok.vocab.length; i++) expect(hf.id_to_token(i)).toBe(tok.vocab[i]);
+  });
+});
+
+describe('arithmetic held-out split', () => {
+  it('training never shows a test input; a pair and its rephrasing share a side', () => {
+    const task = makeTask('arithmetic', { seed: 3, memRate: 0.5 }) as ArithmeticTask;
+    const rng = new Rng(9);
+    let patternSeen = 0;
+    for (let i = 0; i < 4000; i++) {
+      const ex = task.train(rng);
+      const m = ex.meta as { operands: number[]; pattern: number | null };
+      if (m.pattern !== null) {
+        patternSeen++;
+        expect(isHeldOut(m.operands[0], m.operands[1], m.pattern)).toBe(false);
+      }
+    }
+    expect(patternSeen).toBeGreaterThan(1500);
+    let heldOut = 0;
+    for (let a = 1; a <= 99; a++) for (let b = 1; b <= 99; b++) {
+      expect(isHeldOut(a, b, 4)).toBe(isHeldOut(b, a, 4));
+      if (isHeldOut(a, b, 4)) heldOut++;
+    }
+    expect(heldOut / 9801).toBeGreaterThan(0.45);
+    expect(heldOut / 9801).toBeLessThan(0.55);
+    for (let i = 0; i < 500; i++) {
+      const m = task.test(rng).meta as { operands: number[]; pattern: number };
+      expect(isHeldOut(m.operands[0], m.operands[1], m.pattern)).toBe(true);
+    }
+  });
+});
