@@ -4,6 +4,8 @@
  * Figures on shared machines swing 2-3x between runs: compare ratios from one file.
  *   GFLOP/s of MatMul [M,K]x[K,N] = 2 M K N / seconds / 1e9
  *   tokens/s of a training step = batch * T / seconds per step
+ *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
+ * Peers: numpy for MatMul, PyTorch (bench/peers/torch_gpt2.py) for the GPT-2 rows, same shapes.
  */
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -12,7 +14,11 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../engine/graph';
 import { runCopyDemo } from '../engine/demo/copy-demo';
 import { writeFileAtomic } from '../engine/io/atomic';
+import { GPT2Inference } from '../engine/models/gpt2-infer';
+import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Runner } from '../engine/runtime/runner';
+import { Adam, clipGradNorm } from '../engine/train/optim';
+import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
 
 interface Row {
@@ -43,9 +49,10 @@ async function timeRuns(fn: () => Promise<unknown>, warmup: number, reps: number
 }
 
 /** A peer measurement in Python, when Debian's python3 has the module; otherwise the reason. */
-function pythonPeer(name: string, script: string): Row['peer'] {
+function pythonPeer(name: string, script: string, args: string[] = []): Row['peer'] {
   try {
-    const out = execFileSync(PYTHON, ['-c', script], { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    const argv = script.endsWith('.py') ? [script, ...args] : ['-c', script, ...args];
+    const out = execFileSync(PYTHON, argv, { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'pipe'] });
     return { name, value: Number(out.trim().split('\n').pop()) };
   } catch (e) {
     const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n').pop() ?? '';
@@ -91,6 +98,78 @@ async function trainStepRow(): Promise<Row> {
   };
 }
 
+interface GPT2Shape {
+  label: string;
+  L: number;
+  D: number;
+  H: number;
+  T: number;
+  B: number;
+  V: number;
+}
+
+/** The shapes engine.md measured PyTorch on (vocab 64): the tiny and small presets' trunks. */
+const GPT2_SHAPES: GPT2Shape[] = [
+  { label: 'tiny', L: 4, D: 128, H: 4, T: 64, B: 32, V: 64 },
+  { label: 'small', L: 6, D: 256, H: 8, T: 128, B: 32, V: 64 },
+];
+
+/** Training FLOPs per token: 6 N (forward + backward through N weights) + 12 L T D (attention scores). */
+function trainFlopsPerToken(s: GPT2Shape): number {
+  const n = s.L * 12 * s.D * s.D + s.V * s.D;
+  return 6 * n + 12 * s.L * s.T * s.D;
+}
+
+const PEER_SCRIPT = path.resolve(__dirname, '../bench/peers/torch_gpt2.py');
+const TORCH = 'PyTorch (Debian python3-torch, 2 threads)';
+
+async function gpt2Rows(matmulGflops: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const s of GPT2_SHAPES) {
+    const cfg: GPT2Config = { vocabSize: s.V, nPositions: s.T + 64, nEmbd: s.D, nLayer: s.L, nHead: s.H, layerNormEps: 1e-5 };
+    const rng = new Rng(2);
+    const params = initGPT2(cfg, rng);
+    const shape = `${s.label}: ${s.L} layers d=${s.D}, batch ${s.B} x T=${s.T}, vocab ${s.V}`;
+    const randomIds = (n: number) => BigInt64Array.from({ length: n }, () => BigInt(rng.int(0, s.V - 1)));
+    const args = (mode: string, steps: number) => [mode, s.L, s.D, s.H, s.T, s.B, s.V, steps].map(String);
+
+    const g = new Graph('bench_train');
+    const ids = g.input('ids', [s.B, s.T], 'int64');
+    const targets = g.input('targets', [s.B, s.T], 'int64');
+    const step = await TrainStep.compile(g, ops.crossEntropy(gpt2Forward(cfg, gpt2ParamInputs(g, cfg), ids), targets), { threads: THREADS });
+    const adam = new Adam(params, { lr: 1e-3 });
+    const batch = { ids: { data: randomIds(s.B * s.T), dims: [s.B, s.T] }, targets: { data: randomIds(s.B * s.T), dims: [s.B, s.T] } };
+    const trainSec = await timeRuns(async () => {
+      const { grads } = await step.run(params, batch);
+      clipGradNorm(grads, 1);
+      adam.step(params, grads);
+    }, 2, s.label === 'tiny' ? 20 : 8);
+    await step.release();
+    const trainTps = (s.B * s.T) / trainSec;
+    const achieved = (trainTps * trainFlopsPerToken(s)) / 1e9;
+    rows.push({
+      name: `GPT-2 train step (${shape}), incl. JS Adam`, value: trainTps, unit: 'tokens/s',
+      peer: pythonPeer(TORCH, PEER_SCRIPT, args('train', s.label === 'tiny' ? 10 : 4)),
+      notes: `${achieved.toFixed(1)} GFLOP/s of model FLOPs = ${((100 * achieved) / matmulGflops).toFixed(0)}% of the MatMul row`,
+    });
+
+    const inf = await GPT2Inference.create(cfg, params, { runner: { threads: THREADS }, batchSize: s.B });
+    const prompts = (len: number) => Array.from({ length: s.B }, () => Array.from({ length: len }, () => rng.int(0, s.V - 1)));
+    const full = prompts(s.T);
+    const fwdSec = await timeRuns(() => inf.generate(full, { maxNewTokens: 1, eosId: -1 }), 2, 10);
+    rows.push({ name: `GPT-2 forward (${shape})`, value: (s.B * s.T) / fwdSec, unit: 'tokens/s', peer: pythonPeer(TORCH, PEER_SCRIPT, args('forward', 10)) });
+    const short = prompts(16);
+    const genSec = await timeRuns(() => inf.generate(short, { maxNewTokens: 32, eosId: -1 }), 1, 3);
+    rows.push({
+      name: `GPT-2 greedy generation with K/V cache (${s.label}: batch ${s.B}, prompt 16, 32 new tokens)`, value: (s.B * 32) / genSec, unit: 'tokens/s',
+      peer: pythonPeer(TORCH, PEER_SCRIPT, args('generate', 3)),
+      notes: 'new tokens per second, prefill included',
+    });
+    await inf.release();
+  }
+  return rows;
+}
+
 function machine(): Record<string, unknown> {
   const cpus = os.cpus();
   return {
@@ -107,12 +186,15 @@ function machine(): Record<string, unknown> {
 async function main(): Promise<void> {
   const started = new Date();
   const rows: Row[] = [];
-  for (const make of [matmulRow, trainStepRow]) {
-    const row = await make();
+  const print = (row: Row) => {
     rows.push(row);
-    const peer = row.peer ? ('value' in row.peer ? `${row.peer.name}: ${row.peer.value.toFixed(1)}` : `${row.peer.name}: not run (${row.peer.error})`) : '';
-    console.log(`${row.name.padEnd(80)} ${row.value.toFixed(1).padStart(10)} ${row.unit.padEnd(9)} ${peer}`);
-  }
+    const peer = row.peer ? ('value' in row.peer ? `${row.peer.name}: ${row.peer.value.toFixed(1)} (ours ${(row.value / row.peer.value).toFixed(1)}x)` : `${row.peer.name}: not run (${row.peer.error})`) : '';
+    console.log(`${row.name}\n    ${row.value.toFixed(1)} ${row.unit}   ${peer}${row.notes ? `\n    ${row.notes}` : ''}`);
+  };
+  const mm = await matmulRow();
+  print(mm);
+  print(await trainStepRow());
+  for (const row of await gpt2Rows(mm.value)) print(row);
   const result = { date: started.toISOString(), machine: machine(), rows };
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const file = path.resolve('bench/results', `${stamp}-${os.hostname()}.json`);

@@ -170,7 +170,8 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   const log = (obj: Record<string, unknown>) => fs.appendFileSync(logFile, JSON.stringify(obj) + '\n');
 
   const started = performance.now();
-  const secondsSoFar = () => state.trainSeconds + (performance.now() - started) / 1000;
+  const secondsBefore = state.trainSeconds; // from the checkpoint when resuming
+  const secondsSoFar = () => secondsBefore + (performance.now() - started) / 1000;
   let best = state.best;
   let lastEval: (EvalResult & { step: number }) | null = null;
   let stopReason: TrainOutcome['stopReason'] = 'steps';
