@@ -4,8 +4,10 @@
  */
 import { RunError } from '../runs/run';
 import { UsageError } from './args';
+import { ANALYZE_HELP, analyzeCommand } from './commands/analyze';
 import { DEMO_HELP, demoCommand } from './commands/demo';
 import { INSPECT_HELP, evalCommand, forwardCommand, generateCommand } from './commands/inspect';
+import { STEER_HELP, steerEvalCommand, sweepCommand } from './commands/steer';
 import { TRAIN_HELP, trainCommand } from './commands/train';
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -14,6 +16,9 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   generate: generateCommand,
   forward: forwardCommand,
   eval: evalCommand,
+  analyze: analyzeCommand,
+  'steer-eval': steerEvalCommand,
+  sweep: sweepCommand,
 };
 
 const HELP = `memgen — train, analyse and steer memorization vs generalization
@@ -24,6 +29,8 @@ Commands:
 ${DEMO_HELP}
 ${TRAIN_HELP}
 ${INSPECT_HELP}
+${ANALYZE_HELP}
+${STEER_HELP}
   help      This text.
 `;
 

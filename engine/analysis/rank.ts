@@ -1,0 +1,38 @@
+/**
+ * Ranking of neurons for steering (method.md section 6):
+ *
+ *   order every (layer, neuron) of ALL layers by |rho| descending; ties by layer, then by index,
+ *   ascending (deterministic); keep the first  k = max(1, round(topN * layers * d))  for 0 < topN <= 1.
+ *
+ * Ranks are 1-based. No layer is left out (the reference code's hard-coded layer range skipped the
+ * last layers, method.md 9.1). rho must be finite: pearson.ts gives 0 for a constant neuron, so a NaN
+ * here means a damaged rho.npy, and it is refused rather than ranked (method.md 9.2).
+ */
+import { type GPT2Site, siteName } from '../models/hooks';
+import type { NeuronEntry } from './files';
+
+/** How many neurons topN keeps out of `total`. */
+export function topCount(topN: number, total: number): number {
+  if (!(topN > 0 && topN <= 1)) throw new Error(`topN must be a fraction in (0, 1], got ${topN}`);
+  return Math.min(total, Math.max(1, Math.round(topN * total)));
+}
+
+/**
+ * The kept neurons, best first. `rho` and `nmd` are [layers * d], layer-major (as in rho.npy and
+ * nmd.npy); `site` names the layers (blocks.{layer}.{site}).
+ */
+export function rankNeurons(rho: ArrayLike<number>, nmd: ArrayLike<number>, layers: number, d: number, site: GPT2Site, topN: number): NeuronEntry[] {
+  const total = layers * d;
+  if (rho.length !== total || nmd.length !== total) throw new Error(`rho (${rho.length}) and nmd (${nmd.length}) must each hold layers x d = ${total} values`);
+  for (let j = 0; j < total; j++) {
+    if (!Number.isFinite(rho[j])) throw new Error(`rho of ${siteName(Math.floor(j / d), site)} neuron ${j % d} is ${rho[j]}; a correlation is finite (zero variance gives 0): recompute the analysis`);
+  }
+  const k = topCount(topN, total);
+  // j = layer * d + index, so ordering ties by j orders them by layer, then index.
+  const order = Array.from({ length: total }, (_, j) => j);
+  order.sort((a, b) => Math.abs(rho[b]) - Math.abs(rho[a]) || a - b);
+  return order.slice(0, k).map((j, r) => {
+    const layer = Math.floor(j / d);
+    return { rank: r + 1, layer, index: j % d, site: siteName(layer, site), nmd: nmd[j], rho: rho[j] };
+  });
+}

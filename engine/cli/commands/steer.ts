@@ -1,0 +1,170 @@
+/**
+ * `memgen steer-eval` and `memgen sweep`: inference-time intervention on a run with the neurons of an
+ * analysis (its own, or another run's with --neurons-from), into RUN/analysis/steering.json and
+ * RUN/analysis/sweep.json (engine/steer/*).
+ *
+ * A run without an analysis is told to run `memgen analyze --run RUN` first. An analysis made for
+ * another model file (the run was retrained since) is refused; --allow-stale goes on with a warning
+ * that the files record. Ctrl-C stops between generate calls: steer-eval then writes nothing (a
+ * partial table would mislead a report); sweep writes the finished cells with "complete": false.
+ */
+import { GPT2Inference } from '../../models/gpt2-infer';
+import { type SweepCell, type SweepFile, defaultAlpha, writeSteerFile } from '../../steer/files';
+import { parsePicks } from '../../steer/intervention';
+import { SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
+import { SWEEP_ALPHAS, SWEEP_TOPNS, formatSweep, sweep } from '../../steer/sweep';
+import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str } from '../args';
+import { ProgressBar } from '../progress';
+
+export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem -> gen: + alpha x NMD; gen -> mem: - alpha x NMD) against
+            two random baselines; prints % gen / % mem / % other with n beside the paper's numbers and writes
+            RUN/analysis/steering.json. Needs \`memgen analyze --run RUN\` first.
+            --run RUN [--neurons-from RUN2 (another run's analysis: intra- / inter-task)] [--topn F (0.1)]
+            [--alpha A (paper: incontext 1, arithmetic 5)] [--n N (200)] [--seed S (the run's)] [--max-tries N (30 n)]
+            [--pick blocks.3.ln2:71,... (steer these neurons instead of the top N)] [--allow-stale] [--batch N (256)]
+            [--threads N] [--provider cpu|cuda]
+  sweep     The alpha x topN grid of steering, both directions, success and % other per cell, into
+            RUN/analysis/sweep.json.
+            --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
+            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--threads N] [--provider cpu|cuda]`;
+
+const positiveInt = (x: number, name: string): number => {
+  if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
+  return x;
+};
+
+function fraction(x: number, name: string): number {
+  if (!(x > 0 && x <= 1)) throw new UsageError(`--${name} must be a fraction in (0, 1], got ${x}`);
+  return x;
+}
+
+/** A comma-separated list of numbers. */
+function numList(v: string | boolean | undefined, name: string, fallback: readonly number[]): number[] {
+  const s = str(v, name);
+  if (s === undefined) return [...fallback];
+  const xs = s.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  if (xs.length === 0) throw new UsageError(`--${name} needs at least one number`);
+  return xs.map((p) => num(p, name, 0));
+}
+
+const COMMON = {
+  run: { type: 'string' }, 'neurons-from': { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' },
+  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, ...RUNNER_OPTIONS,
+} as const;
+
+/** Progress of the two phases on stderr: starting inputs found, then steered generations. */
+function progressPrinter(wantedStarts: number) {
+  const startBar = new ProgressBar('starts  ', wantedStarts, 'input');
+  let cellBar: ProgressBar | undefined;
+  return (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number; cell?: SweepCell }) => {
+    if (p.phase === 'starts') {
+      startBar.update(Math.min(p.found, wantedStarts), `| ${p.tried} inputs tried`);
+      return;
+    }
+    cellBar ??= new ProgressBar('steering', Math.max(1, p.total), 'gen');
+    const c = p.cell;
+    cellBar.update(p.done, c ? `| alpha ${c.alpha} topN ${c.topN} ${c.direction} ${c.method}: ${c.success.toFixed(1)}%` : '');
+  };
+}
+
+function describeSetup(s: SteerSetup): void {
+  const src = s.sourceInfo;
+  console.log(`${s.run.dir}: ${s.run.task.description}`);
+  if (src.experiment !== 'same-run') {
+    console.log(`neurons from ${src.run} (${src.task ?? 'unknown task'}, ${src.pairs} pairs): ${src.experiment} experiment (the paper's ${src.experiment === 'intra-task' ? 'Table 3' : 'Table 4'})`);
+  }
+  for (const w of s.warnings) console.log(`warning: ${w}`);
+}
+
+export async function steerEvalCommand(argv: string[]): Promise<number> {
+  const v = parse(argv, { ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' } });
+  const runDir = required(v.run, 'run');
+  const n = positiveInt(num(v.n, 'n', 200), 'n');
+  const topN = fraction(num(v.topn, 'topn', 0.1), 'topn');
+  const maxTries = num(v['max-tries'], 'max-tries', null);
+  const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
+  const setup = prepareSteering(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const alpha = num(v.alpha, 'alpha', defaultAlpha(setup.run.task.name));
+  const seed = num(v.seed, 'seed', setup.run.memgen.seed);
+  const pickText = str(v.pick, 'pick');
+  let picks: { layer: number; index: number }[] | undefined;
+  if (pickText !== undefined) {
+    try {
+      const parsed = parsePicks(pickText, { layers: setup.sourceInfo.layers, d: setup.sourceInfo.d });
+      if (parsed.site !== setup.sourceInfo.site) throw new Error(`the picked neurons are at site ${parsed.site}; the analysis is at ${setup.sourceInfo.site}`);
+      picks = parsed.picks;
+    } catch (e) {
+      throw new UsageError(`--pick: ${(e as Error).message}`);
+    }
+  }
+  describeSetup(setup);
+
+  let stop = false;
+  const release = onInterrupt(() => {
+    stop = true;
+    process.stderr.write('\nCtrl-C: stopping after this batch; steering.json is not written (Ctrl-C again aborts at once)\n');
+  });
+  const model = await GPT2Inference.create(setup.run.cfg, setup.run.params, { site: setup.sourceInfo.site, runner: runnerOptions(v), batchSize: batch });
+  try {
+    const r = await steerEval({
+      setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch,
+      shouldStop: () => stop, onProgress: progressPrinter(2 * n),
+    });
+    const file = writeSteerFile(setup.run.dir, 'steering', r.file);
+    console.log('');
+    console.log(formatSteeringTable(r.file));
+    console.log(`wrote ${file}`);
+    return 0;
+  } catch (e) {
+    if (e instanceof SteerInterrupted) {
+      console.log('interrupted: nothing written');
+      return 130;
+    }
+    throw e;
+  } finally {
+    release();
+    await model.release();
+  }
+}
+
+export async function sweepCommand(argv: string[]): Promise<number> {
+  const v = parse(argv, { ...COMMON, alphas: { type: 'string' }, topns: { type: 'string' }, 'no-baselines': { type: 'boolean' } });
+  const runDir = required(v.run, 'run');
+  const n = positiveInt(num(v.n, 'n', 100), 'n');
+  const alphas = numList(v.alphas, 'alphas', SWEEP_ALPHAS);
+  const topNs = numList(v.topns, 'topns', SWEEP_TOPNS).map((t) => fraction(t, 'topns'));
+  const maxTries = num(v['max-tries'], 'max-tries', null);
+  const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
+  const setup = prepareSteering(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const seed = num(v.seed, 'seed', setup.run.memgen.seed);
+  describeSetup(setup);
+
+  let stop = false;
+  const release = onInterrupt(() => {
+    stop = true;
+    process.stderr.write('\nCtrl-C: stopping after this batch; the finished cells are written (Ctrl-C again aborts at once)\n');
+  });
+  const model = await GPT2Inference.create(setup.run.cfg, setup.run.params, { site: setup.sourceInfo.site, runner: runnerOptions(v), batchSize: batch });
+  let result: SweepFile;
+  try {
+    result = (await sweep({
+      setup, model, alphas, topNs, n, seed, baselines: !v['no-baselines'], batch,
+      maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'),
+      shouldStop: () => stop, onProgress: progressPrinter(2 * n),
+    })).file;
+  } catch (e) {
+    if (e instanceof SteerInterrupted) {
+      console.log('interrupted while drawing the starting inputs: nothing written');
+      return 130;
+    }
+    throw e;
+  } finally {
+    release();
+    await model.release();
+  }
+  const file = writeSteerFile(setup.run.dir, 'sweep', result);
+  console.log('');
+  console.log(formatSweep(result));
+  console.log(`wrote ${file}${result.complete ? '' : ' (incomplete)'}`);
+  return result.complete ? 0 : 130;
+}

@@ -1,0 +1,438 @@
+/**
+ * Evaluation of inference-time intervention (method.md section 6), the paper's Table 1 layout:
+ *
+ *   starting inputs   x ~ task.test(rng), rng = Rng(startSeed(seed)), startSeed = deriveSeed(seed,
+ *                     'steer/starts'): a stream unrelated to training (Rng(seed * 7919 + 17)), the
+ *                     test table (Rng(seed ^ 0x5eed7e57)) and the pairs (deriveSeed(seed,
+ *                     'analysis/pairs')). Each input is generated UNSTEERED and classified; the first
+ *                     n whose output is mem start the mem->gen direction, the first n whose output is
+ *                     gen start gen->mem (one stream feeds both). Drawing stops when both have n or
+ *                     after maxTries inputs (default 30 n); the real n per direction is reported.
+ *                     Taking the first n in stream order makes a smaller n a prefix of a larger one.
+ *   cells             for each direction and method (targeted or custom, random-neurons, uniform;
+ *                     intervention.ts), generate greedily from the SAME starting inputs with that
+ *                     method's steering vectors and classify:
+ *                       % gen, % mem, % other = count / n,  success = % gen (mem->gen) or % mem (gen->mem)
+ *                     and, a smooth signal beside the greedy classes, the mean over inputs of
+ *                       p(gen first) / p(mem first) = softmax(logits at the last prompt position)[first
+ *                       token of the gen / mem answer]   (task.firstAnswerTokens; as train/evaluate.ts)
+ *                     for the steered outputs and for the same inputs unsteered.
+ *   baseline seeds    baselineSeed(seed, kind, direction, k) = deriveSeed(seed, `steer/${kind}/${direction}/k${k}`),
+ *                     k = neurons steered: independent per direction, and the same for every alpha
+ *                     (a sweep changes only the scale along a row of its grid).
+ *
+ * Neurons and NMD may come from another run (neuronsFrom): the steered model must then have the same
+ * layers and d (checked: a neuron index has no meaning across shapes), and the experiment is named
+ * 'intra-task' (same task) or 'inter-task'. Staleness policy (documented choice): an analysis made for
+ * another model file than its run's current one is REFUSED, unless allowStale, which goes on with a
+ * warning recorded in steering.json / sweep.json (the neurons may no longer describe the model).
+ */
+import * as path from 'node:path';
+import { type BehaviourCounts, modelHash } from '../analysis/files';
+import { rankNeurons } from '../analysis/rank';
+import type { GenerateOptions, GenerateResult } from '../models/gpt2-infer';
+import type { GPT2Site } from '../models/hooks';
+import { type LoadedRun, RunError, loadRun } from '../runs/run';
+import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
+import { Rng } from '../util/rng';
+import {
+  type ClassPercent,
+  type Experiment,
+  type FirstTokenP,
+  type NeuronSource,
+  type NeuronSourceInfo,
+  type PaperReference,
+  type SteerExample,
+  type SteeringCell,
+  type SteeringFile,
+  type StartsInfo,
+  paperCell,
+  paperReference,
+  readNeuronSource,
+} from './files';
+import {
+  BASELINES,
+  DIRECTIONS,
+  type BaselineKind,
+  type Direction,
+  type Intervention,
+  type InterventionKind,
+  baselineIntervention,
+  customIntervention,
+  directionEnds,
+  targetedIntervention,
+} from './intervention';
+
+/** The seed of the starting-input stream for a steering seed. */
+export const startSeed = (seed: number): number => deriveSeed(seed, 'steer/starts');
+
+/** The seed of a baseline's random draw. */
+export const baselineSeed = (seed: number, kind: BaselineKind, direction: Direction, count: number): number =>
+  deriveSeed(seed, `steer/${kind}/${direction}/k${count}`);
+
+/** What steering needs of a model: GPT2Inference satisfies it. */
+export interface SteerModel {
+  readonly site: GPT2Site;
+  readonly cfg: { nLayer: number; nEmbd: number };
+  generate(prompts: readonly number[][], opts: GenerateOptions): Promise<GenerateResult>;
+}
+
+/** Thrown by the loops when shouldStop() said so (checked between generate calls). */
+export class SteerInterrupted extends Error {
+  constructor() {
+    super('interrupted');
+  }
+}
+
+/** Batching, Ctrl-C and progress of the generation loops. */
+export interface LoopControl {
+  /** Prompts per generate call (default 256); shouldStop is checked between calls. */
+  batch?: number;
+  shouldStop?: () => boolean;
+  /** Called after each generate call with the prompts generated in this loop so far. */
+  onGenerated?: (count: number) => void;
+}
+
+/** One starting input and its unsteered output. */
+export interface StartInput {
+  example: Example;
+  ids: number[];
+  output: string;
+  behaviour: Behaviour;
+  /** Unsteered probabilities of the first gen / mem answer token (mem: null without a mem answer). */
+  pGen: number;
+  pMem: number | null;
+}
+
+/** softmax(row)[gen first token] and [mem first token] of an example. */
+function firstTokenProbs(task: Task, ex: Example, logits: Float32Array): { pGen: number; pMem: number | null } {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const first = task.firstAnswerTokens(ex);
+  const p = (id: number) => Math.exp(logits[id] - max) / sum;
+  return { pGen: p(first.gen), pMem: first.mem === null ? null : p(first.mem) };
+}
+
+/** Mean first-token probabilities (mem: over the inputs that have one; null if none). */
+export function meanFirst(xs: readonly { pGen: number; pMem: number | null }[]): FirstTokenP {
+  const mems = xs.flatMap((x) => (x.pMem === null ? [] : [x.pMem]));
+  return {
+    gen: xs.length === 0 ? 0 : xs.reduce((a, x) => a + x.pGen, 0) / xs.length,
+    mem: mems.length === 0 ? null : mems.reduce((a, x) => a + x, 0) / mems.length,
+  };
+}
+
+export interface Starts {
+  inputs: Record<Direction, StartInput[]>;
+  info: StartsInfo;
+}
+
+const emptyCounts = (): BehaviourCounts => ({ gen: 0, mem: 0, other: 0 });
+
+/** Draws starting inputs (see the header); onGenerated counts inputs tried, onFound also the inputs kept. */
+export async function drawStarts(
+  task: Task,
+  model: SteerModel,
+  opts: { n: number; seed: number; maxTries?: number; onFound?: (tried: number, found: number) => void } & LoopControl,
+): Promise<Starts> {
+  const { n } = opts;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`n must be a positive integer, got ${n}`);
+  const maxTries = opts.maxTries ?? 30 * n;
+  if (!Number.isInteger(maxTries) || maxTries < 1) throw new Error(`maxTries must be a positive integer, got ${maxTries}`);
+  const batch = opts.batch ?? 256;
+  const seed = startSeed(opts.seed);
+  const rng = new Rng(seed);
+  const tok = task.tokenizer;
+  const inputs: Record<Direction, StartInput[]> = { 'mem->gen': [], 'gen->mem': [] };
+  const counts = emptyCounts();
+  let tried = 0;
+  const full = () => inputs['mem->gen'].length >= n && inputs['gen->mem'].length >= n;
+  while (!full() && tried < maxTries) {
+    if (opts.shouldStop?.()) throw new SteerInterrupted();
+    const examples = Array.from({ length: Math.min(batch, maxTries - tried) }, () => task.test(rng));
+    const ids = examples.map((e) => tok.encode(e.prompt));
+    const res = await model.generate(ids, { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId });
+    const V = tok.vocab.length;
+    examples.forEach((example, i) => {
+      const output = tok.decode(res.tokens[i]);
+      const behaviour = task.classify(example, output);
+      counts[behaviour]++;
+      const direction: Direction | null = behaviour === 'mem' ? 'mem->gen' : behaviour === 'gen' ? 'gen->mem' : null;
+      if (direction && inputs[direction].length < n) {
+        const p = firstTokenProbs(task, example, res.firstLogits.subarray(i * V, (i + 1) * V));
+        inputs[direction].push({ example, ids: ids[i], output, behaviour, ...p });
+      }
+    });
+    tried += examples.length;
+    opts.onGenerated?.(tried);
+    opts.onFound?.(tried, inputs['mem->gen'].length + inputs['gen->mem'].length);
+  }
+  return {
+    inputs,
+    info: {
+      seed, wanted: n, found: { 'mem->gen': inputs['mem->gen'].length, 'gen->mem': inputs['gen->mem'].length },
+      tried, counts, maxTries, complete: full(),
+      pFirst: { 'mem->gen': meanFirst(inputs['mem->gen']), 'gen->mem': meanFirst(inputs['gen->mem']) },
+    },
+  };
+}
+
+/** Greedy outputs and classes of the starting inputs under `steer` (one vector per layer). */
+export async function steeredOutputs(
+  task: Task,
+  model: SteerModel,
+  inputs: readonly StartInput[],
+  steer: Float32Array[],
+  ctl: LoopControl = {},
+): Promise<{ outputs: string[]; behaviours: Behaviour[]; pFirst: FirstTokenP }> {
+  const batch = ctl.batch ?? 256;
+  const tok = task.tokenizer;
+  const V = tok.vocab.length;
+  const outputs: string[] = [];
+  const behaviours: Behaviour[] = [];
+  const probs: { pGen: number; pMem: number | null }[] = [];
+  for (let s = 0; s < inputs.length; s += batch) {
+    if (ctl.shouldStop?.()) throw new SteerInterrupted();
+    const chunk = inputs.slice(s, s + batch);
+    const res = await model.generate(chunk.map((x) => x.ids), { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId, steer });
+    chunk.forEach((x, i) => {
+      const output = tok.decode(res.tokens[i]);
+      outputs.push(output);
+      behaviours.push(task.classify(x.example, output));
+      probs.push(firstTokenProbs(task, x.example, res.firstLogits.subarray(i * V, (i + 1) * V)));
+    });
+    ctl.onGenerated?.(s + chunk.length);
+  }
+  return { outputs, behaviours, pFirst: meanFirst(probs) };
+}
+
+/** Counts, percentages and success of a cell's classes. */
+export function tally(direction: Direction, behaviours: readonly Behaviour[]): { n: number; counts: BehaviourCounts; pct: ClassPercent; success: number } {
+  const counts = emptyCounts();
+  for (const b of behaviours) counts[b]++;
+  const n = behaviours.length;
+  const p = (x: number) => (n === 0 ? 0 : (100 * x) / n);
+  const pct = { gen: p(counts.gen), mem: p(counts.mem), other: p(counts.other) };
+  return { n, counts, pct, success: pct[directionEnds(direction).to] };
+}
+
+/** A cell with every steered output (steering.json keeps only the first few as examples). */
+export interface CellResult extends SteeringCell {
+  outputs: string[];
+  behaviours: Behaviour[];
+}
+
+/** Runs one (direction, intervention) cell on the starting inputs of that direction. */
+export async function runCell(task: Task, model: SteerModel, starts: readonly StartInput[], intervention: Intervention, ctl: LoopControl = {}, examples = 5): Promise<CellResult> {
+  const { direction } = intervention.description;
+  const { outputs, behaviours, pFirst } = await steeredOutputs(task, model, starts, intervention.vectors, ctl);
+  const t = tally(direction, behaviours);
+  const ex: SteerExample[] = starts.slice(0, examples).map((x, i) => ({ prompt: x.example.prompt, before: x.output, after: outputs[i], behaviour: behaviours[i] }));
+  return { direction, method: intervention.description.kind, ...t, pFirst, intervention: intervention.description, examples: ex, outputs, behaviours };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run, its neurons, and whether they fit.
+
+/** The steered run, the source of its neurons, and how they relate. */
+export interface SteerSetup {
+  run: LoadedRun;
+  /** modelHash of the steered run's model file. */
+  modelHash: string;
+  source: NeuronSource;
+  sourceInfo: NeuronSourceInfo;
+  warnings: string[];
+}
+
+/**
+ * Loads the run to steer and the analysis giving the neurons (its own, or neuronsFrom's); checks that
+ * the shapes match and applies the staleness policy (see the header).
+ */
+export function prepareSteering(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean } = {}): SteerSetup {
+  const run = loadRun(runDir);
+  const sourceDir = opts.neuronsFrom ?? runDir;
+  const source = readNeuronSource(sourceDir);
+  const hash = modelHash(run.dir);
+  const warnings: string[] = [];
+  const nf = source.neurons;
+  const L = run.cfg.nLayer;
+  const d = run.cfg.nEmbd;
+  const from = path.resolve(sourceDir) === path.resolve(runDir) ? 'its own analysis' : `the analysis of ${sourceDir}`;
+  if (nf.layers !== L || nf.d !== d) {
+    throw new RunError(`cannot steer ${runDir} (${L} layers x ${d}) with neurons from ${from}, found on a model of ${nf.layers} layers x ${nf.d}: ` +
+      `a (layer, neuron) index means nothing across shapes; use a run of the same preset (same n_layer and n_embd)`);
+  }
+  if (source.stale) {
+    if (!opts.allowStale) throw new RunError(`${source.stale}. (--allow-stale steers with these neurons anyway)`);
+    warnings.push(`stale neurons (--allow-stale): ${source.stale}`);
+  }
+  let experiment: Experiment;
+  if (path.resolve(sourceDir) === path.resolve(runDir) || nf.modelHash === hash) experiment = 'same-run';
+  else experiment = source.task === run.task.name ? 'intra-task' : 'inter-task';
+  if (experiment === 'inter-task') warnings.push(`inter-task: neurons found on ${source.task ?? 'an unknown task'} (${sourceDir}) steer a ${run.task.name} model`);
+  const sourceInfo: NeuronSourceInfo = {
+    run: sourceDir, task: source.task, modelHash: nf.modelHash, pairs: nf.pairs, site: nf.site, layers: nf.layers, d: nf.d,
+    experiment, stale: source.stale,
+  };
+  return { run, modelHash: hash, source, sourceInfo, warnings };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole table.
+
+export interface SteerEvalOptions extends LoopControl {
+  setup: SteerSetup;
+  /** A model of setup.run at the neurons' site (GPT2Inference.create(..., { site: setup.sourceInfo.site })). */
+  model: SteerModel;
+  /** Fraction of all layers x d neurons, re-ranked from rho.npy / nmd.npy (ignored with picks). */
+  topN: number;
+  /** Steer these neurons instead of the top-N ('custom'). */
+  picks?: { layer: number; index: number }[];
+  alpha: number;
+  /** Starting inputs wanted per direction. */
+  n: number;
+  seed: number;
+  maxTries?: number;
+  /** Progress of the two phases: starts (inputs tried) and cells (steered generations). */
+  onProgress?: (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number }) => void;
+}
+
+export interface SteerEvalResult {
+  file: SteeringFile;
+  cells: CellResult[];
+  starts: Starts;
+}
+
+/** The steering vectors of the targeted (or custom) method for a direction. */
+export function methodIntervention(setup: SteerSetup, topN: number, picks: { layer: number; index: number }[] | undefined, alpha: number, direction: Direction): Intervention {
+  const { source } = setup;
+  const shape = { layers: source.neurons.layers, d: source.neurons.d };
+  if (picks) return customIntervention(picks, source.nmd, shape, source.neurons.site, alpha, direction);
+  const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, source.neurons.site, topN);
+  return targetedIntervention(ranked, source.nmd, shape, alpha, direction);
+}
+
+/** Starts, then every (direction, method) cell; returns steering.json's content (not written). */
+export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult> {
+  const { setup, model } = opts;
+  const { run, sourceInfo } = setup;
+  const task = run.task;
+  if (model.site !== sourceInfo.site) throw new Error(`the model hooks site ${model.site}, the neurons are at ${sourceInfo.site}: create it with { site: '${sourceInfo.site}' }`);
+  if (model.cfg.nLayer !== sourceInfo.layers || model.cfg.nEmbd !== sourceInfo.d) throw new Error(`the model is ${model.cfg.nLayer} x ${model.cfg.nEmbd}, the neurons ${sourceInfo.layers} x ${sourceInfo.d}`);
+  const start = Date.now();
+  const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
+  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop };
+
+  const starts = await drawStarts(task, model, {
+    n: opts.n, seed: opts.seed, maxTries: opts.maxTries, ...ctl,
+    onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * opts.n }),
+  });
+  const warnings = [...setup.warnings];
+  for (const dir of DIRECTIONS) {
+    const found = starts.info.found[dir];
+    if (found < opts.n) {
+      warnings.push(`${dir}: only ${found} of ${opts.n} starting inputs (unsteered ${directionEnds(dir).from}) in ${starts.info.tried} inputs tried (budget ${starts.info.maxTries}); the ${dir} cells have n = ${found}`);
+    }
+  }
+
+  const methods: InterventionKind[] = [opts.picks ? 'custom' : 'targeted', ...BASELINES];
+  const total = DIRECTIONS.reduce((s, dir) => s + methods.length * starts.inputs[dir].length, 0);
+  let done = 0;
+  opts.onProgress?.({ phase: 'cells', done, total }); // starts the clock of the cells' ETA
+  const cells: CellResult[] = [];
+  let main: Intervention | undefined;
+  for (const direction of DIRECTIONS) {
+    main = methodIntervention(setup, opts.topN, opts.picks, opts.alpha, direction);
+    const inputs = starts.inputs[direction];
+    for (const method of methods) {
+      const intervention = method === 'targeted' || method === 'custom'
+        ? main
+        : baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length));
+      const before = done;
+      cells.push(await runCell(task, model, inputs, intervention, {
+        ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }),
+      }));
+      done = before + inputs.length;
+      opts.onProgress?.({ phase: 'cells', done, total });
+    }
+  }
+
+  const paper = paperReference(task.name, sourceInfo.task, sourceInfo.experiment);
+  const file: SteeringFile = {
+    format: 'memgen-steering/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
+    site: sourceInfo.site, siteNames: Array.from({ length: shape.layers }, (_, l) => `blocks.${l}.${sourceInfo.site}`),
+    neurons: sourceInfo, method: opts.picks ? 'custom' : 'targeted', topN: opts.picks ? null : opts.topN,
+    count: main?.shifts.length ?? 0, alpha: opts.alpha, seed: opts.seed, starts: starts.info,
+    cells: cells.map(({ outputs: _o, behaviours: _b, ...c }) => c),
+    paper, warnings, createdAt: new Date().toISOString(), seconds: (Date.now() - start) / 1000,
+  };
+  return { file, cells, starts };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing.
+
+const METHOD_LABEL: Record<InterventionKind, string> = {
+  targeted: 'targeted', custom: 'custom', 'random-neurons': 'random neurons', uniform: 'uniform',
+};
+
+const fmt = (x: number) => x.toFixed(1);
+
+/**
+ * The table: rows = methods (targeted or custom, random neurons, uniform); per direction the columns
+ * % gen, % mem, % other, n; each percentage followed by the paper's in parentheses when it has one.
+ */
+export function formatSteeringTable(f: SteeringFile): string {
+  const lines: string[] = [];
+  const ref: PaperReference | null = f.paper;
+  const src = f.neurons;
+  const what = f.method === 'custom' ? `${f.count} picked neurons` : `top ${fmt(100 * (f.topN ?? 0))}% by |rho| = ${f.count} of ${src.layers} x ${src.d} neurons`;
+  const from = src.experiment === 'same-run' ? 'this run\'s analysis' : `${src.run} (${src.task ?? '?'}, ${src.experiment})`;
+  lines.push(`steering ${f.run}: ${f.taskDescription}`);
+  lines.push(`site ${f.site} (${f.siteNames[0]} .. ${f.siteNames[f.siteNames.length - 1]}); ${what}, from ${from} (${src.pairs} pairs); alpha ${f.alpha}`);
+  const main = f.cells.find((c) => c.method === 'targeted' || c.method === 'custom');
+  if (main) lines.push(`steered sites: ${main.intervention.sites.map((s, i) => `${s} (${main.intervention.perLayer[main.intervention.layers[i]]})`).join(', ')}; max |shift| ${main.intervention.maxAbsShift.toPrecision(3)}`);
+  lines.push(`starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried (gen ${f.starts.counts.gen}, mem ${f.starts.counts.mem}, other ${f.starts.counts.other})`);
+  lines.push('');
+  const w = 14;
+  const methods = [...new Set(f.cells.map((c) => c.method))];
+  const head1 = ''.padEnd(16) + DIRECTIONS.map((d) => `| ${d.replace('->', ' -> ')}`.padEnd(3 * w + 8)).join('');
+  const head2 = 'method'.padEnd(16) + DIRECTIONS.map(() => `| ${'% gen'.padStart(w - 2)}${'% mem'.padStart(w)}${'% other'.padStart(w)}${'n'.padStart(6)} `).join('');
+  lines.push(head1, head2);
+  for (const m of methods) {
+    let row = METHOD_LABEL[m].padEnd(16);
+    for (const dir of DIRECTIONS) {
+      const c = f.cells.find((x) => x.method === m && x.direction === dir);
+      const p = paperCell(ref, dir, m);
+      const val = (k: keyof ClassPercent, width: number) => {
+        if (!c) return '-'.padStart(width);
+        const ours = fmt(c.pct[k]);
+        return (p ? `${ours} (${fmt(p[k])})` : ours).padStart(width);
+      };
+      row += `| ${val('gen', w - 2)}${val('mem', w)}${val('other', w)}${String(c?.n ?? 0).padStart(6)} `;
+    }
+    lines.push(row);
+  }
+  lines.push('');
+  // The smooth signal: mean p(first gen / mem answer token), unsteered and per method.
+  const pf = (p: FirstTokenP | undefined) => (p ? `${p.gen.toFixed(3)} / ${p.mem === null ? '-' : p.mem.toFixed(3)}` : '-').padEnd(3 * w + 8);
+  lines.push('p(first token)'.padEnd(16) + DIRECTIONS.map(() => `| p(gen) / p(mem)`.padEnd(3 * w + 8)).join(''));
+  lines.push('unsteered'.padEnd(16) + DIRECTIONS.map((dir) => `| ${pf(f.starts.pFirst?.[dir])}`).join(''));
+  for (const m of methods) lines.push(METHOD_LABEL[m].padEnd(16) + DIRECTIONS.map((dir) => `| ${pf(f.cells.find((x) => x.method === m && x.direction === dir)?.pFirst)}`).join(''));
+  lines.push('');
+  const succ = DIRECTIONS.map((dir) => {
+    const t = f.cells.find((c) => c.direction === dir && (c.method === 'targeted' || c.method === 'custom'));
+    const bases = f.cells.filter((c) => c.direction === dir && (BASELINES as readonly string[]).includes(c.method));
+    if (!t) return `${dir}: -`;
+    const best = bases.length ? Math.max(...bases.map((b) => b.success)) : null;
+    return `${dir} ${fmt(t.success)}% ${directionEnds(dir).to}${best === null ? '' : ` (${(t.success - best >= 0 ? '+' : '') + fmt(t.success - best)} points over the best baseline)`}`;
+  });
+  lines.push(`success: ${succ.join('; ')}`);
+  lines.push('p(first token): mean probability of the first token of the gen / mem answer at the last prompt position');
+  if (ref) lines.push(`in parentheses: the paper's ${ref.table}, ${ref.model}, topN ${ref.topN} alpha ${ref.alpha} (${ref.note})`);
+  else lines.push(`the paper has no comparable numbers for ${f.task} (${src.experiment})`);
+  for (const wmsg of f.warnings) lines.push(`warning: ${wmsg}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,215 @@
+/**
+ * The alpha x topN grid of steering (the paper's grid search, appendix: "if topN or alpha are too
+ * small the intervention does nothing; too large, it disrupts inference"):
+ *
+ *   for each topN:   re-rank ALL (layer, neuron) by |rho| from rho.npy / nmd.npy (rank.ts), keep
+ *                    k = topCount(topN, L * d)  (not the list in neurons.json, which analyze cut at its
+ *                    own topN);
+ *   for each alpha:  for each direction, steer the SAME starting inputs (steer-eval.ts: drawStarts,
+ *                    drawn once for the whole grid) with the targeted vectors and, unless
+ *                    baselines = false, with both baselines (seeds: steer-eval.ts baselineSeed, which
+ *                    depends on k, not alpha: along a row only the scale changes);
+ *   cell:            success = % gen (mem->gen) or % mem (gen->mem), and % other, with n.
+ *   best:            the (alpha, topN) whose worst direction has the largest margin,
+ *                    margin = targeted success - max(baseline successes)  (without baselines: the
+ *                    targeted success itself). Ties: smaller alpha, then smaller topN.
+ * Cells run topN-major, alpha ascending; when interrupted (SteerInterrupted between generate calls)
+ * the result holds the finished cells and complete = false.
+ */
+import { rankNeurons, topCount } from '../analysis/rank';
+import {
+  PAPER_GPT2_SETTING,
+  type SweepBest,
+  type SweepCell,
+  type SweepFile,
+} from './files';
+import { BASELINES, DIRECTIONS, type Direction, type Intervention, baselineIntervention, directionEnds, targetedIntervention } from './intervention';
+import { type SteerModel, type SteerSetup, type Starts, SteerInterrupted, baselineSeed, drawStarts, runCell } from './steer-eval';
+
+export const SWEEP_ALPHAS: readonly number[] = [0.5, 1, 2, 5, 10];
+export const SWEEP_TOPNS: readonly number[] = [0.01, 0.05, 0.1, 0.2];
+
+export interface SweepOptions {
+  setup: SteerSetup;
+  /** A model of setup.run at the neurons' site. */
+  model: SteerModel;
+  alphas?: readonly number[];
+  topNs?: readonly number[];
+  /** Starting inputs per direction (default 100). */
+  n?: number;
+  seed: number;
+  /** Also run the two baselines in every cell (default true). */
+  baselines?: boolean;
+  maxTries?: number;
+  batch?: number;
+  shouldStop?: () => boolean;
+  onProgress?: (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number; cell?: SweepCell }) => void;
+  /** Starting inputs drawn before (e.g. by steer-eval with the same seed); drawn here when absent. */
+  starts?: Starts;
+}
+
+export interface SweepResult {
+  file: SweepFile;
+  starts: Starts;
+}
+
+function checkGrid(values: readonly number[], what: string, ok: (x: number) => boolean, rule: string): number[] {
+  if (values.length === 0) throw new Error(`the ${what} grid is empty`);
+  for (const x of values) if (!ok(x)) throw new Error(`${what} ${x}: ${rule}`);
+  return [...new Set(values)].sort((a, b) => a - b);
+}
+
+/** The best (alpha, topN) of a grid's cells; null when no (alpha, topN) has both directions. */
+export function bestCell(cells: readonly SweepCell[], baselines: boolean): SweepBest | null {
+  const keys = [...new Set(cells.map((c) => `${c.alpha}|${c.topN}`))];
+  let best: SweepBest | null = null;
+  let bestScore = -Infinity;
+  for (const key of keys) {
+    const [alpha, topN] = key.split('|').map(Number);
+    const here = cells.filter((c) => c.alpha === alpha && c.topN === topN);
+    const per = DIRECTIONS.map((dir) => {
+      const t = here.find((c) => c.direction === dir && c.method === 'targeted');
+      const b = here.filter((c) => c.direction === dir && c.method !== 'targeted');
+      const base = baselines && b.length > 0 ? Math.max(...b.map((c) => c.success)) : null;
+      return t ? { success: t.success, base, margin: t.success - (base ?? 0) } : null;
+    });
+    if (per.some((p) => p === null)) continue;
+    const [mg, gm] = per as { success: number; base: number | null; margin: number }[];
+    const score = Math.min(mg.margin, gm.margin);
+    const better = score > bestScore || (score === bestScore && best !== null && (alpha < best.alpha || (alpha === best.alpha && topN < best.topN)));
+    if (better) {
+      bestScore = score;
+      best = {
+        alpha, topN,
+        success: { 'mem->gen': mg.success, 'gen->mem': gm.success },
+        baseline: { 'mem->gen': mg.base, 'gen->mem': gm.base },
+        margin: { 'mem->gen': mg.margin, 'gen->mem': gm.margin },
+      };
+    }
+  }
+  return best;
+}
+
+/** Runs the grid; see the header. Returns sweep.json's content (not written). */
+export async function sweep(opts: SweepOptions): Promise<SweepResult> {
+  const { setup, model } = opts;
+  const { run, source, sourceInfo } = setup;
+  const task = run.task;
+  const alphas = checkGrid(opts.alphas ?? SWEEP_ALPHAS, 'alpha', (x) => Number.isFinite(x), 'must be a finite number');
+  const topNs = checkGrid(opts.topNs ?? SWEEP_TOPNS, 'topN', (x) => x > 0 && x <= 1, 'must be a fraction in (0, 1]');
+  const n = opts.n ?? 100;
+  const withBaselines = opts.baselines ?? true;
+  if (model.site !== sourceInfo.site) throw new Error(`the model hooks site ${model.site}, the neurons are at ${sourceInfo.site}`);
+  const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
+  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop };
+  const started = Date.now();
+
+  const starts = opts.starts ?? await drawStarts(task, model, {
+    n, seed: opts.seed, maxTries: opts.maxTries, ...ctl,
+    onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * n }),
+  });
+  const warnings = [...setup.warnings];
+  for (const dir of DIRECTIONS) {
+    const found = starts.inputs[dir].length;
+    if (found < starts.info.wanted) warnings.push(`${dir}: only ${found} of ${starts.info.wanted} starting inputs (unsteered ${directionEnds(dir).from}) in ${starts.info.tried} inputs tried`);
+  }
+
+  const methods = withBaselines ? 1 + BASELINES.length : 1;
+  const perCell = DIRECTIONS.reduce((s, dir) => s + starts.inputs[dir].length, 0) * methods;
+  const total = alphas.length * topNs.length * perCell;
+  let done = 0;
+  opts.onProgress?.({ phase: 'cells', done, total }); // starts the clock of the cells' ETA
+  const cells: SweepCell[] = [];
+  let complete = true;
+  try {
+    for (const topN of topNs) {
+      const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN);
+      for (const alpha of alphas) {
+        for (const direction of DIRECTIONS) {
+          const targeted = targetedIntervention(ranked, source.nmd, shape, alpha, direction);
+          const interventions: Intervention[] = [targeted];
+          if (withBaselines) {
+            for (const kind of BASELINES) interventions.push(baselineIntervention(kind, targeted, shape, baselineSeed(opts.seed, kind, direction, targeted.shifts.length)));
+          }
+          for (const iv of interventions) {
+            const before = done;
+            const r = await runCell(task, model, starts.inputs[direction], iv, { ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }) }, 0);
+            const cell: SweepCell = {
+              alpha, topN, count: topCount(topN, shape.layers * shape.d), direction, method: iv.description.kind as SweepCell['method'],
+              n: r.n, counts: r.counts, pct: r.pct, success: r.success, pFirst: r.pFirst, maxAbsShift: iv.description.maxAbsShift, layers: iv.description.layers,
+            };
+            cells.push(cell);
+            done = before + starts.inputs[direction].length;
+            opts.onProgress?.({ phase: 'cells', done, total, cell });
+          }
+        }
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof SteerInterrupted)) throw e;
+    complete = false;
+  }
+
+  const paperSetting = sourceInfo.experiment === 'same-run' ? PAPER_GPT2_SETTING[task.name] ?? null : null;
+  const file: SweepFile = {
+    format: 'memgen-sweep/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
+    site: sourceInfo.site, neurons: sourceInfo, alphas, topNs, baselines: withBaselines, seed: opts.seed,
+    starts: starts.info, cells, best: bestCell(cells, withBaselines), paperSetting, complete, warnings,
+    createdAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000,
+  };
+  return { file, starts };
+}
+
+const fmt = (x: number) => x.toFixed(1);
+
+/**
+ * The grid as text: per direction, rows alpha, columns topN, cells "success% / other%" of the
+ * targeted intervention; with baselines, a second grid per direction of the best baseline's success;
+ * then the best (alpha, topN).
+ */
+export function formatSweep(f: SweepFile): string {
+  const lines: string[] = [];
+  lines.push(`sweep of ${f.run}: ${f.taskDescription}`);
+  const src = f.neurons;
+  const from = src.experiment === 'same-run' ? 'this run\'s analysis' : `${src.run} (${src.task ?? '?'}, ${src.experiment})`;
+  lines.push(`site ${f.site} (blocks.0.${f.site} .. blocks.${src.layers - 1}.${f.site}); neurons re-ranked by |rho| from ${from} (${src.pairs} pairs) for each topN`);
+  lines.push(`starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried`);
+  const w = 15;
+  const cellOf = (alpha: number, topN: number, dir: Direction, pred: (m: SweepCell['method']) => boolean) =>
+    f.cells.filter((c) => c.alpha === alpha && c.topN === topN && c.direction === dir && pred(c.method));
+  for (const dir of DIRECTIONS) {
+    const to = directionEnds(dir).to;
+    const grids: [string, (a: number, t: number) => string][] = [
+      [`${dir}: targeted, % ${to} / % other`, (a, t) => {
+        const c = cellOf(a, t, dir, (m) => m === 'targeted')[0];
+        return c ? `${fmt(c.success)} / ${fmt(c.pct.other)}` : '-';
+      }],
+    ];
+    if (f.baselines) {
+      grids.push([`${dir}: best baseline (random neurons | uniform), % ${to}`, (a, t) => {
+        const bs = cellOf(a, t, dir, (m) => m !== 'targeted');
+        const r = bs.find((c) => c.method === 'random-neurons');
+        const u = bs.find((c) => c.method === 'uniform');
+        return r && u ? `${fmt(r.success)} | ${fmt(u.success)}` : '-';
+      }]);
+    }
+    for (const [title, val] of grids) {
+      lines.push('');
+      lines.push(`${title}   (n = ${f.starts.found[dir]})`);
+      lines.push('alpha \\ topN'.padEnd(13) + f.topNs.map((t) => String(t).padStart(w)).join(''));
+      for (const a of f.alphas) lines.push(String(a).padEnd(13) + f.topNs.map((t) => val(a, t).padStart(w)).join(''));
+    }
+  }
+  lines.push('');
+  if (f.best) {
+    const b = f.best;
+    const part = (dir: Direction) => `${dir} ${fmt(b.success[dir])}%${b.baseline[dir] === null ? '' : ` (best baseline ${fmt(b.baseline[dir] as number)}%, margin ${fmt(b.margin[dir])})`}`;
+    const worst = Math.min(b.margin['mem->gen'], b.margin['gen->mem']);
+    const head = worst > 0 ? 'best (largest worst-direction margin)' : `no (alpha, topN) beats ${f.baselines ? 'the baselines' : '0%'} in both directions; the least bad`;
+    lines.push(`${head}: alpha ${b.alpha}, topN ${b.topN}: ${part('mem->gen')}; ${part('gen->mem')}`);
+  }
+  if (f.paperSetting) lines.push(`the paper's GPT-2 setting for ${f.task}: topN ${f.paperSetting.topN}, alpha ${f.paperSetting.alpha}`);
+  if (!f.complete) lines.push(`interrupted: ${f.cells.length} cells finished`);
+  for (const wmsg of f.warnings) lines.push(`warning: ${wmsg}`);
+  return lines.join('\n');
+}
