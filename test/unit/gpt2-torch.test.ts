@@ -122,3 +122,28 @@ describe.skipIf(!hasTorch)('GPT-2 against an independent PyTorch forward', () =>
     }
   });
 });
+
+describe.skipIf(!hasTorch)('`memgen forward` on a committed run against PyTorch', () => {
+  const RUN = path.join(__dirname, '..', '..', 'runs', 'arithmetic-tiny');
+  it.skipIf(!fs.existsSync(path.join(RUN, 'model.safetensors')))('logits and ln_2 vectors agree within 1e-4', async () => {
+    const { main } = await import('../../engine/cli/main');
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (s: string) => lines.push(s);
+    let code: number;
+    try {
+      code = await main(['forward', '--run', RUN, '--prompt', '12+34+56+78=', '--json', '--threads', '1']);
+    } finally {
+      console.log = log;
+    }
+    expect(code).toBe(0);
+    const ours = JSON.parse(lines.join('\n')) as { ids: number[]; logits: number[]; hidden: Record<string, number[]> };
+    const py = spawnSync(PYTHON, ['-c', TORCH_GPT2], { input: JSON.stringify({ dir: RUN, prompts: [ours.ids], max_new: 0 }), encoding: 'utf8', timeout: 120_000 });
+    if (py.status !== 0) throw new Error(`python failed (${py.status}): ${py.stderr}`);
+    const [torch] = JSON.parse(py.stdout) as { logits: number[]; ln2: number[][] }[];
+    const diff = (a: number[], b: number[]) => Math.max(...b.map((v, j) => Math.abs(a[j] - v)));
+    expect(ours.logits.length).toBe(torch.logits.length);
+    expect(diff(ours.logits, torch.logits)).toBeLessThan(1e-4);
+    torch.ln2.forEach((v, l) => expect(diff(ours.hidden[`blocks.${l}.ln2`], v)).toBeLessThan(1e-4));
+  });
+});
