@@ -1,5 +1,6 @@
-// Bundles the CLI, the runner worker and the benchmark with esbuild (CommonJS, Node 20).
-// onnxruntime-node stays external: it loads its native library from node_modules.
+// Bundles the CLI, the runner worker, the benchmark and the editor (extension client, language
+// server, engine worker) with esbuild (CommonJS, Node 20). onnxruntime-node stays external: it loads
+// its native library from node_modules (the .vsix ships it); `vscode` is provided by the editor.
 import { build } from 'esbuild';
 
 const common = {
@@ -16,4 +17,7 @@ await Promise.all([
   build({ ...common, entryPoints: ['engine/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: ['engine/runtime/runner-worker.ts'], outfile: 'dist/runner-worker.js' }),
   build({ ...common, entryPoints: ['bench/bench.ts'], outfile: 'dist/bench.js' }),
+  build({ ...common, entryPoints: ['client/src/extension.ts'], outfile: 'dist/extension.js' }),
+  build({ ...common, entryPoints: ['server/src/server.ts'], outfile: 'dist/server.js' }),
+  build({ ...common, entryPoints: ['server/src/engine-worker.ts'], outfile: 'dist/engine-worker.js' }),
 ]);

@@ -1,0 +1,137 @@
+/**
+ * The `MemGen:` commands. Each one asks the server (protocol.ts) and shows the answer; nothing
+ * here computes. The lens commands (memgen.steer, memgen.run) show their result inline, after the
+ * prompt's line, and in the output channel.
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { LanguageClient } from 'vscode-languageclient/node';
+import * as lsp from '../../server/src/protocol';
+import type { Config } from './config';
+
+export interface Ctx {
+  client(): LanguageClient;
+  config: Config;
+  output: vscode.LogOutputChannel;
+  restart(): Promise<void>;
+  setStatus(s: lsp.ServerStatus): void;
+}
+
+const inline = vscode.window.createTextEditorDecorationType({
+  after: { margin: '0 0 0 2em', color: new vscode.ThemeColor('editorCodeLens.foreground'), fontStyle: 'italic' },
+});
+
+function showInline(uri: string, line: number, text: string): void {
+  const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === uri);
+  if (!editor) return;
+  const end = editor.document.lineAt(line).range.end;
+  editor.setDecorations(inline, [{ range: new vscode.Range(end, end), renderOptions: { after: { contentText: text } } }]);
+}
+
+async function pickRun(ctx: Ctx, title: string): Promise<string | undefined> {
+  const runs = await ctx.client().sendRequest(lsp.listRuns, {});
+  if (runs.length === 0) {
+    void vscode.window.showWarningMessage(`No runs in '${ctx.config.runsFolder}'. Train one with MemGen: Train Model...`);
+    return undefined;
+  }
+  const pick = await vscode.window.showQuickPick(
+    runs.map((r) => ({ label: r.name, description: `${r.task}${r.analysed ? ' · analysed' : ' · not analysed'}`, detail: r.dir, dir: r.dir })),
+    { title },
+  );
+  return pick?.dir;
+}
+
+function relToWorkspace(dir: string): string {
+  const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+  return root && dir.startsWith(root) ? path.relative(root, dir) : dir;
+}
+
+async function job(what: string, send: (token: vscode.CancellationToken) => Promise<lsp.JobResult>): Promise<lsp.JobResult | undefined> {
+  // The server reports LSP work-done progress (with its own cancel button); this token cancels the request.
+  const cts = new vscode.CancellationTokenSource();
+  try {
+    const r = await send(cts.token);
+    if (r.cancelled) void vscode.window.showInformationMessage(`MemGen: ${what} stopped (${r.run}).`);
+    else if (r.exitCode === 0) void vscode.window.showInformationMessage(`MemGen: ${what} finished: ${r.run}`);
+    else void vscode.window.showErrorMessage(`MemGen: ${what} failed (exit ${r.exitCode}): ${r.tail.split('\n').slice(-1)[0] ?? ''}`);
+    return r;
+  } catch (e) {
+    void vscode.window.showErrorMessage(`MemGen: ${what}: ${(e as Error).message}`);
+    return undefined;
+  } finally {
+    cts.dispose();
+  }
+}
+
+export function registerCommands(ctx: Ctx): vscode.Disposable[] {
+  const reg = (id: string, fn: (...args: never[]) => unknown) => vscode.commands.registerCommand(id, fn as (...args: unknown[]) => unknown);
+  return [
+    reg(lsp.COMMANDS.steer, async (p: lsp.SteerParams) => {
+      showInline(p.uri, p.line, `steering ${p.direction}…`);
+      try {
+        const r = await ctx.client().sendRequest(lsp.steer, p);
+        const text = `unsteered ${r.unsteered.output} → ${r.unsteered.behaviour}   |   steered ${r.direction} ${r.steered.output} → ${r.steered.behaviour}   (topN ${r.topN}, alpha ${r.alpha}, ${r.neurons} neurons)`;
+        showInline(p.uri, p.line, text);
+        ctx.output.appendLine(`[steer] ${r.prompt}\n  ${text}\n  ${r.note}`);
+      } catch (e) {
+        showInline(p.uri, p.line, `steer failed: ${(e as Error).message}`);
+      }
+    }),
+    reg(lsp.COMMANDS.run, async (p: lsp.PromptRef) => {
+      showInline(p.uri, p.line, 'running…');
+      try {
+        const r = await ctx.client().sendRequest(lsp.run, p);
+        showInline(p.uri, p.line, `→ ${r.output} (${r.behaviour}), p(gen first) ${r.pGenFirst.toFixed(3)}${r.pMemFirst === null ? '' : `, p(mem first) ${r.pMemFirst.toFixed(3)}`} · ${r.millis} ms`);
+      } catch (e) {
+        showInline(p.uri, p.line, `run failed: ${(e as Error).message}`);
+      }
+    }),
+    reg('memgen.selectRun', async () => {
+      const dir = await pickRun(ctx, 'MemGen: default run for files without a run: header');
+      if (dir) await ctx.config.setDefaultRun(relToWorkspace(dir));
+    }),
+    reg('memgen.train', async () => {
+      const task = await vscode.window.showQuickPick(['arithmetic', 'incontext', 'cipher'], { title: 'MemGen: task' });
+      if (!task) return;
+      const preset = await vscode.window.showQuickPick(['tiny', 'small', 'gpt2', 'gpt2-medium'], { title: 'MemGen: model preset' });
+      if (!preset) return;
+      const seed = await vscode.window.showInputBox({ title: 'MemGen: seed', value: '0', validateInput: (v) => (/^\d+$/.test(v) ? null : 'a non-negative integer') });
+      if (seed === undefined) return;
+      const out = await vscode.window.showInputBox({ title: 'MemGen: output folder (relative to the workspace)', value: path.join(ctx.config.runsFolder, `${task}-${preset}-s${seed}`) });
+      if (!out) return;
+      await job('training', (t) => ctx.client().sendRequest(lsp.train, { task, preset, seed: Number(seed), out }, t));
+    }),
+    reg('memgen.analyze', async () => {
+      const run = await pickRun(ctx, 'MemGen: analyse which run?');
+      if (run) await job('analysis', (t) => ctx.client().sendRequest(lsp.analyze, { run }, t));
+    }),
+    reg('memgen.evaluateSteering', async () => {
+      const run = await pickRun(ctx, 'MemGen: evaluate steering of which run?');
+      if (run) await job('steering evaluation', (t) => ctx.client().sendRequest(lsp.steerEval, { run, topN: ctx.config.topN ?? undefined, alpha: ctx.config.alpha ?? undefined }, t));
+    }),
+    reg('memgen.openReport', async () => {
+      const run = await pickRun(ctx, 'MemGen: open the report of which run?');
+      if (!run) return;
+      for (const f of ['analysis/steering.json', 'analysis/analysis.json', 'manifest.json']) {
+        try {
+          const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(path.join(run, f)));
+          await vscode.window.showTextDocument(doc, { preview: false });
+          return;
+        } catch {
+          /* try the next */
+        }
+      }
+    }),
+    reg('memgen.showNeurons', async () => {
+      const run = await pickRun(ctx, 'MemGen: neurons of which run?');
+      if (!run) return;
+      const n = await ctx.client().sendRequest(lsp.neurons, { run, limit: 50 });
+      const lines = [`# Neurons of ${path.basename(run)}`, '', `site ${n.site}, top ${n.topN * 100}% = ${n.count} neurons by |rho| (sign: gen - mem)`, '', '| rank | site | neuron | NMD | rho |', '|---|---|---|---|---|',
+        ...n.neurons.map((x) => `| ${x.rank} | ${x.site} | ${x.index} | ${x.nmd.toFixed(4)} | ${x.rho.toFixed(3)} |`)];
+      const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: lines.join('\n') });
+      await vscode.window.showTextDocument(doc, { preview: true });
+    }),
+    reg('memgen.restartServer', () => ctx.restart()),
+    reg('memgen.showLogs', () => ctx.output.show()),
+  ];
+}

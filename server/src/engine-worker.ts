@@ -1,0 +1,347 @@
+/**
+ * The engine, hosted in a worker thread so that the language server never waits for a model.
+ *
+ * Messages (EngineRequest / EngineReply): predict, steer, activations; cancel(id) drops a queued
+ * request (a stale one: the document changed) before it runs. Requests run one at a time, in order.
+ * A run is loaded once per (run folder, site, provider, threads) and kept (its two onnxruntime
+ * sessions, the analysis: neurons, NMD, per-neuron class means, probe weights); results are cached
+ * per (run, prompt, settings). Semantics: docs/protocol.md, "Predictions".
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parentPort } from 'node:worker_threads';
+import { type AnalysisSummary, type NeuronEntry, analysisDir, analysisPath, analysisStaleness, readAnalysisSummary, readNeurons } from '../../engine/analysis/files';
+import { readNpy } from '../../engine/analysis/npy';
+import type { ProbesFile } from '../../engine/analysis/probe-layers';
+import { loadProbeModels } from '../../engine/analysis/probe-layers';
+import type { ProbeKind, ProbeModel } from '../../engine/analysis/probe';
+import { rankNeurons } from '../../engine/analysis/rank';
+import { GPT2Inference } from '../../engine/models/gpt2-infer';
+import type { GPT2Site } from '../../engine/models/hooks';
+import { type LoadedRun, loadRun, readJSON } from '../../engine/runs/run';
+import { targetedIntervention } from '../../engine/steer/intervention';
+import type { Example } from '../../engine/tasks/task';
+import type { ActivationsResult, Direction, LayerProbeReading, NeuronPush, Prediction, Provider, SteerOutcome, SteerResult } from './protocol';
+
+export interface PromptJob {
+  run: string;
+  prompt: string;
+  site: GPT2Site;
+  provider: Provider;
+  threads: number;
+  expected: string | null;
+}
+
+export type EngineRequest =
+  | { id: number; kind: 'predict'; job: PromptJob; fresh?: boolean }
+  | { id: number; kind: 'steer'; job: PromptJob; direction: Direction; topN: number | null; alpha: number | null }
+  | { id: number; kind: 'activations'; job: PromptJob }
+  | { id: number; kind: 'cancel'; target: number };
+
+export type EngineReply =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; error: string; cancelled?: boolean };
+
+/** The paper's defaults per task (method.md): topN and alpha of the targeted intervention. */
+export const PAPER_STEERING: Record<string, { topN: number; alpha: number }> = {
+  arithmetic: { topN: 0.1, alpha: 5 },
+  incontext: { topN: 0.1, alpha: 1 },
+  cipher: { topN: 0.1, alpha: 5 },
+};
+
+const STEERING_NOTE = 'On the committed tiny runs the measured targeted steering is weak: no better than steering random neurons at the ln2 site (docs/results.md). Read a flip as a single example, not as evidence.';
+
+interface Analysis {
+  summary: AnalysisSummary;
+  dir: string;
+  neurons: NeuronEntry[];
+  nmd: Float32Array;
+  rho: Float32Array;
+  /** Per (layer, neuron): midpoint of the gen and mem class means. */
+  mid: Float32Array;
+  probesFile: ProbesFile | null;
+  probeModels: Partial<Record<ProbeKind, ProbeModel[]>> | null;
+  stale: string | null;
+}
+
+interface Loaded {
+  run: LoadedRun;
+  inf: GPT2Inference;
+  analysis: Analysis | null;
+  analysisError: string | null;
+}
+
+const loaded = new Map<string, Promise<Loaded>>();
+const cache = new Map<string, unknown>();
+const CACHE_MAX = 500;
+
+function remember<T>(key: string, value: T): T {
+  if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
+  cache.set(key, value);
+  return value;
+}
+
+function loadAnalysis(run: LoadedRun, site: GPT2Site): Analysis {
+  const summary = readAnalysisSummary(run.dir);
+  if (summary.site !== site) throw new Error(`the analysis in ${analysisDir(run)} is at site ${summary.site}, not ${site}`);
+  const L = run.cfg.nLayer;
+  const d = run.cfg.nEmbd;
+  const nmd = readNpy(analysisPath(run, 'nmd')).data;
+  const rho = readNpy(analysisPath(run, 'rho')).data;
+  const gen = readNpy(analysisPath(run, 'hiddenGen'));
+  const mem = readNpy(analysisPath(run, 'hiddenMem'));
+  const P = gen.shape[0];
+  const mid = new Float32Array(L * d);
+  for (let p = 0; p < P; p++) for (let j = 0; j < L * d; j++) mid[j] += (gen.data[p * L * d + j] + mem.data[p * L * d + j]) / (2 * P);
+  const probesPath = analysisPath(run, 'probes');
+  const probesFile = fs.existsSync(probesPath) ? readJSON<ProbesFile>(probesPath, 'probes') : null;
+  let probeModels: Analysis['probeModels'] = null;
+  try {
+    probeModels = loadProbeModels(analysisDir(run));
+  } catch {
+    probeModels = null;
+  }
+  return { summary, dir: analysisDir(run), neurons: readNeurons(run.dir).neurons, nmd, rho, mid, probesFile, probeModels, stale: analysisStaleness(run.dir, summary) };
+}
+
+function getLoaded(job: PromptJob): Promise<Loaded> {
+  const key = JSON.stringify([path.resolve(job.run), job.site, job.provider, job.threads]);
+  let p = loaded.get(key);
+  if (!p) {
+    p = (async () => {
+      const run = loadRun(job.run);
+      const inf = await GPT2Inference.create(run.cfg, run.params, { site: job.site, runner: { provider: job.provider, threads: job.threads }, batchSize: 8 });
+      let analysis: Analysis | null = null;
+      let analysisError: string | null = null;
+      try {
+        analysis = loadAnalysis(run, job.site);
+      } catch (e) {
+        analysisError = (e as Error).message;
+      }
+      return { run, inf, analysis, analysisError };
+    })();
+    p.catch(() => loaded.delete(key));
+    loaded.set(key, p);
+  }
+  return p;
+}
+
+function softmaxAt(logits: Float32Array, ids: (number | null)[]): (number | null)[] {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  return ids.map((id) => (id === null ? null : Math.exp(logits[id] - max) / sum));
+}
+
+/** probe.ts's forward in plain JS (tiny widths): standardise, fcK with relu between, one logit. */
+function probeLogit(model: ProbeModel, x: Float32Array): number {
+  let h: Float64Array = Float64Array.from(x, (v, i) => (v - model.mean[i]) / model.std[i]);
+  for (let k = 1; k < model.widths.length; k++) {
+    const W = model.params.get(`fc${k}.weight`)!.data;
+    const b = model.params.get(`fc${k}.bias`)!.data;
+    const [nin, nout] = [model.widths[k - 1], model.widths[k]];
+    const o = new Float64Array(nout);
+    for (let j = 0; j < nout; j++) o[j] = b[j];
+    for (let i = 0; i < nin; i++) {
+      const hi = h[i];
+      if (hi === 0) continue;
+      for (let j = 0; j < nout; j++) o[j] += hi * W[i * nout + j];
+    }
+    if (k < model.widths.length - 1) for (let j = 0; j < nout; j++) o[j] = Math.max(0, o[j]);
+    h = o;
+  }
+  return h[0];
+}
+
+const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
+
+function example(l: Loaded, prompt: string): Example {
+  return l.run.task.fromPrompt(prompt);
+}
+
+async function generate(l: Loaded, ex: Example, steerVectors?: Float32Array[]) {
+  const ids = l.run.task.tokenizer.encode(ex.prompt);
+  const res = await l.inf.generate([ids], { maxNewTokens: l.run.task.maxAnswerTokens, eosId: l.run.task.tokenizer.eoaId, steer: steerVectors });
+  const output = l.run.task.tokenizer.decode(res.tokens[0]);
+  const first = l.run.task.firstAnswerTokens(ex);
+  const [pGen, pMem] = softmaxAt(res.firstLogits, [first.gen, first.mem]);
+  return { output, behaviour: l.run.task.classify(ex, output), pGenFirst: pGen as number, pMemFirst: pMem, hidden: res.hidden };
+}
+
+function checkExpected(expected: string | null, output: string, behaviour: string): boolean | null {
+  if (expected === null) return null;
+  if (expected === 'gen' || expected === 'mem' || expected === 'other') return expected === behaviour;
+  return expected.trim() === output.trim();
+}
+
+async function predict(job: PromptJob, fresh: boolean): Promise<Prediction> {
+  const key = JSON.stringify(['predict', path.resolve(job.run), job.prompt, job.site, job.provider, job.expected]);
+  if (!fresh && cache.has(key)) return cache.get(key) as Prediction;
+  const t0 = Date.now();
+  const l = await getLoaded(job);
+  const ex = example(l, job.prompt);
+  const g = await generate(l, ex);
+  const { nLayer: L, nEmbd: d } = l.run.cfg;
+  const a = l.analysis;
+
+  let predicted: 'mem' | 'gen' = 'gen';
+  let probability = 1;
+  if (g.pMemFirst !== null) {
+    const s = g.pMemFirst + g.pGenFirst;
+    const pm = s > 0 ? g.pMemFirst / s : 0.5;
+    predicted = pm > 0.5 ? 'mem' : 'gen';
+    probability = predicted === 'mem' ? pm : 1 - pm;
+  }
+
+  const probes: LayerProbeReading[] = [];
+  let probesNote: string | null = null;
+  let bestSite = l.inf.siteNames[L - 1];
+  if (!a) probesNote = `no analysis: ${l.analysisError}`;
+  else if (!a.probesFile) probesNote = `no probes in ${a.dir} (run \`memgen analyze\` without --no-probes)`;
+  else {
+    if (!a.probeModels) probesNote = `probe weights (probes.safetensors) are missing in ${a.dir}: accuracies only; rerun \`memgen analyze --run ${job.run} --force\` to save them`;
+    for (let layer = 0; layer < L; layer++) {
+      const x = g.hidden.subarray(layer * d, (layer + 1) * d);
+      const pl = a.probeModels?.logistic?.[layer];
+      const pm = a.probeModels?.mlp?.[layer];
+      probes.push({
+        layer,
+        site: l.inf.siteNames[layer],
+        pGenLogistic: pl ? sigmoid(probeLogit(pl, x)) : null,
+        pGenMlp: pm ? sigmoid(probeLogit(pm, x)) : null,
+        accLogistic: a.probesFile.logistic[layer]?.accuracy ?? null,
+        accMlp: a.probesFile.mlp[layer]?.accuracy ?? null,
+      });
+    }
+    let best = -1;
+    for (const p of probes) {
+      const acc = Math.max(p.accLogistic ?? -1, p.accMlp ?? -1);
+      if (acc > best) {
+        best = acc;
+        bestSite = p.site;
+      }
+    }
+  }
+
+  const towardGen: NeuronPush[] = [];
+  const towardMem: NeuronPush[] = [];
+  if (a) {
+    const pushes = a.neurons.map((n) => {
+      const j = n.layer * d + n.index;
+      const value = g.hidden[j];
+      return { site: n.site, index: n.index, rank: n.rank, rho: n.rho, value, push: (value - a.mid[j]) * Math.sign(a.nmd[j]) };
+    });
+    towardGen.push(...pushes.filter((p) => p.push > 0).sort((x, y) => y.push - x.push).slice(0, 5));
+    towardMem.push(...pushes.filter((p) => p.push < 0).sort((x, y) => x.push - y.push).slice(0, 5).map((p) => ({ ...p, push: -p.push })));
+  }
+
+  const result: Prediction = {
+    prompt: ex.prompt,
+    run: l.run.dir,
+    runName: path.basename(path.resolve(l.run.dir)),
+    task: l.run.task.description,
+    output: g.output,
+    behaviour: g.behaviour,
+    predicted,
+    probability,
+    pGenFirst: g.pGenFirst,
+    pMemFirst: g.pMemFirst,
+    genAnswer: ex.genAnswer,
+    memAnswer: ex.memAnswer,
+    bestSite,
+    probes,
+    probesNote,
+    towardGen,
+    towardMem,
+    analysis: a ? { dir: a.dir, site: a.summary.site, pairs: a.summary.pairs, createdAt: a.summary.createdAt, stale: a.stale } : null,
+    expected: job.expected,
+    expectedMet: checkExpected(job.expected, g.output, g.behaviour),
+    millis: Date.now() - t0,
+  };
+  return remember(key, result);
+}
+
+async function steer(job: PromptJob, direction: Direction, topNIn: number | null, alphaIn: number | null): Promise<SteerResult> {
+  const t0 = Date.now();
+  const l = await getLoaded(job);
+  const a = l.analysis;
+  if (!a) throw new Error(`cannot steer: ${l.analysisError}`);
+  const defaults = PAPER_STEERING[l.run.task.name] ?? { topN: 0.1, alpha: 5 };
+  const topN = topNIn ?? defaults.topN;
+  const alpha = alphaIn ?? defaults.alpha;
+  const key = JSON.stringify(['steer', path.resolve(job.run), job.prompt, job.site, job.provider, direction, topN, alpha]);
+  if (cache.has(key)) return cache.get(key) as SteerResult;
+  const { nLayer: L, nEmbd: d } = l.run.cfg;
+  const ranked = Math.abs(topN - a.summary.topN) < 1e-12 ? a.neurons : rankNeurons(a.rho, a.nmd, L, d, a.summary.site, topN);
+  const iv = targetedIntervention(ranked, a.nmd, { layers: L, d }, alpha, direction);
+  const ex = example(l, job.prompt);
+  const un = await generate(l, ex);
+  const st = await generate(l, ex, iv.vectors);
+  const outcome = (g: typeof un): SteerOutcome => ({ output: g.output, behaviour: g.behaviour, pGenFirst: g.pGenFirst, pMemFirst: g.pMemFirst });
+  return remember(key, {
+    prompt: ex.prompt,
+    runName: path.basename(path.resolve(l.run.dir)),
+    direction,
+    topN,
+    alpha,
+    neurons: iv.description.count,
+    sites: iv.description.sites,
+    unsteered: outcome(un),
+    steered: outcome(st),
+    note: STEERING_NOTE,
+    millis: Date.now() - t0,
+  });
+}
+
+async function activations(job: PromptJob): Promise<ActivationsResult> {
+  const l = await getLoaded(job);
+  const ex = example(l, job.prompt);
+  const f = await l.inf.forward(l.run.task.tokenizer.encode(ex.prompt));
+  return { siteNames: l.inf.siteNames, hidden: f.hidden.map((h) => Array.from(h)) };
+}
+
+// ------------------------------------------------------------------------------------------
+// The queue: one request at a time; cancel drops a queued one.
+
+const queue: Exclude<EngineRequest, { kind: 'cancel' }>[] = [];
+let running = false;
+
+function reply(r: EngineReply): void {
+  parentPort!.postMessage(r);
+}
+
+async function pump(): Promise<void> {
+  if (running) return;
+  running = true;
+  try {
+    for (let req = queue.shift(); req; req = queue.shift()) {
+      try {
+        let result: unknown;
+        if (req.kind === 'predict') result = await predict(req.job, Boolean(req.fresh));
+        else if (req.kind === 'steer') result = await steer(req.job, req.direction, req.topN, req.alpha);
+        else result = await activations(req.job);
+        reply({ id: req.id, ok: true, result });
+      } catch (e) {
+        reply({ id: req.id, ok: false, error: (e as Error).message });
+      }
+    }
+  } finally {
+    running = false;
+  }
+}
+
+if (parentPort) {
+  parentPort.on('message', (req: EngineRequest) => {
+    if (req.kind === 'cancel') {
+      const i = queue.findIndex((q) => q.id === req.target);
+      if (i >= 0) {
+        queue.splice(i, 1);
+        reply({ id: req.target, ok: false, error: 'cancelled', cancelled: true });
+      }
+      return;
+    }
+    queue.push(req);
+    void pump();
+  });
+}

@@ -1,0 +1,143 @@
+/**
+ * The language server over stdio, as an editor drives it: spawn `node dist/server.js --stdio`
+ * (MEMGEN_SERVER overrides the path, e.g. to test an unpacked .vsix), initialize with the repo as
+ * the workspace, open .memgen documents naming runs/arithmetic-tiny, and check CodeLens titles,
+ * hover text, diagnostics and memgen/steer. Needs `npm run build` first (npm test does it).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MessageConnection, RequestType, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
+import * as lsp from '../../server/src/protocol';
+
+const root = path.resolve(__dirname, '../..');
+const serverJs = process.env.MEMGEN_SERVER ?? path.join(root, 'dist/server.js');
+
+interface Diag { range: { start: { line: number; character: number }; end: { line: number; character: number } }; message: string; severity: number }
+const codeLens = new RequestType<{ textDocument: { uri: string } }, { range: unknown; command?: { title: string; command: string } }[], void>('textDocument/codeLens');
+const hover = new RequestType<{ textDocument: { uri: string }; position: { line: number; character: number } }, { contents: { value: string } } | null, void>('textDocument/hover');
+
+let child: ChildProcess;
+let conn: MessageConnection;
+const diagnostics = new Map<string, Diag[][]>();
+
+function open(name: string, text: string): string {
+  const uri = pathToFileURL(path.join(root, 'examples', name)).toString();
+  void conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'memgen', version: 1, text } });
+  return uri;
+}
+
+async function waitFor<T>(f: () => T | undefined, ms = 20_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = f();
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeAll(async () => {
+  expect(fs.existsSync(serverJs), `${serverJs} (run npm run build)`).toBe(true);
+  child = spawn(process.execPath, [serverJs, '--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  conn.onNotification('textDocument/publishDiagnostics', (p: { uri: string; diagnostics: Diag[] }) => {
+    diagnostics.set(p.uri, [...(diagnostics.get(p.uri) ?? []), p.diagnostics]);
+  });
+  conn.onRequest('window/workDoneProgress/create', () => null);
+  conn.onNotification('window/logMessage', () => {});
+  conn.listen();
+  const init = await conn.sendRequest('initialize', {
+    processId: process.pid, rootUri: pathToFileURL(root).toString(), capabilities: {},
+    workspaceFolders: [{ uri: pathToFileURL(root).toString(), name: 'main' }],
+    initializationOptions: { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50 },
+  });
+  expect(init).toHaveProperty('capabilities.hoverProvider', true);
+  await conn.sendNotification('initialized', {});
+});
+
+afterAll(async () => {
+  try {
+    await conn.sendRequest('shutdown');
+    await conn.sendNotification('exit');
+  } catch { /* already gone */ }
+  conn?.dispose();
+  child?.kill();
+});
+
+const DOC = ['# test', 'run: runs/arithmetic-tiny', '', '16+93+66+94= => mem', '93+16+66+94='].join('\n');
+
+describe('language server over stdio', () => {
+  it('gives four CodeLenses per prompt: the prediction and three actions', async () => {
+    const uri = open('t1.memgen', DOC);
+    const lenses = await conn.sendRequest(codeLens, { textDocument: { uri } });
+    const titles = lenses.map((l) => l.command?.title ?? '');
+    expect(titles).toHaveLength(8);
+    for (const k of [0, 4]) {
+      expect(titles[k]).toMatch(/^(memorize|generalize) 0\.\d\d · blocks\.\d+\.ln2$/);
+      expect(titles.slice(k + 1, k + 4)).toEqual(['Steer → generalize', 'Steer → memorize', 'Run']);
+    }
+    expect(lenses[1].command!.command).toBe('memgen.steer');
+  });
+
+  it('hovers with the behaviour, the output, site names and the run', async () => {
+    const uri = open('t2.memgen', DOC);
+    const h = await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 3, character: 2 } });
+    const text = h!.contents.value;
+    if (process.env.MEMGEN_SHOW) console.log(text);
+    expect(text).toMatch(/MemGen: (memorize|generalize)/);
+    expect(text).toContain('unsteered output');
+    expect(text).toMatch(/→ \*\*(gen|mem|other)\*\*/);
+    expect(text).toContain('blocks.3.ln2');
+    expect(text).toContain('arithmetic-tiny');
+    expect(text).toMatch(/\| blocks\.0\.ln2 \| 0\.\d\d \| 0\.\d\d \|/); // per-layer probe p(gen) from probes.safetensors
+    expect(await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 0, character: 1 } })).toBeNull();
+  });
+
+  it('reports a parse error at its exact range, and a bad prompt at the prompt', async () => {
+    const uri = open('t3.memgen', ['run: runs/arithmetic-tiny', 'topN: 2', 'colour: red', '1+2+3+4= =>', '1+2+3= # too few operands'].join('\n'));
+    const all = await waitFor(() => diagnostics.get(uri)?.find((ds) => ds.some((d) => d.message.startsWith('arithmetic:'))));
+    const msg = (s: string) => all.find((d) => d.message.includes(s))!;
+    expect(msg('topN must be').range).toEqual({ start: { line: 1, character: 6 }, end: { line: 1, character: 7 } });
+    expect(msg('unknown header key').range).toEqual({ start: { line: 2, character: 0 }, end: { line: 2, character: 6 } });
+    expect(msg("'=>' must be followed").range).toEqual({ start: { line: 3, character: 9 }, end: { line: 3, character: 11 } });
+    expect(msg('arithmetic:').range).toEqual({ start: { line: 4, character: 0 }, end: { line: 4, character: 6 } });
+    expect(msg('topN must be').severity).toBe(1);
+  });
+
+  it('flags memorized prompts at information level', async () => {
+    const uri = open('t4.memgen', DOC);
+    const all = await waitFor(() => diagnostics.get(uri)?.find((ds) => ds.length > 0));
+    // 16+93+66+94= replays its memorized token (the CLI's `generate` agrees); its swap generalises.
+    expect(all).toHaveLength(1);
+    expect(all[0].message).toMatch(/^predicted to be memorized \(p = 0\.\d\d\): the model answers <mem-[0-9a-f]{8}> \(mem\)$/);
+    expect(all[0].range).toEqual({ start: { line: 3, character: 0 }, end: { line: 3, character: 12 } });
+    expect(all[0].severity).toBe(3);
+  });
+
+  it('reads block prompts of the incontext example', async () => {
+    const text = fs.readFileSync(path.join(root, 'examples/incontext.memgen'), 'utf8');
+    const uri = open('incontext.memgen', text);
+    const lenses = await conn.sendRequest(codeLens, { textDocument: { uri } });
+    const titles = lenses.map((l) => l.command?.title ?? '');
+    expect(titles).toHaveLength(8);
+    expect(titles[0]).toMatch(/^(memorize 0\.\d\d|generalize (0\.\d\d|· no memorized answer)) · blocks\.\d+\.ln2$/);
+    const h = await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 6, character: 3 } });
+    expect(h!.contents.value).toContain('incontext-tiny');
+  });
+
+  it('steers: memgen/steer returns steered and unsteered outputs', async () => {
+    const uri = open('t5.memgen', DOC);
+    const r = await conn.sendRequest(lsp.steer.method, { uri, line: 3, direction: 'mem->gen' }) as lsp.SteerResult;
+    expect(r.topN).toBe(0.1);
+    expect(r.alpha).toBe(5);
+    expect(r.neurons).toBeGreaterThan(0);
+    expect(typeof r.unsteered.output).toBe('string');
+    expect(typeof r.steered.output).toBe('string');
+    expect(['gen', 'mem', 'other']).toContain(r.steered.behaviour);
+    const runs = await conn.sendRequest(lsp.listRuns.method, {}) as lsp.RunInfo[];
+    expect(runs.map((x) => x.name)).toContain('arithmetic-tiny');
+  });
+});
