@@ -147,8 +147,8 @@ function noPairsMessage(tried: number, c: BehaviourCounts): string {
   const head = `no pair with one gen and one mem member in ${tried} inputs (each with its rephrasing): ${seen}.`;
   let why: string;
   if (c.gen === 0 && c.mem === 0) why = 'The model never produced either behaviour: it is undertrained (or not trained on this task).';
-  else if (c.mem === 0) why = 'The model shows only one behaviour (it always generalizes).';
-  else if (c.gen === 0) why = 'The model shows only one behaviour (it always memorizes).';
+  else if (c.mem === 0) why = `The model shows only one behaviour: it never memorizes here (its other answers are ${c.gen > c.other ? 'correct' : 'mostly malformed or wrong: it is undertrained'}).`;
+  else if (c.gen === 0) why = `The model shows only one behaviour: it never generalizes here (its other answers are ${c.mem > c.other ? 'the memorized ones' : 'mostly malformed or wrong: it is undertrained'}).`;
   else why = 'Both behaviours occur, but never within one pair: the model answers an input and its rephrasing alike.';
   return `${head} ${why} Pairs need both behaviours on the same input: train longer, or use another checkpoint whose test table (memgen eval --run RUN) shows both gen and mem.`;
 }

@@ -7,6 +7,8 @@ import { UsageError } from './args';
 import { ANALYZE_HELP, analyzeCommand } from './commands/analyze';
 import { DEMO_HELP, demoCommand } from './commands/demo';
 import { INSPECT_HELP, evalCommand, forwardCommand, generateCommand } from './commands/inspect';
+import { REPORT_HELP, reportCommand } from './commands/report';
+import { REPRODUCE_HELP, reproduceCommand } from './commands/reproduce';
 import { STEER_HELP, steerEvalCommand, sweepCommand } from './commands/steer';
 import { TRAIN_HELP, trainCommand } from './commands/train';
 
@@ -19,6 +21,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   analyze: analyzeCommand,
   'steer-eval': steerEvalCommand,
   sweep: sweepCommand,
+  report: reportCommand,
+  reproduce: reproduceCommand,
 };
 
 const HELP = `memgen — train, analyse and steer memorization vs generalization
@@ -31,6 +35,8 @@ ${TRAIN_HELP}
 ${INSPECT_HELP}
 ${ANALYZE_HELP}
 ${STEER_HELP}
+${REPORT_HELP}
+${REPRODUCE_HELP}
   help      This text.
 `;
 

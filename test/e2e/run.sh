@@ -110,8 +110,12 @@ else
   rm -f "$STAMP"
   (cd "$HERE" && timeout 900 npm ci --ignore-scripts --no-audit --no-fund) > "$WORK/install.log" 2>&1 \
     || { tail -n 20 "$WORK/install.log"; die 'npm ci failed'; }
+  # npm's CLI is started with Node 24 here, and npm_config_user_agent (set by an outer `npm run`,
+  # naming Node 20) is dropped: code-server's postinstall reads the Node version from it.
+  NPM_CLI="$(npm root -g)/npm/bin/npm-cli.js"
+  [ -f "$NPM_CLI" ] || die "npm's CLI not found at $NPM_CLI"
   (cd "$HERE" && PATH="$N24/bin:$PATH" npm_config_nodedir="$N24" npm_config_dangerously_allow_all_scripts=true \
-    timeout 1500 npm rebuild --foreground-scripts) >> "$WORK/install.log" 2>&1 \
+    timeout 1500 env -u npm_config_user_agent "$N24/bin/node" "$NPM_CLI" rebuild --foreground-scripts) >> "$WORK/install.log" 2>&1 \
     || { tail -n 30 "$WORK/install.log"; die 'building code-server on Node 24 failed'; }
   echo "$WANT" > "$STAMP"
 fi

@@ -342,7 +342,7 @@ describe.skipIf(!RUN_DIR)(`pairwise extraction on ${RUN_DIR ?? '(skipped: no run
     const dir = file('pairs-none');
     const err = await extractPairs({ ...base(), task: onlyGen, dir, maxPairs: 5, maxTries: 40, batch: 16, resume: false }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(NoPairsError);
-    expect((err as Error).message).toMatch(/no pair with one gen and one mem member in 40 inputs .*gen 80 \(100\.0%\), mem 0 \(0\.0%\), other 0 \(0\.0%\) of 80 generations\. The model shows only one behaviour \(it always generalizes\)\..*train longer/);
+    expect((err as Error).message).toMatch(/no pair with one gen and one mem member in 40 inputs .*gen 80 \(100\.0%\), mem 0 \(0\.0%\), other 0 \(0\.0%\) of 80 generations\. The model shows only one behaviour: it never memorizes here \(its other answers are correct\)\..*train longer/);
     expect(readPairsState(dir)).toMatchObject({ tried: 40, pairs: 0 });
   });
 

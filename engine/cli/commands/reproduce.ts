@@ -1,0 +1,346 @@
+/**
+ * `memgen reproduce`: the paper's GPT-2 pipeline on both of its tasks (arithmetic, incontext), end to
+ * end, then a Table-1-style summary beside the paper's numbers.
+ *
+ * Per task, into DIR/<task>-<preset> (DIR default runs-reproduce/), stage by stage:
+ *   train     from scratch with the preset's defaults (the train command's own config builder;
+ *             arithmetic adds --stop-when-both 0.3 as the committed run did), or with --reuse a copy
+ *             of the committed run FROM/<task>-tiny (model, config, tokenizer, manifest, log and
+ *             analysis; not checkpoints/ or report/). FROM (default runs/) is never modified.
+ *   analyze   `memgen analyze`, 2000 pairs from scratch; with --reuse the committed analysis is kept
+ *             when its modelHash matches the model file, else 500 pairs (--force). In two calls, so that
+ *             a model that seldom gives a pair ends in bounded time: first at most 5000 inputs without
+ *             probes (the yield: inputs per pair; the committed runs need about 30), then --resume: up to
+ *             the wanted pairs within 60 inputs per pair when the yield is at most 60, else only the
+ *             pairs found (the summary says so); the second call computes the statistics and probes.
+ *   steer     `memgen steer-eval` at the paper's setting (topN 0.1, alpha per task), n = 200.
+ *   sweep     `memgen sweep` (alpha x topN, both baselines), n = 100, so that the report shows it.
+ *   report    `memgen report` (RUN/report/index.html).
+ * A failing stage (e.g. analysis of a model that shows only one behaviour: NoPairsError) is reported,
+ * the task's later stages are skipped except its report (which shows the failure), and the other task
+ * goes on. The command functions are called in-process; what they print goes to DIR/logs/<run>-<stage>.log
+ * while their progress bars (stderr) stay on screen. Ctrl-C stops after the current stage (the stage
+ * itself stops cleanly: training saves a checkpoint, analysis keeps its pairs; no report is written
+ * after it); a second Ctrl-C aborts.
+ * Exit code: 0 all stages done, 1 a stage failed, 130 interrupted.
+ * Hidden option for testing the pipeline quickly: --steps N overrides the training length (from scratch).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { format } from 'node:util';
+import { analysisPath, modelHash } from '../../analysis/files';
+import { writeReport } from '../../report/html';
+import { bestProbe, loadReportData } from '../../report/data';
+import { directionVerdicts, steeringVerdict } from '../../report/verdict';
+import { RUN_FILES, RunError, prepareNewRun } from '../../runs/run';
+import type { TaskName } from '../../tasks/task';
+import { PRESET_NAMES } from '../../train/presets';
+import { formatEval } from '../../train/evaluate';
+import { train } from '../../train/trainer';
+import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
+import { ProgressBar, formatSeconds } from '../progress';
+import { analyzeCommand } from './analyze';
+import { steerEvalCommand, sweepCommand } from './steer';
+import { trainConfigFromArgs } from './train';
+
+export const REPRODUCE_HELP = `  reproduce Train (or --reuse the committed runs), analyse, steer, sweep and report both of the paper's GPT-2
+            tasks (arithmetic, incontext), then print a Table-1-style summary beside the paper's numbers.
+            [--preset tiny] [--reuse [--from DIR (runs)]] [--out DIR (runs-reproduce)] [--force (move existing
+            run folders in DIR aside)] [--threads N] [--provider cpu|cuda]`;
+
+const TASKS: readonly TaskName[] = ['arithmetic', 'incontext'];
+const STAGES = ['train', 'analyze', 'steer', 'sweep', 'report'] as const;
+type StageName = (typeof STAGES)[number];
+
+/** Pairs wanted (from scratch / re-analysis of a reused run), inputs per pair allowed, steering n. */
+const PAIRS = 2000;
+const REUSE_PAIRS = 500;
+const MAX_TRIES_PER_PAIR = 60;
+/** Inputs of the first extraction phase, which measures how often pairs come (see the header). */
+const YIELD_INPUTS = 5000;
+const STEER_N = 200;
+const SWEEP_N = 100;
+
+interface StageResult {
+  stage: StageName;
+  seconds: number;
+  status: 'done' | 'copied' | 'kept' | 'failed' | 'skipped' | 'interrupted';
+  detail: string;
+}
+
+interface TaskResult {
+  task: TaskName;
+  dir: string;
+  stages: StageResult[];
+  failed: string | null;
+}
+
+/** Runs `fn` with console.log appended to `file` instead of the terminal (progress bars use stderr). */
+async function logTo<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  const original = console.log;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const fd = fs.openSync(file, 'a');
+  console.log = (...args: unknown[]) => void fs.writeSync(fd, format(...args) + '\n');
+  try {
+    return await fn();
+  } finally {
+    console.log = original;
+    fs.closeSync(fd);
+  }
+}
+
+/** Copies a committed run into `dest` (without checkpoints/, report/ and moved-aside analyses). */
+function copyRun(src: string, dest: string): void {
+  const skip = (rel: string) => rel === RUN_FILES.checkpoints || rel.startsWith(RUN_FILES.checkpoints + path.sep) || rel === 'report' ||
+    rel.startsWith('report' + path.sep) || /^analysis\.replaced-/.test(rel) || /(^|[\\/])\.[^\\/]*\.tmp$/.test(rel);
+  fs.cpSync(src, dest, { recursive: true, filter: (s) => !skip(path.relative(src, s)) });
+}
+
+export async function reproduceCommand(argv: string[]): Promise<number> {
+  const v = parse(argv, {
+    preset: { type: 'string' }, reuse: { type: 'boolean' }, from: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
+    steps: { type: 'string' }, ...RUNNER_OPTIONS,
+  });
+  const preset = choice(v.preset, 'preset', PRESET_NAMES, 'tiny');
+  const reuse = Boolean(v.reuse);
+  if (reuse && preset !== 'tiny') throw new UsageError(`--reuse copies the committed tiny runs; with --preset ${preset} train from scratch (drop --reuse)`);
+  if (v.from !== undefined && !reuse) throw new UsageError('--from names the runs to copy with --reuse');
+  if (v.steps !== undefined && reuse) throw new UsageError('--steps (a testing override of the training length) has no meaning with --reuse');
+  const steps = v.steps === undefined ? null : num(v.steps, 'steps', 0);
+  if (steps !== null && (!Number.isInteger(steps) || steps < 1)) throw new UsageError(`--steps must be a positive integer, got ${steps}`);
+  const from = str(v.from, 'from') ?? 'runs';
+  const outDir = str(v.out, 'out') ?? 'runs-reproduce';
+  const runner = runnerOptions(v);
+  const runnerArgs = [...(v.threads !== undefined ? ['--threads', String(runner.threads)] : []), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])];
+  const logDir = path.join(outDir, 'logs');
+
+  // Refuse before any work: existing run folders (unless --force), missing committed runs.
+  const runDir = (task: TaskName) => path.join(outDir, `${task}-${preset}`);
+  for (const task of TASKS) {
+    const dir = runDir(task);
+    if (reuse && path.resolve(dir) === path.resolve(from, `${task}-tiny`)) {
+      throw new UsageError(`--out ${outDir} would put the copy of ${path.join(from, `${task}-tiny`)} onto itself; choose another --out (the committed runs are never modified)`);
+    }
+    if (!v.force && fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+      throw new RunError(`${dir} already exists: pass --force to move it aside (kept as ${path.basename(dir)}.replaced-<time>), or choose another --out`);
+    }
+    if (reuse && !fs.existsSync(path.join(from, `${task}-tiny`, RUN_FILES.manifest))) {
+      throw new RunError(`--reuse: ${path.join(from, `${task}-tiny`)} is not a run folder (no ${RUN_FILES.manifest}); name the committed runs' folder with --from`);
+    }
+  }
+
+  let stop = false;
+  let presses = 0;
+  const onSigint = () => {
+    presses++;
+    if (presses > 1) process.exit(130);
+    stop = true;
+    process.stderr.write('\nCtrl-C: reproduce stops after the current stage (Ctrl-C again aborts at once)\n');
+  };
+  process.on('SIGINT', onSigint);
+
+  const started = Date.now();
+  const results: TaskResult[] = [];
+  console.log(`reproduce: ${TASKS.join(', ')} on preset ${preset}, ${reuse ? `reusing the committed runs in ${from}/` : `trained from scratch${steps !== null ? ` (--steps ${steps}: a test override, not the preset's schedule)` : ''}`} -> ${outDir}/`);
+  try {
+    for (const task of TASKS) {
+      if (stop) break;
+      const dir = runDir(task);
+      const res: TaskResult = { task, dir, stages: [], failed: null };
+      results.push(res);
+      const notes: string[] = [];
+      const logFile = (stage: StageName) => path.join(logDir, `${path.basename(dir)}-${stage}.log`);
+
+      const stage = async (name: StageName, what: string, fn: () => Promise<Omit<StageResult, 'stage' | 'seconds'>>): Promise<boolean> => {
+        const k = STAGES.indexOf(name) + 1;
+        console.log(`\n[${task} ${k}/${STAGES.length}] ${name}: ${what}`);
+        const t0 = Date.now();
+        let r: Omit<StageResult, 'stage' | 'seconds'>;
+        try {
+          r = await fn();
+        } catch (e) {
+          r = { status: 'failed', detail: (e as Error).message };
+        }
+        const seconds = (Date.now() - t0) / 1000;
+        res.stages.push({ stage: name, seconds, ...r });
+        const mark = r.status === 'failed' ? 'FAILED' : r.status;
+        console.log(`[${task} ${k}/${STAGES.length}] ${name} ${mark} in ${formatSeconds(seconds)}${r.detail ? `: ${r.detail}` : ''}`);
+        if (r.status === 'failed') {
+          res.failed ??= `${name} failed: ${r.detail}`;
+          notes.push(`reproduce: ${name} failed: ${r.detail}`);
+        }
+        if (r.status === 'interrupted') stop = true;
+        return r.status !== 'failed' && r.status !== 'interrupted';
+      };
+      const command = async (name: StageName, fn: (argv: string[]) => Promise<number>, args: string[]) => {
+        const code = await logTo(logFile(name), () => fn(args));
+        return code === 130 ? 'interrupted' as const : code === 0 ? 'done' as const : 'failed' as const;
+      };
+      const skip = (name: StageName, why: string) => res.stages.push({ stage: name, seconds: 0, status: 'skipped', detail: why });
+
+      // 1. train (or copy)
+      const trained = await stage('train', reuse ? `copy ${path.join(from, `${task}-tiny`)}` : `GPT-2 ${preset} from scratch`, async () => {
+        if (reuse) {
+          prepareNewRun(dir, Boolean(v.force));
+          copyRun(path.join(from, `${task}-tiny`), dir);
+          return { status: 'copied', detail: `${path.join(from, `${task}-tiny`)} -> ${dir} (without checkpoints/)` };
+        }
+        const args = ['--task', task, '--preset', preset, '--seed', '0', ...runnerArgs, ...(task === 'arithmetic' ? ['--stop-when-both', '0.3'] : []),
+          ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', dir];
+        const cfg = trainConfigFromArgs(args);
+        fs.mkdirSync(logDir, { recursive: true });
+        const log = fs.openSync(logFile('train'), 'w');
+        const bar = new ProgressBar(`${task} train`, cfg.steps);
+        try {
+          fs.writeSync(log, `${cfg.command}\n`);
+          const out = await train(cfg, {
+            shouldStop: () => stop,
+            log: (l) => fs.writeSync(log, l + '\n'),
+            onEval: (e) => fs.writeSync(log, `[step ${e.step}] ${formatEval(e)}\n`),
+            onProgress: (p) => {
+              const e = p.lastEval;
+              bar.update(p.step, `loss ${p.loss.toFixed(3)}${e ? ` | step ${e.step}: gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}%` : ''}`);
+            },
+          });
+          if (process.stderr.isTTY) process.stderr.write('\n');
+          const kept = out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation';
+          fs.writeSync(log, `stopped: ${out.stopReason} after ${out.steps} steps; ${kept}\n`);
+          if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '')} --resume` };
+          return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}` };
+        } finally {
+          fs.closeSync(log);
+        }
+      });
+
+      // 2. analyze (or keep the committed analysis)
+      let analysed = false;
+      if (trained && !stop) {
+        const summaryFile = analysisPath(dir, 'summary');
+        let keep = false;
+        if (reuse && fs.existsSync(summaryFile)) {
+          const recorded = (JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { modelHash?: string }).modelHash;
+          keep = recorded === modelHash(dir);
+        }
+        const pairs = reuse ? REUSE_PAIRS : PAIRS;
+        analysed = await stage('analyze', keep ? 'the committed analysis (its modelHash matches the model file)' : `${pairs} pairs (log: ${logFile('analyze')})`, async () => {
+          if (keep) {
+            const s = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; triesPerPair: number };
+            return { status: 'kept', detail: `${s.pairs} pairs (${s.triesPerPair.toFixed(1)} inputs per pair)` };
+          }
+          const again = fs.existsSync(path.join(dir, 'analysis')) && fs.readdirSync(path.join(dir, 'analysis')).length > 0;
+          const failed = (status: 'interrupted' | 'failed') => ({ status, detail: status === 'interrupted' ? `pairs so far kept in ${path.join(dir, 'analysis')}` : `see ${logFile('analyze')}` });
+          const read = () => JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; inputsTried: number };
+          // Phase 1: how often do pairs come? (NoPairsError here when none in 2000 inputs.)
+          let status = await command('analyze', analyzeCommand, ['--run', dir, '--pairs', String(pairs), '--max-tries', String(YIELD_INPUTS), '--no-probes', ...(again ? ['--force'] : []), ...runnerArgs]);
+          if (status !== 'done') return failed(status);
+          const first = read();
+          const perPair = first.inputsTried / first.pairs;
+          const extend = first.pairs < pairs && perPair <= MAX_TRIES_PER_PAIR;
+          // Phase 2: extend to `pairs` when they come often enough, else analyse the pairs found; then the probes.
+          status = await command('analyze', analyzeCommand, ['--run', dir, '--resume', '--pairs', String(extend ? pairs : first.pairs),
+            '--max-tries', String(extend ? MAX_TRIES_PER_PAIR * pairs : first.inputsTried), ...runnerArgs]);
+          if (status !== 'done') return failed(status);
+          const s = read();
+          const rare = first.pairs < pairs && !extend
+            ? `; pairs are rare (${perPair.toFixed(0)} inputs per pair > ${MAX_TRIES_PER_PAIR}): the model seldom shows both behaviours on an input and its rephrasing, so the ${first.pairs} pairs of the first ${first.inputsTried} inputs are analysed as they are`
+            : '';
+          return { status: 'done', detail: `${s.pairs} pairs from ${s.inputsTried} inputs (${(s.inputsTried / s.pairs).toFixed(1)} per pair)${rare}` };
+        });
+      } else if (!trained) skip('analyze', 'training did not finish');
+
+      // 3-4. steering at the paper's setting, then the sweep
+      let steered = false;
+      if (analysed && !stop) {
+        steered = await stage('steer', `steer-eval at the paper's setting, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
+          const status = await command('steer', steerEvalCommand, ['--run', dir, '--n', String(STEER_N), ...runnerArgs]);
+          if (status !== 'done') return { status, detail: `see ${logFile('steer')}` };
+          const d = loadReportData(dir);
+          return { status: 'done', detail: d.steering ? steeringVerdict(d.steering).line : '' };
+        });
+      } else if (!analysed) skip('steer', 'no analysis');
+      if (steered && !stop) {
+        await stage('sweep', `alpha x topN, n = ${SWEEP_N} (log: ${logFile('sweep')})`, async () => {
+          const status = await command('sweep', sweepCommand, ['--run', dir, '--n', String(SWEEP_N), ...runnerArgs]);
+          return { status, detail: status === 'done' ? '' : `see ${logFile('sweep')}` };
+        });
+      } else if (!steered) skip('sweep', 'no steering');
+
+      // 5. the report, also after a failure (it shows what exists and the failure); not after Ctrl-C
+      if (stop) skip('report', 'interrupted');
+      else if (fs.existsSync(path.join(dir, RUN_FILES.manifest))) {
+        await stage('report', path.join(dir, 'report', 'index.html'), async () => {
+          const r = writeReport(dir, { notes });
+          return { status: 'done', detail: `${r.html} (+ ${r.figures.length} .svg)` };
+        });
+      } else skip('report', 'no run folder');
+    }
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+
+  console.log('');
+  console.log(summaryTable(results, preset));
+  const reports = results.map((r) => path.join(r.dir, 'report', 'index.html')).filter((f) => fs.existsSync(f));
+  if (reports.length > 0) console.log(`\nreports: ${reports.join(', ')}`);
+  console.log(`logs: ${logDir}/`);
+  const total = (Date.now() - started) / 1000;
+  const timing = results.map((r) => `${r.task}: ${r.stages.filter((s) => s.status !== 'skipped').map((s) => `${s.stage} ${formatSeconds(s.seconds)}${s.status === 'done' ? '' : ` (${s.status})`}`).join(', ')}`);
+  if (stop) {
+    console.log(`interrupted; finished stages are kept in ${outDir}/ (rerun with --force to start over)`);
+    console.log(`wall time: ${timing.join('; ')}; total ${formatSeconds(total)}`);
+    return 130;
+  }
+  console.log(`wall time: ${timing.join('; ')}; total ${formatSeconds(total)}`);
+  return results.some((r) => r.failed) ? 1 : 0;
+}
+
+/** The Table-1-style summary of both tasks (see the header). */
+function summaryTable(results: readonly TaskResult[], preset: string): string {
+  const lines: string[] = [];
+  lines.push(`Table 1 (GPT-2 from scratch): ours on preset ${preset} vs the paper. Steering: success = % gen for mem->gen, % mem for gen->mem.`);
+  const head = ['task', 'kept checkpoint: gen / mem (n)', 'pairs', 'best probe (chance 0.5)', 'direction', 'targeted', 'random', 'uniform', 'n', 'paper targeted / random'];
+  const rows: string[][] = [];
+  const verdicts: string[] = [];
+  for (const r of results) {
+    let kept = '-';
+    let pairs = '-';
+    let probe = '-';
+    let data: ReturnType<typeof loadReportData> | null = null;
+    try {
+      data = loadReportData(r.dir);
+    } catch {
+      data = null;
+    }
+    if (data) {
+      const e = data.manifest.best?.eval as { gen?: number; mem?: number; n?: number; guess?: number | null } | undefined;
+      if (data.manifest.best && e) kept = `step ${data.manifest.best.step}: ${(100 * (e.gen ?? 0)).toFixed(1)} / ${(100 * (e.mem ?? 0)).toFixed(1)} % (${e.n})${e.guess != null ? `, guess ${(100 * e.guess).toFixed(1)}%` : ''}`;
+      if (data.summary) pairs = String(data.summary.pairs);
+      const b = bestProbe(data.probes);
+      if (b) probe = `${b.accuracy.toFixed(3)} ${b.kind} ${b.site}`;
+    }
+    const ds = data?.steering ? directionVerdicts(data.steering) : [];
+    const cell = (dir: string, method: string) => {
+      const c = data?.steering?.cells.find((x) => x.direction === dir && x.method === method);
+      return c ? c.success.toFixed(1) : '-';
+    };
+    if (ds.length === 0) {
+      const failedStage = r.stages.find((s) => s.status === 'failed' || s.status === 'interrupted');
+      rows.push([r.task, kept, pairs, probe, failedStage ? `(${failedStage.stage} ${failedStage.status}: see below)` : '-', '-', '-', '-', '-', '-']);
+    }
+    ds.forEach((d, k) => {
+      const paper = d.paper ? `${d.paper.targeted.toFixed(1)} / ${d.paper.random === null ? '-' : d.paper.random.toFixed(1)}` : '-';
+      rows.push([k === 0 ? r.task : '', k === 0 ? kept : '', k === 0 ? pairs : '', k === 0 ? probe : '', d.direction, d.targeted.toFixed(1),
+        cell(d.direction, 'random-neurons'), cell(d.direction, 'uniform'), String(d.n), paper]);
+    });
+    const interrupted = r.stages.find((s) => s.status === 'interrupted');
+    if (r.failed) verdicts.push(`${r.task}: ${r.failed}`);
+    else if (interrupted) verdicts.push(`${r.task}: ${interrupted.stage} interrupted: ${interrupted.detail}`);
+    else if (data?.steering) verdicts.push(`${r.task}: ${steeringVerdict(data.steering).line}`);
+  }
+  const widths = head.map((h, j) => Math.max(h.length, ...rows.map((row) => row[j].length)));
+  const fmt = (row: string[]) => row.map((x, j) => (j >= 5 && j <= 8 ? x.padStart(widths[j]) : x.padEnd(widths[j]))).join('  ').trimEnd();
+  lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
+  lines.push('random: the same shifts on random neurons (the paper\'s "Random"); uniform: uniform shifts in [-v, v] on random neurons; paper: Table 1 (GPT-2).');
+  lines.push('', ...verdicts);
+  return lines.join('\n');
+}
