@@ -6,6 +6,7 @@
  *   tokens/s of a training step = batch * T / seconds per step
  *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
  * Peers: numpy for MatMul, PyTorch (bench/peers/torch_gpt2.py) for the GPT-2 rows, same shapes.
+ * Editor rows (bench/editor.ts): the bundled language server over stdio on runs/arithmetic-tiny.
  */
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -14,6 +15,7 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../engine/graph';
 import { runCopyDemo } from '../engine/demo/copy-demo';
 import { writeFileAtomic } from '../engine/io/atomic';
+import { editorRows } from './editor';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Runner } from '../engine/runtime/runner';
@@ -195,6 +197,7 @@ async function main(): Promise<void> {
   print(mm);
   print(await trainStepRow());
   for (const row of await gpt2Rows(mm.value)) print(row);
+  for (const row of await editorRows(path.resolve(__dirname, '..'), THREADS)) print(row);
   const result = { date: started.toISOString(), machine: machine(), rows };
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const file = path.resolve('bench/results', `${stamp}-${os.hostname()}.json`);
