@@ -21,11 +21,25 @@ const inline = vscode.window.createTextEditorDecorationType({
   after: { margin: '0 0 0 2em', color: new vscode.ThemeColor('editorCodeLens.foreground'), fontStyle: 'italic' },
 });
 
+/** Inline results by document and line, so that one prompt's result does not wipe another's. */
+const inlineResults = new Map<string, Map<number, string>>();
+
 function showInline(uri: string, line: number, text: string): void {
+  const lines = inlineResults.get(uri) ?? new Map<number, string>();
+  inlineResults.set(uri, lines.set(line, text));
   const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === uri);
   if (!editor) return;
-  const end = editor.document.lineAt(line).range.end;
-  editor.setDecorations(inline, [{ range: new vscode.Range(end, end), renderOptions: { after: { contentText: text } } }]);
+  editor.setDecorations(inline, [...lines].filter(([l]) => l < editor.document.lineCount).map(([l, t]) => {
+    const end = editor.document.lineAt(l).range.end;
+    return { range: new vscode.Range(end, end), renderOptions: { after: { contentText: t } } };
+  }));
+}
+
+/** Results refer to line numbers: an edit of the document drops them. */
+export function clearInlineOnEdit(): vscode.Disposable {
+  return vscode.workspace.onDidChangeTextDocument((e) => {
+    if (e.contentChanges.length > 0) inlineResults.delete(e.document.uri.toString());
+  });
 }
 
 async function pickRun(ctx: Ctx, title: string): Promise<string | undefined> {
@@ -70,7 +84,7 @@ export function registerCommands(ctx: Ctx): vscode.Disposable[] {
       showInline(p.uri, p.line, `steering ${p.direction}…`);
       try {
         const r = await ctx.client().sendRequest(lsp.steer, p);
-        const text = `unsteered ${r.unsteered.output} → ${r.unsteered.behaviour}   |   steered ${r.direction} ${r.steered.output} → ${r.steered.behaviour}   (topN ${r.topN}, alpha ${r.alpha}, ${r.neurons} neurons)`;
+        const text = `steered ${r.direction} → ${r.steered.behaviour} (${r.steered.output})  ·  unsteered → ${r.unsteered.behaviour}  ·  topN ${r.topN}, alpha ${r.alpha}, ${r.neurons} neurons`;
         showInline(p.uri, p.line, text);
         ctx.output.appendLine(`[steer] ${r.prompt}\n  ${text}\n  ${r.note}`);
       } catch (e) {

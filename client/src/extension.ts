@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { LanguageClient, type LanguageClientOptions, type ServerOptions, TransportKind } from 'vscode-languageclient/node';
 import * as lsp from '../../server/src/protocol';
-import { type Ctx, registerCommands } from './commands';
+import { type Ctx, clearInlineOnEdit, registerCommands } from './commands';
 import { Config } from './config';
 
 let client: LanguageClient | undefined;
@@ -66,6 +66,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     output,
     statusItem,
     ...registerCommands(ctx),
+    clearInlineOnEdit(),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
       if (!e.affectsConfiguration('memgen')) return;
       if (config.needsRestart(e)) await ctx.restart();

@@ -117,9 +117,20 @@ async function steeredOutput(page) {
       if (!box) throw new Error(`prompt line "${prompt}" is not on screen`);
       const span = line.locator('span span').first();
       const sb = (await span.boundingBox()) || box;
-      await page.mouse.move(sb.x + Math.min(20, sb.width / 2), sb.y + sb.height / 2);
-      const hover = page.locator('.monaco-hover:visible', { hasText: /(memorize|generalize)/ }).first();
-      await hover.waitFor({ timeout: 30000 });
+      // The hover fills in parts: the diagnostic's message ("predicted to be memorized") first, the
+      // server's MemGen part (with the site name) when it arrives; wait for the latter. A hover also
+      // sometimes does not open on the first mouse move: move away and back a few times.
+      const hover = page.locator('.monaco-hover:visible', { hasText: /MemGen: (memorize|generalize)[\s\S]*blocks\.\d+\./ }).first();
+      for (let attempt = 1; ; attempt++) {
+        await page.mouse.move(5, 400);
+        await page.mouse.move(sb.x + Math.min(20, sb.width / 2), sb.y + sb.height / 2, { steps: 5 });
+        try {
+          await hover.waitFor({ timeout: 8000 });
+          break;
+        } catch (e) {
+          if (attempt >= 4) throw e;
+        }
+      }
       const text = (await hover.innerText()).replace(/\s+/g, ' ');
       if (!/blocks\.\d+\.(ln2|resid_pre|resid_post)/.test(text)) throw new Error(`hover lacks a site name: ${text.slice(0, 200)}`);
       await shot('2-hover');
