@@ -185,16 +185,7 @@ export class ArithmeticTask implements Task {
   }
 
   train(rng: Rng): Example {
-    if (rng.uniform() < this.memRate) {
-      const k = rng.int(0, this.patterns.length - 1);
-      const p = this.patterns[k];
-      let a: number, b: number;
-      do {
-        a = this.operand(rng);
-        b = this.operand(rng);
-      } while (isHeldOut(a, b, k));
-      return this.exampleFor([a, b, p.c, p.d], rng.uniform() < MEM_PATTERN_RATIO);
-    }
+    if (rng.uniform() < this.memRate) return this.exampleFor(this.patternInput(rng, 'train'), rng.uniform() < MEM_PATTERN_RATIO);
     for (;;) {
       const ops: [number, number, number, number] = [this.operand(rng), this.operand(rng), this.operand(rng), this.operand(rng)];
       if (this.patternOf(ops[2], ops[3]) === null) return this.exampleFor(ops, false);
@@ -202,14 +193,22 @@ export class ArithmeticTask implements Task {
   }
 
   test(rng: Rng): Example {
+    return this.exampleFor(this.patternInput(rng, 'test'), false);
+  }
+
+  /**
+   * Operands bearing a random pattern, from the training or the held-out half (isHeldOut); test
+   * inputs also have a != b, so the pair rule always changes the prompt.
+   */
+  private patternInput(rng: Rng, side: 'train' | 'test'): [number, number, number, number] {
     const k = rng.int(0, this.patterns.length - 1);
     const p = this.patterns[k];
     let a: number, b: number;
     do {
       a = this.operand(rng);
       b = this.operand(rng);
-    } while (a === b || !isHeldOut(a, b, k));
-    return this.exampleFor([a, b, p.c, p.d], false);
+    } while (side === 'train' ? isHeldOut(a, b, k) : a === b || !isHeldOut(a, b, k));
+    return [a, b, p.c, p.d];
   }
 
   /** Swap operands 1 and 2 (deterministic: the rng is not used). */
