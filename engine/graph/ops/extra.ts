@@ -6,6 +6,7 @@
  *   causalMaskAny(S)   S[..., q, k] = -inf where k > q + (Tk - Tq); like causalMask, also for symbolic T
  *                      (Tq = 1, one new token after a cache: nothing to mask, S unchanged)
  *   takeLast(x, a)     x[..., -1, ...] along axis a, the axis removed (Gather with index -1)
+ *   cos(x), sin(x)     elementwise (Cos, Sin): the rotary tables of positions (rope.ts), never differentiated
  * Static dims take the constant path, so a static graph stays free of Shape nodes.
  */
 import type { Tensor } from '../graph';
@@ -64,4 +65,14 @@ export function takeLast(x: Tensor, axis: number): Tensor {
     outputs: [{ shape: x.shape.filter((_, i) => i !== a), dtype: x.dtype }],
     attrs: { axis: attr.int(a) },
   }).outputs[0];
+}
+
+/** Elementwise cosine (no gradient rule: used on positions only, see rope.ts). */
+export function cos(x: Tensor): Tensor {
+  return x.graph.addNode({ op: 'Cos', inputs: [x], outputs: [{ shape: x.shape, dtype: x.dtype }] }).outputs[0];
+}
+
+/** Elementwise sine (no gradient rule: used on positions only, see rope.ts). */
+export function sin(x: Tensor): Tensor {
+  return x.graph.addNode({ op: 'Sin', inputs: [x], outputs: [{ shape: x.shape, dtype: x.dtype }] }).outputs[0];
 }

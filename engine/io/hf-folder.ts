@@ -1,0 +1,295 @@
+/**
+ * A Hugging Face model folder as users have it on disk (a `save_pretrained` or hub snapshot):
+ *
+ *   DIR/config.json                              the model's config
+ *   DIR/model.safetensors                        one file, or
+ *   DIR/model.safetensors.index.json             {"metadata": {...}, "weight_map": {tensor: shard file}}
+ *   DIR/model-0000N-of-0000M.safetensors         with the shards it names
+ *   DIR/tokenizer.json, DIR/tokenizer_config.json   (@huggingface/tokenizers)
+ *   chat template: tokenizer_config.json "chat_template" (a string, or a list of {name, template},
+ *                  "default" taken) or DIR/chat_template.jinja; rendered with @huggingface/jinja
+ * Tensors are read with safetensors.ts (headers validated as untrusted input) and converted to
+ * float32 (F32, F16 and BF16 accepted; BF16 is exact in float32). The folder is only read, never written.
+ *
+ * Memory estimate, before any weight is read (estimateLoadMemory):
+ *   needed = weights as float32 (4 bytes x parameters) x 3     (the JS arrays, the serialised ONNX
+ *            model while onnxruntime parses it, and onnxruntime's own copy)
+ *          + the largest shard file (read whole before conversion)
+ *   available = MemAvailable of /proc/meminfo (os.freemem() elsewhere)
+ * A model whose float32 weights exceed the 2 GB protobuf limit needs ONNX external-data files, which
+ * the engine does not write yet: such a model is refused with that reason.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { ParamSet } from '../train/params';
+import { readSafeTensorsFile, type SafeDType, tensorAsFloat32 } from './safetensors';
+
+export const HF_FILES = {
+  config: 'config.json',
+  weights: 'model.safetensors',
+  index: 'model.safetensors.index.json',
+  tokenizer: 'tokenizer.json',
+  tokenizerConfig: 'tokenizer_config.json',
+  chatTemplate: 'chat_template.jinja',
+} as const;
+
+export class HFFolderError extends Error {
+  override name = 'HFFolderError';
+}
+
+/** Which file holds each tensor, and the files' dtypes and element counts (headers only). */
+export interface WeightIndex {
+  files: string[];
+  /** tensor name -> file (relative to the folder). */
+  where: Map<string, string>;
+  shapes: Map<string, number[]>;
+  dtypes: Map<string, SafeDType>;
+  /** Bytes of the largest file. */
+  largestFile: number;
+  parameters: number;
+}
+
+function readJSONFile(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new HFFolderError(`${what} ${file} is missing or unreadable`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new HFFolderError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+export function readHFConfig(dir: string): unknown {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new HFFolderError(`${dir} is not a folder`);
+  return readJSONFile(path.join(dir, HF_FILES.config), 'the model config');
+}
+
+/** Reads only the 8-byte length and the JSON header of a safetensors file. */
+function readHeader(file: string): Map<string, { dtype: SafeDType; shape: number[] }> {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const len = Buffer.alloc(8);
+    if (size < 8 || fs.readSync(fd, len, 0, 8, 0) !== 8) throw new HFFolderError(`${file}: shorter than a safetensors header`);
+    const n = len.readBigUInt64LE(0);
+    if (n > 100_000_000n || Number(n) > size - 8) throw new HFFolderError(`${file}: safetensors header length ${n} is invalid`);
+    const head = Buffer.alloc(Number(n));
+    fs.readSync(fd, head, 0, head.length, 8);
+    let json: unknown;
+    try {
+      json = JSON.parse(head.toString('utf8'));
+    } catch {
+      throw new HFFolderError(`${file}: safetensors header is not JSON`);
+    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new HFFolderError(`${file}: safetensors header is not an object`);
+    const out = new Map<string, { dtype: SafeDType; shape: number[] }>();
+    for (const [k, v] of Object.entries(json as Record<string, { dtype: SafeDType; shape: number[] }>)) {
+      if (k === '__metadata__') continue;
+      if (!v || !Array.isArray(v.shape) || typeof v.dtype !== 'string') throw new HFFolderError(`${file}: tensor '${k}' has no dtype/shape`);
+      out.set(k, { dtype: v.dtype, shape: v.shape });
+    }
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The folder's weight files, from model.safetensors or model.safetensors.index.json; headers only. */
+export function indexWeights(dir: string): WeightIndex {
+  const single = path.join(dir, HF_FILES.weights);
+  const indexFile = path.join(dir, HF_FILES.index);
+  const where = new Map<string, string>();
+  let files: string[];
+  const indexed = fs.existsSync(indexFile);
+  if (indexed) {
+    const idx = readJSONFile(indexFile, 'the weight index') as { weight_map?: unknown };
+    const wm = idx?.weight_map;
+    if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new HFFolderError(`${indexFile}: 'weight_map' must be an object of tensor -> file`);
+    for (const [t, f] of Object.entries(wm)) {
+      if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f.startsWith('.')) throw new HFFolderError(`${indexFile}: tensor '${t}' maps to '${String(f)}', not a file name in the folder`);
+      where.set(t, f);
+    }
+    files = [...new Set(where.values())].sort();
+    for (const f of files) if (!fs.existsSync(path.join(dir, f))) throw new HFFolderError(`${indexFile} names ${f}, which is missing from ${dir}`);
+  } else if (fs.existsSync(single)) {
+    files = [HF_FILES.weights];
+  } else {
+    const bin = fs.existsSync(path.join(dir, 'pytorch_model.bin')) || fs.existsSync(path.join(dir, 'pytorch_model.bin.index.json'));
+    throw new HFFolderError(`${dir}: no ${HF_FILES.weights} or ${HF_FILES.index}${bin ? ' (pytorch_model.bin pickles are not read; convert with save_pretrained(safe_serialization=True))' : ''}`);
+  }
+  const shapes = new Map<string, number[]>();
+  const dtypes = new Map<string, SafeDType>();
+  let largestFile = 0;
+  let parameters = 0;
+  for (const f of files) {
+    const file = path.join(dir, f);
+    largestFile = Math.max(largestFile, fs.statSync(file).size);
+    for (const [name, info] of readHeader(file)) {
+      if (!indexed) where.set(name, f);
+      else if (where.get(name) !== f) throw new HFFolderError(`${file} holds '${name}', which ${HF_FILES.index} places in ${where.get(name) ?? 'no file'}`);
+      shapes.set(name, info.shape);
+      dtypes.set(name, info.dtype);
+      parameters += info.shape.reduce((p, d) => p * d, 1);
+    }
+  }
+  for (const [t, f] of where) if (!shapes.has(t)) throw new HFFolderError(`${HF_FILES.index} places '${t}' in ${f}, which does not hold it`);
+  return { files, where, shapes, dtypes, largestFile, parameters };
+}
+
+export interface MemoryEstimate {
+  neededBytes: number;
+  availableBytes: number;
+  weightsFloat32Bytes: number;
+}
+
+/** Bytes the system can give without swapping: MemAvailable on Linux, os.freemem() elsewhere. */
+export function availableMemory(): number {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return os.freemem();
+}
+
+export function estimateLoadMemory(index: Pick<WeightIndex, 'parameters' | 'largestFile'>, available = availableMemory()): MemoryEstimate {
+  const weightsFloat32Bytes = 4 * index.parameters;
+  return { neededBytes: 3 * weightsFloat32Bytes + index.largestFile, availableBytes: available, weightsFloat32Bytes };
+}
+
+const GB = 1024 ** 3;
+const gb = (b: number) => `${(b / GB).toFixed(2)} GB`;
+/** The protobuf limit on one ONNX file without external data. */
+export const ONNX_PROTOBUF_LIMIT = 2 * GB;
+
+/** Throws, with needed vs available and the fixes, when the model would not fit. */
+export function checkLoadMemory(dir: string, est: MemoryEstimate): void {
+  if (est.weightsFloat32Bytes >= ONNX_PROTOBUF_LIMIT) {
+    throw new HFFolderError(
+      `${dir}: the weights take ${gb(est.weightsFloat32Bytes)} as float32, over the 2 GB limit of one ONNX protobuf; ` +
+        'the engine does not write ONNX external-data files yet. Use a smaller model (at most ~500M parameters).',
+    );
+  }
+  if (est.neededBytes > est.availableBytes) {
+    throw new HFFolderError(
+      `${dir}: loading needs about ${gb(est.neededBytes)} of memory (float32 weights ${gb(est.weightsFloat32Bytes)}, held ~3 times while ` +
+        `onnxruntime builds its session), but ${gb(est.availableBytes)} is available. Fixes: a machine with more memory or a GPU ` +
+        '(--provider cuda), a smaller model, or half precision weights in the engine (not implemented yet).',
+    );
+  }
+}
+
+/**
+ * Reads the tensors named in `expected` (name -> shape) as float32, converting F16/BF16. A missing
+ * tensor, a shape mismatch or a dtype other than F32/F16/BF16 is an error naming the file and the
+ * tensor; tensors the folder holds beyond `expected` are reported in `unused`.
+ */
+export function readHFWeights(dir: string, expected: Map<string, number[]>, opts: { index?: WeightIndex } = {}): { params: ParamSet; unused: string[]; dtypes: Set<SafeDType> } {
+  const index = opts.index ?? indexWeights(dir);
+  for (const [name, shape] of expected) {
+    const got = index.shapes.get(name);
+    if (!got) throw new HFFolderError(`${dir}: tensor '${name}' is missing from ${index.files.join(', ')}`);
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) throw new HFFolderError(`${dir}/${index.where.get(name)}: tensor '${name}' has shape [${got}], the config needs [${shape}]`);
+    const dt = index.dtypes.get(name)!;
+    if (dt !== 'F32' && dt !== 'F16' && dt !== 'BF16') throw new HFFolderError(`${dir}/${index.where.get(name)}: tensor '${name}' is ${dt}; only F32, F16 and BF16 weights are read`);
+  }
+  const params: ParamSet = new Map();
+  const dtypes = new Set<SafeDType>();
+  for (const f of index.files) {
+    const names = [...expected.keys()].filter((n) => index.where.get(n) === f);
+    if (names.length === 0) continue;
+    const st = readSafeTensorsFile(path.join(dir, f)); // one shard in memory at a time
+    for (const n of names) {
+      params.set(n, { shape: [...expected.get(n)!], data: tensorAsFloat32(st, n) });
+      dtypes.add(st.tensors.get(n)!.dtype);
+    }
+  }
+  const unused = [...index.shapes.keys()].filter((n) => !expected.has(n));
+  return { params, unused, dtypes };
+}
+
+// ---------------------------------------------------------------- tokenizer and chat template
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface HFTokenizer {
+  tokenizer: Tokenizer;
+  config: Record<string, unknown>;
+  /** The chat template's source, or null when the folder has none. */
+  chatTemplate: string | null;
+  bosToken: string | null;
+  eosToken: string | null;
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: readonly number[], opts?: { skipSpecialTokens?: boolean }): string;
+  /** The chat template rendered as text (special tokens included as text; encode without adding them). */
+  renderChat(messages: readonly ChatMessage[], opts?: { addGenerationPrompt?: boolean; extra?: Record<string, unknown> }): string;
+  /** Token ids of a rendered chat (the template writes bos itself, so no special tokens are added). */
+  encodeChat(messages: readonly ChatMessage[], opts?: { addGenerationPrompt?: boolean; extra?: Record<string, unknown> }): number[];
+}
+
+function tokenText(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return null;
+}
+
+export function loadHFTokenizer(dir: string): HFTokenizer {
+  const tokJson = readJSONFile(path.join(dir, HF_FILES.tokenizer), 'the tokenizer');
+  const cfgFile = path.join(dir, HF_FILES.tokenizerConfig);
+  const config = (fs.existsSync(cfgFile) ? readJSONFile(cfgFile, 'the tokenizer config') : {}) as Record<string, unknown>;
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = new Tokenizer(tokJson as object, config);
+  } catch (e) {
+    throw new HFFolderError(`${path.join(dir, HF_FILES.tokenizer)}: @huggingface/tokenizers cannot load it (${(e as Error).message})`);
+  }
+  let chatTemplate: string | null = null;
+  const ct = config.chat_template;
+  if (typeof ct === 'string') chatTemplate = ct;
+  else if (Array.isArray(ct)) {
+    const named = ct as { name?: string; template?: string }[];
+    chatTemplate = (named.find((t) => t.name === 'default') ?? named[0])?.template ?? null;
+  } else if (fs.existsSync(path.join(dir, HF_FILES.chatTemplate))) chatTemplate = fs.readFileSync(path.join(dir, HF_FILES.chatTemplate), 'utf8');
+  let compiled: Template | null = null;
+  const bosToken = tokenText(config.bos_token);
+  const eosToken = tokenText(config.eos_token);
+  const render = (messages: readonly ChatMessage[], opts: { addGenerationPrompt?: boolean; extra?: Record<string, unknown> } = {}): string => {
+    if (chatTemplate === null) throw new HFFolderError(`${dir}: no chat template (tokenizer_config.json has no chat_template and there is no ${HF_FILES.chatTemplate})`);
+    if (!compiled) {
+      try {
+        compiled = new Template(chatTemplate);
+      } catch (e) {
+        throw new HFFolderError(`${dir}: the chat template does not parse (${(e as Error).message})`);
+      }
+    }
+    return compiled.render({
+      messages,
+      bos_token: bosToken ?? '',
+      eos_token: eosToken ?? '',
+      add_generation_prompt: opts.addGenerationPrompt ?? true,
+      ...opts.extra,
+    });
+  };
+  return {
+    tokenizer,
+    config,
+    chatTemplate,
+    bosToken,
+    eosToken,
+    encode: (text, opts = {}) => tokenizer.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
+    decode: (ids, opts = {}) => tokenizer.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false }),
+    renderChat: render,
+    encodeChat: (messages, opts) => tokenizer.encode(render(messages, opts), { add_special_tokens: false }).ids,
+  };
+}
