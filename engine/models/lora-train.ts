@@ -1,0 +1,88 @@
+/**
+ * Training a LoRA adapter on a frozen LLaMA (method.md section 3, the "adapter" run): the base
+ * weights are initializers of the step graph, the adapter's A and B its only parameters, so one
+ * onnxruntime run returns the loss and the adapter gradients and nothing crosses the boundary for
+ * the base. The update runs in JS (train/optim.ts) between runs.
+ *
+ *   loss = mean over targets != -100 of -log softmax(logits[b, t])[targets[b, t]]   (ops.crossEntropy)
+ *   g    = dloss/d{A, B} (lora.ts header), clipped to global norm `clip`
+ *   Adam(W) step on A and B with learning rate lr (weight decay decoupled)
+ * Dropout (lora_dropout > 0) draws fresh masks from the trainer's seeded generator at every step.
+ */
+import { Graph, type Tensor, ops } from '../graph';
+import type { HostTensor, RunnerOptions } from '../runtime/runner';
+import { Adam, clipGradNorm } from '../train/optim';
+import { type ParamSet, cloneParams } from '../train/params';
+import { TrainStep } from '../train/step';
+import { Rng } from '../util/rng';
+import { type LlamaConfig, llamaForward, llamaParamInitializers } from './llama';
+import { type LoraConfig, initLora, loraDropoutFeeds, loraGraphTensors } from './lora';
+
+/** The step graph: inputs input_ids / targets int64 [batch, seq], the adapter as params, the base as initializers. */
+export function buildLoraTrainGraph(model: LlamaConfig, base: ParamSet, lora: LoraConfig, shape: { batch: number; seq: number }): { graph: Graph; loss: Tensor } {
+  const g = new Graph('llama_lora_train');
+  const w = llamaParamInitializers(g, model, base);
+  const adapters = loraGraphTensors(g, model, lora, 'params', undefined, shape);
+  const ids = g.input('input_ids', [shape.batch, shape.seq], 'int64');
+  const targets = g.input('targets', [shape.batch, shape.seq], 'int64');
+  const loss = ops.crossEntropy(llamaForward(model, w, ids, { adapters }), targets);
+  return { graph: g, loss };
+}
+
+export interface LoraTrainOptions {
+  batch: number;
+  seq: number;
+  lr?: number;
+  clip?: number;
+  weightDecay?: number;
+  runner?: RunnerOptions;
+  /** Starting adapter (default: initLora, seeded by lora.seed). */
+  adapter?: ParamSet;
+}
+
+export class LoraTrainer {
+  private readonly dropoutRng: Rng;
+
+  private constructor(
+    readonly model: LlamaConfig,
+    readonly lora: LoraConfig,
+    readonly adapter: ParamSet,
+    private readonly stepper: TrainStep,
+    private readonly adam: Adam,
+    private readonly opts: Required<Pick<LoraTrainOptions, 'batch' | 'seq' | 'clip'>>,
+  ) {
+    this.dropoutRng = new Rng((lora.seed ^ 0x5bd1e995) >>> 0);
+  }
+
+  static async create(model: LlamaConfig, base: ParamSet, lora: LoraConfig, opts: LoraTrainOptions): Promise<LoraTrainer> {
+    const adapter = opts.adapter ? cloneParams(opts.adapter) : initLora(model, lora);
+    const { graph, loss } = buildLoraTrainGraph(model, base, lora, opts);
+    const stepper = await TrainStep.compile(graph, loss, opts.runner);
+    const adam = new Adam(adapter, { lr: opts.lr ?? 5e-5, weightDecay: opts.weightDecay ?? 0 });
+    return new LoraTrainer(model, lora, adapter, stepper, adam, { batch: opts.batch, seq: opts.seq, clip: opts.clip ?? 1 });
+  }
+
+  /** Names of the graph's trainable parameters: the adapter's, never a base weight. */
+  get trainableNames(): string[] {
+    return [...this.stepper.paramNames];
+  }
+
+  /** One step on ids/targets [batch, seq] (targets -100 = ignored); returns the loss before the update. */
+  async step(ids: BigInt64Array, targets: BigInt64Array, lr?: number): Promise<{ loss: number; gradNorm: number }> {
+    const { batch, seq } = this.opts;
+    if (ids.length !== batch * seq || targets.length !== batch * seq) throw new Error(`LoRA step: ids and targets must hold batch x seq = ${batch * seq} values`);
+    const feeds: Record<string, HostTensor> = {
+      input_ids: { data: ids, dims: [batch, seq] },
+      targets: { data: targets, dims: [batch, seq] },
+      ...loraDropoutFeeds(this.model, this.lora, batch, seq, this.dropoutRng),
+    };
+    const { loss, grads } = await this.stepper.run(this.adapter, feeds);
+    const gradNorm = clipGradNorm(grads, this.opts.clip);
+    this.adam.step(this.adapter, grads, lr);
+    return { loss, gradNorm };
+  }
+
+  release(): Promise<void> {
+    return this.stepper.release();
+  }
+}
