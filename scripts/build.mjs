@@ -1,7 +1,9 @@
 // Bundles the CLI, the runner worker, the benchmark and the editor (extension client, language
 // server, engine worker) with esbuild (CommonJS, Node 20). onnxruntime-node stays external: it loads
 // its native library from node_modules (the .vsix ships it); `vscode` is provided by the editor.
+// Then the Svelte panels with Vite (webviews/vite.config.mts): dist/webviews/panels.{js,css}.
 import { build } from 'esbuild';
+import { build as viteBuild } from 'vite';
 
 const common = {
   bundle: true,
@@ -20,4 +22,5 @@ await Promise.all([
   build({ ...common, entryPoints: ['client/src/extension.ts'], outfile: 'dist/extension.js' }),
   build({ ...common, entryPoints: ['server/src/server.ts'], outfile: 'dist/server.js' }),
   build({ ...common, entryPoints: ['server/src/engine-worker.ts'], outfile: 'dist/engine-worker.js' }),
+  viteBuild({ configFile: 'webviews/vite.config.mts' }),
 ]);

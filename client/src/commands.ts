@@ -8,11 +8,14 @@ import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
 import * as lsp from '../../server/src/protocol';
 import type { Config } from './config';
+import type { PanelBus } from './panels/panel-bus';
 
 export interface Ctx {
   client(): LanguageClient;
   config: Config;
   output: vscode.LogOutputChannel;
+  /** The panels' shared state: the custom steering set the steer lens uses, the last steer result. */
+  panels: PanelBus;
   restart(): Promise<void>;
   setStatus(s: lsp.ServerStatus): void;
 }
@@ -83,8 +86,10 @@ export function registerCommands(ctx: Ctx): vscode.Disposable[] {
     reg(lsp.COMMANDS.steer, async (p: lsp.SteerParams) => {
       showInline(p.uri, p.line, `steering ${p.direction}…`);
       try {
-        const r = await ctx.client().sendRequest(lsp.steer, p);
-        const text = `steered ${r.direction} → ${r.steered.behaviour} (${r.steered.output})  ·  unsteered → ${r.unsteered.behaviour}  ·  topN ${r.topN}, alpha ${r.alpha}, ${r.neurons} neurons`;
+        const custom = ctx.panels.custom;
+        const r = await ctx.client().sendRequest(lsp.steer, { uri: p.uri, line: p.line, direction: p.direction, ...(custom ? { custom } : {}) });
+        ctx.panels.steered(r);
+        const text = `${r.method === 'custom' ? 'custom set ' : ''}steered ${r.direction} → ${r.steered.behaviour} (${r.steered.output})  ·  unsteered → ${r.unsteered.behaviour}  ·  topN ${r.topN}, alpha ${r.alpha}, ${r.neurons} neurons`;
         showInline(p.uri, p.line, text);
         ctx.output.appendLine(`[steer] ${r.prompt}\n  ${text}\n  ${r.note}`);
       } catch (e) {
@@ -113,7 +118,14 @@ export function registerCommands(ctx: Ctx): vscode.Disposable[] {
       if (seed === undefined) return;
       const out = await vscode.window.showInputBox({ title: 'MemGen: output folder (relative to the workspace)', value: path.join(ctx.config.runsFolder, `${task}-${preset}-s${seed}`) });
       if (!out) return;
-      await job('training', (t) => ctx.client().sendRequest(lsp.train, { task, preset, seed: Number(seed), out }, t));
+      const stop = await vscode.window.showInputBox({
+        title: 'MemGen: stop early once held-out gen and mem both reach (a fraction; empty: train every step)',
+        value: task === 'arithmetic' ? '0.3' : '',
+        validateInput: (v) => (v === '' || (Number(v) > 0 && Number(v) <= 1) ? null : 'a fraction in (0, 1], or empty'),
+      });
+      if (stop === undefined) return;
+      void vscode.commands.executeCommand('memgen.panel.training.focus');
+      await job('training', (t) => ctx.client().sendRequest(lsp.train, { task, preset, seed: Number(seed), out, ...(stop ? { stopWhenBoth: Number(stop) } : {}) }, t));
     }),
     reg('memgen.analyze', async () => {
       const run = await pickRun(ctx, 'MemGen: analyse which run?');

@@ -9,6 +9,8 @@ import { LanguageClient, type LanguageClientOptions, type ServerOptions, Transpo
 import * as lsp from '../../server/src/protocol';
 import { type Ctx, clearInlineOnEdit, registerCommands } from './commands';
 import { Config } from './config';
+import { PanelBus } from './panels/panel-bus';
+import { registerPanels } from './panels/register';
 
 let client: LanguageClient | undefined;
 
@@ -43,10 +45,14 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   };
   setStatus({ run: null, provider: config.provider, state: vscode.workspace.isTrusted ? 'idle' : 'untrusted', message: 'starting' });
 
+  // The panels' shared state; the server's training feed goes to it.
+  const panels = new PanelBus(context.workspaceState);
   const start = async () => {
     client = createClient(context, config, output);
     await client.start();
     client.onNotification(lsp.status, setStatus);
+    client.onNotification(lsp.trainCurve, (p) => panels.trainPoint(p));
+    client.onNotification(lsp.trainState, (s) => panels.trainState(s));
   };
   const ctx: Ctx = {
     client: () => {
@@ -55,6 +61,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     },
     config,
     output,
+    panels,
     setStatus,
     restart: async () => {
       await client?.stop();
@@ -66,6 +73,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     output,
     statusItem,
     ...registerCommands(ctx),
+    panels,
+    ...registerPanels({
+      client: ctx.client,
+      output,
+      bus: panels,
+      extensionUri: context.extensionUri,
+      defaultRun: () => {
+        const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+        return config.defaultRun ? path.resolve(root ?? '', config.defaultRun) : null;
+      },
+    }),
     clearInlineOnEdit(),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
       if (!e.affectsConfiguration('memgen')) return;

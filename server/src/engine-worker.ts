@@ -19,9 +19,9 @@ import { rankNeurons } from '../../engine/analysis/rank';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import type { GPT2Site } from '../../engine/models/hooks';
 import { type LoadedRun, loadRun, readJSON } from '../../engine/runs/run';
-import { targetedIntervention } from '../../engine/steer/intervention';
+import { customIntervention, targetedIntervention } from '../../engine/steer/intervention';
 import type { Example } from '../../engine/tasks/task';
-import type { ActivationsResult, Direction, LayerProbeReading, NeuronPush, Prediction, Provider, SteerOutcome, SteerResult } from './protocol';
+import { type ActivationsResult, type Direction, type LayerProbeReading, type NeuronPush, type NeuronRef, type Prediction, type Provider, type SteerOutcome, type SteerResult, encodeBinary } from './protocol';
 
 export interface PromptJob {
   run: string;
@@ -34,7 +34,7 @@ export interface PromptJob {
 
 export type EngineRequest =
   | { id: number; kind: 'predict'; job: PromptJob; fresh?: boolean }
-  | { id: number; kind: 'steer'; job: PromptJob; direction: Direction; topN: number | null; alpha: number | null }
+  | { id: number; kind: 'steer'; job: PromptJob; direction: Direction; topN: number | null; alpha: number | null; custom?: NeuronRef[] }
   | { id: number; kind: 'activations'; job: PromptJob }
   | { id: number; kind: 'cancel'; target: number };
 
@@ -262,7 +262,11 @@ async function predict(job: PromptJob, fresh: boolean): Promise<Prediction> {
   return remember(key, result);
 }
 
-async function steer(job: PromptJob, direction: Direction, topNIn: number | null, alphaIn: number | null): Promise<SteerResult> {
+/** The last steer of each (run, prompt): its shift vectors, for the Activations panel's overlay. */
+const lastShift = new Map<string, { vectors: Float32Array[]; steer: NonNullable<ActivationsResult['steer']> }>();
+const shiftKey = (job: PromptJob) => JSON.stringify([path.resolve(job.run), job.prompt, job.site]);
+
+async function steer(job: PromptJob, direction: Direction, topNIn: number | null, alphaIn: number | null, custom: NeuronRef[] | undefined): Promise<SteerResult> {
   const t0 = Date.now();
   const l = await getLoaded(job);
   const a = l.analysis;
@@ -270,11 +274,14 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   const defaults = PAPER_STEERING[l.run.task.name] ?? { topN: 0.1, alpha: 5 };
   const topN = topNIn ?? defaults.topN;
   const alpha = alphaIn ?? defaults.alpha;
-  const key = JSON.stringify(['steer', path.resolve(job.run), job.prompt, job.site, job.provider, direction, topN, alpha]);
-  if (cache.has(key)) return cache.get(key) as SteerResult;
+  const key = JSON.stringify(['steer', path.resolve(job.run), job.prompt, job.site, job.provider, direction, topN, alpha, custom ?? null]);
   const { nLayer: L, nEmbd: d } = l.run.cfg;
-  const ranked = Math.abs(topN - a.summary.topN) < 1e-12 ? a.neurons : rankNeurons(a.rho, a.nmd, L, d, a.summary.site, topN);
-  const iv = targetedIntervention(ranked, a.nmd, { layers: L, d }, alpha, direction);
+  // The panels' custom set (customIntervention: the same NMD rule on picked neurons), else the top-N ranking.
+  const iv = custom && custom.length > 0
+    ? customIntervention(custom, a.nmd, { layers: L, d }, a.summary.site, alpha, direction)
+    : targetedIntervention(Math.abs(topN - a.summary.topN) < 1e-12 ? a.neurons : rankNeurons(a.rho, a.nmd, L, d, a.summary.site, topN), a.nmd, { layers: L, d }, alpha, direction);
+  lastShift.set(shiftKey(job), { vectors: iv.vectors, steer: { direction, topN, alpha, neurons: iv.description.count } });
+  if (cache.has(key)) return cache.get(key) as SteerResult;
   const ex = example(l, job.prompt);
   const un = await generate(l, ex);
   const st = await generate(l, ex, iv.vectors);
@@ -283,6 +290,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
     prompt: ex.prompt,
     runName: path.basename(path.resolve(l.run.dir)),
     direction,
+    method: custom && custom.length > 0 ? 'custom' : 'targeted',
     topN,
     alpha,
     neurons: iv.description.count,
@@ -298,7 +306,23 @@ async function activations(job: PromptJob): Promise<ActivationsResult> {
   const l = await getLoaded(job);
   const ex = example(l, job.prompt);
   const f = await l.inf.forward(l.run.task.tokenizer.encode(ex.prompt));
-  return { siteNames: l.inf.siteNames, hidden: f.hidden.map((h) => Array.from(h)) };
+  const { nLayer: L, nEmbd: d } = l.run.cfg;
+  const hidden = new Float32Array(L * d);
+  f.hidden.forEach((h, layer) => hidden.set(h.subarray(0, d), layer * d));
+  const last = lastShift.get(shiftKey(job));
+  let shift: Float32Array | null = null;
+  if (last) {
+    shift = new Float32Array(L * d);
+    last.vectors.forEach((v, layer) => shift!.set(v.subarray(0, d), layer * d));
+  }
+  return {
+    siteNames: l.inf.siteNames,
+    hidden: encodeBinary(hidden, [L, d]),
+    shift: shift ? encodeBinary(shift, [L, d]) : null,
+    steer: last?.steer ?? null,
+    prompt: ex.prompt,
+    runName: path.basename(path.resolve(l.run.dir)),
+  };
 }
 
 // ------------------------------------------------------------------------------------------
@@ -319,7 +343,7 @@ async function pump(): Promise<void> {
       try {
         let result: unknown;
         if (req.kind === 'predict') result = await predict(req.job, Boolean(req.fresh));
-        else if (req.kind === 'steer') result = await steer(req.job, req.direction, req.topN, req.alpha);
+        else if (req.kind === 'steer') result = await steer(req.job, req.direction, req.topN, req.alpha, req.custom);
         else result = await activations(req.job);
         reply({ id: req.id, ok: true, result });
       } catch (e) {

@@ -3,8 +3,13 @@
  * (client/src) and the server (server/src), as rust-analyzer's lsp_ext.ts. docs/protocol.md
  * describes each one; a change here is a change there.
  *
- * Only plain JSON crosses: numbers, strings, arrays, records. Positions are LSP's (0-based line,
- * UTF-16 character). Site names are hooks.ts's `blocks.{layer}.{site}`.
+ * Only plain JSON crosses: numbers, strings, arrays, records. Large numeric arrays (the panels' NMD,
+ * rho, activations) cross as BinaryArray: the little-endian bytes of a typed array in base64, which
+ * the client turns back into a Float32Array / Int32Array and posts to the webview as a typed array.
+ * Positions are LSP's (0-based line, UTF-16 character). Site names are hooks.ts's `blocks.{layer}.{site}`.
+ *
+ * The last section, "Panels", also types the messages between the extension and its webviews
+ * (PanelToHost, HostToPanel); every PanelToHost is checked by parsePanelMessage before it is used.
  */
 import { NotificationType, RequestType } from 'vscode-jsonrpc';
 
@@ -115,6 +120,11 @@ export interface Prediction {
 
 export interface SteerParams extends PromptRef {
   direction: Direction;
+  /**
+   * The panels' custom steering set: these neurons of `run`'s analysis instead of the top-N ranking;
+   * ignored (the ranking is used) when the prompt's run is another folder.
+   */
+  custom?: { run: string; neurons: NeuronRef[] };
 }
 
 export interface SteerOutcome {
@@ -128,6 +138,8 @@ export interface SteerResult {
   prompt: string;
   runName: string;
   direction: Direction;
+  /** 'custom': the panels' custom set was steered (topN then does not apply); else the top-N ranking. */
+  method: 'targeted' | 'custom';
   topN: number;
   alpha: number;
   /** Neurons shifted and the sites they live in. */
@@ -142,8 +154,14 @@ export interface SteerResult {
 
 export interface ActivationsResult {
   siteNames: string[];
-  /** [layers][d] site vectors at the last prompt token, unsteered. */
-  hidden: number[][];
+  /** float32 [layers, d]: site vectors at the last prompt token, unsteered. */
+  hidden: BinaryArray;
+  /** float32 [layers, d]: the shift the active steer adds (null: no steer of this prompt yet). */
+  shift: BinaryArray | null;
+  /** The steer the shift belongs to (direction, topN, alpha), or null. */
+  steer: { direction: Direction; topN: number; alpha: number; neurons: number } | null;
+  prompt: string;
+  runName: string;
 }
 
 export interface RunInfo {
@@ -167,6 +185,8 @@ export interface TrainParams {
   preset: string;
   seed: number;
   out: string;
+  /** Stop early once held-out gen% and mem% both reach this fraction (`--stop-when-both`); absent: all steps. */
+  stopWhenBoth?: number;
   /** LSP work-done token created by the client (window/workDoneProgress/create), optional. */
   workDoneToken?: string;
 }
@@ -230,3 +250,261 @@ export const COMMANDS = {
   steer: 'memgen.steer',
   run: 'memgen.run',
 } as const;
+
+// ------------------------------------------------------------------------------------------
+// Panels (the Svelte webviews, webviews/): what the server sends for them, and the messages
+// between the extension and a webview.
+
+/** A numeric array as bytes: little-endian float32 / int32, C order, base64. */
+export interface BinaryArray {
+  dtype: 'float32' | 'int32';
+  shape: number[];
+  base64: string;
+}
+
+/** A typed array as a BinaryArray (Node's Buffer: server and client both run on Node). */
+export function encodeBinary(data: Float32Array | Int32Array, shape: number[]): BinaryArray {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n !== data.length) throw new Error(`shape [${shape.join(', ')}] holds ${n} values, the array ${data.length}`);
+  const dtype = data instanceof Float32Array ? 'float32' : 'int32';
+  return { dtype, shape, base64: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') };
+}
+
+/** A BinaryArray back as a typed array (a fresh, aligned copy); the length must match the shape. */
+export function decodeBinary(b: BinaryArray): Float32Array | Int32Array {
+  const bytes = Buffer.from(b.base64, 'base64');
+  const n = b.shape.reduce((x, y) => x * y, 1);
+  if (bytes.byteLength !== n * 4) throw new Error(`binary array: ${bytes.byteLength} bytes for shape [${b.shape.join(', ')}] of ${b.dtype}`);
+  const buf = new ArrayBuffer(bytes.byteLength);
+  new Uint8Array(buf).set(bytes);
+  return b.dtype === 'float32' ? new Float32Array(buf) : new Int32Array(buf);
+}
+
+/** One neuron: its layer and its index within the layer's d-vector. */
+export interface NeuronRef {
+  layer: number;
+  index: number;
+}
+
+export interface RunParams {
+  /** Run folder, absolute or relative to the first workspace root. */
+  run: string;
+}
+
+/** memgen/neuronMap: NMD and rho of every (layer, neuron), for the heatmap. */
+export interface NeuronMapResult<A = BinaryArray, R = BinaryArray> {
+  run: string;
+  runName: string;
+  task: string;
+  site: Site;
+  siteNames: string[];
+  layers: number;
+  d: number;
+  pairs: number;
+  /** Sign convention of nmd and rho: positive = larger on the gen member. */
+  sign: 'gen - mem';
+  /** float32 [layers, d]: NMD = mean gen - mean mem (nmd.npy). */
+  nmd: A;
+  /** float32 [layers, d]: point-biserial rho, gen = 1 (rho.npy). */
+  rho: A;
+  /** int32 [layers, d]: rank over all layers by |rho| (1 = largest; rank.ts order). */
+  rank: R;
+  /** The analysis' steering fraction and the neurons it keeps (ranks 1..kept). */
+  topN: number;
+  kept: number;
+}
+
+/** One layer's held-out probe accuracy (probes.json). */
+export interface ProbeLayerRow {
+  layer: number;
+  site: string;
+  accuracy: number;
+  /** 95% Wilson interval of the accuracy. */
+  ci: [number, number];
+  n: number;
+}
+
+/** memgen/probeTable: the per-layer probes of a run. */
+export interface ProbeTableResult {
+  run: string;
+  runName: string;
+  site: string;
+  pairs: number;
+  split: { trainPairs: number; valPairs: number; testPairs: number };
+  chance: number;
+  mlp: ProbeLayerRow[];
+  logistic: ProbeLayerRow[];
+}
+
+export type SteerMethod = 'targeted' | 'custom' | 'random-neurons' | 'uniform';
+export interface ClassPercent {
+  gen: number;
+  mem: number;
+  other: number;
+}
+
+/** One (direction, method) cell of steering.json, or of the paper's table (n null). */
+export interface SteeringCellRow {
+  direction: Direction;
+  method: SteerMethod;
+  n: number;
+  pct: ClassPercent;
+  success: number;
+}
+
+export interface SteeringTable {
+  topN: number | null;
+  alpha: number;
+  count: number;
+  site: string;
+  experiment: string;
+  cells: SteeringCellRow[];
+  /** The paper's comparable table (engine/steer/files.ts), or null. */
+  paper: { table: string; model: string; topN: number; alpha: number; note: string; cells: { direction: Direction; method: SteerMethod; pct: ClassPercent }[] } | null;
+  warnings: string[];
+  createdAt: string;
+}
+
+/** One (alpha, topN, direction, method) cell of sweep.json. */
+export interface SweepCellRow {
+  alpha: number;
+  topN: number;
+  direction: Direction;
+  method: 'targeted' | 'random-neurons' | 'uniform';
+  n: number;
+  success: number;
+}
+
+export interface SweepTable {
+  alphas: number[];
+  topNs: number[];
+  cells: SweepCellRow[];
+  best: { alpha: number; topN: number } | null;
+  paperSetting: { topN: number; alpha: number } | null;
+  complete: boolean;
+}
+
+/** memgen/steeringTables: steering.json and sweep.json of a run (each null when not made yet, with why). */
+export interface SteeringTablesResult {
+  run: string;
+  runName: string;
+  task: string;
+  steering: SteeringTable | null;
+  sweep: SweepTable | null;
+  /** How to make what is missing ('run MemGen: Evaluate Steering', `memgen sweep --run ...`). */
+  missing: string[];
+}
+
+export interface NeuronDetailParams extends RunParams, NeuronRef {}
+
+/** memgen/neuronDetail: one neuron's activations over the pairs, for the inspector. */
+export interface NeuronDetailResult<A = BinaryArray> {
+  run: string;
+  site: string;
+  layer: number;
+  index: number;
+  nmd: number;
+  rho: number;
+  rank: number;
+  total: number;
+  /** float32 [pairs]: the neuron's value on the gen member / the mem member of each pair. */
+  gen: A;
+  mem: A;
+}
+
+/** memgen/trainCurve: one line of a training run's train-log.jsonl, as it is written. */
+export interface TrainCurvePoint {
+  run: string;
+  step: number;
+  kind: 'train' | 'eval';
+  loss: number | null;
+  /** Eval only: fractions 0..1 of held-out outputs that are gen / mem / other. */
+  gen: number | null;
+  mem: number | null;
+  other: number | null;
+}
+
+/** memgen/trainState: a training job's state (the panel's buttons act on it). */
+export interface TrainState {
+  run: string | null;
+  state: 'idle' | 'running' | 'paused' | 'finished' | 'cancelled' | 'failed';
+  /** The stop rule: training stops early once gen and mem both reach this fraction (null: none). */
+  stopWhenBoth: number | null;
+  steps: number | null;
+  message: string;
+}
+
+export type TrainControl = 'pause' | 'resume' | 'cancel';
+
+/** memgen/trainLog: the whole train-log.jsonl of a run, with its step budget and stop rule (manifest.json). */
+export interface TrainLogResult {
+  run: string;
+  points: TrainCurvePoint[];
+  steps: number | null;
+  stopWhenBoth: number | null;
+}
+
+export const neuronMap = new RequestType<RunParams, NeuronMapResult, void>('memgen/neuronMap');
+export const probeTable = new RequestType<RunParams, ProbeTableResult, void>('memgen/probeTable');
+export const steeringTables = new RequestType<RunParams, SteeringTablesResult, void>('memgen/steeringTables');
+export const neuronDetail = new RequestType<NeuronDetailParams, NeuronDetailResult, void>('memgen/neuronDetail');
+export const trainControl = new RequestType<{ action: TrainControl }, TrainState, void>('memgen/trainControl');
+export const trainHistory = new RequestType<Record<string, never>, { state: TrainState; points: TrainCurvePoint[] }, void>('memgen/trainHistory');
+export const trainLog = new RequestType<RunParams, TrainLogResult, void>('memgen/trainLog');
+export const trainCurve = new NotificationType<TrainCurvePoint>('memgen/trainCurve');
+export const trainState = new NotificationType<TrainState>('memgen/trainState');
+
+/** The webview panels. */
+export type PanelKind = 'neurons' | 'probes' | 'steering' | 'training' | 'activations';
+export const PANEL_KINDS: readonly PanelKind[] = ['neurons', 'probes', 'steering', 'training', 'activations'];
+
+/** Webview -> extension. Validated by parsePanelMessage; anything else is dropped and logged. */
+export type PanelToHost =
+  | { type: 'ready' }
+  | { type: 'selectRun'; run: string }
+  | { type: 'inspect'; run: string; layer: number; index: number }
+  | { type: 'customSet'; action: 'add' | 'remove' | 'clear'; layer: number; index: number }
+  | { type: 'trainControl'; action: TrainControl }
+  | { type: 'cspViolation'; directive: string; blocked: string };
+
+/** Extension -> webview (typed arrays arrive as typed arrays: VS Code transfers their buffers). */
+export type HostToPanel =
+  | { type: 'runs'; runs: RunInfo[]; selected: string | null }
+  | { type: 'neuronMap'; data: NeuronMapResult<Float32Array, Int32Array> }
+  | { type: 'probes'; data: ProbeTableResult }
+  | { type: 'steering'; data: SteeringTablesResult }
+  | { type: 'lastSteer'; result: SteerResult }
+  | { type: 'neuronDetail'; data: NeuronDetailResult<Float32Array> }
+  | { type: 'customSet'; neurons: NeuronRef[] }
+  | { type: 'trainPoint'; point: TrainCurvePoint }
+  | { type: 'trainState'; state: TrainState }
+  | { type: 'trainLog'; data: TrainLogResult }
+  | { type: 'activations'; data: Omit<ActivationsResult, 'hidden' | 'shift'>; hidden: Float32Array; shift: Float32Array | null }
+  | { type: 'error'; message: string };
+
+const isInt = (x: unknown, max = 1e9): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < max;
+const isStr = (x: unknown, max = 4096): x is string => typeof x === 'string' && x.length <= max;
+
+/** The message if it is a well-formed PanelToHost (no extra keys), else null. */
+export function parsePanelMessage(x: unknown): PanelToHost | null {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return null;
+  const m = x as Record<string, unknown>;
+  const keys = Object.keys(m).sort().join(',');
+  switch (m.type) {
+    case 'ready':
+      return keys === 'type' ? { type: 'ready' } : null;
+    case 'selectRun':
+      return keys === 'run,type' && isStr(m.run) ? { type: 'selectRun', run: m.run } : null;
+    case 'inspect':
+      return keys === 'index,layer,run,type' && isStr(m.run) && isInt(m.layer, 4096) && isInt(m.index) ? { type: 'inspect', run: m.run, layer: m.layer, index: m.index } : null;
+    case 'customSet':
+      return keys === 'action,index,layer,type' && (m.action === 'add' || m.action === 'remove' || m.action === 'clear') && isInt(m.layer, 4096) && isInt(m.index)
+        ? { type: 'customSet', action: m.action, layer: m.layer, index: m.index } : null;
+    case 'trainControl':
+      return keys === 'action,type' && (m.action === 'pause' || m.action === 'resume' || m.action === 'cancel') ? { type: 'trainControl', action: m.action } : null;
+    case 'cspViolation':
+      return keys === 'blocked,directive,type' && isStr(m.directive, 200) && isStr(m.blocked, 1000) ? { type: 'cspViolation', directive: m.directive, blocked: m.blocked } : null;
+    default:
+      return null;
+  }
+}

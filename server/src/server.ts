@@ -29,7 +29,9 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import type { EngineReply, EngineRequest, PromptJob } from './engine-worker';
 import { type MemgenFile, type PromptEntry, type Range, parseMemgen, promptAt } from './memgen-file';
+import * as panels from './panel-data';
 import * as lsp from './protocol';
+import { TrainWatch, readTrainLog } from './train-watch';
 
 const connection = createConnection(ProposedFeatures.all);
 const documents = new TextDocuments(TextDocument);
@@ -279,7 +281,13 @@ function workspaceRoot(): string {
   return roots[0] ?? process.cwd();
 }
 
-async function runJob(job: lsp.JobProgress['job'], title: string, args: string[], runDir: string, token: CancellationToken): Promise<lsp.JobResult> {
+/** The Training panel's feed: train-log.jsonl points and the job's state, as they happen. */
+const trainWatch = new TrainWatch(
+  (p) => void connection.sendNotification(lsp.trainCurve, p),
+  (s) => void connection.sendNotification(lsp.trainState, s),
+);
+
+async function runJob(job: lsp.JobProgress['job'], title: string, args: string[], runDir: string, token: CancellationToken, watch?: { stopWhenBoth: number | null }): Promise<lsp.JobResult> {
   requireTrust();
   const reporter = await connection.window.createWorkDoneProgress();
   reporter.begin(title, 0, args.join(' '), true);
@@ -291,6 +299,7 @@ async function runJob(job: lsp.JobProgress['job'], title: string, args: string[]
   };
   token.onCancellationRequested(cancel);
   reporter.token.onCancellationRequested(cancel);
+  if (watch) trainWatch.start(runDir, child, watch.stopWhenBoth);
   const tail: string[] = [];
   const onData = (buf: Buffer) => {
     for (const line of buf.toString('utf8').split(/[\r\n]+/).map((l) => l.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim()).filter(Boolean)) {
@@ -307,6 +316,7 @@ async function runJob(job: lsp.JobProgress['job'], title: string, args: string[]
   child.stderr!.on('data', onData);
   const exitCode = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
   reporter.done();
+  if (watch) trainWatch.finish(exitCode, cancelled);
   return { exitCode, run: runDir, tail: tail.join('\n'), cancelled };
 }
 
@@ -405,7 +415,7 @@ connection.onRequest(lsp.run, (ref, token) => {
 connection.onRequest(lsp.steer, async (p, token) => {
   requireTrust();
   const { job, file } = lookup(p);
-  const r = await engine.call<lsp.SteerResult>({ kind: 'steer', job, direction: p.direction, topN: file.header.topN?.value ?? settings.topN, alpha: file.header.alpha?.value ?? settings.alpha }, token);
+  const r = await engine.call<lsp.SteerResult>({ kind: 'steer', job, direction: p.direction, topN: file.header.topN?.value ?? settings.topN, alpha: file.header.alpha?.value ?? settings.alpha, custom: p.custom && path.resolve(absRun(p.custom.run)) === path.resolve(job.run) ? p.custom.neurons : undefined }, token);
   log(`steer ${r.prompt}: ${steerMarkdown(r)}`);
   return r;
 });
@@ -440,7 +450,16 @@ connection.onRequest(lsp.neurons, ({ run, limit }) => {
   return { run, site: nf.site, topN: nf.topN, count: nf.count, neurons: nf.neurons.slice(0, limit ?? 50).map(({ rank, site, index, nmd, rho }) => ({ rank, site, index, nmd, rho })) };
 });
 connection.onRequest(lsp.train, (p, token) =>
-  runJob('train', 'MemGen: training', ['train', '--task', p.task, '--preset', p.preset, '--seed', String(p.seed), '--out', p.out, '--threads', String(settings.threads), '--provider', settings.provider], absRun(p.out), token));
+  runJob('train', 'MemGen: training', ['train', '--task', p.task, '--preset', p.preset, '--seed', String(p.seed), '--out', p.out, ...(p.stopWhenBoth ? ['--stop-when-both', String(p.stopWhenBoth)] : []), '--threads', String(settings.threads), '--provider', settings.provider], absRun(p.out), token, { stopWhenBoth: p.stopWhenBoth ?? null }));
+connection.onRequest(lsp.trainControl, ({ action }) => trainWatch.control(action));
+connection.onRequest(lsp.trainHistory, () => ({ state: trainWatch.state, points: trainWatch.points }));
+connection.onRequest(lsp.trainLog, ({ run }) => readTrainLog(absRun(run)));
+
+// The panels' data (panel-data.ts): files of a run's analysis, arrays as bytes.
+connection.onRequest(lsp.neuronMap, ({ run }) => panels.neuronMap(absRun(run)));
+connection.onRequest(lsp.probeTable, ({ run }) => panels.probeTable(absRun(run)));
+connection.onRequest(lsp.steeringTables, ({ run }) => panels.steeringTables(absRun(run)));
+connection.onRequest(lsp.neuronDetail, ({ run, layer, index }) => panels.neuronDetail(absRun(run), layer, index));
 connection.onRequest(lsp.analyze, (p, token) =>
   runJob('analyze', 'MemGen: analysing', ['analyze', '--run', p.run, ...(p.pairs ? ['--pairs', String(p.pairs)] : []), ...(p.force ? ['--force'] : []), '--threads', String(settings.threads), '--provider', settings.provider], absRun(p.run), token));
 connection.onRequest(lsp.steerEval, (p, token) =>
