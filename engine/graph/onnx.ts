@@ -7,6 +7,9 @@
  *   NodeProto       input(1) output(2) name(3) op_type(4) attribute(5) domain(7)
  *   AttributeProto  name(1) f(2) i(3) s(4) t(5) g(6) floats(7) ints(8) type(20)
  *   TensorProto     dims(1) data_type(2) name(8) raw_data(9)  (raw_data is little-endian)
+ *                   or, for a tensor stored outside the model (models over the 2 GB protobuf limit),
+ *                   external_data(13) = StringStringEntryProto key(1) value(2) for location, offset,
+ *                   length, and data_location(14) = 1 (EXTERNAL), without raw_data
  *   ValueInfoProto  name(1) type(2) -> TypeProto.tensor_type(1) -> elem_type(1) shape(2)
  *                   -> TensorShapeProto.dim(1) -> dim_value(1) | dim_param(2)
  *   OperatorSetIdProto domain(1) version(2)
@@ -115,6 +118,8 @@ export interface OnnxTensor {
   dims: readonly number[];
   /** Little-endian element bytes. */
   raw: Uint8Array;
+  /** Where the bytes are instead, in a file beside the model (then raw is not written). */
+  external?: { location: string; offset: number; length: number };
 }
 
 export type OnnxAttr =
@@ -154,7 +159,17 @@ function encodeTensor(t: OnnxTensor): Uint8Array {
   p.packedInts(1, t.dims);
   p.int(2, OnnxDataType[t.dtype]);
   p.str(8, t.name);
-  p.bytes(9, t.raw);
+  if (!t.external) {
+    p.bytes(9, t.raw);
+    return p.finish();
+  }
+  for (const [key, value] of [['location', t.external.location], ['offset', String(t.external.offset)], ['length', String(t.external.length)]]) {
+    const e = new ProtoWriter();
+    e.str(1, key);
+    e.str(2, value);
+    p.bytes(13, e.finish());
+  }
+  p.int(14, 1);
   return p.finish();
 }
 

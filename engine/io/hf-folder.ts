@@ -12,12 +12,13 @@
  * float32 (F32, F16 and BF16 accepted; BF16 is exact in float32). The folder is only read, never written.
  *
  * Memory estimate, before any weight is read (estimateLoadMemory):
- *   needed = weights as float32 (4 bytes x parameters) x 3     (the JS arrays, the serialised ONNX
- *            model while onnxruntime parses it, and onnxruntime's own copy)
+ *   W      = weights as float32 = 4 bytes x parameters
+ *   needed = 2 W (the JS arrays and onnxruntime's copy)
+ *          + W when W <= 1 GiB (the serialised ONNX model while onnxruntime parses it; larger models
+ *            go through external-data files, io/onnx-external.ts, written from the arrays directly)
  *          + the largest shard file (read whole before conversion)
  *   available = MemAvailable of /proc/meminfo (os.freemem() elsewhere)
- * A model whose float32 weights exceed the 2 GB protobuf limit needs ONNX external-data files, which
- * the engine does not write yet: such a model is refused with that reason.
+ * A model that does not fit is refused before loading, with needed vs available and the fixes.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -25,6 +26,7 @@ import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { ParamSet } from '../train/params';
+import { EXTERNAL_DATA_ABOVE } from './onnx-external';
 import { readSafeTensorsFile, type SafeDType, tensorAsFloat32 } from './safetensors';
 
 export const HF_FILES = {
@@ -162,25 +164,18 @@ export function availableMemory(): number {
 
 export function estimateLoadMemory(index: Pick<WeightIndex, 'parameters' | 'largestFile'>, available = availableMemory()): MemoryEstimate {
   const weightsFloat32Bytes = 4 * index.parameters;
-  return { neededBytes: 3 * weightsFloat32Bytes + index.largestFile, availableBytes: available, weightsFloat32Bytes };
+  const serialised = weightsFloat32Bytes <= EXTERNAL_DATA_ABOVE ? weightsFloat32Bytes : 0;
+  return { neededBytes: 2 * weightsFloat32Bytes + serialised + index.largestFile, availableBytes: available, weightsFloat32Bytes };
 }
 
 const GB = 1024 ** 3;
 const gb = (b: number) => `${(b / GB).toFixed(2)} GB`;
-/** The protobuf limit on one ONNX file without external data. */
-export const ONNX_PROTOBUF_LIMIT = 2 * GB;
 
 /** Throws, with needed vs available and the fixes, when the model would not fit. */
 export function checkLoadMemory(dir: string, est: MemoryEstimate): void {
-  if (est.weightsFloat32Bytes >= ONNX_PROTOBUF_LIMIT) {
-    throw new HFFolderError(
-      `${dir}: the weights take ${gb(est.weightsFloat32Bytes)} as float32, over the 2 GB limit of one ONNX protobuf; ` +
-        'the engine does not write ONNX external-data files yet. Use a smaller model (at most ~500M parameters).',
-    );
-  }
   if (est.neededBytes > est.availableBytes) {
     throw new HFFolderError(
-      `${dir}: loading needs about ${gb(est.neededBytes)} of memory (float32 weights ${gb(est.weightsFloat32Bytes)}, held ~3 times while ` +
+      `${dir}: loading needs about ${gb(est.neededBytes)} of memory (float32 weights ${gb(est.weightsFloat32Bytes)}, held twice or more while ` +
         `onnxruntime builds its session), but ${gb(est.availableBytes)} is available. Fixes: a machine with more memory or a GPU ` +
         '(--provider cuda), a smaller model, or half precision weights in the engine (not implemented yet).',
     );

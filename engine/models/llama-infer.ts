@@ -24,7 +24,8 @@
  */
 import { Graph, ops } from '../graph';
 import { arange, dimOf, takeLast } from '../graph/ops/extra';
-import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
+import { runnerForGraph } from '../io/onnx-external';
+import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import type { ParamSet } from '../train/params';
 import { DEFAULT_LLAMA_SITE, type LlamaSite, isLlamaSite, llamaSiteName } from './hooks';
 import { type LlamaConfig, type LlamaKV, type LlamaSiteHook, checkLlamaConfig, llamaHead, llamaParamInitializers, llamaSiteWidth, llamaTrunk } from './llama';
@@ -37,6 +38,8 @@ export interface LlamaInferenceOptions {
   readSites?: LlamaSite[];
   adapter?: { config: LoraConfig; params: ParamSet };
   runner?: RunnerOptions;
+  /** Weights through ONNX external-data files: 'auto' (default) above 1 GiB of float32, needed past 2 GB. */
+  externalData?: boolean | 'auto';
   batchSize?: number;
 }
 
@@ -205,7 +208,7 @@ export class LlamaInference {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
     if (opts.adapter) loraTargets(cfg, opts.adapter.config); // validates the adapter against the model
     const g = buildLlamaInferenceGraph(cfg, params, { site, readSites, adapter: opts.adapter });
-    return new LlamaInference(cfg, await Runner.fromGraph(g, opts.runner), site, readSites, batchSize);
+    return new LlamaInference(cfg, await runnerForGraph(g, { ...opts.runner, externalData: opts.externalData }), site, readSites, batchSize);
   }
 
   siteNames(site: LlamaSite = this.site): string[] {

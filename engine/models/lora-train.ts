@@ -10,10 +10,11 @@
  * Dropout (lora_dropout > 0) draws fresh masks from the trainer's seeded generator at every step.
  */
 import { Graph, type Tensor, ops } from '../graph';
-import type { HostTensor, RunnerOptions } from '../runtime/runner';
+import { runnerForGraph } from '../io/onnx-external';
+import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import { Adam, clipGradNorm } from '../train/optim';
-import { type ParamSet, cloneParams } from '../train/params';
-import { TrainStep } from '../train/step';
+import { type ParamSet, cloneParams, paramFeeds } from '../train/params';
+import { addLossAndGradients, gradName } from '../train/step';
 import { Rng } from '../util/rng';
 import { type LlamaConfig, llamaForward, llamaParamInitializers } from './llama';
 import { type LoraConfig, initLora, loraDropoutFeeds, loraGraphTensors } from './lora';
@@ -36,6 +37,8 @@ export interface LoraTrainOptions {
   clip?: number;
   weightDecay?: number;
   runner?: RunnerOptions;
+  /** Base weights through ONNX external-data files: 'auto' (default) above 1 GiB of float32. */
+  externalData?: boolean | 'auto';
   /** Starting adapter (default: initLora, seeded by lora.seed). */
   adapter?: ParamSet;
 }
@@ -47,7 +50,8 @@ export class LoraTrainer {
     readonly model: LlamaConfig,
     readonly lora: LoraConfig,
     readonly adapter: ParamSet,
-    private readonly stepper: TrainStep,
+    private readonly runner: Runner,
+    private readonly paramNames: string[],
     private readonly adam: Adam,
     private readonly opts: Required<Pick<LoraTrainOptions, 'batch' | 'seq' | 'clip'>>,
   ) {
@@ -57,14 +61,15 @@ export class LoraTrainer {
   static async create(model: LlamaConfig, base: ParamSet, lora: LoraConfig, opts: LoraTrainOptions): Promise<LoraTrainer> {
     const adapter = opts.adapter ? cloneParams(opts.adapter) : initLora(model, lora);
     const { graph, loss } = buildLoraTrainGraph(model, base, lora, opts);
-    const stepper = await TrainStep.compile(graph, loss, opts.runner);
+    addLossAndGradients(graph, loss); // gradients of graph.params: the adapter only
+    const runner = await runnerForGraph(graph, { ...opts.runner, externalData: opts.externalData });
     const adam = new Adam(adapter, { lr: opts.lr ?? 5e-5, weightDecay: opts.weightDecay ?? 0 });
-    return new LoraTrainer(model, lora, adapter, stepper, adam, { batch: opts.batch, seq: opts.seq, clip: opts.clip ?? 1 });
+    return new LoraTrainer(model, lora, adapter, runner, graph.params.map((p) => p.name), adam, { batch: opts.batch, seq: opts.seq, clip: opts.clip ?? 1 });
   }
 
   /** Names of the graph's trainable parameters: the adapter's, never a base weight. */
   get trainableNames(): string[] {
-    return [...this.stepper.paramNames];
+    return [...this.paramNames];
   }
 
   /** One step on ids/targets [batch, seq] (targets -100 = ignored); returns the loss before the update. */
@@ -76,13 +81,15 @@ export class LoraTrainer {
       targets: { data: targets, dims: [batch, seq] },
       ...loraDropoutFeeds(this.model, this.lora, batch, seq, this.dropoutRng),
     };
-    const { loss, grads } = await this.stepper.run(this.adapter, feeds);
+    const out = await this.runner.run({ ...paramFeeds(this.adapter), ...feeds });
+    const grads = new Map(this.paramNames.map((n) => [n, out[gradName(n)].data as Float32Array]));
+    const loss = Number(out.loss.data[0]);
     const gradNorm = clipGradNorm(grads, this.opts.clip);
     this.adam.step(this.adapter, grads, lr);
     return { loss, gradNorm };
   }
 
   release(): Promise<void> {
-    return this.stepper.release();
+    return this.runner.release();
   }
 }

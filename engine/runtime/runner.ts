@@ -96,7 +96,8 @@ export class Runner {
     return Runner.create(g.toOnnx(), { inputs: g.inputSpecs(), outputs: g.outputSpecs() }, opts);
   }
 
-  static async create(model: Uint8Array, signature: Signature, opts: RunnerOptions = {}): Promise<Runner> {
+  /** `model`: the serialised model, or the path of a model file (needed when it has external-data files beside it). */
+  static async create(model: Uint8Array | string, signature: Signature, opts: RunnerOptions = {}): Promise<Runner> {
     const provider = opts.provider ?? 'cpu';
     const sessionOpts: ort.InferenceSession.SessionOptions = {
       executionProviders: [provider],
@@ -107,7 +108,7 @@ export class Runner {
     };
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(model, sessionOpts);
+      session = typeof model === 'string' ? await ort.InferenceSession.create(model, sessionOpts) : await ort.InferenceSession.create(model, sessionOpts);
     } catch (e) {
       const msg = (e as Error).message;
       if (provider === 'cuda' && /shared librar|cuda|CUDA|provider/i.test(msg)) {

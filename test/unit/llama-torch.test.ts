@@ -216,7 +216,8 @@ describe.skipIf(!hasTorch)('LLaMA against an independent PyTorch forward', () =>
     });
     const rng = new Rng(2);
     const V = loadLlamaFolder(dir, { tokenizer: false }).config.vocabSize;
-    await compare(dir, [Array.from({ length: 40 }, () => rng.int(0, V - 1)), [5, 6, 7]]);
+    const worst = await compare(dir, [Array.from({ length: 40 }, () => rng.int(0, V - 1)), [5, 6, 7]]);
+    console.log(`llama3 scaling over 40 positions vs torch: max |logit diff| ${worst.logits.toExponential(2)}, max |resid_post diff| ${worst.resid.toExponential(2)}`);
   });
 
   it('with a PEFT adapter on q_proj and v_proj (alpha / r scaling)', async () => {

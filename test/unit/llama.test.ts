@@ -5,20 +5,24 @@
  * prefill against the training forward, the K/V cache against full recomputation, grouped-query
  * attention against the equivalent multi-head model, steering and hook names.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Graph, ops, type Tensor } from '../../engine/graph';
-import { HFFolderError, checkLoadMemory } from '../../engine/io/hf-folder';
+import { HFFolderError, checkLoadMemory, estimateLoadMemory } from '../../engine/io/hf-folder';
 import { LLAMA_SITES, type LlamaSite, llamaSiteName, parseLlamaSiteName } from '../../engine/models/hooks';
 import { type LlamaConfig, fromHFLlamaConfig, llamaForward, llamaHead, llamaParamInitializers, llamaParamShapes, llamaTrunk, toHFLlamaConfig } from '../../engine/models/llama';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
-import { LlamaInference } from '../../engine/models/llama-infer';
+import { LlamaInference, buildLlamaInferenceGraph } from '../../engine/models/llama-infer';
+import { writeOnnxExternal } from '../../engine/io/onnx-external';
 import { writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { applyRope, ropeInvFreq, ropeTables } from '../../engine/models/rope';
+import { buildLoraTrainGraph } from '../../engine/models/lora-train';
 import { Runner } from '../../engine/runtime/runner';
+import { addLossAndGradients } from '../../engine/train/step';
 import type { ParamSet } from '../../engine/train/params';
 import { Rng } from '../../engine/util/rng';
 import { gradCheck } from './gradcheck';
@@ -220,8 +224,13 @@ describe('a synthetic LLaMA-3.2-shaped Hugging Face folder', () => {
   it('refuses a model that does not fit, with needed vs available and the fixes', () => {
     const base = path.join(dir, 'base');
     expect(() => loadLlamaFolder(base, { availableBytes: 100_000 })).toThrow(/needs about .* GB of memory .* but 0\.00 GB is available\. Fixes: .*GPU.*smaller model.*half precision/);
-    expect(() => checkLoadMemory('/m', { neededBytes: 1, availableBytes: 1e15, weightsFloat32Bytes: 4 * 1.24e9 })).toThrow(HFFolderError);
-    expect(() => checkLoadMemory('/m', { neededBytes: 1, availableBytes: 1e15, weightsFloat32Bytes: 4 * 1.24e9 })).toThrow(/2 GB limit of one ONNX protobuf/);
+    // LLaMA-3.2-1B: 1.24e9 parameters = 4.94 GB as float32, past the protobuf limit, so external data (no serialised copy).
+    const est = estimateLoadMemory({ parameters: 1_235_814_400, largestFile: 2_471_645_608 }, 8 * 1024 ** 3);
+    expect(est.neededBytes).toBe(2 * 4 * 1_235_814_400 + 2_471_645_608);
+    expect(() => checkLoadMemory('/m', est)).toThrow(HFFolderError);
+    expect(() => checkLoadMemory('/m', est)).toThrow(/needs about 11\.51 GB of memory .* but 8\.00 GB is available/);
+    expect(() => checkLoadMemory('/m', { ...est, availableBytes: 16 * 1024 ** 3 })).not.toThrow();
+    expect(estimateLoadMemory({ parameters: 1000, largestFile: 10 }, 1).neededBytes).toBe(3 * 4000 + 10); // small: serialised inline too
   });
 
   it('tokenizer: bos first, byte-level BPE round trip, special tokens as single ids, chat template', () => {
@@ -369,6 +378,31 @@ describe('LLaMA inference', () => {
     expect(maxAbsDiff(await staticLogits(mha, p2, seq), await staticLogits(cfg, params, seq))).toBeLessThan(1e-5);
   });
 
+  it('through ONNX external data (the path for models over 2 GB) the outputs are identical', async () => {
+    const g = buildLlamaInferenceGraph(cfg, params);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-ext-'));
+    try {
+      const w = writeOnnxExternal(g, dir);
+      const weightBytes = [...params.values()].reduce((s, p) => s + 4 * p.data.length, 0);
+      expect(w.external).toBe(params.size - 2 * cfg.numLayers - 1); // every matrix; the [d] norm weights (128 bytes) stay inline
+      expect(w.dataBytes).toBeGreaterThanOrEqual(weightBytes - (2 * cfg.numLayers + 1) * 4 * cfg.hiddenSize);
+      expect(w.modelBytes).toBeLessThan(g.toOnnx().byteLength - 0.9 * weightBytes); // the weights left the protobuf
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
+    const ext = await LlamaInference.create(cfg, params, { runner: RUNNER, externalData: true, readSites: ['mlp_in'] });
+    try {
+      const prompt = [4, 8, 15, 16, 23 % cfg.vocabSize, 2];
+      const a = await ext.forward(prompt);
+      const b = await inf.forward(prompt);
+      expect(maxAbsDiff(a.logits, b.logits)).toBe(0);
+      expect(maxAbsDiff(a.sites['layers.1.mlp_in'], b.sites['layers.1.mlp_in'])).toBe(0);
+      expect((await ext.generate([prompt], { maxNewTokens: 5, eosIds: [] })).tokens).toEqual((await inf.generate([prompt], { maxNewTokens: 5, eosIds: [] })).tokens);
+    } finally {
+      await ext.release();
+    }
+  });
+
   it('tied embeddings use embed_tokens as the head; llama3 scaling changes the logits', async () => {
     const tied = tiny({ tieWordEmbeddings: true });
     const pt = randomParams(tied, 5);
@@ -377,5 +411,38 @@ describe('LLaMA inference', () => {
     const seq = [1, 5, 9, 13, 17, 21, 2, 6, 10, 14, 18, 22];
     expect(maxAbsDiff(await staticLogits(tied, pt, seq), await staticLogits(tiny(), pu, seq))).toBe(0);
     expect(maxAbsDiff(await staticLogits(tiny({ ropeScaling: null }), pu, seq), await staticLogits(tiny(), pu, seq))).toBeGreaterThan(1e-3);
+  });
+});
+
+// ---------------------------------------------------------------- ONNX validity (optional: python3-onnx)
+
+const PY = '/usr/bin/python3';
+const hasOnnx = fs.existsSync(PY) && spawnSync(PY, ['-c', 'import onnx'], { stdio: 'ignore', timeout: 60_000 }).status === 0;
+
+describe.skipIf(!hasOnnx)('LLaMA ONNX files pass the onnx checker (full shape inference)', () => {
+  const check = (file: string) => {
+    const py = spawnSync(PY, ['-c', `import onnx, sys
+onnx.checker.check_model(sys.argv[1], full_check=True)
+m = onnx.load(sys.argv[1], load_external_data=False)
+print('ok', m.ir_version, m.opset_import[0].version, sum(1 for t in m.graph.initializer if t.data_location == 1))`, file], { encoding: 'utf8', timeout: 120_000 });
+    if (py.status !== 0) throw new Error(py.stderr);
+    return py.stdout;
+  };
+
+  it('the LoRA training graph (forward + adapter gradients) and the external-data inference model', () => {
+    const cfg = tiny();
+    const params = randomParams(cfg, 3);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-llama-onnx-'));
+    try {
+      const lc = { r: 2, alpha: 4, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] as ('q_proj' | 'v_proj')[], seed: 0, useRslora: false, layers: null };
+      const { graph, loss } = buildLoraTrainGraph(cfg, params, lc, { batch: 2, seq: 5 });
+      addLossAndGradients(graph, loss);
+      fs.writeFileSync(path.join(dir, 'train.onnx'), graph.toOnnx());
+      expect(check(path.join(dir, 'train.onnx'))).toMatch(/^ok 8 17 0/);
+      const w = writeOnnxExternal(buildLlamaInferenceGraph(cfg, params, { readSites: ['q_proj.base'] }), path.join(dir, 'ext'));
+      expect(check(w.modelPath)).toBe(`ok 8 17 ${w.external}\n`);
+    } finally {
+      fs.rmSync(dir, { recursive: true });
+    }
   });
 });

@@ -212,6 +212,13 @@ describe('gradients', () => {
     }
     expect(losses.at(-1)!).toBeLessThan(0.7 * losses[0]);
     for (const [k, v] of base) expect(v.data, k).toEqual(snapshot.get(k));
+    // The same first step with the base weights in an external-data file (the path for models over 2 GB).
+    const ext = await LoraTrainer.create(model, base, c, { batch, seq, lr: 1e-2, runner: RUNNER, externalData: true });
+    try {
+      expect((await ext.step(ids, targets)).loss).toBe(losses[0]);
+    } finally {
+      await ext.release();
+    }
     console.log(`LoRA training on a fixed batch: loss ${losses[0].toFixed(3)} -> ${losses.at(-1)!.toFixed(3)} in 30 steps`);
   });
 });
