@@ -11,8 +11,7 @@
  *            new.{i}.key / new.{i}.value [seq or 1, batch, H, hd]: the keys/values of the positions
  *            the call computed, which the host appends to its cache.
  * The cache is position-major so that appending is one copy and feeding the past is a view of a
- * preallocated buffer: fetching the whole cache back at every step (HF's `present`) cost 2/3 of a
- * decode step at batch 64.
+ * preallocated buffer (kv-cache.ts, shared with LLaMA).
  * The blocks are gpt2.ts's, shared with training; the steering rule is the only addition:
  *
  *   h_site[last] += steer_i      for every layer i, at the site chosen for this object (hooks.ts),
@@ -33,6 +32,7 @@ import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
 import type { ParamSet } from '../train/params';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, isGPT2Site, siteName } from './hooks';
+import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -57,8 +57,6 @@ const SEQ = 'seq';
 const PAST = 'past';
 
 export const steerInputName = (layer: number): string => `steer.${layer}`;
-const pastName = (layer: number, kind: 'key' | 'value') => `past.${layer}.${kind}`;
-const newName = (layer: number, kind: 'key' | 'value') => `new.${layer}.${kind}`;
 
 /**
  * The prefill graph (mode 'prefill') or the one-token decode graph ('decode'), with the steering
@@ -95,76 +93,6 @@ export function buildInferenceGraph(cfg: GPT2Config, params: ParamSet, site: GPT
     g.output(ops.transpose(value, [2, 0, 1, 3]), newName(i, 'value'));
   });
   return g;
-}
-
-/**
- * One batch's K/V cache on the host: per layer, keys and values position-major [P, B, H, hd] in
- * buffers with room for `capacity` positions. Appending a position is one copy; the past is fed as a
- * view, without copying.
- */
-class KVCache {
-  private bufs: Float32Array[];
-  length = 0;
-
-  constructor(
-    private readonly cfg: GPT2Config,
-    private batch: number,
-    private readonly capacity: number,
-  ) {
-    this.bufs = Array.from({ length: 2 * cfg.nLayer }, () => new Float32Array(capacity * batch * cfg.nEmbd));
-  }
-
-  /** Appends the new.{l}.key / new.{l}.value outputs of a run, [t, B, H, hd] each. */
-  append(out: Record<string, HostTensor>): void {
-    const t = out[newName(0, 'key')].dims[0];
-    if (this.length + t > this.capacity) throw new Error(`K/V cache overflow: ${this.length} + ${t} > ${this.capacity} positions`);
-    const at = this.length * this.batch * this.cfg.nEmbd;
-    for (let l = 0; l < this.cfg.nLayer; l++) {
-      this.bufs[2 * l].set(out[newName(l, 'key')].data as Float32Array, at);
-      this.bufs[2 * l + 1].set(out[newName(l, 'value')].data as Float32Array, at);
-    }
-    this.length += t;
-  }
-
-  /** past.{l}.key / past.{l}.value feeds: views of the filled part. */
-  feeds(): Record<string, HostTensor> {
-    const { nLayer: L, nEmbd: d, nHead: H } = this.cfg;
-    const dims = [this.length, this.batch, H, d / H];
-    const n = this.length * this.batch * d;
-    const f: Record<string, HostTensor> = {};
-    for (let l = 0; l < L; l++) {
-      f[pastName(l, 'key')] = { data: this.bufs[2 * l].subarray(0, n), dims };
-      f[pastName(l, 'value')] = { data: this.bufs[2 * l + 1].subarray(0, n), dims };
-    }
-    return f;
-  }
-
-  /** Keeps batch rows `rows` (in that order), drops the others. */
-  keepRows(rows: readonly number[]): void {
-    const d = this.cfg.nEmbd;
-    this.bufs = this.bufs.map((src) => {
-      const dst = new Float32Array(this.capacity * rows.length * d);
-      for (let p = 0; p < this.length; p++) {
-        rows.forEach((r, k) => dst.set(src.subarray((p * this.batch + r) * d, (p * this.batch + r + 1) * d), (p * rows.length + k) * d));
-      }
-      return dst;
-    });
-    this.batch = rows.length;
-  }
-}
-
-/** Greedy choice: the index of the largest of row r of logits [rows, V], ties to the lowest. */
-function argmaxRow(logits: Float32Array, r: number, V: number): number {
-  let best = 0;
-  let bestV = logits[r * V];
-  for (let j = 1; j < V; j++) {
-    const v = logits[r * V + j];
-    if (v > bestV) {
-      bestV = v;
-      best = j;
-    }
-  }
-  return best;
 }
 
 const int64 = (xs: readonly number[]): BigInt64Array => BigInt64Array.from(xs, (x) => BigInt(x));
@@ -260,7 +188,7 @@ export class GPT2Inference {
     if (opts.maxNewTokens === 0) return;
 
     // Positions fed: the prompt's T, then each generated token but the last, up to n_positions.
-    const cache = new KVCache(this.cfg, rows.length, Math.min(T + opts.maxNewTokens - 1, nPositions));
+    const cache = new KVCache(L, this.cfg.nHead, d / this.cfg.nHead, rows.length, Math.min(T + opts.maxNewTokens - 1, nPositions));
     cache.append(out);
     let logits = out.logits.data as Float32Array; // [B, V]
     let live = [...rows]; // prompt index of each batch row

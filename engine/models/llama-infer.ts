@@ -29,6 +29,7 @@ import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import type { ParamSet } from '../train/params';
 import { DEFAULT_LLAMA_SITE, type LlamaSite, isLlamaSite, llamaSiteName } from './hooks';
 import { type LlamaConfig, type LlamaKV, type LlamaSiteHook, checkLlamaConfig, llamaHead, llamaParamInitializers, llamaSiteWidth, llamaTrunk } from './llama';
+import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
 import { type LoraConfig, loraGraphTensors, loraTargets } from './lora';
 
 export interface LlamaInferenceOptions {
@@ -66,8 +67,6 @@ const BATCH = 'batch';
 const SEQ = 'seq';
 const PAST = 'past';
 export const llamaSteerInputName = (layer: number): string => `steer.${layer}`;
-const pastName = (layer: number, kind: 'key' | 'value') => `past.${layer}.${kind}`;
-const newName = (layer: number, kind: 'key' | 'value') => `new.${layer}.${kind}`;
 
 /** The inference graph (inputs and outputs as in the header). */
 export function buildLlamaInferenceGraph(
@@ -111,74 +110,6 @@ export function buildLlamaInferenceGraph(
     g.output(ops.transpose(value, [2, 0, 1, 3]), newName(i, 'value'));
   });
   return g;
-}
-
-/**
- * One batch's K/V cache on the host: per layer, keys and values position-major [P, B, KVH, hd] in
- * buffers with room for `capacity` positions. Appending is one copy; the past is fed as a view.
- */
-export class KVCache {
-  private bufs: Float32Array[];
-  length = 0;
-  private readonly width: number;
-
-  constructor(
-    private readonly layers: number,
-    private readonly kvHeads: number,
-    private readonly headDim: number,
-    private batch: number,
-    private readonly capacity: number,
-  ) {
-    this.width = kvHeads * headDim;
-    this.bufs = Array.from({ length: 2 * layers }, () => new Float32Array(capacity * batch * this.width));
-  }
-
-  append(out: Record<string, HostTensor>): void {
-    const t = out[newName(0, 'key')].dims[0];
-    if (this.length + t > this.capacity) throw new Error(`K/V cache overflow: ${this.length} + ${t} > ${this.capacity} positions`);
-    const at = this.length * this.batch * this.width;
-    for (let l = 0; l < this.layers; l++) {
-      this.bufs[2 * l].set(out[newName(l, 'key')].data as Float32Array, at);
-      this.bufs[2 * l + 1].set(out[newName(l, 'value')].data as Float32Array, at);
-    }
-    this.length += t;
-  }
-
-  feeds(): Record<string, HostTensor> {
-    const dims = [this.length, this.batch, this.kvHeads, this.headDim];
-    const n = this.length * this.batch * this.width;
-    const f: Record<string, HostTensor> = {};
-    for (let l = 0; l < this.layers; l++) {
-      f[pastName(l, 'key')] = { data: this.bufs[2 * l].subarray(0, n), dims };
-      f[pastName(l, 'value')] = { data: this.bufs[2 * l + 1].subarray(0, n), dims };
-    }
-    return f;
-  }
-
-  keepRows(rows: readonly number[]): void {
-    const w = this.width;
-    this.bufs = this.bufs.map((src) => {
-      const dst = new Float32Array(this.capacity * rows.length * w);
-      for (let p = 0; p < this.length; p++) {
-        rows.forEach((r, k) => dst.set(src.subarray((p * this.batch + r) * w, (p * this.batch + r + 1) * w), (p * rows.length + k) * w));
-      }
-      return dst;
-    });
-    this.batch = rows.length;
-  }
-}
-
-function argmaxRow(logits: Float32Array, r: number, V: number): number {
-  let best = 0;
-  let bestV = logits[r * V];
-  for (let j = 1; j < V; j++) {
-    const v = logits[r * V + j];
-    if (v > bestV) {
-      bestV = v;
-      best = j;
-    }
-  }
-  return best;
 }
 
 const int64 = (xs: readonly number[]): BigInt64Array => BigInt64Array.from(xs, (x) => BigInt(x));
