@@ -270,14 +270,32 @@ function rms(ctx: Ctx, x: Tensor, name: string): Tensor {
   return ops.rmsNorm(x, weight(ctx.w, `${name}.weight`), ctx.cfg.rmsNormEps);
 }
 
+/**
+ * x W^T for x [..., in] and W [out, in] (HF's nn.Linear layout) as one Gemm with transB on the rows
+ * of x: neither direction needs a transposed copy of W (MatMul(x, Transpose(W)) makes onnxruntime
+ * fold W^T into a second initializer, and its gradient a third, doubling the frozen base's memory).
+ * Leading dims may be symbolic (the output shape is then taken from x at run time; no gradient).
+ */
+export function linearT(x: Tensor, W: Tensor): Tensor {
+  const [out, inF] = W.shape as number[];
+  if (x.rank === 2) return ops.gemm(x, W, { transB: true });
+  const lead = x.shape.slice(0, -1);
+  const y = ops.gemm(ops.reshape(x, [-1, inF]), W, { transB: true }); // (N, out)
+  if (lead.every((d): d is number => typeof d === 'number')) return ops.reshape(y, [...lead, out]);
+  const g = x.graph;
+  const leadShape = g.addNode({ op: 'Shape', inputs: [x], outputs: [{ shape: [lead.length], dtype: 'int64' }], attrs: { start: { kind: 'int', value: 0 }, end: { kind: 'int', value: lead.length } } }).outputs[0];
+  const shape = g.addNode({ op: 'Concat', inputs: [leadShape, g.ints([out])], outputs: [{ shape: [x.rank], dtype: 'int64' }], attrs: { axis: { kind: 'int', value: 0 } } }).outputs[0];
+  return g.addNode({ op: 'Reshape', inputs: [y, shape], outputs: [{ shape: [...lead, out], dtype: x.dtype }] }).outputs[0];
+}
+
 /** proj(x) = x W^T (+ the adapter's term), with the base and lora sites. */
 function project(ctx: Ctx, layer: number, proj: LlamaProjection, x: Tensor): Tensor {
   const path = projectionPath(layer, proj);
-  const base = ctx.hook(layer, `${proj}.base`, ops.matmul(x, ops.transposeLast2(weight(ctx.w, `${path}.weight`))));
+  const base = ctx.hook(layer, `${proj}.base`, linearT(x, weight(ctx.w, `${path}.weight`)));
   const ad = ctx.adapters?.get(path);
   if (!ad) return base;
   const xin = ad.dropoutMask ? ops.mul(x, ad.dropoutMask) : x;
-  const lora = ops.mul(ops.matmul(ops.matmul(xin, ops.transposeLast2(ad.A)), ops.transposeLast2(ad.B)), ad.scaling);
+  const lora = ops.mul(linearT(linearT(xin, ad.A), ad.B), ad.scaling);
   return ops.add(base, ctx.hook(layer, `${proj}.lora`, lora));
 }
 
@@ -340,7 +358,7 @@ export function llamaTrunk(cfg: LlamaConfig, w: LlamaWeights, ids: Tensor, posit
 /** Logits [..., V] of a final residual stream [..., d]: the final RMSNorm, then lm_head (or the tied embedding). */
 export function llamaHead(cfg: LlamaConfig, w: LlamaWeights, h: Tensor): Tensor {
   const head = weight(w, cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-  return ops.matmul(ops.rmsNorm(h, weight(w, 'model.norm.weight'), cfg.rmsNormEps), ops.transposeLast2(head));
+  return linearT(ops.rmsNorm(h, weight(w, 'model.norm.weight'), cfg.rmsNormEps), head);
 }
 
 /** Logits [B, T, V] for token ids [B, T] (static shapes), positions 0..T-1. */
