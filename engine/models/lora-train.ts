@@ -7,10 +7,15 @@
  *   loss = mean over targets != -100 of -log softmax(logits[b, t])[targets[b, t]]   (ops.crossEntropy)
  *   g    = dloss/d{A, B} (lora.ts header), clipped to global norm `clip`
  *   Adam(W) step on A and B with learning rate lr (weight decay decoupled)
- * Dropout (lora_dropout > 0) draws fresh masks from the trainer's seeded generator at every step.
+ * Dropout (lora_dropout > 0) draws fresh masks from the trainer's seeded generator at every step;
+ * evaluate() runs the same graph with dropout off (masks of ones) and no update.
+ * Checkpoint (saveCheckpoint / loadCheckpoint): one safetensors file with the adapter (PEFT names),
+ * adam.m.{name} and adam.v.{name}, and metadata {step, adamT, dropoutRng}, so a resumed run
+ * continues exactly (same parameters, moments and dropout masks as an uninterrupted one).
  */
 import { Graph, type Tensor, ops } from '../graph';
 import { runnerForGraph } from '../io/onnx-external';
+import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import { Adam, clipGradNorm } from '../train/optim';
 import { type ParamSet, cloneParams, paramFeeds } from '../train/params';
@@ -44,7 +49,9 @@ export interface LoraTrainOptions {
 }
 
 export class LoraTrainer {
-  private readonly dropoutRng: Rng;
+  private dropoutRng: Rng;
+  /** Updates applied so far. */
+  steps = 0;
 
   private constructor(
     readonly model: LlamaConfig,
@@ -86,7 +93,45 @@ export class LoraTrainer {
     const loss = Number(out.loss.data[0]);
     const gradNorm = clipGradNorm(grads, this.opts.clip);
     this.adam.step(this.adapter, grads, lr);
+    this.steps++;
     return { loss, gradNorm };
+  }
+
+  /** The loss on ids/targets with dropout off, without updating anything. */
+  async evaluate(ids: BigInt64Array, targets: BigInt64Array): Promise<number> {
+    const { batch, seq } = this.opts;
+    const ones: Record<string, HostTensor> = {};
+    for (const [name, f] of Object.entries(loraDropoutFeeds(this.model, this.lora, batch, seq, new Rng(0)))) ones[name] = { data: new Float32Array(f.data.length).fill(1), dims: f.dims };
+    const out = await this.runner.run({ ...paramFeeds(this.adapter), input_ids: { data: ids, dims: [batch, seq] }, targets: { data: targets, dims: [batch, seq] }, ...ones }, ['loss']);
+    return Number(out.loss.data[0]);
+  }
+
+  /** Writes the adapter, Adam's moments and the step/RNG state to one safetensors file (atomically). */
+  saveCheckpoint(file: string): void {
+    const tensors = new Map<string, TensorToWrite>();
+    for (const [name, p] of this.adapter) {
+      tensors.set(name, { dtype: 'F32', shape: p.shape, data: p.data });
+      tensors.set(`adam.m.${name}`, { dtype: 'F32', shape: p.shape, data: this.adam.state.m.get(name)! });
+      tensors.set(`adam.v.${name}`, { dtype: 'F32', shape: p.shape, data: this.adam.state.v.get(name)! });
+    }
+    writeSafeTensorsFile(file, tensors, { step: String(this.steps), adamT: String(this.adam.state.t), dropoutRng: JSON.stringify(this.dropoutRng.state) });
+  }
+
+  /** Restores a checkpoint written by saveCheckpoint for the same model and LoRA config. */
+  loadCheckpoint(file: string): void {
+    const st = readSafeTensorsFile(file);
+    const { step, adamT, dropoutRng } = st.metadata;
+    if (step === undefined || adamT === undefined || dropoutRng === undefined) throw new Error(`${file}: not a LoRA trainer checkpoint (metadata step/adamT/dropoutRng missing)`);
+    for (const [name, p] of this.adapter) {
+      for (const [key, dst] of [[name, p.data], [`adam.m.${name}`, this.adam.state.m.get(name)!], [`adam.v.${name}`, this.adam.state.v.get(name)!]] as const) {
+        const info = st.tensors.get(key);
+        if (!info || info.shape.join(',') !== p.shape.join(',')) throw new Error(`${file}: tensor '${key}' is missing or has another shape (expected [${p.shape}])`);
+        dst.set(tensorAsFloat32(st, key));
+      }
+    }
+    this.steps = Number(step);
+    this.adam.state.t = Number(adamT);
+    this.dropoutRng = Rng.restore(JSON.parse(dropoutRng) as { s: number; spare: number | null });
   }
 
   release(): Promise<void> {

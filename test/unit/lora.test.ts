@@ -215,6 +215,28 @@ describe('gradients', () => {
     }
     expect(losses.at(-1)!).toBeLessThan(0.7 * losses[0]);
     for (const [k, v] of base) expect(v.data, k).toEqual(snapshot.get(k));
+    // A checkpoint after 3 steps resumes exactly: 2 more steps match an uninterrupted run of 5.
+    const ck = path.join(tmp, 'ckpt.safetensors');
+    const runFor = async (n: number, resumeFrom?: string, saveAt?: number) => {
+      const t = await LoraTrainer.create(model, base, c, { batch, seq, lr: 1e-2, runner: RUNNER });
+      try {
+        if (resumeFrom) t.loadCheckpoint(resumeFrom);
+        const ls: number[] = [];
+        while (t.steps < n) {
+          ls.push((await t.step(ids, targets)).loss);
+          if (t.steps === saveAt) t.saveCheckpoint(ck);
+        }
+        return { ls, adapter: t.adapter, evalLoss: await t.evaluate(ids, targets) };
+      } finally {
+        await t.release();
+      }
+    };
+    const straight = await runFor(5, undefined, 3);
+    const resumed = await runFor(5, ck);
+    expect(resumed.ls).toEqual(straight.ls.slice(3));
+    for (const [k, v] of straight.adapter) expect(resumed.adapter.get(k)!.data, k).toEqual(v.data);
+    expect(resumed.evalLoss).toBe(straight.evalLoss);
+    expect(straight.evalLoss).toBeLessThan(straight.ls[0]);
     // The same first step with the base weights in an external-data file (the path for models over 2 GB).
     const ext = await LoraTrainer.create(model, base, c, { batch, seq, lr: 1e-2, runner: RUNNER, externalData: true });
     try {
