@@ -230,7 +230,7 @@ describe('a synthetic LLaMA-3.2-shaped Hugging Face folder', () => {
     expect(() => checkLoadMemory('/m', est)).toThrow(HFFolderError);
     expect(() => checkLoadMemory('/m', est)).toThrow(/needs about 11\.51 GB of memory .* but 8\.00 GB is available/);
     expect(() => checkLoadMemory('/m', { ...est, availableBytes: 16 * 1024 ** 3 })).not.toThrow();
-    expect(estimateLoadMemory({ parameters: 1000, largestFile: 10 }, 1).neededBytes).toBe(3 * 4000 + 10); // small: serialised inline too
+    expect(estimateLoadMemory({ parameters: 1000, largestFile: 10 }, 1).neededBytes).toBe(5 * 4000 + 10); // small: serialised inline too
   });
 
   it('tokenizer: bos first, byte-level BPE round trip, special tokens as single ids, chat template', () => {
