@@ -48,6 +48,8 @@ export interface LlamaGenerateOptions {
   maxNewTokens: number;
   /** Generation stops at any of these ids (default: the config's eos_token_id). */
   eosIds?: number[];
+  /** One stop id, as GPT-2's GenerateOptions has it (added to eosIds). */
+  eosId?: number;
   /** Per layer, the steered site's width; absent = zeros. */
   steer?: Float32Array[];
 }
@@ -159,7 +161,11 @@ export class LlamaInference {
   async generate(prompts: readonly number[][], opts: LlamaGenerateOptions): Promise<LlamaGenerateResult> {
     const { numLayers: L, vocabSize: V } = this.cfg;
     if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new Error(`maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
-    const eos = opts.eosIds ?? this.cfg.eosTokenIds;
+    const eos = [...(opts.eosIds ?? (opts.eosId === undefined ? this.cfg.eosTokenIds : []))];
+    if (opts.eosId !== undefined) {
+      if (!Number.isInteger(opts.eosId)) throw new Error(`eosId must be an integer, got ${opts.eosId}`);
+      eos.push(opts.eosId);
+    }
     prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
     const steer = this.steerFeeds(opts.steer);
     const n = prompts.length;

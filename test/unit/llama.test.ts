@@ -337,6 +337,7 @@ describe('LLaMA inference', () => {
     const stopped = await inf.generate([[3, 4]], { maxNewTokens: 5, eosIds: [eos] });
     expect(stopped.tokens[0]).toEqual(free.tokens[0].slice(0, free.tokens[0].indexOf(eos)));
     expect(stopped.stoppedAtEos[0]).toBe(true);
+    expect((await inf.generate([[3, 4]], { maxNewTokens: 5, eosId: eos })).tokens).toEqual(stopped.tokens); // GPT-2's option name
     const long = await inf.generate([Array.from({ length: 20 }, (_, i) => 2 + (i % 20))], { maxNewTokens: 50, eosIds: [] });
     expect(long.tokens[0]).toHaveLength(cfg.maxPositions - 20 + 1);
   });
