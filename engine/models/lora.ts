@@ -194,7 +194,8 @@ export function toPeftConfig(c: LoraConfig, baseModel: string | null): Record<st
 }
 
 /** Reads a PEFT adapter_config.json (parsed); refuses what the engine does not compute. */
-export function fromPeftConfig(json: unknown, source: string = ADAPTER_FILES.config): LoraConfig {
+/** `model`, when given, resolves a regex target_modules to exact layers. */
+export function fromPeftConfig(json: unknown, source: string = ADAPTER_FILES.config, model?: LlamaConfig): LoraConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${source}: expected a JSON object`);
   const j = json as Record<string, unknown>;
   const bad = (k: string, what: string): never => {
@@ -224,16 +225,25 @@ export function fromPeftConfig(json: unknown, source: string = ADAPTER_FILES.con
       return name as LlamaProjection;
     });
   } else if (typeof tm === 'string') {
-    // PEFT: a string is a regular expression matched against the whole module path.
+    // PEFT: a string is a regular expression that must match the whole module path. Without the
+    // model the layers are unknown: the projections it matches in any of 256 layers are taken, and
+    // loadAdapter (which knows the model) narrows the layers.
     const re = new RegExp(`^(?:${tm})$`);
-    targets = LLAMA_PROJECTIONS.filter((p) => re.test(projectionPath(0, p)) || re.test(p));
-    if (targets.length === 0) throw new Error(`${source}: target_modules regex '${tm}' matches no LLaMA projection`);
+    targets = LLAMA_PROJECTIONS.filter((p) => Array.from({ length: model?.numLayers ?? 256 }, (_, l) => re.test(projectionPath(l, p))).some(Boolean));
+    if (targets.length === 0) throw new Error(`${source}: target_modules regex '${tm}' matches no LLaMA projection path (such as model.layers.0.self_attn.q_proj)`);
   } else return bad('target_modules', 'a list of module names or a regex string');
   let layers: number[] | null = null;
   const lt = j.layers_to_transform;
   if (typeof lt === 'number') layers = [lt];
   else if (Array.isArray(lt)) layers = lt.map((v) => Number(v));
   else if (lt !== undefined && lt !== null) bad('layers_to_transform', 'a layer index or a list of them');
+  if (typeof tm === 'string' && model) {
+    // The layers the regex selects must be the same for every selected projection (one LoraConfig).
+    const re = new RegExp(`^(?:${tm})$`);
+    const per = targets.map((p) => Array.from({ length: model.numLayers }, (_, l) => l).filter((l) => re.test(projectionPath(l, p)) && (!layers || layers.includes(l))));
+    if (per.some((ls) => ls.join() !== per[0].join())) throw new Error(`${source}: target_modules regex '${tm}' selects different layers for different projections, which is not supported`);
+    layers = per[0].length === model.numLayers ? null : per[0];
+  }
   const c: LoraConfig = {
     r: num('r', 8),
     alpha: num('lora_alpha', 8),
@@ -243,7 +253,7 @@ export function fromPeftConfig(json: unknown, source: string = ADAPTER_FILES.con
     useRslora: j.use_rslora === true,
     layers,
   };
-  checkLoraConfig(c);
+  checkLoraConfig(c, model);
   return c;
 }
 
@@ -280,7 +290,7 @@ export function loadAdapter(dir: string, model: LlamaConfig): { config: LoraConf
   } catch (e) {
     throw new Error(`${cfgFile}: not valid JSON (${(e as Error).message})`);
   }
-  const config = fromPeftConfig(json, cfgFile);
+  const config = fromPeftConfig(json, cfgFile, model);
   const file = path.join(dir, ADAPTER_FILES.model);
   if (!fs.existsSync(file)) {
     const bin = path.join(dir, 'adapter_model.bin');

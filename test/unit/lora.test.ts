@@ -108,7 +108,10 @@ describe('PEFT layout', () => {
   it('refuses what it does not compute and tensors that do not fit, naming them', () => {
     const base = { peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['q_proj'] };
     expect(fromPeftConfig(base).targetModules).toEqual(['q_proj']);
-    expect(fromPeftConfig({ ...base, target_modules: 'q_proj|v_proj' }).targetModules).toEqual(['q_proj', 'v_proj']);
+    expect(fromPeftConfig({ ...base, target_modules: '.*\\.(q_proj|v_proj)' }).targetModules).toEqual(['q_proj', 'v_proj']);
+    expect(fromPeftConfig({ ...base, target_modules: 'model\\.layers\\.1\\.self_attn\\.(q_proj|k_proj)' }, 'c', model)).toMatchObject({ targetModules: ['q_proj', 'k_proj'], layers: [1] });
+    expect(() => fromPeftConfig({ ...base, target_modules: 'model\\.layers\\.0\\.self_attn\\.q_proj|model\\.layers\\.1\\.self_attn\\.v_proj' }, 'c', model)).toThrow(/different layers/);
+    expect(() => fromPeftConfig({ ...base, target_modules: 'q_proj' })).toThrow(/matches no LLaMA projection path/); // PEFT matches the whole path
     expect(() => fromPeftConfig({ ...base, use_dora: true })).toThrow(/use_dora/);
     expect(() => fromPeftConfig({ ...base, rank_pattern: { q_proj: 4 } })).toThrow(/rank_pattern/);
     expect(() => fromPeftConfig({ ...base, peft_type: 'IA3' })).toThrow(/peft_type/);
