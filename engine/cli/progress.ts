@@ -1,28 +1,34 @@
 /**
  * Progress for long CLI work: a bar with rate and ETA redrawn in place on a terminal, or one line
  * every few seconds when stderr is not a terminal (CI logs).
- *   ETA = (total - done) * elapsed / done
+ *   rate = (done - done0) / elapsed          done0, elapsed: from the first update, so work resumed
+ *                                            at step 3000 is not counted as done in this session
+ *   ETA  = elapsed * (1 - f) / (f - f0)      f = the fraction of the work done (done / total, or the
+ *                                            caller's when another limit may end the work first)
  */
 export class ProgressBar {
-  private readonly start = Date.now();
+  private first: { time: number; done: number; fraction: number } | null = null;
   private lastLine = 0;
   private readonly tty = Boolean(process.stderr.isTTY);
 
   constructor(private readonly label: string, private readonly total: number, private readonly unit = 'step') {}
 
-  update(done: number, detail = ''): void {
+  /** `fraction`: the share of the work done when it is not done / total (e.g. an input budget may end it first). */
+  update(done: number, detail = '', fraction = done / this.total): void {
     const now = Date.now();
-    const final = done >= this.total;
+    const frac = Math.min(1, Math.max(0, fraction));
+    this.first ??= { time: now, done, fraction: frac };
+    const final = frac >= 1;
     if (!this.tty && !final && now - this.lastLine < 5000) return;
     if (this.tty && !final && now - this.lastLine < 100) return;
     this.lastLine = now;
-    const elapsed = (now - this.start) / 1000;
-    const frac = Math.min(1, done / this.total);
-    const eta = done > 0 ? ((this.total - done) * elapsed) / done : NaN;
+    const elapsed = (now - this.first.time) / 1000;
+    const progressed = frac - this.first.fraction;
+    const eta = progressed > 0 && elapsed > 0 ? (elapsed * (1 - frac)) / progressed : NaN;
     const width = 24;
     const filled = Math.round(frac * width);
     const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
-    const rate = done > 0 ? `${(done / elapsed).toFixed(1)} ${this.unit}/s` : '';
+    const rate = done > this.first.done && elapsed > 0 ? `${((done - this.first.done) / elapsed).toFixed(1)} ${this.unit}/s` : '';
     const line = `${this.label} ${bar} ${done}/${this.total} ${rate} ETA ${formatSeconds(eta)} ${detail}`.trimEnd();
     if (this.tty) process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`);
     else process.stderr.write(`${line}\n`);

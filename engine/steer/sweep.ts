@@ -26,8 +26,8 @@ import {
 import { BASELINES, DIRECTIONS, type Direction, type Intervention, baselineIntervention, directionEnds, targetedIntervention } from './intervention';
 import { type SteerModel, type SteerSetup, type Starts, SteerInterrupted, baselineSeed, drawStarts, runCell } from './steer-eval';
 
-export const SWEEP_ALPHAS: readonly number[] = [0.5, 1, 2, 5, 10];
-export const SWEEP_TOPNS: readonly number[] = [0.01, 0.05, 0.1, 0.2];
+export const SWEEP_ALPHAS: readonly number[] = [1, 5, 20, 60, 120];
+export const SWEEP_TOPNS: readonly number[] = [0.01, 0.02, 0.05, 0.1, 0.2];
 
 export interface SweepOptions {
   setup: SteerSetup;

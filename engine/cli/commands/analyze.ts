@@ -142,8 +142,9 @@ export async function analyzeCommand(argv: string[]): Promise<number> {
   const inf = await GPT2Inference.create(run.cfg, run.params, { site, runner: opts.runner, batchSize: 2 * opts.batch });
   let extraction: ExtractResult;
   try {
-    const start = previous && resuming ? previous.pairs : 0;
-    const bar = new ProgressBar('pairs', Math.max(1, opts.maxPairs - start), 'pair');
+    // Done = pairs kept over all sessions; the share of the work is pairs or inputs, whichever budget ends it first.
+    const bar = new ProgressBar('pairs', opts.maxPairs, 'pair');
+    const maxTries = opts.maxTries ?? Infinity;
     extraction = await extractPairs({
       dir, task: run.task, model: inf, modelHash: hash, seed: pairSeed(run.memgen.seed),
       maxPairs: opts.maxPairs, maxTries: opts.maxTries, batch: opts.batch, resume: resuming,
@@ -151,7 +152,8 @@ export async function analyzeCommand(argv: string[]): Promise<number> {
       onProgress: (p) => {
         const n = p.counts.gen + p.counts.mem + p.counts.other;
         const per = p.pairs > 0 ? (p.tried / p.pairs).toFixed(1) : '-';
-        bar.update(Math.max(0, p.pairs - start), `| ${p.pairs} pairs, ${p.tried} inputs (${per}/pair) | gen ${pct(p.counts.gen, n)} mem ${pct(p.counts.mem, n)} other ${pct(p.counts.other, n)}`);
+        bar.update(p.pairs, `| ${p.tried} inputs (${per}/pair) | gen ${pct(p.counts.gen, n)} mem ${pct(p.counts.mem, n)} other ${pct(p.counts.other, n)}`,
+          Math.max(p.pairs / opts.maxPairs, p.tried / maxTries));
       },
     });
     if (process.stderr.isTTY) process.stderr.write('\n');

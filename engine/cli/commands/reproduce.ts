@@ -13,7 +13,10 @@
  *             probes (the yield: inputs per pair; the committed runs need about 30), then --resume: up to
  *             the wanted pairs within 60 inputs per pair when the yield is at most 60, else only the
  *             pairs found (the summary says so); the second call computes the statistics and probes.
- *   steer     `memgen steer-eval` at the paper's setting (topN 0.1, alpha per task), n = 200.
+ *             The site and the steering setting are TINY_GPT2_SETTING's (steer/files.ts): the residual
+ *             stream before each block (resid_pre), not the paper's ln2, which does not move tiny models.
+ *   steer     `memgen steer-eval` at that setting (topN, alpha per task), n = 200; the summary shows the
+ *             paper's numbers beside ours.
  *   sweep     `memgen sweep` (alpha x topN, both baselines), n = 100, so that the report shows it.
  *   report    `memgen report` (RUN/report/index.html).
  * A failing stage (e.g. analysis of a model that shows only one behaviour: NoPairsError) is reported,
@@ -32,7 +35,9 @@ import { analysisPath, modelHash } from '../../analysis/files';
 import { writeReport } from '../../report/html';
 import { bestProbe, loadReportData } from '../../report/data';
 import { directionVerdicts, steeringVerdict } from '../../report/verdict';
+import { siteName } from '../../models/hooks';
 import { RUN_FILES, RunError, prepareNewRun } from '../../runs/run';
+import { TINY_GPT2_SETTING } from '../../steer/files';
 import type { TaskName } from '../../tasks/task';
 import { PRESET_NAMES } from '../../train/presets';
 import { formatEval } from '../../train/evaluate';
@@ -48,7 +53,7 @@ export const REPRODUCE_HELP = `  reproduce Train (or --reuse the committed runs)
             [--preset tiny] [--reuse [--from DIR (runs)]] [--out DIR (runs-reproduce)] [--force (move existing
             run folders in DIR aside)] [--threads N] [--provider cpu|cuda]`;
 
-const TASKS: readonly TaskName[] = ['arithmetic', 'incontext'];
+const TASKS: readonly (keyof typeof TINY_GPT2_SETTING)[] = ['arithmetic', 'incontext'];
 const STAGES = ['train', 'analyze', 'steer', 'sweep', 'report'] as const;
 type StageName = (typeof STAGES)[number];
 
@@ -146,6 +151,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
     for (const task of TASKS) {
       if (stop) break;
       const dir = runDir(task);
+      const setting = TINY_GPT2_SETTING[task];
       const res: TaskResult = { task, dir, stages: [], failed: null };
       results.push(res);
       const notes: string[] = [];
@@ -218,11 +224,11 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
         const summaryFile = analysisPath(dir, 'summary');
         let keep = false;
         if (reuse && fs.existsSync(summaryFile)) {
-          const recorded = (JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { modelHash?: string }).modelHash;
-          keep = recorded === modelHash(dir);
+          const recorded = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { modelHash?: string; site?: string };
+          keep = recorded.modelHash === modelHash(dir) && recorded.site === setting.site;
         }
         const pairs = reuse ? REUSE_PAIRS : PAIRS;
-        analysed = await stage('analyze', keep ? 'the committed analysis (its modelHash matches the model file)' : `${pairs} pairs (log: ${logFile('analyze')})`, async () => {
+        analysed = await stage('analyze', keep ? 'the committed analysis (its modelHash matches the model file, its site is the setting\'s)' : `${pairs} pairs (log: ${logFile('analyze')})`, async () => {
           if (keep) {
             const s = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; triesPerPair: number };
             return { status: 'kept', detail: `${s.pairs} pairs (${s.triesPerPair.toFixed(1)} inputs per pair)` };
@@ -231,7 +237,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
           const failed = (status: 'interrupted' | 'failed') => ({ status, detail: status === 'interrupted' ? `pairs so far kept in ${path.join(dir, 'analysis')}` : `see ${logFile('analyze')}` });
           const read = () => JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; inputsTried: number };
           // Phase 1: how often do pairs come? (NoPairsError here when none in 2000 inputs.)
-          let status = await command('analyze', analyzeCommand, ['--run', dir, '--pairs', String(pairs), '--max-tries', String(YIELD_INPUTS), '--no-probes', ...(again ? ['--force'] : []), ...runnerArgs]);
+          let status = await command('analyze', analyzeCommand, ['--run', dir, '--site', setting.site, '--pairs', String(pairs), '--max-tries', String(YIELD_INPUTS), '--no-probes', ...(again ? ['--force'] : []), ...runnerArgs]);
           if (status !== 'done') return failed(status);
           const first = read();
           const perPair = first.inputsTried / first.pairs;
@@ -251,8 +257,8 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
       // 3-4. steering at the paper's setting, then the sweep
       let steered = false;
       if (analysed && !stop) {
-        steered = await stage('steer', `steer-eval at the paper's setting, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
-          const status = await command('steer', steerEvalCommand, ['--run', dir, '--n', String(STEER_N), ...runnerArgs]);
+        steered = await stage('steer', `steer-eval at ${siteName(0, setting.site).replace('0', 'i')}, topN ${setting.topN}, alpha ${setting.alpha}, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
+          const status = await command('steer', steerEvalCommand, ['--run', dir, '--topn', String(setting.topN), '--alpha', String(setting.alpha), '--n', String(STEER_N), ...runnerArgs]);
           if (status !== 'done') return { status, detail: `see ${logFile('steer')}` };
           const d = loadReportData(dir);
           return { status: 'done', detail: d.steering ? steeringVerdict(d.steering).line : '' };
