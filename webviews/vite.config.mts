@@ -15,7 +15,9 @@ export default defineConfig({
   logLevel: 'warn',
   build: {
     outDir: fileURLToPath(new URL('../dist/webviews', import.meta.url)),
-    emptyOutDir: true,
+    // Fixed file names are overwritten in place: emptying the folder would open a window in which a
+    // concurrent `vsce package` (npm run package) finds the files listed but gone.
+    emptyOutDir: false,
     target: 'chrome120',
     sourcemap: false,
     minify: true,

@@ -465,7 +465,7 @@ export type PanelToHost =
   | { type: 'inspect'; run: string; layer: number; index: number }
   | { type: 'customSet'; action: 'add' | 'remove' | 'clear'; layer: number; index: number }
   | { type: 'trainControl'; action: TrainControl }
-  | { type: 'cspViolation'; directive: string; blocked: string };
+  | { type: 'cspViolation'; directive: string; blocked: string; sample: string };
 
 /** Extension -> webview (typed arrays arrive as typed arrays: VS Code transfers their buffers). */
 export type HostToPanel =
@@ -503,7 +503,8 @@ export function parsePanelMessage(x: unknown): PanelToHost | null {
     case 'trainControl':
       return keys === 'action,type' && (m.action === 'pause' || m.action === 'resume' || m.action === 'cancel') ? { type: 'trainControl', action: m.action } : null;
     case 'cspViolation':
-      return keys === 'blocked,directive,type' && isStr(m.directive, 200) && isStr(m.blocked, 1000) ? { type: 'cspViolation', directive: m.directive, blocked: m.blocked } : null;
+      return keys === 'blocked,directive,sample,type' && isStr(m.directive, 200) && isStr(m.blocked, 1000) && isStr(m.sample, 200)
+        ? { type: 'cspViolation', directive: m.directive, blocked: m.blocked, sample: m.sample } : null;
     default:
       return null;
   }

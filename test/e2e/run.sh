@@ -11,6 +11,7 @@
 #   MEMGEN_E2E_PORT=n         port for code-server (default: a free one)
 #   MEMGEN_E2E_WAIT_MS=n      how long to wait for the model-backed lens/hover/steer (150000)
 #   MEMGEN_E2E_SKIP_UI=1 / MEMGEN_E2E_SKIP_SUITE=1   run only one of the two test phases
+#   MEMGEN_E2E_SKIP_PANELS=1  leave out the panel checks (panels.js) of the UI phase
 # Output: test/e2e/.work/ (logs, fresh profile per run, screenshots/ for CI artefacts).
 set -uo pipefail
 
@@ -248,6 +249,11 @@ if [ -z "${MEMGEN_E2E_SKIP_UI:-}" ]; then
   begin 'UI: CodeLens, hover, steer (Playwright)'
   if start_server ui; then
     if timeout 400 node "$HERE/drive.js" "$BASE" "$WS" "$FILE" "$SHOTS"; then ok; else logs_tail ui; fail 'UI checks'; fi
+    # The panels (extension mode only: the fixture has none), on the same server.
+    if [ "$MODE" = extension ] && [ -z "${MEMGEN_E2E_SKIP_PANELS:-}" ]; then
+      begin 'UI: panels (Neurons, Probes, Steering, Training, Activations)'
+      if timeout 500 node "$HERE/panels.js" "$BASE" "$WS" "$FILE" "$SHOTS" "$RUN/ud/logs"; then ok; else logs_tail ui; fail 'panel checks'; fi
+    fi
   else
     fail 'code-server did not start'
   fi

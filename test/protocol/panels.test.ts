@@ -42,7 +42,7 @@ describe('parsePanelMessage', () => {
       { type: 'inspect', run: '/x', layer: 3, index: 127 },
       { type: 'customSet', action: 'add', layer: 0, index: 0 },
       { type: 'trainControl', action: 'pause' },
-      { type: 'cspViolation', directive: 'script-src', blocked: 'inline' },
+      { type: 'cspViolation', directive: 'script-src', blocked: 'inline', sample: '' },
     ];
     for (const m of ok) expect(lsp.parsePanelMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
   });

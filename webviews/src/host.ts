@@ -53,10 +53,18 @@ export function saveState<T extends object>(state: T): void {
 }
 
 export function reportCspViolations(): void {
-  document.addEventListener('securitypolicyviolation', (e) => post({ type: 'cspViolation', directive: e.violatedDirective.slice(0, 200), blocked: String(e.blockedURI).slice(0, 1000) }));
+  document.addEventListener('securitypolicyviolation', (e) =>
+    post({ type: 'cspViolation', directive: e.violatedDirective.slice(0, 200), blocked: String(e.blockedURI).slice(0, 1000), sample: (e.sample ?? '').slice(0, 200) }));
 }
 
 /** The theme VS Code put on <body> (vscode-light / vscode-dark / vscode-high-contrast[-light]). */
 export function themeOf(body: HTMLElement): 'light' | 'dark' {
   return body.classList.contains('vscode-light') || body.classList.contains('vscode-high-contrast-light') ? 'light' : 'dark';
+}
+
+/** Calls `cb` with the theme whenever VS Code changes it (the class of <body>); returns the stop function. */
+export function watchTheme(cb: (t: 'light' | 'dark') => void): () => void {
+  const mo = new MutationObserver(() => cb(themeOf(document.body)));
+  mo.observe(document.body, { attributes: true, attributeFilter: ['class'] });
+  return () => mo.disconnect();
 }

@@ -29,6 +29,11 @@ export const PANEL_TITLES: Record<lsp.PanelKind, string> = {
   activations: 'Activations',
 };
 
+/** VS Code's own inline default styles of every webview (its pre/index.html), which our style-src blocks. */
+export function isVsCodeDefaultStyles(m: { directive: string; blocked: string; sample: string }): boolean {
+  return m.blocked === 'inline' && m.directive.startsWith('style-src') && /^\s*@layer vscode-default\b/.test(m.sample);
+}
+
 export class PanelHost implements vscode.Disposable {
   private readonly subs: vscode.Disposable[] = [];
   private runs: lsp.RunInfo[] = [];
@@ -122,7 +127,8 @@ export class PanelHost implements vscode.Disposable {
         return;
       }
       case 'cspViolation':
-        this.deps.output.warn(`[panels] ${this.kind}: Content-Security-Policy blocked ${m.blocked} (${m.directive})`);
+        if (isVsCodeDefaultStyles(m)) this.deps.output.debug(`[panels] ${this.kind}: the strict style-src blocks VS Code's own default styles, as expected (panels.css replaces them)`);
+        else this.deps.output.warn(`[panels] ${this.kind}: Content-Security-Policy blocked ${m.blocked} (${m.directive}): ${m.sample}`);
         return;
     }
   }

@@ -35,7 +35,7 @@ export function registerPanels(deps: PanelDeps): vscode.Disposable[] {
       },
     }));
     subs.push(vscode.commands.registerCommand(openCommandId(kind), () => {
-      const panel = vscode.window.createWebviewPanel(`memgen.${kind}`, `MemGen: ${PANEL_TITLES[kind]}`, vscode.ViewColumn.Beside, {});
+      const panel = vscode.window.createWebviewPanel(`memgen.${kind}`, `MemGen: ${PANEL_TITLES[kind]}`, vscode.ViewColumn.Active, {});
       const h = track(new PanelHost(panel.webview, kind, deps), () => panel.visible);
       panel.onDidDispose(() => {
         hosts.delete(h);

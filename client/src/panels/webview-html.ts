@@ -5,10 +5,16 @@
  *   default-src 'none'                      nothing that is not listed below
  *   script-src 'nonce-N'                    only our one script tag (a fresh random nonce per page)
  *   style-src ${cspSource} 'nonce-N'        our stylesheet; the toolkit's components use constructed
- *                                           stylesheets (adoptedStyleSheets), which CSP allows
+ *     'report-sample'                       stylesheets (adoptedStyleSheets), which CSP allows. VS Code's
+ *                                           own inline <style id="_defaultStyles"> (body font, colours,
+ *                                           scrollbar) is blocked too: panels.css sets what we need, and
+ *                                           panel-host.ts logs that one violation (recognised by its
+ *                                           sample, "@layer vscode-default") as expected
  *   img-src ${cspSource} data:              (no remote images)
  *   font-src ${cspSource}
  * No connect-src, no frame-src: the page fetches nothing; all data arrives by postMessage.
+ * <meta property="csp-nonce"> hands the nonce to the toolkit (FAST), whose :focus-visible probe
+ * inserts a <style> element and reads the nonce from there.
  * localResourceRoots (webviewOptions) is dist/webviews only.
  */
 import { randomBytes } from 'node:crypto';
@@ -29,7 +35,7 @@ export function contentSecurityPolicy(cspSource: string, nonce: string): string 
   return [
     "default-src 'none'",
     `script-src 'nonce-${nonce}'`,
-    `style-src ${cspSource} 'nonce-${nonce}'`,
+    `style-src ${cspSource} 'nonce-${nonce}' 'report-sample'`,
     `img-src ${cspSource} data:`,
     `font-src ${cspSource}`,
   ].join('; ');
@@ -44,6 +50,7 @@ export function panelHtml(webview: vscode.Webview, extensionUri: vscode.Uri, pan
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${contentSecurityPolicy(webview.cspSource, nonce)}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
+<meta property="csp-nonce" content="${nonce}">
 <link rel="stylesheet" nonce="${nonce}" href="${asset('panels.css')}">
 <title>${title}</title>
 </head>
