@@ -68,7 +68,7 @@ export async function runnerWithExternalData(g: Graph, opts: RunnerOptions & { t
 
 /**
  * Initializer bytes above which a graph goes through external data. Required past the 2 GB protobuf
- * limit, and better well before it: measured on a 122M-parameter LLaMA (490 MB of float32, 2 cores),
+ * limit, and better well before it: measured on a 122M-parameter LLaMA (490 MB of float32, 2 busy cores),
  * the session took 8.2 s and 1.10 GB peak RSS with external data, against 25.7 s and 2.14 GB inline
  * (serialising the model in memory alone took 16.6 s).
  */
