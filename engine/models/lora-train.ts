@@ -100,8 +100,7 @@ export class LoraTrainer {
   /** The loss on ids/targets with dropout off, without updating anything. */
   async evaluate(ids: BigInt64Array, targets: BigInt64Array): Promise<number> {
     const { batch, seq } = this.opts;
-    const ones: Record<string, HostTensor> = {};
-    for (const [name, f] of Object.entries(loraDropoutFeeds(this.model, this.lora, batch, seq, new Rng(0)))) ones[name] = { data: new Float32Array(f.data.length).fill(1), dims: f.dims };
+    const ones = loraDropoutFeeds(this.model, this.lora, batch, seq, new Rng(0), true);
     const out = await this.runner.run({ ...paramFeeds(this.adapter), input_ids: { data: ids, dims: [batch, seq] }, targets: { data: targets, dims: [batch, seq] }, ...ones }, ['loss']);
     return Number(out.loss.data[0]);
   }

@@ -6,8 +6,9 @@
  *   s = alpha / r  (use_rslora: alpha / sqrt(r))
  *   init (PEFT's default, init_lora_weights = true): A ~ U(-1/sqrt(in), 1/sqrt(in))
  *        (kaiming_uniform with a = sqrt(5)), B = 0, so the adapted model starts equal to the base
- *   dropout (training only): x * m, m_i = 0 with probability p, else 1 / (1 - p); the masks are
- *        graph inputs drawn from a seeded generator (loraDropoutFeeds), so a step is reproducible
+ *   dropout (training only): x * m, m_i = 0 with probability p, else 1 / (1 - p); the keep/drop
+ *        masks are bool graph inputs (1 byte per element, a quarter of a float mask's transfer) drawn
+ *        from a seeded generator (loraDropoutFeeds), so a step is reproducible
  * Gradients: the base W lives in initializers (llamaParamInitializers), never in the graph's params,
  * so the backward pass computes gradients for A and B only:
  *   dL/dB = s * g^T (x A^T),   dL/dA = s * (g B)^T x      (g = dL/dproj, summed over rows)
@@ -24,7 +25,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Graph } from '../graph';
+import { type Graph, ops } from '../graph';
 import { writeFileAtomic } from '../io/atomic';
 import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
 import type { HostTensor } from '../runtime/runner';
@@ -145,20 +146,25 @@ export function loraGraphTensors(
       if (p.shape.length !== 2 || p.shape[0] !== shape[0] || p.shape[1] !== shape[1]) throw new Error(`LoRA parameters: '${name}' has shape [${p.shape}], expected [${shape}]`);
       return g.initializer(name, p.data, shape, 'float32');
     };
-    const dropoutMask = dropoutBatch && c.dropout > 0 ? g.input(dropoutName(t), [dropoutBatch.batch, dropoutBatch.seq, t.inFeatures]) : undefined;
+    const dropoutMask = dropoutBatch && c.dropout > 0
+      ? ops.mul(ops.cast(g.input(dropoutName(t), [dropoutBatch.batch, dropoutBatch.seq, t.inFeatures], 'bool'), 'float32'), 1 / (1 - c.dropout))
+      : undefined;
     adapters.set(t.path, { A: tensor(t.aName, [c.r, t.inFeatures]), B: tensor(t.bName, [t.outFeatures, c.r]), scaling, dropoutMask });
   }
   return adapters;
 }
 
-/** Dropout masks for one training step (0 with probability p, else 1 / (1 - p)), from `rng`. */
-export function loraDropoutFeeds(model: LlamaConfig, c: LoraConfig, batch: number, seq: number, rng: Rng): Record<string, HostTensor> {
+/**
+ * Keep masks for one training step (false with probability p), from `rng`; with `keepAll`, all true
+ * (evaluation: dropout off).
+ */
+export function loraDropoutFeeds(model: LlamaConfig, c: LoraConfig, batch: number, seq: number, rng: Rng, keepAll = false): Record<string, HostTensor> {
   const feeds: Record<string, HostTensor> = {};
   if (c.dropout === 0) return feeds;
-  const keep = 1 / (1 - c.dropout);
   for (const t of loraTargets(model, c)) {
-    const m = new Float32Array(batch * seq * t.inFeatures);
-    for (let i = 0; i < m.length; i++) m[i] = rng.uniform() < c.dropout ? 0 : keep;
+    const m = new Uint8Array(batch * seq * t.inFeatures);
+    if (keepAll) m.fill(1);
+    else for (let i = 0; i < m.length; i++) m[i] = rng.uniform() < c.dropout ? 0 : 1;
     feeds[dropoutName(t)] = { data: m, dims: [batch, seq, t.inFeatures] };
   }
   return feeds;
