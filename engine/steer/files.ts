@@ -277,7 +277,7 @@ export const PAPER_GPT2_SETTING: Partial<Record<TaskName, { topN: number; alpha:
  */
 export const TINY_GPT2_SETTING: Record<'arithmetic' | 'incontext', { site: GPT2Site; topN: number; alpha: number }> = {
   arithmetic: { site: 'resid_pre', topN: 0.05, alpha: 60 },
-  incontext: { site: 'resid_pre', topN: 0.05, alpha: 60 },
+  incontext: { site: 'resid_pre', topN: 0.05, alpha: 20 },
 };
 
 /**
