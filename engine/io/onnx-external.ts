@@ -62,7 +62,14 @@ export async function runnerWithExternalData(g: Graph, opts: RunnerOptions & { t
     const { modelPath } = writeOnnxExternal(g, dir, { threshold: opts.threshold });
     return await Runner.create(modelPath, { inputs: g.inputSpecs(), outputs: g.outputSpecs() }, opts);
   } finally {
-    if (!opts.keepDir) fs.rmSync(dir, { recursive: true, force: true });
+    if (!opts.keepDir) {
+      try {
+        fs.rmSync(dir, { recursive: true, force: true });
+      } catch (e) {
+        // Windows refuses to delete a file onnxruntime has mapped; the folder is then left in the temp dir.
+        opts.onWarning?.(`could not remove ${dir} (${(e as Error).message}); delete it after the session ends`);
+      }
+    }
   }
 }
 
