@@ -465,6 +465,7 @@ export type PanelToHost =
   | { type: 'inspect'; run: string; layer: number; index: number }
   | { type: 'customSet'; action: 'add' | 'remove' | 'clear'; layer: number; index: number }
   | { type: 'trainControl'; action: TrainControl }
+  | { type: 'steerAlone'; layer: number; index: number; direction: Direction }
   | { type: 'cspViolation'; directive: string; blocked: string; sample: string };
 
 /** Extension -> webview (typed arrays arrive as typed arrays: VS Code transfers their buffers). */
@@ -479,6 +480,7 @@ export type HostToPanel =
   | { type: 'trainPoint'; point: TrainCurvePoint }
   | { type: 'trainState'; state: TrainState }
   | { type: 'trainLog'; data: TrainLogResult }
+  | { type: 'steerAlone'; layer: number; index: number; result: SteerResult }
   | { type: 'activations'; data: Omit<ActivationsResult, 'hidden' | 'shift'>; hidden: Float32Array; shift: Float32Array | null }
   | { type: 'error'; message: string };
 
@@ -502,6 +504,9 @@ export function parsePanelMessage(x: unknown): PanelToHost | null {
         ? { type: 'customSet', action: m.action, layer: m.layer, index: m.index } : null;
     case 'trainControl':
       return keys === 'action,type' && (m.action === 'pause' || m.action === 'resume' || m.action === 'cancel') ? { type: 'trainControl', action: m.action } : null;
+    case 'steerAlone':
+      return keys === 'direction,index,layer,type' && (m.direction === 'mem->gen' || m.direction === 'gen->mem') && isInt(m.layer, 4096) && isInt(m.index)
+        ? { type: 'steerAlone', layer: m.layer, index: m.index, direction: m.direction } : null;
     case 'cspViolation':
       return keys === 'blocked,directive,sample,type' && isStr(m.directive, 200) && isStr(m.blocked, 1000) && isStr(m.sample, 200)
         ? { type: 'cspViolation', directive: m.directive, blocked: m.blocked, sample: m.sample } : null;

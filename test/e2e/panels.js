@@ -60,8 +60,11 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     const input = page.locator('.quick-input-widget input');
     await input.waitFor({ state: 'visible' });
     await input.fill(query);
-    await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${rowLabel.replace(/"/g, '')}"]`, { timeout: 20000 });
-    await page.keyboard.press('Enter');
+    // Click the row whose label starts with rowLabel: Enter would take the first row, which is not
+    // always it ("Preferences: Browse Color Themes in Marketplace" comes before "... Color Theme").
+    const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${rowLabel.replace(/"/g, '')}"]`).first();
+    await row.waitFor({ timeout: 20000 });
+    await row.click();
   }
   const command = (title) => quickAccess(`>${title}`, title);
 
@@ -241,13 +244,16 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     });
 
     // ── themes: the panels take VS Code's colours (dark, high contrast); screenshots to look at
-    // The theme is set in the profile's settings.json, which the editor applies at once.
-    const settingsFile = path.join(logsDir, '..', 'User', 'settings.json');
+    // The theme through the palette's theme picker (Preferences: Color Theme), as a user would.
     await page.click('.activitybar .action-item a[aria-label*="Explorer"]').catch(() => {});
-    for (const [theme, bodyClass] of [['Default Dark Modern', 'vscode-dark'], ['Default High Contrast', 'vscode-high-contrast']]) {
+    for (const [theme, bodyClass] of [['Dark Modern', 'vscode-dark'], ['Dark High Contrast', 'vscode-high-contrast']]) {
       await check(`Neurons panel follows the ${theme} theme`, async () => {
-        const settings = JSON.parse(fs.readFileSync(settingsFile, 'utf8'));
-        fs.writeFileSync(settingsFile, JSON.stringify({ ...settings, 'workbench.colorTheme': theme }, null, 2));
+        await command('Preferences: Color Theme');
+        await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="Light Modern"]', { timeout: 20000 });
+        await page.keyboard.type(theme);
+        const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${theme}"]`).first();
+        await row.waitFor({ timeout: 20000 });
+        await row.click();
         await page.waitForTimeout(800);
         if (!(await page.locator('.tab[aria-label*="MemGen: Neurons"]').count())) await command('MemGen: Open Neurons Panel in Editor');
         else await page.click('.tab[aria-label*="MemGen: Neurons"]');
@@ -265,6 +271,21 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
         return `body ${bodyClass}, text colour ${fg}`;
       });
     }
+
+    await check('the inspector steers one neuron alone on the prompt under the cursor', async () => {
+      await command('MemGen: Open Neurons Panel in Editor');
+      const f = await panelFrame('neurons');
+      await text(f, '[data-testid="neurons-caption"]');
+      const box = await f.locator('canvas[data-testid="nmd-canvas"]').boundingBox();
+      await page.mouse.click(box.x + 2, box.y + box.height * 0.6);
+      await text(f, '[data-testid="neuron-inspector"]', 20000);
+      await f.locator('[data-testid="steer-alone-gen"]').click();
+      const t = await text(f, '[data-testid="steer-alone-result"]', WAIT_MS);
+      if (!/unsteered/.test(t) || !/this neuron mem->gen, alpha 5/.test(t)) throw new Error(t);
+      await page.mouse.move(box.x + box.width / 2, box.y - 40);
+      await shot('11-inspector-steer-alone');
+      return t.slice(0, 200);
+    });
 
     // ── frame rate at the size the issue names, with an array computed here (timing only)
     await check('NMD map frame rate at 28 layers x 3072 neurons', async () => {

@@ -42,6 +42,7 @@ describe('parsePanelMessage', () => {
       { type: 'inspect', run: '/x', layer: 3, index: 127 },
       { type: 'customSet', action: 'add', layer: 0, index: 0 },
       { type: 'trainControl', action: 'pause' },
+      { type: 'steerAlone', layer: 1, index: 2, direction: 'gen->mem' },
       { type: 'cspViolation', directive: 'script-src', blocked: 'inline', sample: '' },
     ];
     for (const m of ok) expect(lsp.parsePanelMessage(JSON.parse(JSON.stringify(m)))).toEqual(m);
@@ -53,6 +54,7 @@ describe('parsePanelMessage', () => {
       { type: 'selectRun' }, { type: 'selectRun', run: 5 }, { type: 'selectRun', run: 'x'.repeat(5000) },
       { type: 'inspect', run: 'r', layer: -1, index: 0 }, { type: 'inspect', run: 'r', layer: 0.5, index: 0 }, { type: 'inspect', run: 'r', layer: 0, index: '1' },
       { type: 'customSet', action: 'drop', layer: 0, index: 0 }, { type: 'trainControl', action: 'kill' },
+      { type: 'steerAlone', layer: 1, index: 2, direction: 'sideways' }, { type: 'steerAlone', layer: 1, index: 2 },
       { type: 'inspect', run: 'r', layer: 0, index: 0, __proto__: { evil: 1 }, more: 2 },
     ];
     for (const m of bad) expect(lsp.parsePanelMessage(m)).toBeNull();

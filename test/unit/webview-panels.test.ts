@@ -61,6 +61,8 @@ describe('Neurons panel', () => {
     expect(insp).toContain('blocks.2.ln2 · neuron 5');
     expect(insp).toContain(`rank ${d.rank} of 512`);
     expect(insp).toContain('500 pairs');
+    (screen.getByTestId('steer-alone-gen') as HTMLElement).click();
+    expect(posted).toContainEqual({ type: 'steerAlone', layer: 2, index: 5, direction: 'mem->gen' });
     (screen.getByTestId('custom-toggle') as HTMLElement).click();
     expect(posted).toContainEqual({ type: 'customSet', action: 'add', layer: 2, index: 5 });
     await send({ type: 'customSet', neurons: [{ layer: 2, index: 5 }] });

@@ -5,7 +5,7 @@
  * subscribe; the steer command reads the custom set and reports its result here.
  */
 import * as vscode from 'vscode';
-import type { NeuronRef, SteerResult, TrainCurvePoint, TrainState } from '../../../server/src/protocol';
+import type { NeuronRef, PromptRef, SteerResult, TrainCurvePoint, TrainState } from '../../../server/src/protocol';
 
 const CUSTOM_KEY = 'memgen.customSteeringSet';
 
@@ -24,6 +24,8 @@ export class PanelBus implements vscode.Disposable {
   readonly onTrainPoint = this.pointEmitter.event;
   readonly onTrainState = this.stateEmitter.event;
   lastSteer: SteerResult | null = null;
+  /** The prompt last steered, or under the cursor last (the inspector steers one neuron on it). */
+  lastPrompt: PromptRef | null = null;
 
   constructor(private readonly state: vscode.Memento) {}
 
@@ -45,8 +47,9 @@ export class PanelBus implements vscode.Disposable {
     return next;
   }
 
-  steered(r: SteerResult): void {
+  steered(r: SteerResult, ref: PromptRef): void {
     this.lastSteer = r;
+    this.lastPrompt = { uri: ref.uri, line: ref.line };
     this.steerEmitter.fire(r);
   }
 

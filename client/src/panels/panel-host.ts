@@ -121,6 +121,16 @@ export class PanelHost implements vscode.Disposable {
         this.deps.output.info(`[panels] custom steering set: ${c ? `${c.neurons.length} neurons of ${c.run}` : 'empty (the Steer lenses use the top-N ranking)'}`);
         return;
       }
+      case 'steerAlone': {
+        // The neuron alone (a custom set of one) on the prompt last steered or under the cursor.
+        const ref = this.deps.bus.lastPrompt;
+        if (!this.run) throw new Error('pick a run first');
+        if (!ref) throw new Error('to steer one neuron, put the cursor on a prompt of a .memgen file (or steer one) first');
+        const result = await client.sendRequest(lsp.steer, { ...ref, direction: m.direction, custom: { run: this.run, neurons: [{ layer: m.layer, index: m.index }] } });
+        if (result.method !== 'custom') throw new Error(`the prompt "${result.prompt}" belongs to run ${result.runName}, not to the run shown: open a .memgen file of this run`);
+        await this.post({ type: 'steerAlone', layer: m.layer, index: m.index, result });
+        return;
+      }
       case 'trainControl': {
         const s = await client.sendRequest(lsp.trainControl, { action: m.action });
         await this.post({ type: 'trainState', state: s });

@@ -50,6 +50,7 @@ export function registerPanels(deps: PanelDeps): vscode.Disposable[] {
   subs.push(vscode.window.onDidChangeTextEditorSelection((e) => {
     const doc = e.textEditor.document;
     if (doc.languageId !== 'memgen') return;
+    deps.bus.lastPrompt = { uri: doc.uri.toString(), line: e.selections[0].active.line };
     const targets = [...hosts].filter((h) => h.kind === 'activations' && visibleOf.get(h)?.());
     if (targets.length === 0) return;
     clearTimeout(timer);
