@@ -5,10 +5,11 @@
  *   GFLOP/s of MatMul [M,K]x[K,N] = 2 M K N / seconds / 1e9
  *   tokens/s of a training step = batch * T / seconds per step
  *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
- * Peers: numpy for MatMul, PyTorch (bench/peers/torch_gpt2.py) for the GPT-2 rows, same shapes.
+ * Peers: numpy for MatMul, PyTorch (bench/peers/torch_gpt2.py, torch_llama.py) for the GPT-2 and
+ * LLaMA rows, same shapes.
+ * LLaMA rows (bench/llama.ts): a LoRA step on a tiny LLaMA, a forward of a LLaMA-3.2-1B shape.
  * Editor rows (bench/editor.ts): the bundled language server over stdio on runs/arithmetic-tiny.
  */
-import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -16,6 +17,8 @@ import { Graph, ops } from '../engine/graph';
 import { runCopyDemo } from '../engine/demo/copy-demo';
 import { writeFileAtomic } from '../engine/io/atomic';
 import { editorRows } from './editor';
+import { llamaRows } from './llama';
+import { type Row, pythonPeer, timeRuns } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Runner } from '../engine/runtime/runner';
@@ -23,44 +26,7 @@ import { Adam, clipGradNorm } from '../engine/train/optim';
 import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
 
-interface Row {
-  name: string;
-  value: number;
-  unit: string;
-  peer?: { name: string; value: number } | { name: string; error: string };
-  notes?: string;
-}
-
 const THREADS = Number(process.env.MEMGEN_BENCH_THREADS ?? 0) || os.cpus().length;
-const PYTHON = '/usr/bin/python3';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function timeRuns(fn: () => Promise<unknown>, warmup: number, reps: number): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push((performance.now() - t0) / 1000);
-  }
-  return median(times);
-}
-
-/** A peer measurement in Python, when Debian's python3 has the module; otherwise the reason. */
-function pythonPeer(name: string, script: string, args: string[] = []): Row['peer'] {
-  try {
-    const argv = script.endsWith('.py') ? [script, ...args] : ['-c', script, ...args];
-    const out = execFileSync(PYTHON, argv, { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'pipe'] });
-    return { name, value: Number(out.trim().split('\n').pop()) };
-  } catch (e) {
-    const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n').pop() ?? '';
-    return { name, error: msg.slice(0, 200) };
-  }
-}
 
 async function matmulRow(): Promise<Row> {
   const [M, K, N] = [512, 768, 3072];
@@ -197,6 +163,7 @@ async function main(): Promise<void> {
   print(mm);
   print(await trainStepRow());
   for (const row of await gpt2Rows(mm.value)) print(row);
+  for (const row of await llamaRows(THREADS)) print(row);
   for (const row of await editorRows(path.resolve(__dirname, '..'), THREADS)) print(row);
   const result = { date: started.toISOString(), machine: machine(), rows };
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);

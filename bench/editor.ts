@@ -11,13 +11,8 @@ import { pathToFileURL } from 'node:url';
 import { type MessageConnection, RequestType, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import * as lsp from '../server/src/protocol';
 import { Rng } from '../engine/util/rng';
+import type { Row } from './measure';
 
-export interface EditorRow {
-  name: string;
-  value: number;
-  unit: string;
-  notes?: string;
-}
 
 const codeLens = new RequestType<{ textDocument: { uri: string } }, unknown[], void>('textDocument/codeLens');
 const hover = new RequestType<{ textDocument: { uri: string }; position: { line: number; character: number } }, unknown, void>('textDocument/hover');
@@ -28,7 +23,7 @@ function prompts(rng: Rng, n: number): string[] {
   return Array.from({ length: n }, () => `${rng.int(1, 99)}+${rng.int(1, 99)}+${rng.int(1, 99)}+${rng.int(1, 99)}=`);
 }
 
-export async function editorRows(root: string, threads: number): Promise<EditorRow[]> {
+export async function editorRows(root: string, threads: number): Promise<Row[]> {
   const serverJs = path.join(root, 'dist/server.js');
   if (!fs.existsSync(path.join(root, 'runs/arithmetic-tiny/model.safetensors'))) return [];
   const child: ChildProcess = spawn(process.execPath, [serverJs, '--stdio'], { stdio: ['pipe', 'pipe', 'ignore'] });
@@ -37,7 +32,7 @@ export async function editorRows(root: string, threads: number): Promise<EditorR
   conn.onNotification('window/logMessage', () => {});
   conn.onRequest('window/workDoneProgress/create', () => null);
   conn.listen();
-  const rows: EditorRow[] = [];
+  const rows: Row[] = [];
   try {
     const t0 = performance.now();
     await conn.sendRequest('initialize', {
