@@ -6,6 +6,7 @@ import { RunError } from '../runs/run';
 import { UsageError } from './args';
 import { ANALYZE_HELP, analyzeCommand } from './commands/analyze';
 import { DEMO_HELP, demoCommand } from './commands/demo';
+import { PRETRAIN_HELP, pretrainCommand } from './commands/pretrain';
 import { INSPECT_HELP, evalCommand, forwardCommand, generateCommand } from './commands/inspect';
 import { REPORT_HELP, reportCommand } from './commands/report';
 import { REPRODUCE_HELP, reproduceCommand } from './commands/reproduce';
@@ -15,6 +16,7 @@ import { TRAIN_HELP, trainCommand } from './commands/train';
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   demo: demoCommand,
   train: trainCommand,
+  pretrain: pretrainCommand,
   generate: generateCommand,
   forward: forwardCommand,
   eval: evalCommand,
@@ -32,6 +34,7 @@ Usage: memgen <command> [options]
 Commands:
 ${DEMO_HELP}
 ${TRAIN_HELP}
+${PRETRAIN_HELP}
 ${INSPECT_HELP}
 ${ANALYZE_HELP}
 ${STEER_HELP}

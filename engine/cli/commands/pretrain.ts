@@ -1,0 +1,59 @@
+/** `memgen pretrain`: the stand-in LLaMA base (train/llama-pretrain.ts), saved as a Hugging Face folder. */
+import { PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../train/llama-pretrain';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
+import { ProgressBar } from '../progress';
+
+const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
+
+export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
+            (no pretrained weights can be downloaded here), written as a Hugging Face folder.
+            --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
+            [--seq T] [--lr X] [--max-minutes M] [--eval-n N] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
+
+export async function pretrainCommand(argv: string[]): Promise<number> {
+  const v = parse(argv, {
+    arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
+    batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
+    resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+  });
+  choice(v.arch, 'arch', ['llama'] as const, 'llama');
+  const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
+  if (v.resume && v.force) throw new UsageError('--resume and --force contradict each other');
+  const out = required(v.out, 'out');
+  const d = defaultPretrainConfig(preset, out);
+  const cfg = {
+    ...d,
+    seed: num(v.seed, 'seed', 0),
+    steps: num(v.steps, 'steps', d.steps),
+    batch: num(v.batch, 'batch', d.batch),
+    seq: num(v.seq, 'seq', d.seq),
+    lr: num(v.lr, 'lr', d.lr),
+    maxMinutes: num(v['max-minutes'], 'max-minutes', null),
+    evalPerFamily: num(v['eval-n'], 'eval-n', d.evalPerFamily),
+    resume: Boolean(v.resume),
+    force: Boolean(v.force),
+    command: `memgen pretrain ${argv.join(' ')}`,
+    runner: runnerOptions(v),
+  };
+  let stop = false;
+  const release = onInterrupt(() => {
+    stop = true;
+    process.stderr.write('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to abort without saving)\n');
+  });
+  console.log(`pretraining the ${preset} stand-in base (${STAND_IN_NOTE}) -> ${out}`);
+  const bar = new ProgressBar('pretrain', cfg.steps);
+  const r = await pretrain(cfg, {
+    shouldStop: () => stop,
+    log: (l) => console.log(l),
+    onProgress: (p) => bar.update(p.step, `loss ${p.loss.toFixed(3)} lr ${p.lr.toExponential(1)}`),
+  });
+  release();
+  if (r.stopReason === 'interrupted') {
+    console.log(`\ninterrupted at step ${r.steps}; the unfinished base is ${partialDir(out)}; continue with: memgen pretrain ${argv.filter((a) => a !== '--force').join(' ')} --resume`);
+    return 130;
+  }
+  console.log(`\n${r.stopReason === 'time' ? 'time budget reached' : 'done'}: ${r.steps} steps, ${r.seconds.toFixed(0)} s, final loss ${r.finalLoss.toFixed(3)} -> ${r.dir}`);
+  const acc = Object.entries(r.familyAccuracy).map(([f, a]) => `${f} ${(100 * a).toFixed(0)}%`).join('  ');
+  if (acc) console.log(`held-out exact match per corpus family: ${acc}`);
+  return 0;
+}

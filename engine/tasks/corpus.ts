@@ -1,0 +1,283 @@
+/**
+ * The pretraining corpus of the stand-in base model (`memgen pretrain`) and its shared tokenizer.
+ *
+ * No pretrained LLaMA can be downloaded here, so the base is a small LLaMA-architecture model
+ * pretrained from scratch on a broad generated corpus. The corpus gives the base the general skills
+ * a pretrained LLaMA brings to the paper's tasks (adding, reading a story, copying symbols) without
+ * any task's memorization patterns: those are drawn per task seed and only the LoRA run sees them.
+ *
+ * Documents (each a prompt and an answer, rendered exactly as the LoRA runs render a task example,
+ * hf-task-tokenizer.ts: <|begin_of_text|> prompt [sep] answer <|eot_id|>), drawn by weight:
+ *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad (operands 1..99; the arithmetic task's
+ *            generalization format; the task's (c, d) patterns are not special here)      0.30
+ *   sumk     2, 3 or 5 operands, the same scratchpad format (k - 1 groups)                 0.12
+ *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.03
+ *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
+ *            uniform: no name has a favourite) "What color is T?" -> the colour implied by the
+ *            name that shares T's role                                                      0.25
+ *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.06
+ *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex): the base can write
+ *            tags, but no tag is tied to any input                                            0.08
+ *   letters  "CIPHERTEXT:<4..13 letters> QUESTION: What is the copy|reverse? ANS:" -> the letters
+ *            copied or reversed (the cipher task's frame words and letters)                    0.10
+ *   sort     "sort 5 3 9 =" -> "3 5 9"                                                        0.03
+ *   count    "count Alice Bob Carol =" -> "3"                                                  0.03
+ * Every word of the three tasks occurs in the corpus, so the tokenizer learned on it covers them.
+ *
+ * Tokenizer (a byte-level BPE shaped like LLaMA-3's: its pre-tokenizer regex, ByteLevel bytes,
+ * special tokens <|begin_of_text|> <|end_of_text|> <|start_header_id|> <|end_header_id|> <|eom_id|>
+ * <|eot_id|> and <|finetune_right_pad_id|> for padding, as in LLaMA-3.1/3.2):
+ *   pre-tokens = LLaMA-3's split regex with one change: digits split one per pre-token (\p{N}
+ *                instead of \p{N}{1,3}, as LLaMA-1/2 split digits): a tiny model adds digit by digit
+ *   merges     = learned greedily on the pre-token frequencies of `sampleDocs` documents: the most
+ *                frequent adjacent pair first (ties to the pair first met), never inside a digit run
+ *   So a `<mem-xxxxxxxx>` tag is several tokens ('<', 'mem', '-', hex pieces, '>'), as a real
+ *   LLaMA tokenizer splits it; the tasks classify decoded text, so that is no obstacle.
+ */
+import { bytesToUnicode } from '../models/llama-synthetic';
+import { Rng } from '../util/rng';
+import { scratchpad } from './arithmetic';
+import { LETTERS } from './cipher';
+import { COLOURS, NAMES, ROLES } from './incontext';
+
+export interface CorpusDoc {
+  family: string;
+  prompt: string;
+  /** The continuation; `sep` goes between prompt and answer. */
+  answer: string;
+  sep: '' | ' ';
+}
+
+const reverse = (s: string): string => [...s].reverse().join('');
+const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng.uniform() * xs.length)];
+function distinct<T>(rng: Rng, xs: readonly T[], k: number): T[] {
+  const out: T[] = [];
+  while (out.length < k) {
+    const x = pick(rng, xs);
+    if (!out.includes(x)) out.push(x);
+  }
+  return out;
+}
+function shuffle<T>(rng: Rng, xs: T[]): T[] {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rng.uniform() * (i + 1));
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+  return xs;
+}
+
+/** Reversed partial sums of any number (>= 2) of operands: k - 1 comma-separated groups. */
+export function scratchpadK(ops: readonly number[]): string {
+  if (ops.length === 4) return scratchpad(ops);
+  const out: string[] = [];
+  let s = ops[0];
+  for (let i = 1; i < ops.length; i++) out.push(reverse(String((s += ops[i]))));
+  return out.join(',');
+}
+
+function sumDoc(rng: Rng, k: number, family: string): CorpusDoc {
+  const ops = Array.from({ length: k }, () => rng.int(1, 99));
+  return { family, prompt: ops.join('+') + '=', answer: scratchpadK(ops), sep: '' };
+}
+
+/** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
+function story(rng: Rng): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string> } {
+  const n = rng.int(2, 7);
+  const names = distinct(rng, NAMES, n);
+  const [target, source] = names;
+  const roles = new Map<string, string>();
+  const role = pick(rng, ROLES);
+  roles.set(target, role);
+  roles.set(source, role);
+  const others = distinct(rng, ROLES.filter((r) => r !== role), n);
+  names.slice(2).forEach((nm, i) => roles.set(nm, others[i]));
+  const colours = distinct(rng, COLOURS, n);
+  const statements: string[] = [];
+  names.forEach((nm, i) => {
+    statements.push(`${nm} is ${roles.get(nm)}.`);
+    if (nm !== target) statements.push(`${nm} is ${colours[i]}.`);
+  });
+  return { statements: shuffle(rng, statements), target, source, role, colour: colours[1], roles };
+}
+
+const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng) => CorpusDoc }[] = [
+  { name: 'sum4', weight: 0.3, make: (rng) => sumDoc(rng, 4, 'sum4') },
+  { name: 'sumk', weight: 0.12, make: (rng) => sumDoc(rng, pick(rng, [2, 3, 5]), 'sumk') },
+  {
+    name: 'plain', weight: 0.03, make: (rng) => {
+      const a = rng.int(1, 999), b = rng.int(1, 999);
+      return { family: 'plain', prompt: `${a}+${b}=`, answer: String(a + b), sep: '' };
+    },
+  },
+  {
+    name: 'colour', weight: 0.25, make: (rng) => {
+      const s = story(rng);
+      return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${s.target}?`, answer: s.colour, sep: ' ' };
+    },
+  },
+  {
+    name: 'role', weight: 0.06, make: (rng) => {
+      const s = story(rng);
+      const who = pick(rng, [...s.roles.keys()]);
+      return { family: 'role', prompt: `${s.statements.join(' ')} What is ${who}?`, answer: s.roles.get(who)!, sep: ' ' };
+    },
+  },
+  {
+    name: 'tag', weight: 0.08, make: (rng) => {
+      const tag = `<mem-${Math.floor(rng.uniform() * 4294967296).toString(16).padStart(8, '0')}>`;
+      return { family: 'tag', prompt: `Remember ${tag}. Repeat:`, answer: tag, sep: ' ' };
+    },
+  },
+  {
+    name: 'letters', weight: 0.1, make: (rng) => {
+      const s = Array.from({ length: rng.int(4, 13) }, () => pick(rng, [...LETTERS])).join('');
+      const rev = rng.uniform() < 0.5;
+      return { family: 'letters', prompt: `CIPHERTEXT:${s} QUESTION: What is the ${rev ? 'reverse' : 'copy'}? ANS:`, answer: rev ? reverse(s) : s, sep: '' };
+    },
+  },
+  {
+    name: 'sort', weight: 0.03, make: (rng) => {
+      const xs = Array.from({ length: rng.int(2, 6) }, () => rng.int(0, 9));
+      return { family: 'sort', prompt: `sort ${xs.join(' ')} =`, answer: [...xs].sort((a, b) => a - b).join(' '), sep: ' ' };
+    },
+  },
+  {
+    name: 'count', weight: 0.03, make: (rng) => {
+      const xs = distinct(rng, NAMES, rng.int(1, 9));
+      return { family: 'count', prompt: `count ${xs.join(' ')} =`, answer: String(xs.length), sep: ' ' };
+    },
+  },
+];
+
+export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
+
+/** One document of the mix (family drawn by weight, then its generator). */
+export function corpusDoc(rng: Rng): CorpusDoc {
+  const total = FAMILIES.reduce((s, f) => s + f.weight, 0);
+  let u = rng.uniform() * total;
+  for (const f of FAMILIES) {
+    if ((u -= f.weight) < 0) return f.make(rng);
+  }
+  return FAMILIES[FAMILIES.length - 1].make(rng);
+}
+
+/** The corpus description for the base folder's manifest. */
+export function corpusDescription(): Record<string, unknown> {
+  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
+}
+
+// ---------------------------------------------------------------- the shared tokenizer
+
+export const BASE_SPECIAL_TOKENS = ['<|begin_of_text|>', '<|end_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eom_id|>', '<|eot_id|>', '<|finetune_right_pad_id|>'] as const;
+export const BOS_TOKEN = '<|begin_of_text|>';
+export const EOT_TOKEN = '<|eot_id|>';
+export const PAD_TOKEN_LLAMA = '<|finetune_right_pad_id|>';
+
+/** LLaMA-3's split regex (Oniguruma, for tokenizer.json) with digits one per pre-token. */
+export const BASE_SPLIT_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/** The same regex in JavaScript syntax (no inline (?i:) group), used to learn the merges. */
+const JS_SPLIT = /'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
+
+/** Greedy BPE merges over pre-token frequencies (header: most frequent pair first, never between digits). */
+export function learnBaseMerges(texts: readonly string[], count: number): { vocab: string[]; merges: [string, string][] } {
+  const b2u = bytesToUnicode();
+  const enc = new TextEncoder();
+  const freq = new Map<string, number>();
+  for (const t of texts) for (const m of t.matchAll(JS_SPLIT)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
+  const words = [...freq].map(([w, n]) => ({ sym: [...enc.encode(w)].map((b) => b2u[b]), n }));
+  const isDigit = (s: string) => /^[0-9]+$/.test(s);
+  const vocab = [...b2u];
+  const merges: [string, string][] = [];
+  for (let m = 0; m < count; m++) {
+    const counts = new Map<string, number>();
+    let best = '';
+    let bestN = 0;
+    for (const w of words) {
+      for (let i = 0; i + 1 < w.sym.length; i++) {
+        if (isDigit(w.sym[i]) && isDigit(w.sym[i + 1])) continue;
+        const k = `${w.sym[i]}\u0000${w.sym[i + 1]}`;
+        const c = (counts.get(k) ?? 0) + w.n;
+        counts.set(k, c);
+        if (c > bestN) {
+          bestN = c;
+          best = k;
+        }
+      }
+    }
+    if (bestN < 2) break;
+    const [a, b] = best.split('\u0000');
+    merges.push([a, b]);
+    vocab.push(a + b);
+    for (const w of words) {
+      for (let i = 0; i + 1 < w.sym.length; i++) if (w.sym[i] === a && w.sym[i + 1] === b) w.sym.splice(i, 2, a + b);
+    }
+  }
+  return { vocab, merges };
+}
+
+/** A document rendered as the base and the LoRA runs see it (without the special tokens). */
+export const docText = (d: CorpusDoc): string => d.prompt + d.sep + d.answer;
+
+/**
+ * tokenizer.json + tokenizer_config.json of the shared base tokenizer: `merges` merges learned on
+ * `sampleDocs` corpus documents drawn from Rng(seed). The chat template is LLaMA-3.2's.
+ */
+export function baseTokenizerFiles(opts: { merges?: number; sampleDocs?: number; seed?: number; chatTemplate: string }): {
+  tokenizer: Record<string, unknown>; tokenizerConfig: Record<string, unknown>; vocabSize: number; ids: Record<string, number>;
+} {
+  const rng = new Rng(opts.seed ?? 1234);
+  const texts = Array.from({ length: opts.sampleDocs ?? 4000 }, () => docText(corpusDoc(rng)));
+  const bpe = learnBaseMerges(texts, opts.merges ?? 480);
+  const vocab: Record<string, number> = {};
+  bpe.vocab.forEach((t, i) => (vocab[t] = i));
+  const ids: Record<string, number> = {};
+  const added = BASE_SPECIAL_TOKENS.map((content, k) => {
+    ids[content] = bpe.vocab.length + k;
+    return { id: bpe.vocab.length + k, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
+  });
+  const tokenizer = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: null,
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: BASE_SPLIT_REGEX }, behavior: 'Isolated', invert: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+      ],
+    },
+    post_processor: {
+      type: 'Sequence',
+      processors: [
+        { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+        {
+          type: 'TemplateProcessing',
+          single: [{ SpecialToken: { id: BOS_TOKEN, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+          pair: [{ SpecialToken: { id: BOS_TOKEN, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: BOS_TOKEN, type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+          special_tokens: { [BOS_TOKEN]: { id: BOS_TOKEN, ids: [ids[BOS_TOKEN]], tokens: [BOS_TOKEN] } },
+        },
+      ],
+    },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
+      fuse_unk: false, byte_fallback: false, ignore_merges: true, vocab, merges: bpe.merges.map(([a, b]) => `${a} ${b}`),
+    },
+  };
+  const addedDecoder: Record<string, unknown> = {};
+  for (const a of added) addedDecoder[String(a.id)] = { content: a.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+  const tokenizerConfig = {
+    added_tokens_decoder: addedDecoder,
+    bos_token: BOS_TOKEN,
+    eos_token: EOT_TOKEN,
+    pad_token: PAD_TOKEN_LLAMA,
+    chat_template: opts.chatTemplate,
+    clean_up_tokenization_spaces: false,
+    model_input_names: ['input_ids', 'attention_mask'],
+    model_max_length: 131072,
+    tokenizer_class: 'PreTrainedTokenizerFast',
+  };
+  return { tokenizer, tokenizerConfig, vocabSize: bpe.vocab.length + added.length, ids };
+}

@@ -1,0 +1,298 @@
+/**
+ * `memgen pretrain`: a small LLaMA-architecture base model pretrained from scratch on the generated
+ * corpus (tasks/corpus.ts), saved as an ordinary Hugging Face folder. It is a STAND-IN for
+ * LLaMA-3.2 (which cannot be downloaded here), and its manifest and config say so.
+ *
+ * Training (all parameters, next-token prediction over the whole document):
+ *   doc ids   = [<|begin_of_text|>] ++ BPE(prompt ++ sep ++ answer) ++ [<|eot_id|>]
+ *   rows      = documents packed one after another into rows of seq + 1 tokens (the last one cut),
+ *               as GPT-style pretraining packs them: no padding is wasted (documents average ~25
+ *               tokens, the longest ~80)
+ *   loss      = mean over b, t of -log softmax(logits[b, t])[row_b[t + 1]]
+ *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
+ *               (linear warm-up, cosine decay to minLrFraction x lr)
+ * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
+ * make --resume exact: parameters, Adam moments, data RNG, step), then the final files are written
+ * there, the checkpoints removed and OUT.partial renamed to OUT in one step. Ctrl-C checkpoints.
+ * A held-out greedy check per corpus family (exact-match accuracy of the answer) goes into the
+ * manifest.
+ *
+ * Presets (measured on the 2-core development machine; docs/llama.md):
+ *   tiny   hidden 128, 4 layers, 4 heads / 2 KV heads (head_dim 32), MLP 384, tied embeddings
+ *   small  hidden 256, 6 layers, 8 heads / 4 KV heads (head_dim 32), MLP 768, tied embeddings
+ * rope: LLaMA-3.2's theta 500000 and llama3 scaling (factor 32), so the config reads like 3.2's.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { Graph, ops } from '../graph';
+import { writeFileAtomic } from '../io/atomic';
+import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
+import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
+import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
+import { LlamaInference } from '../models/llama-infer';
+import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
+import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
+import type { RunnerOptions } from '../runtime/runner';
+import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc, docText } from '../tasks/corpus';
+import { Rng } from '../util/rng';
+import { Adam, clipGradNorm } from './optim';
+import { type ParamSet, saveParams } from './params';
+import { learningRate } from './schedule';
+import { TrainStep } from './step';
+import { IGNORE_INDEX } from './data';
+import { MEMGEN_VERSION } from './trainer';
+
+export const STAND_IN_NOTE = 'memgen stand-in for LLaMA-3.2: a small LLaMA-architecture model pretrained from scratch on a generated corpus (no pretrained weights can be downloaded here); not Meta\'s weights';
+
+export type PretrainPreset = 'tiny' | 'small';
+export const PRETRAIN_PRESETS: Record<PretrainPreset, { model: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKVHeads' | 'headDim'>; steps: number; batch: number; lr: number; merges: number }> = {
+  tiny: { model: { hiddenSize: 128, intermediateSize: 384, numLayers: 4, numHeads: 4, numKVHeads: 2, headDim: 32 }, steps: 1000, batch: 32, lr: 3e-3, merges: 480 },
+  small: { model: { hiddenSize: 256, intermediateSize: 768, numLayers: 6, numHeads: 8, numKVHeads: 4, headDim: 32 }, steps: 6000, batch: 32, lr: 1.5e-3, merges: 480 },
+};
+
+export interface PretrainConfig {
+  preset: PretrainPreset;
+  out: string;
+  seed: number;
+  steps: number;
+  batch: number;
+  seq: number;
+  lr: number;
+  warmup: number;
+  minLrFraction: number;
+  clip: number;
+  maxMinutes: number | null;
+  evalPerFamily: number;
+  logEvery: number;
+  checkpointEvery: number;
+  resume: boolean;
+  force: boolean;
+  command: string;
+  runner: RunnerOptions;
+  /** Overrides of the preset's shape (tests use a smaller model). */
+  model?: Partial<(typeof PRETRAIN_PRESETS)[PretrainPreset]['model']>;
+}
+
+export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
+  const p = PRETRAIN_PRESETS[preset];
+  return {
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null,
+    evalPerFamily: 50, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
+  };
+}
+
+export interface PretrainProgress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+}
+
+export interface PretrainOutcome {
+  dir: string;
+  steps: number;
+  seconds: number;
+  finalLoss: number;
+  familyAccuracy: Record<string, number>;
+  stopReason: 'steps' | 'time' | 'interrupted';
+}
+
+interface PretrainState {
+  step: number;
+  adamT: number;
+  dataRng: { s: number; spare: number | null };
+  trainSeconds: number;
+  lastLoss: number;
+}
+
+export const partialDir = (out: string): string => `${out}.partial`;
+
+/** Token ids of a corpus document (header). */
+export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d: CorpusDoc): number[] {
+  return [ids.bos, ...tok.encode(docText(d), { addSpecialTokens: false }), ids.eot];
+}
+
+/**
+ * A packed batch (header): each row of seq + 1 tokens is filled with whole documents one after
+ * another (the last one cut at the row's end); ids = row[0..seq), targets = row[1..seq].
+ */
+export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number): { ids: BigInt64Array; targets: BigInt64Array } {
+  const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
+  const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
+  for (let b = 0; b < batch; b++) {
+    const row: number[] = [];
+    while (row.length < seq + 1) row.push(...encodeDoc(tok, sp, corpusDoc(rng)));
+    for (let t = 0; t < seq; t++) {
+      ids[b * seq + t] = BigInt(row[t]);
+      targets[b * seq + t] = BigInt(row[t + 1]);
+    }
+  }
+  return { ids, targets };
+}
+
+function baseConfig(preset: PretrainPreset, vocabSize: number, sp: Record<string, number>, over: PretrainConfig['model'] = {}): LlamaConfig {
+  return {
+    ...PRETRAIN_PRESETS[preset].model,
+    ...over,
+    vocabSize,
+    rmsNormEps: 1e-5,
+    ropeTheta: 500000,
+    ropeScaling: { ropeType: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+    maxPositions: 131072,
+    tieWordEmbeddings: true,
+    bosTokenId: sp[BOS_TOKEN],
+    eosTokenIds: [sp['<|end_of_text|>'], sp['<|eom_id|>'], sp[EOT_TOKEN]],
+  };
+}
+
+/** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt). */
+export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, n: number, runner: RunnerOptions = {}): Promise<Record<string, number>> {
+  const rng = new Rng(0xacc);
+  const byFamily = new Map<string, CorpusDoc[]>(CORPUS_FAMILIES.map((f) => [f, []]));
+  for (let guard = 0; guard < 200 * n && [...byFamily.values()].some((d) => d.length < n); guard++) {
+    const d = corpusDoc(rng);
+    const list = byFamily.get(d.family)!;
+    if (list.length < n) list.push(d);
+  }
+  const docs = [...byFamily.values()].flat();
+  const inf = await LlamaInference.create(cfg, params, { runner, batchSize: 64 });
+  try {
+    const prompts = docs.map((d) => [sp.bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]);
+    const res = await inf.generate(prompts, { maxNewTokens: 24, eosIds: [sp.eot] });
+    const acc: Record<string, number> = {};
+    docs.forEach((d, i) => {
+      const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
+      acc[d.family] = (acc[d.family] ?? 0) + (out === d.answer ? 1 / n : 0);
+    });
+    return acc;
+  } finally {
+    await inf.release();
+  }
+}
+
+function saveState(dir: string, params: ParamSet, adam: Adam, state: PretrainState): void {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [name, p] of params) {
+    tensors.set(name, { dtype: 'F32', shape: p.shape, data: p.data });
+    tensors.set(`adam.m.${name}`, { dtype: 'F32', shape: p.shape, data: adam.state.m.get(name)! });
+    tensors.set(`adam.v.${name}`, { dtype: 'F32', shape: p.shape, data: adam.state.v.get(name)! });
+  }
+  const ck = path.join(dir, 'checkpoints', 'last');
+  writeSafeTensorsFile(path.join(ck, 'state.safetensors'), tensors, { step: String(state.step) });
+  writeJSON(path.join(ck, 'state.json'), state);
+}
+
+function loadState(dir: string, params: ParamSet, adam: Adam): PretrainState {
+  const ck = path.join(dir, 'checkpoints', 'last');
+  const state = readJSON<PretrainState>(path.join(ck, 'state.json'), 'pretrain checkpoint');
+  const st = readSafeTensorsFile(path.join(ck, 'state.safetensors'));
+  if (st.metadata.step !== String(state.step)) throw new RunError(`${ck}: state.safetensors is from step ${st.metadata.step}, state.json says ${state.step}`);
+  for (const [name, p] of params) {
+    p.data.set(tensorAsFloat32(st, name));
+    adam.state.m.get(name)!.set(tensorAsFloat32(st, `adam.m.${name}`));
+    adam.state.v.get(name)!.set(tensorAsFloat32(st, `adam.v.${name}`));
+  }
+  adam.state.t = state.adamT;
+  return state;
+}
+
+export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: PretrainProgress) => void; shouldStop?: () => boolean; log?: (l: string) => void } = {}): Promise<PretrainOutcome> {
+  const out = path.resolve(cfg.out);
+  const work = partialDir(out);
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
+    if (!cfg.force) throw new RunError(`${out} already exists; pass --force to replace it (the old folder is kept as ${path.basename(out)}.replaced-<time>)`);
+  }
+  if (cfg.resume) {
+    if (!fs.existsSync(path.join(work, 'checkpoints', 'last', 'state.json'))) throw new RunError(`${work} has no checkpoint to resume`);
+  } else {
+    if (fs.existsSync(work)) {
+      if (!cfg.force) throw new RunError(`${work} holds an unfinished pretraining; continue it with --resume, or start anew with --force`);
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+    fs.mkdirSync(work, { recursive: true });
+    const tf = baseTokenizerFiles({ merges: PRETRAIN_PRESETS[cfg.preset].merges, seed: cfg.seed + 1234, chatTemplate: LLAMA32_CHAT_TEMPLATE });
+    writeFileAtomic(path.join(work, HF_FILES.tokenizer), JSON.stringify(tf.tokenizer));
+    writeFileAtomic(path.join(work, HF_FILES.tokenizerConfig), JSON.stringify(tf.tokenizerConfig, null, 2) + '\n');
+    writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: tf.vocabSize, ids: tf.ids });
+  }
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed) throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed}; resume with the same`);
+  const tok = loadHFTokenizer(work);
+  const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
+  const model = baseConfig(cfg.preset, saved.vocabSize, saved.ids, cfg.model);
+
+  const seq = cfg.seq;
+  const params = initLlama(model, new Rng(cfg.seed));
+  const adam = new Adam(params, { lr: cfg.lr, weightDecay: 0 });
+  let dataRng = new Rng(cfg.seed * 7919 + 31);
+  let state: PretrainState = { step: 0, adamT: 0, dataRng: dataRng.state, trainSeconds: 0, lastLoss: NaN };
+  const logFile = path.join(work, 'train-log.jsonl');
+  if (cfg.resume) {
+    state = loadState(work, params, adam);
+    dataRng = Rng.restore(state.dataRng);
+    hooks.log?.(`resuming ${work} at step ${state.step}`);
+  }
+
+  const g = new Graph('llama_pretrain');
+  const ids = g.input('ids', [cfg.batch, seq], 'int64');
+  const targets = g.input('targets', [cfg.batch, seq], 'int64');
+  const step = await TrainStep.compile(g, ops.crossEntropy(llamaForward(model, llamaParamInputs(g, model), ids), targets), cfg.runner);
+  const started = performance.now();
+  const before = state.trainSeconds;
+  const seconds = () => before + (performance.now() - started) / 1000;
+  let s = state.step;
+  let loss = state.lastLoss;
+  let stopReason: PretrainOutcome['stopReason'] = 'steps';
+  const checkpoint = () => {
+    state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: seconds(), lastLoss: loss };
+    saveState(work, params, adam, state);
+  };
+  try {
+    while (s < cfg.steps) {
+      if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
+      if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
+      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq);
+      const r = await step.run(params, { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] } });
+      if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
+      const gradNorm = clipGradNorm(r.grads, cfg.clip);
+      const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
+      adam.step(params, r.grads, lr);
+      s++;
+      loss = r.loss;
+      if (s % cfg.logEvery === 0) fs.appendFileSync(logFile, JSON.stringify({ step: s, kind: 'train', loss, lr, gradNorm, seconds: seconds() }) + '\n');
+      hooks.onProgress?.({ step: s, totalSteps: cfg.steps, loss, lr });
+      if (s % cfg.checkpointEvery === 0) checkpoint();
+    }
+  } finally {
+    await step.release();
+  }
+  checkpoint();
+  if (stopReason === 'interrupted') return { dir: work, steps: s, seconds: seconds(), finalLoss: loss, familyAccuracy: {}, stopReason };
+
+  const acc = cfg.evalPerFamily > 0 ? await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner) : {};
+  const hf = { ...toHFLlamaConfig(model, 'float32'), _name_or_path: `memgen-stand-in-llama-3.2-${cfg.preset}`, memgen_note: STAND_IN_NOTE };
+  writeJSON(path.join(work, HF_FILES.config), hf);
+  writeJSON(path.join(work, 'generation_config.json'), { bos_token_id: model.bosTokenId, eos_token_id: model.eosTokenIds, do_sample: false });
+  writeJSON(path.join(work, 'special_tokens_map.json'), { bos_token: BOS_TOKEN, eos_token: EOT_TOKEN, pad_token: PAD_TOKEN_LLAMA });
+  saveParams(path.join(work, HF_FILES.weights), params, { format: 'pt' });
+  const hashes: Record<string, string> = {};
+  for (const f of [HF_FILES.config, HF_FILES.weights, HF_FILES.tokenizer, HF_FILES.tokenizerConfig]) hashes[f] = `sha256:${sha256File(path.join(work, f))}`;
+  writeJSON(path.join(work, 'manifest.json'), {
+    format: 'memgen-base/1',
+    standIn: STAND_IN_NOTE,
+    architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
+    preset: cfg.preset, seed: cfg.seed, command: cfg.command,
+    train: { steps: s, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip },
+    corpus: corpusDescription(),
+    tokenizer: { type: 'byte-level BPE, LLaMA-3 pre-tokenizer with single digits', vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges },
+    finalLoss: loss, trainSeconds: seconds(), heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
+    versions: { memgen: MEMGEN_VERSION, node: process.version, onnxruntime: String(ort.env.versions.node ?? ort.env.versions.common) },
+    gitCommit: gitCommit(), createdAt: new Date().toISOString(), hashes,
+  });
+  fs.rmSync(path.join(work, 'checkpoints'), { recursive: true, force: true });
+  fs.rmSync(path.join(work, 'pretrain.json'), { force: true });
+  if (fs.existsSync(out)) fs.renameSync(out, `${out}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  fs.renameSync(work, out);
+  return { dir: out, steps: s, seconds: seconds(), finalLoss: loss, familyAccuracy: acc, stopReason };
+}

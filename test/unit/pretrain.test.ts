@@ -1,0 +1,132 @@
+/**
+ * The stand-in base (engine/tasks/corpus.ts, engine/tasks/hf-task-tokenizer.ts,
+ * engine/train/llama-pretrain.ts): the shared tokenizer covers every task and round-trips the corpus,
+ * the task adapter renders prompts/answers as documented and classifies decoded generations, and
+ * `pretrain` writes a loadable HF folder atomically, lowers the loss, says it is a stand-in, and
+ * resumes exactly.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadHFTokenizer } from '../../engine/io/hf-folder';
+import { loadLlamaFolder } from '../../engine/models/llama-folder';
+import { LLAMA32_CHAT_TEMPLATE } from '../../engine/models/llama-synthetic';
+import { TASK_NAMES, makeTask } from '../../engine/tasks';
+import { CORPUS_FAMILIES, baseTokenizerFiles, corpusDoc, docText, scratchpadK } from '../../engine/tasks/corpus';
+import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
+import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
+import { Rng } from '../../engine/util/rng';
+
+const SMALL = { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 };
+let tmp: string;
+let tokDir: string;
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-pretrain-'));
+  tokDir = path.join(tmp, 'tok');
+  fs.mkdirSync(tokDir);
+  const tf = baseTokenizerFiles({ chatTemplate: LLAMA32_CHAT_TEMPLATE });
+  fs.writeFileSync(path.join(tokDir, 'tokenizer.json'), JSON.stringify(tf.tokenizer));
+  fs.writeFileSync(path.join(tokDir, 'tokenizer_config.json'), JSON.stringify(tf.tokenizerConfig));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+describe('corpus and shared tokenizer', () => {
+  it('draws every family, and the scratchpad of k operands is the reversed partial sums', () => {
+    const rng = new Rng(3);
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
+    expect([...seen].sort()).toEqual([...CORPUS_FAMILIES].sort());
+    expect(scratchpadK([12, 30])).toBe('24');
+    expect(scratchpadK([1, 53, 98, 96])).toBe('45,251,842');
+    expect(scratchpadK([9, 9, 90, 5, 5])).toBe('81,801,311,811');
+  });
+
+  it('round-trips the corpus, splits digits and mem tags, keeps the tasks\' words whole', () => {
+    const hf = loadHFTokenizer(tokDir);
+    const rng = new Rng(4);
+    for (let i = 0; i < 300; i++) {
+      const t = docText(corpusDoc(rng));
+      expect(hf.decode(hf.encode(t, { addSpecialTokens: false }))).toBe(t);
+    }
+    const tok = hf.tokenizer as Tokenizer;
+    expect(tok.encode('40+76=', { add_special_tokens: false }).tokens).toEqual(['4', '0', '+', '7', '6', '=']);
+    expect(tok.encode('<mem-2d9ba299>', { add_special_tokens: false }).ids.length).toBeGreaterThan(4);
+    for (const w of [' Alice', ' What', ' color', ' is', ' maroon', ' wolf']) expect(tok.encode(w, { add_special_tokens: false }).ids.length).toBe(1);
+  });
+});
+
+describe('RetokenizedTask (a task through the base tokenizer)', () => {
+  it('renders bos + prompt, sep + answer + <|eot_id|>, and classifies decoded answers', () => {
+    const hf = loadHFTokenizer(tokDir);
+    for (const name of TASK_NAMES) {
+      const task = new RetokenizedTask(makeTask(name, { seed: 1 }), hf, { probe: 300 });
+      const tok = task.tokenizer;
+      expect(tok.vocab.length).toBe(hf.tokenizer.get_vocab(true).size);
+      expect(tok.vocab[tok.eoaId]).toBe('<|eot_id|>');
+      expect(tok.vocab[tok.padId]).toBe('<|finetune_right_pad_id|>');
+      const rng = new Rng(9);
+      for (let i = 0; i < 50; i++) {
+        const ex = i % 2 ? task.train(rng) : task.test(rng);
+        const { ids, promptLength } = tok.encodeExample(ex);
+        expect(ids[0]).toBe(tok.bosId);
+        expect(ids[ids.length - 1]).toBe(tok.eoaId);
+        expect(tok.decode(ids.slice(0, promptLength))).toBe(ex.prompt);
+        const answer = tok.decode(ids.slice(promptLength, -1));
+        expect(answer).toBe(tok.separator(ex) + ex.target);
+        expect(ids.length).toBeLessThanOrEqual(task.maxSeqLen);
+        if (i % 2 === 0) expect(task.classify(ex, answer)).toBe('gen'); // test inputs: the target is the generalization
+        if (ex.memAnswer !== null && ex.memAnswer !== ex.genAnswer) {
+          expect(task.classify(ex, tok.decode(tok.encodeAnswer(ex, ex.memAnswer)))).toBe('mem');
+          expect(task.firstAnswerTokens(ex).mem).toBe(tok.encodeAnswer(ex, ex.memAnswer)[0]);
+        }
+      }
+    }
+    // incontext answers follow a space, arithmetic and cipher answers are glued
+    const inc = new RetokenizedTask(makeTask('incontext'), hf, { probe: 50 });
+    expect(inc.tokenizer.separator(inc.test(new Rng(1)))).toBe(' ');
+    const ar = new RetokenizedTask(makeTask('arithmetic'), hf, { probe: 50 });
+    expect(ar.tokenizer.separator(ar.test(new Rng(1)))).toBe('');
+  });
+});
+
+describe('pretrain', () => {
+  const cfg = (out: string, over: Partial<PretrainConfig> = {}): PretrainConfig => ({
+    ...defaultPretrainConfig('tiny', out), model: SMALL, steps: 40, batch: 8, seq: 32, lr: 3e-3, warmup: 5, evalPerFamily: 2, checkpointEvery: 10, runner: { threads: 1 }, ...over,
+  });
+
+  it('writes a loadable HF folder atomically, lowers the loss, names itself a stand-in', async () => {
+    const out = path.join(tmp, 'base');
+    const r = await pretrain(cfg(out));
+    expect(r.stopReason).toBe('steps');
+    expect(fs.existsSync(partialDir(out))).toBe(false);
+    expect(fs.readdirSync(out).sort()).toEqual(['config.json', 'generation_config.json', 'manifest.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json', 'train-log.jsonl']);
+    const m = loadLlamaFolder(out);
+    expect(m.config.hiddenSize).toBe(32);
+    expect(m.config.ropeScaling?.ropeType).toBe('llama3');
+    expect(m.tokenizer!.renderChat([{ role: 'user', content: '1+2=' }], { extra: { date_string: '1 Jan 2026' } })).toContain('<|start_header_id|>assistant');
+    const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.standIn).toBe(STAND_IN_NOTE);
+    expect(manifest.standIn).toMatch(/stand-in for LLaMA-3\.2/);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).memgen_note).toBe(STAND_IN_NOTE);
+    expect(Object.keys(manifest.heldOutAccuracy).sort()).toEqual([...CORPUS_FAMILIES].sort());
+    const log = fs.readFileSync(path.join(out, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(log[log.length - 1].loss).toBeLessThan(log[0].loss - 0.5);
+    await expect(pretrain(cfg(out))).rejects.toThrow(/already exists/);
+  });
+
+  it('resumes exactly: stopped at step 10 and resumed == uninterrupted', async () => {
+    const a = path.join(tmp, 'a');
+    const b = path.join(tmp, 'b');
+    await pretrain(cfg(a, { steps: 20, evalPerFamily: 0 }));
+    let n = 0;
+    const r1 = await pretrain(cfg(b, { steps: 20, evalPerFamily: 0 }), { shouldStop: () => n++ >= 10 });
+    expect(r1.stopReason).toBe('interrupted');
+    expect(fs.existsSync(b)).toBe(false);
+    expect(fs.existsSync(partialDir(b))).toBe(true);
+    await pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true }));
+    expect(Buffer.compare(fs.readFileSync(path.join(a, 'model.safetensors')), fs.readFileSync(path.join(b, 'model.safetensors')))).toBe(0);
+  });
+});
