@@ -9,19 +9,19 @@
  * Documents (each a prompt and an answer, rendered exactly as the LoRA runs render a task example,
  * hf-task-tokenizer.ts: <|begin_of_text|> prompt [sep] answer <|eot_id|>), drawn by weight:
  *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad (operands 1..99; the arithmetic task's
- *            generalization format; the task's (c, d) patterns are not special here)      0.30
- *   sumk     2, 3 or 5 operands, the same scratchpad format (k - 1 groups)                 0.12
- *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.03
+ *            generalization format; the task's (c, d) patterns are not special here)      0.36
+ *   sumk     2, 3 or 5 operands, the same scratchpad format (k - 1 groups)                 0.08
+ *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.02
  *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
  *            uniform: no name has a favourite) "What color is T?" -> the colour implied by the
- *            name that shares T's role                                                      0.25
- *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.06
+ *            name that shares T's role                                                      0.30
+ *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.04
  *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex): the base can write
  *            tags, but no tag is tied to any input                                            0.08
  *   letters  "CIPHERTEXT:<4..13 letters> QUESTION: What is the copy|reverse? ANS:" -> the letters
- *            copied or reversed (the cipher task's frame words and letters)                    0.10
- *   sort     "sort 5 3 9 =" -> "3 5 9"                                                        0.03
- *   count    "count Alice Bob Carol =" -> "3"                                                  0.03
+ *            copied or reversed (the cipher task's frame words and letters)                    0.08
+ *   sort     "sort 5 3 9 =" -> "3 5 9"                                                        0.02
+ *   count    "count Alice Bob Carol =" -> "3"                                                  0.02
  * Every word of the three tasks occurs in the corpus, so the tokenizer learned on it covers them.
  *
  * Tokenizer (a byte-level BPE shaped like LLaMA-3's: its pre-tokenizer regex, ByteLevel bytes,
@@ -101,22 +101,22 @@ function story(rng: Rng): { statements: string[]; target: string; source: string
 }
 
 const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng) => CorpusDoc }[] = [
-  { name: 'sum4', weight: 0.3, make: (rng) => sumDoc(rng, 4, 'sum4') },
-  { name: 'sumk', weight: 0.12, make: (rng) => sumDoc(rng, pick(rng, [2, 3, 5]), 'sumk') },
+  { name: 'sum4', weight: 0.36, make: (rng) => sumDoc(rng, 4, 'sum4') },
+  { name: 'sumk', weight: 0.08, make: (rng) => sumDoc(rng, pick(rng, [2, 3, 5]), 'sumk') },
   {
-    name: 'plain', weight: 0.03, make: (rng) => {
+    name: 'plain', weight: 0.02, make: (rng) => {
       const a = rng.int(1, 999), b = rng.int(1, 999);
       return { family: 'plain', prompt: `${a}+${b}=`, answer: String(a + b), sep: '' };
     },
   },
   {
-    name: 'colour', weight: 0.25, make: (rng) => {
+    name: 'colour', weight: 0.3, make: (rng) => {
       const s = story(rng);
       return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${s.target}?`, answer: s.colour, sep: ' ' };
     },
   },
   {
-    name: 'role', weight: 0.06, make: (rng) => {
+    name: 'role', weight: 0.04, make: (rng) => {
       const s = story(rng);
       const who = pick(rng, [...s.roles.keys()]);
       return { family: 'role', prompt: `${s.statements.join(' ')} What is ${who}?`, answer: s.roles.get(who)!, sep: ' ' };
@@ -129,20 +129,20 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng) => Cor
     },
   },
   {
-    name: 'letters', weight: 0.1, make: (rng) => {
+    name: 'letters', weight: 0.08, make: (rng) => {
       const s = Array.from({ length: rng.int(4, 13) }, () => pick(rng, [...LETTERS])).join('');
       const rev = rng.uniform() < 0.5;
       return { family: 'letters', prompt: `CIPHERTEXT:${s} QUESTION: What is the ${rev ? 'reverse' : 'copy'}? ANS:`, answer: rev ? reverse(s) : s, sep: '' };
     },
   },
   {
-    name: 'sort', weight: 0.03, make: (rng) => {
+    name: 'sort', weight: 0.02, make: (rng) => {
       const xs = Array.from({ length: rng.int(2, 6) }, () => rng.int(0, 9));
       return { family: 'sort', prompt: `sort ${xs.join(' ')} =`, answer: [...xs].sort((a, b) => a - b).join(' '), sep: ' ' };
     },
   },
   {
-    name: 'count', weight: 0.03, make: (rng) => {
+    name: 'count', weight: 0.02, make: (rng) => {
       const xs = distinct(rng, NAMES, rng.int(1, 9));
       return { family: 'count', prompt: `count ${xs.join(' ')} =`, answer: String(xs.length), sep: ' ' };
     },

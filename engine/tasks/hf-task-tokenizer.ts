@@ -80,7 +80,8 @@ export class HFTaskTokenizer implements TaskTokenizer {
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocab.length) throw new Error(`id ${id} is outside the vocabulary (0..${this.vocab.length - 1})`);
     }
-    return this.hf.decode(ids.filter((id) => !this.special.has(id)), { skipSpecialTokens: true });
+    const kept = ids.filter((id) => !this.special.has(id));
+    return kept.length === 0 ? '' : this.hf.decode(kept, { skipSpecialTokens: true }); // tokenizers.js refuses an empty list
   }
 
   /** ' ' or '': what goes between prompt and answer (header). */

@@ -6,7 +6,6 @@
  *   guess = mean of task.guessRate (incontext: 1 / colours in the story), the shortcut baseline
  * The balance score used to keep a checkpoint is gen% x mem%.
  */
-import type { GPT2Inference } from '../models/gpt2-infer';
 import type { Behaviour, Example, Task } from '../tasks/task';
 import { Rng } from '../util/rng';
 
@@ -36,7 +35,12 @@ export function testSet(task: Task, n: number, seed: number): Example[] {
 
 export const balanceScore = (gen: number, mem: number): number => gen * mem;
 
-export async function evaluate(task: Task, model: GPT2Inference, examples: readonly Example[]): Promise<EvalResult & { outputs: EvalOutput[] }> {
+/** What evaluation needs of a model: GPT2Inference and LlamaInference satisfy it. */
+export interface EvalModel {
+  generate(prompts: readonly number[][], opts: { maxNewTokens: number; eosId: number }): Promise<{ tokens: number[][]; firstLogits: Float32Array }>;
+}
+
+export async function evaluate(task: Task, model: EvalModel, examples: readonly Example[]): Promise<EvalResult & { outputs: EvalOutput[] }> {
   const tok = task.tokenizer;
   const res = await model.generate(examples.map((e) => tok.encode(e.prompt)), { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId });
   const counts: Record<Behaviour, number> = { gen: 0, mem: 0, other: 0 };

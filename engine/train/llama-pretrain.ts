@@ -4,11 +4,13 @@
  * LLaMA-3.2 (which cannot be downloaded here), and its manifest and config say so.
  *
  * Training (all parameters, next-token prediction over the whole document):
- *   doc ids   = [<|begin_of_text|>] ++ BPE(prompt ++ sep ++ answer) ++ [<|eot_id|>]
+ *   doc ids   = [<|begin_of_text|>] ++ BPE(prompt) ++ BPE(sep ++ answer) ++ [<|eot_id|>]
  *   rows      = documents packed one after another into rows of seq + 1 tokens (the last one cut),
  *               as GPT-style pretraining packs them: no padding is wasted (documents average ~25
  *               tokens, the longest ~80)
- *   loss      = mean over b, t of -log softmax(logits[b, t])[row_b[t + 1]]
+ *   loss      = mean over the answer and end tokens of -log softmax(logits[b, t])[row_b[t + 1]]
+ *               (as the task runs score them, train/data.ts): the prompts' random operands, names
+ *               and letters cannot be predicted and only add noise to a small model's gradient
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -34,7 +36,7 @@ import { LlamaInference } from '../models/llama-infer';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import type { RunnerOptions } from '../runtime/runner';
-import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc, docText } from '../tasks/corpus';
+import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
 import { Rng } from '../util/rng';
 import { Adam, clipGradNorm } from './optim';
 import { type ParamSet, saveParams } from './params';
@@ -47,7 +49,7 @@ export const STAND_IN_NOTE = 'memgen stand-in for LLaMA-3.2: a small LLaMA-archi
 
 export type PretrainPreset = 'tiny' | 'small';
 export const PRETRAIN_PRESETS: Record<PretrainPreset, { model: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKVHeads' | 'headDim'>; steps: number; batch: number; lr: number; merges: number }> = {
-  tiny: { model: { hiddenSize: 128, intermediateSize: 384, numLayers: 4, numHeads: 4, numKVHeads: 2, headDim: 32 }, steps: 1000, batch: 32, lr: 3e-3, merges: 480 },
+  tiny: { model: { hiddenSize: 128, intermediateSize: 384, numLayers: 4, numHeads: 4, numKVHeads: 2, headDim: 32 }, steps: 3000, batch: 32, lr: 3e-3, merges: 480 },
   small: { model: { hiddenSize: 256, intermediateSize: 768, numLayers: 6, numHeads: 8, numKVHeads: 4, headDim: 32 }, steps: 6000, batch: 32, lr: 1.5e-3, merges: 480 },
 };
 
@@ -108,24 +110,36 @@ interface PretrainState {
 
 export const partialDir = (out: string): string => `${out}.partial`;
 
-/** Token ids of a corpus document (header). */
-export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d: CorpusDoc): number[] {
-  return [ids.bos, ...tok.encode(docText(d), { addSpecialTokens: false }), ids.eot];
+/**
+ * Token ids of a corpus document and its prompt length (bos + prompt): prompt and answer are encoded
+ * separately, as the task runs encode them (hf-task-tokenizer.ts), so a pre-token never spans both.
+ */
+export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d: CorpusDoc): { ids: number[]; promptLength: number } {
+  const prompt = tok.encode(d.prompt, { addSpecialTokens: false });
+  return { ids: [ids.bos, ...prompt, ...tok.encode(d.sep + d.answer, { addSpecialTokens: false }), ids.eot], promptLength: 1 + prompt.length };
 }
 
 /**
  * A packed batch (header): each row of seq + 1 tokens is filled with whole documents one after
- * another (the last one cut at the row's end); ids = row[0..seq), targets = row[1..seq].
+ * another (the last one cut at the row's end); ids = row[0..seq), targets = row[t + 1] where that
+ * token is an answer token or the end token, else -100.
  */
 export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number): { ids: BigInt64Array; targets: BigInt64Array } {
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   for (let b = 0; b < batch; b++) {
     const row: number[] = [];
-    while (row.length < seq + 1) row.push(...encodeDoc(tok, sp, corpusDoc(rng)));
+    const scored: boolean[] = [];
+    while (row.length < seq + 1) {
+      const doc = encodeDoc(tok, sp, corpusDoc(rng));
+      doc.ids.forEach((id, i) => {
+        row.push(id);
+        scored.push(i >= doc.promptLength);
+      });
+    }
     for (let t = 0; t < seq; t++) {
       ids[b * seq + t] = BigInt(row[t]);
-      targets[b * seq + t] = BigInt(row[t + 1]);
+      if (scored[t + 1]) targets[b * seq + t] = BigInt(row[t + 1]);
     }
   }
   return { ids, targets };
@@ -162,7 +176,7 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
     const res = await inf.generate(prompts, { maxNewTokens: 24, eosIds: [sp.eot] });
     const acc: Record<string, number> = {};
     docs.forEach((d, i) => {
-      const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
+      const out = res.tokens[i].length === 0 ? '' : tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
       acc[d.family] = (acc[d.family] ?? 0) + (out === d.answer ? 1 / n : 0);
     });
     return acc;

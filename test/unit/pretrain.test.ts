@@ -72,6 +72,8 @@ describe('RetokenizedTask (a task through the base tokenizer)', () => {
         const ex = i % 2 ? task.train(rng) : task.test(rng);
         const { ids, promptLength } = tok.encodeExample(ex);
         expect(ids[0]).toBe(tok.bosId);
+        expect(tok.decode([])).toBe('');
+        expect(tok.decode([tok.eoaId])).toBe('');
         expect(ids[ids.length - 1]).toBe(tok.eoaId);
         expect(tok.decode(ids.slice(0, promptLength))).toBe(ex.prompt);
         const answer = tok.decode(ids.slice(promptLength, -1));

@@ -6,11 +6,18 @@ import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
+import { LLAMA_PROJECTIONS, type LlamaProjection } from '../../models/hooks';
+import { LORA_DEFAULTS } from '../../models/lora';
+import { LORA_RUN_DEFAULTS, type LoraRunConfig, trainLoraRun } from '../../runs/lora-run';
+import type { PromptFormat } from '../../tasks/hf-task-tokenizer';
 
 export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test set shows memorization and generalization.
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
             [--resume | --force] [--steps S] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
-            [--task-scale tiny|paper] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]`;
+            [--task-scale tiny|paper] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
+            With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
+            [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
+            [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat]`;
 
 const SCALES: readonly TaskScale[] = ['tiny', 'paper'];
 
@@ -53,7 +60,85 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
   };
 }
 
+export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
+  const v = parse(argv, {
+    base: { type: 'string' }, lora: { type: 'boolean' }, task: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' },
+    resume: { type: 'boolean' }, force: { type: 'boolean' }, rank: { type: 'string' }, alpha: { type: 'string' }, dropout: { type: 'string' },
+    targets: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
+    epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' },
+    'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' }, 'max-minutes': { type: 'string' }, 'prompt-format': { type: 'string' },
+    preset: { type: 'string' }, ...RUNNER_OPTIONS,
+  });
+  if (!v.lora) throw new UsageError('--base trains a LoRA adapter; add --lora');
+  const task = choice(v.task, 'task', TASK_NAMES);
+  if (v.resume && v.force) throw new UsageError('--resume and --force contradict each other');
+  const targets = (typeof v.targets === 'string' ? v.targets.split(',').map((t) => t.trim()) : LORA_DEFAULTS.targetModules) as LlamaProjection[];
+  for (const t of targets) if (!LLAMA_PROJECTIONS.includes(t)) throw new UsageError(`unknown --targets module '${t}'; choose from: ${LLAMA_PROJECTIONS.join(', ')}`);
+  const seed = num(v.seed, 'seed', 0);
+  const trainSize = num(v['train-size'], 'train-size', LORA_RUN_DEFAULTS.trainSize);
+  const batch = num(v.batch, 'batch', LORA_RUN_DEFAULTS.batch);
+  return {
+    base: required(v.base, 'base'),
+    task,
+    scale: choice(v['task-scale'], 'task-scale', SCALES, 'tiny'),
+    seed,
+    out: required(v.out, 'out'),
+    command: `memgen train ${argv.join(' ')}`,
+    lora: { ...LORA_DEFAULTS, r: num(v.rank, 'rank', LORA_DEFAULTS.r), alpha: num(v.alpha, 'alpha', LORA_DEFAULTS.alpha), dropout: num(v.dropout, 'dropout', LORA_DEFAULTS.dropout), targetModules: targets, seed },
+    promptFormat: choice(v['prompt-format'], 'prompt-format', ['plain', 'chat'] as PromptFormat[], 'plain'),
+    memRate: num(v['mem-rate'], 'mem-rate', LORA_RUN_DEFAULTS.memRate),
+    contradictRate: v['contradict-rate'] === undefined ? (task === 'incontext' ? 0.2 : undefined) : num(v['contradict-rate'], 'contradict-rate', 0),
+    trainSize,
+    epochs: num(v.epochs, 'epochs', LORA_RUN_DEFAULTS.epochs),
+    batch,
+    lr: num(v.lr, 'lr', LORA_RUN_DEFAULTS.lr),
+    warmup: LORA_RUN_DEFAULTS.warmup,
+    minLrFraction: 0.1,
+    clip: 1,
+    evalEvery: num(v['eval-every'], 'eval-every', Math.max(1, Math.floor(trainSize / batch))),
+    evalN: num(v['eval-n'], 'eval-n', LORA_RUN_DEFAULTS.evalN),
+    evalBatch: 128,
+    logEvery: 10,
+    maxMinutes: num(v['max-minutes'], 'max-minutes', null),
+    stopWhenBoth: num(v['stop-when-both'], 'stop-when-both', null),
+    resume: Boolean(v.resume),
+    force: Boolean(v.force),
+    runner: runnerOptions(v),
+  };
+}
+
+async function trainLoraCommand(argv: string[]): Promise<number> {
+  const cfg = loraRunConfigFromArgs(argv);
+  let stop = false;
+  const release = onInterrupt(() => {
+    stop = true;
+    process.stderr.write('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to abort without saving)\n');
+  });
+  console.log(`training a LoRA adapter (r ${cfg.lora.r}, alpha ${cfg.lora.alpha}, ${cfg.lora.targetModules.join(',')}) on ${cfg.base} for ${cfg.task} (${cfg.scale} scale), seed ${cfg.seed} -> ${cfg.out}`);
+  let bar: ProgressBar | null = null;
+  const outcome = await trainLoraRun(cfg, {
+    shouldStop: () => stop,
+    log: (l) => console.log(l),
+    onProgress: (p) => {
+      bar ??= new ProgressBar('lora', p.totalSteps);
+      const e = p.lastEval;
+      const evalText = e ? ` | gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}% other ${(100 * e.other).toFixed(0)}%` : '';
+      bar.update(p.step, `epoch ${p.epoch + 1} loss ${p.loss.toFixed(3)}${evalText}`);
+    },
+    onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`),
+  });
+  release();
+  console.log(`\nstopped: ${outcome.stopReason} after ${outcome.steps} steps, ${outcome.seconds.toFixed(0)} s`);
+  if (outcome.best) console.log(`kept step ${outcome.best.step}: ${formatEval(outcome.best)}`);
+  if (outcome.stopReason === 'interrupted') {
+    console.log(`checkpoint saved; continue with: memgen train ${argv.filter((a) => a !== '--force').join(' ')} --resume`);
+    return 130;
+  }
+  return 0;
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--lora') || argv.includes('--base') || argv.some((a) => a.startsWith('--base='))) return trainLoraCommand(argv);
   const cfg = trainConfigFromArgs(argv);
   let stop = false;
   const release = onInterrupt(() => {

@@ -1,0 +1,111 @@
+/**
+ * The LoRA run (engine/runs/lora-run.ts, `memgen train --base --lora`): batches mask the prompt, the
+ * run folder holds a PEFT adapter that round-trips, the base folder is never modified (sha256 of
+ * every file before and after), the kept adapter is the best gen% x mem% evaluation, resume is exact,
+ * and a run inside the base folder is refused.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loraRunConfigFromArgs } from '../../engine/cli/commands/train';
+import { loadLlamaFolder } from '../../engine/models/llama-folder';
+import { LORA_DEFAULTS, loadAdapter } from '../../engine/models/lora';
+import { type LoraRunConfig, epochOrder, loadLoraRun, loraBatch, loraRunTask, trainLoraRun } from '../../engine/runs/lora-run';
+import { IGNORE_INDEX } from '../../engine/train/data';
+import { defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
+import { Rng } from '../../engine/util/rng';
+
+const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+const hashFolder = (dir: string) => Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, sha(path.join(dir, f))]));
+let tmp: string;
+let base: string;
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-lora-run-'));
+  base = path.join(tmp, 'base');
+  await pretrain({
+    ...defaultPretrainConfig('tiny', base), model: { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 },
+    steps: 30, batch: 8, seq: 32, warmup: 5, evalPerFamily: 0, runner: { threads: 1 },
+  });
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const config = (out: string, over: Partial<LoraRunConfig> = {}): LoraRunConfig => ({
+  ...loraRunConfigFromArgs(['--base', base, '--lora', '--task', 'arithmetic', '--out', out]),
+  trainSize: 32, epochs: 2, batch: 8, evalEvery: 4, evalN: 12, lr: 5e-3, runner: { threads: 1 }, ...over,
+});
+
+describe('LoRA run', () => {
+  it('uses the paper recipe as CLI defaults', () => {
+    const c = loraRunConfigFromArgs(['--base', 'B', '--lora', '--task', 'incontext', '--out', 'R']);
+    expect(c.lora).toMatchObject({ r: 8, alpha: 32, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] });
+    expect(c.batch).toBe(16);
+    expect(c.memRate).toBe(0.07);
+    const d = loraRunConfigFromArgs(['--base', 'B', '--lora', '--task', 'arithmetic', '--out', 'R', '--rank', '4', '--targets', 'q_proj,k_proj', '--lr', '5e-5']);
+    expect(d.lora).toMatchObject({ r: 4, targetModules: ['q_proj', 'k_proj'] });
+    expect(d.lr).toBe(5e-5);
+    expect(() => loraRunConfigFromArgs(['--base', 'B', '--task', 'arithmetic', '--out', 'R'])).toThrow(/--lora/);
+    expect(() => loraRunConfigFromArgs(['--base', 'B', '--lora', '--task', 'arithmetic', '--out', 'R', '--targets', 'x_proj'])).toThrow(/x_proj/);
+  });
+
+  it('batches score only the answer and the end token; epochs are permutations', () => {
+    const b = loadLlamaFolder(base);
+    const task = loraRunTask(b, { task: 'arithmetic', scale: 'tiny', seed: 0, memRate: 0.07, promptFormat: 'plain' });
+    const ex = task.test(new Rng(2));
+    const seq = task.maxSeqLen - 1;
+    const { ids, targets } = loraBatch(task, [ex], seq);
+    const enc = task.tokenizer.encodeExample(ex);
+    for (let t = 0; t < seq; t++) {
+      const expected = t + 1 >= enc.promptLength && t + 1 < enc.ids.length ? enc.ids[t + 1] : IGNORE_INDEX;
+      expect(Number(targets[t])).toBe(expected);
+      expect(Number(ids[t])).toBe(t < enc.ids.length ? enc.ids[t] : task.tokenizer.padId);
+    }
+    expect(Number(targets[enc.ids.length - 2])).toBe(task.tokenizer.eoaId);
+    const o = epochOrder(0, 3, 50);
+    expect([...o].sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(epochOrder(0, 4, 50)).not.toEqual(o);
+  });
+
+  it('saves the best adapter in PEFT layout, logs evaluations, never touches the base', async () => {
+    const before = hashFolder(base);
+    const out = path.join(tmp, 'run');
+    const r = await trainLoraRun(config(out));
+    expect(r.steps).toBe(8);
+    expect(hashFolder(base)).toEqual(before);
+    const files = fs.readdirSync(out).sort();
+    expect(files).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'checkpoints', 'manifest.json', 'train-log.jsonl']);
+    const peft = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+    expect(peft).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 32, lora_dropout: 0.1, target_modules: ['q_proj', 'v_proj'], base_model_name_or_path: base });
+    const m = loadLlamaFolder(base);
+    const a = loadAdapter(out, m.config);
+    expect(a.config).toMatchObject({ r: LORA_DEFAULTS.r, alpha: LORA_DEFAULTS.alpha, targetModules: LORA_DEFAULTS.targetModules });
+    let nonzeroB = 0;
+    for (const [n, p] of a.params) if (n.includes('lora_B')) nonzeroB += p.data.some((x) => x !== 0) ? 1 : 0;
+    expect(nonzeroB).toBe(4); // 2 layers x q_proj, v_proj: B moved from its zero init
+    const evals = fs.readFileSync(path.join(out, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'eval');
+    expect(evals.map((e) => e.step)).toEqual([4, 8]);
+    const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ format: 'memgen-lora-run/1', system: 'lora', status: 'done', task: 'arithmetic', memRate: 0.07, steps: 8 });
+    expect(manifest.base.note).toMatch(/stand-in for LLaMA-3\.2/);
+    expect(manifest.best.eval.score).toBe(Math.max(...evals.map((e) => e.score)));
+    const loaded = loadLoraRun(out);
+    expect(loaded.task.name).toBe('arithmetic');
+    expect(loaded.adapter.params.size).toBe(8);
+  });
+
+  it('resumes exactly and refuses a run folder inside the base', async () => {
+    const a = path.join(tmp, 'ra');
+    const b = path.join(tmp, 'rb');
+    await trainLoraRun(config(a));
+    let n = 0;
+    const r1 = await trainLoraRun(config(b), { shouldStop: () => n++ >= 3 });
+    expect(r1.stopReason).toBe('interrupted');
+    expect(r1.steps).toBe(3);
+    await trainLoraRun(config(b, { resume: true }));
+    const ck = (d: string) => fs.readFileSync(path.join(d, 'checkpoints', 'last', 'trainer.safetensors'));
+    expect(Buffer.compare(ck(a), ck(b))).toBe(0);
+    await expect(trainLoraRun(config(path.join(base, 'adapter')))).rejects.toThrow(/must not be inside the base/);
+  });
+});
