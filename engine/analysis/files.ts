@@ -13,13 +13,14 @@
  *   analysis.json     AnalysisSummary: what was computed from what (written last: its presence means
  *                     nmd / rho / neurons are complete for `pairs` pairs)
  *   probes.json       written by the probes (engine/analysis/probe.ts owns its type)
- * L = n_layer, d = n_embd, P = pairs kept. Site names are hooks.ts's `blocks.{layer}.{site}`.
+ * L = n_layer, d = n_embd, P = pairs kept. Site names are hooks.ts's `blocks.{layer}.{site}` (LLaMA: `layers.{layer}.{site}`, family 'llama').
  * Staleness: analysis.json and pairs-state.json record modelHash, `sha256:<hex>` of the run's
  * model.safetensors (the manifest's format); retraining changes it, and analysisStaleness says so.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GPT2Site } from '../models/hooks';
+import type { SiteFamily } from '../models/sites';
 import { RUN_FILES, RunError, readJSON, sha256File } from '../runs/run';
 import type { Behaviour, TaskName } from '../tasks/task';
 
@@ -87,6 +88,8 @@ export interface PairsState {
   format: 'memgen-pairs-state/1';
   task: TaskName;
   site: GPT2Site;
+  /** 'llama' for layers.{i}.{site} names (absent: GPT-2's blocks.{i}.{site}). */
+  family?: SiteFamily;
   layers: number;
   d: number;
   /** Seed of the input stream (pairs.ts: pairSeed). */
@@ -124,6 +127,7 @@ export interface NeuronEntry {
 export interface NeuronsFile {
   format: 'memgen-neurons/1';
   site: GPT2Site;
+  family?: SiteFamily;
   layers: number;
   d: number;
   /** Fraction kept of all layers x d neurons, and the count it gives. */
@@ -152,6 +156,7 @@ export interface AnalysisSummary {
   task: TaskName;
   taskDescription: string;
   site: GPT2Site;
+  family?: SiteFamily;
   siteNames: string[];
   layers: number;
   d: number;

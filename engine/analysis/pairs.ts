@@ -26,6 +26,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GPT2Site } from '../models/hooks';
+import { type SiteFamily, familyField } from '../models/sites';
 import type { GenerateOptions, GenerateResult } from '../models/gpt2-infer';
 import { readJSON, writeJSON } from '../runs/run';
 import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
@@ -36,9 +37,11 @@ import { NpyAppender } from './npy';
 /** The seed of the input stream for a run seeded `runSeed`. */
 export const pairSeed = (runSeed: number): number => deriveSeed(runSeed, 'analysis/pairs');
 
-/** What extraction needs of a model: GPT2Inference satisfies it. */
+/** What extraction needs of a model: GPT2Inference satisfies it; a LoRA run's model (runs/lora-run.ts) too. */
 export interface PairModel {
   readonly site: GPT2Site;
+  /** 'llama': sites named layers.{i}.{site}; absent: GPT-2. */
+  readonly family?: SiteFamily;
   readonly cfg: { nLayer: number; nEmbd: number };
   generate(prompts: readonly number[][], opts: GenerateOptions): Promise<GenerateResult>;
 }
@@ -282,7 +285,7 @@ function create(dir: string, opts: ExtractOptions, L: number, d: number): OpenEx
   }
   const now = new Date().toISOString();
   const state: PairsState = {
-    format: 'memgen-pairs-state/1', task: opts.task.name, site: opts.model.site, layers: L, d, seed: opts.seed, modelHash: opts.modelHash,
+    format: 'memgen-pairs-state/1', task: opts.task.name, site: opts.model.site, ...familyField(opts.model.family), layers: L, d, seed: opts.seed, modelHash: opts.modelHash,
     rng: new Rng(opts.seed).state, tried: 0, pairs: 0, sinceLastPair: 0, counts: { gen: 0, mem: 0, other: 0 },
     seconds: 0, createdAt: now, updatedAt: now,
   };

@@ -8,7 +8,8 @@
  * last layers, method.md 9.1). rho must be finite: pearson.ts gives 0 for a constant neuron, so a NaN
  * here means a damaged rho.npy, and it is refused rather than ranked (method.md 9.2).
  */
-import { type GPT2Site, siteName } from '../models/hooks';
+import type { GPT2Site } from '../models/hooks';
+import { type SiteFamily, familySiteName } from '../models/sites';
 import type { NeuronEntry } from './files';
 
 /** How many neurons topN keeps out of `total`. */
@@ -19,13 +20,13 @@ export function topCount(topN: number, total: number): number {
 
 /**
  * The kept neurons, best first. `rho` and `nmd` are [layers * d], layer-major (as in rho.npy and
- * nmd.npy); `site` names the layers (blocks.{layer}.{site}).
+ * nmd.npy); `site` names the layers (blocks.{layer}.{site}; family 'llama': layers.{layer}.{site}).
  */
-export function rankNeurons(rho: ArrayLike<number>, nmd: ArrayLike<number>, layers: number, d: number, site: GPT2Site, topN: number): NeuronEntry[] {
+export function rankNeurons(rho: ArrayLike<number>, nmd: ArrayLike<number>, layers: number, d: number, site: GPT2Site, topN: number, family: SiteFamily = 'gpt2'): NeuronEntry[] {
   const total = layers * d;
   if (rho.length !== total || nmd.length !== total) throw new Error(`rho (${rho.length}) and nmd (${nmd.length}) must each hold layers x d = ${total} values`);
   for (let j = 0; j < total; j++) {
-    if (!Number.isFinite(rho[j])) throw new Error(`rho of ${siteName(Math.floor(j / d), site)} neuron ${j % d} is ${rho[j]}; a correlation is finite (zero variance gives 0): recompute the analysis`);
+    if (!Number.isFinite(rho[j])) throw new Error(`rho of ${familySiteName(Math.floor(j / d), site, family)} neuron ${j % d} is ${rho[j]}; a correlation is finite (zero variance gives 0): recompute the analysis`);
   }
   const k = topCount(topN, total);
   // j = layer * d + index, so ordering ties by j orders them by layer, then index.
@@ -33,6 +34,6 @@ export function rankNeurons(rho: ArrayLike<number>, nmd: ArrayLike<number>, laye
   order.sort((a, b) => Math.abs(rho[b]) - Math.abs(rho[a]) || a - b);
   return order.slice(0, k).map((j, r) => {
     const layer = Math.floor(j / d);
-    return { rank: r + 1, layer, index: j % d, site: siteName(layer, site), nmd: nmd[j], rho: rho[j] };
+    return { rank: r + 1, layer, index: j % d, site: familySiteName(layer, site, family), nmd: nmd[j], rho: rho[j] };
   });
 }

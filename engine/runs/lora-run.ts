@@ -344,3 +344,46 @@ export function isLoraRun(dir: string): boolean {
     return false;
   }
 }
+
+// ---------------------------------------------------------------- analysis and steering of a LoRA run
+
+/** A LoRA run as analysis and steering see it (SteerRun of steer-eval.ts): d = hidden_size, layers.{i}.* names. */
+export interface LoraSteerRun {
+  dir: string;
+  task: RetokenizedTask;
+  memgen: { seed: number };
+  cfg: { nLayer: number; nEmbd: number };
+  modelHash: string;
+  family: 'llama';
+  lora: LoadedLoraRun;
+}
+
+/** The adapter's hash: what identifies the steered model of a LoRA run (the base's hashes are checked on load). */
+export const loraModelHash = (dir: string): string => `sha256:${sha256File(path.join(dir, ADAPTER_FILES.model))}`;
+
+export function loraSteerRun(dir: string): LoraSteerRun {
+  const lora = loadLoraRun(dir);
+  return {
+    dir, task: lora.task, memgen: { seed: lora.manifest.seed }, cfg: { nLayer: lora.base.config.numLayers, nEmbd: lora.base.config.hiddenSize },
+    modelHash: loraModelHash(dir), family: 'llama', lora,
+  };
+}
+
+/**
+ * The base + adapter as PairModel / SteerModel (analysis/pairs.ts, steer/steer-eval.ts): LlamaInference
+ * with the adapter, steering and reading `site` (resid_pre or resid_post: the paper's LLaMA site).
+ */
+export async function loraRunModel(run: LoadedLoraRun, site: 'resid_pre' | 'resid_post', opts: { runner?: RunnerOptions; batchSize?: number } = {}): Promise<{
+  site: 'resid_pre' | 'resid_post';
+  family: 'llama';
+  cfg: { nLayer: number; nEmbd: number };
+  generate: LlamaInference['generate'];
+  release(): Promise<void>;
+}> {
+  const inf = await LlamaInference.create(run.base.config, run.base.params, { site, adapter: run.adapter, runner: opts.runner, batchSize: opts.batchSize });
+  return {
+    site, family: 'llama', cfg: { nLayer: run.base.config.numLayers, nEmbd: run.base.config.hiddenSize },
+    generate: (prompts, o) => inf.generate(prompts, o),
+    release: () => inf.release(),
+  };
+}

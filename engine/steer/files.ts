@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import { type BehaviourCounts, type NeuronsFile, analysisDir, analysisPath, analysisStaleness, readNeurons } from '../analysis/files';
 import { readNpy } from '../analysis/npy';
 import type { GPT2Site } from '../models/hooks';
+import type { SiteFamily } from '../models/sites';
 import { RUN_FILES, RunError, readJSON, writeJSON } from '../runs/run';
 import type { TaskName } from '../tasks/task';
 import type { Direction, InterventionDescription, InterventionKind } from './intervention';
@@ -57,6 +58,7 @@ export interface NeuronSourceInfo {
   modelHash: string;
   pairs: number;
   site: GPT2Site;
+  family?: SiteFamily;
   layers: number;
   d: number;
   experiment: Experiment;

@@ -22,7 +22,8 @@
  * Everything is indexed layer-major, j = layer * d + index, as nmd.npy / rho.npy.
  */
 import type { NeuronEntry } from '../analysis/files';
-import { type GPT2Site, parseSiteName, siteName } from '../models/hooks';
+import type { GPT2Site } from '../models/hooks';
+import { type SiteFamily, familyField, familySiteName, fileSite, parseFamilySiteName } from '../models/sites';
 import { Rng } from '../util/rng';
 
 /** Which behaviour the intervention pushes toward: mem->gen adds alpha * NMD, gen->mem subtracts it. */
@@ -56,6 +57,8 @@ export interface InterventionDescription {
   /** The scale of the NMD shifts (baselines: the targeted intervention's). */
   alpha: number;
   site: GPT2Site;
+  /** 'llama': sites are named layers.{i}.{site} (absent: GPT-2). */
+  family?: SiteFamily;
   /** Neurons with a (possibly zero) shift. */
   count: number;
   /** Layers holding at least one of them, ascending, and their site names. */
@@ -104,7 +107,7 @@ function build(shifts: Shift[], shape: SteerShape, meta: Omit<InterventionDescri
   return {
     vectors,
     shifts,
-    description: { ...meta, count: shifts.length, layers, sites: layers.map((l) => siteName(l, meta.site)), perLayer, maxAbsShift },
+    description: { ...meta, count: shifts.length, layers, sites: layers.map((l) => familySiteName(l, meta.site, meta.family)), perLayer, maxAbsShift },
   };
 }
 
@@ -134,24 +137,27 @@ function nmdShifts(positions: readonly { layer: number; index: number }[], nmd: 
  */
 export function targetedIntervention(neurons: readonly NeuronEntry[], nmd: ArrayLike<number>, shape: SteerShape, alpha: number, direction: Direction): Intervention {
   let site: GPT2Site | undefined;
+  let family: SiteFamily = 'gpt2';
   const positions = neurons.map((e) => {
-    const parsed = parseSiteName(e.site);
+    const parsed = parseFamilySiteName(e.site);
+    family = parsed.family;
+    const parsedSite = fileSite(parsed.site, parsed.family);
     if (parsed.layer !== e.layer) throw new Error(`neuron of rank ${e.rank}: site ${e.site} disagrees with its layer ${e.layer}`);
-    if (site !== undefined && parsed.site !== site) throw new Error(`the neurons mix sites ${site} and ${parsed.site}; steer one site at a time`);
-    site = parsed.site;
+    if (site !== undefined && parsedSite !== site) throw new Error(`the neurons mix sites ${site} and ${parsedSite}; steer one site at a time`);
+    site = parsedSite;
     return { layer: e.layer, index: e.index };
   });
   if (site === undefined) throw new Error('no neurons to steer: the ranking is empty');
   const shifts = nmdShifts(positions, nmd, shape, alpha, direction, 'ranked neurons');
-  return build(shifts, shape, { kind: 'targeted', direction, alpha, site, seed: null });
+  return build(shifts, shape, { kind: 'targeted', direction, alpha, site, ...familyField(family), seed: null });
 }
 
 /** A picked set of (layer, index) at `site`, shifted by the NMD rule like the targeted one. */
-export function customIntervention(picks: readonly { layer: number; index: number }[], nmd: ArrayLike<number>, shape: SteerShape, site: GPT2Site, alpha: number, direction: Direction): Intervention {
+export function customIntervention(picks: readonly { layer: number; index: number }[], nmd: ArrayLike<number>, shape: SteerShape, site: GPT2Site, alpha: number, direction: Direction, family: SiteFamily = 'gpt2'): Intervention {
   if (picks.length === 0) throw new Error('no neurons picked');
-  siteName(0, site); // validates the site
+  familySiteName(0, site, family); // validates the site
   const shifts = nmdShifts(picks, nmd, shape, alpha, direction, 'picked neurons');
-  return build(shifts, shape, { kind: 'custom', direction, alpha, site, seed: null });
+  return build(shifts, shape, { kind: 'custom', direction, alpha, site, ...familyField(family), seed: null });
 }
 
 /** `k` distinct positions of 0..total-1, uniformly, in random order (partial Fisher-Yates). */
@@ -181,7 +187,7 @@ export function baselineIntervention(kind: BaselineKind, of: Intervention, shape
     ? of.shifts.map((s) => s.value)
     : positions.map(() => Math.fround((2 * rng.uniform() - 1) * v));
   const shifts = positions.map((j, n) => ({ layer: Math.floor(j / shape.d), index: j % shape.d, value: values[n] }));
-  return build(shifts, shape, { kind, direction: of.description.direction, alpha: of.description.alpha, site: of.description.site, seed });
+  return build(shifts, shape, { kind, direction: of.description.direction, alpha: of.description.alpha, site: of.description.site, ...familyField(of.description.family), seed });
 }
 
 /** Whether every vector is all zeros (alpha 0, or an all-zero NMD). */
@@ -193,18 +199,21 @@ export function isZero(vectors: readonly Float32Array[]): boolean {
  * Parses a picked-neuron list `blocks.3.ln2:71,blocks.1.ln2:4` (site name, colon, neuron index);
  * all must name one site.
  */
-export function parsePicks(text: string, shape: SteerShape): { site: GPT2Site; picks: { layer: number; index: number }[] } {
+export function parsePicks(text: string, shape: SteerShape): { site: GPT2Site; family: SiteFamily; picks: { layer: number; index: number }[] } {
   let site: GPT2Site | undefined;
+  let family: SiteFamily = 'gpt2';
   const picks = text.split(',').map((s) => s.trim()).filter((s) => s !== '').map((item) => {
     const m = /^(.+):([0-9]+)$/.exec(item);
     if (!m) throw new Error(`'${item}' is not a neuron; write site:index, e.g. blocks.3.ln2:71`);
-    const parsed = parseSiteName(m[1], shape.layers);
-    if (site !== undefined && parsed.site !== site) throw new Error(`the picked neurons mix sites ${site} and ${parsed.site}; use one`);
-    site = parsed.site;
+    const parsed = parseFamilySiteName(m[1], shape.layers);
+    family = parsed.family;
+    const parsedSite = fileSite(parsed.site, parsed.family);
+    if (site !== undefined && parsedSite !== site) throw new Error(`the picked neurons mix sites ${site} and ${parsedSite}; use one`);
+    site = parsedSite;
     const index = Number(m[2]);
     if (index >= shape.d) throw new Error(`'${item}': neuron ${index} does not exist; layers have ${shape.d} neurons (0..${shape.d - 1})`);
     return { layer: parsed.layer, index };
   });
   if (site === undefined) throw new Error('no neurons picked');
-  return { site, picks };
+  return { site, family, picks };
 }

@@ -32,6 +32,7 @@ import { type BehaviourCounts, modelHash } from '../analysis/files';
 import { rankNeurons } from '../analysis/rank';
 import type { GenerateOptions, GenerateResult } from '../models/gpt2-infer';
 import type { GPT2Site } from '../models/hooks';
+import { type SiteFamily, familyField, familySiteName } from '../models/sites';
 import { type LoadedRun, RunError, loadRun } from '../runs/run';
 import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
 import { Rng } from '../util/rng';
@@ -70,9 +71,11 @@ export const startSeed = (seed: number): number => deriveSeed(seed, 'steer/start
 export const baselineSeed = (seed: number, kind: BaselineKind, direction: Direction, count: number): number =>
   deriveSeed(seed, `steer/${kind}/${direction}/k${count}`);
 
-/** What steering needs of a model: GPT2Inference satisfies it. */
+/** What steering needs of a model: GPT2Inference satisfies it; a LoRA run's model (runs/lora-run.ts) too. */
 export interface SteerModel {
   readonly site: GPT2Site;
+  /** 'llama': sites named layers.{i}.{site}; absent: GPT-2. */
+  readonly family?: SiteFamily;
   readonly cfg: { nLayer: number; nEmbd: number };
   generate(prompts: readonly number[][], opts: GenerateOptions): Promise<GenerateResult>;
 }
@@ -237,8 +240,19 @@ export async function runCell(task: Task, model: SteerModel, starts: readonly St
 // The run, its neurons, and whether they fit.
 
 /** The steered run, the source of its neurons, and how they relate. */
-export interface SteerSetup {
-  run: LoadedRun;
+/** What steering needs of a run: a GPT-2 LoadedRun, or a LoRA run's view (runs/lora-run.ts: loraSteerRun). */
+export interface SteerRun {
+  dir: string;
+  task: Task;
+  memgen: { seed: number };
+  cfg: { nLayer: number; nEmbd: number };
+  /** The model's hash when it is not RUN/model.safetensors's (a LoRA run: its adapter's). */
+  modelHash?: string;
+  family?: SiteFamily;
+}
+
+export interface SteerSetup<R extends SteerRun = LoadedRun> {
+  run: R;
   /** modelHash of the steered run's model file. */
   modelHash: string;
   source: NeuronSource;
@@ -250,12 +264,17 @@ export interface SteerSetup {
  * Loads the run to steer and the analysis giving the neurons (its own, or neuronsFrom's); checks that
  * the shapes match and applies the staleness policy (see the header).
  */
-export function prepareSteering(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean } = {}): SteerSetup {
-  const run = loadRun(runDir);
+export function prepareSteering(runDir: string, opts?: { neuronsFrom?: string; allowStale?: boolean }): SteerSetup;
+export function prepareSteering<R extends SteerRun>(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean; load: (dir: string) => R }): SteerSetup<R>;
+export function prepareSteering(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean; load?: (dir: string) => SteerRun } = {}): SteerSetup<SteerRun> {
+  const run: SteerRun = opts.load ? opts.load(runDir) : loadRun(runDir);
   const sourceDir = opts.neuronsFrom ?? runDir;
   const source = readNeuronSource(sourceDir);
-  const hash = modelHash(run.dir);
+  const hash = run.modelHash ?? modelHash(run.dir);
   const warnings: string[] = [];
+  if ((run.family ?? 'gpt2') !== (source.neurons.family ?? 'gpt2')) {
+    throw new RunError(`cannot steer ${runDir} (${run.family ?? 'gpt2'}) with neurons found on a ${source.neurons.family ?? 'gpt2'} model (${sourceDir})`);
+  }
   const nf = source.neurons;
   const L = run.cfg.nLayer;
   const d = run.cfg.nEmbd;
@@ -273,7 +292,7 @@ export function prepareSteering(runDir: string, opts: { neuronsFrom?: string; al
   else experiment = source.task === run.task.name ? 'intra-task' : 'inter-task';
   if (experiment === 'inter-task') warnings.push(`inter-task: neurons found on ${source.task ?? 'an unknown task'} (${sourceDir}) steer a ${run.task.name} model`);
   const sourceInfo: NeuronSourceInfo = {
-    run: sourceDir, task: source.task, modelHash: nf.modelHash, pairs: nf.pairs, site: nf.site, layers: nf.layers, d: nf.d,
+    run: sourceDir, task: source.task, modelHash: nf.modelHash, pairs: nf.pairs, site: nf.site, ...familyField(nf.family), layers: nf.layers, d: nf.d,
     experiment, stale: source.stale,
   };
   return { run, modelHash: hash, source, sourceInfo, warnings };
@@ -283,7 +302,7 @@ export function prepareSteering(runDir: string, opts: { neuronsFrom?: string; al
 // The whole table.
 
 export interface SteerEvalOptions extends LoopControl {
-  setup: SteerSetup;
+  setup: SteerSetup<SteerRun>;
   /** A model of setup.run at the neurons' site (GPT2Inference.create(..., { site: setup.sourceInfo.site })). */
   model: SteerModel;
   /** Fraction of all layers x d neurons, re-ranked from rho.npy / nmd.npy (ignored with picks). */
@@ -306,11 +325,11 @@ export interface SteerEvalResult {
 }
 
 /** The steering vectors of the targeted (or custom) method for a direction. */
-export function methodIntervention(setup: SteerSetup, topN: number, picks: { layer: number; index: number }[] | undefined, alpha: number, direction: Direction): Intervention {
+export function methodIntervention(setup: SteerSetup<SteerRun>, topN: number, picks: { layer: number; index: number }[] | undefined, alpha: number, direction: Direction): Intervention {
   const { source } = setup;
   const shape = { layers: source.neurons.layers, d: source.neurons.d };
-  if (picks) return customIntervention(picks, source.nmd, shape, source.neurons.site, alpha, direction);
-  const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, source.neurons.site, topN);
+  if (picks) return customIntervention(picks, source.nmd, shape, source.neurons.site, alpha, direction, source.neurons.family);
+  const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, source.neurons.site, topN, source.neurons.family);
   return targetedIntervention(ranked, source.nmd, shape, alpha, direction);
 }
 
@@ -362,7 +381,7 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
   const paper = paperReference(task.name, sourceInfo.task, sourceInfo.experiment);
   const file: SteeringFile = {
     format: 'memgen-steering/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
-    site: sourceInfo.site, siteNames: Array.from({ length: shape.layers }, (_, l) => `blocks.${l}.${sourceInfo.site}`),
+    site: sourceInfo.site, siteNames: Array.from({ length: shape.layers }, (_, l) => familySiteName(l, sourceInfo.site, sourceInfo.family)),
     neurons: sourceInfo, method: opts.picks ? 'custom' : 'targeted', topN: opts.picks ? null : opts.topN,
     count: main?.shifts.length ?? 0, alpha: opts.alpha, seed: opts.seed, starts: starts.info,
     cells: cells.map(({ outputs: _o, behaviours: _b, ...c }) => c),

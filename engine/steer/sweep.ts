@@ -17,6 +17,7 @@
  * the result holds the finished cells and complete = false.
  */
 import { rankNeurons, topCount } from '../analysis/rank';
+import { familySiteName } from '../models/sites';
 import {
   PAPER_GPT2_SETTING,
   type SweepBest,
@@ -24,13 +25,13 @@ import {
   type SweepFile,
 } from './files';
 import { BASELINES, DIRECTIONS, type Direction, type Intervention, baselineIntervention, directionEnds, targetedIntervention } from './intervention';
-import { type SteerModel, type SteerSetup, type Starts, SteerInterrupted, baselineSeed, drawStarts, runCell } from './steer-eval';
+import { type SteerModel, type SteerRun, type SteerSetup, type Starts, SteerInterrupted, baselineSeed, drawStarts, runCell } from './steer-eval';
 
 export const SWEEP_ALPHAS: readonly number[] = [1, 5, 20, 60, 120];
 export const SWEEP_TOPNS: readonly number[] = [0.01, 0.02, 0.05, 0.1, 0.2];
 
 export interface SweepOptions {
-  setup: SteerSetup;
+  setup: SteerSetup<SteerRun>;
   /** A model of setup.run at the neurons' site. */
   model: SteerModel;
   alphas?: readonly number[];
@@ -123,7 +124,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   let complete = true;
   try {
     for (const topN of topNs) {
-      const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN);
+      const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN, sourceInfo.family);
       for (const alpha of alphas) {
         for (const direction of DIRECTIONS) {
           const targeted = targetedIntervention(ranked, source.nmd, shape, alpha, direction);
@@ -172,7 +173,7 @@ export function formatSweep(f: SweepFile): string {
   lines.push(`sweep of ${f.run}: ${f.taskDescription}`);
   const src = f.neurons;
   const from = src.experiment === 'same-run' ? 'this run\'s analysis' : `${src.run} (${src.task ?? '?'}, ${src.experiment})`;
-  lines.push(`site ${f.site} (blocks.0.${f.site} .. blocks.${src.layers - 1}.${f.site}); neurons re-ranked by |rho| from ${from} (${src.pairs} pairs) for each topN`);
+  lines.push(`site ${f.site} (${familySiteName(0, f.site, src.family)} .. ${familySiteName(src.layers - 1, f.site, src.family)}); neurons re-ranked by |rho| from ${from} (${src.pairs} pairs) for each topN`);
   lines.push(`starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried`);
   const w = 15;
   const cellOf = (alpha: number, topN: number, dir: Direction, pred: (m: SweepCell['method']) => boolean) =>

@@ -12,7 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loraRunConfigFromArgs } from '../../engine/cli/commands/train';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LORA_DEFAULTS, loadAdapter } from '../../engine/models/lora';
-import { type LoraRunConfig, epochOrder, loadLoraRun, loraBatch, loraRunTask, trainLoraRun } from '../../engine/runs/lora-run';
+import { type LoraRunConfig, epochOrder, loadLoraRun, loraBatch, loraRunModel, loraRunTask, loraSteerRun, trainLoraRun } from '../../engine/runs/lora-run';
+import { rankNeurons } from '../../engine/analysis/rank';
+import { familySiteName, parseFamilySiteName } from '../../engine/models/sites';
+import { baselineIntervention, parsePicks, targetedIntervention } from '../../engine/steer/intervention';
 import { IGNORE_INDEX } from '../../engine/train/data';
 import { defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -107,5 +110,41 @@ describe('LoRA run', () => {
     const ck = (d: string) => fs.readFileSync(path.join(d, 'checkpoints', 'last', 'trainer.safetensors'));
     expect(Buffer.compare(ck(a), ck(b))).toBe(0);
     await expect(trainLoraRun(config(path.join(base, 'adapter')))).rejects.toThrow(/must not be inside the base/);
+  });
+
+  it('analysis and steering name LLaMA sites layers.{i}.{site}; GPT-2 files keep no family field', async () => {
+    expect(familySiteName(2, 'resid_post', 'llama')).toBe('layers.2.resid_post');
+    expect(familySiteName(2, 'resid_post')).toBe('blocks.2.resid_post');
+    expect(parseFamilySiteName('layers.1.resid_pre')).toEqual({ family: 'llama', layer: 1, site: 'resid_pre' });
+    const rng = new Rng(5);
+    const rho = Float32Array.from({ length: 2 * 8 }, () => rng.normal());
+    const nmd = Float32Array.from({ length: 2 * 8 }, () => rng.normal());
+    const shape = { layers: 2, d: 8 };
+    const llama = rankNeurons(rho, nmd, 2, 8, 'resid_post', 0.25, 'llama');
+    const gpt2 = rankNeurons(rho, nmd, 2, 8, 'resid_post', 0.25);
+    expect(llama.map((e) => e.site.replace('layers.', 'blocks.'))).toEqual(gpt2.map((e) => e.site));
+    expect(llama.every((e) => e.site.startsWith('layers.'))).toBe(true);
+    const t = targetedIntervention(llama, nmd, shape, 2, 'mem->gen');
+    const g = targetedIntervention(gpt2, nmd, shape, 2, 'mem->gen');
+    expect(t.description.family).toBe('llama');
+    expect('family' in g.description).toBe(false);
+    expect(t.vectors).toEqual(g.vectors);
+    expect(t.description.sites.every((x) => x.startsWith('layers.'))).toBe(true);
+    expect(baselineIntervention('random-neurons', t, shape, 1).description.family).toBe('llama');
+    expect(parsePicks('layers.1.resid_post:3', shape)).toEqual({ site: 'resid_post', family: 'llama', picks: [{ layer: 1, index: 3 }] });
+    expect(() => parsePicks('layers.1.mlp_in:3', shape)).toThrow(/resid_pre or resid_post/);
+
+    const run = loraSteerRun(path.join(tmp, 'run'));
+    expect(run).toMatchObject({ family: 'llama', cfg: { nLayer: 2, nEmbd: 32 }, memgen: { seed: 0 } });
+    expect(run.modelHash).toMatch(/^sha256:/);
+    const model = await loraRunModel(run.lora, 'resid_post', { runner: { threads: 1 } });
+    try {
+      const ex = run.task.test(new Rng(1));
+      const res = await model.generate([run.task.tokenizer.encode(ex.prompt)], { maxNewTokens: 4, eosId: run.task.tokenizer.eoaId });
+      expect(res.hidden.length).toBe(2 * 32);
+      expect(model).toMatchObject({ site: 'resid_post', family: 'llama' });
+    } finally {
+      await model.release();
+    }
   });
 });

@@ -13,8 +13,11 @@ import { pointBiserial } from '../../analysis/pearson';
 import { probeLayers } from '../../analysis/probe-layers';
 import { rankNeurons, topCount } from '../../analysis/rank';
 import { GPT2Inference } from '../../models/gpt2-infer';
-import { GPT2_SITES, type GPT2Site, siteName } from '../../models/hooks';
-import { type LoadedRun, RunError, loadRun, writeJSON } from '../../runs/run';
+import { GPT2_SITES, type GPT2Site } from '../../models/hooks';
+import { RunError, loadRun, writeJSON } from '../../runs/run';
+import { isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
+import { type SiteFamily, familyField, familySiteName } from '../../models/sites';
+import type { Task } from '../../tasks/task';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
 
@@ -45,7 +48,7 @@ const pct = (x: number, n: number) => `${((100 * x) / Math.max(1, n)).toFixed(1)
  * Statistics of the extraction in `dir`: nmd.npy, rho.npy, neurons.json, then analysis.json (last:
  * its presence marks a complete analysis). Streams the hidden files; returns the summary.
  */
-export function writeStatistics(run: LoadedRun, dir: string, extraction: ExtractResult, site: GPT2Site, topN: number, hash: string): { summary: AnalysisSummary; neurons: NeuronsFile } {
+export function writeStatistics(run: { task: Task; memgen: { seed: number } }, dir: string, extraction: ExtractResult, site: GPT2Site, topN: number, hash: string, family: SiteFamily = 'gpt2'): { summary: AnalysisSummary; neurons: NeuronsFile } {
   const file = (k: keyof typeof ANALYSIS_FILES) => path.join(dir, ANALYSIS_FILES[k]);
   const moments = momentsOfFiles(file('hiddenGen'), file('hiddenMem'));
   const { layers: L, d } = moments;
@@ -53,9 +56,9 @@ export function writeStatistics(run: LoadedRun, dir: string, extraction: Extract
   const rho = pointBiserial(moments);
   writeNpy(file('nmd'), nmd, [L, d]);
   writeNpy(file('rho'), rho, [L, d]);
-  const ranked = rankNeurons(rho, nmd, L, d, site, topN);
+  const ranked = rankNeurons(rho, nmd, L, d, site, topN, family);
   const neurons: NeuronsFile = {
-    format: 'memgen-neurons/1', site, layers: L, d, topN, count: ranked.length, sign: 'gen - mem',
+    format: 'memgen-neurons/1', site, ...familyField(family), layers: L, d, topN, count: ranked.length, sign: 'gen - mem',
     pairs: extraction.pairs, modelHash: hash, neurons: ranked,
   };
   writeJSON(file('neurons'), neurons);
@@ -66,10 +69,10 @@ export function writeStatistics(run: LoadedRun, dir: string, extraction: Extract
       sumAbs += Math.abs(nmd[l * d + i]);
       maxAbs = Math.max(maxAbs, Math.abs(rho[l * d + i]));
     }
-    return { layer: l, site: siteName(l, site), meanAbsNmd: sumAbs / d, maxAbsRho: maxAbs, kept: ranked.filter((n) => n.layer === l).length };
+    return { layer: l, site: familySiteName(l, site, family), meanAbsNmd: sumAbs / d, maxAbsRho: maxAbs, kept: ranked.filter((n) => n.layer === l).length };
   });
   const summary: AnalysisSummary = {
-    format: 'memgen-analysis/1', task: run.task.name, taskDescription: run.task.description, site,
+    format: 'memgen-analysis/1', task: run.task.name, taskDescription: run.task.description, site, ...familyField(family),
     siteNames: perLayer.map((p) => p.site), layers: L, d, pairs: extraction.pairs, inputsTried: extraction.tried,
     triesPerPair: extraction.tried / extraction.pairs, counts: extraction.counts, seed: pairSeed(run.memgen.seed),
     extractSeconds: extraction.totalSeconds, topN, sign: 'gen - mem', modelHash: hash, createdAt: new Date().toISOString(), perLayer,
@@ -107,7 +110,11 @@ export function analyzeOptionsFromArgs(argv: string[]): AnalyzeOptions & { run: 
 
 export async function analyzeCommand(argv: string[]): Promise<number> {
   const opts = analyzeOptionsFromArgs(argv);
-  const run = loadRun(opts.run); // a missing model file: the loader's message names it
+  // A LoRA run (runs/lora-run.ts) is analysed at layers.{i}.{site} of its base + adapter; a GPT-2 run at blocks.{i}.{site}.
+  const lora = isLoraRun(opts.run) ? loraSteerRun(opts.run) : null;
+  const gpt2 = lora ? null : loadRun(opts.run); // a missing model file: the loader's message names it
+  const run = lora ?? gpt2!;
+  const family: SiteFamily = lora ? 'llama' : 'gpt2';
   const dir = analysisDir(run);
   const previous = readPairsState(dir);
 
@@ -127,11 +134,12 @@ export async function analyzeCommand(argv: string[]): Promise<number> {
   if (resuming && previous && opts.site && opts.site !== previous.site) {
     throw new RunError(`${dir} holds pairs at site ${previous.site}; --resume continues them there (drop --site), --force starts over at ${opts.site}`);
   }
-  const site: GPT2Site = opts.site ?? (resuming && previous ? previous.site : 'ln2');
-  const hash = modelHash(run.dir);
+  const site: GPT2Site = opts.site ?? (resuming && previous ? previous.site : lora ? 'resid_post' : 'ln2');
+  if (lora && site === 'ln2') throw new UsageError(`${opts.run} is a LoRA run: its sites are resid_post (the paper's LLaMA site, the default) and resid_pre`);
+  const hash = lora ? lora.modelHash : modelHash(run.dir);
 
   console.log(`analysing ${run.dir}: ${run.task.description}`);
-  console.log(`site ${site} (${siteName(0, site)} .. ${siteName(run.cfg.nLayer - 1, site)}), up to ${opts.maxPairs} pairs${opts.maxTries ? `, ${opts.maxTries} inputs` : ''} -> ${dir}`);
+  console.log(`site ${site} (${familySiteName(0, site, family)} .. ${familySiteName(run.cfg.nLayer - 1, site, family)}), up to ${opts.maxPairs} pairs${opts.maxTries ? `, ${opts.maxTries} inputs` : ''} -> ${dir}`);
   if (resuming && previous) console.log(`resuming: ${previous.pairs} pairs on disk from ${previous.tried} inputs`);
 
   let stop = false;
@@ -139,7 +147,9 @@ export async function analyzeCommand(argv: string[]): Promise<number> {
     stop = true;
     process.stderr.write('\nCtrl-C: saving the pairs of this batch, then stopping (Ctrl-C again aborts at once; saved pairs are kept)\n');
   });
-  const inf = await GPT2Inference.create(run.cfg, run.params, { site, runner: opts.runner, batchSize: 2 * opts.batch });
+  const inf = lora
+    ? await loraRunModel(lora.lora, site === 'resid_pre' ? 'resid_pre' : 'resid_post', { runner: opts.runner, batchSize: 2 * opts.batch })
+    : await GPT2Inference.create(gpt2!.cfg, gpt2!.params, { site, runner: opts.runner, batchSize: 2 * opts.batch });
   let extraction: ExtractResult;
   try {
     // Done = pairs kept over all sessions; the share of the work is pairs or inputs, whichever budget ends it first.
@@ -176,7 +186,7 @@ export async function analyzeCommand(argv: string[]): Promise<number> {
     console.log(`stopped at --max-tries ${opts.maxTries} with ${extraction.pairs} of ${opts.maxPairs} pairs`);
   }
 
-  const { summary, neurons } = writeStatistics(run, dir, extraction, site, opts.topN, hash);
+  const { summary, neurons } = writeStatistics(run, dir, extraction, site, opts.topN, hash, family);
 
   if (!opts.noProbes && extraction.pairs < MIN_PROBE_PAIRS) {
     console.log(`probes skipped: ${extraction.pairs} pairs are too few for a train/val/test split (need ${MIN_PROBE_PAIRS}; extract more with --resume --pairs N)`);

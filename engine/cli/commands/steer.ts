@@ -11,7 +11,10 @@
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { type SweepCell, type SweepFile, defaultAlpha, writeSteerFile } from '../../steer/files';
 import { parsePicks } from '../../steer/intervention';
-import { SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
+import { type LoadedRun } from '../../runs/run';
+import { type LoraSteerRun, isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
+import type { RunnerOptions } from '../../runtime/runner';
+import { type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
 import { SWEEP_ALPHAS, SWEEP_TOPNS, formatSweep, sweep } from '../../steer/sweep';
 import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str } from '../args';
 import { ProgressBar } from '../progress';
@@ -67,7 +70,23 @@ function progressPrinter(wantedStarts: number) {
   };
 }
 
-function describeSetup(s: SteerSetup): void {
+/** The run to steer: a GPT-2 run, or a LoRA run (runs/lora-run.ts) steered at layers.{i}.{site}. */
+function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean }): SteerSetup<SteerRun> {
+  return isLoraRun(runDir) ? prepareSteering(runDir, { ...opts, load: loraSteerRun }) : prepareSteering(runDir, opts);
+}
+
+/** The steered model at the neurons' site. */
+async function steerModel(setup: SteerSetup<SteerRun>, runner: RunnerOptions, batchSize: number): Promise<SteerModel & { release(): Promise<void> }> {
+  const site = setup.sourceInfo.site;
+  if (setup.run.family === 'llama') {
+    if (site === 'ln2') throw new UsageError('the neurons are at ln2, which a LoRA run does not have');
+    return loraRunModel((setup.run as LoraSteerRun).lora, site, { runner, batchSize });
+  }
+  const run = setup.run as LoadedRun;
+  return GPT2Inference.create(run.cfg, run.params, { site, runner, batchSize });
+}
+
+function describeSetup(s: SteerSetup<SteerRun>): void {
   const src = s.sourceInfo;
   console.log(`${s.run.dir}: ${s.run.task.description}`);
   if (src.experiment !== 'same-run') {
@@ -83,7 +102,7 @@ export async function steerEvalCommand(argv: string[]): Promise<number> {
   const topN = fraction(num(v.topn, 'topn', 0.1), 'topn');
   const maxTries = num(v['max-tries'], 'max-tries', null);
   const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
-  const setup = prepareSteering(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
   const alpha = num(v.alpha, 'alpha', defaultAlpha(setup.run.task.name));
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const pickText = str(v.pick, 'pick');
@@ -104,7 +123,7 @@ export async function steerEvalCommand(argv: string[]): Promise<number> {
     stop = true;
     process.stderr.write('\nCtrl-C: stopping after this batch; steering.json is not written (Ctrl-C again aborts at once)\n');
   });
-  const model = await GPT2Inference.create(setup.run.cfg, setup.run.params, { site: setup.sourceInfo.site, runner: runnerOptions(v), batchSize: batch });
+  const model = await steerModel(setup, runnerOptions(v), batch);
   try {
     const r = await steerEval({
       setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch,
@@ -135,7 +154,7 @@ export async function sweepCommand(argv: string[]): Promise<number> {
   const topNs = numList(v.topns, 'topns', SWEEP_TOPNS).map((t) => fraction(t, 'topns'));
   const maxTries = num(v['max-tries'], 'max-tries', null);
   const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
-  const setup = prepareSteering(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   describeSetup(setup);
 
@@ -144,7 +163,7 @@ export async function sweepCommand(argv: string[]): Promise<number> {
     stop = true;
     process.stderr.write('\nCtrl-C: stopping after this batch; the finished cells are written (Ctrl-C again aborts at once)\n');
   });
-  const model = await GPT2Inference.create(setup.run.cfg, setup.run.params, { site: setup.sourceInfo.site, runner: runnerOptions(v), batchSize: batch });
+  const model = await steerModel(setup, runnerOptions(v), batch);
   let result: SweepFile;
   try {
     result = (await sweep({
