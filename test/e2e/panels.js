@@ -141,10 +141,7 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     });
 
     await check('NMD map frame rate while zooming and panning (runs/arithmetic-tiny)', async () => {
-      const r = await measureFps(neurons);
-      if (r.frames < 0.8 * r.steps) throw new Error(`only ${r.frames} frames drawn for ${r.steps} steps: the measurement is not valid`);
-      if (r.fps < MIN_FPS) throw new Error(`${r.fps.toFixed(1)} fps < ${MIN_FPS}`);
-      return `${r.fps.toFixed(1)} fps over ${r.steps} zoom/pan steps, ${r.frames} frames drawn, ${r.drawMsAvg.toFixed(2)} ms per draw`;
+      return fpsVerdict(await fpsTrials(neurons));
     });
 
     // ── Probes tab (Neurons is hidden meanwhile: its state must come back)
@@ -208,7 +205,22 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       await collapseView('Neurons');
       await expandView('Activations');
       const steer = page.locator('.contentWidgets .codelens-decoration a', { hasText: 'Steer → generalize' }).first();
-      await steer.waitFor({ timeout: WAIT_MS });
+      // A reopened document sometimes shows no CodeLens: its first lens request was cancelled
+      // while the model ran, and nothing asks again. An edit undone (space, backspace) asks again.
+      const lensUntil = Date.now() + WAIT_MS;
+      for (;;) {
+        try {
+          await steer.waitFor({ timeout: 20000 });
+          break;
+        } catch (e) {
+          if (Date.now() > lensUntil) throw e;
+          log('no CodeLens yet: an edit and its undo to ask again');
+          await page.locator('.view-lines .view-line').first().click();
+          await page.keyboard.press('End');
+          await page.keyboard.type(' ');
+          await page.keyboard.press('Backspace');
+        }
+      }
       const lensLine = await steer.evaluate((el) => el.closest('.codelens-decoration').getBoundingClientRect().bottom);
       // put the cursor on the prompt under that lens
       const promptLine = page.locator('.view-lines .view-line').filter({ hasText: /\d+\+\d+/ }).first();
@@ -273,13 +285,15 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     }
 
     await check('the inspector steers one neuron alone on the prompt under the cursor', async () => {
-      await command('MemGen: Open Neurons Panel in Editor');
+      await page.click('.tab[aria-label*="MemGen: Neurons"]'); // the tab of the theme checks
       const f = await panelFrame('neurons');
       await text(f, '[data-testid="neurons-caption"]');
       const box = await f.locator('canvas[data-testid="nmd-canvas"]').boundingBox();
       await page.mouse.click(box.x + 2, box.y + box.height * 0.6);
       await text(f, '[data-testid="neuron-inspector"]', 20000);
       await f.locator('[data-testid="steer-alone-gen"]').click();
+      await f.locator('[data-testid="steer-alone-result"], [data-testid="panel-error"]').first().waitFor({ timeout: WAIT_MS });
+      if (await f.locator('[data-testid="panel-error"]').count()) throw new Error(`the panel says: ${await text(f, '[data-testid="panel-error"]')}`);
       const t = await text(f, '[data-testid="steer-alone-result"]', WAIT_MS);
       if (!/unsteered/.test(t) || !/this neuron mem->gen, alpha 5/.test(t)) throw new Error(t);
       await page.mouse.move(box.x + box.width / 2, box.y - 40);
@@ -289,7 +303,7 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
 
     // ── frame rate at the size the issue names, with an array computed here (timing only)
     await check('NMD map frame rate at 28 layers x 3072 neurons', async () => {
-      await command('MemGen: Open Neurons Panel in Editor');
+      await page.click('.tab[aria-label*="MemGen: Neurons"]');
       const f = await panelFrame('neurons');
       await text(f, '[data-testid="neurons-caption"]');
       await f.evaluate(() => {
@@ -305,11 +319,9 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
         window.dispatchEvent(new MessageEvent('message', { data: { type: 'neuronMap', data: { run, runName: 'computed 28 x 3072 array (frame-rate check only, not a run)', task: 'timing', site: 'ln2', siteNames, layers: L, d: D, pairs: 0, sign: 'gen - mem', nmd, rho, rank, topN: 0.1, kept: 8602 } } }));
       });
       await f.locator('[data-testid="neurons-caption"]', { hasText: '28 layers × 3072 neurons' }).waitFor({ timeout: 20000 });
-      const r = await measureFps(f);
+      const trials = await fpsTrials(f);
       await shot('9-neurons-28x3072-framerate-check');
-      if (r.frames < 0.8 * r.steps) throw new Error(`only ${r.frames} frames drawn for ${r.steps} steps: the measurement is not valid`);
-      if (r.fps < MIN_FPS) throw new Error(`${r.fps.toFixed(1)} fps < ${MIN_FPS}`);
-      return `${r.fps.toFixed(1)} fps over ${r.steps} zoom/pan steps, ${r.frames} frames drawn, ${r.drawMsAvg.toFixed(2)} ms per draw`;
+      return fpsVerdict(trials);
     });
 
     await check('no CSP violation, no dropped webview message, no panel error in the MemGen log', async () => {
@@ -330,6 +342,22 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
   log(fails === 0 ? 'all panel checks passed' : `${fails} panel check(s) failed`);
   process.exit(fails ? 1 : 0);
 
+  /** Three measurements (the machine is shared: one slow trial says little); the median decides. */
+  async function fpsTrials(f) {
+    const out = [];
+    for (let i = 0; i < 3; i++) out.push(await measureFps(f));
+    return out;
+  }
+
+  function fpsVerdict(trials) {
+    for (const r of trials) if (r.frames < 0.8 * r.steps) throw new Error(`only ${r.frames} frames drawn for ${r.steps} steps: the measurement is not valid`);
+    const fps = trials.map((r) => r.fps).sort((a, b) => a - b);
+    const median = fps[1];
+    const text = `median ${median.toFixed(1)} fps (trials ${trials.map((r) => r.fps.toFixed(1)).join(', ')}), ${trials[0].steps} zoom/pan steps each, ${trials.map((r) => r.drawMsAvg.toFixed(2)).join(' / ')} ms per draw`;
+    if (median < MIN_FPS) throw new Error(`${text}: below ${MIN_FPS} fps`);
+    return text;
+  }
+
   /**
    * Frames per second of the NMD map while it zooms (wheel, alternating in and out) and pans (a
    * drag back and forth), one event per animation frame, every event changing the view; after a
@@ -345,6 +373,8 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       const raf = () => new Promise((res) => requestAnimationFrame(() => setTimeout(res, 0)));
       const y = r.top + r.height / 2;
       const wheel = (deltaY) => c.dispatchEvent(new WheelEvent('wheel', { deltaY, clientX: r.left + r.width * 0.4, clientY: y, bubbles: true, cancelable: true }));
+      document.querySelector('[data-testid="zoom"] [data-value="reset"]').click(); // start from "fit"
+      await raf();
       for (let i = 0; i < 8; i++) {
         wheel(-40);
         await raf();
