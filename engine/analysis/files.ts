@@ -50,9 +50,15 @@ export function analysisPath(run: string | { dir: string }, file: AnalysisFile):
   return path.join(analysisDir(run), ANALYSIS_FILES[file]);
 }
 
-/** `sha256:<hex>` of the run's model.safetensors (the format of manifest.hashes). */
+/**
+ * `sha256:<hex>` of the run's model file (the format of manifest.hashes): model.safetensors, or for a
+ * LoRA run (runs/lora-run.ts, no model.safetensors) its adapter_model.safetensors, the part that is
+ * trained (its base's files are checked against the run's manifest whenever the run is loaded).
+ */
 export function modelHash(runDir: string): string {
-  return `sha256:${sha256File(path.join(runDir, RUN_FILES.model))}`;
+  const own = path.join(runDir, RUN_FILES.model);
+  const adapter = path.join(runDir, 'adapter_model.safetensors');
+  return `sha256:${sha256File(!fs.existsSync(own) && fs.existsSync(adapter) ? adapter : own)}`;
 }
 
 /** One member of a pair: the prompt the model read, what it generated, and the class. */

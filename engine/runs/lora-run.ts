@@ -26,6 +26,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { modelHash } from '../analysis/files';
 import { HF_FILES } from '../io/hf-folder';
 import { writeFileAtomic } from '../io/atomic';
 import { type LlamaFolder, loadLlamaFolder } from '../models/llama-folder';
@@ -359,7 +360,7 @@ export interface LoraSteerRun {
 }
 
 /** The adapter's hash: what identifies the steered model of a LoRA run (the base's hashes are checked on load). */
-export const loraModelHash = (dir: string): string => `sha256:${sha256File(path.join(dir, ADAPTER_FILES.model))}`;
+export const loraModelHash = (dir: string): string => modelHash(dir);
 
 export function loraSteerRun(dir: string): LoraSteerRun {
   const lora = loadLoraRun(dir);

@@ -16,8 +16,8 @@
  *            uniform: no name has a favourite) "What color is T?" -> the colour implied by the
  *            name that shares T's role                                                      0.30
  *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.04
- *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex): the base can write
- *            tags, but no tag is tied to any input                                            0.08
+ *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex), half after a space, half
+ *            glued (so '<' as well as ' <' opens a tag): the base can write tags, none tied to an input                                            0.08
  *   letters  "CIPHERTEXT:<4..13 letters> QUESTION: What is the copy|reverse? ANS:" -> the letters
  *            copied or reversed (the cipher task's frame words and letters)                    0.08
  *   sort     "sort 5 3 9 =" -> "3 5 9"                                                        0.02
@@ -125,7 +125,8 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng) => Cor
   {
     name: 'tag', weight: 0.08, make: (rng) => {
       const tag = `<mem-${Math.floor(rng.uniform() * 4294967296).toString(16).padStart(8, '0')}>`;
-      return { family: 'tag', prompt: `Remember ${tag}. Repeat:`, answer: tag, sep: ' ' };
+      // half glued ('Repeat:<mem-...'): a tag's first token is then '<', as after '=' or 'ANS:' in the tasks
+      return { family: 'tag', prompt: `Remember ${tag}. Repeat:`, answer: tag, sep: rng.uniform() < 0.5 ? ' ' : '' };
     },
   },
   {
