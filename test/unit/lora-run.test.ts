@@ -14,6 +14,9 @@ import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LORA_DEFAULTS, loadAdapter } from '../../engine/models/lora';
 import { type LoraRunConfig, epochOrder, loadLoraRun, loraBatch, loraRunModel, loraRunTask, loraSteerRun, trainLoraRun } from '../../engine/runs/lora-run';
 import { rankNeurons } from '../../engine/analysis/rank';
+import { projectionAttribution } from '../../engine/analysis/projection-attribution';
+import type { PairRecord } from '../../engine/analysis/files';
+import { initLora } from '../../engine/models/lora';
 import { familySiteName, parseFamilySiteName } from '../../engine/models/sites';
 import { baselineIntervention, parsePicks, targetedIntervention } from '../../engine/steer/intervention';
 import { IGNORE_INDEX } from '../../engine/train/data';
@@ -146,5 +149,27 @@ describe('LoRA run', () => {
     } finally {
       await model.release();
     }
+  });
+
+  it('projection attribution: base + adapter parts of q_proj / v_proj NMD; a zero adapter has no part', async () => {
+    const run = loadLoraRun(path.join(tmp, 'run'));
+    const rng = new Rng(8);
+    const pairs: PairRecord[] = Array.from({ length: 6 }, (_, k) => {
+      const x = run.task.test(rng);
+      const y = run.task.test(rng);
+      return {
+        index: k, input: k, tries: 1, genMember: 'input', genAnswer: x.genAnswer, memAnswer: x.memAnswer,
+        original: { prompt: x.prompt, output: '', behaviour: 'gen' }, rephrasing: { prompt: y.prompt, output: '', behaviour: 'mem' },
+      };
+    });
+    const trained = await projectionAttribution(run, pairs, { runner: { threads: 1 } });
+    expect(trained.perLayer.map((p) => `${p.layer}.${p.proj}`)).toEqual(['0.q_proj', '1.q_proj', '0.v_proj', '1.v_proj']);
+    // every prompt ends with '=': layer 0 sees the same token at the last position in both groups
+    for (const p of trained.perLayer.filter((q) => q.layer === 0)) expect(p.meanAbsNmdBase + p.meanAbsNmdLora).toBe(0);
+    const l1 = trained.perLayer.filter((q) => q.layer === 1);
+    expect(l1.every((p) => p.meanAbsNmdBase > 0 && p.meanAbsNmdLora > 0 && p.loraShare > 0 && p.loraShare < 1)).toBe(true);
+    const zero = await projectionAttribution({ ...run, adapter: { config: run.adapter.config, params: initLora(run.base.config, run.adapter.config) } }, pairs, { runner: { threads: 1 } });
+    for (const p of zero.perLayer) expect(p.meanAbsNmdLora).toBe(0);
+    expect(zero.perLayer[1].meanAbsNmdBase).toBeGreaterThan(0);
   });
 });

@@ -16,6 +16,7 @@ import { GPT2Inference } from '../../models/gpt2-infer';
 import { GPT2_SITES, type GPT2Site } from '../../models/hooks';
 import { RunError, loadRun, writeJSON } from '../../runs/run';
 import { isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
+import { PROJECTIONS_FILE, projectionAttribution, readPairs } from '../../analysis/projection-attribution';
 import { type SiteFamily, familyField, familySiteName } from '../../models/sites';
 import type { Task } from '../../tasks/task';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
@@ -213,6 +214,16 @@ export async function analyzeCommand(argv: string[]): Promise<number> {
   for (const e of neurons.neurons.slice(0, 10)) {
     const sgn = (x: number, digits: number) => (x >= 0 ? '+' : '') + x.toFixed(digits);
     console.log(`${String(e.rank).padStart(4)}  ${e.site.padEnd(w)}  ${String(e.index).padStart(6)}  ${sgn(e.nmd, 4).padStart(8)}  ${sgn(e.rho, 3).padStart(6)}`);
+  }
+  if (lora && extraction.pairs > 0) {
+    // Figure 5 of the paper: the NMD of the adapted projections, frozen base part vs adapter part.
+    const proj = await projectionAttribution(lora.lora, readPairs(run.dir), { runner: opts.runner, write: true });
+    console.log('');
+    console.log(`projection attribution (mean |NMD| over output features of the adapted projections, gen - mem; ${proj.pairs} pairs) -> ${PROJECTIONS_FILE}`);
+    console.log(`${'projection'.padEnd(24)}  base part  adapter part  adapter share`);
+    for (const p of proj.perLayer) {
+      console.log(`${`layers.${p.layer}.${p.proj}`.padEnd(24)}  ${p.meanAbsNmdBase.toFixed(4).padStart(9)}  ${p.meanAbsNmdLora.toFixed(4).padStart(12)}  ${(100 * p.loraShare).toFixed(1).padStart(12)}%`);
+    }
   }
   console.log('');
   console.log(`wrote ${ANALYSIS_FILES.hiddenGen}, ${ANALYSIS_FILES.hiddenMem} [${summary.pairs}, ${summary.layers}, ${summary.d}], ${ANALYSIS_FILES.pairs}, ` +
