@@ -229,6 +229,24 @@ const TABLE1: Partial<Record<TaskName, PaperReference>> = {
   },
 };
 
+/** Table 2 (LLaMA-3.2 + LoRA, neurons of the same adapter); "Random" = the same shift magnitude on random neurons. */
+const TABLE2: Partial<Record<TaskName, PaperReference>> = {
+  incontext: {
+    table: 'Table 2', model: 'LLaMA-3.2-3B + LoRA', topN: 0.05, alpha: 5, note: 'LLaMA adapters; random = the same shifts on random neurons',
+    cells: [
+      cell('mem->gen', 'targeted', 65.9, 19.5, 14.6), cell('mem->gen', 'random-neurons', 73.2, 12.2, 14.6),
+      cell('gen->mem', 'targeted', 19.3, 50.9, 29.8), cell('gen->mem', 'random-neurons', 96.4, 1.8, 1.8),
+    ],
+  },
+  arithmetic: {
+    table: 'Table 2', model: 'LLaMA-3.2-3B + LoRA', topN: 0.1, alpha: 1, note: 'LLaMA adapters; random = the same shifts on random neurons',
+    cells: [
+      cell('mem->gen', 'targeted', 92.3, 0, 7.7), cell('mem->gen', 'random-neurons', 0, 0, 100),
+      cell('gen->mem', 'targeted', 0, 66.7, 33.3), cell('gen->mem', 'random-neurons', 0, 0, 100),
+    ],
+  },
+};
+
 /** Table 3 (intra-task: neurons of one LoRA adapter applied to a retrained one); random = baseline (b). */
 const TABLE3: Partial<Record<TaskName, PaperReference>> = {
   incontext: {
@@ -291,8 +309,8 @@ export function defaultAlpha(task: TaskName): number {
 }
 
 /** The paper's table comparable with steering `task` with neurons of `sourceTask`, or null. */
-export function paperReference(task: TaskName, sourceTask: TaskName | null, experiment: Experiment): PaperReference | null {
-  if (experiment === 'same-run') return TABLE1[task] ?? null;
+export function paperReference(task: TaskName, sourceTask: TaskName | null, experiment: Experiment, family: SiteFamily = 'gpt2'): PaperReference | null {
+  if (experiment === 'same-run') return (family === 'llama' ? TABLE2 : TABLE1)[task] ?? null;
   if (experiment === 'intra-task') return TABLE3[task] ?? null;
   return sourceTask === null ? null : TABLE4[`${sourceTask}->${task}`] ?? null;
 }

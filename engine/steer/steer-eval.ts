@@ -378,7 +378,7 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
     }
   }
 
-  const paper = paperReference(task.name, sourceInfo.task, sourceInfo.experiment);
+  const paper = paperReference(task.name, sourceInfo.task, sourceInfo.experiment, sourceInfo.family);
   const file: SteeringFile = {
     format: 'memgen-steering/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
     site: sourceInfo.site, siteNames: Array.from({ length: shape.layers }, (_, l) => familySiteName(l, sourceInfo.site, sourceInfo.family)),
