@@ -283,6 +283,12 @@ const TABLE4: Record<string, PaperReference> = {
   },
 };
 
+/** The paper's LLaMA + LoRA setting per task (method.md section 6). */
+export const PAPER_LLAMA_SETTING: Partial<Record<TaskName, { topN: number; alpha: number }>> = {
+  incontext: { topN: 0.05, alpha: 5 },
+  arithmetic: { topN: 0.1, alpha: 1 },
+};
+
 /** The paper's GPT-2 setting per task (method.md section 6); cipher has none (LLaMA only). */
 export const PAPER_GPT2_SETTING: Partial<Record<TaskName, { topN: number; alpha: number }>> = {
   incontext: { topN: 0.1, alpha: 1 },

@@ -20,6 +20,7 @@ import { rankNeurons, topCount } from '../analysis/rank';
 import { familySiteName } from '../models/sites';
 import {
   PAPER_GPT2_SETTING,
+  PAPER_LLAMA_SETTING,
   type SweepBest,
   type SweepCell,
   type SweepFile,
@@ -151,7 +152,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
     complete = false;
   }
 
-  const paperSetting = sourceInfo.experiment === 'same-run' ? PAPER_GPT2_SETTING[task.name] ?? null : null;
+  const paperSetting = sourceInfo.experiment === 'same-run' ? (sourceInfo.family === 'llama' ? PAPER_LLAMA_SETTING : PAPER_GPT2_SETTING)[task.name] ?? null : null;
   const file: SweepFile = {
     format: 'memgen-sweep/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
     site: sourceInfo.site, neurons: sourceInfo, alphas, topNs, baselines: withBaselines, seed: opts.seed,
@@ -209,7 +210,7 @@ export function formatSweep(f: SweepFile): string {
     const head = worst > 0 ? 'best (largest worst-direction margin)' : `no (alpha, topN) beats ${f.baselines ? 'the baselines' : '0%'} in both directions; the least bad`;
     lines.push(`${head}: alpha ${b.alpha}, topN ${b.topN}: ${part('mem->gen')}; ${part('gen->mem')}`);
   }
-  if (f.paperSetting) lines.push(`the paper's GPT-2 setting for ${f.task}: topN ${f.paperSetting.topN}, alpha ${f.paperSetting.alpha}`);
+  if (f.paperSetting) lines.push(`the paper's ${f.neurons.family === 'llama' ? 'LLaMA + LoRA' : 'GPT-2'} setting for ${f.task}: topN ${f.paperSetting.topN}, alpha ${f.paperSetting.alpha}`);
   if (!f.complete) lines.push(`interrupted: ${f.cells.length} cells finished`);
   for (const wmsg of f.warnings) lines.push(`warning: ${wmsg}`);
   return lines.join('\n');
