@@ -70,7 +70,8 @@ export class HFTaskTokenizer implements TaskTokenizer {
 
   /** The prompt's ids (bos first). */
   encode(text: string): number[] {
-    if (this.format === 'chat') return this.hf.encodeChat([{ role: 'user', content: text }], { addGenerationPrompt: true });
+    // A fixed date (HF's template default): the rendered prompt must not change from day to day.
+    if (this.format === 'chat') return this.hf.encodeChat([{ role: 'user', content: text }], { addGenerationPrompt: true, extra: { date_string: '26 Jul 2024' } });
     const ids = this.hf.encode(text, { addSpecialTokens: false });
     return this.bosId === null ? ids : [this.bosId, ...ids];
   }

@@ -12,7 +12,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHFTokenizer } from '../../engine/io/hf-folder';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
-import { LLAMA32_CHAT_TEMPLATE } from '../../engine/models/llama-synthetic';
+import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { CORPUS_FAMILIES, baseTokenizerFiles, corpusDoc, docText, scratchpadK } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
@@ -91,6 +91,23 @@ describe('RetokenizedTask (a task through the base tokenizer)', () => {
     expect(inc.tokenizer.separator(inc.test(new Rng(1)))).toBe(' ');
     const ar = new RetokenizedTask(makeTask('arithmetic'), hf, { probe: 50 });
     expect(ar.tokenizer.separator(ar.test(new Rng(1)))).toBe('');
+  });
+
+  it('renders a chat prompt through a LLaMA-3.2 folder\'s template (--prompt-format chat)', () => {
+    const dir = path.join(tmp, 'synthetic');
+    writeSyntheticLlamaFolder(dir);
+    const hf = loadHFTokenizer(dir);
+    const task = new RetokenizedTask(makeTask('incontext'), hf, { format: 'chat', probe: 50 });
+    const ex = task.test(new Rng(2));
+    const { ids, promptLength } = task.tokenizer.encodeExample(ex);
+    const prompt = hf.decode(ids.slice(0, promptLength));
+    expect(prompt).toContain('<|start_header_id|>user<|end_header_id|>');
+    expect(prompt).toContain(ex.prompt);
+    expect(prompt.endsWith('<|start_header_id|>assistant<|end_header_id|>\n\n')).toBe(true);
+    expect(prompt).toContain('Today Date: 26 Jul 2024');
+    expect(task.tokenizer.decode(ids.slice(promptLength, -1))).toBe(ex.target);
+    expect(task.tokenizer.vocab[task.tokenizer.eoaId]).toBe('<|eot_id|>');
+    expect(task.tokenizer.vocab[task.tokenizer.padId]).toBe('<|end_of_text|>');
   });
 });
 
