@@ -19,7 +19,9 @@ import { rankNeurons } from '../../engine/analysis/rank';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import type { GPT2Site } from '../../engine/models/hooks';
 import { type LoadedRun, loadRun, readJSON } from '../../engine/runs/run';
+import { PAPER_GPT2_SETTING, type SteeringFile, defaultAlpha, steerPath } from '../../engine/steer/files';
 import { customIntervention, targetedIntervention } from '../../engine/steer/intervention';
+import { steeringVerdict } from '../../engine/report/verdict';
 import type { Example } from '../../engine/tasks/task';
 import { type ActivationsResult, type Direction, type LayerProbeReading, type NeuronPush, type NeuronRef, type Prediction, type Provider, type SteerOutcome, type SteerResult, encodeBinary } from './protocol';
 
@@ -42,17 +44,10 @@ export type EngineReply =
   | { id: number; ok: true; result: unknown }
   | { id: number; ok: false; error: string; cancelled?: boolean };
 
-/** The paper's defaults per task (method.md): topN and alpha of the targeted intervention. */
-export const PAPER_STEERING: Record<string, { topN: number; alpha: number }> = {
-  arithmetic: { topN: 0.1, alpha: 5 },
-  incontext: { topN: 0.1, alpha: 1 },
-  cipher: { topN: 0.1, alpha: 5 },
-};
-
-const STEERING_NOTE = 'On the committed tiny runs the measured targeted steering is weak: no better than steering random neurons at the ln2 site (docs/results.md). Read a flip as a single example, not as evidence.';
-
 interface Analysis {
   summary: AnalysisSummary;
+  /** This run's steer-eval (steering.json) when it was made on this analysis, else null. */
+  measured: SteeringFile | null;
   dir: string;
   neurons: NeuronEntry[];
   nmd: Float32Array;
@@ -81,6 +76,29 @@ function remember<T>(key: string, value: T): T {
   return value;
 }
 
+/** steering.json when its targeted top-N setting was measured on this analysis (same site and model). */
+function readMeasuredSteering(run: LoadedRun, summary: AnalysisSummary): SteeringFile | null {
+  const file = steerPath(run, 'steering');
+  if (!fs.existsSync(file)) return null;
+  const f = readJSON<SteeringFile>(file, 'steering');
+  return f.method === 'targeted' && f.topN !== null && f.site === summary.site && f.modelHash === summary.modelHash ? f : null;
+}
+
+/**
+ * Default topN / alpha of a steer click: the setting this run's steering was measured at, else the
+ * paper's GPT-2 setting for the task; and the note shown beside the result, which says what is known.
+ */
+function steerDefaults(l: Loaded, a: Analysis): { topN: number; alpha: number; note: string } {
+  const m = a.measured;
+  if (m) {
+    const verdict = steeringVerdict(m).line;
+    return { topN: m.topN!, alpha: m.alpha, note: `Measured on this run at topN ${m.topN}, alpha ${m.alpha} (steering.json): ${verdict} One prompt's flip is an example, not evidence.` };
+  }
+  const task = l.run.task.name;
+  const paper = PAPER_GPT2_SETTING[task] ?? { topN: 0.1, alpha: defaultAlpha(task) };
+  return { ...paper, note: 'This run has no steering measurement (memgen steer-eval --run RUN): read a flip as a single example, not as evidence.' };
+}
+
 function loadAnalysis(run: LoadedRun, site: GPT2Site): Analysis {
   const summary = readAnalysisSummary(run.dir);
   if (summary.site !== site) throw new Error(`the analysis in ${analysisDir(run)} is at site ${summary.site}, not ${site}`);
@@ -101,7 +119,7 @@ function loadAnalysis(run: LoadedRun, site: GPT2Site): Analysis {
   } catch {
     probeModels = null;
   }
-  return { summary, dir: analysisDir(run), neurons: readNeurons(run.dir).neurons, nmd, rho, mid, probesFile, probeModels, stale: analysisStaleness(run.dir, summary) };
+  return { summary, measured: readMeasuredSteering(run, summary), dir: analysisDir(run), neurons: readNeurons(run.dir).neurons, nmd, rho, mid, probesFile, probeModels, stale: analysisStaleness(run.dir, summary) };
 }
 
 function getLoaded(job: PromptJob): Promise<Loaded> {
@@ -271,7 +289,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   const l = await getLoaded(job);
   const a = l.analysis;
   if (!a) throw new Error(`cannot steer: ${l.analysisError}`);
-  const defaults = PAPER_STEERING[l.run.task.name] ?? { topN: 0.1, alpha: 5 };
+  const defaults = steerDefaults(l, a);
   const topN = topNIn ?? defaults.topN;
   const alpha = alphaIn ?? defaults.alpha;
   const key = JSON.stringify(['steer', path.resolve(job.run), job.prompt, job.site, job.provider, direction, topN, alpha, custom ?? null]);
@@ -297,7 +315,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
     sites: iv.description.sites,
     unsteered: outcome(un),
     steered: outcome(st),
-    note: STEERING_NOTE,
+    note: defaults.note,
     millis: Date.now() - t0,
   });
 }

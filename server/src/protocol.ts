@@ -28,10 +28,10 @@ export interface ServerSettings {
   provider: Provider;
   /** Intra-op threads of onnxruntime; 0 = one per core. */
   threads: number;
-  /** Steering fraction of neurons and scale; null = the file header, else the task's paper default. */
+  /** Steering fraction of neurons and scale; null = the file header, else the setting the run's steering.json measured, else the paper's. */
   topN: number | null;
   alpha: number | null;
-  /** Hook site used when a file names none; must match the run's analysis to show probes. */
+  /** Hook site for runs without an analysis when a file names none (else the analysis's site is used). */
   site: Site;
   /** Diagnostic level for prompts predicted to be memorized, and for stale analyses. */
   memorizedDiagnostics: DiagnosticLevel;

@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import {
   type CancellationToken,
   type CodeLens,
+  CodeLensRefreshRequest,
   type Diagnostic,
   DiagnosticSeverity,
   type Hover,
@@ -27,6 +28,7 @@ import {
   createConnection,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
+import { isGPT2Site } from '../../engine/models/hooks';
 import type { EngineReply, EngineRequest, PromptJob } from './engine-worker';
 import { type MemgenFile, type PromptEntry, type Range, parseMemgen, promptAt } from './memgen-file';
 import * as panels from './panel-data';
@@ -121,7 +123,17 @@ function resolveRun(doc: TextDocument, file: MemgenFile): { dir: string | null; 
 function jobFor(doc: TextDocument, file: MemgenFile, prompt: PromptEntry): PromptJob | { error: string } {
   const r = resolveRun(doc, file);
   if (!r.dir) return { error: r.error! };
-  return { run: r.dir, prompt: prompt.text, site: file.header.site?.value ?? settings.site, provider: settings.provider, threads: settings.threads, expected: prompt.expected?.value ?? null };
+  return { run: r.dir, prompt: prompt.text, site: file.header.site?.value ?? analysisSite(r.dir) ?? settings.site, provider: settings.provider, threads: settings.threads, expected: prompt.expected?.value ?? null };
+}
+
+/** The site of a run's analysis (RUN/analysis/analysis.json), or null when it has none or it is unreadable. */
+function analysisSite(runDir: string): lsp.Site | null {
+  try {
+    const site = (JSON.parse(fs.readFileSync(path.join(runDir, 'analysis', 'analysis.json'), 'utf8')) as { site?: unknown }).site;
+    return typeof site === 'string' && isGPT2Site(site) ? site : null;
+  } catch {
+    return null;
+  }
 }
 
 function lookup(ref: lsp.PromptRef): { doc: TextDocument; file: MemgenFile; prompt: PromptEntry; job: PromptJob } {
@@ -261,7 +273,13 @@ async function modelDiagnostics(doc: TextDocument, file: MemgenFile, base: Diagn
   if (token.isCancellationRequested) return;
   sendStatus('idle', 'ready');
   void connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: diags });
+  // Every prompt's prediction is now cached: ask for the lenses again, since VS Code does not
+  // re-ask after a CodeLens request it cancelled (and then shows none).
+  if (codeLensRefresh) void connection.sendRequest(CodeLensRefreshRequest.type);
 }
+
+/** Whether the client takes workspace/codeLens/refresh (capabilities.workspace.codeLens.refreshSupport). */
+let codeLensRefresh = false;
 
 let lastRun: string | null = null;
 function sendStatus(state: lsp.ServerStatus['state'], message: string): void {
@@ -329,6 +347,7 @@ connection.onInitialize((params) => {
   roots = (params.workspaceFolders ?? []).flatMap((f) => (f.uri.startsWith('file:') ? [fileURLToPath(f.uri)] : []));
   if (roots.length === 0 && params.rootUri?.startsWith('file:')) roots = [fileURLToPath(params.rootUri)];
   settings = { ...lsp.DEFAULT_SETTINGS, ...((params.initializationOptions as Partial<lsp.ServerSettings> | undefined) ?? {}) };
+  codeLensRefresh = params.capabilities.workspace?.codeLens?.refreshSupport === true;
   return {
     capabilities: {
       textDocumentSync: TextDocumentSyncKind.Incremental,

@@ -8,7 +8,7 @@ const path = require('node:path');
 const { launch, logger } = require('./lib/browser');
 const [, , baseUrl, folder, fileName, shots] = process.argv;
 const log = logger('ui');
-const LENS = /(memorize|generalize) 0\.\d\d · blocks\.\d+\.ln2/;
+const LENS = /(memorize|generalize) 0\.\d\d · blocks\.\d+\.(ln2|resid_pre|resid_post)/;
 const MODEL_WAIT_MS = Number(process.env.MEMGEN_E2E_WAIT_MS || 150000);
 
 // The first prompt of the example, as the .memgen grammar defines it (not a comment, not a

@@ -120,11 +120,11 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       // hover column 0 of layer 3 (sorted: that layer's largest |NMD|)
       await page.mouse.move(box.x + 2, box.y + box.height * 0.88);
       const tip = await text(neurons, '[data-testid="nmd-tooltip"]', 10000);
-      if (!/blocks\.3\.ln2 · neuron \d+/.test(tip) || !/NMD -?[\d.e-]+ \(gen − mem; \+ = higher on gen\)/.test(tip) || !/rho -?[\d.]+/.test(tip) || !/rank \d+ of 512/.test(tip)) throw new Error(`tooltip: ${tip}`);
+      if (!/blocks\.3\.(ln2|resid_pre|resid_post) · neuron \d+/.test(tip) || !/NMD -?[\d.e-]+ \(gen − mem; \+ = higher on gen\)/.test(tip) || !/rho -?[\d.]+/.test(tip) || !/rank \d+ of 512/.test(tip)) throw new Error(`tooltip: ${tip}`);
       await shot('2-neurons-tooltip');
       await page.mouse.click(box.x + 2, box.y + box.height * 0.88);
       const insp = await text(neurons, '[data-testid="neuron-inspector"]', 20000);
-      if (!/blocks\.3\.ln2 · neuron \d+/.test(insp) || !/500 pairs/.test(insp)) throw new Error(`inspector: ${insp}`);
+      if (!/blocks\.3\.(ln2|resid_pre|resid_post) · neuron \d+/.test(insp) || !insp.includes(`${readJson('analysis/analysis.json').pairs} pairs`)) throw new Error(`inspector: ${insp}`);
       // the tooltip's neuron is the largest |NMD| of layer 3 in nmd.npy
       const idx = Number(/neuron (\d+)/.exec(tip)[1]);
       const buf = fs.readFileSync(path.join(RUN, 'analysis/nmd.npy'));

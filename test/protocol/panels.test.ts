@@ -17,6 +17,9 @@ import * as lsp from '../../server/src/protocol';
 const root = path.resolve(__dirname, '../..');
 const serverJs = process.env.MEMGEN_SERVER ?? path.join(root, 'dist/server.js');
 const RUN = 'runs/arithmetic-tiny';
+/** The committed analysis's site (analysis.json): every site name is blocks.{i}.{SITE}. */
+const SUMMARY = JSON.parse(fs.readFileSync(path.join(root, RUN, 'analysis', 'analysis.json'), 'utf8')) as { site: string; pairs: number };
+const SITE = SUMMARY.site;
 
 describe('BinaryArray', () => {
   it('round-trips float32 and int32 arrays bit for bit, and refuses a wrong shape', () => {
@@ -93,7 +96,7 @@ afterAll(async () => {
 describe('panel requests over stdio', () => {
   it('memgen/neuronMap sends nmd.npy and rho.npy as bytes, and ranks every neuron as neurons.json does', async () => {
     const r = await conn.sendRequest(lsp.neuronMap, { run: RUN });
-    expect([r.layers, r.d, r.pairs, r.sign, r.kept]).toEqual([4, 128, 500, 'gen - mem', 51]);
+    expect([r.layers, r.d, r.pairs, r.sign, r.kept]).toEqual([4, 128, SUMMARY.pairs, 'gen - mem', 51]);
     const nmd = lsp.decodeBinary(r.nmd);
     expect(Array.from(nmd)).toEqual(Array.from(readNpy(path.join(root, RUN, 'analysis/nmd.npy')).data));
     const rank = lsp.decodeBinary(r.rank);
@@ -104,7 +107,7 @@ describe('panel requests over stdio', () => {
   it('memgen/probeTable, steeringTables and trainLog read the run', async () => {
     const p = await conn.sendRequest(lsp.probeTable, { run: RUN });
     expect(p.mlp).toHaveLength(4);
-    expect(p.logistic[3].site).toBe('blocks.3.ln2');
+    expect(p.logistic[3].site).toBe(`blocks.3.${SITE}`);
     const s = await conn.sendRequest(lsp.steeringTables, { run: RUN });
     expect(s.steering?.cells.length).toBeGreaterThanOrEqual(4);
     expect(s.steering?.paper?.table).toBe('Table 1');
@@ -119,10 +122,10 @@ describe('panel requests over stdio', () => {
     const r = await conn.sendRequest(lsp.neuronDetail, { run: RUN, layer: 1, index: 7 });
     const gen = lsp.decodeBinary(r.gen);
     const mem = lsp.decodeBinary(r.mem);
-    expect(gen.length).toBe(500);
+    expect(gen.length).toBe(SUMMARY.pairs);
     const mean = (a: ArrayLike<number>) => Array.from(a).reduce((x, y) => x + y, 0) / a.length;
     expect(mean(gen) - mean(mem)).toBeCloseTo(r.nmd, 5);
-    expect(r.site).toBe('blocks.1.ln2');
+    expect(r.site).toBe(`blocks.1.${SITE}`);
     await expect(conn.sendRequest(lsp.neuronDetail, { run: RUN, layer: 4, index: 0 })).rejects.toThrow(/no neuron/);
   });
 

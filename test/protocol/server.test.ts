@@ -67,6 +67,9 @@ afterAll(async () => {
   child?.kill();
 });
 
+/** The site of the committed analysis (analysis.json), which the server's numbers are named by. */
+const SITE = (JSON.parse(fs.readFileSync(path.join(root, 'runs/arithmetic-tiny/analysis/analysis.json'), 'utf8')) as { site: string }).site;
+
 const DOC = ['# test', 'run: runs/arithmetic-tiny', '', '16+93+66+94= => mem', '93+16+66+94='].join('\n');
 
 describe('language server over stdio', () => {
@@ -76,7 +79,8 @@ describe('language server over stdio', () => {
     const titles = lenses.map((l) => l.command?.title ?? '');
     expect(titles).toHaveLength(8);
     for (const k of [0, 4]) {
-      expect(titles[k]).toMatch(/^(memorize|generalize) 0\.\d\d · blocks\.\d+\.ln2$/);
+      expect(titles[k]).toMatch(/^(memorize|generalize) 0\.\d\d · blocks\.\d+\.(ln2|resid_pre|resid_post)$/);
+      expect(titles[k].endsWith(`.${SITE}`)).toBe(true);
       expect(titles.slice(k + 1, k + 4)).toEqual(['Steer → generalize', 'Steer → memorize', 'Run']);
     }
     expect(lenses[1].command!.command).toBe('memgen.steer');
@@ -90,9 +94,9 @@ describe('language server over stdio', () => {
     expect(text).toMatch(/MemGen: (memorize|generalize)/);
     expect(text).toContain('unsteered output');
     expect(text).toMatch(/→ \*\*(gen|mem|other)\*\*/);
-    expect(text).toContain('blocks.3.ln2');
+    expect(text).toContain(`blocks.3.${SITE}`);
     expect(text).toContain('arithmetic-tiny');
-    expect(text).toMatch(/\| blocks\.0\.ln2 \| 0\.\d\d \| 0\.\d\d \|/); // per-layer probe p(gen) from probes.safetensors
+    expect(text).toMatch(new RegExp(`\\| blocks\\.0\\.${SITE} \\| 0\\.\\d\\d \\| 0\\.\\d\\d \\|`)); // per-layer probe p(gen) from probes.safetensors
     expect(await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 0, character: 1 } })).toBeNull();
   });
 
@@ -123,7 +127,7 @@ describe('language server over stdio', () => {
     const lenses = await conn.sendRequest(codeLens, { textDocument: { uri } });
     const titles = lenses.map((l) => l.command?.title ?? '');
     expect(titles).toHaveLength(8);
-    expect(titles[0]).toMatch(/^(memorize 0\.\d\d|generalize (0\.\d\d|· no memorized answer)) · blocks\.\d+\.ln2$/);
+    expect(titles[0]).toMatch(/^(memorize 0\.\d\d|generalize (0\.\d\d|· no memorized answer)) · blocks\.\d+\.(ln2|resid_pre|resid_post)$/);
     const h = await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 6, character: 3 } });
     expect(h!.contents.value).toContain('incontext-tiny');
   });
@@ -131,8 +135,10 @@ describe('language server over stdio', () => {
   it('steers: memgen/steer returns steered and unsteered outputs', async () => {
     const uri = open('t5.memgen', DOC);
     const r = await conn.sendRequest(lsp.steer.method, { uri, line: 3, direction: 'mem->gen' }) as lsp.SteerResult;
-    expect(r.topN).toBe(0.1);
-    expect(r.alpha).toBe(5);
+    // No topN / alpha in the file or settings: the setting the run's steering.json was measured at.
+    const measured = JSON.parse(fs.readFileSync(path.join(root, 'runs/arithmetic-tiny/analysis/steering.json'), 'utf8')) as { topN: number; alpha: number };
+    expect([r.topN, r.alpha]).toEqual([measured.topN, measured.alpha]);
+    expect(r.note).toContain(`Measured on this run at topN ${measured.topN}, alpha ${measured.alpha}`);
     expect(r.neurons).toBeGreaterThan(0);
     expect(typeof r.unsteered.output).toBe('string');
     expect(typeof r.steered.output).toBe('string');

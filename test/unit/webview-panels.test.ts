@@ -5,6 +5,7 @@
 // The Svelte panels in happy-dom, fed what the extension would post for the committed run
 // runs/arithmetic-tiny: the server's panel data (server/src/panel-data.ts) decoded the way the
 // client decodes it (client/src/panels/panel-host.ts). Checks what each panel shows and what it posts.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { render, screen } from '@testing-library/svelte';
 import { tick } from 'svelte';
@@ -20,6 +21,9 @@ import { readTrainLog } from '../../server/src/train-watch';
 
 const RUN = path.resolve(__dirname, '../../runs/arithmetic-tiny');
 const RUNS: RunInfo[] = [{ dir: RUN, name: 'arithmetic-tiny', task: 'arithmetic', analysed: true }];
+/** The committed analysis's site (analysis.json): every site name shown is blocks.{i}.{SITE}. */
+const SUMMARY = JSON.parse(fs.readFileSync(path.join(RUN, 'analysis', 'analysis.json'), 'utf8')) as { site: string; pairs: number };
+const SITE = SUMMARY.site;
 
 async function send(msg: HostToPanel): Promise<void> {
   window.dispatchEvent(new MessageEvent('message', { data: msg }));
@@ -43,11 +47,11 @@ describe('Neurons panel', () => {
     const caption = screen.getByTestId('neurons-caption').textContent ?? '';
     expect(caption).toContain('arithmetic-tiny');
     expect(caption).toContain('4 layers × 128 neurons');
-    expect(caption).toContain('500 pairs');
+    expect(caption).toContain(`${SUMMARY.pairs} pairs`);
     expect(caption).toContain('mean(gen) − mean(mem)');
     expect(caption).toContain('51 neurons steered at topN 0.1');
     expect(container.querySelector('canvas[data-testid="nmd-canvas"]')).not.toBeNull();
-    expect(container.textContent).toContain('blocks.3.ln2');
+    expect(container.textContent).toContain(`blocks.3.${SITE}`);
     // toggles post nothing (they are local) but switch the chosen button
     const signed = container.querySelector('[data-testid="toggle-values"] [data-value="signed"]') as HTMLElement;
     signed.click();
@@ -58,15 +62,15 @@ describe('Neurons panel', () => {
     const d = panels.neuronDetail(RUN, 2, 5);
     await send({ type: 'neuronDetail', data: { ...d, run: RUN, gen: decodeBinary(d.gen) as Float32Array, mem: decodeBinary(d.mem) as Float32Array } });
     const insp = screen.getByTestId('neuron-inspector').textContent ?? '';
-    expect(insp).toContain('blocks.2.ln2 · neuron 5');
+    expect(insp).toContain(`blocks.2.${SITE} · neuron 5`);
     expect(insp).toContain(`rank ${d.rank} of 512`);
-    expect(insp).toContain('500 pairs');
+    expect(insp).toContain(`${SUMMARY.pairs} pairs`);
     (screen.getByTestId('steer-alone-gen') as HTMLElement).click();
     expect(posted).toContainEqual({ type: 'steerAlone', layer: 2, index: 5, direction: 'mem->gen' });
     (screen.getByTestId('custom-toggle') as HTMLElement).click();
     expect(posted).toContainEqual({ type: 'customSet', action: 'add', layer: 2, index: 5 });
     await send({ type: 'customSet', neurons: [{ layer: 2, index: 5 }] });
-    expect(screen.getByTestId('custom-set').textContent).toContain('blocks.2.ln2:5');
+    expect(screen.getByTestId('custom-set').textContent).toContain(`blocks.2.${SITE}:5`);
   });
 });
 

@@ -7,7 +7,7 @@ const vscode = require('vscode');
 const fs = require('node:fs');
 
 const FILE = process.env.MEMGEN_E2E_FILE || 'arithmetic.memgen';
-const LENS = /(memorize|generalize) 0\.\d\d · blocks\.\d+\.ln2/;
+const LENS = /(memorize|generalize) 0\.\d\d · blocks\.\d+\.(ln2|resid_pre|resid_post)/;
 const WAIT_MS = Number(process.env.MEMGEN_E2E_WAIT_MS || 150000);
 const t0 = Date.now();
 const lines = [];
