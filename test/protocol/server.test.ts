@@ -6,10 +6,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MessageConnection, RequestType, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
+import { CancellationTokenSource, type MessageConnection, RequestType, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 import * as lsp from '../../server/src/protocol';
 
 const root = path.resolve(__dirname, '../..');
@@ -22,6 +23,9 @@ const hover = new RequestType<{ textDocument: { uri: string }; position: { line:
 let child: ChildProcess;
 let conn: MessageConnection;
 const diagnostics = new Map<string, Diag[][]>();
+/** Work-done progress the server created and reported ($/progress), as the client receives it. */
+const progressTokens = new Set<string>();
+const progress: { token: string; value: { kind: string; title?: string; message?: string; cancellable?: boolean } }[] = [];
 
 function open(name: string, text: string): string {
   const uri = pathToFileURL(path.join(root, 'examples', name)).toString();
@@ -46,11 +50,17 @@ beforeAll(async () => {
   conn.onNotification('textDocument/publishDiagnostics', (p: { uri: string; diagnostics: Diag[] }) => {
     diagnostics.set(p.uri, [...(diagnostics.get(p.uri) ?? []), p.diagnostics]);
   });
-  conn.onRequest('window/workDoneProgress/create', () => null);
+  conn.onRequest('window/workDoneProgress/create', (p: { token: string }) => {
+    progressTokens.add(p.token);
+    return null;
+  });
+  conn.onNotification('$/progress', (p: { token: string; value: { kind: string; title?: string; message?: string; cancellable?: boolean } }) => {
+    progress.push(p);
+  });
   conn.onNotification('window/logMessage', () => {});
   conn.listen();
   const init = await conn.sendRequest('initialize', {
-    processId: process.pid, rootUri: pathToFileURL(root).toString(), capabilities: {},
+    processId: process.pid, rootUri: pathToFileURL(root).toString(), capabilities: { window: { workDoneProgress: true } },
     workspaceFolders: [{ uri: pathToFileURL(root).toString(), name: 'main' }],
     initializationOptions: { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50 },
   });
@@ -145,5 +155,46 @@ describe('language server over stdio', () => {
     expect(['gen', 'mem', 'other']).toContain(r.steered.behaviour);
     const runs = await conn.sendRequest(lsp.listRuns.method, {}) as lsp.RunInfo[];
     expect(runs.map((x) => x.name)).toContain('arithmetic-tiny');
+  });
+});
+
+describe('jobs and trust over stdio', () => {
+  it('trains from memgen/train with work-done progress, and a cancel stops it with a checkpoint', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-train-job-'));
+    const run = path.join(out, 'run');
+    const lines: string[] = [];
+    conn.onNotification(lsp.trainProgress.method, (p: lsp.JobProgress) => {
+      lines.push(p.line);
+    });
+    const cts = new CancellationTokenSource();
+    const job = conn.sendRequest<lsp.JobResult>(lsp.train.method, { task: 'arithmetic', preset: 'tiny', seed: 0, out: run }, cts.token);
+    // Cancel once training is under way (a step of the progress bar has been reported).
+    await waitFor(() => (lines.some((l) => /^train .*\d+\/5000/.test(l)) ? true : undefined), 120_000);
+    cts.cancel();
+    const r = await job;
+    expect(r.cancelled).toBe(true);
+    expect(r.exitCode).toBe(130); // the CLI's Ctrl-C exit: a checkpoint was saved
+    expect(r.tail).toMatch(/checkpoint saved/);
+    expect(fs.existsSync(path.join(run, 'checkpoints', 'last', 'state.json'))).toBe(true);
+    const mine = progress.filter((p) => progressTokens.has(p.token));
+    expect(mine.find((p) => p.value.kind === 'begin')?.value).toMatchObject({ title: 'MemGen: training', cancellable: true });
+    expect(mine.some((p) => p.value.kind === 'report' && /\d+\/5000/.test(p.value.message ?? ''))).toBe(true);
+    expect(mine.at(-1)?.value.kind).toBe('end');
+    fs.rmSync(out, { recursive: true, force: true });
+  }, 180_000);
+
+  it('runs no model in an untrusted workspace: lenses and hover say so, jobs are refused', async () => {
+    await conn.sendNotification(lsp.configure, { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50, trusted: false });
+    try {
+      const uri = open('t6.memgen', DOC);
+      const lenses = await conn.sendRequest(codeLens, { textDocument: { uri } });
+      expect(lenses.map((l) => l.command?.title)).toEqual(['MemGen: trust this workspace to run the model', 'MemGen: trust this workspace to run the model']);
+      const h = await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 3, character: 2 } });
+      expect(h!.contents.value).toBe('MemGen runs no model in an untrusted workspace.');
+      await expect(conn.sendRequest(lsp.steer.method, { uri, line: 3, direction: 'mem->gen' })).rejects.toThrow(/untrusted workspace/);
+      await expect(conn.sendRequest(lsp.analyze.method, { run: 'runs/arithmetic-tiny' })).rejects.toThrow(/untrusted workspace|trust/);
+    } finally {
+      await conn.sendNotification(lsp.configure, { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50 });
+    }
   });
 });
