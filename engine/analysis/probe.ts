@@ -261,6 +261,29 @@ export async function probeLogits(model: ProbeModel, x: Float32Array, threads = 
   }
 }
 
+/**
+ * The same logit for ONE raw row x [d], computed in plain JS (float64): standardise, then fcK with
+ * ReLU between, one logit. For the editor's per-prompt reading, where building a session per call
+ * would cost more than the arithmetic of these small widths.
+ */
+export function probeLogitRow(model: ProbeModel, x: ArrayLike<number>): number {
+  let h: Float64Array = Float64Array.from({ length: model.widths[0] }, (_, i) => (x[i] - model.mean[i]) / model.std[i]);
+  for (let k = 1; k < model.widths.length; k++) {
+    const W = model.params.get(`fc${k}.weight`)!.data;
+    const b = model.params.get(`fc${k}.bias`)!.data;
+    const [nin, nout] = [model.widths[k - 1], model.widths[k]];
+    const o = Float64Array.from(b.subarray(0, nout));
+    for (let i = 0; i < nin; i++) {
+      const hi = h[i];
+      if (hi === 0) continue;
+      for (let j = 0; j < nout; j++) o[j] += hi * W[i * nout + j];
+    }
+    if (k < model.widths.length - 1) for (let j = 0; j < nout; j++) o[j] = Math.max(0, o[j]);
+    h = o;
+  }
+  return h[0];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Data
 

@@ -14,7 +14,7 @@ import { type AnalysisSummary, type NeuronEntry, analysisDir, analysisPath, anal
 import { readNpy } from '../../engine/analysis/npy';
 import type { ProbesFile } from '../../engine/analysis/probe-layers';
 import { loadProbeModels } from '../../engine/analysis/probe-layers';
-import type { ProbeKind, ProbeModel } from '../../engine/analysis/probe';
+import { type ProbeKind, type ProbeModel, probeLogitRow } from '../../engine/analysis/probe';
 import { rankNeurons } from '../../engine/analysis/rank';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import type { GPT2Site } from '../../engine/models/hooks';
@@ -152,26 +152,6 @@ function softmaxAt(logits: Float32Array, ids: (number | null)[]): (number | null
   return ids.map((id) => (id === null ? null : Math.exp(logits[id] - max) / sum));
 }
 
-/** probe.ts's forward in plain JS (tiny widths): standardise, fcK with relu between, one logit. */
-function probeLogit(model: ProbeModel, x: Float32Array): number {
-  let h: Float64Array = Float64Array.from(x, (v, i) => (v - model.mean[i]) / model.std[i]);
-  for (let k = 1; k < model.widths.length; k++) {
-    const W = model.params.get(`fc${k}.weight`)!.data;
-    const b = model.params.get(`fc${k}.bias`)!.data;
-    const [nin, nout] = [model.widths[k - 1], model.widths[k]];
-    const o = new Float64Array(nout);
-    for (let j = 0; j < nout; j++) o[j] = b[j];
-    for (let i = 0; i < nin; i++) {
-      const hi = h[i];
-      if (hi === 0) continue;
-      for (let j = 0; j < nout; j++) o[j] += hi * W[i * nout + j];
-    }
-    if (k < model.widths.length - 1) for (let j = 0; j < nout; j++) o[j] = Math.max(0, o[j]);
-    h = o;
-  }
-  return h[0];
-}
-
 const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
 
 function example(l: Loaded, prompt: string): Example {
@@ -226,8 +206,8 @@ async function predict(job: PromptJob, fresh: boolean): Promise<Prediction> {
       probes.push({
         layer,
         site: l.inf.siteNames[layer],
-        pGenLogistic: pl ? sigmoid(probeLogit(pl, x)) : null,
-        pGenMlp: pm ? sigmoid(probeLogit(pm, x)) : null,
+        pGenLogistic: pl ? sigmoid(probeLogitRow(pl, x)) : null,
+        pGenMlp: pm ? sigmoid(probeLogitRow(pm, x)) : null,
         accLogistic: a.probesFile.logistic[layer]?.accuracy ?? null,
         accMlp: a.probesFile.mlp[layer]?.accuracy ?? null,
       });

@@ -11,6 +11,7 @@ import {
   PAPER_PROBE,
   bceWithLogits,
   gatherMembers,
+  probeLogitRow,
   probeLogits,
   splitByPair,
   standardisation,
@@ -225,6 +226,9 @@ describe('trainProbe', () => {
     expect(accuracyOf(js, val.y)).toBe(r.valAccuracy);
     const viaGraph = await probeLogits(r.model!, val.x);
     viaGraph.forEach((z, i) => expect(z).toBeCloseTo(js[i], 4));
+    // The editor's one-row JS forward (probeLogitRow) agrees with both.
+    const d = r.model!.widths[0];
+    js.forEach((z, i) => expect(probeLogitRow(r.model!, val.x.subarray(i * d, (i + 1) * d))).toBeCloseTo(z, 9));
   });
 
   it('can be interrupted between epochs', async () => {
