@@ -67,7 +67,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     targets: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
     epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' },
     'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' }, 'max-minutes': { type: 'string' }, 'prompt-format': { type: 'string' },
-    preset: { type: 'string' }, ...RUNNER_OPTIONS,
+    ...RUNNER_OPTIONS,
   });
   if (!v.lora) throw new UsageError('--base trains a LoRA adapter; add --lora');
   const task = choice(v.task, 'task', TASK_NAMES);
