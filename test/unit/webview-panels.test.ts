@@ -49,7 +49,7 @@ describe('Neurons panel', () => {
     expect(caption).toContain('4 layers × 128 neurons');
     expect(caption).toContain(`${SUMMARY.pairs} pairs`);
     expect(caption).toContain('mean(gen) − mean(mem)');
-    expect(caption).toContain('51 neurons steered at topN 0.1');
+    expect(caption).toContain('neurons.json ranks the top 51 by |rho| (topN 0.1');
     expect(container.querySelector('canvas[data-testid="nmd-canvas"]')).not.toBeNull();
     expect(container.textContent).toContain(`blocks.3.${SITE}`);
     // toggles post nothing (they are local) but switch the chosen button
