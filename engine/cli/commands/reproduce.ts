@@ -35,7 +35,6 @@ import { analysisPath, modelHash } from '../../analysis/files';
 import { writeReport } from '../../report/html';
 import { bestProbe, loadReportData } from '../../report/data';
 import { directionVerdicts, steeringVerdict } from '../../report/verdict';
-import { siteName } from '../../models/hooks';
 import { RUN_FILES, RunError, prepareNewRun } from '../../runs/run';
 import { TINY_GPT2_SETTING } from '../../steer/files';
 import type { TaskName } from '../../tasks/task';
@@ -257,7 +256,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
       // 3-4. steering at the paper's setting, then the sweep
       let steered = false;
       if (analysed && !stop) {
-        steered = await stage('steer', `steer-eval at ${siteName(0, setting.site).replace('0', 'i')}, topN ${setting.topN}, alpha ${setting.alpha}, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
+        steered = await stage('steer', `steer-eval at blocks.{i}.${setting.site}, topN ${setting.topN}, alpha ${setting.alpha}, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
           const status = await command('steer', steerEvalCommand, ['--run', dir, '--topn', String(setting.topN), '--alpha', String(setting.alpha), '--n', String(STEER_N), ...runnerArgs]);
           if (status !== 'done') return { status, detail: `see ${logFile('steer')}` };
           const d = loadReportData(dir);
