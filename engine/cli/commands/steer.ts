@@ -11,8 +11,10 @@
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { type SweepCell, type SweepFile, defaultAlpha, writeSteerFile } from '../../steer/files';
 import { parsePicks } from '../../steer/intervention';
-import { type LoadedRun } from '../../runs/run';
-import { type LoraSteerRun, isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
+import type { LoadedRun } from '../../runs/run';
+import * as path from 'node:path';
+import { type LoraRunManifest, type LoraSteerRun, isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
+import { RUN_FILES, RunError, readJSON } from '../../runs/run';
 import type { RunnerOptions } from '../../runtime/runner';
 import { type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
 import { SWEEP_ALPHAS, SWEEP_TOPNS, formatSweep, sweep } from '../../steer/sweep';
@@ -72,7 +74,16 @@ function progressPrinter(wantedStarts: number) {
 
 /** The run to steer: a GPT-2 run, or a LoRA run (runs/lora-run.ts) steered at layers.{i}.{site}. */
 function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean }): SteerSetup<SteerRun> {
-  return isLoraRun(runDir) ? prepareSteering(runDir, { ...opts, load: loraSteerRun }) : prepareSteering(runDir, opts);
+  if (!isLoraRun(runDir)) return prepareSteering(runDir, opts);
+  const setup = prepareSteering(runDir, { ...opts, load: loraSteerRun });
+  // Neurons of another adapter (Tables 3, 4) index the same base's layers only if it is the same base.
+  if (opts.neuronsFrom && isLoraRun(opts.neuronsFrom)) {
+    const other = readJSON<LoraRunManifest>(path.join(opts.neuronsFrom, RUN_FILES.manifest), 'run manifest');
+    if (JSON.stringify(other.base.hashes) !== JSON.stringify(setup.run.lora.manifest.base.hashes)) {
+      throw new RunError(`the neurons of ${opts.neuronsFrom} were found with another base model (${other.base.dir}) than ${runDir}'s (${setup.run.lora.manifest.base.dir}): intra- and inter-task steering needs adapters on the same base`);
+    }
+  }
+  return setup;
 }
 
 /** The steered model at the neurons' site. */
