@@ -213,7 +213,8 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
       expect(c.success).toBe(c.direction === 'mem->gen' ? c.pct.gen : c.pct.mem);
       expect(c.intervention.count).toBe(file.count);
     }
-    expect(file).toMatchObject({ format: 'memgen-steering/1', site: 'ln2', topN: 0.1, alpha: 5, seed: 3, method: 'targeted' });
+    const site = setup.sourceInfo.site;
+    expect(file).toMatchObject({ format: 'memgen-steering/1', site, topN: 0.1, alpha: 5, seed: 3, method: 'targeted' });
     expect(file.count).toBe(Math.round(0.1 * setup.sourceInfo.layers * setup.sourceInfo.d));
     expect(file.neurons.experiment).toBe('same-run');
     expect(file.paper?.table).toBe('Table 1');
@@ -236,7 +237,7 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
     expect(text).toMatch(/targeted +\|/);
     expect(text).toMatch(/random neurons +\|/);
     expect(text).toMatch(/uniform +\|/);
-    expect(text).toContain('blocks.0.ln2');
+    expect(text).toContain(`blocks.0.${site}`);
     expect(text).toContain('(70.3)'); // the paper's arithmetic mem->gen targeted % gen
     expect(text).toMatch(/% gen +% mem +% other +n/);
     expect(text).toMatch(/unsteered +\| \d\.\d{3} \/ \d\.\d{3}/);
@@ -321,12 +322,12 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
     expect(se.out).toContain('in parentheses: the paper\'s Table 1');
 
     const last = setup.sourceInfo.layers - 1;
-    const pk = await quiet(() => steerEvalCommand(['--run', run, '--n', '5', '--threads', '1', '--pick', `blocks.${last}.ln2:7,blocks.0.ln2:1`, '--alpha', '2']));
+    const pk = await quiet(() => steerEvalCommand(['--run', run, '--n', '5', '--threads', '1', '--pick', `blocks.${last}.${setup.sourceInfo.site}:7,blocks.0.${setup.sourceInfo.site}:1`, '--alpha', '2']));
     expect(pk.code).toBe(0);
     const p = JSON.parse(fs.readFileSync(steerPath(run, 'steering'), 'utf8')) as SteeringFile;
     expect(p).toMatchObject({ method: 'custom', count: 2, topN: null, alpha: 2 });
     expect(p.cells[0].intervention.layers).toEqual([0, last]);
-    await expect(steerEvalCommand(['--run', run, '--pick', 'blocks.9.ln2:1'])).rejects.toThrow(/--pick: .*layer 9 does not exist/);
+    await expect(steerEvalCommand(['--run', run, '--pick', `blocks.9.${setup.sourceInfo.site}:1`])).rejects.toThrow(/--pick: .*layer 9 does not exist/);
 
     const sw = await quiet(() => sweepCommand(['--run', run, '--n', '5', '--threads', '1', '--alphas', '1,5', '--topns', '0.1', '--no-baselines']));
     expect(sw.code).toBe(0);
