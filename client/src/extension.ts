@@ -27,6 +27,8 @@ function createClient(context: vscode.ExtensionContext, config: Config, output: 
     // Typed settings (protocol.ts ServerSettings); later changes go by memgen/configure.
     initializationOptions: config.serverSettings(),
     outputChannel: output,
+    // Hover markdown may run one command: the neuron links that open the inspector.
+    markdown: { isTrusted: { enabledCommands: [lsp.COMMANDS.inspectNeuron] } },
   };
   return new LanguageClient('memgen', 'MemGen Lens', serverOptions, clientOptions);
 }

@@ -245,11 +245,28 @@ export const configure = new NotificationType<ServerSettings>('memgen/configure'
 export const trainProgress = new NotificationType<JobProgress>('memgen/trainProgress');
 export const status = new NotificationType<ServerStatus>('memgen/status');
 
-/** Client-side command ids the server's CodeLenses invoke (arguments: PromptRef fields, direction). */
+/**
+ * Client-side command ids the server invokes: the CodeLenses (arguments: PromptRef fields,
+ * direction) and the hover's neuron links (inspectNeuron, argument InspectNeuronArgs; the client
+ * trusts hover markdown for this command only).
+ */
 export const COMMANDS = {
   steer: 'memgen.steer',
   run: 'memgen.run',
+  inspectNeuron: 'memgen.inspectNeuron',
 } as const;
+
+/** A neuron of a run, as a hover link names it: site name `blocks.3.resid_pre` and index. */
+export interface InspectNeuronArgs {
+  run: string;
+  site: string;
+  index: number;
+}
+
+/** The `command:` link that opens the Neurons panel's inspector on a neuron. */
+export function inspectNeuronLink(args: InspectNeuronArgs): string {
+  return `command:${COMMANDS.inspectNeuron}?${encodeURIComponent(JSON.stringify(args))}`;
+}
 
 // ------------------------------------------------------------------------------------------
 // Panels (the Svelte webviews, webviews/): what the server sends for them, and the messages
@@ -476,6 +493,8 @@ export type HostToPanel =
   | { type: 'steering'; data: SteeringTablesResult }
   | { type: 'lastSteer'; result: SteerResult }
   | { type: 'neuronDetail'; data: NeuronDetailResult<Float32Array> }
+  /** Show this run and inspect this neuron (a neuron link in the hover). */
+  | { type: 'showNeuron'; run: string; layer: number; index: number }
   | { type: 'customSet'; neurons: NeuronRef[] }
   | { type: 'trainPoint'; point: TrainCurvePoint }
   | { type: 'trainState'; state: TrainState }

@@ -166,7 +166,7 @@ export function lensTitle(p: lsp.Prediction): string {
   return `${word(p.predicted)} ${Math.min(p.probability, 0.99).toFixed(2)} · ${p.bestSite}`;
 }
 
-function hoverMarkdown(p: lsp.Prediction): string {
+function hoverMarkdown(p: lsp.Prediction, runDir: string): string {
   const out: string[] = [];
   out.push(`**MemGen: ${word(p.predicted)}** (${p.pMemFirst === null ? 'no memorized answer for this input' : `p = ${p.probability.toFixed(2)}`}) · ${p.bestSite}`);
   out.push('');
@@ -182,7 +182,9 @@ function hoverMarkdown(p: lsp.Prediction): string {
     out.push('');
   }
   if (p.probesNote) out.push(`_probes: ${p.probesNote}_\n`);
-  const pushes = (xs: lsp.NeuronPush[]) => (xs.length === 0 ? 'none' : xs.map((n) => `${n.site}:${n.index} (${n.push.toFixed(2)})`).join(', '));
+  // Each neuron links to the Neurons panel's inspector (COMMANDS.inspectNeuron).
+  const neuron = (n: lsp.NeuronPush) => `[${n.site}:${n.index}](${lsp.inspectNeuronLink({ run: runDir, site: n.site, index: n.index })})`;
+  const pushes = (xs: lsp.NeuronPush[]) => (xs.length === 0 ? 'none' : xs.map((n) => `${neuron(n)} (${n.push.toFixed(2)})`).join(', '));
   if (p.analysis) {
     out.push(`neurons pushing toward gen: ${pushes(p.towardGen)}`);
     out.push('');
@@ -193,7 +195,7 @@ function hoverMarkdown(p: lsp.Prediction): string {
   out.push('');
   out.push(p.analysis ? `analysis ${p.analysis.dir}: site ${p.analysis.site}, ${p.analysis.pairs} pairs, ${p.analysis.createdAt}${p.analysis.stale ? ` — **stale**: ${p.analysis.stale}` : ''}` : 'no analysis');
   out.push('');
-  out.push('_Steering measured on these tiny runs is weak (docs/results.md)._');
+  out.push('_How well steering works on this run: the Steering panel (`analysis/steering.json`)._');
   return out.join('\n');
 }
 
@@ -417,7 +419,7 @@ connection.onHover(async (params, token): Promise<Hover | null> => {
   const job = jobFor(doc, file, prompt);
   if ('error' in job) return { contents: { kind: MarkupKind.Markdown, value: job.error } };
   try {
-    return { contents: { kind: MarkupKind.Markdown, value: hoverMarkdown(await predictFor(job, token)) }, range: prompt.range };
+    return { contents: { kind: MarkupKind.Markdown, value: hoverMarkdown(await predictFor(job, token), job.run) }, range: prompt.range };
   } catch (e) {
     return { contents: { kind: MarkupKind.Markdown, value: `MemGen: ${(e as Error).message}` }, range: prompt.range };
   }

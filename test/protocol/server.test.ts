@@ -105,6 +105,10 @@ describe('language server over stdio', () => {
     expect(text).toContain('unsteered output');
     expect(text).toMatch(/→ \*\*(gen|mem|other)\*\*/);
     expect(text).toContain(`blocks.3.${SITE}`);
+    // Every neuron pushing the prompt links to the Neurons panel's inspector, naming its run.
+    const link = /\[(blocks\.\d+\.\w+):(\d+)\]\(command:memgen\.inspectNeuron\?([^)]+)\)/.exec(text);
+    expect(link).not.toBeNull();
+    expect(JSON.parse(decodeURIComponent(link![3]))).toEqual({ run: path.join(root, 'runs', 'arithmetic-tiny'), site: link![1], index: Number(link![2]) });
     expect(text).toContain('arithmetic-tiny');
     expect(text).toMatch(new RegExp(`\\| blocks\\.0\\.${SITE} \\| 0\\.\\d\\d \\| 0\\.\\d\\d \\|`)); // per-layer probe p(gen) from probes.safetensors
     expect(await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 0, character: 1 } })).toBeNull();

@@ -72,6 +72,31 @@ describe('Neurons panel', () => {
     await send({ type: 'customSet', neurons: [{ layer: 2, index: 5 }] });
     expect(screen.getByTestId('custom-set').textContent).toContain(`blocks.2.${SITE}:5`);
   });
+
+  it('shows the neuron a hover link names: on the run shown it asks for that neuron at once', async () => {
+    render(NeuronsPanel);
+    await tick();
+    await send({ type: 'runs', runs: RUNS, selected: null });
+    const r = panels.neuronMap(RUN);
+    const map = { ...r, run: RUN, nmd: decodeBinary(r.nmd) as Float32Array, rho: decodeBinary(r.rho) as Float32Array, rank: decodeBinary(r.rank) as Int32Array };
+    await send({ type: 'neuronMap', data: map });
+    posted.length = 0;
+    await send({ type: 'showNeuron', run: RUN, layer: 3, index: 58 });
+    expect(posted).toEqual([{ type: 'inspect', run: RUN, layer: 3, index: 58 }]);
+  });
+
+  it('shows the neuron a hover link names: another run is picked first, then the neuron inspected when its map arrives', async () => {
+    const OTHER = path.resolve(__dirname, '../../runs/incontext-tiny');
+    render(NeuronsPanel);
+    await tick();
+    await send({ type: 'runs', runs: [...RUNS, { dir: OTHER, name: 'incontext-tiny', task: 'incontext', analysed: true }], selected: RUN });
+    posted.length = 0;
+    await send({ type: 'showNeuron', run: OTHER, layer: 1, index: 7 });
+    expect(posted).toEqual([{ type: 'selectRun', run: OTHER }]);
+    const r = panels.neuronMap(OTHER);
+    await send({ type: 'neuronMap', data: { ...r, run: OTHER, nmd: decodeBinary(r.nmd) as Float32Array, rho: decodeBinary(r.rho) as Float32Array, rank: decodeBinary(r.rank) as Int32Array } });
+    expect(posted).toContainEqual({ type: 'inspect', run: OTHER, layer: 1, index: 7 });
+  });
 });
 
 describe('Probes panel', () => {

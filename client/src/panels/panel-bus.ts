@@ -9,6 +9,11 @@ import type { NeuronRef, PromptRef, SteerResult, TrainCurvePoint, TrainState } f
 
 const CUSTOM_KEY = 'memgen.customSteeringSet';
 
+/** A neuron of a run folder. */
+export interface NeuronOfRun extends NeuronRef {
+  run: string;
+}
+
 export interface CustomSet {
   run: string;
   neurons: NeuronRef[];
@@ -19,10 +24,14 @@ export class PanelBus implements vscode.Disposable {
   private readonly steerEmitter = new vscode.EventEmitter<SteerResult>();
   private readonly pointEmitter = new vscode.EventEmitter<TrainCurvePoint>();
   private readonly stateEmitter = new vscode.EventEmitter<TrainState>();
+  private readonly neuronEmitter = new vscode.EventEmitter<NeuronOfRun>();
   readonly onCustomSet = this.customEmitter.event;
   readonly onSteer = this.steerEmitter.event;
   readonly onTrainPoint = this.pointEmitter.event;
   readonly onTrainState = this.stateEmitter.event;
+  /** A neuron to show in the Neurons panel (a hover link); `pendingNeuron` keeps it until a panel takes it. */
+  readonly onShowNeuron = this.neuronEmitter.event;
+  pendingNeuron: NeuronOfRun | null = null;
   lastSteer: SteerResult | null = null;
   /** The prompt last steered, or under the cursor last (the inspector steers one neuron on it). */
   lastPrompt: PromptRef | null = null;
@@ -53,6 +62,18 @@ export class PanelBus implements vscode.Disposable {
     this.steerEmitter.fire(r);
   }
 
+  showNeuron(n: NeuronOfRun): void {
+    this.pendingNeuron = n;
+    this.neuronEmitter.fire(n);
+  }
+
+  /** The pending neuron, once: the Neurons panel that shows it takes it. */
+  takeNeuron(): NeuronOfRun | null {
+    const n = this.pendingNeuron;
+    this.pendingNeuron = null;
+    return n;
+  }
+
   trainPoint(p: TrainCurvePoint): void {
     this.pointEmitter.fire(p);
   }
@@ -62,6 +83,6 @@ export class PanelBus implements vscode.Disposable {
   }
 
   dispose(): void {
-    for (const e of [this.customEmitter, this.steerEmitter, this.pointEmitter, this.stateEmitter]) e.dispose();
+    for (const e of [this.customEmitter, this.steerEmitter, this.pointEmitter, this.stateEmitter, this.neuronEmitter]) e.dispose();
   }
 }

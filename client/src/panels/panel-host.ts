@@ -48,11 +48,25 @@ export class PanelHost implements vscode.Disposable {
       deps.bus.onSteer((result) => void this.post({ type: 'lastSteer', result })),
       deps.bus.onTrainPoint((point) => void this.post({ type: 'trainPoint', point })),
       deps.bus.onTrainState((state) => void this.post({ type: 'trainState', state })),
+      deps.bus.onShowNeuron(() => void this.showPendingNeuron()),
     );
   }
 
   post(msg: lsp.HostToPanel): Thenable<boolean> {
     return this.webview.postMessage(msg);
+  }
+
+  /** Neurons panel with its run list: shows the neuron a hover link asked for (the panel picks its run, then inspects it). */
+  private async showPendingNeuron(): Promise<void> {
+    if (this.kind !== 'neurons' || this.runs.length === 0) return;
+    const n = this.deps.bus.takeNeuron();
+    if (!n) return;
+    if (!this.runs.some((r) => path.resolve(r.dir) === path.resolve(n.run))) {
+      await this.post({ type: 'error', message: `${n.run} is not among the runs the server lists (memgen.runsFolder)` });
+      return;
+    }
+    const run = this.runs.find((r) => path.resolve(r.dir) === path.resolve(n.run))!.dir;
+    await this.post({ type: 'showNeuron', run, layer: n.layer, index: n.index });
   }
 
   private postCustom(c: CustomSet | null): void {
@@ -84,6 +98,7 @@ export class PanelHost implements vscode.Disposable {
       case 'ready': {
         this.runs = await client.sendRequest(lsp.listRuns, {});
         await this.post({ type: 'runs', runs: this.runs, selected: this.deps.defaultRun() });
+        await this.showPendingNeuron();
         if (this.kind === 'steering' && this.deps.bus.lastSteer) await this.post({ type: 'lastSteer', result: this.deps.bus.lastSteer });
         if (this.kind === 'training') {
           const h = await client.sendRequest(lsp.trainHistory, {});

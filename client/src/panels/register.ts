@@ -44,6 +44,17 @@ export function registerPanels(deps: PanelDeps): vscode.Disposable[] {
     }));
   }
 
+  // A neuron link in the hover (protocol.ts inspectNeuronLink): the Neurons view shows its run and inspects it.
+  subs.push(vscode.commands.registerCommand(lsp.COMMANDS.inspectNeuron, async (args: lsp.InspectNeuronArgs) => {
+    const layer = /^\w+\.(\d+)\./.exec(args?.site ?? '')?.[1];
+    if (typeof args?.run !== 'string' || layer === undefined || !Number.isInteger(args.index)) {
+      deps.output.warn(`[panels] inspectNeuron: not a neuron: ${JSON.stringify(args)}`);
+      return;
+    }
+    deps.bus.showNeuron({ run: args.run, layer: Number(layer), index: args.index });
+    await vscode.commands.executeCommand(`${viewId('neurons')}.focus`);
+  }));
+
   // Activations: the prompt under the cursor.
   let timer: NodeJS.Timeout | undefined;
   let lastKey = '';
