@@ -28,6 +28,7 @@ import {
   createConnection,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
+import { analysisPath } from '../../engine/analysis/files';
 import { isGPT2Site } from '../../engine/models/hooks';
 import type { EngineReply, EngineRequest, PromptJob } from './engine-worker';
 import { type MemgenFile, type PromptEntry, type Range, parseMemgen, promptAt } from './memgen-file';
@@ -129,7 +130,7 @@ function jobFor(doc: TextDocument, file: MemgenFile, prompt: PromptEntry): Promp
 /** The site of a run's analysis (RUN/analysis/analysis.json), or null when it has none or it is unreadable. */
 function analysisSite(runDir: string): lsp.Site | null {
   try {
-    const site = (JSON.parse(fs.readFileSync(path.join(runDir, 'analysis', 'analysis.json'), 'utf8')) as { site?: unknown }).site;
+    const site = (JSON.parse(fs.readFileSync(analysisPath(runDir, 'summary'), 'utf8')) as { site?: unknown }).site;
     return typeof site === 'string' && isGPT2Site(site) ? site : null;
   } catch {
     return null;
@@ -459,13 +460,13 @@ connection.onRequest(lsp.listRuns, () => {
       } catch {
         /* listed as '?' */
       }
-      out.push({ dir, name, task, analysed: fs.existsSync(path.join(dir, 'analysis', 'analysis.json')) });
+      out.push({ dir, name, task, analysed: fs.existsSync(analysisPath(dir, 'summary')) });
     }
   }
   return out;
 });
 connection.onRequest(lsp.neurons, ({ run, limit }) => {
-  const file = path.join(absRun(run), 'analysis', 'neurons.json');
+  const file = analysisPath(absRun(run), 'neurons');
   if (!fs.existsSync(file)) throw new Error(`${file} is missing: run MemGen: Analyze Run first`);
   const nf = JSON.parse(fs.readFileSync(file, 'utf8')) as lsp.NeuronsResult & { neurons: lsp.NeuronsResult['neurons'] };
   return { run, site: nf.site, topN: nf.topN, count: nf.count, neurons: nf.neurons.slice(0, limit ?? 50).map(({ rank, site, index, nmd, rho }) => ({ rank, site, index, nmd, rho })) };
