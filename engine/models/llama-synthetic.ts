@@ -108,17 +108,25 @@ function learnMerges(text: string, count: number): { vocab: string[]; merges: [s
   return { vocab, merges };
 }
 
-/** tokenizer.json and tokenizer_config.json of a tiny LLaMA-3-style byte-level BPE tokenizer. */
-export function llama3TokenizerFiles(merges = 48): { tokenizer: Record<string, unknown>; tokenizerConfig: Record<string, unknown>; vocabSize: number; ids: Record<string, number> } {
-  const bpe = learnMerges(CORPUS, merges);
+/**
+ * tokenizer.json of a byte-level BPE (LLaMA-3's layout): `splitRegex` then byte-level pre-tokenizer,
+ * the learned vocab and merges, `specials` appended as added tokens after the vocab, and a post
+ * processor that prepends `bos`. Also returns the ids of the specials, the added_tokens_decoder of
+ * tokenizer_config.json and the vocabulary size.
+ */
+export function byteLevelBpeTokenizer(
+  bpe: { vocab: string[]; merges: [string, string][] },
+  specials: readonly string[],
+  splitRegex: string,
+  bos: string,
+): { tokenizer: Record<string, unknown>; addedDecoder: Record<string, unknown>; ids: Record<string, number>; vocabSize: number } {
   const vocab: Record<string, number> = {};
   bpe.vocab.forEach((t, i) => (vocab[t] = i));
   const ids: Record<string, number> = {};
-  const added = LLAMA3_SPECIAL_TOKENS.map((content, k) => {
+  const added = specials.map((content, k) => {
     ids[content] = bpe.vocab.length + k;
     return { id: bpe.vocab.length + k, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
   });
-  const bos = LLAMA3_SPECIAL_TOKENS[0];
   const tokenizer = {
     version: '1.0',
     truncation: null,
@@ -128,7 +136,7 @@ export function llama3TokenizerFiles(merges = 48): { tokenizer: Record<string, u
     pre_tokenizer: {
       type: 'Sequence',
       pretokenizers: [
-        { type: 'Split', pattern: { Regex: LLAMA3_SPLIT_REGEX }, behavior: 'Isolated', invert: false },
+        { type: 'Split', pattern: { Regex: splitRegex }, behavior: 'Isolated', invert: false },
         { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
       ],
     },
@@ -146,20 +154,19 @@ export function llama3TokenizerFiles(merges = 48): { tokenizer: Record<string, u
     },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: true,
-      vocab,
-      merges: bpe.merges.map(([a, b]) => `${a} ${b}`),
+      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
+      fuse_unk: false, byte_fallback: false, ignore_merges: true, vocab, merges: bpe.merges.map(([x, y]) => `${x} ${y}`),
     },
   };
   const addedDecoder: Record<string, unknown> = {};
-  for (const a of added) addedDecoder[String(a.id)] = { content: a.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+  for (const t of added) addedDecoder[String(t.id)] = { content: t.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+  return { tokenizer, addedDecoder, ids, vocabSize: bpe.vocab.length + added.length };
+}
+
+/** tokenizer.json and tokenizer_config.json of a tiny LLaMA-3-style byte-level BPE tokenizer. */
+export function llama3TokenizerFiles(merges = 48): { tokenizer: Record<string, unknown>; tokenizerConfig: Record<string, unknown>; vocabSize: number; ids: Record<string, number> } {
+  const bos = LLAMA3_SPECIAL_TOKENS[0];
+  const { tokenizer, addedDecoder, ids, vocabSize } = byteLevelBpeTokenizer(learnMerges(CORPUS, merges), LLAMA3_SPECIAL_TOKENS, LLAMA3_SPLIT_REGEX, bos);
   const tokenizerConfig = {
     added_tokens_decoder: addedDecoder,
     bos_token: bos,
@@ -170,7 +177,7 @@ export function llama3TokenizerFiles(merges = 48): { tokenizer: Record<string, u
     model_max_length: 131072,
     tokenizer_class: 'PreTrainedTokenizerFast',
   };
-  return { tokenizer, tokenizerConfig, vocabSize: bpe.vocab.length + added.length, ids };
+  return { tokenizer, tokenizerConfig, vocabSize, ids };
 }
 
 export interface SyntheticLlamaOptions {

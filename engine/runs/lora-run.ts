@@ -43,7 +43,7 @@ import { learningRate } from '../train/schedule';
 import { MEMGEN_VERSION } from '../train/trainer';
 import type { ParamSet } from '../train/params';
 import { Rng } from '../util/rng';
-import { RUN_FILES, RunError, gitCommit, prepareNewRun, readJSON, sha256File, writeJSON } from './run';
+import { type ManifestCommon, RUN_FILES, RunError, gitCommit, prepareNewRun, readJSON, sha256File, writeJSON } from './run';
 
 export interface LoraRunConfig {
   base: string;
@@ -91,30 +91,14 @@ interface LoraState {
   best: (EvalResult & { step: number }) | null;
 }
 
-export interface LoraRunManifest {
+export interface LoraRunManifest extends ManifestCommon {
   format: 'memgen-lora-run/1';
   system: 'lora';
-  status: 'training' | 'done' | 'interrupted';
   base: { dir: string; hashes: Record<string, string>; note: string | null };
-  task: TaskName;
-  taskDescription: string;
-  scale: TaskScale;
-  seed: number;
   memRate: number;
   contradictRate?: number;
   promptFormat: PromptFormat;
   lora: LoraConfig;
-  command: string;
-  train: Record<string, unknown>;
-  data: Record<string, unknown>;
-  versions: Record<string, string>;
-  gitCommit: string | null;
-  createdAt: string;
-  updatedAt: string;
-  steps: number;
-  trainSeconds: number;
-  best: { step: number; eval: Record<string, unknown> } | null;
-  hashes: Record<string, string>;
 }
 
 /** sha256 of the base folder's config, tokenizer and weight files (to prove it unchanged, and to match runs to bases). */

@@ -41,14 +41,13 @@ export interface RunMemgenConfig {
   contradictRate?: number;
 }
 
-export interface Manifest {
-  format: 'memgen-run/1';
+/** What every run's manifest.json records (a GPT-2 run's Manifest, a LoRA run's LoraRunManifest). */
+export interface ManifestCommon {
   status: 'training' | 'done' | 'interrupted';
   task: TaskName;
   taskDescription: string;
   scale: TaskScale;
   seed: number;
-  preset: string;
   command: string;
   train: Record<string, unknown>;
   data: Record<string, unknown>;
@@ -60,6 +59,11 @@ export interface Manifest {
   trainSeconds: number;
   best: { step: number; eval: Record<string, unknown> } | null;
   hashes: Record<string, string>;
+}
+
+export interface Manifest extends ManifestCommon {
+  format: 'memgen-run/1';
+  preset: string;
 }
 
 export function readJSON<T>(file: string, what: string): T {

@@ -34,7 +34,7 @@
  *   So a `<mem-xxxxxxxx>` tag is several tokens ('<', 'mem', '-', hex pieces, '>'), as a real
  *   LLaMA tokenizer splits it; the tasks classify decoded text, so that is no obstacle.
  */
-import { bytesToUnicode } from '../models/llama-synthetic';
+import { byteLevelBpeTokenizer, bytesToUnicode } from '../models/llama-synthetic';
 import { Rng } from '../util/rng';
 import { scratchpad } from './arithmetic';
 import { LETTERS } from './cipher';
@@ -228,47 +228,7 @@ export function baseTokenizerFiles(opts: { merges?: number; sampleDocs?: number;
 } {
   const rng = new Rng(opts.seed ?? 1234);
   const texts = Array.from({ length: opts.sampleDocs ?? 4000 }, () => docText(corpusDoc(rng)));
-  const bpe = learnBaseMerges(texts, opts.merges ?? 480);
-  const vocab: Record<string, number> = {};
-  bpe.vocab.forEach((t, i) => (vocab[t] = i));
-  const ids: Record<string, number> = {};
-  const added = BASE_SPECIAL_TOKENS.map((content, k) => {
-    ids[content] = bpe.vocab.length + k;
-    return { id: bpe.vocab.length + k, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true };
-  });
-  const tokenizer = {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: added,
-    normalizer: null,
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        { type: 'Split', pattern: { Regex: BASE_SPLIT_REGEX }, behavior: 'Isolated', invert: false },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-      ],
-    },
-    post_processor: {
-      type: 'Sequence',
-      processors: [
-        { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
-        {
-          type: 'TemplateProcessing',
-          single: [{ SpecialToken: { id: BOS_TOKEN, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-          pair: [{ SpecialToken: { id: BOS_TOKEN, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: BOS_TOKEN, type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
-          special_tokens: { [BOS_TOKEN]: { id: BOS_TOKEN, ids: [ids[BOS_TOKEN]], tokens: [BOS_TOKEN] } },
-        },
-      ],
-    },
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: false, byte_fallback: false, ignore_merges: true, vocab, merges: bpe.merges.map(([a, b]) => `${a} ${b}`),
-    },
-  };
-  const addedDecoder: Record<string, unknown> = {};
-  for (const a of added) addedDecoder[String(a.id)] = { content: a.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+  const { tokenizer, addedDecoder, ids, vocabSize } = byteLevelBpeTokenizer(learnBaseMerges(texts, opts.merges ?? 480), BASE_SPECIAL_TOKENS, BASE_SPLIT_REGEX, BOS_TOKEN);
   const tokenizerConfig = {
     added_tokens_decoder: addedDecoder,
     bos_token: BOS_TOKEN,
@@ -280,5 +240,5 @@ export function baseTokenizerFiles(opts: { merges?: number; sampleDocs?: number;
     model_max_length: 131072,
     tokenizer_class: 'PreTrainedTokenizerFast',
   };
-  return { tokenizer, tokenizerConfig, vocabSize: bpe.vocab.length + added.length, ids };
+  return { tokenizer, tokenizerConfig, vocabSize, ids };
 }
