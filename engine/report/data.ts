@@ -8,6 +8,8 @@
  *   analysis.json   made for another model file than the run's current model.safetensors
  *   steering.json / sweep.json   made for another model file, or with neurons of another analysis
  *                   than the current one (same-run experiments: pairs or modelHash differ)
+ *   steering-from-*.json (transfer tables: another run's neurons, Tables 3, 4)   made for another model file
+ * A LoRA run's analysis may also hold projections.json (projection attribution, the paper's Figure 5).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,7 +17,8 @@ import { type AnalysisSummary, analysisPath, analysisStaleness, modelHash } from
 import { readNpy } from '../analysis/npy';
 import type { ProbesFile } from '../analysis/probe-layers';
 import { type Manifest, RUN_FILES, RunError } from '../runs/run';
-import { type SteeringFile, type SweepFile, steerPath } from '../steer/files';
+import { type SteeringFile, type SweepFile, steerPath, transferSteerFiles } from '../steer/files';
+import { PROJECTIONS_FILE, type ProjectionsFile } from '../analysis/projection-attribution';
 import type { EvalPoint } from './figures';
 
 export interface RunFileInfo {
@@ -39,6 +42,10 @@ export interface ReportData {
   nmd: { data: Float32Array; layers: number; d: number } | null;
   probes: ProbesFile | null;
   steering: SteeringFile | null;
+  /** steer-eval with another run's neurons (steering-from-*.json; intra- / inter-task), by file name. */
+  transfers: SteeringFile[];
+  /** Projection attribution of a LoRA run (analysis/projections.json). */
+  projections: ProjectionsFile | null;
   sweep: SweepFile | null;
   /** sha256:<hex> of model.safetensors now (null when the file is missing). */
   modelHash: string | null;
@@ -124,6 +131,8 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
   const probes = summary ? readOptional<ProbesFile>(analysisPath(absDir, 'probes'), 'probes', problems) : null;
   const steering = readOptional<SteeringFile>(steerPath(absDir, 'steering'), 'steering table', problems);
   const sweep = readOptional<SweepFile>(steerPath(absDir, 'sweep'), 'sweep', problems);
+  const transfers = transferSteerFiles(absDir).map((f) => readOptional<SteeringFile>(f, 'transfer steering table', problems)).filter((f): f is SteeringFile => f !== null);
+  const projections = summary ? readOptional<ProjectionsFile>(path.join(absDir, 'analysis', PROJECTIONS_FILE), 'projection attribution', problems) : null;
 
   const stale: string[] = [];
   if (summary && hash && summary.modelHash !== hash) stale.push(analysisStaleness(runDir, summary) ?? `analysis.json was made for another model file`);
@@ -136,13 +145,17 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
     }
     if (f.neurons.stale) stale.push(`${name} steered with stale neurons: ${f.neurons.stale}`);
   }
+  for (const f of transfers) {
+    if (hash && f.modelHash !== hash) stale.push(`the transfer table with the neurons of ${f.neurons.run} was made for another model file: rerun \`memgen steer-eval --run ${runDir} --neurons-from ${f.neurons.run}\``);
+    if (f.neurons.stale) stale.push(`the transfer table with the neurons of ${f.neurons.run} steered with stale neurons: ${f.neurons.stale}`);
+  }
 
   const files: RunFileInfo[] = FILES.map(([rel, what]) => {
     const abs = path.join(absDir, rel);
     const st = fs.existsSync(abs) ? fs.statSync(abs) : null;
     return { rel, abs, what, exists: st !== null, bytes: st?.size ?? 0, modified: st ? st.mtime.toISOString() : null };
   });
-  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, sweep, modelHash: hash, stale, problems, files, notes };
+  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, transfers, projections, sweep, modelHash: hash, stale, problems, files, notes };
 }
 
 /** The probe with the highest held-out accuracy over layers and kinds, or null. */

@@ -5,10 +5,12 @@
  *
  *   1 the run          task and scale, model, seed, command, training time, kept checkpoint's
  *                      gen / mem / other with n (and the incontext guessing baseline), run files
- *   2 NMD by layer     the paper's Figure 2 (figures.ts: sorted, binned |NMD|), sign convention
+ *   2 NMD by layer     the paper's Figure 2 (figures.ts: sorted, binned |NMD|), sign convention; for a
+ *                      LoRA run also the projection attribution (Figure 5: base vs adapter part)
  *   3 probes by layer  the paper's Figures 3/4: logistic and MLP, 95% CIs, chance 0.5
- *   4 steering         the paper's Table 1 layout, ours beside the paper's, n, and the verdict
- *                      (verdict.ts) in one line
+ *   4 steering         the paper's Table 1 (GPT-2) / Table 2 (LoRA) layout, ours beside the paper's,
+ *                      n, and the verdict (verdict.ts) in one line; then each transfer table
+ *                      (steering-from-*.json: another run's neurons, Tables 3 and 4) in the same layout
  *   5 sweep            alpha x topN (sweep.json), else how to make it
  *   6 provenance       files, model hash, staleness
  * Every number that belongs to a layer is shown with its site name (blocks.{i}.{site}).
@@ -16,6 +18,8 @@
  */
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
+import type { ProjectionsFile } from '../analysis/projection-attribution';
+import type { LoraRunManifest } from '../runs/lora-run';
 import type { SteeringFile } from '../steer/files';
 import { paperCell } from '../steer/files';
 import { DIRECTIONS, type InterventionKind } from '../steer/intervention';
@@ -109,9 +113,13 @@ function runSection(d: ReportData, outDir: string, figs: Figure[], prefix: strin
   const best = m.best;
   const e = best?.eval as { n?: number; counts?: Record<string, number>; gen?: number; mem?: number; other?: number; pMem?: number; pGen?: number; guess?: number | null } | undefined;
   const cfg = d.config;
+  // A LoRA run's manifest (runs/lora-run.ts) names its base and adapter instead of a GPT-2 preset.
+  const lora = (m as { system?: string }).system === 'lora' ? (m as unknown as LoraRunManifest) : null;
   const rows: [string, string][] = [
     ['Task', `${esc(m.taskDescription)}${m.scale === 'tiny' ? ` <span class="small">(tiny scale: smaller than the paper's task; <code>--task-scale paper</code> selects the paper's sizes)</span>` : ''}`],
-    ['Model', `GPT-2 preset <b>${esc(m.preset)}</b>${cfg ? `: ${cfg.n_layer} layers, d = ${cfg.n_embd}, ${cfg.n_head} heads, vocabulary ${cfg.vocab_size}, context ${cfg.n_positions}` : ''}`],
+    ['Model', lora
+      ? `LLaMA base <code>${esc(lora.base.dir)}</code>${lora.base.note ? ` <span class="small">(${esc(lora.base.note)})</span>` : ''} + LoRA r ${lora.lora.r}, alpha ${lora.lora.alpha} on ${esc(lora.lora.targetModules.join(', '))}`
+      : `GPT-2 preset <b>${esc(m.preset)}</b>${cfg ? `: ${cfg.n_layer} layers, d = ${cfg.n_embd}, ${cfg.n_head} heads, vocabulary ${cfg.vocab_size}, context ${cfg.n_positions}` : ''}`],
     ['Seed', String(m.seed)],
     ['Command', `<code>${esc(m.command)}</code>`],
     ['Training', `${m.steps} steps in ${duration(m.trainSeconds)} (status: ${esc(m.status)})`],
@@ -163,7 +171,16 @@ function nmdSection(d: ReportData, figs: Figure[], prefix: string): string {
   } else {
     html += box('warn', `<p>nmd.npy is missing or unreadable; rerun <code>memgen analyze --run ${esc(d.runDir)} --force</code>.</p>`);
   }
+  if (d.projections) html += projectionTable(d.projections);
   return html + '</section>';
+}
+
+/** Figure 5 as a table: per adapted projection and layer, mean |NMD| of the base and adapter parts. */
+function projectionTable(p: ProjectionsFile): string {
+  const rows = p.perLayer.map((x) => `<tr><td class="mono">layers.${x.layer}.${esc(x.proj)}</td><td class="num">${x.meanAbsNmdBase.toFixed(4)}</td><td class="num">${x.meanAbsNmdLora.toFixed(4)}</td><td class="num">${pct1(100 * x.loraShare)}</td></tr>`);
+  return `<h3>Projection attribution (the paper's Figure 5)</h3><p>NMD (gen &minus; mem) of each adapted projection's output over the ${p.pairs} pairs, split into the frozen base part <code>x W<sup>T</sup></code> and the adapter part <code>(alpha/r) B A x</code>; the parts add up to the projection's NMD. ` +
+    `The paper finds the high-NMD neurons overwhelmingly in the base, the adapter's share small.</p>` +
+    `<table><tr><th>projection</th><th class="num">base mean |NMD|</th><th class="num">adapter mean |NMD|</th><th class="num">adapter share</th></tr>${rows.join('')}</table>`;
 }
 
 function probeSection(d: ReportData, figs: Figure[], prefix: string): string {
@@ -210,12 +227,22 @@ function steeringTable(f: SteeringFile): string {
 }
 
 function steeringSection(d: ReportData): string {
-  let html = `<section id="steering"><h2>4. Steering (the paper's Table 1)</h2>`;
+  const table = d.steering?.paper?.table ?? (d.steering?.neurons.family === 'llama' ? 'Table 2' : 'Table 1');
+  let html = `<section id="steering"><h2>4. Steering (the paper's ${table})</h2>`;
   const f = d.steering;
   if (!f) {
     const how = d.summary ? `<code>memgen steer-eval --run ${esc(d.runDir)}</code> (the paper's setting, n = 200 starting inputs per direction)` : `first <code>memgen analyze --run ${esc(d.runDir)}</code>, then <code>memgen steer-eval --run ${esc(d.runDir)}</code>`;
-    return html + box('note', `<p>No steering table (steering.json). Make it with ${how}.</p>`) + '</section>';
+    html += box('note', `<p>No steering table (steering.json). Make it with ${how}.</p>`);
+  } else html += steeringBody(f);
+  for (const t of d.transfers) {
+    html += `<h3>With the neurons of ${esc(t.neurons.run)} (${esc(t.neurons.task ?? '?')}, ${t.neurons.experiment}${t.paper ? `: the paper's ${esc(t.paper.table)}` : ''})</h3>` + steeringBody(t);
   }
+  return html + '</section>';
+}
+
+/** One steering table with its verdict, setting, paper reference, first-token probabilities, examples and warnings. */
+function steeringBody(f: SteeringFile): string {
+  let html = '';
   const v = steeringVerdict(f);
   html += box(v.works ? 'good' : 'bad', `<p class="verdict">${esc(v.line).replace(/-&gt;/g, '&rarr;')}</p>` +
     `<p class="small">Better = the targeted success exceeds the best baseline (random neurons or uniform) by a two-proportion z of at least 1.96 (5%, two-sided).</p>`);
@@ -243,7 +270,7 @@ function steeringSection(d: ReportData): string {
       ex.map((x) => `<tr><td>${arrow(x.dir)}</td><td class="mono">${esc(x.prompt)}</td><td class="mono">${esc(x.before)}</td><td class="mono">${esc(x.after)}</td><td>${x.behaviour}</td></tr>`).join('') + '</table></details>';
   }
   for (const w of f.warnings) html += box('warn', `<p>${esc(w)}</p>`);
-  return html + '</section>';
+  return html;
 }
 
 function sweepSection(d: ReportData, figs: Figure[], prefix: string): string {

@@ -6,6 +6,9 @@
  *                  uniform), % gen / % mem / % other of the steered outputs with n, plus the paper's
  *                  comparable numbers (method.md section 8) for a report to print beside ours.
  *   sweep.json     SweepFile: `memgen sweep`, the alpha x topN grid of the same cells.
+ *   steering-from-<RUN2>.json  SteeringFile: `memgen steer-eval --neurons-from RUN2` (another run's
+ *                  neurons: Tables 3, 4), named after RUN2's folder so that one run can hold its own
+ *                  table and several transfer tables side by side (`--out FILE` names any other file).
  * Both are written atomically (writeJSON); percentages are 0..100 of the cell's n.
  *
  * The neurons may come from ANOTHER run's analysis (neuronsFrom): the paper's intra-task (Table 3:
@@ -31,6 +34,26 @@ export const STEER_FILES = {
 /** RUN/analysis/steering.json or RUN/analysis/sweep.json. */
 export function steerPath(run: string | { dir: string }, file: keyof typeof STEER_FILES): string {
   return path.join(analysisDir(run), STEER_FILES[file]);
+}
+
+const TRANSFER_PREFIX = 'steering-from-';
+
+/** RUN/analysis/steering-from-<source folder name>.json (characters other than letters, digits, . _ - become _). */
+export function transferSteerPath(run: string | { dir: string }, sourceRun: string): string {
+  const name = path.basename(path.resolve(sourceRun)).replace(/[^A-Za-z0-9._-]/g, '_');
+  return path.join(analysisDir(run), `${TRANSFER_PREFIX}${name}.json`);
+}
+
+/** Where steer-eval writes: RUN/analysis/steering.json with the run's own neurons, else transferSteerPath. */
+export function steeringOutPath(runDir: string, neuronsFrom?: string): string {
+  return neuronsFrom === undefined || path.resolve(neuronsFrom) === path.resolve(runDir) ? steerPath(runDir, 'steering') : transferSteerPath(runDir, neuronsFrom);
+}
+
+/** The transfer tables of a run (steering-from-*.json in RUN/analysis), sorted by name. */
+export function transferSteerFiles(run: string | { dir: string }): string[] {
+  const dir = analysisDir(run);
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((f) => f.startsWith(TRANSFER_PREFIX) && f.endsWith('.json')).sort().map((f) => path.join(dir, f));
 }
 
 /** Percentages (0..100) of the three classes. */
@@ -371,11 +394,10 @@ export function readNeuronSource(runDir: string): NeuronSource {
   return { run: runDir, neurons, task, nmd: arrays[0], rho: arrays[1], stale: analysisStaleness(runDir, neurons) };
 }
 
-/** Writes steering.json or sweep.json of `runDir` atomically; returns the path. */
-export function writeSteerFile(runDir: string, which: 'steering', value: SteeringFile): string;
+/** Writes steering.json or sweep.json of `runDir` (or `file`, e.g. steeringOutPath's) atomically; returns the path. */
+export function writeSteerFile(runDir: string, which: 'steering', value: SteeringFile, file?: string): string;
 export function writeSteerFile(runDir: string, which: 'sweep', value: SweepFile): string;
-export function writeSteerFile(runDir: string, which: keyof typeof STEER_FILES, value: SteeringFile | SweepFile): string {
-  const file = steerPath(runDir, which);
+export function writeSteerFile(runDir: string, which: keyof typeof STEER_FILES, value: SteeringFile | SweepFile, file = steerPath(runDir, which)): string {
   writeJSON(file, value);
   return file;
 }

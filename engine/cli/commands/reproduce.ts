@@ -27,10 +27,11 @@
  * after it); a second Ctrl-C aborts.
  * Exit code: 0 all stages done, 1 a stage failed, 130 interrupted.
  * Hidden option for testing the pipeline quickly: --steps N overrides the training length (from scratch).
+ * `--system lora` runs the LLaMA + LoRA pipeline instead (reproduce-lora.ts: Tables 2-4, Figure 5); the
+ * stage runner, logging, Ctrl-C, two-phase analysis and table formatting of both are reproduce-stages.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { format } from 'node:util';
 import { analysisPath, modelHash } from '../../analysis/files';
 import { writeReport } from '../../report/html';
 import { bestProbe, loadReportData } from '../../report/data';
@@ -43,14 +44,33 @@ import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
 import { ProgressBar, formatSeconds } from '../progress';
+import { type StageOutcome, type StageResult as Stage, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
 import { analyzeCommand } from './analyze';
+import { REPRODUCE_LORA_HELP, reproduceLoraCommand } from './reproduce-lora';
 import { steerEvalCommand, sweepCommand } from './steer';
 import { trainConfigFromArgs } from './train';
 
 export const REPRODUCE_HELP = `  reproduce Train (or --reuse the committed runs), analyse, steer, sweep and report both of the paper's GPT-2
             tasks (arithmetic, incontext), then print a Table-1-style summary beside the paper's numbers.
-            [--preset tiny] [--reuse [--from DIR (runs)]] [--out DIR (runs-reproduce)] [--force (move existing
-            run folders in DIR aside)] [--threads N] [--provider cpu|cuda]`;
+            [--system gpt2 (default) | lora (see below)] [--preset tiny] [--reuse [--from DIR (runs)]]
+            [--out DIR (runs-reproduce)] [--force (move existing run folders in DIR aside)] [--threads N]
+            [--provider cpu|cuda]
+${REPRODUCE_LORA_HELP}`;
+
+const SYSTEMS = ['gpt2', 'lora'] as const;
+
+/** `--system gpt2|lora` taken out of argv (default gpt2); the rest goes to that system's pipeline. */
+function takeSystem(argv: string[]): { system: (typeof SYSTEMS)[number]; rest: string[] } {
+  const rest: string[] = [];
+  let system: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--system') system = argv[++i];
+    else if (a.startsWith('--system=')) system = a.slice('--system='.length);
+    else rest.push(a);
+  }
+  return { system: choice(system, 'system', SYSTEMS, 'gpt2'), rest };
+}
 
 const TASKS: readonly (keyof typeof TINY_GPT2_SETTING)[] = ['arithmetic', 'incontext'];
 const STAGES = ['train', 'analyze', 'steer', 'sweep', 'report'] as const;
@@ -65,32 +85,13 @@ const YIELD_INPUTS = 5000;
 const STEER_N = 200;
 const SWEEP_N = 100;
 
-interface StageResult {
-  stage: StageName;
-  seconds: number;
-  status: 'done' | 'copied' | 'kept' | 'failed' | 'skipped' | 'interrupted';
-  detail: string;
-}
+type StageResult = Stage<StageName>;
 
 interface TaskResult {
   task: TaskName;
   dir: string;
   stages: StageResult[];
   failed: string | null;
-}
-
-/** Runs `fn` with console.log appended to `file` instead of the terminal (progress bars use stderr). */
-async function logTo<T>(file: string, fn: () => Promise<T>): Promise<T> {
-  const original = console.log;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const fd = fs.openSync(file, 'a');
-  console.log = (...args: unknown[]) => void fs.writeSync(fd, format(...args) + '\n');
-  try {
-    return await fn();
-  } finally {
-    console.log = original;
-    fs.closeSync(fd);
-  }
 }
 
 /** Copies a committed run into `dest` (without checkpoints/, report/ and moved-aside analyses). */
@@ -100,7 +101,9 @@ function copyRun(src: string, dest: string): void {
   fs.cpSync(src, dest, { recursive: true, filter: (s) => !skip(path.relative(src, s)) });
 }
 
-export async function reproduceCommand(argv: string[]): Promise<number> {
+export async function reproduceCommand(argvWithSystem: string[]): Promise<number> {
+  const { system, rest: argv } = takeSystem(argvWithSystem);
+  if (system === 'lora') return reproduceLoraCommand(argv);
   const v = parse(argv, {
     preset: { type: 'string' }, reuse: { type: 'boolean' }, from: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
     steps: { type: 'string' }, ...RUNNER_OPTIONS,
@@ -133,22 +136,14 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
     }
   }
 
-  let stop = false;
-  let presses = 0;
-  const onSigint = () => {
-    presses++;
-    if (presses > 1) process.exit(130);
-    stop = true;
-    process.stderr.write('\nCtrl-C: reproduce stops after the current stage (Ctrl-C again aborts at once)\n');
-  };
-  process.on('SIGINT', onSigint);
+  const ctl = interruptible('reproduce');
 
   const started = Date.now();
   const results: TaskResult[] = [];
   console.log(`reproduce: ${TASKS.join(', ')} on preset ${preset}, ${reuse ? `reusing the committed runs in ${from}/` : `trained from scratch${steps !== null ? ` (--steps ${steps}: a test override, not the preset's schedule)` : ''}`} -> ${outDir}/`);
   try {
     for (const task of TASKS) {
-      if (stop) break;
+      if (ctl.stopped()) break;
       const dir = runDir(task);
       const setting = TINY_GPT2_SETTING[task];
       const res: TaskResult = { task, dir, stages: [], failed: null };
@@ -156,31 +151,17 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
       const notes: string[] = [];
       const logFile = (stage: StageName) => path.join(logDir, `${path.basename(dir)}-${stage}.log`);
 
-      const stage = async (name: StageName, what: string, fn: () => Promise<Omit<StageResult, 'stage' | 'seconds'>>): Promise<boolean> => {
-        const k = STAGES.indexOf(name) + 1;
-        console.log(`\n[${task} ${k}/${STAGES.length}] ${name}: ${what}`);
-        const t0 = Date.now();
-        let r: Omit<StageResult, 'stage' | 'seconds'>;
-        try {
-          r = await fn();
-        } catch (e) {
-          r = { status: 'failed', detail: (e as Error).message };
-        }
-        const seconds = (Date.now() - t0) / 1000;
-        res.stages.push({ stage: name, seconds, ...r });
-        const mark = r.status === 'failed' ? 'FAILED' : r.status;
-        console.log(`[${task} ${k}/${STAGES.length}] ${name} ${mark} in ${formatSeconds(seconds)}${r.detail ? `: ${r.detail}` : ''}`);
+      const stage = async (name: StageName, what: string, fn: () => Promise<StageOutcome>): Promise<boolean> => {
+        const r = await runStage({ label: task, index: STAGES.indexOf(name) + 1, total: STAGES.length }, name, what, fn);
+        res.stages.push(r);
         if (r.status === 'failed') {
           res.failed ??= `${name} failed: ${r.detail}`;
           notes.push(`reproduce: ${name} failed: ${r.detail}`);
         }
-        if (r.status === 'interrupted') stop = true;
+        if (r.status === 'interrupted') ctl.stop();
         return r.status !== 'failed' && r.status !== 'interrupted';
       };
-      const command = async (name: StageName, fn: (argv: string[]) => Promise<number>, args: string[]) => {
-        const code = await logTo(logFile(name), () => fn(args));
-        return code === 130 ? 'interrupted' as const : code === 0 ? 'done' as const : 'failed' as const;
-      };
+      const command = (name: StageName, fn: (argv: string[]) => Promise<number>, args: string[]) => loggedCommand(logFile(name), fn, args);
       const skip = (name: StageName, why: string) => res.stages.push({ stage: name, seconds: 0, status: 'skipped', detail: why });
 
       // 1. train (or copy)
@@ -199,7 +180,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
         try {
           fs.writeSync(log, `${cfg.command}\n`);
           const out = await train(cfg, {
-            shouldStop: () => stop,
+            shouldStop: ctl.stopped,
             log: (l) => fs.writeSync(log, l + '\n'),
             onEval: (e) => fs.writeSync(log, `[step ${e.step}] ${formatEval(e)}\n`),
             onProgress: (p) => {
@@ -219,7 +200,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
 
       // 2. analyze (or keep the committed analysis)
       let analysed = false;
-      if (trained && !stop) {
+      if (trained && !ctl.stopped()) {
         const summaryFile = analysisPath(dir, 'summary');
         let keep = false;
         if (reuse && fs.existsSync(summaryFile)) {
@@ -232,30 +213,13 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
             const s = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; triesPerPair: number };
             return { status: 'kept', detail: `${s.pairs} pairs (${s.triesPerPair.toFixed(1)} inputs per pair)` };
           }
-          const again = fs.existsSync(path.join(dir, 'analysis')) && fs.readdirSync(path.join(dir, 'analysis')).length > 0;
-          const failed = (status: 'interrupted' | 'failed') => ({ status, detail: status === 'interrupted' ? `pairs so far kept in ${path.join(dir, 'analysis')}` : `see ${logFile('analyze')}` });
-          const read = () => JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; inputsTried: number };
-          // Phase 1: how often do pairs come? (NoPairsError here when none in 2000 inputs.)
-          let status = await command('analyze', analyzeCommand, ['--run', dir, '--site', setting.site, '--pairs', String(pairs), '--max-tries', String(YIELD_INPUTS), '--no-probes', ...(again ? ['--force'] : []), ...runnerArgs]);
-          if (status !== 'done') return failed(status);
-          const first = read();
-          const perPair = first.inputsTried / first.pairs;
-          const extend = first.pairs < pairs && perPair <= MAX_TRIES_PER_PAIR;
-          // Phase 2: extend to `pairs` when they come often enough, else analyse the pairs found; then the probes.
-          status = await command('analyze', analyzeCommand, ['--run', dir, '--resume', '--pairs', String(extend ? pairs : first.pairs),
-            '--max-tries', String(extend ? MAX_TRIES_PER_PAIR * pairs : first.inputsTried), ...runnerArgs]);
-          if (status !== 'done') return failed(status);
-          const s = read();
-          const rare = first.pairs < pairs && !extend
-            ? `; pairs are rare (${perPair.toFixed(0)} inputs per pair > ${MAX_TRIES_PER_PAIR}): the model seldom shows both behaviours on an input and its rephrasing, so the ${first.pairs} pairs of the first ${first.inputsTried} inputs are analysed as they are`
-            : '';
-          return { status: 'done', detail: `${s.pairs} pairs from ${s.inputsTried} inputs (${(s.inputsTried / s.pairs).toFixed(1)} per pair)${rare}` };
+          return analyzeInTwoPhases({ dir, site: setting.site, pairs, yieldInputs: YIELD_INPUTS, maxTriesPerPair: MAX_TRIES_PER_PAIR, runnerArgs, logFile: logFile('analyze'), analyze: analyzeCommand });
         });
       } else if (!trained) skip('analyze', 'training did not finish');
 
       // 3-4. steering at the paper's setting, then the sweep
       let steered = false;
-      if (analysed && !stop) {
+      if (analysed && !ctl.stopped()) {
         steered = await stage('steer', `steer-eval at blocks.{i}.${setting.site}, topN ${setting.topN}, alpha ${setting.alpha}, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
           const status = await command('steer', steerEvalCommand, ['--run', dir, '--topn', String(setting.topN), '--alpha', String(setting.alpha), '--n', String(STEER_N), ...runnerArgs]);
           if (status !== 'done') return { status, detail: `see ${logFile('steer')}` };
@@ -263,7 +227,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
           return { status: 'done', detail: d.steering ? steeringVerdict(d.steering).line : '' };
         });
       } else if (!analysed) skip('steer', 'no analysis');
-      if (steered && !stop) {
+      if (steered && !ctl.stopped()) {
         await stage('sweep', `alpha x topN, n = ${SWEEP_N} (log: ${logFile('sweep')})`, async () => {
           const status = await command('sweep', sweepCommand, ['--run', dir, '--n', String(SWEEP_N), ...runnerArgs]);
           return { status, detail: status === 'done' ? '' : `see ${logFile('sweep')}` };
@@ -271,7 +235,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
       } else if (!steered) skip('sweep', 'no steering');
 
       // 5. the report, also after a failure (it shows what exists and the failure); not after Ctrl-C
-      if (stop) skip('report', 'interrupted');
+      if (ctl.stopped()) skip('report', 'interrupted');
       else if (fs.existsSync(path.join(dir, RUN_FILES.manifest))) {
         await stage('report', path.join(dir, 'report', 'index.html'), async () => {
           const r = writeReport(dir, { notes });
@@ -280,7 +244,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
       } else skip('report', 'no run folder');
     }
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    ctl.release();
   }
 
   console.log('');
@@ -290,7 +254,7 @@ export async function reproduceCommand(argv: string[]): Promise<number> {
   console.log(`logs: ${logDir}/`);
   const total = (Date.now() - started) / 1000;
   const timing = results.map((r) => `${r.task}: ${r.stages.filter((s) => s.status !== 'skipped').map((s) => `${s.stage} ${formatSeconds(s.seconds)}${s.status === 'done' ? '' : ` (${s.status})`}`).join(', ')}`);
-  if (stop) {
+  if (ctl.stopped()) {
     console.log(`interrupted; finished stages are kept in ${outDir}/ (rerun with --force to start over)`);
     console.log(`wall time: ${timing.join('; ')}; total ${formatSeconds(total)}`);
     return 130;
@@ -342,9 +306,7 @@ function summaryTable(results: readonly TaskResult[], preset: string): string {
     else if (interrupted) verdicts.push(`${r.task}: ${interrupted.stage} interrupted: ${interrupted.detail}`);
     else if (data?.steering) verdicts.push(`${r.task}: ${steeringVerdict(data.steering).line}`);
   }
-  const widths = head.map((h, j) => Math.max(h.length, ...rows.map((row) => row[j].length)));
-  const fmt = (row: string[]) => row.map((x, j) => (j >= 5 && j <= 8 ? x.padStart(widths[j]) : x.padEnd(widths[j]))).join('  ').trimEnd();
-  lines.push(fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt));
+  lines.push(...formatTable(head, rows, (j) => j >= 5 && j <= 8));
   lines.push('random: the same shifts on random neurons (the paper\'s "Random"); uniform: uniform shifts in [-v, v] on random neurons; paper: Table 1 (GPT-2).');
   lines.push('', ...verdicts);
   return lines.join('\n');

@@ -1,6 +1,8 @@
 /**
  * `memgen steer-eval` and `memgen sweep`: inference-time intervention on a run with the neurons of an
- * analysis (its own, or another run's with --neurons-from), into RUN/analysis/steering.json and
+ * analysis (its own, or another run's with --neurons-from), into RUN/analysis/steering.json (with
+ * --neurons-from RUN2: RUN/analysis/steering-from-<RUN2's folder name>.json, so that a run's own table
+ * and its transfer tables do not overwrite each other; --out FILE names any file) and
  * RUN/analysis/sweep.json (engine/steer/*).
  *
  * A run without an analysis is told to run `memgen analyze --run RUN` first. An analysis made for
@@ -9,7 +11,7 @@
  * partial table would mislead a report); sweep writes the finished cells with "complete": false.
  */
 import { GPT2Inference } from '../../models/gpt2-infer';
-import { type SweepCell, type SweepFile, defaultAlpha, writeSteerFile } from '../../steer/files';
+import { type SweepCell, type SweepFile, defaultAlpha, steeringOutPath, writeSteerFile } from '../../steer/files';
 import { parsePicks } from '../../steer/intervention';
 import type { LoadedRun } from '../../runs/run';
 import * as path from 'node:path';
@@ -23,8 +25,9 @@ import { ProgressBar } from '../progress';
 
 export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem -> gen: + alpha x NMD; gen -> mem: - alpha x NMD) against
             two random baselines; prints % gen / % mem / % other with n beside the paper's numbers and writes
-            RUN/analysis/steering.json. Needs \`memgen analyze --run RUN\` first.
-            --run RUN [--neurons-from RUN2 (another run's analysis: intra- / inter-task)] [--topn F (0.1)]
+            RUN/analysis/steering.json (with --neurons-from RUN2: RUN/analysis/steering-from-<RUN2 folder>.json).
+            Needs \`memgen analyze --run RUN\` first.
+            --run RUN [--neurons-from RUN2 (another run's analysis: intra- / inter-task)] [--out FILE.json] [--topn F (0.1)]
             [--alpha A (paper: incontext 1, arithmetic 5)] [--n N (200)] [--seed S (the run's)] [--max-tries N (30 n)]
             [--pick blocks.3.ln2:71,... (steer these neurons instead of the top N)] [--allow-stale] [--batch N (256)]
             [--threads N] [--provider cpu|cuda]
@@ -107,8 +110,10 @@ function describeSetup(s: SteerSetup<SteerRun>): void {
 }
 
 export async function steerEvalCommand(argv: string[]): Promise<number> {
-  const v = parse(argv, { ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' } });
+  const v = parse(argv, { ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' } });
   const runDir = required(v.run, 'run');
+  const outFile = str(v.out, 'out');
+  if (outFile !== undefined && !outFile.endsWith('.json')) throw new UsageError(`--out names the steering table's JSON file (FILE.json), got ${outFile}`);
   const n = positiveInt(num(v.n, 'n', 200), 'n');
   const topN = fraction(num(v.topn, 'topn', 0.1), 'topn');
   const maxTries = num(v['max-tries'], 'max-tries', null);
@@ -132,7 +137,7 @@ export async function steerEvalCommand(argv: string[]): Promise<number> {
   let stop = false;
   const release = onInterrupt(() => {
     stop = true;
-    process.stderr.write('\nCtrl-C: stopping after this batch; steering.json is not written (Ctrl-C again aborts at once)\n');
+    process.stderr.write('\nCtrl-C: stopping after this batch; the steering table is not written (Ctrl-C again aborts at once)\n');
   });
   const model = await steerModel(setup, runnerOptions(v), batch);
   try {
@@ -140,7 +145,7 @@ export async function steerEvalCommand(argv: string[]): Promise<number> {
       setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch,
       shouldStop: () => stop, onProgress: progressPrinter(2 * n),
     });
-    const file = writeSteerFile(setup.run.dir, 'steering', r.file);
+    const file = writeSteerFile(setup.run.dir, 'steering', r.file, outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run));
     console.log('');
     console.log(formatSteeringTable(r.file));
     console.log(`wrote ${file}`);

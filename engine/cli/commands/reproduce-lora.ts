@@ -1,0 +1,444 @@
+/**
+ * `memgen reproduce --system lora`: the paper's LLaMA + LoRA experiments end to end (Tables 2-4 and
+ * Figure 5), then a summary beside the paper's numbers. Into DIR (default runs-reproduce-lora/):
+ *
+ *   base      `memgen pretrain --arch llama --preset tiny` into DIR/base (the stand-in LLaMA base,
+ *             docs/llama.md), unless --base BASE names one; a given base is only read (the sha256 of
+ *             its files is compared before and after, and the summary says so).
+ *   train     `memgen train --base BASE --lora` (runs/lora-run.ts, the paper's recipe) for arithmetic
+ *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
+ *             retrained with another seed) into DIR/<task>-lora-s<seed>.
+ *   analyze   `memgen analyze` of each run at layers.{i}.resid_post (the paper's LLaMA site), in the
+ *             two phases of reproduce-stages.ts (analyzeInTwoPhases: at most 5000 inputs for the yield,
+ *             then up to 2000 pairs within 60 inputs per pair).
+ *   figure5   projection attribution of each analysed run (analysis/projections.json, which analyze
+ *             writes for LoRA runs; computed here when missing or made on other pairs): the share of
+ *             the q_proj / v_proj NMD in the adapter part (analysis/projection-attribution.ts).
+ *   steer     `memgen steer-eval` (targeted vs the same shifts on random neurons vs uniform shifts):
+ *               Table 2  each seed-0 run with its own neurons                      -> steering.json
+ *               Table 3  each seed-1 run with the seed-0 run's neurons (intra-task) -> steering-from-<run>.json
+ *               Table 4  arithmetic neurons on incontext and incontext neurons on arithmetic (seed 0)
+ *             SETTING (documented choice): the paper's setting of each table (PAPER_LLAMA_SETTING for
+ *             Table 2; the topN / alpha of the paper's Table 3 / 4 row, steer/files.ts), not the best
+ *             cell of a sweep: a best cell chosen on the same starting inputs that it is then scored on
+ *             is biased upward, and the tables are compared with the paper's at the paper's settings.
+ *             n = 200 starting inputs per direction.
+ *   report    `memgen report` of each run folder (RUN/report/index.html, transfer tables included).
+ * Then the summary: Tables 2-4 (targeted, random, uniform with n, the paper's numbers beside ours) and
+ * Figure 5, printed and written atomically to DIR/summary.json and DIR/summary.md.
+ *
+ * A failing stage is reported with its reason and the rest goes on: a run that shows only one
+ * behaviour gives no pairs (NoPairsError; likely for arithmetic on the tiny stand-in, which cannot
+ * add), and every table cell that needs its neurons is marked "no pairs: <reason>". The command
+ * functions are called in-process with their output in DIR/logs/<name>-<stage>.log. Ctrl-C stops after
+ * the current stage (which stops cleanly); a second Ctrl-C aborts. Existing run folders are refused
+ * unless --force, which moves them aside (<name>.replaced-<time>).
+ * Exit code: 0 all stages done, 1 a stage failed, 130 interrupted.
+ * Hidden options for testing the pipeline quickly: --pretrain-steps, --epochs, --train-size, --eval-n
+ * (training), --pairs, --analyze-tries (the analysis' first phase), --n, --max-tries (steering).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { analysisPath } from '../../analysis/files';
+import { PROJECTIONS_FILE, type ProjectionsFile, projectionAttribution, readPairs } from '../../analysis/projection-attribution';
+import { writeFileAtomic } from '../../io/atomic';
+import { writeReport } from '../../report/html';
+import { steeringVerdict } from '../../report/verdict';
+import { baseHashes, loadLoraRun } from '../../runs/lora-run';
+import { RunError, readJSON, writeJSON } from '../../runs/run';
+import { PAPER_LLAMA_SETTING, type PaperReference, type SteeringFile, paperCell, paperReference, steeringOutPath } from '../../steer/files';
+import { DIRECTIONS, directionEnds } from '../../steer/intervention';
+import { RUNNER_OPTIONS, UsageError, num, parse, runnerOptions, str } from '../args';
+import { formatSeconds } from '../progress';
+import { type StageOutcome, type StageResult, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
+import { analyzeCommand } from './analyze';
+import { pretrainCommand } from './pretrain';
+import { steerEvalCommand } from './steer';
+import { trainCommand } from './train';
+
+export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaMA + LoRA experiments: pretrain the stand-in base (or --base),
+            train LoRA adapters (arithmetic and incontext, seeds 0 and 1), analyse them, steer at the paper's
+            settings (Table 2: own neurons; Table 3: seed-0 neurons on the seed-1 adapter; Table 4: each task's
+            neurons on the other), projection attribution (Figure 5), reports, and a summary beside the paper's
+            numbers (DIR/summary.md, DIR/summary.json).
+            [--base BASE (only read)] [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR
+            aside)] [--threads N] [--provider cpu|cuda]`;
+
+const TASKS = ['arithmetic', 'incontext'] as const;
+type LoraTask = (typeof TASKS)[number];
+
+/** Pairs wanted, inputs per pair allowed, inputs of the analysis' first phase, steering n (see the header). */
+const PAIRS = 2000;
+const MAX_TRIES_PER_PAIR = 60;
+const YIELD_INPUTS = 5000;
+const STEER_N = 200;
+
+interface RunSpec {
+  name: string;
+  task: LoraTask;
+  seed: number;
+  dir: string;
+}
+
+type TableName = 'Table 2' | 'Table 3' | 'Table 4';
+
+interface SteerSpec {
+  table: TableName;
+  /** The steered run and the run whose neurons steer it. */
+  run: RunSpec;
+  from: RunSpec;
+  topN: number;
+  alpha: number;
+  paper: PaperReference | null;
+  file: string;
+}
+
+/** One row group of a summary table: the steered run, the neurons' run, its cells or why it has none. */
+export interface SummaryTableEntry {
+  table: TableName;
+  task: LoraTask;
+  neuronsTask: LoraTask;
+  run: string;
+  neuronsFrom: string;
+  topN: number;
+  alpha: number;
+  status: 'done' | 'no pairs' | 'failed' | 'skipped' | 'interrupted';
+  reason: string | null;
+  file: string | null;
+  /** Per direction: success (% gen for mem->gen, % mem for gen->mem) of each method, n, the paper's. */
+  cells: {
+    direction: string;
+    targeted: number;
+    random: number | null;
+    uniform: number | null;
+    n: number;
+    paperTargeted: number | null;
+    paperBaseline: number | null;
+  }[];
+  paper: { table: string; baseline: 'random-neurons' | 'uniform' | null } | null;
+  verdict: string | null;
+}
+
+export interface LoraReproduceSummary {
+  format: 'memgen-reproduce-lora/1';
+  out: string;
+  base: { dir: string; given: boolean; unchanged: boolean | null };
+  setting: string;
+  runs: { name: string; task: LoraTask; seed: number; dir: string; kept: string | null; pairs: number | null; stages: StageResult[] }[];
+  tables: SummaryTableEntry[];
+  figure5: { run: string; pairs: number; adapterShare: Record<string, number[]> }[];
+  stages: StageResult[];
+  exitCode: number;
+  seconds: number;
+  createdAt: string;
+}
+
+const positiveInt = (v: string | boolean | undefined, name: string, fallback: number): number => {
+  const x = num(v, name, fallback);
+  if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
+  return x;
+};
+
+export interface ReproduceLoraDeps {
+  /** `memgen analyze` (a test may put a stand-in here). */
+  analyze?: (argv: string[]) => Promise<number>;
+}
+
+export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDeps = {}): Promise<number> {
+  const v = parse(argv, {
+    base: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
+    'pretrain-steps': { type: 'string' }, epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'eval-n': { type: 'string' },
+    pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, ...RUNNER_OPTIONS,
+  });
+  const analyze = deps.analyze ?? analyzeCommand;
+  const outDir = str(v.out, 'out') ?? 'runs-reproduce-lora';
+  const givenBase = str(v.base, 'base');
+  if (givenBase !== undefined && v['pretrain-steps'] !== undefined) throw new UsageError('--pretrain-steps (a testing override of the base\'s pretraining) has no meaning with --base');
+  const pairs = positiveInt(v.pairs, 'pairs', PAIRS);
+  const yieldInputs = positiveInt(v['analyze-tries'], 'analyze-tries', YIELD_INPUTS);
+  const steerN = positiveInt(v.n, 'n', STEER_N);
+  const steerTries = v['max-tries'] === undefined ? null : positiveInt(v['max-tries'], 'max-tries', 1);
+  const trainOverrides = ([['epochs', v.epochs], ['train-size', v['train-size']], ['eval-n', v['eval-n']]] as const)
+    .flatMap(([k, x]) => (x === undefined ? [] : [`--${k}`, String(positiveInt(x, k, 1))]));
+  const pretrainOverrides = v['pretrain-steps'] === undefined ? [] : ['--steps', String(positiveInt(v['pretrain-steps'], 'pretrain-steps', 1)), '--eval-n', '0'];
+  const runner = runnerOptions(v);
+  const runnerArgs = [...(v.threads !== undefined ? ['--threads', String(runner.threads)] : []), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])];
+  const logDir = path.join(outDir, 'logs');
+  const base = givenBase ?? path.join(outDir, 'base');
+
+  const spec = (task: LoraTask, seed: number): RunSpec => ({ name: `${task}-lora-s${seed}`, task, seed, dir: path.join(outDir, `${task}-lora-s${seed}`) });
+  const RUNS: RunSpec[] = [spec('arithmetic', 0), spec('incontext', 0), spec('incontext', 1), spec('arithmetic', 1)];
+  const run = (task: LoraTask, seed: number) => RUNS.find((r) => r.task === task && r.seed === seed)!;
+  const steerSpec = (table: TableName, steered: RunSpec, from: RunSpec): SteerSpec => {
+    const experiment = table === 'Table 2' ? 'same-run' : table === 'Table 3' ? 'intra-task' : 'inter-task';
+    const paper = paperReference(steered.task, from.task, experiment, 'llama');
+    const setting = table === 'Table 2' ? PAPER_LLAMA_SETTING[steered.task]! : { topN: paper!.topN, alpha: paper!.alpha };
+    return { table, run: steered, from, ...setting, paper, file: steeringOutPath(steered.dir, from.dir) };
+  };
+  const STEERS: SteerSpec[] = [
+    ...TASKS.map((t) => steerSpec('Table 2', run(t, 0), run(t, 0))),
+    ...TASKS.map((t) => steerSpec('Table 3', run(t, 1), run(t, 0))),
+    steerSpec('Table 4', run('incontext', 0), run('arithmetic', 0)),
+    steerSpec('Table 4', run('arithmetic', 0), run('incontext', 0)),
+  ];
+
+  // Refuse before any work: a missing base, DIR inside the base, existing folders (unless --force).
+  if (givenBase !== undefined) {
+    if (!fs.existsSync(path.join(givenBase, 'config.json'))) throw new RunError(`--base ${givenBase} is not a Hugging Face model folder (no config.json): make one with \`memgen pretrain --arch llama --preset tiny --out ${givenBase}\`, or drop --base to pretrain it into ${path.join(outDir, 'base')}`);
+    const rel = path.relative(path.resolve(givenBase), path.resolve(outDir));
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) throw new RunError(`--out ${outDir} is inside the base folder ${givenBase}, which is only read: choose another --out`);
+  }
+  const owned = [...(givenBase === undefined ? [base] : []), ...RUNS.map((r) => r.dir)];
+  for (const dir of owned) {
+    if (!v.force && fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+      throw new RunError(`${dir} already exists: pass --force to move it aside (kept as ${path.basename(dir)}.replaced-<time>), or choose another --out`);
+    }
+  }
+
+  const ctl = interruptible('reproduce');
+  const started = Date.now();
+  const hashesBefore = givenBase !== undefined ? baseHashes(givenBase) : null;
+  const all: StageResult[] = [];
+  const byRun = new Map<string, StageResult[]>(RUNS.map((r) => [r.name, []]));
+  const logFile = (name: string, stage: string) => path.join(logDir, `${name}-${stage}.log`);
+  const STAGE_COUNT = 1 + 3 * RUNS.length + STEERS.length;
+  let index = 0;
+  const stage = async (label: string, name: string, what: string, fn: () => Promise<StageOutcome>, runName?: string): Promise<StageResult> => {
+    const r = await runStage({ label, index: ++index, total: STAGE_COUNT }, name, what, fn);
+    all.push(r);
+    if (runName) byRun.get(runName)!.push(r);
+    if (r.status === 'interrupted') ctl.stop();
+    return r;
+  };
+  const skipped = (label: string, name: string, why: string, runName?: string): StageResult => {
+    index++;
+    const r: StageResult = { stage: name, seconds: 0, status: 'skipped', detail: why };
+    all.push(r);
+    if (runName) byRun.get(runName)!.push(r);
+    console.log(`\n[${label} ${index}/${STAGE_COUNT}] ${name} skipped: ${why}`);
+    return r;
+  };
+
+  console.log(`reproduce --system lora: LoRA adapters (${RUNS.map((r) => r.name).join(', ')}) on ${givenBase !== undefined ? `the base ${givenBase} (only read)` : `a stand-in base pretrained into ${base}${pretrainOverrides.length ? ` (--pretrain-steps: a test override)` : ''}`} -> ${outDir}/`);
+  console.log(`steering at the paper's settings (Table 2: PAPER_LLAMA_SETTING; Tables 3, 4: the paper's rows), n = ${steerN} per direction`);
+  const trained = new Map<string, StageResult>();
+  const analysed = new Map<string, StageResult>();
+  const steered = new Map<SteerSpec, StageResult>();
+  try {
+    // 1. base
+    const baseStage = await stage('base', 'base', givenBase !== undefined ? `${givenBase} (given: only read)` : `pretrain the tiny stand-in into ${base} (log: ${logFile('base', 'pretrain')})`, async () => {
+      if (givenBase !== undefined) return { status: 'kept', detail: `${Object.keys(hashesBefore!).length} files' sha256 recorded` };
+      if (fs.existsSync(base) && fs.readdirSync(base).length > 0) fs.renameSync(base, `${base}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`); // --force (refused above otherwise)
+      const status = await loggedCommand(logFile('base', 'pretrain'), pretrainCommand, ['--arch', 'llama', '--preset', 'tiny', '--out', base, ...pretrainOverrides, ...runnerArgs]);
+      return { status, detail: status === 'done' ? '' : `see ${logFile('base', 'pretrain')}` };
+    });
+    const baseOk = baseStage.status === 'done' || baseStage.status === 'kept';
+
+    // 2. train, 3. analyze, 4. figure 5, per run
+    for (const r of RUNS) {
+      const label = r.name;
+      let t: StageResult;
+      if (ctl.stopped()) t = skipped(label, 'train', 'interrupted', r.name);
+      else if (!baseOk) t = skipped(label, 'train', `no base (${baseStage.status}: ${baseStage.detail})`, r.name);
+      else {
+        t = await stage(label, 'train', `LoRA ${r.task} seed ${r.seed} on ${base} (log: ${logFile(r.name, 'train')})`, async () => {
+          const status = await loggedCommand(logFile(r.name, 'train'), trainCommand, ['--base', base, '--lora', '--task', r.task, '--seed', String(r.seed), '--out', r.dir,
+            ...trainOverrides, ...(v.force ? ['--force'] : []), ...runnerArgs]);
+          return { status, detail: status === 'done' ? keptEval(r.dir) ?? '' : `see ${logFile(r.name, 'train')}` };
+        }, r.name);
+      }
+      trained.set(r.name, t);
+    }
+    for (const r of RUNS) {
+      const t = trained.get(r.name)!;
+      let a: StageResult;
+      if (ctl.stopped()) a = skipped(r.name, 'analyze', 'interrupted', r.name);
+      else if (t.status !== 'done') a = skipped(r.name, 'analyze', `training ${t.status}`, r.name);
+      else {
+        a = await stage(r.name, 'analyze', `pairs at layers.{i}.resid_post, up to ${pairs} (log: ${logFile(r.name, 'analyze')})`, () => analyzeInTwoPhases({
+          dir: r.dir, site: 'resid_post', pairs, yieldInputs, maxTriesPerPair: MAX_TRIES_PER_PAIR, runnerArgs, logFile: logFile(r.name, 'analyze'), analyze,
+        }), r.name);
+      }
+      analysed.set(r.name, a);
+      if (ctl.stopped()) skipped(r.name, 'figure5', 'interrupted', r.name);
+      else if (a.status !== 'done') skipped(r.name, 'figure5', noPairsOr(a, 'no analysis'), r.name);
+      else {
+        await stage(r.name, 'figure5', 'projection attribution of q_proj / v_proj (base vs adapter part)', async () => {
+          const file = path.join(r.dir, 'analysis', PROJECTIONS_FILE);
+          const n = readJSON<{ pairs: number }>(analysisPath(r.dir, 'summary'), 'analysis summary').pairs;
+          let p = fs.existsSync(file) ? readJSON<ProjectionsFile>(file, 'projection attribution') : null;
+          const kept = p !== null && p.pairs === n;
+          if (!kept) p = await projectionAttribution(loadLoraRun(r.dir), readPairs(r.dir), { runner, write: true });
+          return { status: kept ? 'kept' : 'done', detail: shareLine(p!) };
+        }, r.name);
+      }
+    }
+
+    // 5. steering: Tables 2, 3, 4
+    for (const s of STEERS) {
+      const label = `${s.table} ${s.from.task}->${s.run.task}`;
+      const name = s.table === 'Table 2' ? `steer ${s.run.name}` : `steer ${s.run.name} with ${s.from.name}'s neurons`;
+      const a = analysed.get(s.from.name)!;
+      const t = trained.get(s.run.name)!;
+      let r: StageResult;
+      if (ctl.stopped()) r = skipped(label, name, 'interrupted');
+      else if (a.status !== 'done') r = skipped(label, name, noPairsOr(a, `no neurons: the analysis of ${s.from.name} ${a.status}`));
+      else if (t.status !== 'done') r = skipped(label, name, `${s.run.name} not trained (${t.status})`);
+      else {
+        r = await stage(label, name, `topN ${s.topN}, alpha ${s.alpha}, n = ${steerN} -> ${s.file} (log: ${logFile(s.run.name, 'steer')})`, async () => {
+          const status = await loggedCommand(logFile(s.run.name, 'steer'), steerEvalCommand, ['--run', s.run.dir, ...(s.from === s.run ? [] : ['--neurons-from', s.from.dir]),
+            '--topn', String(s.topN), '--alpha', String(s.alpha), '--n', String(steerN), ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...runnerArgs]);
+          if (status !== 'done') return { status, detail: `see ${logFile(s.run.name, 'steer')}` };
+          return { status, detail: steeringVerdict(readJSON<SteeringFile>(s.file, 'steering table')).line };
+        });
+      }
+      steered.set(s, r);
+    }
+
+    // 6. reports (also after failures: they show what exists and why the rest is missing); not after Ctrl-C
+    for (const r of RUNS) {
+      if (ctl.stopped()) skipped(r.name, 'report', 'interrupted', r.name);
+      else if (!fs.existsSync(path.join(r.dir, 'manifest.json'))) skipped(r.name, 'report', 'no run folder', r.name);
+      else {
+        const notes = byRun.get(r.name)!.filter((x) => x.status === 'failed').map((x) => `reproduce: ${x.stage} failed: ${x.detail}`);
+        await stage(r.name, 'report', path.join(r.dir, 'report', 'index.html'), async () => {
+          const w = writeReport(r.dir, { notes });
+          return { status: 'done', detail: `${w.html} (+ ${w.figures.length} .svg)` };
+        }, r.name);
+      }
+    }
+  } finally {
+    ctl.release();
+  }
+
+  const unchanged = hashesBefore === null ? null : JSON.stringify(baseHashes(givenBase!)) === JSON.stringify(hashesBefore);
+  const failed = all.some((s) => s.status === 'failed') || unchanged === false;
+  const exitCode = ctl.stopped() ? 130 : failed ? 1 : 0;
+  const summary: LoraReproduceSummary = {
+    format: 'memgen-reproduce-lora/1', out: outDir, base: { dir: base, given: givenBase !== undefined, unchanged },
+    setting: "the paper's: Table 2 PAPER_LLAMA_SETTING (incontext topN 0.05 alpha 5, arithmetic topN 0.1 alpha 1); Tables 3, 4 the topN / alpha of the paper's row",
+    runs: RUNS.map((r) => ({ name: r.name, task: r.task, seed: r.seed, dir: r.dir, kept: keptEval(r.dir), pairs: pairsOf(r.dir), stages: byRun.get(r.name)! })),
+    tables: STEERS.map((s) => tableEntry(s, steered.get(s) ?? null)),
+    figure5: RUNS.flatMap((r) => {
+      const file = path.join(r.dir, 'analysis', PROJECTIONS_FILE);
+      if (analysed.get(r.name)?.status !== 'done' || !fs.existsSync(file)) return [];
+      const p = readJSON<ProjectionsFile>(file, 'projection attribution');
+      return [{ run: r.name, pairs: p.pairs, adapterShare: shares(p) }];
+    }),
+    stages: all, exitCode, seconds: (Date.now() - started) / 1000, createdAt: new Date().toISOString(),
+  };
+  const text = summaryText(summary);
+  fs.mkdirSync(outDir, { recursive: true });
+  writeJSON(path.join(outDir, 'summary.json'), summary);
+  writeFileAtomic(path.join(outDir, 'summary.md'), `# memgen reproduce --system lora\n\n${summary.createdAt}, ${formatSeconds(summary.seconds)}; exit code ${exitCode}.\n\n\`\`\`\n${text}\n\`\`\`\n`);
+  console.log('');
+  console.log(text);
+  console.log(`\nsummary: ${path.join(outDir, 'summary.md')}, ${path.join(outDir, 'summary.json')}; logs: ${logDir}/`);
+  console.log(`wall time: ${all.filter((s) => s.status !== 'skipped').map((s) => `${s.stage} ${formatSeconds(s.seconds)}`).join(', ')}; total ${formatSeconds(summary.seconds)}`);
+  if (exitCode === 130) console.log(`interrupted; finished stages are kept in ${outDir}/ (rerun with --force to start over)`);
+  return exitCode;
+}
+
+/** "no pairs: <reason>" when the analysis failed for want of pairs, else `other`. */
+function noPairsOr(a: StageResult, other: string): string {
+  return a.noPairs ? `no pairs: ${a.detail}` : a.status === 'skipped' ? `${other} (${a.detail})` : other;
+}
+
+function keptEval(dir: string): string | null {
+  try {
+    const m = readJSON<{ best: { step: number; eval: { gen?: number; mem?: number; n?: number } } | null }>(path.join(dir, 'manifest.json'), 'run manifest');
+    if (!m.best) return null;
+    const e = m.best.eval;
+    return `step ${m.best.step}: gen ${(100 * (e.gen ?? 0)).toFixed(1)}% mem ${(100 * (e.mem ?? 0)).toFixed(1)}% (n ${e.n})`;
+  } catch {
+    return null;
+  }
+}
+
+function pairsOf(dir: string): number | null {
+  const f = analysisPath(dir, 'summary');
+  return fs.existsSync(f) ? readJSON<{ pairs: number }>(f, 'analysis summary').pairs : null;
+}
+
+/** Adapter share of the NMD per projection, by layer (0..1). */
+function shares(p: ProjectionsFile): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const x of p.perLayer) (out[x.proj] ??= [])[x.layer] = x.loraShare;
+  return out;
+}
+
+function shareLine(p: ProjectionsFile): string {
+  return `${p.pairs} pairs; adapter share of the NMD by layer: ${Object.entries(shares(p)).map(([proj, s]) => `${proj} ${s.map((x) => `${(100 * x).toFixed(0)}%`).join(' ')}`).join('; ')}`;
+}
+
+function tableEntry(s: SteerSpec, r: StageResult | null): SummaryTableEntry {
+  const baseline = s.paper ? (s.paper.cells.some((c) => c.method === 'random-neurons') ? 'random-neurons' : s.paper.cells.some((c) => c.method === 'uniform') ? 'uniform' : null) : null;
+  const entry: SummaryTableEntry = {
+    table: s.table, task: s.run.task, neuronsTask: s.from.task, run: s.run.dir, neuronsFrom: s.from.dir, topN: s.topN, alpha: s.alpha,
+    status: 'skipped', reason: null, file: null, cells: [], paper: s.paper ? { table: s.paper.table, baseline } : null, verdict: null,
+  };
+  if (r === null) return { ...entry, reason: 'not reached' };
+  if (r.status !== 'done') {
+    const noPairs = r.detail.startsWith('no pairs: ');
+    return { ...entry, status: noPairs ? 'no pairs' : r.status === 'failed' ? 'failed' : r.status === 'interrupted' ? 'interrupted' : 'skipped', reason: noPairs ? r.detail.slice('no pairs: '.length) : r.detail };
+  }
+  const f = readJSON<SteeringFile>(s.file, 'steering table');
+  const success = (dir: string, method: string) => f.cells.find((c) => c.direction === dir && c.method === method)?.success ?? null;
+  const cells = DIRECTIONS.map((dir) => {
+    const to = directionEnds(dir).to;
+    const pt = paperCell(f.paper, dir, 'targeted');
+    const pb = baseline ? paperCell(f.paper, dir, baseline) : null;
+    return {
+      direction: dir, targeted: success(dir, 'targeted') ?? 0, random: success(dir, 'random-neurons'), uniform: success(dir, 'uniform'),
+      n: f.cells.find((c) => c.direction === dir && c.method === 'targeted')?.n ?? 0, paperTargeted: pt ? pt[to] : null, paperBaseline: pb ? pb[to] : null,
+    };
+  });
+  return { ...entry, status: 'done', file: s.file, cells, verdict: steeringVerdict(f).line };
+}
+
+const TABLE_TITLE: Record<TableName, string> = {
+  'Table 2': 'Table 2 (LLaMA + LoRA, each adapter steered with its own neurons)',
+  'Table 3': 'Table 3 (intra-task: the seed-0 adapter\'s neurons steer the adapter retrained with seed 1)',
+  'Table 4': 'Table 4 (inter-task: one task\'s neurons steer the other task\'s adapter)',
+};
+
+/** The printed summary (see the header): Tables 2-4 and Figure 5, ours beside the paper's. */
+export function summaryText(s: LoraReproduceSummary): string {
+  const lines: string[] = [];
+  const f1 = (x: number | null) => (x === null ? '-' : x.toFixed(1));
+  lines.push(`memgen reproduce --system lora -> ${s.out}/. Base: ${s.base.dir}${s.base.given ? ` (given; ${s.base.unchanged ? 'sha256 of its files unchanged' : 'CHANGED during the run'})` : ' (the stand-in, pretrained here)'}.`);
+  lines.push(`Setting: ${s.setting}. Success = % gen for mem->gen, % mem for gen->mem; n = starting inputs per direction.`);
+  lines.push('');
+  lines.push('LoRA runs');
+  lines.push(...formatTable(['run', 'kept checkpoint (test)', 'pairs', 'stages'], s.runs.map((r) => [r.name, r.kept ?? '-', r.pairs === null ? '-' : String(r.pairs),
+    r.stages.map((x) => `${x.stage} ${x.status}`).join(', ')]), (j) => j === 2));
+  const reasons: string[] = [];
+  for (const table of ['Table 2', 'Table 3', 'Table 4'] as const) {
+    lines.push('', TABLE_TITLE[table]);
+    const rows: string[][] = [];
+    for (const e of s.tables.filter((x) => x.table === table)) {
+      const what = table === 'Table 2' ? e.task : `${e.neuronsTask} -> ${e.task}`;
+      const setting = `${e.topN} / ${e.alpha}`;
+      if (e.status !== 'done') {
+        rows.push([what, setting, `${e.status} (see below)`, '-', '-', '-', '-', '-']);
+        reasons.push(`${table} ${what}: ${e.status}: ${e.reason ?? ''}`);
+        continue;
+      }
+      e.cells.forEach((c, k) => rows.push([k === 0 ? what : '', k === 0 ? setting : '', c.direction, f1(c.targeted), f1(c.random), f1(c.uniform), String(c.n),
+        c.paperTargeted === null ? '-' : `${f1(c.paperTargeted)} / ${f1(c.paperBaseline)}`]));
+      if (e.verdict) reasons.push(`${table} ${what}: ${e.verdict}`);
+    }
+    const baseline = table === 'Table 2' ? 'random' : 'uniform';
+    lines.push(...formatTable([table === 'Table 2' ? 'task' : 'neurons -> steered', 'topN / alpha', 'direction', 'targeted', 'random', 'uniform', 'n', `paper targeted / ${baseline}`], rows, (j) => j >= 3 && j <= 6));
+  }
+  lines.push('random: the same shifts on random neurons (the paper\'s Table 2 "Random"); uniform: uniform shifts in [-v, v] on random neurons (the paper\'s Tables 3, 4 "Random").');
+  lines.push('', 'Figure 5 (projection attribution): share of the q_proj / v_proj NMD in the adapter part, by layer; the paper: the high-NMD neurons are overwhelmingly in the base (small adapter share).');
+  const fig = s.figure5.flatMap((f) => Object.entries(f.adapterShare).map(([proj, sh], k) => [k === 0 ? f.run : '', k === 0 ? String(f.pairs) : '', proj, sh.map((x) => `${(100 * x).toFixed(1)}%`).join('  ')]));
+  if (fig.length > 0) lines.push(...formatTable(['run', 'pairs', 'projection', 'adapter share, layer 0 ..'], fig, (j) => j === 1));
+  else lines.push('(no run was analysed: no projection attribution)');
+  const failures = s.runs.flatMap((r) => r.stages.filter((x) => x.status === 'failed' || x.status === 'interrupted').map((x) => `  ${r.name} ${x.stage} ${x.status}: ${x.detail}`));
+  failures.push(...s.stages.filter((x) => x.stage === 'base' && (x.status === 'failed' || x.status === 'interrupted')).map((x) => `  base ${x.status}: ${x.detail}`));
+  if (failures.length > 0) lines.push('', 'Failed stages:', ...failures);
+  lines.push('', ...reasons);
+  return lines.join('\n');
+}
