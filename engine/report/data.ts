@@ -112,8 +112,8 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
   if (!manifest) throw new RunError(problems[0]);
   const config = readOptional<ReportData['config']>(path.join(absDir, RUN_FILES.config), 'run config', problems);
   const evals = readEvals(path.join(absDir, RUN_FILES.log), problems);
-  const modelFile = path.join(absDir, RUN_FILES.model);
-  const hash = fs.existsSync(modelFile) ? modelHash(absDir) : null;
+  // A GPT-2 run's model file, or a LoRA run's adapter (modelHash picks the one the run has).
+  const hash = [RUN_FILES.model, 'adapter_model.safetensors'].some((f) => fs.existsSync(path.join(absDir, f))) ? modelHash(absDir) : null;
 
   const summary = readOptional<AnalysisSummary>(analysisPath(absDir, 'summary'), 'analysis summary', problems);
   let nmd: ReportData['nmd'] = null;

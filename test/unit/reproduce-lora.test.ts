@@ -18,7 +18,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANALYSIS_FILES, analysisDir } from '../../engine/analysis/files';
 import type { PairRecord } from '../../engine/analysis/files';
 import { writeNpy } from '../../engine/analysis/npy';
-import { pairSeed } from '../../engine/analysis/pairs';
 import { UsageError } from '../../engine/cli/args';
 import { analyzeCommand, writeStatistics } from '../../engine/cli/commands/analyze';
 import { type LoraReproduceSummary, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
@@ -56,7 +55,6 @@ function plantAnalysis(runDir: string, P = 24): void {
   fs.writeFileSync(path.join(dir, ANALYSIS_FILES.pairs), records.map((r) => JSON.stringify(r)).join('\n') + '\n');
   writeStatistics(run, dir, { pairs: P, resumedFrom: 0, tried: P, counts: { gen: P, mem: P, other: 0 }, stopReason: 'maxPairs', seconds: 0, totalSeconds: 0, pairsPerSecond: 0 },
     'resid_post', 0.1, run.modelHash, 'llama');
-  expect(pairSeed(0)).toBeTypeOf('number');
 }
 
 /** The analysis stand-in (see the header): the real analyze for arithmetic, a planted analysis for incontext. */
@@ -120,6 +118,9 @@ describe('memgen reproduce --system lora', () => {
       expect(e.status).toBe('no pairs');
       expect(e.reason).toMatch(/no pair/);
     }
+    // The seed-0 adapter with an analysis is swept; the one without pairs is not.
+    expect(fs.existsSync(path.join(out, 'incontext-lora-s0', 'analysis', 'sweep.json'))).toBe(true);
+    expect(s.runs[0].stages.find((x) => x.stage === 'sweep')).toMatchObject({ status: 'skipped' });
     // Figure 5 for the two analysed runs.
     expect(s.figure5.map((f) => f.run)).toEqual(['incontext-lora-s0', 'incontext-lora-s1']);
     expect(Object.keys(s.figure5[0].adapterShare)).toEqual(['q_proj', 'v_proj']);

@@ -23,6 +23,8 @@
  *             cell of a sweep: a best cell chosen on the same starting inputs that it is then scored on
  *             is biased upward, and the tables are compared with the paper's at the paper's settings.
  *             n = 200 starting inputs per direction.
+ *   sweep     `memgen sweep` of each seed-0 run (alpha x topN with both baselines, n = 100), so that its
+ *             report shows the dose-response around the paper's single setting.
  *   report    `memgen report` of each run folder (RUN/report/index.html, transfer tables included).
  * Then the summary: Tables 2-4 (targeted, random, uniform with n, the paper's numbers beside ours) and
  * Figure 5, printed and written atomically to DIR/summary.json and DIR/summary.md.
@@ -53,7 +55,7 @@ import { formatSeconds } from '../progress';
 import { type StageOutcome, type StageResult, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
 import { analyzeCommand } from './analyze';
 import { pretrainCommand } from './pretrain';
-import { steerEvalCommand } from './steer';
+import { steerEvalCommand, sweepCommand } from './steer';
 import { trainCommand } from './train';
 
 export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaMA + LoRA experiments: pretrain the stand-in base (or --base),
@@ -67,11 +69,27 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
 const TASKS = ['arithmetic', 'incontext'] as const;
 type LoraTask = (typeof TASKS)[number];
 
-/** Pairs wanted, inputs per pair allowed, inputs of the analysis' first phase, steering n (see the header). */
-const PAIRS = 2000;
-const MAX_TRIES_PER_PAIR = 60;
+/**
+ * Pairs wanted, inputs per pair allowed, inputs of the analysis' first phase, steering n (see the
+ * header). LoRA runs on the stand-in give pairs rarely (incontext: 1 per ~106 inputs) but LLaMA
+ * inference is cheap (5.6 pairs/s), so the budget is 1000 pairs within 200 inputs per pair.
+ */
+const PAIRS = 1000;
+const MAX_TRIES_PER_PAIR = 200;
 const YIELD_INPUTS = 5000;
 const STEER_N = 200;
+const SWEEP_N = 100;
+
+/**
+ * The adapter recipe per task (everything else is the train command's paper defaults: r 8, alpha 32,
+ * dropout 0.1, q_proj + v_proj, batch 16, mem rate 7 %, 2000 examples). Measured on the tiny stand-in
+ * (docs/llama.md): incontext shows memorization only after many epochs with q/v adapters (10 epochs
+ * at lr 2e-3: mem 0.7 %; 30 epochs at lr 5e-3: gen 27.3 %, mem 10.3 %, n = 300), hence 30 epochs at 5e-3.
+ */
+const RECIPE: Record<LoraTask, string[]> = {
+  arithmetic: ['--lr', '5e-3', '--epochs', '30'],
+  incontext: ['--lr', '5e-3', '--epochs', '30'],
+};
 
 interface RunSpec {
   name: string;
@@ -157,6 +175,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const pairs = positiveInt(v.pairs, 'pairs', PAIRS);
   const yieldInputs = positiveInt(v['analyze-tries'], 'analyze-tries', YIELD_INPUTS);
   const steerN = positiveInt(v.n, 'n', STEER_N);
+  const sweepN = v.n === undefined ? SWEEP_N : steerN;
   const steerTries = v['max-tries'] === undefined ? null : positiveInt(v['max-tries'], 'max-tries', 1);
   const trainOverrides = ([['epochs', v.epochs], ['train-size', v['train-size']], ['eval-n', v['eval-n']]] as const)
     .flatMap(([k, x]) => (x === undefined ? [] : [`--${k}`, String(positiveInt(x, k, 1))]));
@@ -201,7 +220,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const all: StageResult[] = [];
   const byRun = new Map<string, StageResult[]>(RUNS.map((r) => [r.name, []]));
   const logFile = (name: string, stage: string) => path.join(logDir, `${name}-${stage}.log`);
-  const STAGE_COUNT = 1 + 3 * RUNS.length + STEERS.length;
+  const STAGE_COUNT = 1 + 3 * RUNS.length + STEERS.length + RUNS.filter((r) => r.seed === 0).length;
   let index = 0;
   const stage = async (label: string, name: string, what: string, fn: () => Promise<StageOutcome>, runName?: string): Promise<StageResult> => {
     const r = await runStage({ label, index: ++index, total: STAGE_COUNT }, name, what, fn);
@@ -243,7 +262,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
       else {
         t = await stage(label, 'train', `LoRA ${r.task} seed ${r.seed} on ${base} (log: ${logFile(r.name, 'train')})`, async () => {
           const status = await loggedCommand(logFile(r.name, 'train'), trainCommand, ['--base', base, '--lora', '--task', r.task, '--seed', String(r.seed), '--out', r.dir,
-            ...trainOverrides, ...(v.force ? ['--force'] : []), ...runnerArgs]);
+            ...RECIPE[r.task], ...trainOverrides, ...(v.force ? ['--force'] : []), ...runnerArgs]);
           return { status, detail: status === 'done' ? keptEval(r.dir) ?? '' : `see ${logFile(r.name, 'train')}` };
         }, r.name);
       }
@@ -295,7 +314,22 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
       steered.set(s, r);
     }
 
-    // 6. reports (also after failures: they show what exists and why the rest is missing); not after Ctrl-C
+    // 6. the sweep of each seed-0 adapter (alpha x topN, its own neurons), so that its report shows the
+    //    dose-response around the paper's single setting
+    for (const r of RUNS.filter((x) => x.seed === 0)) {
+      const a = analysed.get(r.name)!;
+      if (ctl.stopped()) skipped(r.name, 'sweep', 'interrupted', r.name);
+      else if (a.status !== 'done') skipped(r.name, 'sweep', noPairsOr(a, 'no analysis'), r.name);
+      else {
+        await stage(r.name, 'sweep', `alpha x topN, n = ${sweepN} (log: ${logFile(r.name, 'sweep')})`, async () => {
+          const status = await loggedCommand(logFile(r.name, 'sweep'), sweepCommand, ['--run', r.dir, '--n', String(sweepN),
+            ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...runnerArgs]);
+          return { status, detail: status === 'done' ? '' : `see ${logFile(r.name, 'sweep')}` };
+        }, r.name);
+      }
+    }
+
+    // 7. reports (also after failures: they show what exists and why the rest is missing); not after Ctrl-C
     for (const r of RUNS) {
       if (ctl.stopped()) skipped(r.name, 'report', 'interrupted', r.name);
       else if (!fs.existsSync(path.join(r.dir, 'manifest.json'))) skipped(r.name, 'report', 'no run folder', r.name);
