@@ -49,7 +49,7 @@ export const STAND_IN_NOTE = 'memgen stand-in for LLaMA-3.2: a small LLaMA-archi
 
 export type PretrainPreset = 'tiny' | 'small';
 export const PRETRAIN_PRESETS: Record<PretrainPreset, { model: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKVHeads' | 'headDim'>; steps: number; batch: number; lr: number; merges: number }> = {
-  tiny: { model: { hiddenSize: 128, intermediateSize: 384, numLayers: 4, numHeads: 4, numKVHeads: 2, headDim: 32 }, steps: 3000, batch: 32, lr: 3e-3, merges: 480 },
+  tiny: { model: { hiddenSize: 128, intermediateSize: 384, numLayers: 4, numHeads: 4, numKVHeads: 2, headDim: 32 }, steps: 9000, batch: 32, lr: 3e-3, merges: 480 },
   small: { model: { hiddenSize: 256, intermediateSize: 768, numLayers: 6, numHeads: 8, numKVHeads: 4, headDim: 32 }, steps: 6000, batch: 32, lr: 1.5e-3, merges: 480 },
 };
 
