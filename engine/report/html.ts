@@ -227,7 +227,8 @@ function steeringTable(f: SteeringFile): string {
 }
 
 function steeringSection(d: ReportData): string {
-  const table = d.steering?.paper?.table ?? (d.steering?.neurons.family === 'llama' ? 'Table 2' : 'Table 1');
+  const lora = d.steering?.neurons.family === 'llama' || (d.manifest as { system?: string }).system === 'lora';
+  const table = d.steering?.paper?.table ?? (lora ? 'Table 2' : 'Table 1');
   let html = `<section id="steering"><h2>4. Steering (the paper's ${table})</h2>`;
   const f = d.steering;
   if (!f) {

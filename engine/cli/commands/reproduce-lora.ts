@@ -220,7 +220,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const all: StageResult[] = [];
   const byRun = new Map<string, StageResult[]>(RUNS.map((r) => [r.name, []]));
   const logFile = (name: string, stage: string) => path.join(logDir, `${name}-${stage}.log`);
-  const STAGE_COUNT = 1 + 3 * RUNS.length + STEERS.length + RUNS.filter((r) => r.seed === 0).length;
+  const STAGE_COUNT = 1 + 4 * RUNS.length + STEERS.length + RUNS.filter((r) => r.seed === 0).length; // base; train, analyze, figure5, report per run; steers; sweeps
   let index = 0;
   const stage = async (label: string, name: string, what: string, fn: () => Promise<StageOutcome>, runName?: string): Promise<StageResult> => {
     const r = await runStage({ label, index: ++index, total: STAGE_COUNT }, name, what, fn);
@@ -458,14 +458,16 @@ export function summaryText(s: LoraReproduceSummary): string {
         reasons.push(`${table} ${what}: ${e.status}: ${e.reason ?? ''}`);
         continue;
       }
-      e.cells.forEach((c, k) => rows.push([k === 0 ? what : '', k === 0 ? setting : '', c.direction, f1(c.targeted), f1(c.random), f1(c.uniform), String(c.n),
+      // n = 0: no test input starts from this direction's behaviour (e.g. an adapter that never memorizes).
+      const pct = (c: SummaryTableEntry['cells'][number], x: number | null) => (c.n === 0 ? '-' : f1(x));
+      e.cells.forEach((c, k) => rows.push([k === 0 ? what : '', k === 0 ? setting : '', c.direction, pct(c, c.targeted), pct(c, c.random), pct(c, c.uniform), String(c.n),
         c.paperTargeted === null ? '-' : `${f1(c.paperTargeted)} / ${f1(c.paperBaseline)}`]));
       if (e.verdict) reasons.push(`${table} ${what}: ${e.verdict}`);
     }
     const baseline = table === 'Table 2' ? 'random' : 'uniform';
     lines.push(...formatTable([table === 'Table 2' ? 'task' : 'neurons -> steered', 'topN / alpha', 'direction', 'targeted', 'random', 'uniform', 'n', `paper targeted / ${baseline}`], rows, (j) => j >= 3 && j <= 6));
   }
-  lines.push('random: the same shifts on random neurons (the paper\'s Table 2 "Random"); uniform: uniform shifts in [-v, v] on random neurons (the paper\'s Tables 3, 4 "Random").');
+  lines.push('random: the same shifts on random neurons (the paper\'s Table 2 "Random"); uniform: uniform shifts in [-v, v] on random neurons (the paper\'s Tables 3, 4 "Random"); n = 0: no test input starts from that behaviour (the steered adapter never shows it), so the cell has no number.');
   lines.push('', 'Figure 5 (projection attribution): share of the q_proj / v_proj NMD in the adapter part, by layer; the paper: the high-NMD neurons are overwhelmingly in the base (small adapter share).');
   const fig = s.figure5.flatMap((f) => Object.entries(f.adapterShare).map(([proj, sh], k) => [k === 0 ? f.run : '', k === 0 ? String(f.pairs) : '', proj, sh.map((x) => `${(100 * x).toFixed(1)}%`).join('  ')]));
   if (fig.length > 0) lines.push(...formatTable(['run', 'pairs', 'projection', 'adapter share, layer 0 ..'], fig, (j) => j === 1));
