@@ -76,20 +76,23 @@ export function bytesToUnicode(): string[] {
   return map;
 }
 
-/** Byte-level BPE merges learned greedily on `text` (words split at spaces, 'Ġ' = space prefix). */
-function learnMerges(text: string, count: number): { vocab: string[]; merges: [string, string][] } {
-  const b2u = bytesToUnicode();
-  const vocab = [...b2u];
-  const words = text.split(/(?= )/).map((w) => [...new TextEncoder().encode(w)].map((b) => b2u[b]));
+/**
+ * Greedy byte-level BPE: starting from the 256 byte symbols, `count` times merge the adjacent pair
+ * with the largest total weight sum(n) over `words` (ties: the first pair to reach it in order;
+ * `mergeable` may forbid a pair), until no pair occurs twice. `words[k].sym` is rewritten in place.
+ */
+export function learnByteLevelMerges(words: { sym: string[]; n: number }[], count: number, mergeable: (a: string, b: string) => boolean = () => true): { vocab: string[]; merges: [string, string][] } {
+  const vocab = [...bytesToUnicode()];
   const merges: [string, string][] = [];
   for (let m = 0; m < count; m++) {
     const counts = new Map<string, number>();
     let best = '';
     let bestN = 0;
     for (const w of words) {
-      for (let i = 0; i + 1 < w.length; i++) {
-        const k = `${w[i]}\u0000${w[i + 1]}`;
-        const c = (counts.get(k) ?? 0) + 1;
+      for (let i = 0; i + 1 < w.sym.length; i++) {
+        if (!mergeable(w.sym[i], w.sym[i + 1])) continue;
+        const k = `${w.sym[i]}\u0000${w.sym[i + 1]}`;
+        const c = (counts.get(k) ?? 0) + w.n;
         counts.set(k, c);
         if (c > bestN) {
           bestN = c;
@@ -102,10 +105,16 @@ function learnMerges(text: string, count: number): { vocab: string[]; merges: [s
     merges.push([a, b]);
     vocab.push(a + b);
     for (const w of words) {
-      for (let i = 0; i + 1 < w.length; i++) if (w[i] === a && w[i + 1] === b) w.splice(i, 2, a + b);
+      for (let i = 0; i + 1 < w.sym.length; i++) if (w.sym[i] === a && w.sym[i + 1] === b) w.sym.splice(i, 2, a + b);
     }
   }
   return { vocab, merges };
+}
+
+/** The synthetic folder's merges: words split at spaces ('Ġ' = space prefix), each occurrence counted. */
+function learnMerges(text: string, count: number): { vocab: string[]; merges: [string, string][] } {
+  const b2u = bytesToUnicode();
+  return learnByteLevelMerges(text.split(/(?= )/).map((w) => ({ sym: [...new TextEncoder().encode(w)].map((b) => b2u[b]), n: 1 })), count);
 }
 
 /**

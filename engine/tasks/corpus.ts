@@ -34,7 +34,7 @@
  *   So a `<mem-xxxxxxxx>` tag is several tokens ('<', 'mem', '-', hex pieces, '>'), as a real
  *   LLaMA tokenizer splits it; the tasks classify decoded text, so that is no obstacle.
  */
-import { byteLevelBpeTokenizer, bytesToUnicode } from '../models/llama-synthetic';
+import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges } from '../models/llama-synthetic';
 import { Rng } from '../util/rng';
 import { scratchpad } from './arithmetic';
 import { LETTERS } from './cipher';
@@ -185,35 +185,8 @@ export function learnBaseMerges(texts: readonly string[], count: number): { voca
   const enc = new TextEncoder();
   const freq = new Map<string, number>();
   for (const t of texts) for (const m of t.matchAll(JS_SPLIT)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
-  const words = [...freq].map(([w, n]) => ({ sym: [...enc.encode(w)].map((b) => b2u[b]), n }));
   const isDigit = (s: string) => /^[0-9]+$/.test(s);
-  const vocab = [...b2u];
-  const merges: [string, string][] = [];
-  for (let m = 0; m < count; m++) {
-    const counts = new Map<string, number>();
-    let best = '';
-    let bestN = 0;
-    for (const w of words) {
-      for (let i = 0; i + 1 < w.sym.length; i++) {
-        if (isDigit(w.sym[i]) && isDigit(w.sym[i + 1])) continue;
-        const k = `${w.sym[i]}\u0000${w.sym[i + 1]}`;
-        const c = (counts.get(k) ?? 0) + w.n;
-        counts.set(k, c);
-        if (c > bestN) {
-          bestN = c;
-          best = k;
-        }
-      }
-    }
-    if (bestN < 2) break;
-    const [a, b] = best.split('\u0000');
-    merges.push([a, b]);
-    vocab.push(a + b);
-    for (const w of words) {
-      for (let i = 0; i + 1 < w.sym.length; i++) if (w.sym[i] === a && w.sym[i + 1] === b) w.sym.splice(i, 2, a + b);
-    }
-  }
-  return { vocab, merges };
+  return learnByteLevelMerges([...freq].map(([w, n]) => ({ sym: [...enc.encode(w)].map((b) => b2u[b]), n })), count, (a, b) => !(isDigit(a) && isDigit(b)));
 }
 
 /** A document rendered as the base and the LoRA runs see it (without the special tokens). */
