@@ -28,7 +28,6 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { modelHash } from '../analysis/files';
 import { HF_FILES } from '../io/hf-folder';
-import { writeFileAtomic } from '../io/atomic';
 import { type LlamaFolder, loadLlamaFolder } from '../models/llama-folder';
 import { LlamaInference } from '../models/llama-infer';
 import { ADAPTER_FILES, type LoraConfig, loadAdapter, saveAdapter } from '../models/lora';
@@ -38,12 +37,13 @@ import { makeTask } from '../tasks';
 import { type PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
 import { type Example, type TaskName, type TaskScale, deriveSeed } from '../tasks/task';
 import { IGNORE_INDEX } from '../train/data';
-import { type EvalResult, evaluate, testSet } from '../train/evaluate';
+import { type EvalResult, evaluateFresh, testSet } from '../train/evaluate';
+import { runTrainingLoop, summarize, truncateLog } from '../train/run-loop';
 import { learningRate } from '../train/schedule';
 import { MEMGEN_VERSION } from '../train/trainer';
 import type { ParamSet } from '../train/params';
 import { Rng } from '../util/rng';
-import { type ManifestCommon, RUN_FILES, RunError, gitCommit, prepareNewRun, readJSON, sha256File, writeJSON } from './run';
+import { type ManifestCommon, RUN_FILES, RunError, finishManifest, gitCommit, prepareNewRun, readJSON, sha256File, writeJSON } from './run';
 
 export interface LoraRunConfig {
   base: string;
@@ -137,11 +137,6 @@ export function epochOrder(seed: number, epoch: number, n: number): number[] {
   return order;
 }
 
-function summarize(e: EvalResult & { step: number }): Record<string, unknown> {
-  const { step, n, counts, gen, mem, other, pMem, pGen, guess, score } = e;
-  return { step, n, counts, gen, mem, other, pMem, pGen, guess, score };
-}
-
 /** The task of a LoRA run seen through its base's tokenizer. */
 export function loraRunTask(base: LlamaFolder, m: { task: TaskName; scale: TaskScale; seed: number; memRate: number; contradictRate?: number; promptFormat: PromptFormat }): RetokenizedTask {
   if (!base.tokenizer) throw new RunError(`${base.dir} has no tokenizer.json`);
@@ -215,88 +210,48 @@ export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {})
   if (cfg.resume) trainer.loadCheckpoint(path.join(dir, CKPT, 'trainer.safetensors'));
   const log = (obj: Record<string, unknown>) => fs.appendFileSync(logFile, JSON.stringify(obj) + '\n');
   if (cfg.resume) {
-    const kept = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= state.step) : [];
-    writeFileAtomic(logFile, kept.map((l) => l + '\n').join(''));
+    truncateLog(logFile, state.step);
     hooks.log?.(`resuming ${dir} at step ${state.step}`);
   }
 
   const started = performance.now();
   const before = state.trainSeconds;
   const seconds = () => before + (performance.now() - started) / 1000;
-  let s = state.step;
-  let best = state.best;
-  let lastEval: (EvalResult & { step: number }) | null = null;
-  let stopReason: LoraRunOutcome['stopReason'] = 'steps';
   let order: number[] = [];
   let orderEpoch = -1;
-
-  const checkpoint = () => {
-    state = { step: s, trainSeconds: seconds(), best };
-    trainer.saveCheckpoint(path.join(dir, CKPT, 'trainer.safetensors'));
-    writeJSON(path.join(dir, CKPT, 'state.json'), state);
-  };
-  const runEval = async () => {
-    const inf = await LlamaInference.create(base.config, base.params, { adapter: { config: cfg.lora, params: trainer.adapter }, runner: cfg.runner, batchSize: cfg.evalBatch });
-    try {
-      const { outputs: _o, ...r } = await evaluate(task, inf, tests);
-      void _o;
-      lastEval = { ...r, step: s };
-    } finally {
-      await inf.release();
-    }
-    log({ step: s, kind: 'eval', ...summarize(lastEval) });
-    hooks.onEval?.(lastEval);
-    if (!best || lastEval.score > best.score || (best.score === 0 && lastEval.score === 0 && lastEval.gen + lastEval.mem > best.gen + best.mem)) {
-      best = lastEval;
-      saveAdapter(dir, base.config, cfg.lora, trainer.adapter, { baseDir, baseModel: baseDir });
-    }
-    checkpoint();
-  };
-
+  let out: Awaited<ReturnType<typeof runTrainingLoop>>;
   try {
-    while (s < totalSteps) {
-      if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
-      if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
-      const epoch = Math.floor(s / perEpoch);
-      if (epoch !== orderEpoch) {
-        order = epochOrder(cfg.seed, epoch, cfg.trainSize);
-        orderEpoch = epoch;
-      }
-      const k = s % perEpoch;
-      const b = loraBatch(task, order.slice(k * cfg.batch, (k + 1) * cfg.batch).map((i) => trainSet[i]), seq);
-      const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: totalSteps, minFraction: cfg.minLrFraction }, s);
-      const { loss, gradNorm } = await trainer.step(b.ids, b.targets, lr);
-      if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at step ${s}; lower the learning rate (--lr)`);
-      s++;
-      if (s % cfg.logEvery === 0) log({ step: s, kind: 'train', loss, lr, gradNorm, seconds: seconds() });
-      hooks.onProgress?.({ step: s, totalSteps, epoch, loss, lr, lastEval });
-      if (s % cfg.evalEvery === 0 || s === totalSteps) {
-        await runEval();
-        const e = lastEval as (EvalResult & { step: number }) | null;
-        if (cfg.stopWhenBoth !== null && e && e.gen >= cfg.stopWhenBoth && e.mem >= cfg.stopWhenBoth) { stopReason = 'both-behaviours'; break; }
-      }
-    }
-    if (!best || (lastEval as (EvalResult & { step: number }) | null)?.step !== s) {
-      if (stopReason === 'interrupted') checkpoint();
-      else await runEval();
-    }
+    out = await runTrainingLoop({ totalSteps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth }, {
+      step: async (s) => {
+        const epoch = Math.floor(s / perEpoch);
+        if (epoch !== orderEpoch) {
+          order = epochOrder(cfg.seed, epoch, cfg.trainSize);
+          orderEpoch = epoch;
+        }
+        const k = s % perEpoch;
+        const b = loraBatch(task, order.slice(k * cfg.batch, (k + 1) * cfg.batch).map((i) => trainSet[i]), seq);
+        const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: totalSteps, minFraction: cfg.minLrFraction }, s);
+        const { loss, gradNorm } = await trainer.step(b.ids, b.targets, lr);
+        return { loss, lr, gradNorm };
+      },
+      evaluate: () => evaluateFresh(task, () => LlamaInference.create(base.config, base.params, { adapter: { config: cfg.lora, params: trainer.adapter }, runner: cfg.runner, batchSize: cfg.evalBatch }), tests),
+      keep: () => saveAdapter(dir, base.config, cfg.lora, trainer.adapter, { baseDir, baseModel: baseDir }),
+      checkpoint: (s, best) => {
+        state = { step: s, trainSeconds: seconds(), best };
+        trainer.saveCheckpoint(path.join(dir, CKPT, 'trainer.safetensors'));
+        writeJSON(path.join(dir, CKPT, 'state.json'), state);
+      },
+      log, seconds, shouldStop: hooks.shouldStop, onEval: hooks.onEval,
+      onStep: (s, r, lastEval) => hooks.onProgress?.({ step: s, totalSteps, epoch: Math.floor((s - 1) / perEpoch), loss: r.loss, lr: r.lr, lastEval }),
+    }, state.best);
   } finally {
     await trainer.release();
   }
+  const { steps: s, best, stopReason } = out;
 
   const hashesAfter = baseHashes(baseDir);
   if (JSON.stringify(hashesAfter) !== JSON.stringify(hashesBefore)) throw new RunError(`the base folder ${baseDir} changed during training (sha256 differs): something else wrote to it`);
-  const manifest = readJSON<LoraRunManifest>(manifestFile, 'run manifest');
-  manifest.status = stopReason === 'interrupted' ? 'interrupted' : 'done';
-  manifest.updatedAt = new Date().toISOString();
-  manifest.steps = s;
-  manifest.trainSeconds = seconds();
-  manifest.best = best ? { step: best.step, eval: summarize(best) } : null;
-  for (const f of [ADAPTER_FILES.config, ADAPTER_FILES.model]) {
-    const file = path.join(dir, f);
-    if (fs.existsSync(file)) manifest.hashes[f] = `sha256:${sha256File(file)}`;
-  }
-  writeJSON(manifestFile, manifest);
+  finishManifest(manifestFile, { stopReason, steps: s, seconds: seconds(), best: best && { step: best.step, summary: summarize(best) } }, [ADAPTER_FILES.config, ADAPTER_FILES.model]);
   return { dir, steps: s, seconds: seconds(), best, stopReason };
 }
 

@@ -61,6 +61,24 @@ export interface ManifestCommon {
   hashes: Record<string, string>;
 }
 
+/**
+ * Ends a training run's manifest (GPT-2 and LoRA runs alike): status from the stop reason, steps,
+ * training seconds, the kept evaluation (`summary` of it) and the sha256 of the listed run files.
+ */
+export function finishManifest(manifestFile: string, o: { stopReason: string; steps: number; seconds: number; best: { step: number; summary: Record<string, unknown> } | null }, files: readonly string[]): void {
+  const manifest = readJSON<ManifestCommon>(manifestFile, 'run manifest');
+  manifest.status = o.stopReason === 'interrupted' ? 'interrupted' : 'done';
+  manifest.updatedAt = new Date().toISOString();
+  manifest.steps = o.steps;
+  manifest.trainSeconds = o.seconds;
+  manifest.best = o.best ? { step: o.best.step, eval: o.best.summary } : null;
+  for (const f of files) {
+    const file = path.join(path.dirname(manifestFile), f);
+    if (fs.existsSync(file)) manifest.hashes[f] = `sha256:${sha256File(file)}`;
+  }
+  writeJSON(manifestFile, manifest);
+}
+
 export interface Manifest extends ManifestCommon {
   format: 'memgen-run/1';
   preset: string;

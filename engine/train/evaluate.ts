@@ -87,3 +87,15 @@ export function formatEval(r: EvalResult): string {
   const guess = r.guess === null ? '' : `  guess baseline ${pct(r.guess)}`;
   return `gen ${pct(r.gen)} (${r.counts.gen})  mem ${pct(r.mem)} (${r.counts.mem})  other ${pct(r.other)} (${r.counts.other})  n=${r.n}  p(mem) ${r.pMem.toFixed(3)} p(gen) ${r.pGen.toFixed(3)}${guess}`;
 }
+
+/** `evaluate` on a model opened for it and released after (the outputs dropped): a training run's evaluation. */
+export async function evaluateFresh(task: Task, open: () => Promise<EvalModel & { release(): Promise<void> }>, examples: readonly Example[]): Promise<EvalResult> {
+  const model = await open();
+  try {
+    const { outputs: _o, ...r } = await evaluate(task, model, examples);
+    void _o;
+    return r;
+  } finally {
+    await model.release();
+  }
+}

@@ -7,7 +7,8 @@
  * score gen% x mem% (method.md section 3); training stops at the step budget, the time budget,
  * a stop request (Ctrl-C), or early once gen% and mem% both reach `stopWhenBoth`.
  * The last state (params, Adam moments, data RNG, step) is checkpointed at every evaluation and
- * on stop, so --resume continues exactly where it left off.
+ * on stop, so --resume continues exactly where it left off. The loop itself (when to evaluate, keep,
+ * checkpoint and stop) is run-loop.ts, shared with LoRA runs.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,18 +18,19 @@ import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTens
 import { writeFileAtomic } from '../io/atomic';
 import { GPT2Inference } from '../models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2, toHFConfig } from '../models/gpt2';
-import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, gitCommit, prepareNewRun, readJSON, sha256File, writeJSON } from '../runs/run';
+import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, finishManifest, gitCommit, prepareNewRun, readJSON, writeJSON } from '../runs/run';
 import type { RunnerOptions } from '../runtime/runner';
 import { makeTask } from '../tasks';
 import type { Task } from '../tasks/task';
 import { Rng } from '../util/rng';
 import { trainBatch } from './data';
-import { type EvalResult, evaluate, testSet } from './evaluate';
+import { type EvalResult, evaluateFresh, testSet } from './evaluate';
 import { Adam, clipGradNorm } from './optim';
 import { type ParamSet, saveParams } from './params';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
 import type { TrainConfig } from './presets';
+import { runTrainingLoop, summarize, truncateLog } from './run-loop';
 
 export const MEMGEN_VERSION = '0.1.0';
 
@@ -101,25 +103,6 @@ function loadCheckpoint(dir: string, params: ParamSet, adam: Adam): CheckpointSt
   return state;
 }
 
-/** Keeps only log lines up to `step` (after a resume, lines past the checkpoint are replayed anew). */
-function truncateLog(file: string, step: number): void {
-  if (!fs.existsSync(file)) return;
-  const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => {
-    if (!l.trim()) return false;
-    try {
-      return (JSON.parse(l) as { step: number }).step <= step;
-    } catch {
-      return false;
-    }
-  });
-  writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
-}
-
-function summarize(e: EvalResult & { step: number }): Record<string, unknown> {
-  const { step, n, counts, gen, mem, other, pMem, pGen, guess, score } = e;
-  return { step, n, counts, gen, mem, other, pMem, pGen, guess, score };
-}
-
 export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainOutcome> {
   const dir = path.resolve(cfg.out);
   const task = makeTask(cfg.task, { scale: cfg.scale, seed: cfg.seed, memRate: cfg.memRate, contradictRate: cfg.contradictRate });
@@ -171,76 +154,39 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   const started = performance.now();
   const secondsBefore = state.trainSeconds; // from the checkpoint when resuming
   const secondsSoFar = () => secondsBefore + (performance.now() - started) / 1000;
-  let best = state.best;
-  let lastEval: (EvalResult & { step: number }) | null = null;
-  let stopReason: TrainOutcome['stopReason'] = 'steps';
-  let s = state.step;
-
-  const checkpoint = () => {
-    state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: secondsSoFar(), best };
-    saveCheckpoint(dir, params, adam, state);
-  };
-  const runEval = async () => {
-    const inf = await GPT2Inference.create(model, params, { runner, batchSize: cfg.evalBatch });
-    try {
-      const { outputs: _o, ...r } = await evaluate(task, inf, tests);
-      void _o;
-      lastEval = { ...r, step: s };
-    } finally {
-      await inf.release();
-    }
-    log({ step: s, kind: 'eval', ...summarize(lastEval) });
-    hooks.onEval?.(lastEval);
-    if (!best || lastEval.score > best.score || (best.score === 0 && lastEval.score === 0 && lastEval.gen + lastEval.mem > best.gen + best.mem)) {
-      best = lastEval;
-      saveParams(path.join(dir, RUN_FILES.model), params, { format: 'pt', step: String(s) });
-    }
-    checkpoint();
-  };
-
+  const tokensPerStep = cfg.batch * cfg.seqLen;
+  let windowStart = performance.now();
+  let windowSteps = 0;
+  let out: Awaited<ReturnType<typeof runTrainingLoop>>;
   try {
-    const tokensPerStep = cfg.batch * cfg.seqLen;
-    let windowStart = performance.now();
-    let windowSteps = 0;
-    while (s < cfg.steps) {
-      if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
-      if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
-      const batch = trainBatch(task, dataRng, cfg.batch, cfg.seqLen);
-      const { loss, grads } = await step.run(params, batch);
-      if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at step ${s}; lower the learning rate (--lr)`);
-      const gradNorm = clipGradNorm(grads, cfg.clip);
-      const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
-      adam.step(params, grads, lr);
-      s++;
-      windowSteps++;
-      const tps = (windowSteps * tokensPerStep) / ((performance.now() - windowStart) / 1000);
-      if (windowSteps >= 50) { windowStart = performance.now(); windowSteps = 0; }
-      if (s % cfg.logEvery === 0) log({ step: s, kind: 'train', loss, lr, gradNorm, seconds: secondsSoFar() });
-      hooks.onProgress?.({ step: s, totalSteps: cfg.steps, loss, lr, tokensPerSecond: tps, lastEval, best });
-      if (s % cfg.evalEvery === 0 || s === cfg.steps) {
-        await runEval();
-        const e = lastEval as (EvalResult & { step: number }) | null;
-        if (cfg.stopWhenBoth !== null && e && e.gen >= cfg.stopWhenBoth && e.mem >= cfg.stopWhenBoth) { stopReason = 'both-behaviours'; break; }
-      }
-    }
-    if (!best || (lastEval as (EvalResult & { step: number }) | null)?.step !== s) {
-      if (stopReason === 'interrupted') checkpoint();
-      else await runEval();
-    }
+    out = await runTrainingLoop({ totalSteps: cfg.steps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth }, {
+      step: async (s) => {
+        const { loss, grads } = await step.run(params, trainBatch(task, dataRng, cfg.batch, cfg.seqLen));
+        const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
+        if (!Number.isFinite(loss)) return { loss, lr, gradNorm: NaN }; // the loop stops with an error
+        const gradNorm = clipGradNorm(grads, cfg.clip);
+        adam.step(params, grads, lr);
+        return { loss, lr, gradNorm };
+      },
+      evaluate: () => evaluateFresh(task, () => GPT2Inference.create(model, params, { runner, batchSize: cfg.evalBatch }), tests),
+      keep: (s) => saveParams(path.join(dir, RUN_FILES.model), params, { format: 'pt', step: String(s) }),
+      checkpoint: (s, best) => {
+        state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: secondsSoFar(), best };
+        saveCheckpoint(dir, params, adam, state);
+      },
+      log, seconds: secondsSoFar, shouldStop: hooks.shouldStop, onEval: hooks.onEval,
+      onStep: (s, r, lastEval, best) => {
+        windowSteps++;
+        const tps = (windowSteps * tokensPerStep) / ((performance.now() - windowStart) / 1000);
+        if (windowSteps >= 50) { windowStart = performance.now(); windowSteps = 0; }
+        hooks.onProgress?.({ step: s, totalSteps: cfg.steps, loss: r.loss, lr: r.lr, tokensPerSecond: tps, lastEval, best });
+      },
+    }, state.best);
   } finally {
     await step.release();
   }
+  const { steps: s, best, stopReason } = out;
 
-  manifest = readJSON<Manifest>(manifestFile, 'run manifest');
-  manifest.status = stopReason === 'interrupted' ? 'interrupted' : 'done';
-  manifest.updatedAt = new Date().toISOString();
-  manifest.steps = s;
-  manifest.trainSeconds = secondsSoFar();
-  manifest.best = best ? { step: best.step, eval: summarize(best) } : null;
-  for (const f of [RUN_FILES.config, RUN_FILES.model, RUN_FILES.tokenizer]) {
-    const file = path.join(dir, f);
-    if (fs.existsSync(file)) manifest.hashes[f] = `sha256:${sha256File(file)}`;
-  }
-  writeJSON(manifestFile, manifest);
+  finishManifest(manifestFile, { stopReason, steps: s, seconds: secondsSoFar(), best: best && { step: best.step, summary: summarize(best) } }, [RUN_FILES.config, RUN_FILES.model, RUN_FILES.tokenizer]);
   return { dir, steps: s, seconds: secondsSoFar(), best, stopReason };
 }

@@ -1,0 +1,109 @@
+/**
+ * The training loop shared by GPT-2 runs (trainer.ts) and LoRA runs (runs/lora-run.ts): what to do
+ * each step is theirs (`step`), when to evaluate, which model to keep and when to stop is this.
+ *
+ *   for s = start .. total - 1:   stop request -> 'interrupted'; time budget -> 'time'
+ *     step(s)                     one optimizer step; a non-finite loss is an error
+ *     every evalEvery steps and at the last: evaluate; keep it when it is the best so far
+ *       (isBetter: higher gen% x mem%, or, while both scores are 0, more gen% + mem%), then
+ *       checkpoint; both gen% and mem% >= stopWhenBoth -> 'both-behaviours'
+ *   at the end: a run without an evaluation at its last step is evaluated (or, when interrupted,
+ *   checkpointed), so that the kept model and --resume always match the step count.
+ * Steps are counted from 1 in the log and progress (`s` after the step).
+ */
+import * as fs from 'node:fs';
+import { writeFileAtomic } from '../io/atomic';
+import type { EvalResult } from './evaluate';
+
+export type StepEval = EvalResult & { step: number };
+
+export type StopReason = 'steps' | 'time' | 'both-behaviours' | 'interrupted';
+
+export interface LoopConfig {
+  totalSteps: number;
+  startStep: number;
+  evalEvery: number;
+  logEvery: number;
+  maxMinutes: number | null;
+  stopWhenBoth: number | null;
+}
+
+export interface LoopParts {
+  /** One optimizer step at index `s` (0-based): returns the loss, the lr used and the gradient norm. */
+  step: (s: number) => Promise<{ loss: number; lr: number; gradNorm: number }>;
+  /** Greedy evaluation on the fixed test set after `s` steps. */
+  evaluate: (s: number) => Promise<EvalResult>;
+  /** Saves the current model (after `s` steps) as the kept one. */
+  keep: (s: number) => void;
+  /** Saves the resumable state after `s` steps with the kept evaluation `best`. */
+  checkpoint: (s: number, best: StepEval | null) => void;
+  /** Appends one object to the run's train-log.jsonl. */
+  log: (obj: Record<string, unknown>) => void;
+  /** Training seconds so far (including those before a resume). */
+  seconds: () => number;
+  shouldStop?: () => boolean;
+  onStep?: (s: number, r: { loss: number; lr: number }, lastEval: StepEval | null, best: StepEval | null) => void;
+  onEval?: (e: StepEval) => void;
+}
+
+/** The evaluation fields written to train-log.jsonl and the manifest. */
+export function summarize(e: StepEval): Record<string, unknown> {
+  const { step, n, counts, gen, mem, other, pMem, pGen, guess, score } = e;
+  return { step, n, counts, gen, mem, other, pMem, pGen, guess, score };
+}
+
+/** The balance rule of the kept checkpoint (see the header). */
+export function isBetter(e: EvalResult, best: EvalResult | null): boolean {
+  return !best || e.score > best.score || (best.score === 0 && e.score === 0 && e.gen + e.mem > best.gen + best.mem);
+}
+
+export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: StepEval | null): Promise<{ steps: number; best: StepEval | null; stopReason: StopReason }> {
+  const started = performance.now();
+  let best = kept;
+  let lastEval: StepEval | null = null;
+  let stopReason: StopReason = 'steps';
+  let s = cfg.startStep;
+  const runEval = async () => {
+    lastEval = { ...(await parts.evaluate(s)), step: s };
+    parts.log({ step: s, kind: 'eval', ...summarize(lastEval) });
+    parts.onEval?.(lastEval);
+    if (isBetter(lastEval, best)) {
+      best = lastEval;
+      parts.keep(s);
+    }
+    parts.checkpoint(s, best);
+  };
+  while (s < cfg.totalSteps) {
+    if (parts.shouldStop?.()) { stopReason = 'interrupted'; break; }
+    if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
+    const r = await parts.step(s);
+    if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
+    s++;
+    if (s % cfg.logEvery === 0) parts.log({ step: s, kind: 'train', loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, seconds: parts.seconds() });
+    parts.onStep?.(s, r, lastEval, best);
+    if (s % cfg.evalEvery === 0 || s === cfg.totalSteps) {
+      await runEval();
+      const e = lastEval as StepEval | null;
+      if (cfg.stopWhenBoth !== null && e && e.gen >= cfg.stopWhenBoth && e.mem >= cfg.stopWhenBoth) { stopReason = 'both-behaviours'; break; }
+    }
+  }
+  if (!best || (lastEval as StepEval | null)?.step !== s) {
+    if (stopReason === 'interrupted') parts.checkpoint(s, best);
+    else await runEval();
+  }
+  return { steps: s, best, stopReason };
+}
+
+/** Keeps only log lines up to `step` (after a resume, lines past the checkpoint are replayed anew). */
+export function truncateLog(file: string, step: number): void {
+  if (!fs.existsSync(file)) return;
+  const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => {
+    if (!l.trim()) return false;
+    try {
+      return (JSON.parse(l) as { step: number }).step <= step;
+    } catch {
+      return false;
+    }
+  });
+  writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
+}
