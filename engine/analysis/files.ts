@@ -55,10 +55,13 @@ export function analysisPath(run: string | { dir: string }, file: AnalysisFile):
  * LoRA run (runs/lora-run.ts, no model.safetensors) its adapter_model.safetensors, the part that is
  * trained (its base's files are checked against the run's manifest whenever the run is loaded).
  */
+/** The run's model file: model.safetensors, or a LoRA run's adapter_model.safetensors; null when neither exists. */
+export function modelFile(runDir: string): string | null {
+  return [RUN_FILES.model, 'adapter_model.safetensors'].map((f) => path.join(runDir, f)).find((f) => fs.existsSync(f)) ?? null;
+}
+
 export function modelHash(runDir: string): string {
-  const own = path.join(runDir, RUN_FILES.model);
-  const adapter = path.join(runDir, 'adapter_model.safetensors');
-  return `sha256:${sha256File(!fs.existsSync(own) && fs.existsSync(adapter) ? adapter : own)}`;
+  return `sha256:${sha256File(modelFile(runDir) ?? path.join(runDir, RUN_FILES.model))}`;
 }
 
 /** One member of a pair: the prompt the model read, what it generated, and the class. */

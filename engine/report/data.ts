@@ -13,7 +13,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type AnalysisSummary, analysisPath, analysisStaleness, modelHash } from '../analysis/files';
+import { type AnalysisSummary, analysisPath, analysisStaleness, modelFile, modelHash } from '../analysis/files';
 import { readNpy } from '../analysis/npy';
 import type { ProbesFile } from '../analysis/probe-layers';
 import { type Manifest, RUN_FILES, RunError } from '../runs/run';
@@ -112,8 +112,7 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
   if (!manifest) throw new RunError(problems[0]);
   const config = readOptional<ReportData['config']>(path.join(absDir, RUN_FILES.config), 'run config', problems);
   const evals = readEvals(path.join(absDir, RUN_FILES.log), problems);
-  // A GPT-2 run's model file, or a LoRA run's adapter (modelHash picks the one the run has).
-  const hash = [RUN_FILES.model, 'adapter_model.safetensors'].some((f) => fs.existsSync(path.join(absDir, f))) ? modelHash(absDir) : null;
+  const hash = modelFile(absDir) ? modelHash(absDir) : null;
 
   const summary = readOptional<AnalysisSummary>(analysisPath(absDir, 'summary'), 'analysis summary', problems);
   let nmd: ReportData['nmd'] = null;

@@ -227,8 +227,7 @@ function steeringTable(f: SteeringFile): string {
 }
 
 function steeringSection(d: ReportData): string {
-  const lora = d.steering?.neurons.family === 'llama' || (d.manifest as { system?: string }).system === 'lora';
-  const table = d.steering?.paper?.table ?? (lora ? 'Table 2' : 'Table 1');
+  const table = d.steering?.paper?.table ?? ((d.manifest as { system?: string }).system === 'lora' ? 'Table 2' : 'Table 1');
   let html = `<section id="steering"><h2>4. Steering (the paper's ${table})</h2>`;
   const f = d.steering;
   if (!f) {

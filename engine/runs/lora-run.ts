@@ -38,7 +38,7 @@ import { type PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
 import { type Example, type TaskName, type TaskScale, deriveSeed } from '../tasks/task';
 import { IGNORE_INDEX } from '../train/data';
 import { type EvalResult, evaluateFresh, testSet } from '../train/evaluate';
-import { runTrainingLoop, summarize, truncateLog } from '../train/run-loop';
+import { type RunOutcome, runTrainingLoop, summarize, truncateLog } from '../train/run-loop';
 import { learningRate } from '../train/schedule';
 import { MEMGEN_VERSION } from '../train/trainer';
 import type { ParamSet } from '../train/params';
@@ -151,13 +151,7 @@ export interface LoraRunHooks {
   log?: (line: string) => void;
 }
 
-export interface LoraRunOutcome {
-  dir: string;
-  steps: number;
-  seconds: number;
-  best: (EvalResult & { step: number }) | null;
-  stopReason: 'steps' | 'time' | 'both-behaviours' | 'interrupted';
-}
+export type LoraRunOutcome = RunOutcome;
 
 export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {}): Promise<LoraRunOutcome> {
   const dir = path.resolve(cfg.out);

@@ -30,7 +30,6 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
 import { writeFileAtomic } from '../io/atomic';
 import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
-import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
 import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
 import { LlamaInference } from '../models/llama-infer';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
@@ -38,6 +37,7 @@ import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/ru
 import type { RunnerOptions } from '../runtime/runner';
 import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
 import { Rng } from '../util/rng';
+import { loadTrainState, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
 import { type ParamSet, saveParams } from './params';
 import { learningRate } from './schedule';
@@ -185,32 +185,6 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
   }
 }
 
-function saveState(dir: string, params: ParamSet, adam: Adam, state: PretrainState): void {
-  const tensors = new Map<string, TensorToWrite>();
-  for (const [name, p] of params) {
-    tensors.set(name, { dtype: 'F32', shape: p.shape, data: p.data });
-    tensors.set(`adam.m.${name}`, { dtype: 'F32', shape: p.shape, data: adam.state.m.get(name)! });
-    tensors.set(`adam.v.${name}`, { dtype: 'F32', shape: p.shape, data: adam.state.v.get(name)! });
-  }
-  const ck = path.join(dir, 'checkpoints', 'last');
-  writeSafeTensorsFile(path.join(ck, 'state.safetensors'), tensors, { step: String(state.step) });
-  writeJSON(path.join(ck, 'state.json'), state);
-}
-
-function loadState(dir: string, params: ParamSet, adam: Adam): PretrainState {
-  const ck = path.join(dir, 'checkpoints', 'last');
-  const state = readJSON<PretrainState>(path.join(ck, 'state.json'), 'pretrain checkpoint');
-  const st = readSafeTensorsFile(path.join(ck, 'state.safetensors'));
-  if (st.metadata.step !== String(state.step)) throw new RunError(`${ck}: state.safetensors is from step ${st.metadata.step}, state.json says ${state.step}`);
-  for (const [name, p] of params) {
-    p.data.set(tensorAsFloat32(st, name));
-    adam.state.m.get(name)!.set(tensorAsFloat32(st, `adam.m.${name}`));
-    adam.state.v.get(name)!.set(tensorAsFloat32(st, `adam.v.${name}`));
-  }
-  adam.state.t = state.adamT;
-  return state;
-}
-
 export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: PretrainProgress) => void; shouldStop?: () => boolean; log?: (l: string) => void } = {}): Promise<PretrainOutcome> {
   const out = path.resolve(cfg.out);
   const work = partialDir(out);
@@ -243,7 +217,7 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
   let state: PretrainState = { step: 0, adamT: 0, dataRng: dataRng.state, trainSeconds: 0, lastLoss: NaN };
   const logFile = path.join(work, 'train-log.jsonl');
   if (cfg.resume) {
-    state = loadState(work, params, adam);
+    state = loadTrainState<PretrainState>(path.join(work, 'checkpoints', 'last'), params, adam);
     dataRng = Rng.restore(state.dataRng);
     hooks.log?.(`resuming ${work} at step ${state.step}`);
   }
@@ -260,7 +234,7 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
   let stopReason: PretrainOutcome['stopReason'] = 'steps';
   const checkpoint = () => {
     state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: seconds(), lastLoss: loss };
-    saveState(work, params, adam, state);
+    saveTrainState(path.join(work, 'checkpoints', 'last'), params, adam, state);
   };
   try {
     while (s < cfg.steps) {

@@ -19,6 +19,15 @@ export type StepEval = EvalResult & { step: number };
 
 export type StopReason = 'steps' | 'time' | 'both-behaviours' | 'interrupted';
 
+/** What a finished (or stopped) training run reports: GPT-2 runs and LoRA runs alike. */
+export interface RunOutcome {
+  dir: string;
+  steps: number;
+  seconds: number;
+  best: StepEval | null;
+  stopReason: StopReason;
+}
+
 export interface LoopConfig {
   totalSteps: number;
   startStep: number;

@@ -14,7 +14,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
-import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
 import { writeFileAtomic } from '../io/atomic';
 import { GPT2Inference } from '../models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2, toHFConfig } from '../models/gpt2';
@@ -25,12 +24,13 @@ import type { Task } from '../tasks/task';
 import { Rng } from '../util/rng';
 import { trainBatch } from './data';
 import { type EvalResult, evaluateFresh, testSet } from './evaluate';
+import { loadTrainState, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
-import { type ParamSet, saveParams } from './params';
+import { saveParams } from './params';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
 import type { TrainConfig } from './presets';
-import { runTrainingLoop, summarize, truncateLog } from './run-loop';
+import { type RunOutcome, runTrainingLoop, summarize, truncateLog } from './run-loop';
 
 export const MEMGEN_VERSION = '0.1.0';
 
@@ -51,13 +51,7 @@ export interface TrainHooks {
   log?: (line: string) => void;
 }
 
-export interface TrainOutcome {
-  dir: string;
-  steps: number;
-  seconds: number;
-  best: (EvalResult & { step: number }) | null;
-  stopReason: 'steps' | 'time' | 'both-behaviours' | 'interrupted';
-}
+export type TrainOutcome = RunOutcome;
 
 interface CheckpointState {
   step: number;
@@ -71,36 +65,6 @@ const CKPT_DIR = path.join(RUN_FILES.checkpoints, 'last');
 
 function modelConfig(cfg: TrainConfig, task: Task): GPT2Config {
   return { ...cfg.model, vocabSize: task.tokenizer.vocab.length, nPositions: cfg.seqLen };
-}
-
-function saveCheckpoint(dir: string, params: ParamSet, adam: Adam, state: CheckpointState): void {
-  const tensors = new Map<string, TensorToWrite>();
-  for (const [name, p] of params) {
-    tensors.set(name, { dtype: 'F32', shape: p.shape, data: p.data });
-    tensors.set(`adam.m.${name}`, { dtype: 'F32', shape: p.shape, data: adam.state.m.get(name)! });
-    tensors.set(`adam.v.${name}`, { dtype: 'F32', shape: p.shape, data: adam.state.v.get(name)! });
-  }
-  const ckpt = path.join(dir, CKPT_DIR);
-  writeSafeTensorsFile(path.join(ckpt, 'state.safetensors'), tensors, { step: String(state.step) });
-  writeJSON(path.join(ckpt, 'state.json'), state);
-}
-
-function loadCheckpoint(dir: string, params: ParamSet, adam: Adam): CheckpointState {
-  const ckpt = path.join(dir, CKPT_DIR);
-  const state = readJSON<CheckpointState>(path.join(ckpt, 'state.json'), 'checkpoint');
-  const file = path.join(ckpt, 'state.safetensors');
-  if (!fs.existsSync(file)) throw new RunError(`checkpoint: ${file} is missing; cannot resume`);
-  const st = readSafeTensorsFile(file);
-  if (st.metadata.step !== String(state.step)) {
-    throw new RunError(`checkpoint: ${file} is from step ${st.metadata.step} but state.json says ${state.step}; the checkpoint is inconsistent`);
-  }
-  for (const [name, p] of params) {
-    p.data.set(tensorAsFloat32(st, name));
-    adam.state.m.get(name)!.set(tensorAsFloat32(st, `adam.m.${name}`));
-    adam.state.v.get(name)!.set(tensorAsFloat32(st, `adam.v.${name}`));
-  }
-  adam.state.t = state.adamT;
-  return state;
 }
 
 export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainOutcome> {
@@ -125,7 +89,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
     if (manifest.task !== cfg.task || manifest.seed !== cfg.seed || manifest.preset !== cfg.preset) {
       throw new RunError(`${dir} is a ${manifest.task} run (seed ${manifest.seed}, preset ${manifest.preset}); resume it with the same --task, --seed and --preset`);
     }
-    state = loadCheckpoint(dir, params, adam);
+    state = loadTrainState<CheckpointState>(path.join(dir, CKPT_DIR), params, adam);
     dataRng = Rng.restore(state.dataRng);
     truncateLog(logFile, state.step);
     hooks.log?.(`resuming ${dir} at step ${state.step}`);
@@ -172,7 +136,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
       keep: (s) => saveParams(path.join(dir, RUN_FILES.model), params, { format: 'pt', step: String(s) }),
       checkpoint: (s, best) => {
         state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: secondsSoFar(), best };
-        saveCheckpoint(dir, params, adam, state);
+        saveTrainState(path.join(dir, CKPT_DIR), params, adam, state);
       },
       log, seconds: secondsSoFar, shouldStop: hooks.shouldStop, onEval: hooks.onEval,
       onStep: (s, r, lastEval, best) => {

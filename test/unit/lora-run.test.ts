@@ -4,7 +4,6 @@
  * every file before and after), the kept adapter is the best gen% x mem% evaluation, resume is exact,
  * and a run inside the base folder is refused.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,21 +19,16 @@ import { initLora } from '../../engine/models/lora';
 import { familySiteName, parseFamilySiteName } from '../../engine/models/sites';
 import { baselineIntervention, parsePicks, targetedIntervention } from '../../engine/steer/intervention';
 import { IGNORE_INDEX } from '../../engine/train/data';
-import { defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
+import { hashFolder, pretrainToyBase } from './toy-base';
 
-const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-const hashFolder = (dir: string) => Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, sha(path.join(dir, f))]));
 let tmp: string;
 let base: string;
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-lora-run-'));
   base = path.join(tmp, 'base');
-  await pretrain({
-    ...defaultPretrainConfig('tiny', base), model: { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 },
-    steps: 30, batch: 8, seq: 32, warmup: 5, evalPerFamily: 0, runner: { threads: 1 },
-  });
+  await pretrainToyBase(base, 30);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -10,7 +10,6 @@
  * that NoPairsError must be reported (not thrown), and Table 3 arithmetic and Table 4 arithmetic ->
  * incontext marked "no pairs".
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,11 +23,9 @@ import { type LoraReproduceSummary, reproduceLoraCommand } from '../../engine/cl
 import { reproduceCommand } from '../../engine/cli/commands/reproduce';
 import { loraSteerRun } from '../../engine/runs/lora-run';
 import { RunError } from '../../engine/runs/run';
-import { defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
+import { hashFolder, pretrainToyBase } from './toy-base';
 
-const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-const hashFolder = (dir: string) => Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, sha(path.join(dir, f))]));
 let tmp: string;
 let base: string;
 
@@ -70,10 +67,7 @@ const TOY = ['--epochs', '1', '--train-size', '16', '--eval-n', '8', '--pairs', 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-reproduce-lora-'));
   base = path.join(tmp, 'base');
-  await pretrain({
-    ...defaultPretrainConfig('tiny', base), model: { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 },
-    steps: 60, batch: 8, seq: 32, warmup: 5, evalPerFamily: 0, runner: { threads: 1 },
-  });
+  await pretrainToyBase(base, 60);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

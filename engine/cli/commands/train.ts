@@ -4,6 +4,7 @@ import type { TaskScale } from '../../tasks/task';
 import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/presets';
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
+import type { StepEval } from '../../train/run-loop';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
 import { LLAMA_PROJECTIONS, type LlamaProjection } from '../../models/hooks';
@@ -107,27 +108,26 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
   };
 }
 
-async function trainLoraCommand(argv: string[]): Promise<number> {
-  const cfg = loraRunConfigFromArgs(argv);
+/** The progress bar's evaluation suffix. */
+const evalSuffix = (e: StepEval | null): string => (e ? ` | gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}% other ${(100 * e.other).toFixed(0)}%` : '');
+
+/**
+ * Runs a training (GPT-2 or LoRA) for the CLI: Ctrl-C checkpoints after the current step, evaluations
+ * are printed as they come, and the outcome decides the exit code (130 after Ctrl-C, with the resume
+ * command).
+ */
+async function runTraining(argv: string[], start: (hooks: { shouldStop: () => boolean; log: (l: string) => void; onEval: (e: StepEval) => void }) => Promise<{ steps: number; seconds: number; best: StepEval | null; stopReason: string }>): Promise<number> {
   let stop = false;
   const release = onInterrupt(() => {
     stop = true;
     process.stderr.write('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to abort without saving)\n');
   });
-  console.log(`training a LoRA adapter (r ${cfg.lora.r}, alpha ${cfg.lora.alpha}, ${cfg.lora.targetModules.join(',')}) on ${cfg.base} for ${cfg.task} (${cfg.scale} scale), seed ${cfg.seed} -> ${cfg.out}`);
-  let bar: ProgressBar | null = null;
-  const outcome = await trainLoraRun(cfg, {
-    shouldStop: () => stop,
-    log: (l) => console.log(l),
-    onProgress: (p) => {
-      bar ??= new ProgressBar('lora', p.totalSteps);
-      const e = p.lastEval;
-      const evalText = e ? ` | gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}% other ${(100 * e.other).toFixed(0)}%` : '';
-      bar.update(p.step, `epoch ${p.epoch + 1} loss ${p.loss.toFixed(3)}${evalText}`);
-    },
-    onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`),
-  });
-  release();
+  let outcome: Awaited<ReturnType<typeof start>>;
+  try {
+    outcome = await start({ shouldStop: () => stop, log: (l) => console.log(l), onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`) });
+  } finally {
+    release();
+  }
   console.log(`\nstopped: ${outcome.stopReason} after ${outcome.steps} steps, ${outcome.seconds.toFixed(0)} s`);
   if (outcome.best) console.log(`kept step ${outcome.best.step}: ${formatEval(outcome.best)}`);
   if (outcome.stopReason === 'interrupted') {
@@ -137,32 +137,26 @@ async function trainLoraCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function trainLoraCommand(argv: string[]): Promise<number> {
+  const cfg = loraRunConfigFromArgs(argv);
+  console.log(`training a LoRA adapter (r ${cfg.lora.r}, alpha ${cfg.lora.alpha}, ${cfg.lora.targetModules.join(',')}) on ${cfg.base} for ${cfg.task} (${cfg.scale} scale), seed ${cfg.seed} -> ${cfg.out}`);
+  let bar: ProgressBar | null = null;
+  return runTraining(argv, (hooks) => trainLoraRun(cfg, {
+    ...hooks,
+    onProgress: (p) => {
+      bar ??= new ProgressBar('lora', p.totalSteps);
+      bar.update(p.step, `epoch ${p.epoch + 1} loss ${p.loss.toFixed(3)}${evalSuffix(p.lastEval)}`);
+    },
+  }));
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
   if (argv.includes('--lora') || argv.includes('--base') || argv.some((a) => a.startsWith('--base='))) return trainLoraCommand(argv);
   const cfg = trainConfigFromArgs(argv);
-  let stop = false;
-  const release = onInterrupt(() => {
-    stop = true;
-    process.stderr.write('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to abort without saving)\n');
-  });
   console.log(`training ${cfg.preset} GPT-2 on ${cfg.task} (${cfg.scale} scale), seed ${cfg.seed} -> ${cfg.out}`);
   const bar = new ProgressBar('train', cfg.steps);
-  const outcome = await train(cfg, {
-    shouldStop: () => stop,
-    log: (l) => console.log(l),
-    onProgress: (p) => {
-      const e = p.lastEval;
-      const evalText = e ? ` | gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}% other ${(100 * e.other).toFixed(0)}%` : '';
-      bar.update(p.step, `loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s${evalText}`);
-    },
-    onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`),
-  });
-  release();
-  console.log(`\nstopped: ${outcome.stopReason} after ${outcome.steps} steps, ${outcome.seconds.toFixed(0)} s`);
-  if (outcome.best) console.log(`kept step ${outcome.best.step}: ${formatEval(outcome.best)}`);
-  if (outcome.stopReason === 'interrupted') {
-    console.log(`checkpoint saved; continue with: memgen train ${argv.filter((a) => a !== '--force').join(' ')} --resume`);
-    return 130;
-  }
-  return 0;
+  return runTraining(argv, (hooks) => train(cfg, {
+    ...hooks,
+    onProgress: (p) => bar.update(p.step, `loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s${evalSuffix(p.lastEval)}`),
+  }));
 }

@@ -1,0 +1,18 @@
+/**
+ * Test helpers for LoRA runs: a toy stand-in base (2 layers x 32, pretrained for a few steps) and the
+ * sha256 of every file of a folder (to check that a base is never modified).
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
+
+export const hashFolder = (dir: string): Record<string, string> =>
+  Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, createHash('sha256').update(fs.readFileSync(path.join(dir, f))).digest('hex')]));
+
+export async function pretrainToyBase(dir: string, steps: number): Promise<void> {
+  await pretrain({
+    ...defaultPretrainConfig('tiny', dir), model: { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 },
+    steps, batch: 8, seq: 32, warmup: 5, evalPerFamily: 0, runner: { threads: 1 },
+  });
+}
