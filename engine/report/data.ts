@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { type AnalysisSummary, analysisPath, analysisStaleness, modelFile, modelHash } from '../analysis/files';
 import { readNpy } from '../analysis/npy';
 import type { ProbesFile } from '../analysis/probe-layers';
+import { ADAPTER_FILES } from '../models/lora';
 import { type Manifest, RUN_FILES, RunError } from '../runs/run';
 import { type SteeringFile, type SweepFile, steerPath, transferSteerFiles } from '../steer/files';
 import { PROJECTIONS_FILE, type ProjectionsFile } from '../analysis/projection-attribution';
@@ -47,8 +48,10 @@ export interface ReportData {
   /** Projection attribution of a LoRA run (analysis/projections.json). */
   projections: ProjectionsFile | null;
   sweep: SweepFile | null;
-  /** sha256:<hex> of model.safetensors now (null when the file is missing). */
+  /** sha256:<hex> of the model file now (null when the file is missing). */
   modelHash: string | null;
+  /** The run's model file: model.safetensors, or adapter_model.safetensors of a LoRA run. */
+  modelRel: string;
   stale: string[];
   problems: string[];
   files: RunFileInfo[];
@@ -56,11 +59,21 @@ export interface ReportData {
   notes: string[];
 }
 
+/** The model files of a GPT-2 run / of a LoRA run (whose base folder holds the model and tokenizer). */
+const MODEL_FILES: Record<'gpt2' | 'lora', [string, string][]> = {
+  gpt2: [
+    [RUN_FILES.config, 'Hugging Face GPT2Config + memgen fields'],
+    [RUN_FILES.model, 'the kept model (best gen% x mem%)'],
+    [RUN_FILES.tokenizer, "the task's tokenizer"],
+  ],
+  lora: [
+    [ADAPTER_FILES.config, 'PEFT adapter config (r, alpha, target modules)'],
+    [ADAPTER_FILES.model, 'the kept adapter (best gen% x mem%), PEFT tensor names'],
+  ],
+};
+
 const FILES: [string, string][] = [
-  [RUN_FILES.manifest, 'task, seed, preset, command, training config, hashes'],
-  [RUN_FILES.config, 'Hugging Face GPT2Config + memgen fields'],
-  [RUN_FILES.model, 'the kept model (best gen% x mem%)'],
-  [RUN_FILES.tokenizer, "the task's tokenizer"],
+  [RUN_FILES.manifest, 'task, seed, command, training config, hashes'],
   [RUN_FILES.log, 'training loss and held-out evaluations'],
   ['analysis/analysis.json', 'analysis summary (pairs, per-layer statistics)'],
   ['analysis/pairs.jsonl', 'the kept pairs (prompt, output, class)'],
@@ -149,12 +162,14 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
     if (f.neurons.stale) stale.push(`the transfer table with the neurons of ${f.neurons.run} steered with stale neurons: ${f.neurons.stale}`);
   }
 
-  const files: RunFileInfo[] = FILES.map(([rel, what]) => {
+  const system = (manifest as { system?: string }).system === 'lora' ? 'lora' : 'gpt2';
+  const modelRel = system === 'lora' ? ADAPTER_FILES.model : RUN_FILES.model;
+  const files: RunFileInfo[] = [FILES[0], ...MODEL_FILES[system], ...FILES.slice(1)].map(([rel, what]) => {
     const abs = path.join(absDir, rel);
     const st = fs.existsSync(abs) ? fs.statSync(abs) : null;
     return { rel, abs, what, exists: st !== null, bytes: st?.size ?? 0, modified: st ? st.mtime.toISOString() : null };
   });
-  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, transfers, projections, sweep, modelHash: hash, stale, problems, files, notes };
+  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, transfers, projections, sweep, modelHash: hash, modelRel, stale, problems, files, notes };
 }
 
 /** The probe with the highest held-out accuracy over layers and kinds, or null. */

@@ -296,9 +296,9 @@ function sweepSection(d: ReportData, figs: Figure[], prefix: string): string {
 function provenanceSection(d: ReportData, outDir: string): string {
   let html = `<section id="provenance"><h2>6. Where the numbers came from</h2>`;
   const m = d.manifest;
-  const recorded = m.hashes?.['model.safetensors'];
+  const recorded = m.hashes?.[d.modelRel];
   const rows: [string, string][] = [
-    ['Model file now', d.modelHash ? `<code>${esc(d.modelHash)}</code>` : '<b>the model file (model.safetensors, or adapter_model.safetensors of a LoRA run) is missing</b>'],
+    ['Model file now', d.modelHash ? `<code>${esc(d.modelHash)}</code>` : `<b>${esc(d.modelRel)} is missing</b>`],
     ['Model in manifest.json', recorded ? `<code>${esc(recorded)}</code>${d.modelHash && recorded !== d.modelHash ? ' <b>(differs: the model file changed after training)</b>' : ''}` : '-'],
   ];
   if (d.summary) rows.push(['Analysis made for', `<code>${esc(d.summary.modelHash)}</code> (${esc(d.summary.createdAt)}, ${d.summary.pairs} pairs, seed ${d.summary.seed}, ${d.summary.extractSeconds.toFixed(0)} s extraction)`]);

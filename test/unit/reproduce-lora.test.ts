@@ -127,6 +127,9 @@ describe('memgen reproduce --system lora', () => {
     const html = fs.readFileSync(path.join(out, 'incontext-lora-s1', 'report', 'index.html'), 'utf8');
     expect(html).toContain('With the neurons of');
     expect(html).toContain('Table 3');
+    // A LoRA run's provenance lists its adapter files, not a GPT-2 run's model files.
+    expect(html).toContain('adapter_model.safetensors');
+    expect(html).not.toContain('Hugging Face GPT2Config');
     expect(fs.readFileSync(path.join(out, 'incontext-lora-s0', 'report', 'index.html'), 'utf8')).toContain("the paper's Figure 5");
 
     // Refused without --force (before any work); --force moves the old folders aside.
