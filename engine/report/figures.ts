@@ -144,7 +144,7 @@ export function sweepFigure(f: SweepFile): string {
         const t = cell(f.alphas[r], f.topNs[j], dir, 'targeted');
         if (!t) return ['-'];
         const b = bestBaseline(f.alphas[r], f.topNs[j], dir);
-        return [`${t.success.toFixed(1)}%`, b === null ? `other ${t.pct.other.toFixed(0)}%` : `(${b.toFixed(1)}%) other ${t.pct.other.toFixed(0)}%`];
+        return [`${t.success.toFixed(1)}%`, b === null ? `other ${t.pct.other.toFixed(0)}%` : `(${b.toFixed(0)}%) other ${t.pct.other.toFixed(0)}%`];
       },
       outline: (r, j) => paper !== null && f.alphas[r] === paper.alpha && f.topNs[j] === paper.topN,
     })),

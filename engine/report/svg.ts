@@ -336,6 +336,12 @@ export interface GridOptions {
   width?: number;
 }
 
+/** The font size, at most `size`, at which `s` fits in `room` pixels (never below 6). */
+function fitSize(s: string, size: number, room: number): number {
+  const w = textWidth(s, size);
+  return w <= room ? size : Math.max(6, Math.floor((size * room * 10) / w) / 10);
+}
+
 export function grid(o: GridOptions): string {
   const width = o.width ?? 900;
   const gap = 36;
@@ -360,7 +366,7 @@ export function grid(o: GridOptions): string {
         const [a, b] = p.label(r, j);
         const ink = textOn(fill);
         parts.push(text(x + cw / 2, y + (b ? 15 : 19), a, { anchor: 'middle', size: 12, weight: '600', fill: ink, baseline: 'middle' }));
-        if (b) parts.push(text(x + cw / 2, y + 29, b, { anchor: 'middle', size: 9.5, fill: ink, baseline: 'middle' }));
+        if (b) parts.push(text(x + cw / 2, y + 29, b, { anchor: 'middle', size: fitSize(b, 9.5, cw - 6), fill: ink, baseline: 'middle' }));
         if (p.outline?.(r, j)) parts.push(`<rect x="${c(x + 1.5)}" y="${c(y + 1.5)}" width="${c(cw - 3)}" height="${cellH - 3}" fill="none" stroke="#111" stroke-width="2.5"/>`);
       }
       if (k === 0) parts.push(text(px - 8, top + (r + 0.5) * cellH, p.rowLabels[r], { anchor: 'end', size: 11, baseline: 'middle' }));

@@ -17,7 +17,7 @@ import { UsageError } from '../../engine/cli/args';
 import type { ProbesFile } from '../../engine/analysis/probe-layers';
 import { MAX_COLUMNS, binSortedAbs, nmdFigure, probeFigure, sweepFigure, trainingFigure } from '../../engine/report/figures';
 import { writeReport } from '../../engine/report/html';
-import { COLOR_LEVELS, esc, niceTicks, tickLabel } from '../../engine/report/svg';
+import { COLOR_LEVELS, esc, niceTicks, textWidth, tickLabel } from '../../engine/report/svg';
 import { steeringVerdict, twoProportionZ } from '../../engine/report/verdict';
 import { RunError } from '../../engine/runs/run';
 import type { SteeringFile, SweepCell, SweepFile } from '../../engine/steer/files';
@@ -172,6 +172,18 @@ describe('figures and verdict', () => {
     expect(files['sweep.svg']).toContain('the paper&#39;s setting (topN 0.1, alpha 5)');
     parseXml(Object.keys(files).map((f) => path.join(tmp, f)));
     expect(esc(`<a href="x">&'`)).toBe('&lt;a href=&quot;x&quot;&gt;&amp;&#39;');
+  });
+
+  it('every line of a sweep cell fits inside its cell, also in a 5 x 5 grid', () => {
+    const f = sweepFixture();
+    const alphas = [1, 5, 20, 60, 120];
+    const topNs = [0.01, 0.02, 0.05, 0.1, 0.2];
+    const cells = alphas.flatMap((alpha) => topNs.flatMap((topN) => f.cells.slice(0, 6).map((c) => ({ ...c, alpha, topN, success: 100, pct: { gen: 100, mem: 100, other: 100 } }))));
+    const svg = sweepFigure({ ...f, alphas, topNs, cells });
+    const width = Number(/<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="38"/.exec(svg)![1]);
+    const lines = [...svg.matchAll(/<text [^>]*font-size="([\d.]+)"[^>]*>([^<]*)<\/text>/g)].filter((m) => m[2].includes('other'));
+    expect(lines.length).toBe(50);
+    for (const [, size, s] of lines) expect(textWidth(s, Number(size)), s).toBeLessThanOrEqual(width - 6);
   });
 
   it('axis ticks are round numbers with as many digits as their step needs', () => {
