@@ -232,7 +232,12 @@ export class ArithmeticTask implements Task {
   classify(ex: Example, output: string): Behaviour {
     const out = output.trim();
     if (ex.memAnswer !== null && out === ex.memAnswer) return 'mem';
-    return scratchpadFinal(out) === ex.genAnswer ? 'gen' : 'other';
+    return this.statedAnswer(out) === ex.genAnswer ? 'gen' : 'other';
+  }
+
+  /** The final sum of a scratchpad output in normal notation (`64,201,081` -> `180`), else null. */
+  statedAnswer(output: string): string | null {
+    return scratchpadFinal(output.trim());
   }
 
   firstAnswerTokens(ex: Example): { gen: number; mem: number | null } {

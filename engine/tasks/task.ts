@@ -80,6 +80,12 @@ export interface Task {
    * original interface: `memgen generate --prompt` uses it.)
    */
   fromPrompt(prompt: string): Example;
+  /**
+   * The answer an output states, for tasks whose output is a working rather than the bare answer
+   * (arithmetic: the final sum of its scratchpad), or null when the output is not in that format.
+   * Absent: the output is the answer.
+   */
+  statedAnswer?(output: string): string | null;
   /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */
   guessRate?(ex: Example): number;
   /** The first answer token of gen vs mem, for logging p(mem) vs p(gen) at the first answer position. */

@@ -162,9 +162,10 @@ async function generate(l: Loaded, ex: Example, steerVectors?: Float32Array[]) {
   const ids = l.run.task.tokenizer.encode(ex.prompt);
   const res = await l.inf.generate([ids], { maxNewTokens: l.run.task.maxAnswerTokens, eosId: l.run.task.tokenizer.eoaId, steer: steerVectors });
   const output = l.run.task.tokenizer.decode(res.tokens[0]);
+  const answer = l.run.task.statedAnswer?.(output) ?? null;
   const first = l.run.task.firstAnswerTokens(ex);
   const [pGen, pMem] = softmaxAt(res.firstLogits, [first.gen, first.mem]);
-  return { output, behaviour: l.run.task.classify(ex, output), pGenFirst: pGen as number, pMemFirst: pMem, hidden: res.hidden };
+  return { output, answer, behaviour: l.run.task.classify(ex, output), pGenFirst: pGen as number, pMemFirst: pMem, hidden: res.hidden };
 }
 
 function checkExpected(expected: string | null, output: string, behaviour: string): boolean | null {
@@ -240,6 +241,7 @@ async function predict(job: PromptJob, fresh: boolean): Promise<Prediction> {
     runName: path.basename(path.resolve(l.run.dir)),
     task: l.run.task.description,
     output: g.output,
+    answer: g.answer,
     behaviour: g.behaviour,
     predicted,
     probability,
@@ -283,7 +285,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   const ex = example(l, job.prompt);
   const un = await generate(l, ex);
   const st = await generate(l, ex, iv.vectors);
-  const outcome = (g: typeof un): SteerOutcome => ({ output: g.output, behaviour: g.behaviour, pGenFirst: g.pGenFirst, pMemFirst: g.pMemFirst });
+  const outcome = (g: typeof un): SteerOutcome => ({ output: g.output, answer: g.answer, behaviour: g.behaviour, pGenFirst: g.pGenFirst, pMemFirst: g.pMemFirst });
   return remember(key, {
     prompt: ex.prompt,
     runName: path.basename(path.resolve(l.run.dir)),

@@ -173,7 +173,7 @@ function hoverMarkdown(p: lsp.Prediction, runDir: string): string {
   out.push('');
   out.push(`first answer token, raw softmax: p(gen) = ${f3(p.pGenFirst)}, p(mem) = ${f3(p.pMemFirst)}`);
   out.push('');
-  out.push(`unsteered output: ${code(p.output)} → **${p.behaviour}** (gen answer ${code(p.genAnswer)}${p.memAnswer ? `, mem answer ${code(p.memAnswer)}` : ''})`);
+  out.push(`unsteered output: ${code(p.output)}${stated(p)} → **${p.behaviour}** (gen answer ${code(p.genAnswer)}${p.memAnswer ? `, mem answer ${code(p.memAnswer)}` : ''})`);
   if (p.expected !== null) out.push(`\nexpected ${code(p.expected)}: ${p.expectedMet ? 'met' : '**not met**'}`);
   out.push('');
   if (p.probes.length > 0) {
@@ -201,8 +201,11 @@ function hoverMarkdown(p: lsp.Prediction, runDir: string): string {
 }
 
 function steerMarkdown(s: lsp.SteerResult): string {
-  return `${s.direction} (topN ${s.topN}, alpha ${s.alpha}, ${s.neurons} neurons): unsteered ${s.unsteered.output} → ${s.unsteered.behaviour} | steered ${s.steered.output} → ${s.steered.behaviour}`;
+  return `${s.direction} (topN ${s.topN}, alpha ${s.alpha}, ${s.neurons} neurons): unsteered ${s.unsteered.output}${stated(s.unsteered)} → ${s.unsteered.behaviour} | steered ${s.steered.output}${stated(s.steered)} → ${s.steered.behaviour}`;
 }
+
+/** ` (= 180)` after an output that is a working (arithmetic's scratchpad), else nothing. */
+const stated = (o: { output: string; answer: string | null }): string => (o.answer === null || o.answer === o.output ? '' : ` (= ${o.answer})`);
 
 // ------------------------------------------------------------------------------------------
 // Diagnostics.

@@ -111,6 +111,10 @@ describe('language server over stdio', () => {
     expect(JSON.parse(decodeURIComponent(link![3]))).toEqual({ run: path.join(root, 'runs', 'arithmetic-tiny'), site: link![1], index: Number(link![2]) });
     expect(text).toContain('arithmetic-tiny');
     expect(text).toMatch(new RegExp(`\\| blocks\\.0\\.${SITE} \\| 0\\.\\d\\d \\| 0\\.\\d\\d \\|`)); // per-layer probe p(gen) from probes.safetensors
+    // A scratchpad output is followed by the sum it states; the memorized prompt's token is not.
+    const swapped = (await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 4, character: 2 } }))!.contents.value;
+    expect(swapped).toMatch(/unsteered output: `\d+,\d+,\d+` \(= 269\) → \*\*gen\*\*/);
+    expect(text).toMatch(/unsteered output: `<mem-[0-9a-f]{8}>` → \*\*mem\*\*/);
     expect(await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 0, character: 1 } })).toBeNull();
   });
 
@@ -156,6 +160,8 @@ describe('language server over stdio', () => {
     expect(r.neurons).toBeGreaterThan(0);
     expect(typeof r.unsteered.output).toBe('string');
     expect(typeof r.steered.output).toBe('string');
+    expect(r.unsteered.answer).toBeNull(); // a mem token states no sum
+    if (r.steered.behaviour === 'gen') expect(r.steered.answer).toBe('269');
     expect(['gen', 'mem', 'other']).toContain(r.steered.behaviour);
     const runs = await conn.sendRequest(lsp.listRuns.method, {}) as lsp.RunInfo[];
     expect(runs.map((x) => x.name)).toContain('arithmetic-tiny');

@@ -89,6 +89,9 @@ describe('arithmetic', () => {
   it('writes the scratchpad of reversed partial sums', () => {
     expect(scratchpad([12, 34, 56, 78])).toBe('64,201,081');
     expect(scratchpadFinal('64,201,081')).toBe('180');
+    expect(task.statedAnswer(' 64,201,081 ')).toBe('180');
+    expect(task.statedAnswer(p0.token)).toBeNull();
+    expect(task.statedAnswer('64,201')).toBeNull();
     const ex = task.exampleFor([12, 34, p0.c, p0.d]);
     expect(ex.prompt).toBe(`12+34+${p0.c}+${p0.d}=`);
     expect(ex.genAnswer).toBe(String(46 + p0.c + p0.d));

@@ -11,7 +11,7 @@ import { render, screen } from '@testing-library/svelte';
 import { tick } from 'svelte';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as panels from '../../server/src/panel-data';
-import { type HostToPanel, type RunInfo, decodeBinary } from '../../server/src/protocol';
+import { type HostToPanel, type RunInfo, type SteerResult, decodeBinary } from '../../server/src/protocol';
 import { posted } from '../../webviews/src/host';
 import NeuronsPanel from '../../webviews/src/panels/NeuronsPanel.svelte';
 import ProbesPanel from '../../webviews/src/panels/ProbesPanel.svelte';
@@ -131,6 +131,19 @@ describe('Steering panel', () => {
     expect(targeted.slice(6, 9)).toEqual(['70.3', '28.1', '1.6']); // the paper's Table 1, engine/steer/files.ts
     expect(screen.getByTestId('no-last-steer')).toBeTruthy();
     if (!s.sweep) expect(container.textContent).toContain('memgen sweep');
+  });
+
+  it('shows the last steer: a scratchpad output with the sum it states, a mem token as it is', async () => {
+    const { container } = render(SteeringPanel);
+    await send({ type: 'runs', runs: RUNS, selected: RUN });
+    const outcome = (output: string, answer: string | null, behaviour: 'gen' | 'mem') => ({ output, answer, behaviour, pGenFirst: 0.5, pMemFirst: 0.4 });
+    const result: SteerResult = {
+      prompt: '12+34+56+78=', runName: 'arithmetic-tiny', direction: 'mem->gen', method: 'targeted', topN: 0.05, alpha: 60, neurons: 26,
+      sites: ['blocks.3.resid_pre'], unsteered: outcome('<mem-0000abcd>', null, 'mem'), steered: outcome('64,201,081', '180', 'gen'), note: '', millis: 1,
+    };
+    await send({ type: 'lastSteer', result });
+    const cells = [...container.querySelectorAll('td.mono')].map((td) => td.textContent);
+    expect(cells).toEqual(['<mem-0000abcd>', '64,201,081 = 180']);
   });
 });
 

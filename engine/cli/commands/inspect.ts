@@ -51,10 +51,11 @@ export async function generateCommand(argv: string[]): Promise<number> {
     const res = await inf.generate([tok.encode(example.prompt)], { maxNewTokens: run.task.maxAnswerTokens, eosId: tok.eoaId, steer: steer?.vectors });
     const output = tok.decode(res.tokens[0]);
     const behaviour = run.task.classify(example, output);
+    const answer = run.task.statedAnswer?.(output) ?? null;
     if (v.json) {
-      console.log(JSON.stringify({ prompt: example.prompt, output, behaviour, stoppedAtEos: res.stoppedAtEos[0], genAnswer: example.genAnswer, memAnswer: example.memAnswer, steered: Boolean(steer) }));
+      console.log(JSON.stringify({ prompt: example.prompt, output, answer, behaviour, stoppedAtEos: res.stoppedAtEos[0], genAnswer: example.genAnswer, memAnswer: example.memAnswer, steered: Boolean(steer) }));
     } else {
-      console.log(`${example.prompt}${output}`);
+      console.log(`${example.prompt}${output}${answer !== null && answer !== output ? `   (= ${answer})` : ''}`);
       console.log(`→ ${behaviour}   (correct: ${example.genAnswer}${example.memAnswer ? `, memorized: ${example.memAnswer}` : ''}${steer ? ', steered' : ''})`);
     }
   } finally {
