@@ -2,21 +2,22 @@
  * GPT-2 inference for a trained run: greedy batched generation with a K/V cache, the hook site's
  * vector at the last prompt token for every layer, and steering (method.md sections 4 and 6).
  *
- * Two onnxruntime sessions per GPT2Inference, each with the weights baked in as initializers and
- * symbolic dims, so one pair serves every batch size, prompt length and cache length:
- *   prefill  input_ids int64 [batch, seq], steer.{i} float32 [d]
- *   decode   input_ids int64 [batch, 1] (one new token per sequence), position int64 [1] (its position,
- *            shared by the batch), past.{i}.key / past.{i}.value [past, batch, H, hd], steer.{i} [d]
- *   both ->  logits [batch, V] at the last position, blocks.{i}.{site} [batch, d] at the last position,
- *            new.{i}.key / new.{i}.value [seq or 1, batch, H, hd]: the keys/values of the positions
- *            the call computed, which the host appends to its cache.
+ * One onnxruntime session per GPT2Inference, with the weights baked in as initializers (held once)
+ * and symbolic dims. A prefill is the same graph with an empty cache (past = 0 positions), as in
+ * llama-infer.ts, so one signature serves every batch size, prompt length and cache length:
+ *   inputs   input_ids int64 [batch, seq], past.{i}.key / past.{i}.value [past, batch, H, hd],
+ *            steer.{i} float32 [d]
+ *   outputs  logits [batch, V] at the last position, blocks.{i}.{site} [batch, d] at the last position,
+ *            new.{i}.key / new.{i}.value [seq, batch, H, hd]: the keys/values of the positions the
+ *            call computed, which the host appends to its cache.
+ *   positions of the call: past, past + 1, ..., past + seq - 1 (shared by the batch).
  * The cache is position-major so that appending is one copy and feeding the past is a view of a
  * preallocated buffer (kv-cache.ts, shared with LLaMA).
  * The blocks are gpt2.ts's, shared with training; the steering rule is the only addition:
  *
  *   h_site[last] += steer_i      for every layer i, at the site chosen for this object (hooks.ts),
- *                                at the last prompt position in prefill and at every generated position;
- *                                every other position is unchanged. steer.{i} is a required input
+ *                                at the last position of each call: the last prompt position in prefill
+ *                                and every generated position; every other position is unchanged. steer.{i} is a required input
  *                                (zeros = no steering), so a forgotten feed is refused, never defaulted.
  * The site vectors returned are taken after steering. Steering at ln2 shifts only that block's MLP
  * input; at resid_pre / resid_post it shifts the residual stream, so later blocks see it too.
@@ -58,30 +59,25 @@ const PAST = 'past';
 
 export const steerInputName = (layer: number): string => `steer.${layer}`;
 
-/**
- * The prefill graph (mode 'prefill') or the one-token decode graph ('decode'), with the steering
- * hook at `site`. Inputs and outputs as in the header.
- */
-export function buildInferenceGraph(cfg: GPT2Config, params: ParamSet, site: GPT2Site, mode: 'prefill' | 'decode'): Graph {
+/** The inference graph with the steering hook at `site` (inputs and outputs as in the header). */
+export function buildInferenceGraph(cfg: GPT2Config, params: ParamSet, site: GPT2Site): Graph {
   checkGPT2Config(cfg);
   const { nLayer: L, nEmbd: d, nHead: H } = cfg;
-  const g = new Graph(`gpt2_${mode}`);
+  const g = new Graph('gpt2');
   const w = gpt2ParamInitializers(g, cfg, params);
-  const ids = g.input('input_ids', [BATCH, mode === 'prefill' ? SEQ : 1], 'int64');
-  const positions = mode === 'prefill' ? arange(ids, 1) : g.input('position', [1], 'int64'); // [T]
+  const ids = g.input('input_ids', [BATCH, SEQ], 'int64');
   // The cache is position-major, [P, B, H, hd], so the host appends a position with one copy.
   const cached = (name: string) => ops.transpose(g.input(name, [PAST, BATCH, H, d / H]), [1, 2, 0, 3]); // (B, H, P, hd)
-  const past: KV[] | undefined = mode === 'decode'
-    ? Array.from({ length: L }, (_, i) => ({ key: cached(pastName(i, 'key')), value: cached(pastName(i, 'value')) }))
-    : undefined;
+  const past: KV[] = Array.from({ length: L }, (_, i) => ({ key: cached(pastName(i, 'key')), value: cached(pastName(i, 'value')) }));
+  const P = dimOf(g.inputs.find((t) => t.name === pastName(0, 'key'))!, 0);
+  const positions = arange(ids, 1, P); // [T]: P .. P + T - 1
   const steer = Array.from({ length: L }, (_, i) => g.input(steerInputName(i), [d]));
 
-  // The steering rule. Prefill: only the last position (isLast, [T, 1]); decode: its one position.
-  const isLast = mode === 'prefill' ? ops.unsqueeze(ops.equal(positions, ops.sub(dimOf(ids, 1), 1)), [1]) : undefined;
+  // The steering rule: only the call's last position (isLast, [T, 1]).
+  const isLast = ops.unsqueeze(ops.equal(positions, ops.sub(ops.add(P, dimOf(ids, 1)), 1)), [1]);
   const hook: SiteHook = (layer, s, x) => {
     if (s !== site) return x;
-    const shifted = ops.add(x, steer[layer]); // (B, T, d)
-    const y = isLast ? ops.where(isLast, shifted, x) : shifted;
+    const y = ops.where(isLast, ops.add(x, steer[layer]), x); // (B, T, d)
     g.output(takeLast(y, 1), siteName(layer, site)); // (B, d)
     return y;
   };
@@ -106,8 +102,7 @@ export class GPT2Inference {
   private constructor(
     readonly cfg: GPT2Config,
     readonly site: GPT2Site,
-    private readonly prefill: Runner,
-    private readonly decode: Runner,
+    private readonly runner: Runner,
     private readonly batchSize: number,
   ) {
     this.siteNames = Array.from({ length: cfg.nLayer }, (_, i) => siteName(i, site));
@@ -123,14 +118,7 @@ export class GPT2Inference {
     if (!isGPT2Site(site)) throw new Error(`unknown hook site '${site}'; the sites are ${GPT2_SITES.join(', ')}`);
     const batchSize = opts.batchSize ?? 64;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
-    const prefill = await Runner.fromGraph(buildInferenceGraph(cfg, params, site, 'prefill'), opts.runner);
-    try {
-      const decode = await Runner.fromGraph(buildInferenceGraph(cfg, params, site, 'decode'), opts.runner);
-      return new GPT2Inference(cfg, site, prefill, decode, batchSize);
-    } catch (e) {
-      await prefill.release();
-      throw e;
-    }
+    return new GPT2Inference(cfg, site, await Runner.fromGraph(buildInferenceGraph(cfg, params, site), opts.runner), batchSize);
   }
 
   /** Greedy generation; batches internally (grouped by prompt length); results in input order. */
@@ -160,12 +148,13 @@ export class GPT2Inference {
   /** One prompt, no generation: logits at its last position and the site vector of every layer. */
   async forward(prompt: readonly number[], steer?: Float32Array[]): Promise<{ logits: Float32Array; hidden: Float32Array[] }> {
     this.checkPrompt(prompt, 'prompt');
-    const out = await this.prefill.run({ input_ids: { data: int64(prompt), dims: [1, prompt.length] }, ...this.steerFeeds(steer) }, ['logits', ...this.siteNames]);
+    const empty = new KVCache(this.cfg.nLayer, this.cfg.nHead, this.cfg.nEmbd / this.cfg.nHead, 1, 0);
+    const out = await this.runner.run({ input_ids: { data: int64(prompt), dims: [1, prompt.length] }, ...empty.feeds(), ...this.steerFeeds(steer) }, ['logits', ...this.siteNames]);
     return { logits: out.logits.data as Float32Array, hidden: this.siteNames.map((s) => out[s].data as Float32Array) };
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.prefill.release(), this.decode.release()]);
+    await this.runner.release();
   }
 
   /** Prompts `rows` (all of one length T): prefill, then decode steps until every row has stopped. */
@@ -179,16 +168,15 @@ export class GPT2Inference {
     const { nLayer: L, nEmbd: d, vocabSize: V, nPositions } = this.cfg;
     const T = prompts[rows[0]].length;
     const ids = int64(rows.flatMap((i) => prompts[i]));
+    // Positions fed: the prompt's T, then each generated token but the last, up to n_positions.
+    const cache = new KVCache(L, this.cfg.nHead, d / this.cfg.nHead, rows.length, Math.min(T + Math.max(opts.maxNewTokens - 1, 0), nPositions));
     const wanted = ['logits', ...this.siteNames, ...(opts.maxNewTokens > 0 ? this.newNames : [])];
-    const out = await this.prefill.run({ input_ids: { data: ids, dims: [rows.length, T] }, ...steer }, wanted);
+    const out = await this.runner.run({ input_ids: { data: ids, dims: [rows.length, T] }, ...cache.feeds(), ...steer }, wanted);
     rows.forEach((i, r) => {
       this.siteNames.forEach((s, l) => res.hidden.set((out[s].data as Float32Array).subarray(r * d, (r + 1) * d), (i * L + l) * d));
       res.firstLogits.set((out.logits.data as Float32Array).subarray(r * V, (r + 1) * V), i * V);
     });
     if (opts.maxNewTokens === 0) return;
-
-    // Positions fed: the prompt's T, then each generated token but the last, up to n_positions.
-    const cache = new KVCache(L, this.cfg.nHead, d / this.cfg.nHead, rows.length, Math.min(T + opts.maxNewTokens - 1, nPositions));
     cache.append(out);
     let logits = out.logits.data as Float32Array; // [B, V]
     let live = [...rows]; // prompt index of each batch row
@@ -213,15 +201,7 @@ export class GPT2Inference {
         cache.keepRows(keep);
         live = keep.map((r) => live[r]);
       }
-      const step = await this.decode.run(
-        {
-          input_ids: { data: int64(next), dims: [next.length, 1] },
-          position: { data: int64([cache.length]), dims: [1] }, // the position of the token just generated
-          ...cache.feeds(),
-          ...steer,
-        },
-        ['logits', ...this.newNames],
-      );
+      const step = await this.runner.run({ input_ids: { data: int64(next), dims: [next.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
       cache.append(step);
       logits = step.logits.data as Float32Array;
     }

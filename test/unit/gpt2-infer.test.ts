@@ -11,6 +11,7 @@ import {
   type GPT2Config, GPT2_PRESETS, fromHFConfig, gpt2Forward, gpt2Head, gpt2ParamInitializers, gpt2ParamInputs, gpt2Trunk, initGPT2, toHFConfig,
 } from '../../engine/models/gpt2';
 import { GPT2Inference, buildInferenceGraph } from '../../engine/models/gpt2-infer';
+import { KVCache } from '../../engine/models/kv-cache';
 import { GPT2_SITES, type GPT2Site, parseSiteName, siteName } from '../../engine/models/hooks';
 import { Runner } from '../../engine/runtime/runner';
 import { type ParamSet, paramFeeds } from '../../engine/train/params';
@@ -34,6 +35,8 @@ function randomModel(seed: number): ParamSet {
 const randomPrompt = (rng: Rng, len: number) => Array.from({ length: len }, () => rng.int(0, V - 1));
 const randomVec = (rng: Rng, scale: number) => Float32Array.from({ length: d }, () => scale * rng.normal());
 const steerAt = (layer: number, v: Float32Array) => Array.from({ length: L }, (_, l) => (l === layer ? v : new Float32Array(d)));
+/** past.{l}.key / value feeds of an empty cache (a prefill). */
+const emptyPast = () => new KVCache(L, cfg.nHead, d / cfg.nHead, 1, 0).feeds();
 const argmax = (a: Float32Array) => a.reduce((b, v, j) => (v > a[b] ? j : b), 0);
 const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   expect(a.length).toBe(b.length);
@@ -191,10 +194,10 @@ describe('steering: h_site[last] += steer_i', () => {
   });
 
   it('changes only the last prompt position in prefill: earlier keys and values are untouched', async () => {
-    const r = await Runner.fromGraph(buildInferenceGraph(cfg, params, 'resid_pre', 'prefill'), RUNNER);
+    const r = await Runner.fromGraph(buildInferenceGraph(cfg, params, 'resid_pre'), RUNNER);
     const T = prompts[0].length;
     const ids = { data: BigInt64Array.from(prompts[0], BigInt), dims: [1, T] };
-    const zeroFeeds = Object.fromEntries(Array.from({ length: L }, (_, l) => [`steer.${l}`, { data: new Float32Array(d), dims: [d] }]));
+    const zeroFeeds = { ...emptyPast(), ...Object.fromEntries(Array.from({ length: L }, (_, l) => [`steer.${l}`, { data: new Float32Array(d), dims: [d] }])) };
     const a = await r.run({ input_ids: ids, ...zeroFeeds });
     const b = await r.run({ input_ids: ids, ...zeroFeeds, 'steer.0': { data: randomVec(new Rng(33), 1), dims: [d] } });
     await r.release();
@@ -233,8 +236,8 @@ describe('steering: h_site[last] += steer_i', () => {
   });
 
   it('a missing steer feed is refused by the Runner, not defaulted', async () => {
-    const r = await Runner.fromGraph(buildInferenceGraph(cfg, params, 'ln2', 'prefill'), RUNNER);
-    const feeds = { input_ids: { data: BigInt64Array.of(1n, 2n), dims: [1, 2] } };
+    const r = await Runner.fromGraph(buildInferenceGraph(cfg, params, 'ln2'), RUNNER);
+    const feeds = { input_ids: { data: BigInt64Array.of(1n, 2n), dims: [1, 2] }, ...emptyPast() };
     await expect(r.run(feeds)).rejects.toThrow(/missing feed 'steer.0' \(float32\[32\]\)/);
     await r.release();
   });
