@@ -81,6 +81,27 @@ class ProtoWriter {
     }
   }
 
+  /**
+   * A nested message: its bytes are appended as the writer's chunks, not copied, so a model is copied
+   * once, by the outermost finish() (each nesting level used to copy every initializer again).
+   */
+  message(field: number, m: ProtoWriter): void {
+    m.flush();
+    const n = m.length;
+    if (n <= 256) return this.bytes(field, m.finish()); // small: inline, fewer chunks
+    this.tag(field, 2);
+    this.varint(n);
+    this.flush();
+    for (const c of m.chunks) this.chunks.push(c);
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    let n = this.cur.length;
+    for (const c of this.chunks) n += c.length;
+    return n;
+  }
+
   str(field: number, s: string): void {
     this.bytes(field, new TextEncoder().encode(s));
   }
@@ -98,9 +119,7 @@ class ProtoWriter {
   finish(): Uint8Array {
     this.flush();
     if (this.chunks.length === 1) return this.chunks[0];
-    let n = 0;
-    for (const c of this.chunks) n += c.length;
-    const out = new Uint8Array(n);
+    const out = new Uint8Array(this.length);
     let o = 0;
     for (const c of this.chunks) {
       out.set(c, o);
@@ -154,82 +173,86 @@ export interface OnnxGraph {
   outputs: readonly OnnxValueInfo[];
 }
 
-function encodeTensor(t: OnnxTensor): Uint8Array {
+function tensorMessage(t: OnnxTensor): ProtoWriter {
   const p = new ProtoWriter();
   p.packedInts(1, t.dims);
   p.int(2, OnnxDataType[t.dtype]);
   p.str(8, t.name);
   if (!t.external) {
     p.bytes(9, t.raw);
-    return p.finish();
+    return p;
   }
   for (const [key, value] of [['location', t.external.location], ['offset', String(t.external.offset)], ['length', String(t.external.length)]]) {
     const e = new ProtoWriter();
     e.str(1, key);
     e.str(2, value);
-    p.bytes(13, e.finish());
+    p.message(13, e);
   }
   p.int(14, 1);
-  return p.finish();
+  return p;
 }
 
-function encodeValueInfo(v: OnnxValueInfo): Uint8Array {
+function valueInfoMessage(v: OnnxValueInfo): ProtoWriter {
   const shape = new ProtoWriter();
   for (const d of v.shape) {
     const dim = new ProtoWriter();
     if (typeof d === 'number') dim.int(1, d);
     else dim.str(2, d);
-    shape.bytes(1, dim.finish());
+    shape.message(1, dim);
   }
   const tensorType = new ProtoWriter();
   tensorType.int(1, OnnxDataType[v.dtype]);
-  tensorType.bytes(2, shape.finish());
+  tensorType.message(2, shape);
   const type = new ProtoWriter();
-  type.bytes(1, tensorType.finish());
+  type.message(1, tensorType);
   const vi = new ProtoWriter();
   vi.str(1, v.name);
-  vi.bytes(2, type.finish());
-  return vi.finish();
+  vi.message(2, type);
+  return vi;
 }
 
 /** AttributeProto.AttributeType codes. */
 const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, graph: 5, floats: 6, ints: 7 } as const;
 
-function encodeAttr(name: string, a: OnnxAttr): Uint8Array {
+function attrMessage(name: string, a: OnnxAttr): ProtoWriter {
   const p = new ProtoWriter();
   p.str(1, name);
   switch (a.kind) {
     case 'float': p.float(2, a.value); break;
     case 'int': p.int(3, a.value); break;
     case 'string': p.str(4, a.value); break;
-    case 'tensor': p.bytes(5, encodeTensor(a.value)); break;
-    case 'graph': p.bytes(6, encodeGraph(a.value)); break;
+    case 'tensor': p.message(5, tensorMessage(a.value)); break;
+    case 'graph': p.message(6, graphMessage(a.value)); break;
     case 'floats': p.packedFloats(7, a.value); break;
     case 'ints': p.packedInts(8, a.value); break;
   }
   p.int(20, ATTR_TYPE[a.kind]);
-  return p.finish();
+  return p;
 }
 
-function encodeNode(n: OnnxNode): Uint8Array {
+function nodeMessage(n: OnnxNode): ProtoWriter {
   const p = new ProtoWriter();
   for (const i of n.inputs) p.str(1, i);
   for (const o of n.outputs) p.str(2, o);
   p.str(3, n.name);
   p.str(4, n.opType);
-  for (const [k, v] of Object.entries(n.attrs)) p.bytes(5, encodeAttr(k, v));
+  for (const [k, v] of Object.entries(n.attrs)) p.message(5, attrMessage(k, v));
   if (n.domain) p.str(7, n.domain);
-  return p.finish();
+  return p;
+}
+
+function graphMessage(g: OnnxGraph): ProtoWriter {
+  const p = new ProtoWriter();
+  for (const n of g.nodes) p.message(1, nodeMessage(n));
+  p.str(2, g.name);
+  for (const t of g.initializers) p.message(5, tensorMessage(t));
+  for (const i of g.inputs) p.message(11, valueInfoMessage(i));
+  for (const o of g.outputs) p.message(12, valueInfoMessage(o));
+  return p;
 }
 
 export function encodeGraph(g: OnnxGraph): Uint8Array {
-  const p = new ProtoWriter();
-  for (const n of g.nodes) p.bytes(1, encodeNode(n));
-  p.str(2, g.name);
-  for (const t of g.initializers) p.bytes(5, encodeTensor(t));
-  for (const i of g.inputs) p.bytes(11, encodeValueInfo(i));
-  for (const o of g.outputs) p.bytes(12, encodeValueInfo(o));
-  return p.finish();
+  return graphMessage(g).finish();
 }
 
 export function encodeModel(g: OnnxGraph, opts: { producerVersion?: string } = {}): Uint8Array {
@@ -237,10 +260,10 @@ export function encodeModel(g: OnnxGraph, opts: { producerVersion?: string } = {
   p.int(1, ONNX_IR_VERSION);
   p.str(2, 'memgen-lens');
   p.str(3, opts.producerVersion ?? '0');
-  p.bytes(7, encodeGraph(g));
+  p.message(7, graphMessage(g));
   const opset = new ProtoWriter();
   opset.str(1, '');
   opset.int(2, ONNX_OPSET);
-  p.bytes(8, opset.finish());
+  p.message(8, opset);
   return p.finish();
 }
