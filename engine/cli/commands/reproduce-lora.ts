@@ -2,8 +2,9 @@
  * `memgen reproduce --system lora`: the paper's LLaMA + LoRA experiments end to end (Tables 2-4 and
  * Figure 5), then a summary beside the paper's numbers. Into DIR (default runs-reproduce-lora/):
  *
- *   base      `memgen pretrain --arch llama --preset tiny` into DIR/base (the stand-in LLaMA base,
- *             docs/llama.md), unless --base BASE names one; a given base is only read (the sha256 of
+ *   base      `memgen pretrain --arch llama --preset P` into DIR/base (the stand-in LLaMA base,
+ *             docs/llama.md; P = --preset, tiny by default: the tiny stand-in cannot add, the small one
+ *             can but pretrains ~4x longer), unless --base BASE names one; a given base is only read (the sha256 of
  *             its files is compared before and after, and the summary says so).
  *   train     `memgen train --base BASE --lora` (runs/lora-run.ts, the paper's recipe) for arithmetic
  *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
@@ -48,9 +49,10 @@ import { writeReport } from '../../report/html';
 import { steeringVerdict } from '../../report/verdict';
 import { baseHashes, loadLoraRun } from '../../runs/lora-run';
 import { RunError, readJSON, writeJSON } from '../../runs/run';
+import { PRETRAIN_PRESETS, type PretrainPreset } from '../../train/llama-pretrain';
 import { PAPER_LLAMA_SETTING, type PaperReference, type SteeringFile, paperCell, paperReference, steeringOutPath } from '../../steer/files';
 import { DIRECTIONS, directionEnds } from '../../steer/intervention';
-import { RUNNER_OPTIONS, UsageError, num, parse, runnerOptions, str } from '../args';
+import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
 import { formatSeconds } from '../progress';
 import { type StageOutcome, type StageResult, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
 import { analyzeCommand } from './analyze';
@@ -63,8 +65,9 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
             settings (Table 2: own neurons; Table 3: seed-0 neurons on the seed-1 adapter; Table 4: each task's
             neurons on the other), projection attribution (Figure 5), reports, and a summary beside the paper's
             numbers (DIR/summary.md, DIR/summary.json).
-            [--base BASE (only read)] [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR
-            aside)] [--threads N] [--provider cpu|cuda]`;
+            [--base BASE (only read) | --preset tiny|small (tiny: the stand-in to pretrain; only small adds)]
+            [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)] [--threads N]
+            [--provider cpu|cuda]`;
 
 const TASKS = ['arithmetic', 'incontext'] as const;
 type LoraTask = (typeof TASKS)[number];
@@ -161,7 +164,7 @@ export interface ReproduceLoraDeps {
 
 export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDeps = {}): Promise<number> {
   const v = parse(argv, {
-    base: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
+    base: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
     'pretrain-steps': { type: 'string' }, epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'eval-n': { type: 'string' },
     pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, ...RUNNER_OPTIONS,
   });
@@ -169,6 +172,8 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const outDir = str(v.out, 'out') ?? 'runs-reproduce-lora';
   const givenBase = str(v.base, 'base');
   if (givenBase !== undefined && v['pretrain-steps'] !== undefined) throw new UsageError('--pretrain-steps (a testing override of the base\'s pretraining) has no meaning with --base');
+  const preset = choice(v.preset, 'preset', Object.keys(PRETRAIN_PRESETS) as PretrainPreset[], 'tiny');
+  if (givenBase !== undefined && v.preset !== undefined) throw new UsageError('--preset picks the stand-in base to pretrain; it has no meaning with --base (the given base is used as it is)');
   const pairs = positiveInt(v.pairs, 'pairs', PAIRS);
   const yieldInputs = positiveInt(v['analyze-tries'], 'analyze-tries', YIELD_INPUTS);
   const steerN = positiveInt(v.n, 'n', STEER_N);
@@ -242,10 +247,10 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const steered = new Map<SteerSpec, StageResult>();
   try {
     // 1. base
-    const baseStage = await stage('base', 'base', givenBase !== undefined ? `${givenBase} (given: only read)` : `pretrain the tiny stand-in into ${base} (log: ${logFile('base', 'pretrain')})`, async () => {
+    const baseStage = await stage('base', 'base', givenBase !== undefined ? `${givenBase} (given: only read)` : `pretrain the ${preset} stand-in into ${base} (log: ${logFile('base', 'pretrain')})`, async () => {
       if (givenBase !== undefined) return { status: 'kept', detail: `${Object.keys(hashesBefore!).length} files' sha256 recorded` };
       if (fs.existsSync(base) && fs.readdirSync(base).length > 0) fs.renameSync(base, `${base}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`); // --force (refused above otherwise)
-      const status = await loggedCommand(logFile('base', 'pretrain'), pretrainCommand, ['--arch', 'llama', '--preset', 'tiny', '--out', base, ...pretrainOverrides, ...runnerArgs]);
+      const status = await loggedCommand(logFile('base', 'pretrain'), pretrainCommand, ['--arch', 'llama', '--preset', preset, '--out', base, ...pretrainOverrides, ...runnerArgs]);
       return { status, detail: status === 'done' ? '' : `see ${logFile('base', 'pretrain')}` };
     });
     const baseOk = baseStage.status === 'done' || baseStage.status === 'kept';
