@@ -17,8 +17,9 @@
  *
  *   h_site[last] += steer_i      for every layer i, at the site chosen for this object (hooks.ts),
  *                                at the last position of each call: the last prompt position in prefill
- *                                and every generated position; every other position is unchanged. steer.{i} is a required input
- *                                (zeros = no steering), so a forgotten feed is refused, never defaulted.
+ *                                and every generated position; every other position is unchanged.
+ *                                steer.{i} is a required input (zeros = no steering), so a forgotten
+ *                                feed is refused, never defaulted.
  * The site vectors returned are taken after steering. Steering at ln2 shifts only that block's MLP
  * input; at resid_pre / resid_post it shifts the residual stream, so later blocks see it too.
  *
@@ -169,7 +170,7 @@ export class GPT2Inference {
     const T = prompts[rows[0]].length;
     const ids = int64(rows.flatMap((i) => prompts[i]));
     // Positions fed: the prompt's T, then each generated token but the last, up to n_positions.
-    const cache = new KVCache(L, this.cfg.nHead, d / this.cfg.nHead, rows.length, Math.min(T + Math.max(opts.maxNewTokens - 1, 0), nPositions));
+    const cache = new KVCache(L, this.cfg.nHead, d / this.cfg.nHead, rows.length, opts.maxNewTokens === 0 ? 0 : Math.min(T + opts.maxNewTokens - 1, nPositions));
     const wanted = ['logits', ...this.siteNames, ...(opts.maxNewTokens > 0 ? this.newNames : [])];
     const out = await this.runner.run({ input_ids: { data: ids, dims: [rows.length, T] }, ...cache.feeds(), ...steer }, wanted);
     rows.forEach((i, r) => {
