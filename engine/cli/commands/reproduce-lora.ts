@@ -3,8 +3,8 @@
  * Figure 5), then a summary beside the paper's numbers. Into DIR (default runs-reproduce-lora/):
  *
  *   base      `memgen pretrain --arch llama --preset P` into DIR/base (the stand-in LLaMA base,
- *             docs/llama.md; P = --preset, tiny by default: the tiny stand-in cannot add, the small one
- *             can but pretrains ~4x longer), unless --base BASE names one; a given base is only read (the sha256 of
+ *             docs/llama.md; P = --preset, tiny by default; small pretrains ~4x longer; neither learns to
+ *             add on the whole corpus yet), unless --base BASE names one; a given base is only read (the sha256 of
  *             its files is compared before and after, and the summary says so).
  *   train     `memgen train --base BASE --lora` (runs/lora-run.ts, the paper's recipe) for arithmetic
  *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
@@ -65,7 +65,7 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
             settings (Table 2: own neurons; Table 3: seed-0 neurons on the seed-1 adapter; Table 4: each task's
             neurons on the other), projection attribution (Figure 5), reports, and a summary beside the paper's
             numbers (DIR/summary.md, DIR/summary.json).
-            [--base BASE (only read) | --preset tiny|small (tiny: the stand-in to pretrain; only small adds)]
+            [--base BASE (only read) | --preset tiny|small (tiny: the stand-in to pretrain)]
             [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)] [--threads N]
             [--provider cpu|cuda]`;
 
