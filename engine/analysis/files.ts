@@ -20,6 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GPT2Site } from '../models/hooks';
+import { ADAPTER_FILES } from '../models/lora';
 import type { SiteFamily } from '../models/sites';
 import { RUN_FILES, RunError, readJSON, sha256File } from '../runs/run';
 import type { Behaviour, TaskName } from '../tasks/task';
@@ -50,16 +51,16 @@ export function analysisPath(run: string | { dir: string }, file: AnalysisFile):
   return path.join(analysisDir(run), ANALYSIS_FILES[file]);
 }
 
+/** The run's model file: model.safetensors, or a LoRA run's adapter_model.safetensors; null when neither exists. */
+export function modelFile(runDir: string): string | null {
+  return [RUN_FILES.model, ADAPTER_FILES.model].map((f) => path.join(runDir, f)).find((f) => fs.existsSync(f)) ?? null;
+}
+
 /**
  * `sha256:<hex>` of the run's model file (the format of manifest.hashes): model.safetensors, or for a
  * LoRA run (runs/lora-run.ts, no model.safetensors) its adapter_model.safetensors, the part that is
  * trained (its base's files are checked against the run's manifest whenever the run is loaded).
  */
-/** The run's model file: model.safetensors, or a LoRA run's adapter_model.safetensors; null when neither exists. */
-export function modelFile(runDir: string): string | null {
-  return [RUN_FILES.model, 'adapter_model.safetensors'].map((f) => path.join(runDir, f)).find((f) => fs.existsSync(f)) ?? null;
-}
-
 export function modelHash(runDir: string): string {
   return `sha256:${sha256File(modelFile(runDir) ?? path.join(runDir, RUN_FILES.model))}`;
 }

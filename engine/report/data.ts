@@ -50,6 +50,8 @@ export interface ReportData {
   sweep: SweepFile | null;
   /** sha256:<hex> of the model file now (null when the file is missing). */
   modelHash: string | null;
+  /** 'lora' for a LoRA run (manifest.system), else 'gpt2'. */
+  system: 'gpt2' | 'lora';
   /** The run's model file: model.safetensors, or adapter_model.safetensors of a LoRA run. */
   modelRel: string;
   stale: string[];
@@ -162,14 +164,14 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
     if (f.neurons.stale) stale.push(`the transfer table with the neurons of ${f.neurons.run} steered with stale neurons: ${f.neurons.stale}`);
   }
 
-  const system = (manifest as { system?: string }).system === 'lora' ? 'lora' : 'gpt2';
+  const system: ReportData['system'] = (manifest as { system?: string }).system === 'lora' ? 'lora' : 'gpt2';
   const modelRel = system === 'lora' ? ADAPTER_FILES.model : RUN_FILES.model;
   const files: RunFileInfo[] = [FILES[0], ...MODEL_FILES[system], ...FILES.slice(1)].map(([rel, what]) => {
     const abs = path.join(absDir, rel);
     const st = fs.existsSync(abs) ? fs.statSync(abs) : null;
     return { rel, abs, what, exists: st !== null, bytes: st?.size ?? 0, modified: st ? st.mtime.toISOString() : null };
   });
-  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, transfers, projections, sweep, modelHash: hash, modelRel, stale, problems, files, notes };
+  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, transfers, projections, sweep, modelHash: hash, system, modelRel, stale, problems, files, notes };
 }
 
 /** The probe with the highest held-out accuracy over layers and kinds, or null. */

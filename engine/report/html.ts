@@ -114,7 +114,7 @@ function runSection(d: ReportData, outDir: string, figs: Figure[], prefix: strin
   const e = best?.eval as { n?: number; counts?: Record<string, number>; gen?: number; mem?: number; other?: number; pMem?: number; pGen?: number; guess?: number | null } | undefined;
   const cfg = d.config;
   // A LoRA run's manifest (runs/lora-run.ts) names its base and adapter instead of a GPT-2 preset.
-  const lora = (m as { system?: string }).system === 'lora' ? (m as unknown as LoraRunManifest) : null;
+  const lora = d.system === 'lora' ? (m as unknown as LoraRunManifest) : null;
   const rows: [string, string][] = [
     ['Task', `${esc(m.taskDescription)}${m.scale === 'tiny' ? ` <span class="small">(tiny scale: smaller than the paper's task; <code>--task-scale paper</code> selects the paper's sizes)</span>` : ''}`],
     ['Model', lora
@@ -227,7 +227,7 @@ function steeringTable(f: SteeringFile): string {
 }
 
 function steeringSection(d: ReportData): string {
-  const table = d.steering?.paper?.table ?? ((d.manifest as { system?: string }).system === 'lora' ? 'Table 2' : 'Table 1');
+  const table = d.steering?.paper?.table ?? (d.system === 'lora' ? 'Table 2' : 'Table 1');
   let html = `<section id="steering"><h2>4. Steering (the paper's ${table})</h2>`;
   const f = d.steering;
   if (!f) {

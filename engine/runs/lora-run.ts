@@ -38,7 +38,7 @@ import { type PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
 import { type Example, type TaskName, type TaskScale, deriveSeed } from '../tasks/task';
 import { IGNORE_INDEX } from '../train/data';
 import { type EvalResult, evaluateFresh, testSet } from '../train/evaluate';
-import { type RunOutcome, runTrainingLoop, summarize, truncateLog } from '../train/run-loop';
+import { type RunOutcome, runTrainingLoop, truncateLog } from '../train/run-loop';
 import { learningRate } from '../train/schedule';
 import { MEMGEN_VERSION } from '../train/trainer';
 import type { ParamSet } from '../train/params';
@@ -245,8 +245,9 @@ export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {})
 
   const hashesAfter = baseHashes(baseDir);
   if (JSON.stringify(hashesAfter) !== JSON.stringify(hashesBefore)) throw new RunError(`the base folder ${baseDir} changed during training (sha256 differs): something else wrote to it`);
-  finishManifest(manifestFile, { stopReason, steps: s, seconds: seconds(), best: best && { step: best.step, summary: summarize(best) } }, [ADAPTER_FILES.config, ADAPTER_FILES.model]);
-  return { dir, steps: s, seconds: seconds(), best, stopReason };
+  const outcome: LoraRunOutcome = { dir, steps: s, seconds: seconds(), best, stopReason };
+  finishManifest(manifestFile, outcome, [ADAPTER_FILES.config, ADAPTER_FILES.model]);
+  return outcome;
 }
 
 export interface LoadedLoraRun {

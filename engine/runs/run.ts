@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
 import { fromHFConfig, gpt2ParamShapes, type GPT2Config } from '../models/gpt2';
 import { loadParams, type ParamSet } from '../train/params';
+import { type RunOutcome, summarize } from '../train/run-loop';
 import { makeTask } from '../tasks';
 import type { Task, TaskName, TaskScale } from '../tasks/task';
 
@@ -63,15 +64,15 @@ export interface ManifestCommon {
 
 /**
  * Ends a training run's manifest (GPT-2 and LoRA runs alike): status from the stop reason, steps,
- * training seconds, the kept evaluation (`summary` of it) and the sha256 of the listed run files.
+ * training seconds, the kept evaluation (its summary fields) and the sha256 of the listed run files.
  */
-export function finishManifest(manifestFile: string, o: { stopReason: string; steps: number; seconds: number; best: { step: number; summary: Record<string, unknown> } | null }, files: readonly string[]): void {
+export function finishManifest(manifestFile: string, o: Omit<RunOutcome, 'dir'>, files: readonly string[]): void {
   const manifest = readJSON<ManifestCommon>(manifestFile, 'run manifest');
   manifest.status = o.stopReason === 'interrupted' ? 'interrupted' : 'done';
   manifest.updatedAt = new Date().toISOString();
   manifest.steps = o.steps;
   manifest.trainSeconds = o.seconds;
-  manifest.best = o.best ? { step: o.best.step, eval: o.best.summary } : null;
+  manifest.best = o.best ? { step: o.best.step, eval: summarize(o.best) } : null;
   for (const f of files) {
     const file = path.join(path.dirname(manifestFile), f);
     if (fs.existsSync(file)) manifest.hashes[f] = `sha256:${sha256File(file)}`;

@@ -82,8 +82,8 @@ export interface Task {
   fromPrompt(prompt: string): Example;
   /**
    * The answer an output states, for tasks whose output is a working rather than the bare answer
-   * (arithmetic: the final sum of its scratchpad), or null when the output is not in that format.
-   * Absent: the output is the answer.
+   * (arithmetic: the final sum of its scratchpad, never the output itself), or null when the output
+   * is not in that format. Absent: the output is the answer. Shown after the output where not null.
    */
   statedAnswer?(output: string): string | null;
   /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */

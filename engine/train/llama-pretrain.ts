@@ -109,6 +109,8 @@ interface PretrainState {
 }
 
 export const partialDir = (out: string): string => `${out}.partial`;
+/** The resumable state of a pretraining (train/checkpoint.ts), inside its work folder. */
+const checkpointDir = (work: string): string => path.join(work, 'checkpoints', 'last');
 
 /**
  * Token ids of a corpus document and its prompt length (bos + prompt): prompt and answer are encoded
@@ -192,7 +194,7 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
     if (!cfg.force) throw new RunError(`${out} already exists; pass --force to replace it (the old folder is kept as ${path.basename(out)}.replaced-<time>)`);
   }
   if (cfg.resume) {
-    if (!fs.existsSync(path.join(work, 'checkpoints', 'last', 'state.json'))) throw new RunError(`${work} has no checkpoint to resume`);
+    if (!fs.existsSync(path.join(checkpointDir(work), 'state.json'))) throw new RunError(`${work} has no checkpoint to resume`);
   } else {
     if (fs.existsSync(work)) {
       if (!cfg.force) throw new RunError(`${work} holds an unfinished pretraining; continue it with --resume, or start anew with --force`);
@@ -217,7 +219,7 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
   let state: PretrainState = { step: 0, adamT: 0, dataRng: dataRng.state, trainSeconds: 0, lastLoss: NaN };
   const logFile = path.join(work, 'train-log.jsonl');
   if (cfg.resume) {
-    state = loadTrainState<PretrainState>(path.join(work, 'checkpoints', 'last'), params, adam);
+    state = loadTrainState<PretrainState>(checkpointDir(work), params, adam);
     dataRng = Rng.restore(state.dataRng);
     hooks.log?.(`resuming ${work} at step ${state.step}`);
   }
@@ -234,7 +236,7 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
   let stopReason: PretrainOutcome['stopReason'] = 'steps';
   const checkpoint = () => {
     state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: seconds(), lastLoss: loss };
-    saveTrainState(path.join(work, 'checkpoints', 'last'), params, adam, state);
+    saveTrainState(checkpointDir(work), params, adam, state);
   };
   try {
     while (s < cfg.steps) {

@@ -30,7 +30,7 @@ import { saveParams } from './params';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
 import type { TrainConfig } from './presets';
-import { type RunOutcome, runTrainingLoop, summarize, truncateLog } from './run-loop';
+import { type RunOutcome, runTrainingLoop, truncateLog } from './run-loop';
 
 export const MEMGEN_VERSION = '0.1.0';
 
@@ -151,6 +151,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   }
   const { steps: s, best, stopReason } = out;
 
-  finishManifest(manifestFile, { stopReason, steps: s, seconds: secondsSoFar(), best: best && { step: best.step, summary: summarize(best) } }, [RUN_FILES.config, RUN_FILES.model, RUN_FILES.tokenizer]);
-  return { dir, steps: s, seconds: secondsSoFar(), best, stopReason };
+  const outcome: TrainOutcome = { dir, steps: s, seconds: secondsSoFar(), best, stopReason };
+  finishManifest(manifestFile, outcome, [RUN_FILES.config, RUN_FILES.model, RUN_FILES.tokenizer]);
+  return outcome;
 }

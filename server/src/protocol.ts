@@ -93,7 +93,7 @@ export interface Prediction {
   task: string;
   /** The greedy unsteered output (decoded, before the end token) and its class by the task. */
   output: string;
-  /** The answer the output states when the task writes a working (arithmetic: the scratchpad's final sum), else null. */
+  /** The answer the output states when the task writes a working (arithmetic: the scratchpad's final sum; never the output itself), else null. */
   answer: string | null;
   behaviour: Behaviour;
   /** The lens' verdict: mem or gen by the first answer token, normalised over the two. */
@@ -131,7 +131,7 @@ export interface SteerParams extends PromptRef {
 
 export interface SteerOutcome {
   output: string;
-  /** The answer the output states when the task writes a working (arithmetic: the scratchpad's final sum), else null. */
+  /** The answer the output states when the task writes a working (arithmetic: the scratchpad's final sum; never the output itself), else null. */
   answer: string | null;
   behaviour: Behaviour;
   pGenFirst: number;

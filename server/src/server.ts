@@ -205,7 +205,7 @@ function steerMarkdown(s: lsp.SteerResult): string {
 }
 
 /** ` (= 180)` after an output that is a working (arithmetic's scratchpad), else nothing. */
-const stated = (o: { output: string; answer: string | null }): string => (o.answer === null || o.answer === o.output ? '' : ` (= ${o.answer})`);
+const stated = (o: { answer: string | null }): string => (o.answer === null ? '' : ` (= ${o.answer})`);
 
 // ------------------------------------------------------------------------------------------
 // Diagnostics.

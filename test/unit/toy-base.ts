@@ -2,13 +2,13 @@
  * Test helpers for LoRA runs: a toy stand-in base (2 layers x 32, pretrained for a few steps) and the
  * sha256 of every file of a folder (to check that a base is never modified).
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { sha256File } from '../../engine/runs/run';
 import { defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
 
 export const hashFolder = (dir: string): Record<string, string> =>
-  Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, createHash('sha256').update(fs.readFileSync(path.join(dir, f))).digest('hex')]));
+  Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, sha256File(path.join(dir, f))]));
 
 export async function pretrainToyBase(dir: string, steps: number): Promise<void> {
   await pretrain({

@@ -55,7 +55,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     if (v.json) {
       console.log(JSON.stringify({ prompt: example.prompt, output, answer, behaviour, stoppedAtEos: res.stoppedAtEos[0], genAnswer: example.genAnswer, memAnswer: example.memAnswer, steered: Boolean(steer) }));
     } else {
-      console.log(`${example.prompt}${output}${answer !== null && answer !== output ? `   (= ${answer})` : ''}`);
+      console.log(`${example.prompt}${output}${answer !== null ? `   (= ${answer})` : ''}`);
       console.log(`→ ${behaviour}   (correct: ${example.genAnswer}${example.memAnswer ? `, memorized: ${example.memAnswer}` : ''}${steer ? ', steered' : ''})`);
     }
   } finally {

@@ -4,7 +4,7 @@ import type { TaskScale } from '../../tasks/task';
 import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/presets';
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
-import type { StepEval } from '../../train/run-loop';
+import type { RunOutcome, StepEval } from '../../train/run-loop';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
 import { LLAMA_PROJECTIONS, type LlamaProjection } from '../../models/hooks';
@@ -116,13 +116,13 @@ const evalSuffix = (e: StepEval | null): string => (e ? ` | gen ${(100 * e.gen).
  * are printed as they come, and the outcome decides the exit code (130 after Ctrl-C, with the resume
  * command).
  */
-async function runTraining(argv: string[], start: (hooks: { shouldStop: () => boolean; log: (l: string) => void; onEval: (e: StepEval) => void }) => Promise<{ steps: number; seconds: number; best: StepEval | null; stopReason: string }>): Promise<number> {
+async function runTraining(argv: string[], start: (hooks: { shouldStop: () => boolean; log: (l: string) => void; onEval: (e: StepEval) => void }) => Promise<RunOutcome>): Promise<number> {
   let stop = false;
   const release = onInterrupt(() => {
     stop = true;
     process.stderr.write('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to abort without saving)\n');
   });
-  let outcome: Awaited<ReturnType<typeof start>>;
+  let outcome: RunOutcome;
   try {
     outcome = await start({ shouldStop: () => stop, log: (l) => console.log(l), onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`) });
   } finally {
