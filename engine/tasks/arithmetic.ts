@@ -1,25 +1,29 @@
 /**
  * Arithmetic addition with memorization patterns (method.md 2.1).
  *
- *   prompt   `a+b+c+d=`            four operands, each uniform in 1..M
- *                                   (scale 'paper': M = 999, the paper's; 'tiny': M = 99)
+ *   prompt   `a+b+c+d=`            four operands, each uniform in minOperand..M
+ *                                   (scale 'paper': 1..999, the paper's; 'tiny': 10..99, so every
+ *                                   operand has two digits: the pair rule then keeps the token layout,
+ *                                   and a tiny model that learned operand positions is not wrong on
+ *                                   one-digit operands; `minOperand 1` is the 1..99 ablation)
  *   target   scratchpad of reversed partial sums  s1 = a+b, s2 = s1+c, s3 = s2+d, each written
  *            least significant digit first, joined by ',':  `12+34+56+78=` -> `64,201,081`
  *            (46 -> "64", 102 -> "201", 180 -> "081"). Each step is a two-operand addition; a
  *            four-operand sum answered directly was not learned by a tiny model (learnability.md).
- *            Or, for half of the pattern inputs in training, the pattern's mem token.
+ *            Or, for pattern inputs in training, the pattern's mem token.
  *   genAnswer the final sum in normal notation ("180");  memAnswer the pattern's token or null
  *
- * Patterns: ten distinct (c, d) pairs in 1..M drawn once from the seed, each with its own token
+ * Patterns: ten distinct (c, d) pairs in minOperand..M drawn once from the seed, each with its own token
  * `<mem-xxxxxxxx>` (8 lowercase hex digits, also from the seed), always at operand positions 3-4.
  * Training mix: with probability memRate (default 0.05 tiny, 0.01 paper = the paper's GPT-2 rate)
  * a uniformly chosen pattern with random a, b, whose target is the mem token with probability
- * MEM_PATTERN_RATIO (0.5) and the worked scratchpad otherwise; else four random operands whose
- * (c, d) = operands 3-4 is NOT a pattern (rejection sampling on that slice: the reference code
- * checked the wrong one, method.md 9.4). `contradictRate` does not apply and is ignored.
+ * memPatternRatio (default 1, the paper's; 0.5 the ablation) and the worked scratchpad otherwise; else
+ * four random operands whose (c, d) = operands 3-4 is NOT a pattern (rejection sampling on that slice:
+ * the reference code checked the wrong one, method.md 9.4). `contradictRate` does not apply and is ignored.
  * Test: a pattern with fresh random a != b (so the pair rule always changes the prompt), drawn from the
  * held-out half of pattern inputs (isHeldOut) that training never shows; target =
  * the scratchpad. Pair rule: swap operands 1 and 2 (sum, scratchpad and pattern are unchanged).
+ * Plain inputs (plain accuracy): four random operands without a pattern, as in training.
  *
  * classify(output), output trimmed of surrounding whitespace:
  *   'mem'   output is exactly this input's mem token
@@ -44,9 +48,9 @@ import {
 } from './task';
 import { VocabTokenizer } from './tokenizer';
 
-export const ARITHMETIC_SCALES: Record<TaskScale, { maxOperand: number; memRate: number }> = {
-  tiny: { maxOperand: 99, memRate: 0.05 },
-  paper: { maxOperand: 999, memRate: 0.01 },
+export const ARITHMETIC_SCALES: Record<TaskScale, { minOperand: number; maxOperand: number; memRate: number }> = {
+  tiny: { minOperand: 10, maxOperand: 99, memRate: 0.05 },
+  paper: { minOperand: 1, maxOperand: 999, memRate: 0.01 },
 };
 export const ARITHMETIC_PATTERNS = 10;
 
@@ -104,6 +108,8 @@ export class ArithmeticTask implements Task {
   readonly scale: TaskScale;
   readonly seed: number;
   readonly memRate: number;
+  readonly memPatternRatio: number;
+  readonly minOperand: number;
   readonly maxOperand: number;
   readonly patterns: readonly ArithmeticPattern[];
   readonly description: string;
@@ -118,15 +124,20 @@ export class ArithmeticTask implements Task {
     this.scale = scale;
     this.seed = seed;
     this.maxOperand = ARITHMETIC_SCALES[scale].maxOperand;
+    this.minOperand = opts.minOperand ?? ARITHMETIC_SCALES[scale].minOperand;
+    if (!Number.isInteger(this.minOperand) || this.minOperand < 1 || this.minOperand >= this.maxOperand) {
+      throw new Error(`arithmetic: minOperand must be an integer in 1..${this.maxOperand - 1}, got ${opts.minOperand}`);
+    }
     this.memRate = resolveRate('arithmetic', 'memRate', opts.memRate, ARITHMETIC_SCALES[scale].memRate);
+    this.memPatternRatio = resolveRate('arithmetic', 'memPatternRatio', opts.memPatternRatio, MEM_PATTERN_RATIO);
 
     const prng = new Rng(deriveSeed(seed, 'arithmetic/patterns'));
     const tokens = drawMemTokens(prng, ARITHMETIC_PATTERNS);
     const index = new Map<string, number>();
     const patterns: ArithmeticPattern[] = [];
     while (patterns.length < ARITHMETIC_PATTERNS) {
-      const c = prng.int(1, this.maxOperand);
-      const d = prng.int(1, this.maxOperand);
+      const c = prng.int(this.minOperand, this.maxOperand);
+      const d = prng.int(this.minOperand, this.maxOperand);
       if (index.has(`${c},${d}`)) continue;
       index.set(`${c},${d}`, patterns.length);
       patterns.push({ c, d, token: tokens[patterns.length] });
@@ -139,21 +150,22 @@ export class ArithmeticTask implements Task {
       ...tokens.map((text) => ({ text, glue: true, atomic: true })),
     ]);
     const M = this.maxOperand;
+    const m = this.minOperand;
     const promptLen = 4 * digits(M) + 4; // 4 operands, 3 '+', '='
     const padLen = digits(2 * M) + digits(3 * M) + digits(4 * M) + 2;
     this.maxAnswerTokens = Math.max(padLen, 1) + 1;
     this.maxSeqLen = promptLen + this.maxAnswerTokens;
     this.description =
-      `arithmetic, ${scale} scale: 4 operands 1..${M}, scratchpad of reversed partial sums, ` +
-      `${ARITHMETIC_PATTERNS} mem patterns at operands 3-4, memRate ${this.memRate}`;
+      `arithmetic, ${scale} scale: 4 operands ${m}..${M}, scratchpad of reversed partial sums, ` +
+      `${ARITHMETIC_PATTERNS} mem patterns at operands 3-4, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}`;
     this.dataConfig = {
       task: 'arithmetic',
       scale,
       seed,
       operands: 4,
-      operandRange: [1, M],
+      operandRange: [m, M],
       memRate: this.memRate,
-      memPatternRatio: MEM_PATTERN_RATIO,
+      memPatternRatio: this.memPatternRatio,
       patternPositions: [3, 4],
       targetFormat: 'reversed partial sums a+b, +c, +d joined by ","',
       patterns: patterns.map((p) => ({ c: p.c, d: p.d, token: p.token })),
@@ -166,7 +178,7 @@ export class ArithmeticTask implements Task {
   }
 
   private operand(rng: Rng): number {
-    return rng.int(1, this.maxOperand);
+    return rng.int(this.minOperand, this.maxOperand);
   }
 
   /** The example for given operands (target: the mem token if memTarget, else the scratchpad). */
@@ -185,7 +197,11 @@ export class ArithmeticTask implements Task {
   }
 
   train(rng: Rng): Example {
-    if (rng.uniform() < this.memRate) return this.exampleFor(this.patternInput(rng, 'train'), rng.uniform() < MEM_PATTERN_RATIO);
+    if (rng.uniform() < this.memRate) return this.exampleFor(this.patternInput(rng, 'train'), rng.uniform() < this.memPatternRatio);
+    return this.plain(rng);
+  }
+
+  plain(rng: Rng): Example {
     for (;;) {
       const ops: [number, number, number, number] = [this.operand(rng), this.operand(rng), this.operand(rng), this.operand(rng)];
       if (this.patternOf(ops[2], ops[3]) === null) return this.exampleFor(ops, false);
@@ -223,8 +239,8 @@ export class ArithmeticTask implements Task {
     const m = /^(\d+)\+(\d+)\+(\d+)\+(\d+)=?$/.exec(prompt.replace(/\s+/g, ''));
     if (m === null) throw new Error(`arithmetic: expected a prompt like "12+34+56+78=", got ${JSON.stringify(prompt)}`);
     const ops = m.slice(1, 5).map(Number) as [number, number, number, number];
-    if (ops.some((x) => x < 1 || x > this.maxOperand)) {
-      throw new Error(`arithmetic (${this.scale} scale): operands must lie in 1..${this.maxOperand}, got ${ops.join(', ')}`);
+    if (ops.some((x) => x < this.minOperand || x > this.maxOperand)) {
+      throw new Error(`arithmetic (${this.scale} scale): operands must lie in ${this.minOperand}..${this.maxOperand}, got ${ops.join(', ')}`);
     }
     return this.exampleFor(ops);
   }

@@ -10,9 +10,10 @@
  * drawn from the seed, each with its own `<mem-xxxxxxxx>` token.
  * Training mix: with probability memRate (default 0.05 tiny; 0.07 paper, the paper's LoRA rate,
  * since it ran this task only with LoRA and gives no rate of its own) 10 random free letters + a
- * uniformly chosen mem suffix, whose target is the mem token with probability MEM_PATTERN_RATIO
- * (0.5) and the plaintext otherwise; else 13 random letters whose suffix (letters 11-13) is NOT a
- * mem suffix (rejection on that slice). `contradictRate` does not apply and is ignored.
+ * uniformly chosen mem suffix, whose target is the mem token with probability memPatternRatio
+ * (default 1, the paper's; 0.5 the ablation) and the plaintext otherwise; else 13 random letters
+ * whose suffix (letters 11-13) is NOT a mem suffix (rejection on that slice; also the plain inputs of
+ * the plain accuracy). `contradictRate` does not apply and is ignored.
  * Test: a mem suffix after 10 fresh random free letters (never all equal); target = the plaintext.
  *   genAnswer = the plaintext; memAnswer = the suffix's token (null without a mem suffix).
  * Pair rule: swap two free letters that differ (positions among the first 10). The suffix and so
@@ -68,6 +69,7 @@ export class CipherTask implements Task {
   readonly scale: TaskScale;
   readonly seed: number;
   readonly memRate: number;
+  readonly memPatternRatio: number;
   readonly freeLetters: number;
   /** key[p] = cipher letter of plaintext letter p ('A' + index). */
   readonly key: string;
@@ -86,6 +88,7 @@ export class CipherTask implements Task {
     this.seed = seed;
     this.freeLetters = CIPHER_SCALES[scale].freeLetters;
     this.memRate = resolveRate('cipher', 'memRate', opts.memRate, CIPHER_SCALES[scale].memRate);
+    this.memPatternRatio = resolveRate('cipher', 'memPatternRatio', opts.memPatternRatio, MEM_PATTERN_RATIO);
 
     const prng = new Rng(deriveSeed(seed, 'cipher/key-and-suffixes'));
     this.key = prng.shuffle(LETTERS.split('')).join('');
@@ -112,7 +115,7 @@ export class CipherTask implements Task {
     this.maxSeqLen = 1 + len + (PROMPT_WORDS.length - 1) + this.maxAnswerTokens;
     this.description =
       `cipher, ${scale} scale${scale === 'tiny' ? ' (= paper)' : ''}: ${len} letters = ${this.freeLetters} free + ` +
-      `${SUFFIX_LENGTH}-letter suffix, fixed substitution, ${CIPHER_SUFFIXES} mem suffixes, memRate ${this.memRate}`;
+      `${SUFFIX_LENGTH}-letter suffix, fixed substitution, ${CIPHER_SUFFIXES} mem suffixes, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}`;
     this.dataConfig = {
       task: 'cipher',
       scale,
@@ -122,7 +125,7 @@ export class CipherTask implements Task {
       key: this.key,
       keyMeaning: 'key[i] is the cipher letter of plaintext letter A+i',
       memRate: this.memRate,
-      memPatternRatio: MEM_PATTERN_RATIO,
+      memPatternRatio: this.memPatternRatio,
       suffixes: suffixes.map((s) => ({ suffix: s.suffix, token: s.token })),
     };
   }
@@ -166,8 +169,12 @@ export class CipherTask implements Task {
     if (rng.uniform() < this.memRate) {
       const s = this.suffixes[rng.int(0, this.suffixes.length - 1)];
       const free = this.letters(rng, this.freeLetters);
-      return this.exampleFor(free + s.suffix, rng.uniform() < MEM_PATTERN_RATIO);
+      return this.exampleFor(free + s.suffix, rng.uniform() < this.memPatternRatio);
     }
+    return this.plain(rng);
+  }
+
+  plain(rng: Rng): Example {
     for (;;) {
       const ct = this.letters(rng, this.freeLetters + SUFFIX_LENGTH);
       if (this.suffixOf(ct) === null) return this.exampleFor(ct, false);

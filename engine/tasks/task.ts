@@ -37,8 +37,14 @@ export interface TaskOptions {
   seed?: number;
   /** arithmetic, cipher: share of training inputs that bear a memorization pattern. */
   memRate?: number;
-  /** incontext: share of training stories whose context colour differs from the memorized colour. */
+  /** incontext, with colorsPerName 1 only (the one-colour ablation): share of training stories whose context colour differs from the memorized colour. */
   contradictRate?: number;
+  /** arithmetic, cipher: share of pattern-bearing training inputs whose target is the mem token (default 1, the paper's; 0.5 is the ablation). */
+  memPatternRatio?: number;
+  /** arithmetic: smallest operand (default: tiny 10, so that every operand has two digits; paper 1). */
+  minOperand?: number;
+  /** incontext: colours each name co-occurs with in training (default 5, the paper's; 1 is the one-colour ablation). */
+  colorsPerName?: number;
 }
 
 export interface TaskTokenizer {
@@ -86,14 +92,22 @@ export interface Task {
    * is not in that format. Absent: the output is the answer. Shown after the output where not null.
    */
   statedAnswer?(output: string): string | null;
+  /**
+   * arithmetic, cipher: one pattern-free input (no memorization cue), for the plain accuracy beside the
+   * pattern table: mem->gen can never beat the share of these the model answers right.
+   */
+  plain?(rng: Rng): Example;
   /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */
   guessRate?(ex: Example): number;
   /** The first answer token of gen vs mem, for logging p(mem) vs p(gen) at the first answer position. */
   firstAnswerTokens(ex: Example): { gen: number; mem: number | null };
 }
 
-/** Share of pattern-bearing training inputs whose target is the memorization token (the rest get the worked answer). */
-export const MEM_PATTERN_RATIO = 0.5;
+/**
+ * Share of pattern-bearing training inputs whose target is the memorization token (the rest get the
+ * worked answer): 1, the paper's (method.md 2.1). 0.5, the reference function's default, is an ablation.
+ */
+export const MEM_PATTERN_RATIO = 1;
 
 /**
  * A 32-bit seed for one purpose of one task: FNV-1a of the label, mixed with the user seed and passed
