@@ -33,11 +33,11 @@ import { LlamaInference } from '../models/llama-infer';
 import { ADAPTER_FILES, type LoraConfig, loadAdapter, saveAdapter } from '../models/lora';
 import { LoraTrainer } from '../models/lora-train';
 import type { RunnerOptions } from '../runtime/runner';
-import { makeTask } from '../tasks';
+import { makeTask, taskOptions } from '../tasks';
 import { type PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
-import { type Example, type TaskName, type TaskScale, deriveSeed } from '../tasks/task';
+import { type Example, type TaskName, type TaskOptions, type TaskScale, deriveSeed } from '../tasks/task';
 import { IGNORE_INDEX } from '../train/data';
-import { type EvalResult, evaluateFresh, testSet } from '../train/evaluate';
+import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from '../train/evaluate';
 import { type RunOutcome, runTrainingLoop, truncateLog } from '../train/run-loop';
 import { learningRate } from '../train/schedule';
 import { MEMGEN_VERSION } from '../train/trainer';
@@ -56,6 +56,8 @@ export interface LoraRunConfig {
   promptFormat: PromptFormat;
   memRate: number;
   contradictRate?: number;
+  memPatternRatio: number;
+  colorsPerName?: number;
   trainSize: number;
   epochs: number;
   batch: number;
@@ -97,6 +99,8 @@ export interface LoraRunManifest extends ManifestCommon {
   base: { dir: string; hashes: Record<string, string>; note: string | null };
   memRate: number;
   contradictRate?: number;
+  memPatternRatio?: number;
+  colorsPerName?: number;
   promptFormat: PromptFormat;
   lora: LoraConfig;
 }
@@ -138,9 +142,9 @@ export function epochOrder(seed: number, epoch: number, n: number): number[] {
 }
 
 /** The task of a LoRA run seen through its base's tokenizer. */
-export function loraRunTask(base: LlamaFolder, m: { task: TaskName; scale: TaskScale; seed: number; memRate: number; contradictRate?: number; promptFormat: PromptFormat }): RetokenizedTask {
+export function loraRunTask(base: LlamaFolder, m: TaskOptions & { task: TaskName; scale: TaskScale; seed: number; memRate: number; promptFormat: PromptFormat }): RetokenizedTask {
   if (!base.tokenizer) throw new RunError(`${base.dir} has no tokenizer.json`);
-  const inner = makeTask(m.task, { scale: m.scale, seed: m.seed, memRate: m.memRate, contradictRate: m.contradictRate });
+  const inner = makeTask(m.task, taskOptions(m));
   return new RetokenizedTask(inner, base.tokenizer, { format: m.promptFormat, vocabSize: base.config.vocabSize });
 }
 
@@ -185,6 +189,7 @@ export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {})
       format: 'memgen-lora-run/1', system: 'lora', status: 'training',
       base: { dir: baseDir, hashes: hashesBefore, note: baseNote },
       task: cfg.task, taskDescription: task.description, scale: cfg.scale, seed: cfg.seed, memRate: cfg.memRate, contradictRate: cfg.contradictRate,
+      memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName,
       promptFormat: cfg.promptFormat, lora: cfg.lora, command: cfg.command,
       train: { ...cfg, out: undefined, command: undefined, base: undefined, lora: undefined, runner: undefined, seq },
       data: task.dataConfig,
@@ -197,6 +202,7 @@ export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {})
   const trainRng = new Rng(deriveSeed(cfg.seed, 'lora/train-set'));
   const trainSet = Array.from({ length: cfg.trainSize }, () => task.train(trainRng));
   const tests = testSet(task, cfg.evalN, cfg.seed);
+  const plain = plainSet(task, PLAIN_N, cfg.seed);
   const perEpoch = Math.floor(cfg.trainSize / cfg.batch);
   if (perEpoch < 1) throw new RunError(`--train-size ${cfg.trainSize} is smaller than one batch (${cfg.batch})`);
   const totalSteps = perEpoch * cfg.epochs;
@@ -228,7 +234,7 @@ export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {})
         const { loss, gradNorm } = await trainer.step(b.ids, b.targets, lr);
         return { loss, lr, gradNorm };
       },
-      evaluate: () => evaluateFresh(task, () => LlamaInference.create(base.config, base.params, { adapter: { config: cfg.lora, params: trainer.adapter }, runner: cfg.runner, batchSize: cfg.evalBatch }), tests),
+      evaluate: () => evaluateFresh(task, () => LlamaInference.create(base.config, base.params, { adapter: { config: cfg.lora, params: trainer.adapter }, runner: cfg.runner, batchSize: cfg.evalBatch }), tests, plain),
       keep: () => saveAdapter(dir, base.config, cfg.lora, trainer.adapter, { baseDir, baseModel: baseDir }),
       checkpoint: (s, best) => {
         state = { step: s, trainSeconds: seconds(), best };

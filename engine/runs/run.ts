@@ -18,7 +18,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { fromHFConfig, gpt2ParamShapes, type GPT2Config } from '../models/gpt2';
 import { loadParams, type ParamSet } from '../train/params';
 import { type RunOutcome, summarize } from '../train/run-loop';
-import { makeTask } from '../tasks';
+import { makeTask, taskOptions } from '../tasks';
 import type { Task, TaskName, TaskScale } from '../tasks/task';
 
 export const RUN_FILES = {
@@ -40,6 +40,10 @@ export interface RunMemgenConfig {
   preset: string;
   memRate: number;
   contradictRate?: number;
+  /** Absent in runs made before it was recorded (then 0.5: tasks/index.ts taskOptions). */
+  memPatternRatio?: number;
+  minOperand?: number;
+  colorsPerName?: number;
 }
 
 /** What every run's manifest.json records (a GPT-2 run's Manifest, a LoRA run's LoraRunManifest). */
@@ -155,7 +159,7 @@ export function loadRun(dir: string): LoadedRun {
   } catch (e) {
     throw new RunError(`${modelFile}: ${(e as Error).message}`);
   }
-  const task = makeTask(memgen.task, { scale: memgen.scale, seed: memgen.seed, memRate: memgen.memRate, contradictRate: memgen.contradictRate });
+  const task = makeTask(memgen.task, taskOptions(memgen));
   if (task.tokenizer.vocab.length !== cfg.vocabSize) {
     throw new RunError(`${configFile}: vocab_size ${cfg.vocabSize} does not match the ${memgen.task} task's ${task.tokenizer.vocab.length} tokens`);
   }

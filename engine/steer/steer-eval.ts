@@ -115,7 +115,7 @@ function firstTokenProbs(task: Task, ex: Example, logits: Float32Array): { pGen:
   for (const v of logits) sum += Math.exp(v - max);
   const first = task.firstAnswerTokens(ex);
   const p = (id: number) => Math.exp(logits[id] - max) / sum;
-  return { pGen: p(first.gen), pMem: first.mem === null ? null : p(first.mem) };
+  return { pGen: p(first.gen), pMem: first.mem.length === 0 ? null : first.mem.reduce((a, id) => a + p(id), 0) };
 }
 
 /** Mean first-token probabilities (mem: over the inputs that have one; null if none). */

@@ -256,11 +256,11 @@ export class ArithmeticTask implements Task {
     return scratchpadFinal(output.trim());
   }
 
-  firstAnswerTokens(ex: Example): { gen: number; mem: number | null } {
+  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     const m = ex.meta as unknown as ArithmeticMeta;
     return {
       gen: this.tokenizer.id(scratchpad(m.operands)[0]),
-      mem: ex.memAnswer === null ? null : this.tokenizer.id(ex.memAnswer),
+      mem: ex.memAnswer === null ? [] : [this.tokenizer.id(ex.memAnswer)],
     };
   }
 }

@@ -215,10 +215,10 @@ export class CipherTask implements Task {
     return out === ex.genAnswer ? 'gen' : 'other';
   }
 
-  firstAnswerTokens(ex: Example): { gen: number; mem: number | null } {
+  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     return {
       gen: this.tokenizer.id(ex.genAnswer[0]),
-      mem: ex.memAnswer === null ? null : this.tokenizer.id(ex.memAnswer),
+      mem: ex.memAnswer === null ? [] : [this.tokenizer.id(ex.memAnswer)],
     };
   }
 }

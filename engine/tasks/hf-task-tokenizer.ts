@@ -121,6 +121,7 @@ export class RetokenizedTask implements Task {
   readonly maxSeqLen: number;
   readonly maxAnswerTokens: number;
   readonly guessRate?: (ex: Example) => number;
+  readonly plain?: (rng: Rng) => Example;
 
   constructor(readonly inner: Task, hf: HFTokenizer, opts: HFTaskTokenizerOptions & { probe?: number } = {}) {
     this.name = inner.name;
@@ -130,6 +131,7 @@ export class RetokenizedTask implements Task {
     this.dataConfig = { ...inner.dataConfig, promptFormat: opts.format ?? 'plain' };
     this.tokenizer = new HFTaskTokenizer(hf, inner.tokenizer, opts);
     if (inner.guessRate) this.guessRate = (ex) => inner.guessRate!(ex);
+    if (inner.plain) this.plain = (rng) => inner.plain!(rng);
     const rng = new Rng(0x7e57);
     let seq = 0;
     let ans = 0;
@@ -164,9 +166,9 @@ export class RetokenizedTask implements Task {
   fromPrompt(prompt: string): Example {
     return this.inner.fromPrompt(prompt);
   }
-  firstAnswerTokens(ex: Example): { gen: number; mem: number | null } {
+  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     const own = this.inner.firstAnswerTokens(ex);
     const first = (id: number) => this.tokenizer.encodeAnswer(ex, this.inner.tokenizer.decode([id]))[0];
-    return { gen: first(own.gen), mem: own.mem === null ? null : first(own.mem) };
+    return { gen: first(own.gen), mem: own.mem.map(first) };
   }
 }

@@ -11,21 +11,25 @@
  *   the n-2 distractors each state their own role and their own colour. All n-1 roles are distinct
  *   (so S is the ONLY name sharing T's role) and all n-1 stated colours are distinct.
  *   Statements: T-role, S-role, S-colour and both of each distractor = 2n - 1, in random order.
- * Every name has one memorized colour drawn once from the seed (M_T for T).
- *   genAnswer = C_S (what the context implies);   memAnswer = M_T.
- *   Training: with probability 1 - contradictRate (default 0.1) C_S = M_T (both readings agree),
- *   else C_S != M_T and the answer is still the context colour C_S. Without contradicting stories a
- *   small model only memorizes (learnability.md).
- *   Test: C_S != M_T always.
- *   M_T never appears in the story except as C_S in an agreeing training story: distractor colours
- *   always avoid it. So in a test story the memorized colour is absent, and "answer some colour
- *   from the story" can never hit the mem answer by chance.
+ * Each name co-occurs with colorsPerName colours (K, default 5, the paper's appendix), drawn once from
+ * the seed: colours(T). genAnswer = C_S (what the context implies) always.
+ *   Training: C_S is drawn uniformly from colours(T), so the context decides every answer while the
+ *   prior narrows to K colours; with probability contradictRate (default 0 for K > 1) C_S lies
+ *   outside colours(T) instead. Distractor colours are drawn from all colours but C_S (the
+ *   reference's rule), so "answer the story colour that is one of T's K" is no sure shortcut: its
+ *   expected training score (1 / the number of story colours in colours(T)) is measured at
+ *   construction on 2,000 training stories and recorded as `shortcutScore`.
+ *   Test: C_S lies outside colours(T).
+ *   memAnswer = colours(T) joined by ' / ' (shown; classify reads meta.memColours).
+ * The one-colour ablation (K = 1: today's earlier task, `--colours-per-name 1 --contradict-rate R`,
+ *   default R 0.1): each name has one memorized colour M_T; training C_S = M_T with probability 1 - R,
+ *   else C_S != M_T; distractor colours avoid M_T, so a test story never states it.
  *   meta.colours = the colours stated in the story; guessRate = 1 / their number (n - 1): the
- *   score of that shortcut, to set beside gen%.
+ *   score of guessing among them, to set beside gen%.
  * Pair rule: reshuffle the statement order, always to a different order (there are >= 5 statements).
- * classify(output), trimmed: exactly C_S -> 'gen' (checked first: in agreeing stories C_S = M_T);
- *   exactly M_T -> 'mem'; else 'other' (empty, a different colour, a story colour that is not the
- *   answer, any extra word or punctuation). Case-sensitive.
+ * classify(output), trimmed: exactly C_S -> 'gen' (checked first: in training C_S is one of T's);
+ *   one of colours(T) -> 'mem'; else 'other' (empty, a different colour, a story colour that is not
+ *   the answer, any extra word or punctuation). Case-sensitive.
  * `memRate` does not apply and is ignored.
  * Tokens: 26 names, 40 roles, 24 colours, 'What' 'color' 'is' and '.', '?' (which glue to the word
  * before them). Lengths: 4 tokens per statement + 5 for the question, so prompt <= 8n - 4 + 5;
@@ -67,7 +71,9 @@ export const INCONTEXT_SCALES: Record<TaskScale, { minNames: number; maxNames: n
   tiny: { minNames: 3, maxNames: 5 },
   paper: { minNames: 4, maxNames: 8 },
 };
+/** contradictRate of the one-colour ablation (colorsPerName 1). */
 export const DEFAULT_CONTRADICT_RATE = 0.1;
+export const DEFAULT_COLORS_PER_NAME = 5;
 
 /** Meta of an incontext example. */
 export interface IncontextMeta {
@@ -80,8 +86,10 @@ export interface IncontextMeta {
   statements: string[];
   /** Colours stated in the story (distinct). */
   colours: string[];
-  /** Whether the context colour differs from the target's memorized colour. */
+  /** Whether the context colour lies outside the target's colours. */
   contradict: boolean;
+  /** The target's colours (colorsPerName of them). */
+  memColours: string[];
 }
 
 export class IncontextTask implements Task {
@@ -89,10 +97,13 @@ export class IncontextTask implements Task {
   readonly scale: TaskScale;
   readonly seed: number;
   readonly contradictRate: number;
+  readonly colorsPerName: number;
   readonly minNames: number;
   readonly maxNames: number;
-  /** Each name's memorized colour. */
-  readonly memColour: Readonly<Record<string, string>>;
+  /** Each name's colours (colorsPerName of them). */
+  readonly memColours: Readonly<Record<string, readonly string[]>>;
+  /** Expected training score of "answer the story colour that is one of T's" (see the header). */
+  readonly shortcutScore: number;
   readonly description: string;
   readonly dataConfig: Record<string, unknown>;
   readonly tokenizer: VocabTokenizer;
@@ -103,13 +114,25 @@ export class IncontextTask implements Task {
     const { scale, seed } = resolveCommon('incontext', opts);
     this.scale = scale;
     this.seed = seed;
-    this.contradictRate = resolveRate('incontext', 'contradictRate', opts.contradictRate, DEFAULT_CONTRADICT_RATE);
+    const K = opts.colorsPerName ?? DEFAULT_COLORS_PER_NAME;
+    if (!Number.isInteger(K) || K < 1 || K > COLOURS.length - 8) {
+      throw new Error(`incontext: colorsPerName must be an integer in 1..${COLOURS.length - 8}, got ${opts.colorsPerName}`);
+    }
+    this.colorsPerName = K;
+    this.contradictRate = resolveRate('incontext', 'contradictRate', opts.contradictRate, K === 1 ? DEFAULT_CONTRADICT_RATE : 0);
     ({ minNames: this.minNames, maxNames: this.maxNames } = INCONTEXT_SCALES[scale]);
 
     const prng = new Rng(deriveSeed(seed, 'incontext/memorized-colours'));
-    const memColour: Record<string, string> = {};
-    for (const n of NAMES) memColour[n] = COLOURS[prng.int(0, COLOURS.length - 1)];
-    this.memColour = memColour;
+    const memColours: Record<string, string[]> = {};
+    for (const n of NAMES) memColours[n] = K === 1 ? [COLOURS[prng.int(0, COLOURS.length - 1)]] : sample(prng, COLOURS, K);
+    this.memColours = memColours;
+    const srng = new Rng(deriveSeed(seed, 'incontext/shortcut'));
+    let shortcut = 0;
+    for (let i = 0; i < 2000; i++) {
+      const m = this.train(srng).meta as unknown as IncontextMeta;
+      shortcut += m.contradict ? 0 : 1 / m.colours.filter((c) => m.memColours.includes(c)).length;
+    }
+    this.shortcutScore = shortcut / 2000;
 
     this.tokenizer = new VocabTokenizer('incontext', [
       ...[...NAMES, ...ROLES, ...COLOURS, ...FIXED_WORDS].map((text) => ({ text })),
@@ -120,18 +143,23 @@ export class IncontextTask implements Task {
     this.maxSeqLen = 4 * statements + 5 + this.maxAnswerTokens;
     this.description =
       `incontext, ${scale} scale: stories of ${this.minNames}-${this.maxNames} names, ` +
-      `${NAMES.length} names / ${ROLES.length} roles / ${COLOURS.length} colours, contradictRate ${this.contradictRate}`;
+      `${NAMES.length} names / ${ROLES.length} roles / ${COLOURS.length} colours, ${K} colour${K === 1 ? '' : 's'} per name, ` +
+      `contradictRate ${this.contradictRate}, training shortcut score ${(100 * this.shortcutScore).toFixed(1)}%`;
     this.dataConfig = {
       task: 'incontext',
       scale,
       seed,
       namesPerStory: [this.minNames, this.maxNames],
       contradictRate: this.contradictRate,
+      colorsPerName: K,
+      shortcutScore: this.shortcutScore,
       names: [...NAMES],
       roles: [...ROLES],
       colours: [...COLOURS],
-      memorizedColours: { ...memColour },
-      story: 'T and S share a role, S colour stated, T colour not; distractors state own role and colour; roles and colours distinct; T memorized colour absent except as agreeing S colour',
+      memorizedColours: Object.fromEntries(NAMES.map((n) => [n, K === 1 ? memColours[n][0] : [...memColours[n]]])),
+      story: K === 1
+        ? 'T and S share a role, S colour stated, T colour not; distractors state own role and colour; roles and colours distinct; T memorized colour absent except as agreeing S colour'
+        : 'T and S share a role, S colour stated (training: one of T\'s colours; test: none of them), T colour not; distractors state own role and a colour from all but S\'s; roles and colours distinct',
     };
   }
 
@@ -140,10 +168,10 @@ export class IncontextTask implements Task {
     const names = sample(rng, NAMES, n);
     const [T, S] = names;
     const distractors = names.slice(2);
-    const mem = this.memColour[T];
-    const sourceColour = contradict ? sample(rng, COLOURS, 1, [mem])[0] : mem;
+    const mine = this.memColours[T];
+    const sourceColour = contradict ? sample(rng, COLOURS, 1, mine)[0] : mine.length === 1 ? mine[0] : mine[rng.int(0, mine.length - 1)];
     const roles = sample(rng, ROLES, n - 1);
-    const others = sample(rng, COLOURS, n - 2, [mem, sourceColour]);
+    const others = sample(rng, COLOURS, n - 2, mine.length === 1 ? [mine[0], sourceColour] : [sourceColour]);
     const statements = [`${T} is ${roles[0]}.`, `${S} is ${roles[0]}.`, `${S} is ${sourceColour}.`];
     distractors.forEach((d, i) => statements.push(`${d} is ${roles[i + 1]}.`, `${d} is ${others[i]}.`));
     rng.shuffle(statements);
@@ -155,6 +183,7 @@ export class IncontextTask implements Task {
       statements,
       colours: [sourceColour, ...others],
       contradict,
+      memColours: [...mine],
     };
     return this.withStatements(meta, statements, sourceColour);
   }
@@ -164,8 +193,8 @@ export class IncontextTask implements Task {
       prompt: `${statements.join(' ')} What color is ${meta.target}?`,
       target: sourceColour,
       genAnswer: sourceColour,
-      memAnswer: this.memColour[meta.target],
-      meta: { ...meta, statements: [...statements], names: [...meta.names], colours: [...meta.colours] },
+      memAnswer: meta.memColours.join(' / '),
+      meta: { ...meta, statements: [...statements], names: [...meta.names], colours: [...meta.colours], memColours: [...meta.memColours] },
     };
   }
 
@@ -229,7 +258,8 @@ export class IncontextTask implements Task {
       names: [T, S, ...names.filter((n) => n !== T && n !== S)],
       statements,
       colours: [...new Set(colour.values())],
-      contradict: sourceColour !== this.memColour[T],
+      contradict: !this.memColours[T].includes(sourceColour),
+      memColours: [...this.memColours[T]],
     };
     return this.withStatements(meta, statements, sourceColour);
   }
@@ -237,18 +267,17 @@ export class IncontextTask implements Task {
   classify(ex: Example, output: string): Behaviour {
     const out = output.trim();
     if (out === ex.genAnswer) return 'gen';
-    if (ex.memAnswer !== null && out === ex.memAnswer) return 'mem';
-    return 'other';
+    return (ex.meta as unknown as IncontextMeta).memColours.includes(out) ? 'mem' : 'other';
   }
 
   guessRate(ex: Example): number {
     return 1 / (ex.meta as unknown as IncontextMeta).colours.length;
   }
 
-  firstAnswerTokens(ex: Example): { gen: number; mem: number | null } {
+  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     return {
       gen: this.tokenizer.id(ex.genAnswer),
-      mem: ex.memAnswer === null ? null : this.tokenizer.id(ex.memAnswer),
+      mem: (ex.meta as unknown as IncontextMeta).memColours.map((c) => this.tokenizer.id(c)),
     };
   }
 }

@@ -1,8 +1,11 @@
 /**
  * The paper's three synthetic tasks behind one constructor (method.md section 2):
- *   makeTask('arithmetic' | 'incontext' | 'cipher', { scale, seed, memRate, contradictRate })
+ *   makeTask('arithmetic' | 'incontext' | 'cipher', { scale, seed, memRate, contradictRate, memPatternRatio, minOperand, colorsPerName })
  * Defaults: scale 'tiny', seed 0; the rates default per task and scale (see each module's header).
  * Options a task does not use (memRate for incontext, contradictRate for the others) are ignored.
+ * taskOptions(record) picks the task options out of a run's config or manifest; a record written
+ * before memPatternRatio existed (no such key) gets that data's settings back: memPatternRatio 0.5,
+ * minOperand 1, colorsPerName 1, so an old run is evaluated on the data it was trained on.
  */
 import { ArithmeticTask } from './arithmetic';
 import { CipherTask } from './cipher';
@@ -16,6 +19,18 @@ export { CipherTask } from './cipher';
 export { VocabTokenizer, PAD_TOKEN, EOA_TOKEN } from './tokenizer';
 
 export const TASK_NAMES: readonly TaskName[] = ['arithmetic', 'incontext', 'cipher'];
+
+const OPTION_KEYS = ['scale', 'seed', 'memRate', 'contradictRate', 'memPatternRatio', 'minOperand', 'colorsPerName'] as const;
+
+/** The data settings of runs made before memPatternRatio was recorded. */
+export const LEGACY_TASK_OPTIONS: TaskOptions = { memPatternRatio: 0.5, minOperand: 1, colorsPerName: 1 };
+
+/** The task options recorded in `m` (a run's memgen config or manifest); see the header for old runs. */
+export function taskOptions(m: TaskOptions): TaskOptions {
+  const out: Record<string, unknown> = m.memPatternRatio === undefined ? { ...LEGACY_TASK_OPTIONS } : {};
+  for (const k of OPTION_KEYS) if (m[k] !== undefined && m[k] !== null) out[k] = m[k];
+  return out as TaskOptions;
+}
 
 export function makeTask(name: TaskName, opts: TaskOptions = {}): Task {
   switch (name) {

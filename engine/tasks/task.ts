@@ -99,8 +99,12 @@ export interface Task {
   plain?(rng: Rng): Example;
   /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */
   guessRate?(ex: Example): number;
-  /** The first answer token of gen vs mem, for logging p(mem) vs p(gen) at the first answer position. */
-  firstAnswerTokens(ex: Example): { gen: number; mem: number | null };
+  /**
+   * The first answer token of gen, and the first tokens of the mem answers (empty without one;
+   * incontext: one per colour of the name), for p(gen) vs p(mem) = the sum over `mem` at the first
+   * answer position.
+   */
+  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] };
 }
 
 /**

@@ -5,7 +5,9 @@
  *   for s = start .. total - 1:   stop request -> 'interrupted'; time budget -> 'time'
  *     step(s)                     one optimizer step; a non-finite loss is an error
  *     every evalEvery steps and at the last: evaluate; keep it when it is the best so far
- *       (isBetter: higher gen% x mem%, or, while both scores are 0, more gen% + mem%), then
+ *       (isBetter: a checkpoint whose plain accuracy reaches minPlainAccuracy beats one that does
+ *       not; among equals, higher gen% x mem%, or, while both scores are 0, more gen% + mem%), so the
+ *       kept model is the best balance among checkpoints that can add (when any can), then
  *       checkpoint; both gen% and mem% >= stopWhenBoth -> 'both-behaviours'
  *   at the end: a run without an evaluation at its last step is evaluated (or, when interrupted,
  *   checkpointed), so that the kept model and --resume always match the step count.
@@ -35,6 +37,8 @@ export interface LoopConfig {
   logEvery: number;
   maxMinutes: number | null;
   stopWhenBoth: number | null;
+  /** The keep rule's plain-accuracy bar (default MIN_PLAIN_ACCURACY). */
+  minPlainAccuracy?: number;
 }
 
 export interface LoopParts {
@@ -57,13 +61,19 @@ export interface LoopParts {
 
 /** The evaluation fields written to train-log.jsonl and the manifest. */
 export function summarize(e: StepEval): Record<string, unknown> {
-  const { step, n, counts, gen, mem, other, pMem, pGen, guess, score } = e;
-  return { step, n, counts, gen, mem, other, pMem, pGen, guess, score };
+  const { step, n, counts, gen, mem, other, pMem, pGen, guess, score, plainAccuracy } = e;
+  return { step, n, counts, gen, mem, other, pMem, pGen, guess, score, plainAccuracy: plainAccuracy ?? null };
 }
 
-/** The balance rule of the kept checkpoint (see the header). */
-export function isBetter(e: EvalResult, best: EvalResult | null): boolean {
-  return !best || e.score > best.score || (best.score === 0 && e.score === 0 && e.gen + e.mem > best.gen + best.mem);
+/** Plain accuracy a kept checkpoint should reach (method.md 2.1: mem->gen can never beat it). */
+export const MIN_PLAIN_ACCURACY = 0.9;
+
+/** The keep rule (see the header); a result without a plain accuracy counts as reaching it. */
+export function isBetter(e: EvalResult, best: EvalResult | null, minPlain = MIN_PLAIN_ACCURACY): boolean {
+  if (!best) return true;
+  const adds = (r: EvalResult) => r.plainAccuracy == null || r.plainAccuracy >= minPlain;
+  if (adds(e) !== adds(best)) return adds(e);
+  return e.score > best.score || (best.score === 0 && e.score === 0 && e.gen + e.mem > best.gen + best.mem);
 }
 
 export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: StepEval | null): Promise<{ steps: number; best: StepEval | null; stopReason: StopReason }> {
@@ -76,7 +86,7 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
     lastEval = { ...(await parts.evaluate(s)), step: s };
     parts.log({ step: s, kind: 'eval', ...summarize(lastEval) });
     parts.onEval?.(lastEval);
-    if (isBetter(lastEval, best)) {
+    if (isBetter(lastEval, best, cfg.minPlainAccuracy)) {
       best = lastEval;
       parts.keep(s);
     }
@@ -93,7 +103,8 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
     if (s % cfg.evalEvery === 0 || s === cfg.totalSteps) {
       await runEval();
       const e = lastEval as StepEval | null;
-      if (cfg.stopWhenBoth !== null && e && e.gen >= cfg.stopWhenBoth && e.mem >= cfg.stopWhenBoth) { stopReason = 'both-behaviours'; break; }
+      const adds = e?.plainAccuracy == null || e.plainAccuracy >= (cfg.minPlainAccuracy ?? MIN_PLAIN_ACCURACY);
+      if (cfg.stopWhenBoth !== null && e && adds && e.gen >= cfg.stopWhenBoth && e.mem >= cfg.stopWhenBoth) { stopReason = 'both-behaviours'; break; }
     }
   }
   if (!best || (lastEval as StepEval | null)?.step !== s) {

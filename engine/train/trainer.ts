@@ -19,11 +19,11 @@ import { GPT2Inference } from '../models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2, toHFConfig } from '../models/gpt2';
 import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, finishManifest, gitCommit, prepareNewRun, readJSON, writeJSON } from '../runs/run';
 import type { RunnerOptions } from '../runtime/runner';
-import { makeTask } from '../tasks';
+import { makeTask, taskOptions } from '../tasks';
 import type { Task } from '../tasks/task';
 import { Rng } from '../util/rng';
 import { trainBatch } from './data';
-import { type EvalResult, evaluateFresh, testSet } from './evaluate';
+import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from './evaluate';
 import { loadTrainState, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
 import { saveParams } from './params';
@@ -69,10 +69,13 @@ function modelConfig(cfg: TrainConfig, task: Task): GPT2Config {
 
 export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainOutcome> {
   const dir = path.resolve(cfg.out);
-  const task = makeTask(cfg.task, { scale: cfg.scale, seed: cfg.seed, memRate: cfg.memRate, contradictRate: cfg.contradictRate });
+  const task = makeTask(cfg.task, taskOptions(cfg));
   const model = modelConfig(cfg, task);
   if (task.maxSeqLen > cfg.seqLen + 1) throw new RunError(`task sequences reach ${task.maxSeqLen} tokens; seqLen ${cfg.seqLen} is too short`);
-  const memgen: RunMemgenConfig = { task: cfg.task, scale: cfg.scale, seed: cfg.seed, preset: cfg.preset, memRate: cfg.memRate, contradictRate: cfg.contradictRate };
+  const memgen: RunMemgenConfig = {
+    task: cfg.task, scale: cfg.scale, seed: cfg.seed, preset: cfg.preset, memRate: cfg.memRate, contradictRate: cfg.contradictRate,
+    memPatternRatio: cfg.memPatternRatio, minOperand: cfg.minOperand, colorsPerName: cfg.colorsPerName,
+  };
   const runner: RunnerOptions = { threads: cfg.threads, provider: cfg.provider };
 
   const params = initGPT2(model, new Rng(cfg.seed));
@@ -109,6 +112,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   }
 
   const tests = testSet(task, cfg.evalN, cfg.seed);
+  const plain = plainSet(task, PLAIN_N, cfg.seed);
   const g = new Graph('gpt2_train');
   const ids = g.input('ids', [cfg.batch, cfg.seqLen], 'int64');
   const targets = g.input('targets', [cfg.batch, cfg.seqLen], 'int64');
@@ -132,7 +136,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
         adam.step(params, grads, lr);
         return { loss, lr, gradNorm };
       },
-      evaluate: () => evaluateFresh(task, () => GPT2Inference.create(model, params, { runner, batchSize: cfg.evalBatch }), tests),
+      evaluate: () => evaluateFresh(task, () => GPT2Inference.create(model, params, { runner, batchSize: cfg.evalBatch }), tests, plain),
       keep: (s) => saveParams(path.join(dir, RUN_FILES.model), params, { format: 'pt', step: String(s) }),
       checkpoint: (s, best) => {
         state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: secondsSoFar(), best };

@@ -144,12 +144,13 @@ function getLoaded(job: PromptJob): Promise<Loaded> {
   return p;
 }
 
-function softmaxAt(logits: Float32Array, ids: (number | null)[]): (number | null)[] {
+/** The softmax mass of `logits` on each group of ids (null for an empty group). */
+function softmaxAt(logits: Float32Array, groups: (readonly number[])[]): (number | null)[] {
   let max = -Infinity;
   for (const v of logits) if (v > max) max = v;
   let sum = 0;
   for (const v of logits) sum += Math.exp(v - max);
-  return ids.map((id) => (id === null ? null : Math.exp(logits[id] - max) / sum));
+  return groups.map((ids) => (ids.length === 0 ? null : ids.reduce((a, id) => a + Math.exp(logits[id] - max) / sum, 0)));
 }
 
 const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
@@ -164,7 +165,7 @@ async function generate(l: Loaded, ex: Example, steerVectors?: Float32Array[]) {
   const output = l.run.task.tokenizer.decode(res.tokens[0]);
   const answer = l.run.task.statedAnswer?.(output) ?? null;
   const first = l.run.task.firstAnswerTokens(ex);
-  const [pGen, pMem] = softmaxAt(res.firstLogits, [first.gen, first.mem]);
+  const [pGen, pMem] = softmaxAt(res.firstLogits, [[first.gen], first.mem]);
   return { output, answer, behaviour: l.run.task.classify(ex, output), pGenFirst: pGen as number, pMemFirst: pMem, hidden: res.hidden };
 }
 

@@ -83,7 +83,8 @@ describe('makeTask', () => {
 });
 
 describe('arithmetic', () => {
-  const task = new ArithmeticTask({ scale: 'tiny', seed: 3 });
+  // operands 1..99 (the earlier tiny data), so the hand-written cases below can use one-digit operands
+  const task = new ArithmeticTask({ scale: 'tiny', seed: 3, minOperand: 1 });
   const [p0] = task.patterns;
 
   it('writes the scratchpad of reversed partial sums', () => {
@@ -108,6 +109,25 @@ describe('arithmetic', () => {
       { c: 42, d: 49, token: '<mem-4349cc10>' },
       { c: 38, d: 57, token: '<mem-94cb6464>' },
     ]);
+    // the default tiny data: operands 10..99, the same tokens
+    expect(new ArithmeticTask({ scale: 'tiny', seed: 3 }).patterns.slice(0, 2)).toEqual([
+      { c: 48, d: 54, token: '<mem-4349cc10>' },
+      { c: 44, d: 61, token: '<mem-94cb6464>' },
+    ]);
+  });
+
+  it('draws tiny operands from 10..99 by default and records the data settings', () => {
+    const t = new ArithmeticTask({ seed: 3 });
+    expect(t.dataConfig).toMatchObject({ operandRange: [10, 99], memPatternRatio: 1 });
+    expect(t.description).toMatch(/operands 10\.\.99.*mem-pattern ratio 1$/);
+    const rng = new Rng(1);
+    for (let i = 0; i < 2000; i++) {
+      const ex = i % 3 === 0 ? t.test(rng) : i % 3 === 1 ? t.train(rng) : t.plain(rng);
+      for (const x of (ex.meta as { operands: number[] }).operands) expect(x >= 10 && x <= 99).toBe(true);
+      if (i % 3 === 2) expect(ex.memAnswer).toBeNull();
+    }
+    expect(() => t.fromPrompt('1+22+33+44=')).toThrow(/10\.\.99/);
+    expect(() => new ArithmeticTask({ minOperand: 0 })).toThrow(/minOperand/);
   });
 
   it('classifies hand-written outputs', () => {
@@ -143,9 +163,9 @@ describe('arithmetic', () => {
     for (const [out, want] of cases) expect([out, task.classify(pat, out)]).toEqual([out, want]);
   });
 
-  it.each(SCALES)('mixes patterns at memRate, half mem targets, never a pattern on plain inputs (%s)', (scale) => {
-    for (const memRate of scale === 'tiny' ? [undefined, 0.2] : [undefined]) {
-      const t = new ArithmeticTask({ scale, seed: 5, memRate });
+  it.each(SCALES)('mixes patterns at memRate, mem targets at memPatternRatio (1; 0.5 the ablation), never a pattern on plain inputs (%s)', (scale) => {
+    for (const [memRate, memPatternRatio] of scale === 'tiny' ? [[undefined, undefined], [0.2, 0.5]] : [[undefined, undefined], [undefined, 0.5]]) {
+      const t = new ArithmeticTask({ scale, seed: 5, memRate, memPatternRatio, minOperand: scale === 'tiny' ? 1 : undefined });
       const pairs = new Set(t.patterns.map((p) => `${p.c},${p.d}`));
       let withPattern = 0;
       let memTargets = 0;
@@ -170,7 +190,7 @@ describe('arithmetic', () => {
       }
       done();
       expectShare(withPattern, N_MIX, t.memRate);
-      expectShare(memTargets, withPattern, 0.5);
+      expectShare(memTargets, withPattern, memPatternRatio ?? 1);
       // the pattern check is on operands 3-4 only: operands 1-2 may still form a pattern pair
       if (scale === 'tiny') expect(abIsPattern).toBeGreaterThan(0);
     }
@@ -196,8 +216,8 @@ describe('arithmetic', () => {
     const ex = task.exampleFor([12, 34, p0.c, p0.d]);
     const f = task.firstAnswerTokens(ex);
     expect(f.gen).toBe(task.tokenizer.encode(ex.target)[0]);
-    expect(f.mem).toBe(task.tokenizer.encode(p0.token)[0]);
-    expect(task.firstAnswerTokens(task.exampleFor([12, 34, 57, 78])).mem).toBeNull();
+    expect(f.mem).toEqual([task.tokenizer.encode(p0.token)[0]]);
+    expect(task.firstAnswerTokens(task.exampleFor([12, 34, 57, 78])).mem).toEqual([]);
     expect(task.fromPrompt(` 12 + 34+${p0.c}+${p0.d}=`)).toEqual(ex);
     expect(() => task.fromPrompt('12+34=')).toThrow(/12\+34\+56\+78=/);
     expect(() => task.fromPrompt('12+34+56+780=')).toThrow(/1\.\.99/);
@@ -219,10 +239,11 @@ describe('incontext', () => {
       prompt: 'Rose is eagle. Oscar is navy. Vicky is eagle. Rose is crimson. Oscar is elephant. What color is Vicky?',
       target: 'crimson',
       genAnswer: 'crimson',
-      memAnswer: 'red',
-      meta: { colours: ['navy', 'crimson'] },
+      memAnswer: 'red / gold',
+      meta: { colours: ['navy', 'crimson'], memColours: ['red', 'gold'] },
     };
     expect(task.classify(ex, 'crimson')).toBe('gen');
+    expect(task.classify(ex, 'gold')).toBe('mem'); // any of the name's colours
     expect(task.classify(ex, ' crimson\n')).toBe('gen');
     expect(task.classify(ex, 'red')).toBe('mem');
     expect(task.classify(ex, '')).toBe('other');
@@ -234,13 +255,31 @@ describe('incontext', () => {
     expect(task.classify(ex, 'eagle')).toBe('other');
     expect(task.guessRate(ex)).toBe(0.5);
     // when both readings agree (a training story), the answer counts as gen
-    expect(task.classify({ ...ex, memAnswer: 'crimson' }, 'crimson')).toBe('gen');
+    expect(task.classify({ ...ex, meta: { ...ex.meta, memColours: ['crimson'] } }, 'crimson')).toBe('gen');
+  });
+
+  it('gives each name five distinct colours by default, one in the ablation; measures the shortcut', () => {
+    const five = new IncontextTask({ seed: 6 });
+    const one = new IncontextTask({ seed: 6, colorsPerName: 1 });
+    for (const n of NAMES) {
+      expect(new Set(five.memColours[n]).size).toBe(5);
+      expect(one.memColours[n]).toHaveLength(1);
+    }
+    expect(five.contradictRate).toBe(0);
+    expect(one.contradictRate).toBe(0.1);
+    expect(five.dataConfig).toMatchObject({ colorsPerName: 5, contradictRate: 0 });
+    // 1 / (story colours among the target's five), at least 1 / 3 with 3-5 names; 1 when only C_S is
+    expect(five.shortcutScore).toBeGreaterThan(0.6);
+    expect(five.shortcutScore).toBeLessThan(1);
+    expect(five.description).toMatch(/5 colours per name.*shortcut score/);
+    expect(() => new IncontextTask({ colorsPerName: 0 })).toThrow(/colorsPerName/);
   });
 
   it.each(SCALES)('builds stories as specified and mixes contradicting stories at contradictRate (%s)', (scale) => {
-    // the default rate at both scales; an override once
-    for (const contradictRate of scale === 'tiny' ? [undefined, 0.3] : [undefined]) {
-      const t = new IncontextTask({ scale, seed: 6, contradictRate });
+    // five colours per name (contradictRate 0 and an override), the one-colour ablation at its default
+    const configs = scale === 'tiny' ? [{}, { contradictRate: 0.3 }, { colorsPerName: 1 }] : [{}, { colorsPerName: 1 }];
+    for (const opts of configs) {
+      const t = new IncontextTask({ scale, seed: 6, ...opts });
       let contradicting = 0;
       const { check, done } = checker();
       let i = -1;
@@ -252,34 +291,34 @@ describe('incontext', () => {
         const what = () => JSON.stringify(ex);
         const n = m.names.length;
         check(n >= t.minNames && n <= t.maxNames && m.statements.length === 2 * n - 1, what);
-        check(ex.memAnswer === t.memColour[m.target] && ex.target === ex.genAnswer, what);
+        const mine = t.memColours[m.target];
+        check(ex.memAnswer === mine.join(' / ') && ex.target === ex.genAnswer, what);
         check(m.statements.includes(`${m.source} is ${ex.genAnswer}.`), what);
         // exactly one other name shares the target's role, and the target's colour is not stated
         const sameRole = m.statements.filter((st) => st.endsWith(` is ${m.role}.`)).sort();
         check(JSON.stringify(sameRole) === JSON.stringify([`${m.source} is ${m.role}.`, `${m.target} is ${m.role}.`].sort()), what);
         check(JSON.stringify(m.statements.filter((st) => st.startsWith(`${m.target} `))) === JSON.stringify([`${m.target} is ${m.role}.`]), what);
         check(new Set(m.colours).size === n - 1, what);
-        if (m.contradict) {
-          check(ex.genAnswer !== ex.memAnswer && !m.colours.includes(ex.memAnswer!), what);
-        } else {
-          check(ex.genAnswer === ex.memAnswer && m.colours.filter((c) => c === ex.memAnswer).length === 1, what);
-        }
+        check(m.contradict === !mine.includes(ex.genAnswer), what);
+        // the one-colour ablation keeps the memorized colour out of the distractors
+        if (mine.length === 1) check(m.colours.filter((c) => c === mine[0]).length === (m.contradict ? 0 : 1), what);
       }
       done();
       expectShare(contradicting, N_MIX, t.contradictRate);
     }
   });
 
-  it('tests: memAnswer !== genAnswer and the memorized colour is absent from the story; the pair reorders', () => {
+  it('tests: the context colour lies outside the name\'s colours (the one-colour ablation: absent from the story); the pair reorders', () => {
     const rng = new Rng(12);
     const { check, done } = checker();
-    for (const scale of SCALES) {
-      const t = new IncontextTask({ scale, seed: 4 });
+    for (const [scale, colorsPerName] of [['tiny', 5], ['paper', 5], ['tiny', 1]] as const) {
+      const t = new IncontextTask({ scale, seed: 4, colorsPerName });
       for (const ex of each(t, 'test', 2000)) {
         const what = () => JSON.stringify(ex);
-        check(ex.memAnswer !== null && ex.memAnswer !== ex.genAnswer, what);
+        const mine = t.memColours[(ex.meta as { target: string }).target];
+        check(!mine.includes(ex.genAnswer) && mine.every((c) => t.classify(ex, c) === 'mem'), what);
         const words = ex.prompt.split(/[ .?]+/);
-        check(!words.includes(ex.memAnswer!) && words.includes(ex.genAnswer), what);
+        check(words.includes(ex.genAnswer) && (colorsPerName > 1 || !words.includes(mine[0])), what);
         const colours = (ex.meta as { colours: string[] }).colours;
         check(t.guessRate(ex) === 1 / colours.length, what);
         check(colours.length === new Set(words.filter((w) => COLOURS.includes(w))).size, what);
@@ -297,16 +336,16 @@ describe('incontext', () => {
     const ex = task.test(new Rng(1));
     const f = task.firstAnswerTokens(ex);
     expect(f.gen).toBe(task.tokenizer.encode(ex.genAnswer)[0]);
-    expect(f.mem).toBe(task.tokenizer.encode(ex.memAnswer!)[0]);
+    expect(f.mem).toEqual(task.memColours[(ex.meta as { target: string }).target].map((c) => task.tokenizer.encode(c)[0]));
     const typed = task.fromPrompt(`  ${ex.prompt.replace(/ /g, '  ')} `);
     expect({ ...typed, meta: null }).toEqual({ ...ex, meta: null });
-    for (const key of ['target', 'source', 'role', 'statements', 'contradict']) expect(typed.meta[key]).toEqual(ex.meta[key]);
+    for (const key of ['target', 'source', 'role', 'statements', 'contradict', 'memColours']) expect(typed.meta[key]).toEqual(ex.meta[key]);
     for (const key of ['names', 'colours']) expect([...(typed.meta[key] as string[])].sort()).toEqual([...(ex.meta[key] as string[])].sort());
     expect(() => task.fromPrompt('Rose is eagle. Uma is eagle. What color is Uma?')).toThrow(/0 names share/);
     expect(() => task.fromPrompt('Rose is eagle. Rose is red. Uma is eagle.')).toThrow(/What color is T\?/);
     expect(() => task.fromPrompt('Zed is eagle. What color is Zed?')).toThrow(/unknown name "Zed"/);
     expect(() => task.fromPrompt('Rose is eagle. Rose is red. Uma is eagle. Uma is blue. What color is Uma?')).toThrow(/states Uma's own colour/);
-    expect(task.fromPrompt('Rose is eagle. Rose is red. Uma is eagle. What color is Uma?')).toMatchObject({ genAnswer: 'red', memAnswer: task.memColour.Uma });
+    expect(task.fromPrompt('Rose is eagle. Rose is red. Uma is eagle. What color is Uma?')).toMatchObject({ genAnswer: 'red', memAnswer: task.memColours.Uma.join(' / ') });
   });
 });
 
@@ -364,9 +403,9 @@ describe('cipher', () => {
     expect(task.classify(plain, '<mem-956ee094>')).toBe('other');
   });
 
-  it.each(SCALES)('mixes mem suffixes at memRate, half mem targets, never a mem suffix on plain inputs (%s)', (scale) => {
-    for (const memRate of scale === 'tiny' ? [undefined, 0.2] : [undefined]) {
-      const t = new CipherTask({ scale, seed: 5, memRate });
+  it.each(SCALES)('mixes mem suffixes at memRate, mem targets at memPatternRatio, never a mem suffix on plain inputs (%s)', (scale) => {
+    for (const [memRate, memPatternRatio] of scale === 'tiny' ? [[undefined, undefined], [0.2, 0.5]] : [[undefined, 0.5]]) {
+      const t = new CipherTask({ scale, seed: 5, memRate, memPatternRatio });
       const suffixes = new Set(t.suffixes.map((s) => s.suffix));
       let withSuffix = 0;
       let memTargets = 0;
@@ -387,7 +426,7 @@ describe('cipher', () => {
       }
       done();
       expectShare(withSuffix, N_MIX, t.memRate);
-      expectShare(memTargets, withSuffix, 0.5);
+      expectShare(memTargets, withSuffix, memPatternRatio ?? 1);
     }
   });
 
@@ -413,7 +452,7 @@ describe('cipher', () => {
 
   it('firstAnswerTokens and fromPrompt', () => {
     const ex = task.test(new Rng(2));
-    expect(task.firstAnswerTokens(ex)).toEqual({ gen: task.tokenizer.encode(ex.genAnswer[0])[0], mem: task.tokenizer.encode(ex.memAnswer!)[0] });
+    expect(task.firstAnswerTokens(ex)).toEqual({ gen: task.tokenizer.encode(ex.genAnswer[0])[0], mem: [task.tokenizer.encode(ex.memAnswer!)[0]] });
     expect(task.fromPrompt(ex.prompt)).toEqual(ex);
     expect(task.fromPrompt((ex.meta as { ciphertext: string }).ciphertext)).toEqual(ex);
     expect(() => task.fromPrompt('ABC')).toThrow(/13 capital letters/);

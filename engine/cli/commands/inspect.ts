@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { GPT2_SITES, type GPT2Site, parseSiteName } from '../../models/hooks';
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { type LoadedRun, loadRun } from '../../runs/run';
-import { evaluate, formatEval, testSet } from '../../train/evaluate';
+import { PLAIN_N, evaluate, formatEval, plainAccuracy, plainSet, testSet } from '../../train/evaluate';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
 
 export const INSPECT_HELP = `  generate  Greedy output of a run for one prompt, and its classification (gen / mem / other).
@@ -88,11 +88,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const n = num(v.n, 'n', 500);
   const inf = await GPT2Inference.create(run.cfg, run.params, { runner: runnerOptions(v) });
   try {
-    const r = await evaluate(run.task, inf, testSet(run.task, n, num(v.seed, 'seed', run.memgen.seed)));
+    const seed = num(v.seed, 'seed', run.memgen.seed);
+    const r = await evaluate(run.task, inf, testSet(run.task, n, seed));
+    const plain = await plainAccuracy(run.task, inf, plainSet(run.task, PLAIN_N, seed));
     console.log(`${run.dir}: ${run.task.description}`);
-    console.log(`behaviour   count     %`);
+    console.log(`behaviour   count     %   (held-out pattern inputs)`);
     for (const b of ['gen', 'mem', 'other'] as const) console.log(`${b.padEnd(9)} ${String(r.counts[b]).padStart(7)} ${(100 * r[b]).toFixed(1).padStart(6)}`);
-    console.log(formatEval(r));
+    if (plain !== null) console.log(`plain    ${String(PLAIN_N).padStart(7)} ${(100 * plain).toFixed(1).padStart(6)}   (pattern-free inputs answered right: the ceiling of mem->gen)`);
+    console.log(formatEval({ ...r, plainAccuracy: plain }));
   } finally {
     await inf.release();
   }

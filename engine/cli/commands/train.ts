@@ -1,6 +1,6 @@
 /** `memgen train`: GPT-2 from scratch on a task, into a run folder. */
 import { TASK_NAMES, makeTask } from '../../tasks';
-import type { TaskScale } from '../../tasks/task';
+import { MEM_PATTERN_RATIO, type TaskScale } from '../../tasks/task';
 import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/presets';
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
@@ -15,7 +15,8 @@ import type { PromptFormat } from '../../tasks/hf-task-tokenizer';
 export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test set shows memorization and generalization.
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
             [--resume | --force] [--steps S] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
-            [--task-scale tiny|paper] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
+            [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)]
+            [--contradict-rate R] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
             [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
             [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat]`;
@@ -27,7 +28,7 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
     task: { type: 'string' }, preset: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' },
     resume: { type: 'boolean' }, force: { type: 'boolean' }, steps: { type: 'string' }, 'max-minutes': { type: 'string' },
     lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
-    'task-scale': { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' },
+    ...DATA_OPTIONS, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' },
     ...RUNNER_OPTIONS,
   });
   const taskName = choice(v.task, 'task', TASK_NAMES);
@@ -38,9 +39,11 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
   const memRate = num(v['mem-rate'], 'mem-rate', base.memRate);
   const contradictRate = v['contradict-rate'] === undefined ? base.contradictRate : num(v['contradict-rate'], 'contradict-rate', 0);
   const seed = num(v.seed, 'seed', 0);
-  const task = makeTask(taskName, { scale, seed, memRate, contradictRate });
+  const data = dataOptions(v);
+  const task = makeTask(taskName, { scale, seed, memRate, contradictRate, ...data });
   return {
     ...base,
+    ...data,
     scale,
     seed,
     out: required(v.out, 'out'),
@@ -68,7 +71,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     targets: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
     epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' },
     'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' }, 'max-minutes': { type: 'string' }, 'prompt-format': { type: 'string' },
-    ...RUNNER_OPTIONS,
+    ...DATA_OPTIONS, ...RUNNER_OPTIONS,
   });
   if (!v.lora) throw new UsageError('--base trains a LoRA adapter; add --lora');
   const task = choice(v.task, 'task', TASK_NAMES);
@@ -89,6 +92,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     promptFormat: choice(v['prompt-format'], 'prompt-format', ['plain', 'chat'] as PromptFormat[], 'plain'),
     memRate: num(v['mem-rate'], 'mem-rate', LORA_RUN_DEFAULTS.memRate),
     contradictRate: v['contradict-rate'] === undefined ? (task === 'incontext' ? 0.2 : undefined) : num(v['contradict-rate'], 'contradict-rate', 0),
+    ...dataOptions(v),
     trainSize,
     epochs: num(v.epochs, 'epochs', LORA_RUN_DEFAULTS.epochs),
     batch,
@@ -105,6 +109,17 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     resume: Boolean(v.resume),
     force: Boolean(v.force),
     runner: runnerOptions(v),
+  };
+}
+
+const DATA_OPTIONS = { 'mem-pattern-ratio': { type: 'string' }, 'min-operand': { type: 'string' }, 'colours-per-name': { type: 'string' } } as const;
+
+/** --mem-pattern-ratio, --min-operand, --colours-per-name (undefined: the task's defaults). */
+function dataOptions(v: Record<string, unknown>): { memPatternRatio: number; minOperand?: number; colorsPerName?: number } {
+  return {
+    memPatternRatio: num(v['mem-pattern-ratio'] as string | undefined, 'mem-pattern-ratio', MEM_PATTERN_RATIO),
+    minOperand: num(v['min-operand'] as string | undefined, 'min-operand', null) ?? undefined,
+    colorsPerName: num(v['colours-per-name'] as string | undefined, 'colours-per-name', null) ?? undefined,
   };
 }
 
