@@ -23,10 +23,19 @@
  * The site vectors returned are taken after steering. Steering at ln2 shifts only that block's MLP
  * input; at resid_pre / resid_post it shifts the residual stream, so later blocks see it too.
  *
- * Decoding is greedy only: the next token is argmax of the logits, ties to the lowest id (sampling is
- * not implemented). Prompts are grouped by length, then cut into batches of `batchSize`; a sequence
- * stops at eosId (not returned), after maxNewTokens, or when its next token would need a position
- * past n_positions. Finished sequences are dropped from the batch (and its cache) as they finish.
+ * Decoding is greedy by default: the next token is argmax of the logits, ties to the lowest id
+ * (sampling is not implemented). Prompts are grouped by length, then cut into batches of `batchSize`;
+ * a sequence stops at eosId (not returned), after maxNewTokens, or when its next token would need a
+ * position past n_positions. Finished sequences are dropped from the batch (and its cache) as they finish.
+ *
+ * Beam search (`beams` K > 1, the reference evaluates with 5), as Hugging Face's with length_penalty 1
+ * and early_stopping: each prompt keeps its K best live hypotheses by summed log-probability; every
+ * step extends each by every token; an extension ending in eosId is a finished hypothesis scored
+ * sum log p / (its token count, eos included); the K best other extensions live on. A prompt is done
+ * once it has K finished hypotheses, or at the length limit; its output is the best finished one by
+ * score (ties: the first found), else its best live one. The K live rows of every prompt share one
+ * batch; the cache follows them by gathering rows (KVCache.keepRows). Steering is as in greedy
+ * decoding: every call's last position. hidden and firstLogits are the prefill's, as in greedy.
  */
 import { Graph, ops } from '../graph';
 import { arange, dimOf, takeLast } from '../graph/ops/extra';
@@ -34,13 +43,15 @@ import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
 import type { ParamSet } from '../train/params';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, isGPT2Site, siteName } from './hooks';
-import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
+import { KVCache, argmaxRow, logSoftmaxRow, newName, pastName } from './kv-cache';
 
 export interface GenerateOptions {
   maxNewTokens: number;
   eosId: number;
   /** Per layer, length d; absent = zeros. */
   steer?: Float32Array[];
+  /** Beam width (1, the default: greedy; see the header). */
+  beams?: number;
 }
 
 export interface GenerateResult {
@@ -127,6 +138,8 @@ export class GPT2Inference {
     const { nLayer: L, nEmbd: d, vocabSize: V } = this.cfg;
     if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new Error(`maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
     if (!Number.isInteger(opts.eosId)) throw new Error(`eosId must be an integer, got ${opts.eosId}`);
+    const beams = opts.beams ?? 1;
+    if (!Number.isInteger(beams) || beams < 1) throw new Error(`beams must be a positive integer, got ${opts.beams}`);
     prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
     const steer = this.steerFeeds(opts.steer);
     const n = prompts.length;
@@ -140,7 +153,9 @@ export class GPT2Inference {
     prompts.forEach((p, i) => byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]));
     for (const group of byLength.values()) {
       for (let s = 0; s < group.length; s += this.batchSize) {
-        await this.generateBatch(prompts, group.slice(s, s + this.batchSize), opts, steer, res);
+        const rows = group.slice(s, s + this.batchSize);
+        if (beams === 1) await this.generateBatch(prompts, rows, opts, steer, res);
+        else await this.beamBatch(prompts, rows, opts, beams, steer, res);
       }
     }
     return res;
@@ -166,20 +181,11 @@ export class GPT2Inference {
     steer: Record<string, HostTensor>,
     res: GenerateResult,
   ): Promise<void> {
-    const { nLayer: L, nEmbd: d, vocabSize: V, nPositions } = this.cfg;
-    const T = prompts[rows[0]].length;
-    const ids = int64(rows.flatMap((i) => prompts[i]));
-    // Positions fed: the prompt's T, then each generated token but the last, up to n_positions.
-    const cache = new KVCache(L, this.cfg.nHead, d / this.cfg.nHead, rows.length, opts.maxNewTokens === 0 ? 0 : Math.min(T + opts.maxNewTokens - 1, nPositions));
-    const wanted = ['logits', ...this.siteNames, ...(opts.maxNewTokens > 0 ? this.newNames : [])];
-    const out = await this.runner.run({ input_ids: { data: ids, dims: [rows.length, T] }, ...cache.feeds(), ...steer }, wanted);
-    rows.forEach((i, r) => {
-      this.siteNames.forEach((s, l) => res.hidden.set((out[s].data as Float32Array).subarray(r * d, (r + 1) * d), (i * L + l) * d));
-      res.firstLogits.set((out.logits.data as Float32Array).subarray(r * V, (r + 1) * V), i * V);
-    });
+    const { vocabSize: V, nPositions } = this.cfg;
+    const pre = await this.prefill(prompts, rows, opts.maxNewTokens, steer, res);
     if (opts.maxNewTokens === 0) return;
-    cache.append(out);
-    let logits = out.logits.data as Float32Array; // [B, V]
+    const { T, cache } = pre;
+    let logits = pre.logits; // [B, V]
     let live = [...rows]; // prompt index of each batch row
     for (let generated = 1; ; generated++) {
       // Take each live row's next token; keep the rows that go on.
@@ -203,6 +209,82 @@ export class GPT2Inference {
         live = keep.map((r) => live[r]);
       }
       const step = await this.runner.run({ input_ids: { data: int64(next), dims: [next.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
+      cache.append(step);
+      logits = step.logits.data as Float32Array;
+    }
+  }
+
+  /** Prefill of prompts `rows` (all of one length): hidden and firstLogits into res; the cache and logits. */
+  private async prefill(prompts: readonly number[][], rows: readonly number[], maxNewTokens: number, steer: Record<string, HostTensor>, res: GenerateResult) {
+    const { nLayer: L, nEmbd: d, vocabSize: V, nPositions } = this.cfg;
+    const T = prompts[rows[0]].length;
+    // Positions fed: the prompt's T, then each generated token but the last, up to n_positions.
+    const cache = new KVCache(L, this.cfg.nHead, d / this.cfg.nHead, rows.length, maxNewTokens === 0 ? 0 : Math.min(T + maxNewTokens - 1, nPositions));
+    const wanted = ['logits', ...this.siteNames, ...(maxNewTokens > 0 ? this.newNames : [])];
+    const out = await this.runner.run({ input_ids: { data: int64(rows.flatMap((i) => prompts[i])), dims: [rows.length, T] }, ...cache.feeds(), ...steer }, wanted);
+    rows.forEach((i, r) => {
+      this.siteNames.forEach((s, l) => res.hidden.set((out[s].data as Float32Array).subarray(r * d, (r + 1) * d), (i * L + l) * d));
+      res.firstLogits.set((out.logits.data as Float32Array).subarray(r * V, (r + 1) * V), i * V);
+    });
+    if (maxNewTokens > 0) cache.append(out);
+    return { T, cache, logits: out.logits.data as Float32Array };
+  }
+
+  /** Beam search for prompts `rows` (all of one length T); see the header. */
+  private async beamBatch(
+    prompts: readonly number[][],
+    rows: readonly number[],
+    opts: GenerateOptions,
+    K: number,
+    steer: Record<string, HostTensor>,
+    res: GenerateResult,
+  ): Promise<void> {
+    const { vocabSize: V, nPositions } = this.cfg;
+    const pre = await this.prefill(prompts, rows, opts.maxNewTokens, steer, res);
+    if (opts.maxNewTokens === 0) return;
+    const { T, cache } = pre;
+    let logits = pre.logits;
+    interface Hyp { tokens: number[]; logp: number }
+    // live[k]: the batch rows of prompt rows[k] (its live hypotheses, in row order)
+    let live: { prompt: number; hyp: Hyp }[] = rows.map((_, k) => ({ prompt: k, hyp: { tokens: [], logp: 0 } }));
+    const finished: { tokens: number[]; score: number }[][] = rows.map(() => []);
+    const done = rows.map(() => false);
+    for (let generated = 1; live.length > 0; generated++) {
+      const nextLive: { prompt: number; hyp: Hyp; row: number; tok: number }[] = [];
+      for (let k = 0; k < rows.length; k++) {
+        if (done[k]) continue;
+        const cands: { hyp: Hyp; row: number; tok: number; logp: number }[] = [];
+        live.forEach((b, r) => {
+          if (b.prompt !== k) return;
+          const ls = logSoftmaxRow(logits, r, V);
+          for (let j = 0; j < V; j++) cands.push({ hyp: b.hyp, row: r, tok: j, logp: b.hyp.logp + ls[j] });
+        });
+        cands.sort((a, b) => b.logp - a.logp || a.row - b.row || a.tok - b.tok);
+        const atLimit = generated >= opts.maxNewTokens || T + generated > nPositions;
+        let kept = 0;
+        for (const c of cands.slice(0, 2 * K)) {
+          if (c.tok === opts.eosId) {
+            if (finished[k].length < K) finished[k].push({ tokens: c.hyp.tokens, score: c.logp / (c.hyp.tokens.length + 1) });
+          } else if (kept < K) {
+            kept++;
+            if (atLimit) finished[k].push({ tokens: [...c.hyp.tokens, c.tok], score: -Infinity }); // cut off: a last resort
+            else nextLive.push({ prompt: k, hyp: { tokens: [...c.hyp.tokens, c.tok], logp: c.logp }, row: c.row, tok: c.tok });
+          }
+        }
+        const ended = finished[k].filter((f) => f.score > -Infinity).length;
+        if (ended >= K || atLimit) {
+          done[k] = true;
+          const best = finished[k].reduce((a, f) => (f.score > a.score ? f : a), finished[k][0]);
+          const i = rows[k];
+          res.tokens[i] = best.tokens;
+          res.stoppedAtEos[i] = best.score > -Infinity;
+        }
+      }
+      const going = nextLive.filter((b) => !done[b.prompt]);
+      if (going.length === 0) return;
+      cache.keepRows(going.map((b) => b.row));
+      live = going.map((b) => ({ prompt: b.prompt, hyp: b.hyp }));
+      const step = await this.runner.run({ input_ids: { data: int64(going.map((b) => b.tok)), dims: [going.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
       cache.append(step);
       logits = step.logits.data as Float32Array;
     }

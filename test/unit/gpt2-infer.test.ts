@@ -243,6 +243,55 @@ describe('steering: h_site[last] += steer_i', () => {
   });
 });
 
+/** Beam search (length_penalty 1, early stopping) by recomputing every hypothesis from scratch. */
+async function referenceBeams(params: ParamSet, prompt: number[], maxNew: number, eos: number, K: number, steer?: Float32Array[]) {
+  let live = [{ tokens: [] as number[], logp: 0 }];
+  const finished: { tokens: number[]; score: number }[] = [];
+  for (let generated = 1; ; generated++) {
+    const cands: { tokens: number[]; tok: number; logp: number; row: number }[] = [];
+    for (const [row, h] of live.entries()) {
+      const z = await referenceLogits(params, [...prompt, ...h.tokens], 'resid_pre', steer, prompt.length - 1);
+      const max = Math.max(...z);
+      const lse = max + Math.log(z.reduce((a, v) => a + Math.exp(v - max), 0));
+      z.forEach((v, tok) => cands.push({ tokens: h.tokens, tok, logp: h.logp + (v - lse), row }));
+    }
+    cands.sort((a, b) => b.logp - a.logp || a.row - b.row || a.tok - b.tok);
+    const atLimit = generated >= maxNew || prompt.length + generated > cfg.nPositions;
+    const next: typeof live = [];
+    for (const c of cands.slice(0, 2 * K)) {
+      if (c.tok === eos) {
+        if (finished.length < K) finished.push({ tokens: c.tokens, score: c.logp / (c.tokens.length + 1) });
+      } else if (next.length < K) next.push({ tokens: [...c.tokens, c.tok], logp: c.logp });
+    }
+    if (finished.length >= K || atLimit) {
+      const pool = finished.length > 0 ? finished : next.slice(0, 1).map((h) => ({ tokens: h.tokens, score: -Infinity }));
+      return pool.reduce((a, f) => (f.score > a.score ? f : a), pool[0]).tokens;
+    }
+    live = next;
+  }
+}
+
+describe('beam search', () => {
+  it('equals beam search by full recomputation, for mixed prompt lengths and with steering; beams 1 is greedy', async () => {
+    const m = await GPT2Inference.create(cfg, params, { site: 'resid_pre', runner: RUNNER, batchSize: 3 });
+    try {
+      const rng = new Rng(21);
+      const prompts = [3, 5, 3, 4, 5].map((n) => randomPrompt(rng, n));
+      const steer = steerAt(1, randomVec(rng, 2));
+      for (const s of [undefined, steer]) {
+        const greedy = await m.generate(prompts, { maxNewTokens: 6, eosId: 2, steer: s });
+        expect(await m.generate(prompts, { maxNewTokens: 6, eosId: 2, steer: s, beams: 1 })).toEqual(greedy);
+        const beam = await m.generate(prompts, { maxNewTokens: 6, eosId: 2, steer: s, beams: 3 });
+        expect(beam.firstLogits).toEqual(greedy.firstLogits);
+        for (const [i, p] of prompts.entries()) expect(beam.tokens[i]).toEqual(await referenceBeams(params, p, 6, 2, 3, s));
+      }
+      await expect(m.generate(prompts, { maxNewTokens: 2, eosId: 2, beams: 0 })).rejects.toThrow(/beams must be a positive integer/);
+    } finally {
+      await m.release();
+    }
+  });
+});
+
 describe('inference ops (engine/graph/ops/extra.ts)', () => {
   it('causalMaskAny with symbolic dims equals causalMask; takeLast picks the last row', async () => {
     for (const [tq, tk] of [[3, 3], [2, 5]]) {

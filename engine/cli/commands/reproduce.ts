@@ -4,7 +4,10 @@
  *
  * Per task, into DIR/<task>-<preset> (DIR default runs-reproduce/), stage by stage:
  *   train     from scratch with the preset's defaults (the train command's own config builder;
- *             arithmetic adds --stop-when-both 0.3 as the committed run did), or with --reuse a copy
+ *             arithmetic adds --stop-when-both 0.3 as the committed run did) and the thread count the
+ *             committed run FROM/<task>-<preset> records (a sum's reduction order depends on the threads,
+ *             so another count trains another model); the stage then says whether the model equals the
+ *             committed one (sha256 of model.safetensors), and the summary repeats it. Or with --reuse a copy
  *             of the committed run FROM/<task>-tiny (model, config, tokenizer, manifest, log and
  *             analysis; not checkpoints/ or report/). FROM (default runs/) is never modified.
  *   analyze   `memgen analyze`, 2000 pairs from scratch; with --reuse the committed analysis is kept
@@ -92,6 +95,29 @@ interface TaskResult {
   dir: string;
   stages: StageResult[];
   failed: string | null;
+  /** Whether a run trained from scratch equals the committed one (null: not compared). */
+  remade?: string;
+}
+
+interface CommittedManifest {
+  command?: string;
+  train?: { threads?: number };
+  hashes?: Record<string, string>;
+}
+
+/** The manifest of the committed run at `dir`, or null when there is none (or it cannot be read). */
+function committedManifest(dir: string): CommittedManifest | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.manifest), 'utf8')) as CommittedManifest;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the model the run at `dir` kept is the committed one (sha256 in the manifests). */
+function sameModel(dir: string, committed: CommittedManifest): boolean {
+  const ours = committedManifest(dir)?.hashes?.[RUN_FILES.model];
+  return ours !== undefined && ours === committed.hashes?.[RUN_FILES.model];
 }
 
 /** Copies a committed run into `dest` (without checkpoints/, report/ and moved-aside analyses). */
@@ -171,7 +197,10 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
           copyRun(path.join(from, `${task}-tiny`), dir);
           return { status: 'copied', detail: `${path.join(from, `${task}-tiny`)} -> ${dir} (without checkpoints/)` };
         }
-        const args = ['--task', task, '--preset', preset, '--seed', '0', ...runnerArgs, ...(task === 'arithmetic' ? ['--stop-when-both', '0.3'] : []),
+        const committed = committedManifest(path.join(from, `${task}-${preset}`));
+        const threads = committed?.train?.threads;
+        const trainRunnerArgs = typeof threads === 'number' ? ['--threads', String(threads), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])] : runnerArgs;
+        const args = ['--task', task, '--preset', preset, '--seed', '0', ...trainRunnerArgs, ...(task === 'arithmetic' ? ['--stop-when-both', '0.3'] : []),
           ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', dir];
         const cfg = trainConfigFromArgs(args);
         fs.mkdirSync(logDir, { recursive: true });
@@ -192,7 +221,13 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
           const kept = out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation';
           fs.writeSync(log, `stopped: ${out.stopReason} after ${out.steps} steps; ${kept}\n`);
           if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '')} --resume` };
-          return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}` };
+          if (committed) {
+            const same = sameModel(dir, committed);
+            res.remade = same ? `remade ${path.join(from, `${task}-${preset}`)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
+              : `differs from the committed ${path.join(from, `${task}-${preset}`)} (model.safetensors sha256 differs; its command: ${committed.command})`;
+            notes.push(`reproduce: ${res.remade}`);
+          }
+          return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}${res.remade ? `; ${res.remade}` : ''}` };
         } finally {
           fs.closeSync(log);
         }
@@ -302,6 +337,7 @@ function summaryTable(results: readonly TaskResult[], preset: string): string {
         cell(d.direction, 'random-neurons'), cell(d.direction, 'uniform'), String(d.n), paper]);
     });
     const interrupted = r.stages.find((s) => s.status === 'interrupted');
+    if (r.remade) verdicts.push(`${r.task}: ${r.remade}`);
     if (r.failed) verdicts.push(`${r.task}: ${r.failed}`);
     else if (interrupted) verdicts.push(`${r.task}: ${interrupted.stage} interrupted: ${interrupted.detail}`);
     else if (data?.steering) verdicts.push(`${r.task}: ${steeringVerdict(data.steering).line}`);
