@@ -52,6 +52,8 @@ export interface LlamaGenerateOptions {
   eosId?: number;
   /** Per layer, the steered site's width; absent = zeros. */
   steer?: Float32Array[];
+  /** Beam search is GPT-2's only (gpt2-infer.ts): anything but 1 is refused. */
+  beams?: number;
 }
 
 export interface LlamaGenerateResult {
@@ -160,6 +162,7 @@ export class LlamaInference {
 
   async generate(prompts: readonly number[][], opts: LlamaGenerateOptions): Promise<LlamaGenerateResult> {
     const { numLayers: L, vocabSize: V } = this.cfg;
+    if ((opts.beams ?? 1) !== 1) throw new Error(`beam search (beams ${opts.beams}) is implemented for GPT-2 runs only; LLaMA generation is greedy`);
     if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new Error(`maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
     const eos = [...(opts.eosIds ?? (opts.eosId === undefined ? this.cfg.eosTokenIds : []))];
     if (opts.eosId !== undefined) {

@@ -168,6 +168,8 @@ export interface SteeringFile {
   alpha: number;
   /** The seed everything derives from (starts, baselines). */
   seed: number;
+  /** Beam width of the generations (1: greedy; absent in files written before beams existed). */
+  beams?: number;
   starts: StartsInfo;
   cells: SteeringCell[];
   paper: PaperReference | null;
@@ -217,6 +219,8 @@ export interface SweepFile {
   topNs: number[];
   baselines: boolean;
   seed: number;
+  /** Beam width (1: greedy). */
+  beams?: number;
   starts: StartsInfo;
   cells: SweepCell[];
   best: SweepBest | null;

@@ -94,6 +94,8 @@ export interface LoopControl {
   shouldStop?: () => boolean;
   /** Called after each generate call with the prompts generated in this loop so far. */
   onGenerated?: (count: number) => void;
+  /** Beam width of every generation (1, the default: greedy). */
+  beams?: number;
 }
 
 /** One starting input and its unsteered output. */
@@ -156,7 +158,7 @@ export async function drawStarts(
     if (opts.shouldStop?.()) throw new SteerInterrupted();
     const examples = Array.from({ length: Math.min(batch, maxTries - tried) }, () => task.test(rng));
     const ids = examples.map((e) => tok.encode(e.prompt));
-    const res = await model.generate(ids, { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId });
+    const res = await model.generate(ids, { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId, beams: opts.beams });
     const V = tok.vocab.length;
     examples.forEach((example, i) => {
       const output = tok.decode(res.tokens[i]);
@@ -182,7 +184,7 @@ export async function drawStarts(
   };
 }
 
-/** Greedy outputs and classes of the starting inputs under `steer` (one vector per layer). */
+/** Outputs (greedy, or beam search with ctl.beams) and classes of the starting inputs under `steer` (one vector per layer). */
 export async function steeredOutputs(
   task: Task,
   model: SteerModel,
@@ -199,7 +201,7 @@ export async function steeredOutputs(
   for (let s = 0; s < inputs.length; s += batch) {
     if (ctl.shouldStop?.()) throw new SteerInterrupted();
     const chunk = inputs.slice(s, s + batch);
-    const res = await model.generate(chunk.map((x) => x.ids), { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId, steer });
+    const res = await model.generate(chunk.map((x) => x.ids), { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId, steer, beams: ctl.beams });
     chunk.forEach((x, i) => {
       const output = tok.decode(res.tokens[i]);
       outputs.push(output);
@@ -342,7 +344,7 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
   if (model.cfg.nLayer !== sourceInfo.layers || model.cfg.nEmbd !== sourceInfo.d) throw new Error(`the model is ${model.cfg.nLayer} x ${model.cfg.nEmbd}, the neurons ${sourceInfo.layers} x ${sourceInfo.d}`);
   const start = Date.now();
   const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
-  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop };
+  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams };
 
   const starts = await drawStarts(task, model, {
     n: opts.n, seed: opts.seed, maxTries: opts.maxTries, ...ctl,
@@ -383,7 +385,7 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
     format: 'memgen-steering/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
     site: sourceInfo.site, siteNames: Array.from({ length: shape.layers }, (_, l) => familySiteName(l, sourceInfo.site, sourceInfo.family)),
     neurons: sourceInfo, method: opts.picks ? 'custom' : 'targeted', topN: opts.picks ? null : opts.topN,
-    count: main?.shifts.length ?? 0, alpha: opts.alpha, seed: opts.seed, starts: starts.info,
+    count: main?.shifts.length ?? 0, alpha: opts.alpha, seed: opts.seed, beams: opts.beams ?? 1, starts: starts.info,
     cells: cells.map(({ outputs: _o, behaviours: _b, ...c }) => c),
     paper, warnings, createdAt: new Date().toISOString(), seconds: (Date.now() - start) / 1000,
   };
@@ -413,7 +415,7 @@ export function formatSteeringTable(f: SteeringFile): string {
   lines.push(`site ${f.site} (${f.siteNames[0]} .. ${f.siteNames[f.siteNames.length - 1]}); ${what}, from ${from} (${src.pairs} pairs); alpha ${f.alpha}`);
   const main = f.cells.find((c) => c.method === 'targeted' || c.method === 'custom');
   if (main) lines.push(`steered sites: ${main.intervention.sites.map((s, i) => `${s} (${main.intervention.perLayer[main.intervention.layers[i]]})`).join(', ')}; max |shift| ${main.intervention.maxAbsShift.toPrecision(3)}`);
-  lines.push(`starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried (gen ${f.starts.counts.gen}, mem ${f.starts.counts.mem}, other ${f.starts.counts.other})`);
+  lines.push(`${(f.beams ?? 1) > 1 ? `beam search, ${f.beams} beams; ` : 'greedy decoding; '}starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried (gen ${f.starts.counts.gen}, mem ${f.starts.counts.mem}, other ${f.starts.counts.other})`);
   lines.push('');
   const w = 14;
   const methods = [...new Set(f.cells.map((c) => c.method))];

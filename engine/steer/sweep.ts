@@ -44,6 +44,8 @@ export interface SweepOptions {
   baselines?: boolean;
   maxTries?: number;
   batch?: number;
+  /** Beam width (1: greedy). */
+  beams?: number;
   shouldStop?: () => boolean;
   onProgress?: (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number; cell?: SweepCell }) => void;
   /** Starting inputs drawn before (e.g. by steer-eval with the same seed); drawn here when absent. */
@@ -103,7 +105,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   const withBaselines = opts.baselines ?? true;
   if (model.site !== sourceInfo.site) throw new Error(`the model hooks site ${model.site}, the neurons are at ${sourceInfo.site}`);
   const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
-  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop };
+  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams };
   const started = Date.now();
 
   const starts = opts.starts ?? await drawStarts(task, model, {
@@ -155,7 +157,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   const paperSetting = sourceInfo.experiment === 'same-run' ? (sourceInfo.family === 'llama' ? PAPER_LLAMA_SETTING : PAPER_GPT2_SETTING)[task.name] ?? null : null;
   const file: SweepFile = {
     format: 'memgen-sweep/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
-    site: sourceInfo.site, neurons: sourceInfo, alphas, topNs, baselines: withBaselines, seed: opts.seed,
+    site: sourceInfo.site, neurons: sourceInfo, alphas, topNs, baselines: withBaselines, seed: opts.seed, beams: opts.beams ?? 1,
     starts: starts.info, cells, best: bestCell(cells, withBaselines), paperSetting, complete, warnings,
     createdAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000,
   };

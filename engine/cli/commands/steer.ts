@@ -30,11 +30,11 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
             --run RUN [--neurons-from RUN2 (another run's analysis: intra- / inter-task)] [--out FILE.json] [--topn F (0.1)]
             [--alpha A (paper: incontext 1, arithmetic 5)] [--n N (200)] [--seed S (the run's)] [--max-tries N (30 n)]
             [--pick blocks.3.ln2:71,... (steer these neurons instead of the top N)] [--allow-stale] [--batch N (256)]
-            [--threads N] [--provider cpu|cuda]
+            [--beams K (1: greedy; the reference decodes with 5)] [--threads N] [--provider cpu|cuda]
   sweep     The alpha x topN grid of steering, both directions, success and % other per cell, into
             RUN/analysis/sweep.json.
             --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
-            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--threads N] [--provider cpu|cuda]`;
+            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--threads N] [--provider cpu|cuda]`;
 
 const positiveInt = (x: number, name: string): number => {
   if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
@@ -57,7 +57,7 @@ function numList(v: string | boolean | undefined, name: string, fallback: readon
 
 const COMMON = {
   run: { type: 'string' }, 'neurons-from': { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' },
-  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, ...RUNNER_OPTIONS,
+  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, ...RUNNER_OPTIONS,
 } as const;
 
 /** Progress of the two phases on stderr: starting inputs found, then steered generations. */
@@ -143,6 +143,7 @@ export async function steerEvalCommand(argv: string[]): Promise<number> {
   try {
     const r = await steerEval({
       setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch,
+      beams: positiveInt(num(v.beams, 'beams', 1), 'beams'),
       shouldStop: () => stop, onProgress: progressPrinter(2 * n),
     });
     const file = writeSteerFile(setup.run.dir, 'steering', r.file, outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run));
@@ -183,7 +184,7 @@ export async function sweepCommand(argv: string[]): Promise<number> {
   let result: SweepFile;
   try {
     result = (await sweep({
-      setup, model, alphas, topNs, n, seed, baselines: !v['no-baselines'], batch,
+      setup, model, alphas, topNs, n, seed, baselines: !v['no-baselines'], batch, beams: positiveInt(num(v.beams, 'beams', 1), 'beams'),
       maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'),
       shouldStop: () => stop, onProgress: progressPrinter(2 * n),
     })).file;
