@@ -35,6 +35,8 @@ export interface TrainConfig {
   minOperand?: number;
   /** incontext: colours per name (undefined: 5, the paper's). */
   colorsPerName?: number;
+  /** Steps at the start that draw only plain inputs (no pattern; arithmetic, cipher), 0 by default. */
+  memWarmup?: number;
   evalEvery: number;
   evalN: number;
   evalBatch: number;

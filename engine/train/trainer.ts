@@ -1,7 +1,9 @@
 /**
  * Trains GPT-2 from scratch on a task until the held-out test set shows both behaviours.
  *
- * Loop: batch from the task's training mix (generated on the fly) -> loss and gradients (one ORT run)
+ * Loop: batch from the task's training mix (generated on the fly; during the first `memWarmup` steps
+ * only plain inputs, for tasks that have them: the adder is learned before any pattern is shown)
+ * -> loss and gradients (one ORT run)
  * -> clip by global norm -> Adam with the schedule's lr. Every `evalEvery` steps: greedy generation
  * on the fixed test set (evaluate.ts). The kept model is the evaluation with the best balance
  * score gen% x mem% (method.md section 3); training stops at the step budget, the time budget,
@@ -129,7 +131,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   try {
     out = await runTrainingLoop({ totalSteps: cfg.steps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth }, {
       step: async (s) => {
-        const { loss, grads } = await step.run(params, trainBatch(task, dataRng, cfg.batch, cfg.seqLen));
+        const { loss, grads } = await step.run(params, trainBatch(task, dataRng, cfg.batch, cfg.seqLen, s < (cfg.memWarmup ?? 0)));
         const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
         if (!Number.isFinite(loss)) return { loss, lr, gradNorm: NaN }; // the loop stops with an error
         const gradNorm = clipGradNorm(grads, cfg.clip);

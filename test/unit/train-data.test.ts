@@ -1,6 +1,8 @@
-/** The keep rule (train/run-loop.ts isBetter) and the task options a run records (tasks/index.ts taskOptions). */
+/** The keep rule (train/run-loop.ts isBetter), the task options a run records (tasks/index.ts taskOptions), training batches (train/data.ts). */
 import { describe, expect, it } from 'vitest';
-import { LEGACY_TASK_OPTIONS, makeTask, taskOptions } from '../../engine/tasks';
+import { type ArithmeticTask, LEGACY_TASK_OPTIONS, makeTask, taskOptions } from '../../engine/tasks';
+import { trainBatch } from '../../engine/train/data';
+import { Rng } from '../../engine/util/rng';
 import { type EvalResult, balanceScore } from '../../engine/train/evaluate';
 import { MIN_PLAIN_ACCURACY, isBetter } from '../../engine/train/run-loop';
 
@@ -37,5 +39,26 @@ describe('taskOptions', () => {
     const a = makeTask('arithmetic', taskOptions(old));
     expect(a.dataConfig).toMatchObject({ operandRange: [1, 99], memPatternRatio: 0.5 });
     expect(makeTask('incontext', taskOptions({ ...old, contradictRate: 0.2 })).dataConfig).toMatchObject({ colorsPerName: 1, contradictRate: 0.2 });
+  });
+});
+
+describe('trainBatch', () => {
+  it('masks all but the answer; the memorization warm-up draws only plain inputs', () => {
+    const task = makeTask('arithmetic', { memRate: 0.5 });
+    const T = task.maxSeqLen - 1;
+    const memIds = new Set((task as ArithmeticTask).patterns.map((p) => task.tokenizer.encode(p.token)[0]));
+    const count = (plainOnly: boolean) => {
+      const { ids, targets } = trainBatch(task, new Rng(3), 200, T, plainOnly);
+      let mem = 0;
+      const t = targets.data as BigInt64Array;
+      for (let i = 0; i < t.length; i++) if (memIds.has(Number(t[i]))) mem++;
+      expect(ids.dims).toEqual([200, T]);
+      return mem;
+    };
+    expect(count(false)).toBeGreaterThan(50); // memRate 0.5, ratio 1: about 100 mem targets
+    expect(count(true)).toBe(0);
+    // incontext has no plain inputs: its usual mix
+    const ic = makeTask('incontext');
+    expect(trainBatch(ic, new Rng(3), 4, ic.maxSeqLen - 1, true)).toEqual(trainBatch(ic, new Rng(3), 4, ic.maxSeqLen - 1, false));
   });
 });
