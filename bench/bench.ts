@@ -9,6 +9,7 @@
  * LLaMA rows, same shapes.
  * LLaMA rows (bench/llama.ts): a LoRA step on a tiny LLaMA, a forward of a LLaMA-3.2-1B shape.
  * Editor rows (bench/editor.ts): the bundled language server over stdio on runs/arithmetic-tiny.
+ * Analysis rows (bench/analysis.ts): pairs/s of the extraction and steered generations/s on the committed runs.
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +17,7 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../engine/graph';
 import { runCopyDemo } from '../engine/demo/copy-demo';
 import { writeFileAtomic } from '../engine/io/atomic';
+import { analysisRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
 import { type Row, pythonPeer, timeRuns } from './measure';
@@ -165,6 +167,7 @@ async function main(): Promise<void> {
   for (const row of await gpt2Rows(mm.value)) print(row);
   for (const row of await llamaRows(THREADS)) print(row);
   for (const row of await editorRows(path.resolve(__dirname, '..'), THREADS)) print(row);
+  for (const row of await analysisRows(path.resolve(__dirname, '..'), THREADS)) print(row);
   const result = { date: started.toISOString(), machine: machine(), rows };
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const file = path.resolve('bench/results', `${stamp}-${os.hostname()}.json`);
