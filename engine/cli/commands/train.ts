@@ -16,7 +16,7 @@ export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test s
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
             [--resume | --force] [--steps S] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
             [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)]
-            [--contradict-rate R] [--mem-warmup STEPS (0: patterns from the first step)] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
+            [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
             [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
             [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat]`;
@@ -50,7 +50,7 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
     command: `memgen train ${argv.join(' ')}`,
     seqLen: task.maxSeqLen - 1,
     steps: num(v.steps, 'steps', base.steps),
-    memWarmup: num(v['mem-warmup'], 'mem-warmup', 0),
+    memWarmup: num(v['mem-warmup'], 'mem-warmup', base.memWarmup ?? 0),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
     lr: num(v.lr, 'lr', base.lr),
     batch: num(v.batch, 'batch', base.batch),
