@@ -29,13 +29,15 @@
  * position past n_positions. Finished sequences are dropped from the batch (and its cache) as they finish.
  *
  * Beam search (`beams` K > 1, the reference evaluates with 5), as Hugging Face's with length_penalty 1
- * and early_stopping: each prompt keeps its K best live hypotheses by summed log-probability; every
- * step extends each by every token; an extension ending in eosId is a finished hypothesis scored
- * sum log p / (its token count, eos included); the K best other extensions live on. A prompt is done
- * once it has K finished hypotheses, or at the length limit; its output is the best finished one by
- * score (ties: the first found), else its best live one. The K live rows of every prompt share one
- * batch; the cache follows them by gathering rows (KVCache.keepRows). Steering is as in greedy
- * decoding: every call's last position. hidden and firstLogits are the prefill's, as in greedy.
+ * and early_stopping false: each prompt keeps its K best live hypotheses by summed log-probability;
+ * every step ranks the extensions of all of them by every token and takes the best 2K: one ending
+ * in eosId among the first K is a finished hypothesis, scored sum log p / (its token count, eos
+ * included), and kept when it is among the K best finished; the first K others live on. A prompt is
+ * done when it holds K finished hypotheses and the worst of them scores at least the best live one's
+ * sum log p / its length; at the length limit the live ones join the finished (same score). The
+ * output is the best finished hypothesis (ties: the one found first). The K live rows of every prompt
+ * share one batch; the cache follows them by gathering rows (KVCache.keepRows). Steering is as in
+ * greedy decoding: every call's last position. hidden and firstLogits are the prefill's, as in greedy.
  */
 import { Graph, ops } from '../graph';
 import { arange, dimOf, takeLast } from '../graph/ops/extra';
@@ -245,11 +247,19 @@ export class GPT2Inference {
     const { T, cache } = pre;
     let logits = pre.logits;
     interface Hyp { tokens: number[]; logp: number }
-    // live[k]: the batch rows of prompt rows[k] (its live hypotheses, in row order)
     let live: { prompt: number; hyp: Hyp }[] = rows.map((_, k) => ({ prompt: k, hyp: { tokens: [], logp: 0 } }));
     const finished: { tokens: number[]; score: number }[][] = rows.map(() => []);
+    /** Adds a finished hypothesis when it is among the K best (the list stays sorted, best first; ties keep the earlier). */
+    const finish = (k: number, tokens: number[], score: number) => {
+      const f = finished[k];
+      if (f.length >= K && score <= f[K - 1].score) return;
+      let at = f.length;
+      while (at > 0 && f[at - 1].score < score) at--;
+      f.splice(at, 0, { tokens, score });
+      if (f.length > K) f.pop();
+    };
     const done = rows.map(() => false);
-    for (let generated = 1; live.length > 0; generated++) {
+    for (let generated = 1; ; generated++) {
       const nextLive: { prompt: number; hyp: Hyp; row: number; tok: number }[] = [];
       for (let k = 0; k < rows.length; k++) {
         if (done[k]) continue;
@@ -260,31 +270,26 @@ export class GPT2Inference {
           for (let j = 0; j < V; j++) cands.push({ hyp: b.hyp, row: r, tok: j, logp: b.hyp.logp + ls[j] });
         });
         cands.sort((a, b) => b.logp - a.logp || a.row - b.row || a.tok - b.tok);
-        const atLimit = generated >= opts.maxNewTokens || T + generated > nPositions;
-        let kept = 0;
-        for (const c of cands.slice(0, 2 * K)) {
+        const mine: typeof nextLive = [];
+        for (const [rank, c] of cands.slice(0, 2 * K).entries()) {
           if (c.tok === opts.eosId) {
-            if (finished[k].length < K) finished[k].push({ tokens: c.hyp.tokens, score: c.logp / (c.hyp.tokens.length + 1) });
-          } else if (kept < K) {
-            kept++;
-            if (atLimit) finished[k].push({ tokens: [...c.hyp.tokens, c.tok], score: -Infinity }); // cut off: a last resort
-            else nextLive.push({ prompt: k, hyp: { tokens: [...c.hyp.tokens, c.tok], logp: c.logp }, row: c.row, tok: c.tok });
-          }
+            if (rank < K) finish(k, c.hyp.tokens, c.logp / (c.hyp.tokens.length + 1));
+          } else if (mine.length < K) mine.push({ prompt: k, hyp: { tokens: [...c.hyp.tokens, c.tok], logp: c.logp }, row: c.row, tok: c.tok });
         }
-        const ended = finished[k].filter((f) => f.score > -Infinity).length;
-        if (ended >= K || atLimit) {
+        const atLimit = generated >= opts.maxNewTokens || T + generated > nPositions;
+        const f = finished[k];
+        if (atLimit) for (const b of mine) finish(k, b.hyp.tokens, b.hyp.logp / b.hyp.tokens.length);
+        if (atLimit || mine.length === 0 || (f.length >= K && f[K - 1].score >= mine[0].hyp.logp / generated)) {
           done[k] = true;
-          const best = finished[k].reduce((a, f) => (f.score > a.score ? f : a), finished[k][0]);
           const i = rows[k];
-          res.tokens[i] = best.tokens;
-          res.stoppedAtEos[i] = best.score > -Infinity;
-        }
+          res.tokens[i] = f[0].tokens;
+          res.stoppedAtEos[i] = !(atLimit && mine.some((b) => b.hyp.tokens === f[0].tokens));
+        } else nextLive.push(...mine);
       }
-      const going = nextLive.filter((b) => !done[b.prompt]);
-      if (going.length === 0) return;
-      cache.keepRows(going.map((b) => b.row));
-      live = going.map((b) => ({ prompt: b.prompt, hyp: b.hyp }));
-      const step = await this.runner.run({ input_ids: { data: int64(going.map((b) => b.tok)), dims: [going.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
+      if (nextLive.length === 0) return;
+      cache.keepRows(nextLive.map((b) => b.row));
+      live = nextLive.map((b) => ({ prompt: b.prompt, hyp: b.hyp }));
+      const step = await this.runner.run({ input_ids: { data: int64(nextLive.map((b) => b.tok)), dims: [nextLive.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
       cache.append(step);
       logits = step.logits.data as Float32Array;
     }
