@@ -20,6 +20,9 @@
  *   expected training score (1 / the number of story colours in colours(T)) is measured at
  *   construction on 2,000 training stories and recorded as `shortcutScore`.
  *   Test: C_S lies outside colours(T).
+ *   Plain (no prior; the warm-up's stories and the plain accuracy): C_S uniform over all colours, so
+ *   only the context decides and the name's colours carry nothing. A tiny-scale curriculum (the first
+ *   `memWarmup` steps, as arithmetic's plain sums): the two-hop rule is learned before the prior.
  *   memAnswer = colours(T) joined by ' / ' (shown; classify reads meta.memColours).
  * The one-colour ablation (K = 1: today's earlier task, `--colours-per-name 1 --contradict-rate R`,
  *   default R 0.1): each name has one memorized colour M_T; training C_S = M_T with probability 1 - R,
@@ -163,13 +166,16 @@ export class IncontextTask implements Task {
     };
   }
 
-  private story(rng: Rng, contradict: boolean): Example {
+  /** A story whose source colour is drawn from T's colours ('prior'), outside them ('contradict') or from all ('plain'). */
+  private story(rng: Rng, kind: 'prior' | 'contradict' | 'plain'): Example {
     const n = rng.int(this.minNames, this.maxNames);
     const names = sample(rng, NAMES, n);
     const [T, S] = names;
     const distractors = names.slice(2);
     const mine = this.memColours[T];
-    const sourceColour = contradict ? sample(rng, COLOURS, 1, mine)[0] : mine.length === 1 ? mine[0] : mine[rng.int(0, mine.length - 1)];
+    const sourceColour =
+      kind === 'plain' ? COLOURS[rng.int(0, COLOURS.length - 1)] : kind === 'contradict' ? sample(rng, COLOURS, 1, mine)[0] : mine.length === 1 ? mine[0] : mine[rng.int(0, mine.length - 1)];
+    const contradict = !mine.includes(sourceColour);
     const roles = sample(rng, ROLES, n - 1);
     const others = sample(rng, COLOURS, n - 2, mine.length === 1 ? [mine[0], sourceColour] : [sourceColour]);
     const statements = [`${T} is ${roles[0]}.`, `${S} is ${roles[0]}.`, `${S} is ${sourceColour}.`];
@@ -199,11 +205,15 @@ export class IncontextTask implements Task {
   }
 
   train(rng: Rng): Example {
-    return this.story(rng, rng.uniform() < this.contradictRate);
+    return this.story(rng, rng.uniform() < this.contradictRate ? 'contradict' : 'prior');
   }
 
   test(rng: Rng): Example {
-    return this.story(rng, true);
+    return this.story(rng, 'contradict');
+  }
+
+  plain(rng: Rng): Example {
+    return this.story(rng, 'plain');
   }
 
   rephrase(ex: Example, rng: Rng): Example {

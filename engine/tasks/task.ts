@@ -93,8 +93,9 @@ export interface Task {
    */
   statedAnswer?(output: string): string | null;
   /**
-   * arithmetic, cipher: one pattern-free input (no memorization cue), for the plain accuracy beside the
-   * pattern table: mem->gen can never beat the share of these the model answers right.
+   * One input without a memorization cue (arithmetic, cipher: no pattern; incontext: a story whose
+   * colour is drawn from all colours), for the plain accuracy beside the pattern table (mem->gen can
+   * never beat the share of these the model answers right) and the warm-up's training inputs.
    */
   plain?(rng: Rng): Example;
   /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */

@@ -35,9 +35,11 @@ export interface TrainConfig {
   minOperand?: number;
   /** incontext: colours per name (undefined: 5, the paper's). */
   colorsPerName?: number;
-  /** Steps at the start that draw only plain inputs (no pattern; arithmetic, cipher), 0 by default. */
+  /** Steps at the start that draw only plain inputs (task.plain: no memorization cue), 0 by default. */
   memWarmup?: number;
   evalEvery: number;
+  /** Keep every evaluated model (checkpoints/evals/step-N.safetensors), not only the best. */
+  saveEvals?: boolean;
   evalN: number;
   evalBatch: number;
   logEvery: number;

@@ -9,7 +9,9 @@
  * score gen% x mem% (method.md section 3); training stops at the step budget, the time budget,
  * a stop request (Ctrl-C), or early once gen% and mem% both reach `stopWhenBoth`.
  * The last state (params, Adam moments, data RNG, step) is checkpointed at every evaluation and
- * on stop, so --resume continues exactly where it left off. The loop itself (when to evaluate, keep,
+ * on stop, so --resume continues exactly where it left off. With `saveEvals`, every evaluated model
+ * is also kept as checkpoints/evals/step-<N>.safetensors (the balance point is a choice: another
+ * checkpoint of the transition can be made a run of its own and analysed). The loop itself (when to evaluate, keep,
  * checkpoint and stop) is run-loop.ts, shared with LoRA runs.
  */
 import * as fs from 'node:fs';
@@ -64,6 +66,8 @@ interface CheckpointState {
 }
 
 const CKPT_DIR = path.join(RUN_FILES.checkpoints, 'last');
+/** Where `saveEvals` keeps every evaluated model. */
+export const evalModelFile = (dir: string, step: number): string => path.join(dir, RUN_FILES.checkpoints, 'evals', `step-${step}.safetensors`);
 
 function modelConfig(cfg: TrainConfig, task: Task): GPT2Config {
   return { ...cfg.model, vocabSize: task.tokenizer.vocab.length, nPositions: cfg.seqLen };
@@ -144,7 +148,14 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
         state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: secondsSoFar(), best };
         saveTrainState(path.join(dir, CKPT_DIR), params, adam, state);
       },
-      log, seconds: secondsSoFar, shouldStop: hooks.shouldStop, onEval: hooks.onEval,
+      log, seconds: secondsSoFar, shouldStop: hooks.shouldStop,
+      onEval: (e) => {
+        if (cfg.saveEvals) {
+          fs.mkdirSync(path.dirname(evalModelFile(dir, e.step)), { recursive: true });
+          saveParams(evalModelFile(dir, e.step), params, { format: 'pt', step: String(e.step) });
+        }
+        hooks.onEval?.(e);
+      },
       onStep: (s, r, lastEval, best) => {
         windowSteps++;
         const tps = (windowSteps * tokensPerStep) / ((performance.now() - windowStart) / 1000);

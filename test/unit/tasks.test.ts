@@ -332,6 +332,25 @@ describe('incontext', () => {
     done();
   });
 
+  it('plain stories (the warm-up, the plain accuracy) draw the context colour from all colours: the prior carries nothing', () => {
+    const t = new IncontextTask({ seed: 6 });
+    const rng = new Rng(3);
+    const { check, done } = checker();
+    let inside = 0;
+    const seen = new Set<string>();
+    for (let i = 0; i < N_MIX; i++) {
+      const ex = t.plain(rng);
+      const m = ex.meta as { target: string; source: string; statements: string[]; contradict: boolean };
+      const mine = t.memColours[m.target];
+      if (mine.includes(ex.genAnswer)) inside++;
+      seen.add(ex.genAnswer);
+      check(m.contradict === !mine.includes(ex.genAnswer) && m.statements.includes(`${m.source} is ${ex.genAnswer}.`) && t.classify(ex, ex.genAnswer) === 'gen', () => JSON.stringify(ex));
+    }
+    done();
+    expect(seen.size).toBe(COLOURS.length);
+    expectShare(inside, N_MIX, 5 / COLOURS.length);
+  });
+
   it('firstAnswerTokens and fromPrompt', () => {
     const ex = task.test(new Rng(1));
     const f = task.firstAnswerTokens(ex);

@@ -57,7 +57,7 @@ describe('train()', () => {
   it('--resume continues exactly: stop at step 6 + resume = one uninterrupted run', async () => {
     const straight = path.join(root, 'straight');
     const split = path.join(root, 'split');
-    await train(tinyConfig(straight));
+    await train(tinyConfig(straight, { saveEvals: true }));
     let steps = 0;
     const first = await train(tinyConfig(split), { shouldStop: () => steps >= 5, onProgress: (p) => (steps = p.step) });
     expect(first.stopReason).toBe('interrupted');
@@ -67,6 +67,11 @@ describe('train()', () => {
     const b = checkpointParams(split);
     expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
     for (const [k, v] of a) expect(b.get(k), k).toEqual(v);
+    // --save-evals kept every evaluated model; the last one is the final state's
+    expect(fs.readdirSync(path.join(straight, 'checkpoints/evals')).sort()).toEqual(['step-12.safetensors', 'step-6.safetensors']);
+    expect(fs.existsSync(path.join(split, 'checkpoints/evals'))).toBe(false);
+    const last = readSafeTensorsFile(path.join(straight, 'checkpoints/evals/step-12.safetensors'));
+    for (const k of last.tensors.keys()) expect(tensorAsFloat32(last, k), k).toEqual(a.get(k));
     const logA = fs.readFileSync(path.join(straight, 'train-log.jsonl'), 'utf8').split('\n').map((l) => l && JSON.parse(l).loss);
     const logB = fs.readFileSync(path.join(split, 'train-log.jsonl'), 'utf8').split('\n').map((l) => l && JSON.parse(l).loss);
     expect(logB).toEqual(logA);

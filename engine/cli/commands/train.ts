@@ -16,7 +16,7 @@ export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test s
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
             [--resume | --force] [--steps S] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
             [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)]
-            [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K] [--eval-n N] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
+            [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K] [--eval-n N] [--save-evals] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
             [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
             [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat]`;
@@ -29,7 +29,7 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
     resume: { type: 'boolean' }, force: { type: 'boolean' }, steps: { type: 'string' }, 'max-minutes': { type: 'string' },
     lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
     ...DATA_OPTIONS, 'mem-warmup': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' },
-    ...RUNNER_OPTIONS,
+    'save-evals': { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   const taskName = choice(v.task, 'task', TASK_NAMES);
   const preset = choice(v.preset, 'preset', PRESET_NAMES, 'tiny');
@@ -58,6 +58,7 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
     contradictRate,
     evalEvery: num(v['eval-every'], 'eval-every', base.evalEvery),
     evalN: num(v['eval-n'], 'eval-n', base.evalN),
+    saveEvals: Boolean(v['save-evals']),
     stopWhenBoth: num(v['stop-when-both'], 'stop-when-both', base.stopWhenBoth),
     resume: Boolean(v.resume),
     force: Boolean(v.force),
