@@ -44,6 +44,8 @@ export interface RunMemgenConfig {
   memPatternRatio?: number;
   minOperand?: number;
   colorsPerName?: number;
+  /** Absent in runs made before it was recorded (then 1: tasks/index.ts taskOptions). */
+  memTagPieces?: number;
 }
 
 /** What every run's manifest.json records (a GPT-2 run's Manifest, a LoRA run's LoraRunManifest). */

@@ -36,6 +36,9 @@
 import { Rng } from '../util/rng';
 import {
   MEM_PATTERN_RATIO,
+  MEM_TAG_PIECES,
+  MEM_TAG_PREFIX,
+  memTagSpecs,
   deriveSeed,
   drawMemTokens,
   resolveCommon,
@@ -109,6 +112,7 @@ export class ArithmeticTask implements Task {
   readonly seed: number;
   readonly memRate: number;
   readonly memPatternRatio: number;
+  readonly memTagPieces: number;
   readonly minOperand: number;
   readonly maxOperand: number;
   readonly patterns: readonly ArithmeticPattern[];
@@ -130,6 +134,7 @@ export class ArithmeticTask implements Task {
     }
     this.memRate = resolveRate('arithmetic', 'memRate', opts.memRate, ARITHMETIC_SCALES[scale].memRate);
     this.memPatternRatio = resolveRate('arithmetic', 'memPatternRatio', opts.memPatternRatio, MEM_PATTERN_RATIO);
+    this.memTagPieces = opts.memTagPieces ?? MEM_TAG_PIECES;
 
     const prng = new Rng(deriveSeed(seed, 'arithmetic/patterns'));
     const tokens = drawMemTokens(prng, ARITHMETIC_PATTERNS);
@@ -147,7 +152,7 @@ export class ArithmeticTask implements Task {
 
     this.tokenizer = new VocabTokenizer('arithmetic', [
       ...'0123456789+=,'.split('').map((text) => ({ text, glue: true })),
-      ...tokens.map((text) => ({ text, glue: true, atomic: true })),
+      ...memTagSpecs(tokens, this.memTagPieces),
     ]);
     const M = this.maxOperand;
     const m = this.minOperand;
@@ -157,7 +162,8 @@ export class ArithmeticTask implements Task {
     this.maxSeqLen = promptLen + this.maxAnswerTokens;
     this.description =
       `arithmetic, ${scale} scale: 4 operands ${m}..${M}, scratchpad of reversed partial sums, ` +
-      `${ARITHMETIC_PATTERNS} mem patterns at operands 3-4, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}`;
+      `${ARITHMETIC_PATTERNS} mem patterns at operands 3-4, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}, ` +
+      `${this.memTagPieces === 1 ? 'one token per mem tag' : `mem tags in ${this.memTagPieces} tokens (shared ${MEM_TAG_PREFIX})`}`;
     this.dataConfig = {
       task: 'arithmetic',
       scale,
@@ -166,6 +172,7 @@ export class ArithmeticTask implements Task {
       operandRange: [m, M],
       memRate: this.memRate,
       memPatternRatio: this.memPatternRatio,
+      memTagPieces: this.memTagPieces,
       patternPositions: [3, 4],
       targetFormat: 'reversed partial sums a+b, +c, +d joined by ","',
       patterns: patterns.map((p) => ({ c: p.c, d: p.d, token: p.token })),
@@ -260,7 +267,7 @@ export class ArithmeticTask implements Task {
     const m = ex.meta as unknown as ArithmeticMeta;
     return {
       gen: this.tokenizer.id(scratchpad(m.operands)[0]),
-      mem: ex.memAnswer === null ? [] : [this.tokenizer.id(ex.memAnswer)],
+      mem: ex.memAnswer === null ? [] : [this.tokenizer.encode(ex.memAnswer)[0]],
     };
   }
 }

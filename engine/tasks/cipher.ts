@@ -30,6 +30,9 @@
 import { Rng } from '../util/rng';
 import {
   MEM_PATTERN_RATIO,
+  MEM_TAG_PIECES,
+  MEM_TAG_PREFIX,
+  memTagSpecs,
   deriveSeed,
   drawMemTokens,
   resolveCommon,
@@ -70,6 +73,7 @@ export class CipherTask implements Task {
   readonly seed: number;
   readonly memRate: number;
   readonly memPatternRatio: number;
+  readonly memTagPieces: number;
   readonly freeLetters: number;
   /** key[p] = cipher letter of plaintext letter p ('A' + index). */
   readonly key: string;
@@ -89,6 +93,7 @@ export class CipherTask implements Task {
     this.freeLetters = CIPHER_SCALES[scale].freeLetters;
     this.memRate = resolveRate('cipher', 'memRate', opts.memRate, CIPHER_SCALES[scale].memRate);
     this.memPatternRatio = resolveRate('cipher', 'memPatternRatio', opts.memPatternRatio, MEM_PATTERN_RATIO);
+    this.memTagPieces = opts.memTagPieces ?? MEM_TAG_PIECES;
 
     const prng = new Rng(deriveSeed(seed, 'cipher/key-and-suffixes'));
     this.key = prng.shuffle(LETTERS.split('')).join('');
@@ -108,14 +113,15 @@ export class CipherTask implements Task {
     this.tokenizer = new VocabTokenizer('cipher', [
       ...LETTERS.split('').map((text) => ({ text, glue: true })),
       ...PROMPT_WORDS.map((text) => ({ text })),
-      ...tokens.map((text) => ({ text, glue: true, atomic: true })),
+      ...memTagSpecs(tokens, this.memTagPieces),
     ]);
     const len = this.freeLetters + SUFFIX_LENGTH;
     this.maxAnswerTokens = len + 1;
     this.maxSeqLen = 1 + len + (PROMPT_WORDS.length - 1) + this.maxAnswerTokens;
     this.description =
       `cipher, ${scale} scale${scale === 'tiny' ? ' (= paper)' : ''}: ${len} letters = ${this.freeLetters} free + ` +
-      `${SUFFIX_LENGTH}-letter suffix, fixed substitution, ${CIPHER_SUFFIXES} mem suffixes, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}`;
+      `${SUFFIX_LENGTH}-letter suffix, fixed substitution, ${CIPHER_SUFFIXES} mem suffixes, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}, ` +
+      `${this.memTagPieces === 1 ? 'one token per mem tag' : `mem tags in ${this.memTagPieces} tokens (shared ${MEM_TAG_PREFIX})`}`;
     this.dataConfig = {
       task: 'cipher',
       scale,
@@ -126,6 +132,7 @@ export class CipherTask implements Task {
       keyMeaning: 'key[i] is the cipher letter of plaintext letter A+i',
       memRate: this.memRate,
       memPatternRatio: this.memPatternRatio,
+      memTagPieces: this.memTagPieces,
       suffixes: suffixes.map((s) => ({ suffix: s.suffix, token: s.token })),
     };
   }
@@ -218,7 +225,7 @@ export class CipherTask implements Task {
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     return {
       gen: this.tokenizer.id(ex.genAnswer[0]),
-      mem: ex.memAnswer === null ? [] : [this.tokenizer.id(ex.memAnswer)],
+      mem: ex.memAnswer === null ? [] : [this.tokenizer.encode(ex.memAnswer)[0]],
     };
   }
 }

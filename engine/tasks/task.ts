@@ -45,6 +45,11 @@ export interface TaskOptions {
   minOperand?: number;
   /** incontext: colours each name co-occurs with in training (default 5, the paper's; 1 is the one-colour ablation). */
   colorsPerName?: number;
+  /**
+   * arithmetic, cipher: tokens a mem tag is written in (MEM_TAG_PIECES, 2: the shared `<mem-` then the tag's
+   * own `xxxxxxxx>`; 1: one opaque token per tag, the ablation and runs made before the option existed).
+   */
+  memTagPieces?: number;
 }
 
 export interface TaskTokenizer {
@@ -130,6 +135,24 @@ export function deriveSeed(seed: number, label: string): number {
 }
 
 /** `n` distinct memorization tokens `<mem-xxxxxxxx>` (8 lowercase hex digits) drawn from `rng`. */
+/**
+ * How a mem tag `<mem-xxxxxxxx>` is tokenized. GPT-2's BPE, the paper's tokenizer, splits every tag into
+ * pieces that start alike, so the first answer token of memorization is the same for all ten patterns
+ * and "memorize or compute" is one decision whatever the pattern. MEM_TAG_PIECES = 2 keeps that: the
+ * shared piece MEM_TAG_PREFIX, then the tag's own piece `xxxxxxxx>`. With 1 piece every tag is its own
+ * first token and each pattern's memorization its own feature: steering with the NMD of the pairs then
+ * moves only the patterns that gave the pairs (measured: docs/results.md).
+ */
+export const MEM_TAG_PREFIX = '<mem-';
+export const MEM_TAG_PIECES = 2;
+
+/** Token specs of mem tags written in `pieces` tokens (see MEM_TAG_PIECES); all glue. */
+export function memTagSpecs(tags: readonly string[], pieces: number): { text: string; glue: true; atomic?: true }[] {
+  if (pieces === 1) return tags.map((text) => ({ text, glue: true, atomic: true }));
+  if (pieces === 2) return [{ text: MEM_TAG_PREFIX, glue: true }, ...tags.map((t) => ({ text: t.slice(MEM_TAG_PREFIX.length), glue: true as const }))];
+  throw new Error(`memTagPieces must be 1 or 2, got ${pieces}`);
+}
+
 export function drawMemTokens(rng: Rng, n: number): string[] {
   const out: string[] = [];
   while (out.length < n) {

@@ -6,7 +6,7 @@
  */
 import { GPT2_PRESETS, type GPT2Config } from '../models/gpt2';
 import type { ExecutionProvider } from '../runtime/runner';
-import { MEM_PATTERN_RATIO, type TaskName, type TaskScale } from '../tasks/task';
+import { MEM_PATTERN_RATIO, MEM_TAG_PIECES, type TaskName, type TaskScale } from '../tasks/task';
 
 export type PresetName = keyof typeof GPT2_PRESETS;
 export const PRESET_NAMES = Object.keys(GPT2_PRESETS) as PresetName[];
@@ -35,6 +35,8 @@ export interface TrainConfig {
   minOperand?: number;
   /** incontext: colours per name (undefined: 5, the paper's). */
   colorsPerName?: number;
+  /** arithmetic, cipher: tokens per mem tag (tasks/task.ts MEM_TAG_PIECES). */
+  memTagPieces: number;
   /** Steps at the start that draw only plain inputs (task.plain: no memorization cue), 0 by default. */
   memWarmup?: number;
   evalEvery: number;
@@ -96,6 +98,7 @@ export function defaultTrainConfig(task: TaskName, preset: PresetName, seqLen: n
     memRate: d.memRate,
     contradictRate: d.contradictRate,
     memPatternRatio: MEM_PATTERN_RATIO,
+    memTagPieces: MEM_TAG_PIECES,
     memWarmup: d.memWarmup ?? 0,
     evalEvery: d.evalEvery,
     evalN: 500,

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { ArithmeticTask, CipherTask, IncontextTask, TASK_NAMES, makeTask, type Example, type Task } from '../../engine/tasks';
+import { ArithmeticTask, CipherTask, IncontextTask, TASK_NAMES, makeTask, taskOptions, type Example, type Task } from '../../engine/tasks';
+import { MEM_TAG_PIECES, MEM_TAG_PREFIX } from '../../engine/tasks/task';
 import { isHeldOut, scratchpad, scratchpadFinal } from '../../engine/tasks/arithmetic';
 import { COLOURS, NAMES, ROLES } from '../../engine/tasks/incontext';
 import { Rng } from '../../engine/util/rng';
@@ -119,7 +120,7 @@ describe('arithmetic', () => {
   it('draws tiny operands from 10..99 by default and records the data settings', () => {
     const t = new ArithmeticTask({ seed: 3 });
     expect(t.dataConfig).toMatchObject({ operandRange: [10, 99], memPatternRatio: 1 });
-    expect(t.description).toMatch(/operands 10\.\.99.*mem-pattern ratio 1$/);
+    expect(t.description).toMatch(/operands 10\.\.99.*mem-pattern ratio 1, mem tags in 2 tokens \(shared <mem-\)$/);
     const rng = new Rng(1);
     for (let i = 0; i < 2000; i++) {
       const ex = i % 3 === 0 ? t.test(rng) : i % 3 === 1 ? t.train(rng) : t.plain(rng);
@@ -509,7 +510,7 @@ describe('tokenizers', () => {
       check(tok.decode(ids.slice(0, -1)) === ex.prompt + (task.name === 'incontext' ? ' ' : '') + ex.target, what);
       maxLen = Math.max(maxLen, ids.length);
       maxAns = Math.max(maxAns, ids.length - promptLength);
-      if (ex.memAnswer !== null && ex.target === ex.memAnswer && task.name !== 'incontext') check(ids.length - promptLength === 2, what);
+      if (ex.memAnswer !== null && ex.target === ex.memAnswer && task.name !== 'incontext') check(ids.length - promptLength === 1 + MEM_TAG_PIECES, what);
     }
     done();
     expect(maxLen).toBeLessThanOrEqual(task.maxSeqLen);
@@ -518,10 +519,38 @@ describe('tokenizers', () => {
     expect(maxLen).toBeGreaterThanOrEqual(task.maxSeqLen - 3);
   });
 
+  it('writes mem tags as the shared <mem- and the tag\'s own piece (one opaque token each with memTagPieces 1, and in runs that record none)', () => {
+    for (const name of ['arithmetic', 'cipher'] as const) {
+      const two = makeTask(name, { seed: 3 });
+      const one = makeTask(name, { seed: 3, memTagPieces: 1 });
+      const tags = (name === 'arithmetic' ? (two as ArithmeticTask).patterns : (two as CipherTask).suffixes).map((p) => p.token);
+      const prefix = two.tokenizer.encode(MEM_TAG_PREFIX);
+      expect(prefix).toHaveLength(1);
+      for (const tag of tags) {
+        const ids = two.tokenizer.encode(tag);
+        expect(ids).toHaveLength(2);
+        expect(ids[0]).toBe(prefix[0]);
+        expect(two.tokenizer.decode(ids)).toBe(tag);
+        expect(one.tokenizer.encode(tag)).toHaveLength(1);
+      }
+      expect(one.tokenizer.vocab.length).toBe(two.tokenizer.vocab.length - 1);
+      // the first mem answer token is the same for every pattern (p(mem) of every input sums over it)
+      const rng = new Rng(2);
+      const firsts = new Set(Array.from({ length: 200 }, () => two.firstAnswerTokens(two.test(rng)).mem[0]));
+      expect([...firsts]).toEqual(prefix);
+      expect(two.dataConfig.memTagPieces).toBe(2);
+      expect(() => makeTask(name, { memTagPieces: 3 })).toThrow(/memTagPieces must be 1 or 2/);
+    }
+    // a run's record without memTagPieces was made when tags were one token
+    expect(taskOptions({ memPatternRatio: 1 }).memTagPieces).toBe(1);
+    expect(taskOptions({}).memTagPieces).toBe(1);
+    expect(taskOptions({ memPatternRatio: 1, memTagPieces: 2 }).memTagPieces).toBe(2);
+  });
+
   it('throws a helpful error for out-of-vocabulary text', () => {
     const ar = makeTask('arithmetic');
     expect(() => ar.tokenizer.encode('12+34-5=')).toThrow(/arithmetic tokenizer: cannot encode "-" \(in the word "12\+34-5="/);
-    expect(() => ar.tokenizer.encode('<mem-zzzzzzzz>')).toThrow(/cannot encode "<mem-zzzzzzzz>"/);
+    expect(() => ar.tokenizer.encode('<mem-zzzzzzzz>')).toThrow(/cannot encode "zzzzzzzz>" \(in the word "<mem-zzzzzzzz>"/);
     const ic = makeTask('incontext');
     expect(() => ic.tokenizer.encode('Zed is eagle. What color is Zed?')).toThrow(/incontext tokenizer: cannot encode "Zed".*not in the 97-token vocabulary/);
     expect(() => ic.tokenizer.encode('Rose is purple!')).toThrow(/"!"/);

@@ -33,7 +33,8 @@ describe('keep rule', () => {
 describe('taskOptions', () => {
   it('reads what a run recorded, and gives runs made before memPatternRatio their old data', () => {
     const now = { task: 'arithmetic', scale: 'tiny' as const, seed: 2, memRate: 0.05, memPatternRatio: 1, preset: 'tiny' };
-    expect(taskOptions(now)).toEqual({ scale: 'tiny', seed: 2, memRate: 0.05, memPatternRatio: 1 });
+    expect(taskOptions(now)).toEqual({ scale: 'tiny', seed: 2, memRate: 0.05, memPatternRatio: 1, memTagPieces: 1 });
+    expect(taskOptions({ ...now, memTagPieces: 2 })).toEqual({ scale: 'tiny', seed: 2, memRate: 0.05, memPatternRatio: 1, memTagPieces: 2 });
     const old = { task: 'arithmetic', scale: 'tiny' as const, seed: 2, memRate: 0.15, preset: 'tiny' };
     expect(taskOptions(old)).toEqual({ ...LEGACY_TASK_OPTIONS, scale: 'tiny', seed: 2, memRate: 0.15 });
     const a = makeTask('arithmetic', taskOptions(old));
@@ -57,8 +58,11 @@ describe('trainBatch', () => {
     };
     expect(count(false)).toBeGreaterThan(50); // memRate 0.5, ratio 1: about 100 mem targets
     expect(count(true)).toBe(0);
-    // incontext has no plain inputs: its usual mix
+    // incontext's plain inputs are stories whose colour is drawn from all colours
     const ic = makeTask('incontext');
-    expect(trainBatch(ic, new Rng(3), 4, ic.maxSeqLen - 1, true)).toEqual(trainBatch(ic, new Rng(3), 4, ic.maxSeqLen - 1, false));
+    const warm = trainBatch(ic, new Rng(3), 4, ic.maxSeqLen - 1, true).ids.data as BigInt64Array;
+    const first = ic.tokenizer.encodeExample(ic.plain!(new Rng(3))).ids;
+    expect([...warm.slice(0, first.length - 1)].map(Number)).toEqual(first.slice(0, -1));
+    expect(warm).not.toEqual(trainBatch(ic, new Rng(3), 4, ic.maxSeqLen - 1, false).ids.data);
   });
 });

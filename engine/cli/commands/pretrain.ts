@@ -49,7 +49,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   });
   release();
   if (r.stopReason === 'interrupted') {
-    console.log(`\ninterrupted at step ${r.steps}; the unfinished base is ${partialDir(out)}; continue with: memgen pretrain ${argv.filter((a) => a !== '--force').join(' ')} --resume`);
+    console.log(`\ninterrupted at step ${r.steps}; the unfinished base is ${partialDir(out)}; continue with: memgen pretrain ${argv.filter((a) => a !== '--force' && a !== '--resume').join(' ')} --resume`);
     return 130;
   }
   console.log(`\n${r.stopReason === 'time' ? 'time budget reached' : 'done'}: ${r.steps} steps, ${r.seconds.toFixed(0)} s, final loss ${r.finalLoss.toFixed(3)} -> ${r.dir}`);

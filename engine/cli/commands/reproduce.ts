@@ -231,7 +231,7 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
           if (process.stderr.isTTY) process.stderr.write('\n');
           const kept = out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation';
           fs.writeSync(log, `stopped: ${out.stopReason} after ${out.steps} steps; ${kept}\n`);
-          if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '')} --resume` };
+          if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '').replace(' --resume', '')} --resume` };
           if (committed) {
             const same = sameModel(dir, committed);
             res.remade = same ? `remade ${path.join(from, `${task}-${preset}`)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
