@@ -46,6 +46,8 @@ export interface TrainConfig {
   evalBatch: number;
   logEvery: number;
   stopWhenBoth: number | null;
+  /** Train only to this step of the `steps` schedule (null: all of it). */
+  stopAt: number | null;
   maxMinutes: number | null;
   threads: number;
   provider: ExecutionProvider;
@@ -105,6 +107,7 @@ export function defaultTrainConfig(task: TaskName, preset: PresetName, seqLen: n
     evalBatch: 128,
     logEvery: 10,
     stopWhenBoth: null,
+    stopAt: null,
     maxMinutes: null,
     threads: 0,
     provider: 'cpu',

@@ -2,7 +2,9 @@
  * The training loop shared by GPT-2 runs (trainer.ts) and LoRA runs (runs/lora-run.ts): what to do
  * each step is theirs (`step`), when to evaluate, which model to keep and when to stop is this.
  *
- *   for s = start .. total - 1:   stop request -> 'interrupted'; time budget -> 'time'
+ *   for s = start .. end - 1:     stop request -> 'interrupted'; time budget -> 'time'
+ *                                 (end = min(total, stopAt): stopAt ends a run early at a fixed step
+ *                                 without changing its schedule, which is made for `total` steps)
  *     step(s)                     one optimizer step; a non-finite loss is an error
  *     every evalEvery steps and at the last: evaluate; keep it when it is the best so far
  *       (isBetter: a checkpoint whose plain accuracy reaches minPlainAccuracy beats one that does
@@ -37,6 +39,8 @@ export interface LoopConfig {
   logEvery: number;
   maxMinutes: number | null;
   stopWhenBoth: number | null;
+  /** Last step to train (absent: totalSteps); the schedule stays totalSteps' (see the header). */
+  stopAt?: number | null;
   /** The keep rule's plain-accuracy bar (default MIN_PLAIN_ACCURACY). */
   minPlainAccuracy?: number;
 }
@@ -92,7 +96,8 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
     }
     parts.checkpoint(s, best);
   };
-  while (s < cfg.totalSteps) {
+  const end = Math.min(cfg.totalSteps, cfg.stopAt ?? Infinity);
+  while (s < end) {
     if (parts.shouldStop?.()) { stopReason = 'interrupted'; break; }
     if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
     const r = await parts.step(s);
@@ -100,7 +105,7 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
     s++;
     if (s % cfg.logEvery === 0) parts.log({ step: s, kind: 'train', loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, seconds: parts.seconds() });
     parts.onStep?.(s, r, lastEval, best);
-    if (s % cfg.evalEvery === 0 || s === cfg.totalSteps) {
+    if (s % cfg.evalEvery === 0 || s === end) {
       await runEval();
       const e = lastEval as StepEval | null;
       const adds = e?.plainAccuracy == null || e.plainAccuracy >= (cfg.minPlainAccuracy ?? MIN_PLAIN_ACCURACY);

@@ -133,7 +133,7 @@ export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<T
   let windowSteps = 0;
   let out: Awaited<ReturnType<typeof runTrainingLoop>>;
   try {
-    out = await runTrainingLoop({ totalSteps: cfg.steps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth }, {
+    out = await runTrainingLoop({ totalSteps: cfg.steps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth, stopAt: cfg.stopAt }, {
       step: async (s) => {
         const { loss, grads } = await step.run(params, trainBatch(task, dataRng, cfg.batch, cfg.seqLen, s < (cfg.memWarmup ?? 0)));
         const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);

@@ -72,6 +72,12 @@ describe('train()', () => {
     expect(fs.existsSync(path.join(split, 'checkpoints/evals'))).toBe(false);
     const last = readSafeTensorsFile(path.join(straight, 'checkpoints/evals/step-12.safetensors'));
     for (const k of last.tensors.keys()) expect(tensorAsFloat32(last, k), k).toEqual(a.get(k));
+    // --stop-at-step 6 ends at step 6 of the same 12-step schedule: the straight run's step-6 model
+    const early = path.join(root, 'early');
+    expect((await train(tinyConfig(early, { stopAt: 6 }))).steps).toBe(6);
+    const six = readSafeTensorsFile(path.join(straight, 'checkpoints/evals/step-6.safetensors'));
+    const e = checkpointParams(early);
+    for (const k of six.tensors.keys()) expect(e.get(k), k).toEqual(tensorAsFloat32(six, k));
     const logA = fs.readFileSync(path.join(straight, 'train-log.jsonl'), 'utf8').split('\n').map((l) => l && JSON.parse(l).loss);
     const logB = fs.readFileSync(path.join(split, 'train-log.jsonl'), 'utf8').split('\n').map((l) => l && JSON.parse(l).loss);
     expect(logB).toEqual(logA);

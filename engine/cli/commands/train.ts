@@ -14,7 +14,7 @@ import type { PromptFormat } from '../../tasks/hf-task-tokenizer';
 
 export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test set shows memorization and generalization.
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
-            [--resume | --force] [--steps S] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
+            [--resume | --force] [--steps S] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
             [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)] [--mem-tag-pieces 1|2 (2)]
             [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K] [--eval-n N] [--save-evals] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
@@ -26,7 +26,7 @@ const SCALES: readonly TaskScale[] = ['tiny', 'paper'];
 export function trainConfigFromArgs(argv: string[]): TrainConfig {
   const v = parse(argv, {
     task: { type: 'string' }, preset: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' },
-    resume: { type: 'boolean' }, force: { type: 'boolean' }, steps: { type: 'string' }, 'max-minutes': { type: 'string' },
+    resume: { type: 'boolean' }, force: { type: 'boolean' }, steps: { type: 'string' }, 'stop-at-step': { type: 'string' }, 'max-minutes': { type: 'string' },
     lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
     ...DATA_OPTIONS, 'mem-warmup': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' },
     'save-evals': { type: 'boolean' }, ...RUNNER_OPTIONS,
@@ -51,6 +51,7 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
     seqLen: task.maxSeqLen - 1,
     steps: num(v.steps, 'steps', base.steps),
     memWarmup: num(v['mem-warmup'], 'mem-warmup', base.memWarmup ?? 0),
+    stopAt: num(v['stop-at-step'], 'stop-at-step', null),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
     lr: num(v.lr, 'lr', base.lr),
     batch: num(v.batch, 'batch', base.batch),
