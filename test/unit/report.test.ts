@@ -13,7 +13,6 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { reportCommand } from '../../engine/cli/commands/report';
 import { reproduceCommand } from '../../engine/cli/commands/reproduce';
-import { UsageError } from '../../engine/cli/args';
 import type { ProbesFile } from '../../engine/analysis/probe-layers';
 import { MAX_COLUMNS, binSortedAbs, nmdFigure, probeFigure, sweepFigure, trainingFigure } from '../../engine/report/figures';
 import { writeReport } from '../../engine/report/html';
@@ -291,13 +290,13 @@ describe.skipIf(!HAS_COMMITTED)(`the HTML report of a copy of ${COMMITTED}`, () 
 });
 
 describe('memgen reproduce refusals (before any work)', () => {
-  it('refuses --reuse with another preset, and existing run folders without --force', async () => {
-    await expect(reproduceCommand(['--reuse', '--preset', 'small'])).rejects.toThrow(UsageError);
+  it('refuses presets it has no runs for, and existing run folders without --force', async () => {
+    await expect(reproduceCommand(['--preset', 'gpt2'])).rejects.toThrow(/unknown preset 'gpt2'; choose one of: tiny, small/);
     await expect(reproduceCommand(['--reuse', '--steps', '5'])).rejects.toThrow(/--steps/);
     const out = path.join(tmp, 'repro');
     fs.mkdirSync(path.join(out, 'arithmetic-tiny'), { recursive: true });
     fs.writeFileSync(path.join(out, 'arithmetic-tiny', 'x'), '');
-    await expect(reproduceCommand(['--reuse', '--out', out])).rejects.toThrow(RunError);
+    await expect(reproduceCommand(['--reuse', '--preset', 'tiny', '--out', out])).rejects.toThrow(RunError);
     await expect(reproduceCommand(['--reuse', '--out', path.join(tmp, 'repro2'), '--from', path.join(tmp, 'nowhere')])).rejects.toThrow(/not a run folder/);
     await expect(reproduceCommand(['--reuse', '--force', '--out', 'runs'])).rejects.toThrow(/onto itself/); // never touches runs/
   });

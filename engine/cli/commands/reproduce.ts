@@ -4,22 +4,26 @@
  *
  * Per task, into DIR/<task>-<preset> (DIR default runs-reproduce/), stage by stage:
  *   train     from scratch with the preset's defaults (the train command's own config builder) plus
- *             TRAIN_ARGS[task], as the committed runs were made, and the thread count the
+ *             TRAIN_ARGS[preset][task], as the committed runs were made, and the thread count the
  *             committed run FROM/<task>-<preset> records (a sum's reduction order depends on the threads,
  *             so another count trains another model); the stage then says whether the model equals the
- *             committed one (sha256 of model.safetensors), and the summary repeats it. Or with --reuse a copy
- *             of the committed run FROM/<task>-tiny (model, config, tokenizer, manifest, log and
- *             analysis; not checkpoints/ or report/). FROM (default runs/) is never modified.
+ *             committed one (sha256 of model.safetensors), and the summary repeats it. Presets: tiny (the
+ *             demo, ~20 minutes on 2 cores) and small (6 layers, d = 256: the runs that reach the paper,
+ *             up to ~1 hour of training each). Or with --reuse a copy of the committed run
+ *             FROM/<task>-<preset> (model, config, tokenizer, manifest, log and analysis; not checkpoints/
+ *             or report/); without --preset, the largest committed run of each task (small where there is
+ *             one). FROM (default runs/) is never modified.
  *   analyze   `memgen analyze`, 2000 pairs from scratch; with --reuse the committed analysis is kept
  *             when its modelHash matches the model file, else 500 pairs (--force). In two calls, so that
  *             a model that seldom gives a pair ends in bounded time: first at most 5000 inputs without
  *             probes (the yield: inputs per pair; the committed runs need about 30), then --resume: up to
  *             the wanted pairs within 60 inputs per pair when the yield is at most 60, else only the
  *             pairs found (the summary says so); the second call computes the statistics and probes.
- *             The site and the steering setting are TINY_GPT2_SETTING's (steer/files.ts): the residual
- *             stream before each block (resid_pre), not the paper's ln2, which does not move tiny models.
- *   steer     `memgen steer-eval` at that setting (topN, alpha per task), n = 200; the summary shows the
- *             paper's numbers beside ours.
+ *             The site and the steering setting are GPT2_SETTINGS[preset][task]'s (steer/files.ts): the
+ *             residual stream before each block (resid_pre), not the paper's ln2, which moves them little.
+ *   steer     `memgen steer-eval` at that setting (topN, alpha per task), n = 200, on starting inputs of
+ *             seed 7, which the sweep (the run's seed) never drew; the summary shows the paper's numbers
+ *             beside ours.
  *   sweep     `memgen sweep` (alpha x topN, both baselines), n = 100, so that the report shows it.
  *   report    `memgen report` (RUN/report/index.html).
  * A failing stage (e.g. analysis of a model that shows only one behaviour: NoPairsError) is reported,
@@ -40,9 +44,8 @@ import { writeReport } from '../../report/html';
 import { bestProbe, loadReportData } from '../../report/data';
 import { directionVerdicts, steeringVerdict } from '../../report/verdict';
 import { RUN_FILES, RunError, prepareNewRun } from '../../runs/run';
-import { TINY_GPT2_SETTING } from '../../steer/files';
+import { GPT2_SETTINGS, type ReproducePreset, type ReproduceTask } from '../../steer/files';
 import type { TaskName } from '../../tasks/task';
-import { PRESET_NAMES } from '../../train/presets';
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
@@ -55,7 +58,7 @@ import { trainConfigFromArgs } from './train';
 
 export const REPRODUCE_HELP = `  reproduce Train (or --reuse the committed runs), analyse, steer, sweep and report both of the paper's GPT-2
             tasks (arithmetic, incontext), then print a Table-1-style summary beside the paper's numbers.
-            [--system gpt2 (default) | lora (see below)] [--preset tiny] [--reuse [--from DIR (runs)]]
+            [--system gpt2 (default) | lora (see below)] [--preset tiny|small (tiny; --reuse: the largest committed)] [--reuse [--from DIR (runs)]]
             [--out DIR (runs-reproduce)] [--force (move existing run folders in DIR aside)] [--threads N]
             [--provider cpu|cuda]
 ${REPRODUCE_LORA_HELP}`;
@@ -75,7 +78,8 @@ function takeSystem(argv: string[]): { system: (typeof SYSTEMS)[number]; rest: s
   return { system: choice(system, 'system', SYSTEMS, 'gpt2'), rest };
 }
 
-const TASKS: readonly (keyof typeof TINY_GPT2_SETTING)[] = ['arithmetic', 'incontext'];
+const TASKS: readonly ReproduceTask[] = ['arithmetic', 'incontext'];
+const PRESETS: readonly ReproducePreset[] = ['tiny', 'small'];
 const STAGES = ['train', 'analyze', 'steer', 'sweep', 'report'] as const;
 type StageName = (typeof STAGES)[number];
 
@@ -86,16 +90,28 @@ const MAX_TRIES_PER_PAIR = 60;
 /** Inputs of the first extraction phase, which measures how often pairs come (see the header). */
 const YIELD_INPUTS = 5000;
 const STEER_N = 200;
+/** The steering seed: starting inputs the sweep (the run's seed) never saw. */
+const STEER_SEED = 7;
 
 /**
  * What each task's training adds to the preset's defaults (the committed runs' commands):
- *   arithmetic  stop once both behaviours reach 30 % on a checkpoint that adds (plain accuracy >= 0.9)
- *   incontext   the one-colour ablation (colours-per-name 1, contradict-rate 0.2): with the paper's five
- *               colours per name the tiny preset learns no rule in the demo's budget (docs/results.md)
+ *   tiny arithmetic   seed 2, stop once both behaviours reach 30 % on a checkpoint that adds (plain accuracy
+ *                     >= 0.9); the tiny adder clicks at a seed-dependent step (seed 0: plain accuracy 0.65
+ *                     by step 3,000; seeds 1 and 2: 0.93 and 0.91 at the transition; docs/results.md)
+ *   tiny incontext    the one-colour ablation (colours-per-name 1, contradict-rate 0.2): with the paper's five
+ *                     colours per name the tiny preset learns no rule in the demo's budget (docs/results.md)
+ *   small arithmetic  the tiny task (operands 10..99, memRate 0.05), batch 64, lr 1e-3, 1,500 steps of plain
+ *                     sums, to step 2,750 of an 8,000-step schedule (the transition is over by then)
  */
-export const TRAIN_ARGS: Record<(typeof TASKS)[number], readonly string[]> = {
-  arithmetic: ['--stop-when-both', '0.3'],
-  incontext: ['--colours-per-name', '1', '--contradict-rate', '0.2'],
+export const TRAIN_ARGS: Record<ReproducePreset, Record<ReproduceTask, readonly string[]>> = {
+  tiny: {
+    arithmetic: ['--seed', '2', '--stop-when-both', '0.3'],
+    incontext: ['--seed', '0', '--colours-per-name', '1', '--contradict-rate', '0.2'],
+  },
+  small: {
+    arithmetic: ['--seed', '0', '--task-scale', 'tiny', '--mem-rate', '0.05', '--batch', '64', '--lr', '1e-3', '--mem-warmup', '1500', '--steps', '8000', '--stop-at-step', '2750'],
+    incontext: ['--seed', '0', '--task-scale', 'tiny', '--batch', '64', '--lr', '1e-3'],
+  },
 };
 const SWEEP_N = 100;
 
@@ -145,44 +161,49 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
     preset: { type: 'string' }, reuse: { type: 'boolean' }, from: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
     steps: { type: 'string' }, ...RUNNER_OPTIONS,
   });
-  const preset = choice(v.preset, 'preset', PRESET_NAMES, 'tiny');
   const reuse = Boolean(v.reuse);
-  if (reuse && preset !== 'tiny') throw new UsageError(`--reuse copies the committed tiny runs; with --preset ${preset} train from scratch (drop --reuse)`);
   if (v.from !== undefined && !reuse) throw new UsageError('--from names the runs to copy with --reuse');
+  const from = str(v.from, 'from') ?? 'runs';
+  const chosen = v.preset === undefined ? null : choice(v.preset, 'preset', PRESETS);
+  // per task: the chosen preset; --reuse without one: the largest committed run (small where there is one)
+  const presetOf = (task: ReproduceTask): ReproducePreset =>
+    chosen ?? (reuse && fs.existsSync(path.join(from, `${task}-small`, RUN_FILES.manifest)) ? 'small' : 'tiny');
   if (v.steps !== undefined && reuse) throw new UsageError('--steps (a testing override of the training length) has no meaning with --reuse');
   const steps = v.steps === undefined ? null : num(v.steps, 'steps', 0);
   if (steps !== null && (!Number.isInteger(steps) || steps < 1)) throw new UsageError(`--steps must be a positive integer, got ${steps}`);
-  const from = str(v.from, 'from') ?? 'runs';
   const outDir = str(v.out, 'out') ?? 'runs-reproduce';
   const runner = runnerOptions(v);
   const runnerArgs = [...(v.threads !== undefined ? ['--threads', String(runner.threads)] : []), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])];
   const logDir = path.join(outDir, 'logs');
 
   // Refuse before any work: existing run folders (unless --force), missing committed runs.
-  const runDir = (task: TaskName) => path.join(outDir, `${task}-${preset}`);
+  const runDir = (task: ReproduceTask) => path.join(outDir, `${task}-${presetOf(task)}`);
+  const committedDir = (task: ReproduceTask) => path.join(from, `${task}-${presetOf(task)}`);
   for (const task of TASKS) {
     const dir = runDir(task);
-    if (reuse && path.resolve(dir) === path.resolve(from, `${task}-tiny`)) {
-      throw new UsageError(`--out ${outDir} would put the copy of ${path.join(from, `${task}-tiny`)} onto itself; choose another --out (the committed runs are never modified)`);
+    if (reuse && path.resolve(dir) === path.resolve(committedDir(task))) {
+      throw new UsageError(`--out ${outDir} would put the copy of ${committedDir(task)} onto itself; choose another --out (the committed runs are never modified)`);
     }
     if (!v.force && fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
       throw new RunError(`${dir} already exists: pass --force to move it aside (kept as ${path.basename(dir)}.replaced-<time>), or choose another --out`);
     }
-    if (reuse && !fs.existsSync(path.join(from, `${task}-tiny`, RUN_FILES.manifest))) {
-      throw new RunError(`--reuse: ${path.join(from, `${task}-tiny`)} is not a run folder (no ${RUN_FILES.manifest}); name the committed runs' folder with --from`);
+    if (reuse && !fs.existsSync(path.join(committedDir(task), RUN_FILES.manifest))) {
+      throw new RunError(`--reuse: ${committedDir(task)} is not a run folder (no ${RUN_FILES.manifest}); name the committed runs' folder with --from`);
     }
   }
+  const presetsUsed = [...new Set(TASKS.map(presetOf))].join(' / ');
 
   const ctl = interruptible('reproduce');
 
   const started = Date.now();
   const results: TaskResult[] = [];
-  console.log(`reproduce: ${TASKS.join(', ')} on preset ${preset}, ${reuse ? `reusing the committed runs in ${from}/` : `trained from scratch${steps !== null ? ` (--steps ${steps}: a test override, not the preset's schedule)` : ''}`} -> ${outDir}/`);
+  console.log(`reproduce: ${TASKS.map((t) => `${t} (${presetOf(t)})`).join(', ')}, ${reuse ? `reusing the committed runs in ${from}/` : `trained from scratch${steps !== null ? ` (--steps ${steps}: a test override, not the preset's schedule)` : ''}`} -> ${outDir}/`);
   try {
     for (const task of TASKS) {
       if (ctl.stopped()) break;
       const dir = runDir(task);
-      const setting = TINY_GPT2_SETTING[task];
+      const preset = presetOf(task);
+      const setting = GPT2_SETTINGS[preset][task];
       const res: TaskResult = { task, dir, stages: [], failed: null };
       results.push(res);
       const notes: string[] = [];
@@ -202,16 +223,16 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
       const skip = (name: StageName, why: string) => res.stages.push({ stage: name, seconds: 0, status: 'skipped', detail: why });
 
       // 1. train (or copy)
-      const trained = await stage('train', reuse ? `copy ${path.join(from, `${task}-tiny`)}` : `GPT-2 ${preset} from scratch`, async () => {
+      const trained = await stage('train', reuse ? `copy ${committedDir(task)}` : `GPT-2 ${preset} from scratch`, async () => {
         if (reuse) {
           prepareNewRun(dir, Boolean(v.force));
-          copyRun(path.join(from, `${task}-tiny`), dir);
-          return { status: 'copied', detail: `${path.join(from, `${task}-tiny`)} -> ${dir} (without checkpoints/)` };
+          copyRun(committedDir(task), dir);
+          return { status: 'copied', detail: `${committedDir(task)} -> ${dir} (without checkpoints/)` };
         }
-        const committed = committedManifest(path.join(from, `${task}-${preset}`));
+        const committed = committedManifest(committedDir(task));
         const threads = committed?.train?.threads;
         const trainRunnerArgs = typeof threads === 'number' ? ['--threads', String(threads), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])] : runnerArgs;
-        const args = ['--task', task, '--preset', preset, '--seed', '0', ...trainRunnerArgs, ...TRAIN_ARGS[task],
+        const args = ['--task', task, '--preset', preset, ...trainRunnerArgs, ...TRAIN_ARGS[preset][task],
           ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', dir];
         const cfg = trainConfigFromArgs(args);
         fs.mkdirSync(logDir, { recursive: true });
@@ -234,8 +255,8 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
           if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '').replace(' --resume', '')} --resume` };
           if (committed) {
             const same = sameModel(dir, committed);
-            res.remade = same ? `remade ${path.join(from, `${task}-${preset}`)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
-              : `differs from the committed ${path.join(from, `${task}-${preset}`)} (model.safetensors sha256 differs; its command: ${committed.command})`;
+            res.remade = same ? `remade ${committedDir(task)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
+              : `differs from the committed ${committedDir(task)} (model.safetensors sha256 differs; its command: ${committed.command})`;
             notes.push(`reproduce: ${res.remade}`);
           }
           return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}${res.remade ? `; ${res.remade}` : ''}` };
@@ -267,7 +288,7 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
       let steered = false;
       if (analysed && !ctl.stopped()) {
         steered = await stage('steer', `steer-eval at blocks.{i}.${setting.site}, topN ${setting.topN}, alpha ${setting.alpha}, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
-          const status = await command('steer', steerEvalCommand, ['--run', dir, '--topn', String(setting.topN), '--alpha', String(setting.alpha), '--n', String(STEER_N), ...runnerArgs]);
+          const status = await command('steer', steerEvalCommand, ['--run', dir, '--topn', String(setting.topN), '--alpha', String(setting.alpha), '--n', String(STEER_N), '--seed', String(STEER_SEED), ...runnerArgs]);
           if (status !== 'done') return { status, detail: `see ${logFile('steer')}` };
           const d = loadReportData(dir);
           return { status: 'done', detail: d.steering ? steeringVerdict(d.steering).line : '' };
@@ -294,7 +315,7 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   }
 
   console.log('');
-  console.log(summaryTable(results, preset));
+  console.log(summaryTable(results, presetsUsed));
   const reports = results.map((r) => path.join(r.dir, 'report', 'index.html')).filter((f) => fs.existsSync(f));
   if (reports.length > 0) console.log(`\nreports: ${reports.join(', ')}`);
   console.log(`logs: ${logDir}/`);
