@@ -80,7 +80,7 @@ afterAll(async () => {
 /** The site of the committed analysis (analysis.json), which the server's numbers are named by. */
 const SITE = (JSON.parse(fs.readFileSync(path.join(root, 'runs/arithmetic-tiny/analysis/analysis.json'), 'utf8')) as { site: string }).site;
 
-const DOC = ['# test', 'run: runs/arithmetic-tiny', '', '16+93+66+94= => mem', '93+16+66+94='].join('\n');
+const DOC = ['# test', 'run: runs/arithmetic-tiny', '', '44+88+94+87= => mem', '88+44+94+87='].join('\n');
 
 describe('language server over stdio', () => {
   it('gives four CodeLenses per prompt: the prediction and three actions', async () => {
@@ -113,7 +113,7 @@ describe('language server over stdio', () => {
     expect(text).toMatch(new RegExp(`\\| blocks\\.0\\.${SITE} \\| 0\\.\\d\\d \\| 0\\.\\d\\d \\|`)); // per-layer probe p(gen) from probes.safetensors
     // A scratchpad output is followed by the sum it states; the memorized prompt's token is not.
     const swapped = (await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 4, character: 2 } }))!.contents.value;
-    expect(swapped).toMatch(/unsteered output: `\d+,\d+,\d+` \(= 269\) → \*\*gen\*\*/);
+    expect(swapped).toMatch(/unsteered output: `\d+,\d+,\d+` \(= 313\) → \*\*gen\*\*/);
     expect(text).toMatch(/unsteered output: `<mem-[0-9a-f]{8}>` → \*\*mem\*\*/);
     expect(await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 0, character: 1 } })).toBeNull();
   });
@@ -132,7 +132,7 @@ describe('language server over stdio', () => {
   it('flags memorized prompts at information level', async () => {
     const uri = open('t4.memgen', DOC);
     const all = await waitFor(() => diagnostics.get(uri)?.find((ds) => ds.length > 0));
-    // 16+93+66+94= replays its memorized token (the CLI's `generate` agrees); its swap generalises.
+    // 44+88+94+87= replays its memorized token (the CLI's `generate` agrees); its swap generalises.
     expect(all).toHaveLength(1);
     expect(all[0].message).toMatch(/^predicted to be memorized \(p = 0\.\d\d\): the model answers <mem-[0-9a-f]{8}> \(mem\)$/);
     expect(all[0].range).toEqual({ start: { line: 3, character: 0 }, end: { line: 3, character: 12 } });
@@ -161,7 +161,7 @@ describe('language server over stdio', () => {
     expect(typeof r.unsteered.output).toBe('string');
     expect(typeof r.steered.output).toBe('string');
     expect(r.unsteered.answer).toBeNull(); // a mem token states no sum
-    if (r.steered.behaviour === 'gen') expect(r.steered.answer).toBe('269');
+    if (r.steered.behaviour === 'gen') expect(r.steered.answer).toBe('313');
     expect(['gen', 'mem', 'other']).toContain(r.steered.behaviour);
     const runs = await conn.sendRequest(lsp.listRuns.method, {}) as lsp.RunInfo[];
     expect(runs.map((x) => x.name)).toContain('arithmetic-tiny');
