@@ -1,5 +1,5 @@
 // The MemGen panels in the real editor (code-server + Debian Chromium via playwright-core), on the
-// committed analysed run runs/arithmetic-tiny: opens each panel (side-bar views and editor tabs),
+// committed analysed run the example file names (`run:`; examples/arithmetic.memgen: runs/arithmetic-small): opens each panel (side-bar views and editor tabs),
 // checks what it shows against the run's files, hovers / clicks / zooms the NMD map, measures the
 // map's frame rate while zooming and panning (on the run, and at 28 x 3072 with an array this
 // script computes, for timing only), checks that a hidden panel restores its state, steers a
@@ -11,7 +11,19 @@ const path = require('node:path');
 const { launch, logger } = require('./lib/browser');
 const [, , baseUrl, folder, fileName, shots, logsDir] = process.argv;
 const log = logger('panels');
-const RUN = path.join(folder, 'runs', 'arithmetic-tiny');
+/** The run the example names, resolved as the server does: the workspace, its runs/, the file's folder. */
+function exampleRun() {
+  const file = path.join(folder, fileName);
+  const m = /^\s*run:\s*([^#\s]+)/m.exec(fs.readFileSync(file, 'utf8'));
+  if (!m) throw new Error(`${file} names no run`);
+  const dir = [folder, path.join(folder, 'runs'), path.dirname(file)].map((b) => path.resolve(b, m[1])).find((d) => fs.existsSync(path.join(d, 'config.json')));
+  if (!dir) throw new Error(`run: ${m[1]} of ${file} is not a run folder`);
+  return dir;
+}
+const RUN = exampleRun();
+const RUN_NAME = path.basename(RUN);
+const { n_layer: L, n_embd: D } = JSON.parse(fs.readFileSync(path.join(RUN, 'config.json'), 'utf8'));
+const LAST = L - 1;
 const WAIT_MS = Number(process.env.MEMGEN_E2E_WAIT_MS || 150000);
 const MIN_FPS = 30;
 
@@ -98,7 +110,7 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       await page.click('.activitybar .action-item a[aria-label*="MemGen"]', { timeout: 30000 });
       const f = await panelFrame('neurons');
       const cap = await text(f, '[data-testid="neurons-caption"]');
-      if (!/arithmetic-tiny/.test(cap) || !/4 layers × 128 neurons/.test(cap)) throw new Error(`caption: ${cap}`);
+      if (!cap.includes(RUN_NAME) || !cap.includes(`${L} layers × ${D} neurons`)) throw new Error(`caption: ${cap}`);
       await page.waitForTimeout(500);
       await shot('1-sidebar');
       return cap.slice(0, 120);
@@ -117,22 +129,22 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       const canvas = neurons.locator('canvas[data-testid="nmd-canvas"]');
       const box = await canvas.boundingBox();
       if (!box || box.width < 200) throw new Error(`canvas box ${JSON.stringify(box)}`);
-      // hover column 0 of layer 3 (sorted: that layer's largest |NMD|)
+      // hover column 0 of the last layer (sorted: that layer's largest |NMD|)
       await page.mouse.move(box.x + 2, box.y + box.height * 0.88);
       const tip = await text(neurons, '[data-testid="nmd-tooltip"]', 10000);
-      if (!/blocks\.3\.(ln2|resid_pre|resid_post) · neuron \d+/.test(tip) || !/NMD -?[\d.e-]+ \(gen − mem; \+ = higher on gen\)/.test(tip) || !/rho -?[\d.]+/.test(tip) || !/rank \d+ of 512/.test(tip)) throw new Error(`tooltip: ${tip}`);
+      if (!new RegExp(`blocks\\.${LAST}\\.(ln2|resid_pre|resid_post) · neuron \\d+`).test(tip) || !/NMD -?[\d.e-]+ \(gen − mem; \+ = higher on gen\)/.test(tip) || !/rho -?[\d.]+/.test(tip) || !tip.includes(` of ${L * D}`)) throw new Error(`tooltip: ${tip}`);
       await shot('2-neurons-tooltip');
       await page.mouse.click(box.x + 2, box.y + box.height * 0.88);
       const insp = await text(neurons, '[data-testid="neuron-inspector"]', 20000);
-      if (!/blocks\.3\.(ln2|resid_pre|resid_post) · neuron \d+/.test(insp) || !insp.includes(`${readJson('analysis/analysis.json').pairs} pairs`)) throw new Error(`inspector: ${insp}`);
-      // the tooltip's neuron is the largest |NMD| of layer 3 in nmd.npy
+      if (!new RegExp(`blocks\\.${LAST}\\.(ln2|resid_pre|resid_post) · neuron \\d+`).test(insp) || !insp.includes(`${readJson('analysis/analysis.json').pairs} pairs`)) throw new Error(`inspector: ${insp}`);
+      // the tooltip's neuron is the largest |NMD| of the last layer in nmd.npy
       const idx = Number(/neuron (\d+)/.exec(tip)[1]);
       const buf = fs.readFileSync(path.join(RUN, 'analysis/nmd.npy'));
       const off = 10 + buf.readUInt16LE(8);
-      const nmd = new Float32Array(buf.buffer.slice(buf.byteOffset + off, buf.byteOffset + off + 512 * 4));
+      const nmd = new Float32Array(buf.buffer.slice(buf.byteOffset + off, buf.byteOffset + off + L * D * 4));
       let best = 0;
-      for (let i = 1; i < 128; i++) if (Math.abs(nmd[384 + i]) > Math.abs(nmd[384 + best])) best = i;
-      if (idx !== best) throw new Error(`tooltip neuron ${idx}, but the largest |NMD| of layer 3 is neuron ${best}`);
+      for (let i = 1; i < D; i++) if (Math.abs(nmd[LAST * D + i]) > Math.abs(nmd[LAST * D + best])) best = i;
+      if (idx !== best) throw new Error(`tooltip neuron ${idx}, but the largest |NMD| of layer ${LAST} is neuron ${best}`);
       await neurons.locator('[data-testid="toggle-values"] [data-value="signed"]').click();
       await page.mouse.move(box.x + box.width / 2, box.y - 40);
       await page.waitForTimeout(400);
@@ -140,20 +152,20 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       return `tooltip: ${tip}`;
     });
 
-    await check('NMD map frame rate while zooming and panning (runs/arithmetic-tiny)', async () => {
+    await check(`NMD map frame rate while zooming and panning (${RUN_NAME})`, async () => {
       return fpsVerdict(await fpsTrials(neurons));
     });
 
     // ── Probes tab (Neurons is hidden meanwhile: its state must come back)
-    await check('Probes panel: both probes for 4 layers, chance line, numbers of probes.json', async () => {
+    await check(`Probes panel: both probes for ${L} layers, chance line, numbers of probes.json`, async () => {
       await command('MemGen: Open Probes Panel in Editor');
       const f = await panelFrame('probes');
       await text(f, '[data-testid="probes-caption"]');
       const dots = await f.locator('circle.dot').count();
-      if (dots !== 8) throw new Error(`${dots} dots, want 8`);
+      if (dots !== 2 * L) throw new Error(`${dots} dots, want ${2 * L}`);
       const rows = await f.locator('[data-testid="probe-table"] tbody tr').allInnerTexts();
       const probes = readJson('analysis/probes.json');
-      if (!rows[3].includes(probes.logistic[3].accuracy.toFixed(3))) throw new Error(`row 4 ${rows[3]} lacks ${probes.logistic[3].accuracy.toFixed(3)}`);
+      if (!rows[LAST].includes(probes.logistic[LAST].accuracy.toFixed(3))) throw new Error(`row ${L} ${rows[LAST]} lacks ${probes.logistic[LAST].accuracy.toFixed(3)}`);
       await page.waitForTimeout(300);
       await shot('4-probes');
       return rows.map((r) => r.replace(/\s+/g, ' ')).join(' | ').slice(0, 200);
@@ -189,8 +201,12 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       await command('MemGen: Open Training Panel in Editor');
       const f = await panelFrame('training');
       const cap = await text(f, '[data-testid="training-caption"]');
-      const rule = await text(f, '[data-testid="eval-chart"] .rule-label');
-      if (!/of 5000/.test(cap) || !/stop rule: gen and mem both ≥ 0\.3/.test(rule)) throw new Error(`caption ${cap}; rule ${rule}`);
+      const { steps, stopWhenBoth } = readJson('manifest.json').train;
+      if (!cap.includes(`of ${steps}`)) throw new Error(`caption ${cap} lacks "of ${steps}"`);
+      if (stopWhenBoth != null) {
+        const rule = await text(f, '[data-testid="eval-chart"] .rule-label');
+        if (!rule.includes(`stop rule: gen and mem both ≥ ${stopWhenBoth}`)) throw new Error(`rule ${rule}`);
+      } else if (!(await f.locator('p.muted', { hasText: 'No stop rule on gen and mem' }).count())) throw new Error('no line saying there is no stop rule');
       await page.waitForTimeout(300);
       await shot('6-training');
       return cap;
@@ -326,10 +342,10 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       const trials = await fpsTrials(f);
       await shot('9-neurons-28x3072-framerate-check');
       // On a loaded shared machine the editor around the panel sets the pace: the size must not
-      // (within 20% of the 4 x 128 map measured just before in the same tab), and 30 fps must be
+      // (within 20% of the run's map measured just before in the same tab), and 30 fps must be
       // met whenever the machine lets the small map reach 37.5.
       const min = Math.min(MIN_FPS, 0.8 * baseFps);
-      return `${fpsVerdict(trials, min)}; the 4 x 128 map just before in the same tab: median ${baseFps.toFixed(1)} fps`;
+      return `${fpsVerdict(trials, min)}; the ${L} x ${D} map just before in the same tab: median ${baseFps.toFixed(1)} fps`;
     });
 
     await check('no CSP violation, no dropped webview message, no panel error in the MemGen log', async () => {
