@@ -1,5 +1,5 @@
 /**
- * Analysis rows of `npm run bench` on the committed runs (runs/<task>-tiny), one thread count:
+ * Analysis rows of `npm run bench` on the committed runs (RUNS, those present), one thread count:
  *   pairs/s          memgen analyze's pair extraction (analysis/pairs.ts) into a temporary folder:
  *                    pairs kept per second; inputs tried per pair beside it (pairs need both behaviours
  *                    on one input and its rephrasing, so the yield decides the cost)
@@ -18,12 +18,12 @@ import { loadRun } from '../engine/runs/run';
 import { drawStarts, methodIntervention, prepareSteering, steeredOutputs } from '../engine/steer/steer-eval';
 import type { Row } from './measure';
 
-const TASKS = ['arithmetic', 'incontext'] as const;
+const RUNS = ['arithmetic-tiny', 'incontext-tiny', 'arithmetic-small'] as const;
 
 export async function analysisRows(root: string, threads: number): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const task of TASKS) {
-    const dir = path.join(root, 'runs', `${task}-tiny`);
+  for (const name of RUNS) {
+    const dir = path.join(root, 'runs', name);
     if (!fs.existsSync(dir)) continue;
     const setup = prepareSteering(dir);
     const run = loadRun(dir);
@@ -34,7 +34,7 @@ export async function analysisRows(root: string, threads: number): Promise<Row[]
       try {
         const r = await extractPairs({ dir: tmp, task: run.task, model, modelHash: modelHash(dir), seed: pairSeed(run.memgen.seed), maxPairs: 200, resume: false });
         rows.push({
-          name: `pair extraction (${task}-tiny, ${site}, ${threads} threads)`, value: r.pairsPerSecond, unit: 'pairs/s',
+          name: `pair extraction (${name}, ${site}, ${threads} threads)`, value: r.pairsPerSecond, unit: 'pairs/s',
           notes: `${r.pairs} pairs from ${r.tried} inputs (${(r.tried / r.pairs).toFixed(1)} inputs per pair) in ${r.seconds.toFixed(1)} s`,
         });
       } finally {
@@ -49,7 +49,7 @@ export async function analysisRows(root: string, threads: number): Promise<Row[]
         await steeredOutputs(run.task, model, inputs, steer, { beams });
         const sec = (performance.now() - t0) / 1000;
         rows.push({
-          name: `steered generation (${task}-tiny, topN ${committed.topN}, alpha ${committed.alpha}, ${beams === 1 ? 'greedy' : `${beams} beams`}, ${threads} threads)`,
+          name: `steered generation (${name}, topN ${committed.topN}, alpha ${committed.alpha}, ${beams === 1 ? 'greedy' : `${beams} beams`}, ${threads} threads)`,
           value: inputs.length / sec, unit: 'generations/s', notes: `${inputs.length} starting inputs, one pass`,
         });
       }
