@@ -11,10 +11,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { modelHash } from '../engine/analysis/files';
 import { extractPairs, pairSeed } from '../engine/analysis/pairs';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
-import { loadRun } from '../engine/runs/run';
+import { loadRun, modelHash } from '../engine/runs/run';
 import { drawStarts, methodIntervention, prepareSteering, steeredOutputs } from '../engine/steer/steer-eval';
 import type { Row } from './measure';
 

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { Graph } from '../engine/graph';
 import { type LlamaConfig, initLlama, llamaForward, llamaParamInitializers } from '../engine/models/llama';
 import { LORA_DEFAULTS } from '../engine/models/lora';
-import { LoraTrainer } from '../engine/models/lora-train';
+import { LoraTrainer } from '../engine/train/lora-train';
 import { runnerForGraph } from '../engine/io/onnx-external';
 import { Rng } from '../engine/util/rng';
 import { type Row, pythonPeer, timeRuns } from './measure';

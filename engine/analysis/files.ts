@@ -15,14 +15,14 @@
  *   probes.json       written by the probes (engine/analysis/probe.ts owns its type)
  * L = n_layer, d = n_embd, P = pairs kept. Site names are hooks.ts's `blocks.{layer}.{site}` (LLaMA: `layers.{layer}.{site}`, family 'llama').
  * Staleness: analysis.json and pairs-state.json record modelHash, `sha256:<hex>` of the run's
- * model.safetensors (the manifest's format); retraining changes it, and analysisStaleness says so.
+ * model.safetensors (the manifest's format; runs/run.ts modelHash); retraining changes it, and
+ * analysisStaleness says so.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GPT2Site } from '../models/hooks';
-import { ADAPTER_FILES } from '../models/lora';
 import type { SiteFamily } from '../models/sites';
-import { RUN_FILES, RunError, readJSON, sha256File } from '../runs/run';
+import { RunError, modelHash, readJSON } from '../runs/run';
 import type { Behaviour, TaskName } from '../tasks/task';
 
 export const ANALYSIS_DIR = 'analysis';
@@ -49,20 +49,6 @@ export function analysisDir(run: string | { dir: string }): string {
 /** The path of one analysis file of a run, e.g. analysisPath(run, 'nmd') = RUN/analysis/nmd.npy. */
 export function analysisPath(run: string | { dir: string }, file: AnalysisFile): string {
   return path.join(analysisDir(run), ANALYSIS_FILES[file]);
-}
-
-/** The run's model file: model.safetensors, or a LoRA run's adapter_model.safetensors; null when neither exists. */
-export function modelFile(runDir: string): string | null {
-  return [RUN_FILES.model, ADAPTER_FILES.model].map((f) => path.join(runDir, f)).find((f) => fs.existsSync(f)) ?? null;
-}
-
-/**
- * `sha256:<hex>` of the run's model file (the format of manifest.hashes): model.safetensors, or for a
- * LoRA run (runs/lora-run.ts, no model.safetensors) its adapter_model.safetensors, the part that is
- * trained (its base's files are checked against the run's manifest whenever the run is loaded).
- */
-export function modelHash(runDir: string): string {
-  return `sha256:${sha256File(modelFile(runDir) ?? path.join(runDir, RUN_FILES.model))}`;
 }
 
 /** One member of a pair: the prompt the model read, what it generated, and the class. */

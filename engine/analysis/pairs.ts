@@ -59,7 +59,7 @@ export interface ExtractOptions {
   dir: string;
   task: Task;
   model: PairModel;
-  /** The run's modelHash (files.ts), recorded so that resuming with another model is refused. */
+  /** The run's modelHash (runs/run.ts), recorded so that resuming with another model is refused. */
   modelHash: string;
   /** Input stream seed: pairSeed(run seed). */
   seed: number;

@@ -44,9 +44,9 @@
  */
 import { Graph, type Tensor, numel, ops } from '../graph';
 import { compositeOp } from '../graph/ops/util';
+import { type ParamSet, cloneParams, paramFeeds } from '../io/params';
 import { Runner } from '../runtime/runner';
 import { Adam } from '../train/optim';
-import { type ParamSet, cloneParams, paramFeeds } from '../train/params';
 import { TrainStep } from '../train/step';
 import { Rng } from '../util/rng';
 import { wilson } from './stats';

@@ -4,11 +4,11 @@
  * Used by `memgen demo`, the end-to-end test and the benchmark.
  */
 import { Graph, ops } from '../graph';
+import { countParams, type ParamSet } from '../io/params';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../models/gpt2';
 import type { RunnerOptions } from '../runtime/runner';
 import { COPY_VOCAB, copyBatch } from '../tasks/copy';
 import { Adam, clipGradNorm } from '../train/optim';
-import { countParams, type ParamSet } from '../train/params';
 import { TrainStep } from '../train/step';
 import { Rng } from '../util/rng';
 

@@ -27,7 +27,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import type { ParamSet } from '../train/params';
+import type { ParamSet } from './params';
 import { EXTERNAL_DATA_ABOVE } from './onnx-external';
 import { type SafeTensorsFile, readSafeTensorsFile, type SafeDType, tensorAsFloat32, tensorBytes } from './safetensors';
 

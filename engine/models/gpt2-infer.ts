@@ -41,8 +41,8 @@
  */
 import { Graph, ops } from '../graph';
 import { arange, dimOf, takeLast } from '../graph/ops/extra';
+import type { ParamSet } from '../io/params';
 import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
-import type { ParamSet } from '../train/params';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, isGPT2Site, siteName } from './hooks';
 import { KVCache, argmaxRow, logSoftmaxRow, newName, pastName } from './kv-cache';

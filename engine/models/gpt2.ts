@@ -17,7 +17,7 @@
  */
 import { type Graph, type Tensor, ops } from '../graph';
 import { causalMaskAny } from '../graph/ops/extra';
-import type { ParamSet } from '../train/params';
+import type { ParamSet } from '../io/params';
 import type { Rng } from '../util/rng';
 import type { GPT2Site } from './hooks';
 

@@ -5,8 +5,8 @@
  * fit is refused with needed vs available and the fixes. The folder is only read.
  */
 import { type HFTokenizer, checkLoadMemory, estimateLoadMemory, type MemoryEstimate, indexWeights, loadHFTokenizer, readHFConfig, readHFWeights } from '../io/hf-folder';
+import type { ParamSet } from '../io/params';
 import type { SafeDType } from '../io/safetensors';
-import type { ParamSet } from '../train/params';
 import { type LlamaConfig, fromHFLlamaConfig, llamaParamShapes } from './llama';
 
 export interface LlamaFolder {

@@ -25,8 +25,8 @@
 import { Graph, ops } from '../graph';
 import { arange, dimOf, takeLast } from '../graph/ops/extra';
 import { runnerForGraph } from '../io/onnx-external';
+import type { ParamSet } from '../io/params';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
-import type { ParamSet } from '../train/params';
 import { DEFAULT_LLAMA_SITE, type LlamaSite, isLlamaSite, llamaSiteName } from './hooks';
 import { type LlamaConfig, type LlamaKV, type LlamaSiteHook, checkLlamaConfig, llamaHead, llamaParamInitializers, llamaSiteWidth, llamaTrunk } from './llama';
 import { KVCache, argmaxRow, newName, pastName } from './kv-cache';

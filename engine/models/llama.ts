@@ -23,7 +23,7 @@
  */
 import { type Graph, type Tensor, ops } from '../graph';
 import { causalMaskAny } from '../graph/ops/extra';
-import type { ParamSet } from '../train/params';
+import type { ParamSet } from '../io/params';
 import type { Rng } from '../util/rng';
 import { LLAMA_PROJECTIONS, type LlamaProjection, type LlamaSite } from './hooks';
 import { type Llama3RopeScaling, applyRope, ropeInvFreq, ropeTables } from './rope';

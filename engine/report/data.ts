@@ -13,11 +13,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type AnalysisSummary, analysisPath, analysisStaleness, modelFile, modelHash } from '../analysis/files';
+import { type AnalysisSummary, analysisPath, analysisStaleness } from '../analysis/files';
 import { readNpy } from '../analysis/npy';
 import type { ProbesFile } from '../analysis/probe-layers';
 import { ADAPTER_FILES } from '../models/lora';
-import { type Manifest, RUN_FILES, RunError } from '../runs/run';
+import { type Manifest, RUN_FILES, RunError, modelFile, modelHash } from '../runs/run';
 import { type SteeringFile, type SweepFile, steerPath, transferSteerFiles } from '../steer/files';
 import { PROJECTIONS_FILE, type ProjectionsFile } from '../analysis/projection-attribution';
 import type { EvalPoint } from './figures';

@@ -15,9 +15,9 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
+import { loadParams, type ParamSet } from '../io/params';
 import { fromHFConfig, gpt2ParamShapes, type GPT2Config } from '../models/gpt2';
-import { loadParams, type ParamSet } from '../train/params';
-import { type RunOutcome, summarize } from '../train/run-loop';
+import { ADAPTER_FILES } from '../models/lora';
 import { makeTask, taskOptions } from '../tasks';
 import type { Task, TaskName, TaskScale } from '../tasks/task';
 
@@ -68,24 +68,6 @@ export interface ManifestCommon {
   hashes: Record<string, string>;
 }
 
-/**
- * Ends a training run's manifest (GPT-2 and LoRA runs alike): status from the stop reason, steps,
- * training seconds, the kept evaluation (its summary fields) and the sha256 of the listed run files.
- */
-export function finishManifest(manifestFile: string, o: Omit<RunOutcome, 'dir'>, files: readonly string[]): void {
-  const manifest = readJSON<ManifestCommon>(manifestFile, 'run manifest');
-  manifest.status = o.stopReason === 'interrupted' ? 'interrupted' : 'done';
-  manifest.updatedAt = new Date().toISOString();
-  manifest.steps = o.steps;
-  manifest.trainSeconds = o.seconds;
-  manifest.best = o.best ? { step: o.best.step, eval: summarize(o.best) } : null;
-  for (const f of files) {
-    const file = path.join(path.dirname(manifestFile), f);
-    if (fs.existsSync(file)) manifest.hashes[f] = `sha256:${sha256File(file)}`;
-  }
-  writeJSON(manifestFile, manifest);
-}
-
 export interface Manifest extends ManifestCommon {
   format: 'memgen-run/1';
   preset: string;
@@ -106,6 +88,20 @@ export function writeJSON(file: string, value: unknown): void {
 
 export function sha256File(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+/** The run's model file: model.safetensors, or a LoRA run's adapter_model.safetensors; null when neither exists. */
+export function modelFile(runDir: string): string | null {
+  return [RUN_FILES.model, ADAPTER_FILES.model].map((f) => path.join(runDir, f)).find((f) => fs.existsSync(f)) ?? null;
+}
+
+/**
+ * `sha256:<hex>` of the run's model file (the format of manifest.hashes): model.safetensors, or for a
+ * LoRA run (runs/lora-run.ts, no model.safetensors) its adapter_model.safetensors, the part that is
+ * trained (its base's files are checked against the run's manifest whenever the run is loaded).
+ */
+export function modelHash(runDir: string): string {
+  return `sha256:${sha256File(modelFile(runDir) ?? path.join(runDir, RUN_FILES.model))}`;
 }
 
 export function gitCommit(): string | null {

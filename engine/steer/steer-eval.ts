@@ -28,12 +28,12 @@
  * warning recorded in steering.json / sweep.json (the neurons may no longer describe the model).
  */
 import * as path from 'node:path';
-import { type BehaviourCounts, modelHash } from '../analysis/files';
+import type { BehaviourCounts } from '../analysis/files';
 import { rankNeurons } from '../analysis/rank';
 import type { GenerateOptions, GenerateResult } from '../models/gpt2-infer';
 import type { GPT2Site } from '../models/hooks';
 import { type SiteFamily, familyField, familySiteName } from '../models/sites';
-import { type LoadedRun, RunError, loadRun } from '../runs/run';
+import { type LoadedRun, RunError, loadRun, modelHash } from '../runs/run';
 import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
 import { Rng } from '../util/rng';
 import {

@@ -31,12 +31,13 @@
  *                instead of \p{N}{1,3}, as LLaMA-1/2 split digits): a tiny model adds digit by digit
  *   merges     = learned greedily on the pre-token frequencies of `sampleDocs` documents: the most
  *                frequent adjacent pair first (ties to the pair first met), never inside a digit run
+ *                (the learner and the tokenizer.json layout: bpe.ts)
  *   So a `<mem-xxxxxxxx>` tag is several tokens ('<', 'mem', '-', hex pieces, '>'), as a real
  *   LLaMA tokenizer splits it; the tasks classify decoded text, so that is no obstacle.
  */
-import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges } from '../models/llama-synthetic';
 import { Rng } from '../util/rng';
 import { scratchpad } from './arithmetic';
+import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges } from './bpe';
 import { LETTERS } from './cipher';
 import { COLOURS, NAMES, ROLES } from './incontext';
 

@@ -9,10 +9,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ParamSet } from '../io/params';
 import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
 import { RunError, readJSON, writeJSON } from '../runs/run';
 import type { Adam } from './optim';
-import type { ParamSet } from './params';
 
 export interface TrainStateBase {
   step: number;

@@ -20,9 +20,9 @@
  * Where(norm > c, c / norm, 1) so a zero norm leaves the gradients as they are.
  */
 import { Graph, GraphError, type InputSpec, type Tensor, grad as gradOf, ops } from '../graph';
+import type { ParamSet } from '../io/params';
 import { Runner, type HostTensor, type RunnerOptions } from '../runtime/runner';
 import { ADAM_DEFAULTS, type AdamConfig, type AdamState } from './optim';
-import type { ParamSet } from './params';
 
 /** A model to train: its parameters, its per-step batch inputs, and how to build its scalar loss. */
 export interface TrainModel {

@@ -30,6 +30,7 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
 import { writeFileAtomic } from '../io/atomic';
 import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
+import { type ParamSet, saveParams } from '../io/params';
 import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
 import { LlamaInference } from '../models/llama-infer';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
@@ -39,7 +40,6 @@ import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, type CorpusDoc,
 import { Rng } from '../util/rng';
 import { loadTrainState, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
-import { type ParamSet, saveParams } from './params';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
 import { IGNORE_INDEX } from './data';

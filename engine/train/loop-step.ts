@@ -21,9 +21,9 @@
  */
 import { Graph, GraphError, type InputSpec, type Tensor, ops } from '../graph';
 import type { OnnxAttr, OnnxGraph } from '../graph/onnx';
+import type { ParamSet } from '../io/params';
 import { Runner, type HostTensor, type RunnerOptions } from '../runtime/runner';
 import { ADAM_DEFAULTS, type AdamConfig, type AdamState } from './optim';
-import type { ParamSet } from './params';
 import {
   type GraphAdamOptions,
   type TrainModel,

@@ -10,7 +10,7 @@
  * applies p -= lr * wd * p before the Adam step.
  * Gradient clipping by global norm: if ||g||_2 > c, every g is scaled by c / ||g||_2.
  */
-import type { ParamSet } from './params';
+import type { ParamSet } from '../io/params';
 
 export interface AdamConfig {
   lr: number;

@@ -1,5 +1,5 @@
 /**
- * The training loop shared by GPT-2 runs (trainer.ts) and LoRA runs (runs/lora-run.ts): what to do
+ * The training loop shared by GPT-2 runs (trainer.ts) and LoRA runs (lora-trainer.ts): what to do
  * each step is theirs (`step`), when to evaluate, which model to keep and when to stop is this.
  *
  *   for s = start .. end - 1:     stop request -> 'interrupted'; time budget -> 'time'
@@ -16,7 +16,9 @@
  * Steps are counted from 1 in the log and progress (`s` after the step).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
+import { type ManifestCommon, readJSON, sha256File, writeJSON } from '../runs/run';
 import type { EvalResult } from './evaluate';
 
 export type StepEval = EvalResult & { step: number };
@@ -67,6 +69,24 @@ export interface LoopParts {
 export function summarize(e: StepEval): Record<string, unknown> {
   const { step, n, counts, gen, mem, other, pMem, pGen, guess, score, plainAccuracy } = e;
   return { step, n, counts, gen, mem, other, pMem, pGen, guess, score, plainAccuracy: plainAccuracy ?? null };
+}
+
+/**
+ * Ends a training run's manifest (GPT-2 and LoRA runs alike): status from the stop reason, steps,
+ * training seconds, the kept evaluation (its summary fields) and the sha256 of the listed run files.
+ */
+export function finishManifest(manifestFile: string, o: Omit<RunOutcome, 'dir'>, files: readonly string[]): void {
+  const manifest = readJSON<ManifestCommon>(manifestFile, 'run manifest');
+  manifest.status = o.stopReason === 'interrupted' ? 'interrupted' : 'done';
+  manifest.updatedAt = new Date().toISOString();
+  manifest.steps = o.steps;
+  manifest.trainSeconds = o.seconds;
+  manifest.best = o.best ? { step: o.best.step, eval: summarize(o.best) } : null;
+  for (const f of files) {
+    const file = path.join(path.dirname(manifestFile), f);
+    if (fs.existsSync(file)) manifest.hashes[f] = `sha256:${sha256File(file)}`;
+  }
+  writeJSON(manifestFile, manifest);
 }
 
 /** Plain accuracy a kept checkpoint should reach (method.md 2.1: mem->gen can never beat it). */

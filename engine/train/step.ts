@@ -4,8 +4,8 @@
  * The optimiser update runs in JS (optim.ts) between steps.
  */
 import { type Graph, type Tensor, grad } from '../graph';
+import { paramFeeds, type ParamSet } from '../io/params';
 import { Runner, type HostTensor, type RunnerOptions } from '../runtime/runner';
-import { paramFeeds, type ParamSet } from './params';
 
 export const gradName = (param: string): string => `grad.${param}`;
 

@@ -19,9 +19,10 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
 import { writeFileAtomic } from '../io/atomic';
+import { saveParams } from '../io/params';
 import { GPT2Inference } from '../models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2, toHFConfig } from '../models/gpt2';
-import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, finishManifest, gitCommit, prepareNewRun, readJSON, writeJSON } from '../runs/run';
+import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, gitCommit, prepareNewRun, readJSON, writeJSON } from '../runs/run';
 import type { RunnerOptions } from '../runtime/runner';
 import { makeTask, taskOptions } from '../tasks';
 import type { Task } from '../tasks/task';
@@ -30,11 +31,10 @@ import { trainBatch } from './data';
 import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from './evaluate';
 import { loadTrainState, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
-import { saveParams } from './params';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
 import type { TrainConfig } from './presets';
-import { type RunOutcome, runTrainingLoop, truncateLog } from './run-loop';
+import { type RunOutcome, finishManifest, runTrainingLoop, truncateLog } from './run-loop';
 
 export const MEMGEN_VERSION = '0.1.0';
 

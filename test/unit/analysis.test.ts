@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ANALYSIS_FILES, type AnalysisSummary, type NeuronsFile, analysisDir, analysisPath, analysisStaleness, modelHash } from '../../engine/analysis/files';
+import { ANALYSIS_FILES, type AnalysisSummary, type NeuronsFile, analysisDir, analysisPath, analysisStaleness } from '../../engine/analysis/files';
 import { addRows, emptyMoments, groupMean, momentsOf, momentsOfFiles, nmd } from '../../engine/analysis/nmd';
 import { NpyAppender, NpyError, STREAM_HEADER_BYTES, forEachNpyChunk, readNpy, readNpyHeader, writeNpy } from '../../engine/analysis/npy';
 import { NoPairsError, extractPairs, pairSeed, readPairRecords, readPairsState } from '../../engine/analysis/pairs';
@@ -16,7 +16,7 @@ import { pointBiserial } from '../../engine/analysis/pearson';
 import { rankNeurons, topCount } from '../../engine/analysis/rank';
 import { analyzeCommand } from '../../engine/cli/commands/analyze';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
-import { type LoadedRun, RunError, loadRun } from '../../engine/runs/run';
+import { type LoadedRun, RunError, loadRun, modelHash } from '../../engine/runs/run';
 import type { Task } from '../../engine/tasks/task';
 import { Rng } from '../../engine/util/rng';
 

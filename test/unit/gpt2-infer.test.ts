@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Graph, ops, type Tensor } from '../../engine/graph';
 import { causalMaskAny, takeLast } from '../../engine/graph/ops/extra';
+import { type ParamSet, paramFeeds } from '../../engine/io/params';
 import {
   type GPT2Config, GPT2_PRESETS, fromHFConfig, gpt2Forward, gpt2Head, gpt2ParamInitializers, gpt2ParamInputs, gpt2Trunk, initGPT2, toHFConfig,
 } from '../../engine/models/gpt2';
@@ -14,7 +15,6 @@ import { GPT2Inference, buildInferenceGraph } from '../../engine/models/gpt2-inf
 import { KVCache } from '../../engine/models/kv-cache';
 import { GPT2_SITES, type GPT2Site, parseSiteName, siteName } from '../../engine/models/hooks';
 import { Runner } from '../../engine/runtime/runner';
-import { type ParamSet, paramFeeds } from '../../engine/train/params';
 import { Rng } from '../../engine/util/rng';
 
 const cfg: GPT2Config = { vocabSize: 29, nPositions: 20, nEmbd: 32, nLayer: 3, nHead: 4, layerNormEps: 1e-5 };

@@ -13,9 +13,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { saveParams } from '../../engine/io/params';
 import { type GPT2Config, initGPT2, toHFConfig } from '../../engine/models/gpt2';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
-import { saveParams } from '../../engine/train/params';
 import { Rng } from '../../engine/util/rng';
 
 const PYTHON = '/usr/bin/python3';

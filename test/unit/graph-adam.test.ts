@@ -5,13 +5,13 @@
 import { describe, expect, it } from 'vitest';
 import { Graph, ops } from '../../engine/graph';
 import { copyDemoConfig, COPY_DEMO_DEFAULTS, type CopyDemoOptions } from '../../engine/demo/copy-demo';
+import { cloneParams, type ParamSet } from '../../engine/io/params';
 import { gpt2Forward, gpt2ParamShapes, initGPT2 } from '../../engine/models/gpt2';
 import type { HostTensor } from '../../engine/runtime/runner';
 import { copyBatch } from '../../engine/tasks/copy';
 import { GraphAdamStep, initAdamState, type TrainModel } from '../../engine/train/graph-adam';
 import { LoopTrainStep, buildLoopTrainGraph, stackBatches } from '../../engine/train/loop-step';
 import { Adam, type AdamConfig, type AdamState, clipGradNorm } from '../../engine/train/optim';
-import { cloneParams, type ParamSet } from '../../engine/train/params';
 import { TrainStep } from '../../engine/train/step';
 import { Rng } from '../../engine/util/rng';
 

@@ -18,12 +18,12 @@ import { type LlamaConfig, fromHFLlamaConfig, llamaForward, llamaHead, llamaPara
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LlamaInference, buildLlamaInferenceGraph } from '../../engine/models/llama-infer';
 import { writeOnnxExternal } from '../../engine/io/onnx-external';
+import type { ParamSet } from '../../engine/io/params';
 import { writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { applyRope, ropeInvFreq, ropeTables } from '../../engine/models/rope';
-import { buildLoraTrainGraph } from '../../engine/models/lora-train';
+import { buildLoraTrainGraph } from '../../engine/train/lora-train';
 import { Runner } from '../../engine/runtime/runner';
 import { addLossAndGradients } from '../../engine/train/step';
-import type { ParamSet } from '../../engine/train/params';
 import { Rng } from '../../engine/util/rng';
 import { gradCheck } from './gradcheck';
 

@@ -1,8 +1,8 @@
 /**
- * The LoRA run (engine/runs/lora-run.ts, `memgen train --base --lora`): batches mask the prompt, the
- * run folder holds a PEFT adapter that round-trips, the base folder is never modified (sha256 of
- * every file before and after), the kept adapter is the best gen% x mem% evaluation, resume is exact,
- * and a run inside the base folder is refused.
+ * The LoRA run (engine/train/lora-trainer.ts, its folder engine/runs/lora-run.ts, `memgen train
+ * --base --lora`): batches mask the prompt, the run folder holds a PEFT adapter that round-trips, the
+ * base folder is never modified (sha256 of every file before and after), the kept adapter is the
+ * best gen% x mem% evaluation, resume is exact, and a run inside the base folder is refused.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loraRunConfigFromArgs } from '../../engine/cli/commands/train';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LORA_DEFAULTS, loadAdapter } from '../../engine/models/lora';
-import { type LoraRunConfig, epochOrder, loadLoraRun, loraBatch, loraRunModel, loraRunTask, loraSteerRun, trainLoraRun } from '../../engine/runs/lora-run';
+import { loadLoraRun, loraRunModel, loraRunTask, loraSteerRun } from '../../engine/runs/lora-run';
 import { rankNeurons } from '../../engine/analysis/rank';
 import { projectionAttribution } from '../../engine/analysis/projection-attribution';
 import type { PairRecord } from '../../engine/analysis/files';
@@ -19,6 +19,7 @@ import { initLora } from '../../engine/models/lora';
 import { familySiteName, parseFamilySiteName } from '../../engine/models/sites';
 import { baselineIntervention, parsePicks, targetedIntervention } from '../../engine/steer/intervention';
 import { IGNORE_INDEX } from '../../engine/train/data';
+import { type LoraRunConfig, epochOrder, loraBatch, trainLoraRun } from '../../engine/train/lora-trainer';
 import { Rng } from '../../engine/util/rng';
 import { hashFolder, pretrainToyBase } from './toy-base';
 

@@ -1,9 +1,9 @@
 /**
- * LoRA (engine/models/lora.ts, lora-train.ts): PEFT names and files, save/load round trip without
- * touching the base folder, loading an adapter written the way PEFT writes it, the adapter's effect
- * against the merged weights W + (alpha / r) B A, the base/lora hook sites, finite-difference checks
- * of the adapter gradients through a whole LLaMA, no gradient for the base, and a training run whose
- * loss falls.
+ * LoRA (engine/models/lora.ts, engine/train/lora-train.ts): PEFT names and files, save/load round
+ * trip without touching the base folder, loading an adapter written the way PEFT writes it, the
+ * adapter's effect against the merged weights W + (alpha / r) B A, the base/lora hook sites,
+ * finite-difference checks of the adapter gradients through a whole LLaMA, no gradient for the base,
+ * and a training run whose loss falls.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -11,14 +11,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Graph } from '../../engine/graph';
+import type { ParamSet } from '../../engine/io/params';
 import { writeSafeTensorsFile } from '../../engine/io/safetensors';
 import { type LlamaConfig, type LlamaAdapters, llamaForward, llamaParamInitializers, llamaParamShapes } from '../../engine/models/llama';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LlamaInference } from '../../engine/models/llama-infer';
 import { writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { LORA_DEFAULTS, type LoraConfig, fromPeftConfig, initLora, loadAdapter, loraParamShapes, loraScaling, loraTargets, mergeLora, saveAdapter } from '../../engine/models/lora';
-import { LoraTrainer, buildLoraTrainGraph } from '../../engine/models/lora-train';
-import type { ParamSet } from '../../engine/train/params';
+import { LoraTrainer, buildLoraTrainGraph } from '../../engine/train/lora-train';
 import { Rng } from '../../engine/util/rng';
 import { gradCheck } from './gradcheck';
 

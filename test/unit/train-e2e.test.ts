@@ -5,9 +5,9 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Graph, ops } from '../../engine/graph';
 import { runCopyDemo } from '../../engine/demo/copy-demo';
+import { loadParams, saveParams, type ParamSet } from '../../engine/io/params';
 import { gpt2ParamShapes, initGPT2 } from '../../engine/models/gpt2';
 import { Adam, clipGradNorm } from '../../engine/train/optim';
-import { loadParams, saveParams, type ParamSet } from '../../engine/train/params';
 import { TrainStep } from '../../engine/train/step';
 import { Rng } from '../../engine/util/rng';
 

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ANALYSIS_FILES, type AnalysisSummary, type LayerSummary, type NeuronsFile, analysisDir, modelHash } from '../../analysis/files';
+import { ANALYSIS_FILES, type AnalysisSummary, type LayerSummary, type NeuronsFile, analysisDir } from '../../analysis/files';
 import { nmd as neuronMeanDiff, momentsOfFiles } from '../../analysis/nmd';
 import { writeNpy } from '../../analysis/npy';
 import { type ExtractResult, extractPairs, hasExtraction, pairSeed, readPairsState } from '../../analysis/pairs';
@@ -14,7 +14,7 @@ import { probeLayers } from '../../analysis/probe-layers';
 import { rankNeurons, topCount } from '../../analysis/rank';
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { GPT2_SITES, type GPT2Site } from '../../models/hooks';
-import { RunError, loadRun, writeJSON } from '../../runs/run';
+import { RunError, loadRun, modelHash, writeJSON } from '../../runs/run';
 import { isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
 import { PROJECTIONS_FILE, projectionAttribution, readPairs } from '../../analysis/projection-attribution';
 import { type SiteFamily, familyField, familySiteName } from '../../models/sites';

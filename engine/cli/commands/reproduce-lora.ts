@@ -6,7 +6,7 @@
  *             docs/llama.md; P = --preset, tiny by default; small pretrains ~4x longer; neither learns to
  *             add on the whole corpus yet), unless --base BASE names one; a given base is only read (the sha256 of
  *             its files is compared before and after, and the summary says so).
- *   train     `memgen train --base BASE --lora` (runs/lora-run.ts, the paper's recipe) for arithmetic
+ *   train     `memgen train --base BASE --lora` (train/lora-trainer.ts, the paper's recipe) for arithmetic
  *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
  *             retrained with another seed) into DIR/<task>-lora-s<seed>.
  *   analyze   `memgen analyze` of each run at layers.{i}.resid_post (the paper's LLaMA site), in the

@@ -39,11 +39,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { analysisPath, modelHash } from '../../analysis/files';
+import { analysisPath } from '../../analysis/files';
 import { writeReport } from '../../report/html';
 import { bestProbe, loadReportData } from '../../report/data';
 import { directionVerdicts, steeringVerdict } from '../../report/verdict';
-import { RUN_FILES, RunError, prepareNewRun } from '../../runs/run';
+import { RUN_FILES, RunError, modelHash, prepareNewRun } from '../../runs/run';
 import { GPT2_SETTINGS, type ReproducePreset, type ReproduceTask } from '../../steer/files';
 import type { TaskName } from '../../tasks/task';
 import { formatEval } from '../../train/evaluate';

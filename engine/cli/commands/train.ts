@@ -9,7 +9,7 @@ import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, 
 import { ProgressBar } from '../progress';
 import { LLAMA_PROJECTIONS, type LlamaProjection } from '../../models/hooks';
 import { LORA_DEFAULTS } from '../../models/lora';
-import { LORA_RUN_DEFAULTS, type LoraRunConfig, trainLoraRun } from '../../runs/lora-run';
+import { LORA_RUN_DEFAULTS, type LoraRunConfig, trainLoraRun } from '../../train/lora-trainer';
 import type { PromptFormat } from '../../tasks/hf-task-tokenizer';
 
 export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test set shows memorization and generalization.

@@ -2,10 +2,10 @@
  * Training a LoRA adapter on a frozen LLaMA (method.md section 3, the "adapter" run): the base
  * weights are initializers of the step graph, the adapter's A and B its only parameters, so one
  * onnxruntime run returns the loss and the adapter gradients and nothing crosses the boundary for
- * the base. The update runs in JS (train/optim.ts) between runs.
+ * the base. The update runs in JS (optim.ts) between runs.
  *
  *   loss = mean over targets != -100 of -log softmax(logits[b, t])[targets[b, t]]   (ops.crossEntropy)
- *   g    = dloss/d{A, B} (lora.ts header), clipped to global norm `clip`
+ *   g    = dloss/d{A, B} (models/lora.ts header), clipped to global norm `clip`
  *   Adam(W) step on A and B with learning rate lr (weight decay decoupled)
  * Dropout (lora_dropout > 0) draws fresh masks from the trainer's seeded generator at every step;
  * evaluate() runs the same graph with dropout off (masks of ones) and no update.
@@ -15,14 +15,14 @@
  */
 import { Graph, type Tensor, ops } from '../graph';
 import { runnerForGraph } from '../io/onnx-external';
+import { type ParamSet, cloneParams, paramFeeds } from '../io/params';
 import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
+import { type LlamaConfig, llamaForward, llamaParamInitializers } from '../models/llama';
+import { type LoraConfig, initLora, loraDropoutFeeds, loraGraphTensors } from '../models/lora';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
-import { Adam, clipGradNorm } from '../train/optim';
-import { type ParamSet, cloneParams, paramFeeds } from '../train/params';
-import { addLossAndGradients, gradName } from '../train/step';
 import { Rng } from '../util/rng';
-import { type LlamaConfig, llamaForward, llamaParamInitializers } from './llama';
-import { type LoraConfig, initLora, loraDropoutFeeds, loraGraphTensors } from './lora';
+import { Adam, clipGradNorm } from './optim';
+import { addLossAndGradients, gradName } from './step';
 
 /** The step graph: inputs input_ids / targets int64 [batch, seq], the adapter as params, the base as initializers. */
 export function buildLoraTrainGraph(model: LlamaConfig, base: ParamSet, lora: LoraConfig, shape: { batch: number; seq: number }): { graph: Graph; loss: Tensor } {

@@ -1,7 +1,7 @@
 /**
  * Parameter sets: named float32 tensors, keyed by their Hugging Face names, saved as safetensors.
  */
-import { readSafeTensorsFile, tensorAsFloat32, writeSafeTensorsFile, type TensorToWrite } from '../io/safetensors';
+import { readSafeTensorsFile, tensorAsFloat32, writeSafeTensorsFile, type TensorToWrite } from './safetensors';
 import type { HostTensor } from '../runtime/runner';
 
 export interface Param {
