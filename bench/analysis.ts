@@ -19,7 +19,8 @@ import type { Row } from './measure';
 
 const RUNS = ['arithmetic-tiny', 'incontext-tiny', 'arithmetic-small'] as const;
 
-export async function analysisRows(root: string, threads: number): Promise<Row[]> {
+/** Rows for the runs under root/runs; `tag` goes after each run's name (e.g. ' at <commit>'). */
+export async function analysisRows(root: string, threads: number, tag = ''): Promise<Row[]> {
   const rows: Row[] = [];
   for (const name of RUNS) {
     const dir = path.join(root, 'runs', name);
@@ -33,7 +34,7 @@ export async function analysisRows(root: string, threads: number): Promise<Row[]
       try {
         const r = await extractPairs({ dir: tmp, task: run.task, model, modelHash: modelHash(dir), seed: pairSeed(run.memgen.seed), maxPairs: 200, resume: false });
         rows.push({
-          name: `pair extraction (${name}, ${site}, ${threads} threads)`, value: r.pairsPerSecond, unit: 'pairs/s',
+          name: `pair extraction (${name}${tag}, ${site}, ${threads} threads)`, value: r.pairsPerSecond, unit: 'pairs/s',
           notes: `${r.pairs} pairs from ${r.tried} inputs (${(r.tried / r.pairs).toFixed(1)} inputs per pair) in ${r.seconds.toFixed(1)} s`,
         });
       } finally {
@@ -48,7 +49,7 @@ export async function analysisRows(root: string, threads: number): Promise<Row[]
         await steeredOutputs(run.task, model, inputs, steer, { beams });
         const sec = (performance.now() - t0) / 1000;
         rows.push({
-          name: `steered generation (${name}, topN ${committed.topN}, alpha ${committed.alpha}, ${beams === 1 ? 'greedy' : `${beams} beams`}, ${threads} threads)`,
+          name: `steered generation (${name}${tag}, topN ${committed.topN}, alpha ${committed.alpha}, ${beams === 1 ? 'greedy' : `${beams} beams`}, ${threads} threads)`,
           value: inputs.length / sec, unit: 'generations/s', notes: `${inputs.length} starting inputs, one pass`,
         });
       }

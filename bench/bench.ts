@@ -10,7 +10,12 @@
  * LLaMA rows (bench/llama.ts): a LoRA step on a tiny LLaMA, a forward of a LLaMA-3.2-1B shape.
  * Editor rows (bench/editor.ts): the bundled language server over stdio on runs/arithmetic-tiny.
  * Analysis rows (bench/analysis.ts): pairs/s of the extraction and steered generations/s on the committed runs.
+ * `npm run bench -- --only analysis [--runs-from COMMIT]`: the analysis rows alone, on the committed runs
+ * and, with --runs-from, beside them on the runs/ folder of an earlier commit (git archive into a
+ * temporary folder), e.g. the runs before a retraining.
  */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -153,6 +158,17 @@ function machine(): Record<string, unknown> {
   };
 }
 
+/** Every row, in order. */
+async function allRows(root: string, print: (row: Row) => void): Promise<void> {
+  const mm = await matmulRow();
+  print(mm);
+  print(await trainStepRow());
+  for (const row of await gpt2Rows(mm.value)) print(row);
+  for (const row of await llamaRows(THREADS)) print(row);
+  for (const row of await editorRows(root, THREADS)) print(row);
+  for (const row of await analysisRows(root, THREADS)) print(row);
+}
+
 async function main(): Promise<void> {
   const started = new Date();
   const rows: Row[] = [];
@@ -161,13 +177,24 @@ async function main(): Promise<void> {
     const peer = row.peer ? ('value' in row.peer ? `${row.peer.name}: ${row.peer.value.toFixed(1)} (ours ${(row.value / row.peer.value).toFixed(1)}x)` : `${row.peer.name}: not run (${row.peer.error})`) : '';
     console.log(`${row.name}\n    ${row.value.toFixed(1)} ${row.unit}   ${peer}${row.notes ? `\n    ${row.notes}` : ''}`);
   };
-  const mm = await matmulRow();
-  print(mm);
-  print(await trainStepRow());
-  for (const row of await gpt2Rows(mm.value)) print(row);
-  for (const row of await llamaRows(THREADS)) print(row);
-  for (const row of await editorRows(path.resolve(__dirname, '..'), THREADS)) print(row);
-  for (const row of await analysisRows(path.resolve(__dirname, '..'), THREADS)) print(row);
+  const argv = process.argv.slice(2);
+  const flag = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+  const root = path.resolve(__dirname, '..');
+  if (flag('--only') === 'analysis') {
+    const from = flag('--runs-from');
+    if (from !== undefined) {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-bench-runs-'));
+      try {
+        execFileSync('sh', ['-c', `git archive ${JSON.stringify(from)} runs | tar -x -C ${JSON.stringify(tmp)}`], { cwd: root });
+        for (const row of await analysisRows(tmp, THREADS, ` at ${from}`)) print(row);
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    }
+    for (const row of await analysisRows(root, THREADS)) print(row);
+  } else {
+    await allRows(root, print);
+  }
   const result = { date: started.toISOString(), machine: machine(), rows };
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const file = path.resolve('bench/results', `${stamp}-${os.hostname()}.json`);
