@@ -2,20 +2,31 @@
 import * as fs from 'node:fs';
 import { GPT2_SITES, type GPT2Site, parseSiteName } from '../../models/hooks';
 import { GPT2Inference } from '../../models/gpt2-infer';
-import { type LoadedRun, loadRun } from '../../runs/run';
+import { type HFModel, PLAIN_DEFAULT_SITE, PLAIN_SITES, hfModelInference, openModelFolder, parsePlainSiteName } from '../../runs/hf-model';
+import { loadRun } from '../../runs/run';
 import { PLAIN_N, evaluate, formatEval, plainAccuracy, plainSet, testSet } from '../../train/evaluate';
-import { RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
+import { type OptionSpec, RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
+
+/** New tokens `generate` writes on a plain Hugging Face folder unless --max-new-tokens says otherwise. */
+export const PLAIN_MAX_NEW_TOKENS = 32;
 
 export const INSPECT_HELP = `  generate  Greedy output of a run for one prompt, and its classification (gen / mem / other).
-            --run RUN --prompt TEXT [--steer FILE.json] [--json]
+            --run RUN --prompt TEXT [--steer FILE.json] [--max-new-tokens N] [--json]
             FILE.json maps site names to vectors, e.g. {"blocks.3.ln2": [0.1, ...]} (one site kind per file).
   forward   Token ids, last-position logits and every layer's last-token vector at a site.
             --run RUN --prompt TEXT [--site ${GPT2_SITES.join('|')}] --json
+            RUN may also be any local Hugging Face GPT-2 or LLaMA folder (config.json, model.safetensors or
+            its sharded index, tokenizer.json): the prompt goes through its tokenizer.json, no task, no
+            classification; generate writes --max-new-tokens (${PLAIN_MAX_NEW_TOKENS}); LLaMA sites: ${PLAIN_SITES.llama.join('|')} (default resid_post).
   eval      Held-out test table of a run: % gen / % mem / % other.
             --run RUN [--n N (500)] [--seed S (the run's)]`;
 
 /** Reads a steering file: site name -> vector; returns the site kind and one vector per layer. */
-export function readSteerFile(file: string, run: LoadedRun): { site: GPT2Site; vectors: Float32Array[] } {
+export function readSteerFile<S extends string = GPT2Site>(
+  file: string,
+  run: { cfg: { nLayer: number; nEmbd: number } },
+  parseName: (name: string) => { layer: number; site: S } = parseSiteName as unknown as (name: string) => { layer: number; site: S },
+): { site: S | undefined; vectors: Float32Array[] } {
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
@@ -24,9 +35,9 @@ export function readSteerFile(file: string, run: LoadedRun): { site: GPT2Site; v
   }
   const d = run.cfg.nEmbd;
   const vectors = Array.from({ length: run.cfg.nLayer }, () => new Float32Array(d));
-  let site: GPT2Site | undefined;
+  let site: S | undefined;
   for (const [name, vec] of Object.entries(json)) {
-    const parsed = parseSiteName(name);
+    const parsed = parseName(name);
     if (parsed.layer >= run.cfg.nLayer) throw new UsageError(`--steer ${file}: ${name} is past the model's ${run.cfg.nLayer} layers`);
     if (site && parsed.site !== site) throw new UsageError(`--steer ${file}: mixes sites ${site} and ${parsed.site}; use one`);
     site = parsed.site;
@@ -35,20 +46,24 @@ export function readSteerFile(file: string, run: LoadedRun): { site: GPT2Site; v
     }
     vectors[parsed.layer].set(vec as number[]);
   }
-  return { site: site ?? 'ln2', vectors };
+  return { site, vectors };
 }
 
+const GENERATE_OPTIONS: OptionSpec = { run: { type: 'string' }, prompt: { type: 'string' }, steer: { type: 'string' }, json: { type: 'boolean' }, 'max-new-tokens': { type: 'string' }, ...RUNNER_OPTIONS };
+
 export async function generateCommand(argv: string[]): Promise<number> {
-  const v = parse(argv, { run: { type: 'string' }, prompt: { type: 'string' }, steer: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS });
-  const run = loadRun(required(v.run, 'run'));
+  const v = parse(argv, GENERATE_OPTIONS);
+  const opened = openModelFolder(required(v.run, 'run'));
+  if (opened.kind === 'hf') return generatePlain(opened.model, v);
+  const run = opened.run;
   const prompt = required(v.prompt, 'prompt');
   const example = run.task.fromPrompt(prompt);
   const steerFile = str(v.steer, 'steer');
   const steer = steerFile ? readSteerFile(steerFile, run) : undefined;
-  const inf = await GPT2Inference.create(run.cfg, run.params, { site: steer?.site, runner: runnerOptions(v) });
+  const inf = await GPT2Inference.create(run.cfg, run.params, { site: steer ? (steer.site ?? 'ln2') : undefined, runner: runnerOptions(v) });
   try {
     const tok = run.task.tokenizer;
-    const res = await inf.generate([tok.encode(example.prompt)], { maxNewTokens: run.task.maxAnswerTokens, eosId: tok.eoaId, steer: steer?.vectors });
+    const res = await inf.generate([tok.encode(example.prompt)], { maxNewTokens: num(v['max-new-tokens'], 'max-new-tokens', run.task.maxAnswerTokens), eosId: tok.eoaId, steer: steer?.vectors });
     const output = tok.decode(res.tokens[0]);
     const behaviour = run.task.classify(example, output);
     const answer = run.task.statedAnswer?.(output) ?? null;
@@ -64,13 +79,46 @@ export async function generateCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** generate on a plain Hugging Face folder: the folder's tokenizer, no task (so no classification). */
+async function generatePlain(m: HFModel, v: Record<string, string | boolean | undefined>): Promise<number> {
+  const prompt = required(v.prompt, 'prompt');
+  const maxNewTokens = num(v['max-new-tokens'], 'max-new-tokens', PLAIN_MAX_NEW_TOKENS);
+  const steerFile = str(v.steer, 'steer');
+  const steer = steerFile ? readSteerFile(steerFile, { cfg: { nLayer: m.nLayer, nEmbd: m.hidden } }, (n) => parsePlainSiteName(m.family, n)) : undefined;
+  const ids = m.tokenizer.encode(prompt);
+  const inf = await hfModelInference(m, { site: steer?.site, runner: runnerOptions(v) });
+  try {
+    const res = await inf.generate(ids, { maxNewTokens, steer: steer?.vectors });
+    const output = m.tokenizer.decode(res.tokens, { skipSpecialTokens: true });
+    if (v.json) {
+      console.log(JSON.stringify({ prompt, model: { dir: m.dir, family: m.family }, ids, tokens: res.tokens, output, stoppedAtEos: res.stoppedAtEos, steered: Boolean(steer) }));
+    } else {
+      console.log(`${prompt}${output}`);
+      console.log(`→ ${res.tokens.length} new tokens${res.stoppedAtEos ? ', stopped at eos' : ''}   (plain ${m.family} folder: no task, so no gen / mem classification${steer ? '; steered' : ''})`);
+    }
+  } finally {
+    await inf.release();
+  }
+  return 0;
+}
+
 export async function forwardCommand(argv: string[]): Promise<number> {
   const v = parse(argv, { run: { type: 'string' }, prompt: { type: 'string' }, site: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS });
   if (!v.json) throw new UsageError('forward prints JSON only; pass --json');
-  const run = loadRun(required(v.run, 'run'));
-  const site = choice(v.site, 'site', GPT2_SITES, 'ln2');
-  const ids = run.task.tokenizer.encode(required(v.prompt, 'prompt'));
-  const inf = await GPT2Inference.create(run.cfg, run.params, { site, runner: runnerOptions(v) });
+  const opened = openModelFolder(required(v.run, 'run'));
+  let ids: number[];
+  let inf: { siteNames: string[]; forward(ids: readonly number[]): Promise<{ logits: Float32Array; hidden: Float32Array[] }>; release(): Promise<void> };
+  if (opened.kind === 'run') {
+    const run = opened.run;
+    const site = choice(v.site, 'site', GPT2_SITES, 'ln2');
+    ids = run.task.tokenizer.encode(required(v.prompt, 'prompt'));
+    inf = await GPT2Inference.create(run.cfg, run.params, { site, runner: runnerOptions(v) });
+  } else {
+    const m = opened.model;
+    const site = choice(v.site, 'site', PLAIN_SITES[m.family], PLAIN_DEFAULT_SITE[m.family]);
+    ids = m.tokenizer.encode(required(v.prompt, 'prompt'));
+    inf = await hfModelInference(m, { site, runner: runnerOptions(v) });
+  }
   try {
     const r = await inf.forward(ids);
     const hidden: Record<string, number[]> = {};
