@@ -7,6 +7,9 @@ learned positions, tied embeddings, N(0, 0.02) init (residual projections 0.02 /
 warm-up 100 then cosine to 10 %, clip 1. Not part of the product.
 
   python3 scripts/incontext_torch.py --steps 3000 --hop 2 [--names 3-5] [--lr 2e-3] [--layers 4 --d 128] [--pos rope]
+--drill makes every training story a drill: before the final question, a one-hop question on every
+stated colour (`What color is X? c`, shuffled), each answer scored (n - 1 more answers a story);
+evaluation stays on plain stories.
 --pos rope drops wpe and rotates queries and keys (RoPE, as LLaMA): the positions the stand-in base has.
 """
 import argparse
@@ -27,7 +30,7 @@ VOCAB = ["<pad>", "<eoa>"] + NAMES + ROLES + COLOURS + ["What", "color", "is", "
 ID = {w: i for i, w in enumerate(VOCAB)}
 
 
-def story(rng, lo, hi, hop):
+def story(rng, lo, hi, hop, drill=False):
     n = rng.randint(lo, hi)
     names = rng.sample(NAMES, n)
     T, S = names[0], names[1]
@@ -38,8 +41,16 @@ def story(rng, lo, hi, hop):
         st += [[d, "is", roles[i + 1], "."], [d, "is", colours[i + 1], "."]]
     rng.shuffle(st)
     ask = T if hop == 2 else S
-    toks = [w for s in st for w in s] + ["What", "color", "is", ask, "?"]
-    return [ID[w] for w in toks], ID[colours[0]], 1.0 / (n - 1)
+    toks = [w for s in st for w in s]
+    drilled = []  # (index of the answer word in toks, its id): scored like the final answer
+    if drill:
+        facts = [(s[0], s[2]) for s in st if s[2] in COLOURS]
+        rng.shuffle(facts)
+        for who, c in facts:
+            toks += ["What", "color", "is", who, "?", c]
+            drilled.append((len(toks) - 1, ID[c]))
+    toks += ["What", "color", "is", ask, "?"]
+    return [ID[w] for w in toks], ID[colours[0]], 1.0 / (n - 1), drilled
 
 
 def rotate(x, T):
@@ -109,26 +120,29 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--drill", action="store_true")
     ap.add_argument("--pos", choices=["learned", "rope"], default="learned")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(1)
     lo, hi = map(int, a.names.split("-"))
     rng = random.Random(a.seed)
-    T = 4 * (2 * hi - 1) + 5 + 2
+    T = 4 * (2 * hi - 1) + 5 + 2 + (6 * (hi - 1) if a.drill else 0)
     model = GPT(len(VOCAB), T, a.d, a.layers, a.heads, a.pos == "rope")
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     erng = random.Random(12345)
     test = [story(erng, lo, hi, a.hop) for _ in range(500)]
-    guess = sum(g for _, _, g in test) / len(test)
-    print(json.dumps({"hop": a.hop, "names": [lo, hi], "lr": a.lr, "layers": a.layers, "d": a.d, "pos": a.pos, "guess": round(100 * guess, 1)}), flush=True)
+    guess = sum(t[2] for t in test) / len(test)
+    print(json.dumps({"hop": a.hop, "drill": a.drill, "names": [lo, hi], "lr": a.lr, "layers": a.layers, "d": a.d, "pos": a.pos, "guess": round(100 * guess, 1)}), flush=True)
 
     def batch(exs):
         ids = torch.zeros(len(exs), T, dtype=torch.long)
         tgt = torch.full((len(exs), T), -100, dtype=torch.long)
-        for b, (p, ans, _) in enumerate(exs):
+        for b, (p, ans, _, drilled) in enumerate(exs):
             seq = p + [ans, ID["<eoa>"]]
             ids[b, : len(seq) - 1] = torch.tensor(seq[:-1])
+            for i, c in drilled:
+                tgt[b, i - 1] = c
             tgt[b, len(p) - 1] = ans
             tgt[b, len(p)] = ID["<eoa>"]
         return ids, tgt
@@ -138,7 +152,7 @@ def main():
         lr = a.lr * (s + 1) / 100 if s < 100 else a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s - 100) / max(1, a.steps - 100))))
         for g in opt.param_groups:
             g["lr"] = lr
-        ids, tgt = batch([story(rng, lo, hi, a.hop) for _ in range(a.batch)])
+        ids, tgt = batch([story(rng, lo, hi, a.hop, a.drill) for _ in range(a.batch)])
         loss = F.cross_entropy(model(ids).reshape(-1, len(VOCAB)), tgt.reshape(-1), ignore_index=-100)
         opt.zero_grad()
         loss.backward()
@@ -148,7 +162,7 @@ def main():
         if (s + 1) % a.eval_every == 0:
             with torch.no_grad():
                 right = 0
-                for p, ans, _ in test:
+                for p, ans, _, _ in test:
                     right += int(model(torch.tensor([p]))[0, -1].argmax().item() == ans)
             print(json.dumps({"step": s + 1, "loss": round(acc_loss / a.eval_every, 4), "acc": round(100 * right / len(test), 1), "seconds": round(time.time() - t0)}), flush=True)
             acc_loss = 0.0

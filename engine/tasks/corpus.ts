@@ -8,9 +8,10 @@
  *
  * Documents (each a prompt and an answer, rendered exactly as the LoRA runs render a task example,
  * hf-task-tokenizer.ts: <|begin_of_text|> prompt [sep] answer <|eot_id|>), drawn by weight:
- *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad (operands 1..99; the arithmetic task's
- *            generalization format; the task's (c, d) patterns are not special here)      0.36
- *   sumk     2, 3 or 5 operands, the same scratchpad format (k - 1 groups)                 0.08
+ *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad (operands 10..99, as the arithmetic
+ *            task's tiny scale: every operand two digits, so a digit's place is its position;
+ *            the task's (c, d) patterns are not special here)                              0.36
+ *   sumk     2, 3 or 5 operands 10..99, the same scratchpad format (k - 1 groups)          0.08
  *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.02
  *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
  *            uniform: no name has a favourite) "What color is T?" -> the colour implied by the
@@ -36,7 +37,7 @@
  *   LLaMA tokenizer splits it; the tasks classify decoded text, so that is no obstacle.
  */
 import { Rng } from '../util/rng';
-import { scratchpad } from './arithmetic';
+import { ARITHMETIC_SCALES, scratchpad } from './arithmetic';
 import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges } from './bpe';
 import { LETTERS } from './cipher';
 import { COLOURS, NAMES, ROLES } from './incontext';
@@ -77,7 +78,8 @@ export function scratchpadK(ops: readonly number[]): string {
 }
 
 function sumDoc(rng: Rng, k: number, family: string): CorpusDoc {
-  const ops = Array.from({ length: k }, () => rng.int(1, 99));
+  const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
+  const ops = Array.from({ length: k }, () => rng.int(minOperand, maxOperand));
   return { family, prompt: ops.join('+') + '=', answer: scratchpadK(ops), sep: '' };
 }
 
@@ -152,15 +154,18 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng) => Cor
 ];
 
 export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
+/** The adding families: `memgen pretrain --sums-first N` draws only these for its first N steps. */
+export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 
-/** One document of the mix (family drawn by weight, then its generator). */
-export function corpusDoc(rng: Rng): CorpusDoc {
-  const total = FAMILIES.reduce((s, f) => s + f.weight, 0);
+/** One document of the mix (family drawn by weight among `only`, default all, then its generator). */
+export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES): CorpusDoc {
+  const fams = FAMILIES.filter((f) => only.includes(f.name));
+  const total = fams.reduce((s, f) => s + f.weight, 0);
   let u = rng.uniform() * total;
-  for (const f of FAMILIES) {
+  for (const f of fams) {
     if ((u -= f.weight) < 0) return f.make(rng);
   }
-  return FAMILIES[FAMILIES.length - 1].make(rng);
+  return fams[fams.length - 1].make(rng);
 }
 
 /** The corpus description for the base folder's manifest. */

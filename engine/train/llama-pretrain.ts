@@ -11,6 +11,9 @@
  *   loss      = mean over the answer and end tokens of -log softmax(logits[b, t])[row_b[t + 1]]
  *               (as the task runs score them, train/data.ts): the prompts' random operands, names
  *               and letters cannot be predicted and only add noise to a small model's gradient
+ *   curriculum= with --sums-first N, the documents of the first N steps are drawn from the adding
+ *               families only (corpus.ts SUM_FAMILIES, by their weights): the adder forms before the
+ *               stories and tags compete for the model (docs/llama.md measures why)
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -36,7 +39,7 @@ import { LlamaInference } from '../models/llama-infer';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import type { RunnerOptions } from '../runtime/runner';
-import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
+import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
 import { Rng } from '../util/rng';
 import { loadTrainState, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
@@ -65,7 +68,11 @@ export interface PretrainConfig {
   minLrFraction: number;
   clip: number;
   maxMinutes: number | null;
+  /** Steps at the start that see only the adding families (header: curriculum); 0 = none. */
+  sumsFirst: number;
   evalPerFamily: number;
+  /** Held-out exact match per family every this many steps (train-log.jsonl `eval` rows); 0 = only at the end. */
+  evalEvery: number;
   logEvery: number;
   checkpointEvery: number;
   resume: boolean;
@@ -79,8 +86,8 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null,
-    evalPerFamily: 50, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, sumsFirst: 0,
+    evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
 
@@ -108,6 +115,9 @@ interface PretrainState {
   lastLoss: number;
 }
 
+/** `sum4 60%  colour 42%  ...` for logs. */
+export const formatFamilyAccuracy = (acc: Record<string, number>): string => Object.entries(acc).map(([f, a]) => `${f} ${(100 * a).toFixed(0)}%`).join('  ');
+
 export const partialDir = (out: string): string => `${out}.partial`;
 /** The resumable state of a pretraining (train/checkpoint.ts), inside its work folder. */
 const checkpointDir = (work: string): string => path.join(work, 'checkpoints', 'last');
@@ -126,14 +136,14 @@ export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d
  * another (the last one cut at the row's end); ids = row[0..seq), targets = row[t + 1] where that
  * token is an answer token or the end token, else -100.
  */
-export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number): { ids: BigInt64Array; targets: BigInt64Array } {
+export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES): { ids: BigInt64Array; targets: BigInt64Array } {
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   for (let b = 0; b < batch; b++) {
     const row: number[] = [];
     const scored: boolean[] = [];
     while (row.length < seq + 1) {
-      const doc = encodeDoc(tok, sp, corpusDoc(rng));
+      const doc = encodeDoc(tok, sp, corpusDoc(rng, families));
       doc.ids.forEach((id, i) => {
         row.push(id);
         scored.push(i >= doc.promptLength);
@@ -242,7 +252,7 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
     while (s < cfg.steps) {
       if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
-      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq);
+      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? SUM_FAMILIES : CORPUS_FAMILIES);
       const r = await step.run(params, { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] } });
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const gradNorm = clipGradNorm(r.grads, cfg.clip);
@@ -253,6 +263,11 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
       if (s % cfg.logEvery === 0) fs.appendFileSync(logFile, JSON.stringify({ step: s, kind: 'train', loss, lr, gradNorm, seconds: seconds() }) + '\n');
       hooks.onProgress?.({ step: s, totalSteps: cfg.steps, loss, lr });
       if (s % cfg.checkpointEvery === 0) checkpoint();
+      if (cfg.evalEvery > 0 && s % cfg.evalEvery === 0 && s < cfg.steps) {
+        const acc = await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner);
+        fs.appendFileSync(logFile, JSON.stringify({ step: s, kind: 'eval', heldOutAccuracy: acc, seconds: seconds() }) + '\n');
+        hooks.log?.(`step ${s}: held-out exact match ${formatFamilyAccuracy(acc)}`);
+      }
     }
   } finally {
     await step.release();
@@ -273,7 +288,7 @@ export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: Pr
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command,
-    train: { steps: s, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip },
+    train: { steps: s, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst },
     corpus: corpusDescription(),
     tokenizer: { type: 'byte-level BPE, LLaMA-3 pre-tokenizer with single digits', vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges },
     finalLoss: loss, trainSeconds: seconds(), heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,

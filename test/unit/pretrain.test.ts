@@ -14,7 +14,7 @@ import { loadHFTokenizer } from '../../engine/io/hf-folder';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
-import { CORPUS_FAMILIES, baseTokenizerFiles, corpusDoc, docText, scratchpadK } from '../../engine/tasks/corpus';
+import { CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText, scratchpadK } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -42,6 +42,17 @@ describe('corpus and shared tokenizer', () => {
     expect(scratchpadK([12, 30])).toBe('24');
     expect(scratchpadK([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpadK([9, 9, 90, 5, 5])).toBe('81,801,311,811');
+  });
+
+  it('--sums-first draws only the adding families, with two-digit operands as the arithmetic task', () => {
+    const rng = new Rng(4);
+    const seen = new Set<string>();
+    for (let i = 0; i < 500; i++) {
+      const d = corpusDoc(rng, SUM_FAMILIES);
+      seen.add(d.family);
+      if (d.family !== 'plain') for (const x of d.prompt.slice(0, -1).split('+')) expect(Number(x)).toBeGreaterThanOrEqual(10);
+    }
+    expect([...seen].sort()).toEqual([...SUM_FAMILIES].sort());
   });
 
   it('round-trips the corpus, splits digits and mem tags, keeps the tasks\' words whole', () => {

@@ -1,5 +1,5 @@
 /** `memgen pretrain`: the stand-in LLaMA base (train/llama-pretrain.ts), saved as a Hugging Face folder. */
-import { PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../train/llama-pretrain';
+import { PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, formatFamilyAccuracy, partialDir, pretrain } from '../../train/llama-pretrain';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
 
@@ -8,13 +8,13 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--max-minutes M] [--eval-n N] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
+            [--seq T] [--lr X] [--sums-first N] [--max-minutes M] [--eval-n N] [--eval-every K] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'eval-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
@@ -30,6 +30,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     lr: num(v.lr, 'lr', d.lr),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
     evalPerFamily: num(v['eval-n'], 'eval-n', d.evalPerFamily),
+    sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
+    evalEvery: num(v['eval-every'], 'eval-every', d.evalEvery),
     resume: Boolean(v.resume),
     force: Boolean(v.force),
     command: `memgen pretrain ${argv.join(' ')}`,
@@ -53,7 +55,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     return 130;
   }
   console.log(`\n${r.stopReason === 'time' ? 'time budget reached' : 'done'}: ${r.steps} steps, ${r.seconds.toFixed(0)} s, final loss ${r.finalLoss.toFixed(3)} -> ${r.dir}`);
-  const acc = Object.entries(r.familyAccuracy).map(([f, a]) => `${f} ${(100 * a).toFixed(0)}%`).join('  ');
+  const acc = formatFamilyAccuracy(r.familyAccuracy);
   if (acc) console.log(`held-out exact match per corpus family: ${acc}`);
   return 0;
 }
