@@ -2,6 +2,8 @@
 import { parseArgs } from 'node:util';
 import type { ExecutionProvider } from '../runtime/runner';
 
+import { withRunLock } from '../runs/lock';
+
 export class UsageError extends Error {}
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
@@ -59,4 +61,17 @@ export function onInterrupt(onStop: () => void): () => void {
   };
   process.once('SIGINT', handler);
   return () => process.removeListener('SIGINT', handler);
+}
+
+/**
+ * A command that writes into `--run RUN`, wrapped so that it holds the run's lock while it works
+ * (runs/lock.ts: a second writer is refused with a message naming this one).
+ */
+export function writesRun(name: string, command: (argv: string[]) => Promise<number>): (argv: string[]) => Promise<number> {
+  return (argv) => {
+    const i = argv.findIndex((a) => a === '--run' || a.startsWith('--run='));
+    const run = i < 0 ? undefined : argv[i].startsWith('--run=') ? argv[i].slice(6) : argv[i + 1];
+    if (!run || run.startsWith('--')) return command(argv); // the command's own usage error
+    return withRunLock(run, `memgen ${name} ${argv.join(' ')}`, () => command(argv), (m) => console.warn(m));
+  };
 }

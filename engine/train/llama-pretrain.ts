@@ -38,6 +38,7 @@ import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaC
 import { LlamaInference } from '../models/llama-infer';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
+import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
 import { Rng } from '../util/rng';
@@ -197,7 +198,12 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
   }
 }
 
+/** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
 export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: PretrainProgress) => void; shouldStop?: () => boolean; log?: (l: string) => void } = {}): Promise<PretrainOutcome> {
+  return withRunLock(cfg.out, cfg.command, () => pretrainUnlocked(cfg, hooks), hooks.log);
+}
+
+async function pretrainUnlocked(cfg: PretrainConfig, hooks: { onProgress?: (p: PretrainProgress) => void; shouldStop?: () => boolean; log?: (l: string) => void }): Promise<PretrainOutcome> {
   const out = path.resolve(cfg.out);
   const work = partialDir(out);
   if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {

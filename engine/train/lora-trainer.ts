@@ -28,6 +28,7 @@ import { LlamaInference } from '../models/llama-infer';
 import { ADAPTER_FILES, type LoraConfig, saveAdapter } from '../models/lora';
 import { type LoraRunManifest, baseHashes, loraRunTask } from '../runs/lora-run';
 import { RUN_FILES, RunError, gitCommit, prepareNewRun, readJSON, writeJSON } from '../runs/run';
+import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import type { PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
 import { type Example, type TaskName, type TaskScale, deriveSeed } from '../tasks/task';
@@ -123,7 +124,12 @@ export interface LoraRunHooks {
 
 export type LoraRunOutcome = RunOutcome;
 
+/** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
 export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {}): Promise<LoraRunOutcome> {
+  return withRunLock(cfg.out, cfg.command, () => trainLoraRunUnlocked(cfg, hooks), hooks.log);
+}
+
+async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Promise<LoraRunOutcome> {
   const dir = path.resolve(cfg.out);
   const baseDir = path.resolve(cfg.base);
   if (dir === baseDir || dir.startsWith(baseDir + path.sep)) throw new RunError(`the run folder ${dir} must not be inside the base folder ${baseDir} (the base is never modified)`);

@@ -23,6 +23,7 @@ import { saveParams } from '../io/params';
 import { GPT2Inference } from '../models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2, toHFConfig } from '../models/gpt2';
 import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, gitCommit, prepareNewRun, readJSON, writeJSON } from '../runs/run';
+import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import { makeTask, taskOptions } from '../tasks';
 import type { Task } from '../tasks/task';
@@ -73,7 +74,12 @@ function modelConfig(cfg: TrainConfig, task: Task): GPT2Config {
   return { ...cfg.model, vocabSize: task.tokenizer.vocab.length, nPositions: cfg.seqLen };
 }
 
+/** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
 export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainOutcome> {
+  return withRunLock(cfg.out, cfg.command, () => trainUnlocked(cfg, hooks), hooks.log);
+}
+
+async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<TrainOutcome> {
   const dir = path.resolve(cfg.out);
   const task = makeTask(cfg.task, taskOptions(cfg));
   const model = modelConfig(cfg, task);

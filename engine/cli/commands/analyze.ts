@@ -19,7 +19,7 @@ import { isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
 import { PROJECTIONS_FILE, projectionAttribution, readPairs } from '../../analysis/projection-attribution';
 import { type SiteFamily, familyField, familySiteName } from '../../models/sites';
 import type { Task } from '../../tasks/task';
-import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions, writesRun } from '../args';
 import { ProgressBar } from '../progress';
 
 export const ANALYZE_HELP = `  analyze   Pairs of inputs where the model memorizes one and generalizes the other, then per neuron
@@ -109,7 +109,10 @@ export function analyzeOptionsFromArgs(argv: string[]): AnalyzeOptions & { run: 
   };
 }
 
-export async function analyzeCommand(argv: string[]): Promise<number> {
+/** `memgen analyze`, holding the run's lock (args.ts writesRun). */
+export const analyzeCommand = writesRun('analyze', analyze);
+
+async function analyze(argv: string[]): Promise<number> {
   const opts = analyzeOptionsFromArgs(argv);
   // A LoRA run (runs/lora-run.ts) is analysed at layers.{i}.{site} of its base + adapter; a GPT-2 run at blocks.{i}.{site}.
   const lora = isLoraRun(opts.run) ? loraSteerRun(opts.run) : null;

@@ -20,7 +20,7 @@ import { RUN_FILES, RunError, readJSON } from '../../runs/run';
 import type { RunnerOptions } from '../../runtime/runner';
 import { type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
 import { SWEEP_ALPHAS, SWEEP_TOPNS, formatSweep, sweep } from '../../steer/sweep';
-import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str } from '../args';
+import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str, writesRun } from '../args';
 import { ProgressBar } from '../progress';
 
 export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem -> gen: + alpha x NMD; gen -> mem: - alpha x NMD) against
@@ -109,7 +109,10 @@ function describeSetup(s: SteerSetup<SteerRun>): void {
   for (const w of s.warnings) console.log(`warning: ${w}`);
 }
 
-export async function steerEvalCommand(argv: string[]): Promise<number> {
+/** `memgen steer-eval`, holding the run's lock (args.ts writesRun). */
+export const steerEvalCommand = writesRun('steer-eval', steerEvalCli);
+
+async function steerEvalCli(argv: string[]): Promise<number> {
   const v = parse(argv, { ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' } });
   const runDir = required(v.run, 'run');
   const outFile = str(v.out, 'out');
@@ -163,7 +166,10 @@ export async function steerEvalCommand(argv: string[]): Promise<number> {
   }
 }
 
-export async function sweepCommand(argv: string[]): Promise<number> {
+/** `memgen sweep`, holding the run's lock (args.ts writesRun). */
+export const sweepCommand = writesRun('sweep', sweepCli);
+
+async function sweepCli(argv: string[]): Promise<number> {
   const v = parse(argv, { ...COMMON, alphas: { type: 'string' }, topns: { type: 'string' }, 'no-baselines': { type: 'boolean' } });
   const runDir = required(v.run, 'run');
   const n = positiveInt(num(v.n, 'n', 100), 'n');
