@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
+import { checkLoadMemory, estimateLoadMemory, indexWeights } from '../io/hf-folder';
 import { loadParams, type ParamSet } from '../io/params';
 import { fromHFConfig, gpt2ParamShapes, type GPT2Config } from '../models/gpt2';
 import { ADAPTER_FILES } from '../models/lora';
@@ -135,8 +136,12 @@ export interface LoadedRun {
   manifest: Manifest;
 }
 
-/** Opens a run folder, naming any missing or corrupt file. */
-export function loadRun(dir: string): LoadedRun {
+/**
+ * Opens a run folder, naming any missing or corrupt file; a model that would not fit in memory is
+ * refused before any weight is read, with needed vs available (`availableBytes` overrides the
+ * machine's, for tests).
+ */
+export function loadRun(dir: string, opts: { availableBytes?: number } = {}): LoadedRun {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new RunError(`run folder ${dir} does not exist`);
   const configFile = path.join(dir, RUN_FILES.config);
   const config = readJSON<Record<string, unknown>>(configFile, 'run config');
@@ -151,6 +156,7 @@ export function loadRun(dir: string): LoadedRun {
   const manifest = readJSON<Manifest>(path.join(dir, RUN_FILES.manifest), 'run manifest');
   const modelFile = path.join(dir, RUN_FILES.model);
   if (!fs.existsSync(modelFile)) throw new RunError(`${modelFile} is missing (the run has no kept model yet; train it, or resume it with --resume)`);
+  checkLoadMemory(dir, estimateLoadMemory(indexWeights(dir), opts.availableBytes));
   let params: ParamSet;
   try {
     params = loadParams(modelFile, gpt2ParamShapes(cfg));

@@ -102,6 +102,7 @@ describe('run folder errors name the file', () => {
     fs.renameSync(path.join(dir, 'model.safetensors'), path.join(dir, 'model.bak'));
     expect(() => loadRun(dir)).toThrow(/model\.safetensors is missing/);
     fs.renameSync(path.join(dir, 'model.bak'), path.join(dir, 'model.safetensors'));
+    expect(() => loadRun(dir, { availableBytes: 1000 })).toThrow(/broken: loading needs about .* GB of memory .* but 0\.00 GB is available/);
     fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "gpt2", ');
     expect(() => loadRun(dir)).toThrow(/config\.json is corrupt/);
     expect(() => loadRun(path.join(root, 'nope'))).toThrow(/does not exist/);
