@@ -41,7 +41,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const setStatus = (s: lsp.ServerStatus) => {
     const run = s.run ? path.basename(s.run) : config.defaultRun || 'no run';
     const icon = s.state === 'busy' || s.state === 'loading' ? '$(sync~spin)' : s.state === 'error' ? '$(error)' : s.state === 'untrusted' ? '$(shield)' : '$(beaker)';
-    statusItem.text = `${icon} MemGen: ${run} · ${s.provider}`;
+    statusItem.text = s.state === 'untrusted' ? `${icon} MemGen: untrusted workspace, no model runs` : `${icon} MemGen: ${run} · ${s.provider}`;
     statusItem.tooltip = `${s.message}\nClick to select the default run`;
     statusItem.show();
   };
@@ -92,7 +92,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (config.needsRestart(e)) await ctx.restart();
       else await client?.sendNotification(lsp.configure, config.serverSettings());
     }),
-    vscode.workspace.onDidGrantWorkspaceTrust(() => ctx.restart()),
+    // Trust granted: the server runs the model from now on (settings.trusted), no restart.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => client?.sendNotification(lsp.configure, config.serverSettings())),
   );
   await start();
 }

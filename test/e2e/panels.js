@@ -31,8 +31,11 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
 
 (async () => {
   const browser = await launch();
-  const page = await (await browser.newContext({ viewport: { width: 1500, height: 950 } })).newPage();
+  const context = await browser.newContext({ viewport: { width: 1500, height: 950 } });
+  const webviewTraffic = recordWebviewTraffic(context, baseUrl);
+  const page = await context.newPage();
   page.on('pageerror', (e) => log('pageerror', e.message.slice(0, 200)));
+  page.on('console', (m) => webviewTraffic.console(m));
   let fails = 0;
   const shot = (name) => page.screenshot({ path: path.join(shots, `panels-${name}.png`) }).catch(() => {});
   const check = async (name, fn) => {
@@ -348,6 +351,18 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
       return `${fpsVerdict(trials, min)}; the ${L} x ${D} map just before in the same tab: median ${baseFps.toFixed(1)} fps`;
     });
 
+    await check('every panel loaded only its own resources: 0 foreign requests, 0 CSP violations seen by the browser', async () => {
+      const { requests, foreign, violations } = webviewTraffic;
+      if (foreign.length || violations.length) throw new Error(`${foreign.length} foreign request(s): ${foreign.slice(0, 3).join(' ')}; ${violations.length} CSP violation(s): ${violations.slice(0, 3).join(' | ')}`.slice(0, 600));
+      if (requests.length === 0) throw new Error('no webview request was recorded: the recorder is broken');
+      const kinds = {};
+      for (const u of requests) {
+        const k = /^(data|blob):/.test(u) ? u.slice(0, 5) : new URL(u).hostname.endsWith('.vscode-cdn.net') ? 'extension files (webview resource)' : 'code-server webview host';
+        kinds[k] = (kinds[k] || 0) + 1;
+      }
+      return `${requests.length} webview requests (${Object.entries(kinds).map(([k, n]) => `${k} ${n}`).join(', ')}); 0 violations`;
+    });
+
     await check('no CSP violation, no dropped webview message, no panel error in the MemGen log', async () => {
       const files = [];
       const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else if (/memgen\.log$/i.test(e.name)) files.push(p); } };
@@ -427,3 +442,40 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     });
   }
 })();
+
+/**
+ * Every request of every webview frame (and of the webview service worker), and every
+ * securitypolicyviolation event of every frame (an init script runs in every frame, before the
+ * panel's own code: a violation during load is caught too). Own = the code-server origin (the
+ * workbench's webview host page and the extension's files it serves), the extension's files through
+ * VS Code's webview resource authority (*.vscode-cdn.net with a path inside the installed
+ * memgen-lens folder), data: and blob:. Anything else is foreign.
+ */
+function recordWebviewTraffic(context, baseUrl) {
+  const origin = new URL(baseUrl).origin;
+  const t = { requests: [], foreign: [], violations: [] };
+  const isWebview = (u) => /\/webview\/|vscode-cdn\.net|vscode-resource|vscode-webview/.test(u);
+  const own = (u) => {
+    if (/^(data|blob):/.test(u)) return true;
+    const url = new URL(u);
+    if (url.origin === origin) return true;
+    return url.hostname.endsWith('.vscode-cdn.net') && /\/memgen\.memgen-lens-[^/]+\//.test(decodeURIComponent(url.pathname));
+  };
+  context.on('request', (r) => {
+    let frameUrl = '';
+    try { frameUrl = r.frame().url(); } catch { frameUrl = 'service-worker'; }
+    const u = r.url();
+    if (!isWebview(frameUrl) && !isWebview(u) && frameUrl !== 'service-worker') return;
+    if (frameUrl === 'service-worker' && !isWebview(u)) return; // the workbench's own worker
+    t.requests.push(u);
+    if (!own(u)) t.foreign.push(u.slice(0, 200));
+  });
+  context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => console.error(`memgen-e2e-csp ${e.violatedDirective} ${e.blockedURI} at ${location.href.slice(0, 120)}`), true);
+  });
+  t.console = (m) => {
+    const text = m.text();
+    if (text.startsWith('memgen-e2e-csp ') && isWebview(text)) t.violations.push(text.slice(15, 300));
+  };
+  return t;
+}

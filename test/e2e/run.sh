@@ -12,6 +12,7 @@
 #   MEMGEN_E2E_WAIT_MS=n      how long to wait for the model-backed lens/hover/steer (150000)
 #   MEMGEN_E2E_SKIP_UI=1 / MEMGEN_E2E_SKIP_SUITE=1   run only one of the two test phases
 #   MEMGEN_E2E_SKIP_PANELS=1  leave out the panel checks (panels.js) of the UI phase
+#   MEMGEN_E2E_SKIP_TRUST=1   leave out the untrusted-workspace phase (untrusted.js)
 # Output: test/e2e/.work/ (logs, fresh profile per run, screenshots/ for CI artefacts).
 set -uo pipefail
 
@@ -55,7 +56,7 @@ stop_server() {
 
 logs_tail() {   # what to read when a phase failed: server errors, extension-host errors, our output channel
   local f lines
-  for f in "$RUN/server-$1.log" $(find "$RUN/ud/logs" -newer "$RUN/server-$1.log.start" -type f \( -name 'remoteexthost.log' -o -iname '*memgen*.log' \) 2>/dev/null); do
+  for f in "$RUN/server-$1.log" $(find "${UD:-$RUN/ud}/logs" -newer "$RUN/server-$1.log.start" -type f \( -name 'remoteexthost.log' -o -iname '*memgen*.log' \) 2>/dev/null); do
     case $f in
       *memgen*|*MemGen*) lines=$(tail -n 20 "$f") ;;
       *) lines=$(grep -i -E '\[(error|warning)\]|error:|exception' "$f" | grep -v 'resource scoped configuration' | tail -n 12) ;;
@@ -208,12 +209,13 @@ PORT=${MEMGEN_E2E_PORT:-$(node -e 'const s=require("net").createServer().listen(
 BASE=http://127.0.0.1:$PORT
 export MEMGEN_E2E_FILE=$FILE MEMGEN_E2E_SUITE_LOG=$RUN/suite.log   # read by suite/index.js in the extension host
 
+TRUST_ARGS=(--disable-workspace-trust)   # the untrusted phase turns trust on with its own profile
 start_server() {   # $1: log name; more args: extra code-server flags
   local name=$1
   shift
   touch "$RUN/server-$name.log.start"
   timeout 900 node "$CS" "${COMMON[@]}" --auth none --bind-addr "127.0.0.1:$PORT" --disable-telemetry \
-    --disable-update-check --disable-workspace-trust --disable-getting-started-override --ignore-last-opened \
+    --disable-update-check "${TRUST_ARGS[@]}" --disable-getting-started-override --ignore-last-opened \
     "$@" > "$RUN/server-$name.log" 2>&1 &
   SRV=$!
   local i
@@ -258,4 +260,27 @@ if [ -z "${MEMGEN_E2E_SKIP_UI:-}" ]; then
     fail 'code-server did not start'
   fi
   stop_server
+fi
+
+# ── 6. untrusted workspace (workspace trust on, a fresh profile: the folder opens untrusted) ─
+if [ "$MODE" = extension ] && [ -z "${MEMGEN_E2E_SKIP_TRUST:-}" ]; then
+  begin 'UI: untrusted workspace, then trust (Playwright)'
+  mkdir -p "$RUN/ud-trust/User"
+  sed -e 's/"security.workspace.trust.enabled": false/"security.workspace.trust.enabled": true, "security.workspace.trust.startupPrompt": "never", "security.workspace.trust.banner": "never"/' \
+    "$RUN/ud/User/settings.json" > "$RUN/ud-trust/User/settings.json"
+  UD=$RUN/ud-trust
+  # VS Code disables, in an untrusted folder, every extension installed inside that folder, and
+  # .work/ is inside the repository: this phase installs the .vsix outside it.
+  EXT_OUT=$(mktemp -d "${TMPDIR:-/tmp}/memgen-e2e-ext.XXXXXX")
+  COMMON=(--config /dev/null --user-data-dir "$UD" --extensions-dir "$EXT_OUT")
+  TRUST_ARGS=()
+  timeout 120 node "$CS" "${COMMON[@]}" --install-extension "$VSIX" > "$RUN/install-extension-trust.log" 2>&1 \
+    || { cat "$RUN/install-extension-trust.log"; fail 'install for the untrusted phase'; }
+  if start_server trust; then
+    if timeout 400 node "$HERE/untrusted.js" "$BASE" "$WS" "$FILE" "$SHOTS" "$UD/logs"; then ok; else logs_tail trust; fail 'trust checks'; fi
+  else
+    fail 'code-server did not start'
+  fi
+  stop_server
+  rm -rf "$EXT_OUT"
 fi
