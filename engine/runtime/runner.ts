@@ -40,7 +40,7 @@ export class RunnerError extends Error {}
 
 export const CUDA_INSTALL_HINT =
   'The CUDA execution provider is not installed. On a machine with CUDA 12 and cuDNN 9, run ' +
-  '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (needs internet once), or use provider "cpu".';
+  '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install` in the extension or project folder (needs internet once; `npm rebuild` skips it: package.json allowScripts denies the download at install), or use provider "cpu".';
 
 const ORT_TYPE: Record<DType, ort.Tensor.Type> = {
   float32: 'float32', float64: 'float64', float16: 'float16', int64: 'int64', int32: 'int32', bool: 'bool', uint8: 'uint8',
