@@ -6,10 +6,12 @@ import { RunError } from '../runs/run';
 import { UsageError } from './args';
 import { ANALYZE_HELP, analyzeCommand } from './commands/analyze';
 import { DEMO_HELP, demoCommand } from './commands/demo';
+import { EXPORT_HELP, exportCommand } from './commands/export';
 import { PRETRAIN_HELP, pretrainCommand } from './commands/pretrain';
 import { INSPECT_HELP, evalCommand, forwardCommand, generateCommand } from './commands/inspect';
 import { REPORT_HELP, reportCommand } from './commands/report';
 import { REPRODUCE_HELP, reproduceCommand } from './commands/reproduce';
+import { ROBUSTNESS_HELP, robustnessCommand } from './commands/robustness';
 import { STEER_HELP, steerEvalCommand, sweepCommand } from './commands/steer';
 import { TRAIN_HELP, trainCommand } from './commands/train';
 
@@ -23,6 +25,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   analyze: analyzeCommand,
   'steer-eval': steerEvalCommand,
   sweep: sweepCommand,
+  export: exportCommand,
+  robustness: robustnessCommand,
   report: reportCommand,
   reproduce: reproduceCommand,
 };
@@ -38,6 +42,8 @@ ${PRETRAIN_HELP}
 ${INSPECT_HELP}
 ${ANALYZE_HELP}
 ${STEER_HELP}
+${EXPORT_HELP}
+${ROBUSTNESS_HELP}
 ${REPORT_HELP}
 ${REPRODUCE_HELP}
   help      This text.
