@@ -4,6 +4,7 @@ import { GPT2_SITES, type GPT2Site, parseSiteName } from '../../models/hooks';
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { type HFModel, PLAIN_DEFAULT_SITE, PLAIN_SITES, hfModelInference, openModelFolder, parsePlainSiteName } from '../../runs/hf-model';
 import { loadRun } from '../../runs/run';
+import { formatExport, readExportInfo } from '../../steer/export';
 import { PLAIN_N, evaluate, formatEval, plainAccuracy, plainSet, testSet } from '../../train/evaluate';
 import { type OptionSpec, RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
 
@@ -18,7 +19,8 @@ export const INSPECT_HELP = `  generate  Greedy output of a run for one prompt, 
             RUN may also be any local Hugging Face GPT-2 or LLaMA folder (config.json, model.safetensors or
             its sharded index, tokenizer.json): the prompt goes through its tokenizer.json, no task, no
             classification; generate writes --max-new-tokens (${PLAIN_MAX_NEW_TOKENS}); LLaMA sites: ${PLAIN_SITES.llama.join('|')} (default resid_post).
-  eval      Held-out test table of a run: % gen / % mem / % other.
+  eval      Held-out test table of a run: % gen / % mem / % other; for a \`memgen export\` folder also its baked
+            intervention and the baked vs runtime steering comparison recorded at export.
             --run RUN [--n N (500)] [--seed S (the run's)]`;
 
 /** Reads a steering file: site name -> vector; returns the site kind and one vector per layer. */
@@ -144,6 +146,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
     for (const b of ['gen', 'mem', 'other'] as const) console.log(`${b.padEnd(9)} ${String(r.counts[b]).padStart(7)} ${(100 * r[b]).toFixed(1).padStart(6)}`);
     if (plain !== null) console.log(`plain    ${String(PLAIN_N).padStart(7)} ${(100 * plain).toFixed(1).padStart(6)}   (pattern-free inputs answered right: the ceiling of mem->gen)`);
     console.log(formatEval({ ...r, plainAccuracy: plain }));
+    const exported = readExportInfo(run.dir);
+    if (exported) console.log(`\n${formatExport(exported)}`);
   } finally {
     await inf.release();
   }

@@ -36,12 +36,24 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
             --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
             [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--threads N] [--provider cpu|cuda]`;
 
-const positiveInt = (x: number, name: string): number => {
+/** --pick: the picked neurons, which must be at the analysis' site (undefined without --pick). */
+export function pickOption(text: string | undefined, setup: SteerSetup<SteerRun>): { layer: number; index: number }[] | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const parsed = parsePicks(text, { layers: setup.sourceInfo.layers, d: setup.sourceInfo.d });
+    if (parsed.site !== setup.sourceInfo.site) throw new Error(`the picked neurons are at site ${parsed.site}; the analysis is at ${setup.sourceInfo.site}`);
+    return parsed.picks;
+  } catch (e) {
+    throw new UsageError(`--pick: ${(e as Error).message}`);
+  }
+}
+
+export const positiveInt = (x: number, name: string): number => {
   if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
   return x;
 };
 
-function fraction(x: number, name: string): number {
+export function fraction(x: number, name: string): number {
   if (!(x > 0 && x <= 1)) throw new UsageError(`--${name} must be a fraction in (0, 1], got ${x}`);
   return x;
 }
@@ -124,17 +136,7 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
   const alpha = num(v.alpha, 'alpha', defaultAlpha(setup.run.task.name));
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
-  const pickText = str(v.pick, 'pick');
-  let picks: { layer: number; index: number }[] | undefined;
-  if (pickText !== undefined) {
-    try {
-      const parsed = parsePicks(pickText, { layers: setup.sourceInfo.layers, d: setup.sourceInfo.d });
-      if (parsed.site !== setup.sourceInfo.site) throw new Error(`the picked neurons are at site ${parsed.site}; the analysis is at ${setup.sourceInfo.site}`);
-      picks = parsed.picks;
-    } catch (e) {
-      throw new UsageError(`--pick: ${(e as Error).message}`);
-    }
-  }
+  const picks = pickOption(str(v.pick, 'pick'), setup);
   describeSetup(setup);
 
   let stop = false;

@@ -1,0 +1,392 @@
+/**
+ * `memgen export` (engine/steer/export.ts): the baking rule, the exported folder, and cross-checks.
+ *
+ *   1. At every position: a forward of the baked weights equals a forward of the source weights with the
+ *      shift added at the site at EVERY position (a test graph whose hook adds it everywhere), for each
+ *      site, on every site activation and every logit; a rule shifted by one block (resid_pre of block l
+ *      into block l's own c_proj.bias) fails the same check, so the check can fail.
+ *   2. Runtime steering (gpt2-infer.ts: last prompt position + generated ones) and the baked model agree on
+ *      one-token prompts (logits, site vectors, greedy tokens), and differ on longer prompts.
+ *   3. model.onnx of the export gives the baked forward's logits at every position.
+ *   4. The command on runs/arithmetic-tiny: the folder, its manifest, loadRun / eval on it, refusing an
+ *      existing DIR, --force keeping the old one aside.
+ *   5. Optional (python3 with torch / onnx, skipped otherwise): an independent float64 PyTorch GPT-2 reads
+ *      the exported safetensors + config (Hugging Face names and shapes checked) and agrees with ours and
+ *      with the source steered at every position; the onnx checker accepts model.onnx.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { analysisPath } from '../../engine/analysis/files';
+import { main } from '../../engine/cli/main';
+import { Graph, ops } from '../../engine/graph';
+import { type ParamSet, cloneParams, loadParams, saveParams } from '../../engine/io/params';
+import { type GPT2Config, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2ParamShapes, gpt2Trunk, initGPT2, toHFConfig } from '../../engine/models/gpt2';
+import { GPT2Inference } from '../../engine/models/gpt2-infer';
+import { GPT2_SITES, type GPT2Site, siteName } from '../../engine/models/hooks';
+import { RUN_FILES, loadRun } from '../../engine/runs/run';
+import { Runner } from '../../engine/runtime/runner';
+import { EXPORT_FORMAT, ONNX_FILE, bakeSteering, bakeTarget, buildExportGraph, readExportInfo, writeExportOnnx } from '../../engine/steer/export';
+import { Rng } from '../../engine/util/rng';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-export-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+// A random GPT-2 away from its initialisation (LayerNorm gains and biases too), and steering vectors on
+// layers 0 and 2 (the first and the last), none on layer 1.
+const cfg: GPT2Config = { vocabSize: 23, nPositions: 10, nEmbd: 16, nLayer: 3, nHead: 2, layerNormEps: 1e-5 };
+const rng = new Rng(16);
+const params = initGPT2(cfg, rng);
+for (const [name, { data }] of params) {
+  if (/\.ln_\w+\./.test(name)) for (let i = 0; i < data.length; i++) data[i] += 0.2 * rng.normal();
+  else if (name.endsWith('.bias')) for (let i = 0; i < data.length; i++) data[i] = 0.1 * rng.normal();
+  else for (let i = 0; i < data.length; i++) data[i] *= 6;
+}
+const vectors = [0, 1, 2].map((l) => Float32Array.from({ length: cfg.nEmbd }, () => (l === 1 ? 0 : 0.8 * rng.normal())));
+const IDS = [[3, 7, 1, 22, 9, 4], [0, 5, 5, 12, 18, 2]];
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+
+/**
+ * Logits [B, T, V] and every site's activation [B, T, d] of `p` on IDS; with `steer`, its vectors are added
+ * at its site at EVERY position (what the baked biases do), unlike gpt2-infer.ts's last position only.
+ */
+async function everyPosition(p: ParamSet, steer?: { site: GPT2Site; vectors: Float32Array[] }): Promise<Record<string, Float32Array>> {
+  const g = new Graph('every_position');
+  const w = gpt2ParamInitializers(g, cfg, p);
+  const T = IDS[0].length;
+  const ids = g.input('ids', [IDS.length, T], 'int64');
+  const hook: SiteHook = (l, s, x) => {
+    const y = steer && s === steer.site ? ops.add(x, g.constant(steer.vectors[l], [cfg.nEmbd])) : x;
+    g.output(y, siteName(l, s));
+    return y;
+  };
+  const { h } = gpt2Trunk(cfg, w, ids, ops.range(g, T), { hook });
+  g.output(gpt2Head(cfg, w, h), 'logits');
+  const runner = await Runner.fromGraph(g, { threads: 1 });
+  try {
+    const out = await runner.run({ ids: { data: BigInt64Array.from(IDS.flat(), BigInt), dims: [IDS.length, T] } });
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+  } finally {
+    await runner.release();
+  }
+}
+
+describe('the baking rule', () => {
+  it('names the tensor of each site: ln_2.bias, the previous block\'s c_proj.bias (block 0: every row of wpe), the own c_proj.bias', () => {
+    expect(bakeTarget(2, 'ln2')).toEqual({ tensor: 'transformer.h.2.ln_2.bias', everyRow: false });
+    expect(bakeTarget(0, 'resid_pre')).toEqual({ tensor: 'transformer.wpe.weight', everyRow: true });
+    expect(bakeTarget(2, 'resid_pre')).toEqual({ tensor: 'transformer.h.1.mlp.c_proj.bias', everyRow: false });
+    expect(bakeTarget(2, 'resid_post')).toEqual({ tensor: 'transformer.h.2.mlp.c_proj.bias', everyRow: false });
+    const { params: baked, baked: list } = bakeSteering(cfg, params, 'resid_pre', vectors);
+    expect(list.map((b) => [b.site, b.tensor])).toEqual([['blocks.0.resid_pre', 'transformer.wpe.weight'], ['blocks.2.resid_pre', 'transformer.h.1.mlp.c_proj.bias']]);
+    // Only those tensors changed; wpe in every row by s_0; the source parameters untouched.
+    for (const [name, p] of baked) {
+      const src = params.get(name)!.data;
+      if (name === 'transformer.wpe.weight') for (let r = 0; r < cfg.nPositions; r++) for (let i = 0; i < cfg.nEmbd; i++) expect(p.data[r * cfg.nEmbd + i]).toBe(Math.fround(src[r * cfg.nEmbd + i] + vectors[0][i]));
+      else if (name === 'transformer.h.1.mlp.c_proj.bias') for (let i = 0; i < cfg.nEmbd; i++) expect(p.data[i]).toBe(Math.fround(src[i] + vectors[2][i]));
+      else expect(p.data).toEqual(src);
+    }
+    expect(params.get('transformer.wpe.weight')!.data).not.toEqual(baked.get('transformer.wpe.weight')!.data);
+    expect(() => bakeSteering(cfg, params, 'ln2', vectors.slice(1))).toThrow(/2 steering vectors; the model has 3 layers/);
+  });
+
+  for (const site of GPT2_SITES) {
+    it(`${site}: the baked forward equals the source steered at every position (every site activation, every logit)`, async () => {
+      const steered = await everyPosition(params, { site, vectors });
+      const baked = await everyPosition(bakeSteering(cfg, params, site, vectors).params);
+      const plain = await everyPosition(params);
+      for (const name of Object.keys(steered)) {
+        // resid_pre of block l is resid_post of block l-1: the baked model carries block l's shift in that
+        // tensor already, read at block l-1's resid_post hook, where the test graph adds it at block l's.
+        const m = /^blocks\.(\d+)\.resid_post$/.exec(name);
+        const want = site === 'resid_pre' && m && Number(m[1]) + 1 < cfg.nLayer ? steered[siteName(Number(m[1]) + 1, 'resid_pre')] : steered[name];
+        const scale = Math.max(1, ...Array.from(want, Math.abs));
+        expect(maxDiff(baked[name], want) / scale, name).toBeLessThan(1e-5);
+      }
+      expect(maxDiff(plain.logits, steered.logits)).toBeGreaterThan(1e-2); // the steering does something
+      // The shift at its own site: activation = unsteered activation + s_l at every position (layer 0).
+      const d = cfg.nEmbd;
+      const a = baked[siteName(0, site)];
+      const u = plain[siteName(0, site)];
+      for (let j = 0; j < a.length; j++) expect(a[j]).toBeCloseTo(u[j] + vectors[0][j % d], 4);
+    });
+  }
+
+  it('a rule one block off (resid_pre of block l into block l\'s own c_proj.bias) fails the same check', async () => {
+    const wrong = cloneParams(params);
+    wrong.get('transformer.wpe.weight')!.data.forEach((_, j, a) => (a[j] += vectors[0][j % cfg.nEmbd]));
+    wrong.get('transformer.h.2.mlp.c_proj.bias')!.data.forEach((_, i, a) => (a[i] += vectors[2][i]));
+    const steered = await everyPosition(params, { site: 'resid_pre', vectors });
+    const bad = await everyPosition(wrong);
+    expect(maxDiff(bad[siteName(2, 'resid_pre')], steered[siteName(2, 'resid_pre')])).toBeGreaterThan(0.1);
+    expect(maxDiff(bad.logits, steered.logits)).toBeGreaterThan(1e-2);
+  });
+});
+
+describe('baked vs runtime steering (gpt2-infer.ts)', () => {
+  for (const site of GPT2_SITES) {
+    it(`${site}: the same logits, site vectors and greedy tokens on one-token prompts; different on longer prompts`, async () => {
+      const source = await GPT2Inference.create(cfg, params, { site, runner: { threads: 1 } });
+      const baked = await GPT2Inference.create(cfg, bakeSteering(cfg, params, site, vectors).params, { site, runner: { threads: 1 } });
+      try {
+        const prompts = [[0], [7], [22]];
+        const rt = await source.generate(prompts, { maxNewTokens: cfg.nPositions - 1, eosId: -1, steer: vectors });
+        const bk = await baked.generate(prompts, { maxNewTokens: cfg.nPositions - 1, eosId: -1 });
+        expect(bk.tokens).toEqual(rt.tokens);
+        expect(rt.tokens[0]).toHaveLength(cfg.nPositions - 1);
+        expect(maxDiff(bk.firstLogits, rt.firstLogits)).toBeLessThan(1e-4);
+        expect(maxDiff(bk.hidden, rt.hidden)).toBeLessThan(1e-4);
+        // Longer prompts: runtime shifts only the last prompt position, the baked model every one.
+        const long = (await baked.forward(IDS[0])).logits;
+        const runtime = (await source.forward(IDS[0], vectors)).logits;
+        expect(maxDiff(long, runtime)).toBeGreaterThan(1e-3);
+      } finally {
+        await source.release();
+        await baked.release();
+      }
+    });
+  }
+});
+
+describe('model.onnx', () => {
+  it('input_ids [batch, seq] -> logits [batch, seq, vocab] equal to the baked forward at every position', async () => {
+    const { params: baked } = bakeSteering(cfg, params, 'ln2', vectors);
+    const dir = path.join(tmp, 'onnx');
+    fs.mkdirSync(dir);
+    expect(writeExportOnnx(dir, cfg, baked)).toEqual([ONNX_FILE]);
+    const g = buildExportGraph(cfg, baked);
+    expect(g.inputSpecs()).toEqual([{ name: 'input_ids', shape: ['batch', 'seq'], dtype: 'int64' }]);
+    const runner = await Runner.create(path.join(dir, ONNX_FILE), { inputs: g.inputSpecs(), outputs: g.outputSpecs() }, { threads: 1 });
+    try {
+      const T = IDS[0].length;
+      const out = await runner.run({ input_ids: { data: BigInt64Array.from(IDS.flat(), BigInt), dims: [IDS.length, T] } });
+      expect(out.logits.dims).toEqual([IDS.length, T, cfg.vocabSize]);
+      const want = await everyPosition(baked);
+      expect(maxDiff(out.logits.data as Float32Array, want.logits)).toBeLessThan(1e-4);
+    } finally {
+      await runner.release();
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The command on the committed tiny run.
+
+const REPO_RUN = path.join(__dirname, '..', '..', 'runs', 'arithmetic-tiny');
+const haveRun = fs.existsSync(analysisPath(REPO_RUN, 'neurons')) && fs.existsSync(path.join(REPO_RUN, RUN_FILES.model));
+const OUT = path.join(tmp, 'steered');
+
+async function cli(argv: string[]): Promise<{ code: number; out: string }> {
+  const out: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    return { code: await main(argv), out: out.join('\n') };
+  } finally {
+    log.mockRestore();
+    err.mockRestore();
+  }
+}
+
+describe.skipIf(!haveRun)('memgen export on runs/arithmetic-tiny', () => {
+  it('writes a run folder that loadRun, eval and generate open, with the manifest of the export', async () => {
+    const r = await cli(['export', '--run', REPO_RUN, '--out', OUT, '--n', '12', '--seed', '7', '--threads', '1']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/runtime steering of the source +[\d.]+ +[\d.]+ +[\d.]+ +12/);
+    expect(r.out).toMatch(/this export, unsteered +[\d.]+ +[\d.]+ +[\d.]+ +12/);
+    expect(fs.readdirSync(OUT).sort()).toEqual([RUN_FILES.config, RUN_FILES.manifest, RUN_FILES.model, ONNX_FILE, RUN_FILES.tokenizer].sort());
+    expect(fs.existsSync(`${OUT}.partial`)).toBe(false);
+    expect(fs.existsSync(`${OUT}.lock`)).toBe(false);
+    expect(fs.readFileSync(path.join(OUT, RUN_FILES.config), 'utf8')).toBe(fs.readFileSync(path.join(REPO_RUN, RUN_FILES.config), 'utf8'));
+    expect(fs.readFileSync(path.join(OUT, RUN_FILES.tokenizer), 'utf8')).toBe(fs.readFileSync(path.join(REPO_RUN, RUN_FILES.tokenizer), 'utf8'));
+
+    const run = loadRun(OUT);
+    const src = loadRun(REPO_RUN);
+    expect(run.manifest).toMatchObject({ format: 'memgen-run/1', status: 'done', task: 'arithmetic', seed: src.manifest.seed, best: null });
+    expect(run.manifest.command).toBe(`memgen export --run ${REPO_RUN} --direction 'mem->gen' --topn 0.1 --alpha 5 --n 12 --seed 7 --out ${OUT}`);
+    const info = readExportInfo(OUT)!;
+    expect(info.format).toBe(EXPORT_FORMAT);
+    expect(info.source.run).toBe(REPO_RUN);
+    expect(info.source.modelHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(info.intervention).toMatchObject({ kind: 'targeted', direction: 'mem->gen', alpha: 5, topN: 0.1, site: 'resid_pre', count: Math.round(0.1 * 4 * 128) });
+    const c = info.comparison!;
+    expect(c.n).toBe(12);
+    expect(c.runtime.counts.gen + c.runtime.counts.mem + c.runtime.counts.other).toBe(12);
+    expect(c.baked.counts.gen + c.baked.counts.mem + c.baked.counts.other).toBe(12);
+    expect(c.sameOutput).toBeLessThanOrEqual(12);
+    expect(readExportInfo(REPO_RUN)).toBeNull();
+
+    // The weights differ from the source exactly in the baked tensors.
+    const changed = [...run.params].filter(([name, p]) => maxDiff(p.data, src.params.get(name)!.data) > 0).map(([name]) => name).sort();
+    expect(changed).toEqual(info.baked.map((b) => b.tensor).sort());
+    expect(changed.length).toBeGreaterThan(0);
+
+    const ev = await cli(['eval', '--run', OUT, '--n', '20', '--threads', '1']);
+    expect(ev.code).toBe(0);
+    expect(ev.out).toContain(`steered export of ${REPO_RUN}`);
+    expect(ev.out).toMatch(/same output on \d+ of 12 inputs/);
+    const gen = await cli(['generate', '--run', OUT, '--prompt', '12+34+56+78=', '--threads', '1']);
+    expect(gen.code).toBe(0);
+    expect(gen.out).toMatch(/→ (gen|mem|other)/);
+  });
+
+  it('refuses an existing DIR without --force, keeps it aside with --force, and refuses the source itself', async () => {
+    const again = await cli(['export', '--run', REPO_RUN, '--out', OUT, '--no-compare', '--threads', '1']);
+    expect(again.code).toBe(1);
+    const before = fs.readFileSync(path.join(OUT, RUN_FILES.manifest), 'utf8');
+    const forced = await cli(['export', '--run', REPO_RUN, '--out', OUT, '--no-compare', '--direction', 'gen->mem', '--force', '--threads', '1']);
+    expect(forced.code).toBe(0);
+    const aside = fs.readdirSync(tmp).filter((f) => f.startsWith('steered.replaced-'));
+    expect(aside).toHaveLength(1);
+    expect(fs.readFileSync(path.join(tmp, aside[0], RUN_FILES.manifest), 'utf8')).toBe(before);
+    const info = readExportInfo(OUT)!;
+    expect(info.intervention.direction).toBe('gen->mem');
+    expect(info.comparison).toBeNull();
+    expect(forced.out).toContain('not measured');
+    expect((await cli(['export', '--run', REPO_RUN, '--out', REPO_RUN, '--force'])).code).toBe(1);
+    expect((await cli(['export', '--run', REPO_RUN, '--out', OUT, '--topn', '0.1', '--pick', 'blocks.0.resid_pre:1'])).code).toBe(2);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Optional: an independent PyTorch GPT-2 and the onnx checker.
+
+const PYTHON = '/usr/bin/python3';
+const hasPython = (mods: string) => fs.existsSync(PYTHON) && spawnSync(PYTHON, ['-c', `import ${mods}`], { stdio: 'ignore', timeout: 60_000 }).status === 0;
+const hasTorch = hasPython('torch, numpy');
+const hasOnnx = hasPython('onnx');
+
+/**
+ * Reads a folder as transformers would: config.json fields of GPT2Config and the safetensors tensors of
+ * GPT2LMHeadModel (names and shapes spelled here from Hugging Face's module tree, Conv1D weights [in, out],
+ * the LM head tied to wte so absent), then a float64 forward: logits at every position of each prompt,
+ * with `steer` (site -> per-layer vectors) added at every position when given.
+ */
+const TORCH_GPT2 = String.raw`
+import json, math, struct, sys
+import numpy as np
+import torch
+
+req = json.load(sys.stdin)
+
+def load(d):
+    cfg = json.load(open(d + "/config.json"))
+    assert cfg["model_type"] == "gpt2" and cfg["architectures"] == ["GPT2LMHeadModel"], cfg
+    assert cfg["activation_function"] == "gelu_new" and cfg["tie_word_embeddings"] and cfg["n_inner"] is None
+    raw = open(d + "/model.safetensors", "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    E, L, V, P = cfg["n_embd"], cfg["n_layer"], cfg["vocab_size"], cfg["n_positions"]
+    want = {"transformer.wte.weight": [V, E], "transformer.wpe.weight": [P, E], "transformer.ln_f.weight": [E], "transformer.ln_f.bias": [E]}
+    for i in range(L):
+        for mod, shapes in [("ln_1", ([E], [E])), ("attn.c_attn", ([E, 3 * E], [3 * E])), ("attn.c_proj", ([E, E], [E])),
+                            ("ln_2", ([E], [E])), ("mlp.c_fc", ([E, 4 * E], [4 * E])), ("mlp.c_proj", ([4 * E, E], [E]))]:
+            want["transformer.h.%d.%s.weight" % (i, mod)] = shapes[0]
+            want["transformer.h.%d.%s.bias" % (i, mod)] = shapes[1]
+    got = {k: v for k, v in header.items() if k != "__metadata__"}
+    assert set(got) == set(want), sorted(set(got) ^ set(want))
+    W = {}
+    for name, info in got.items():
+        assert info["dtype"] == "F32" and info["shape"] == want[name], (name, info)
+        b, e = info["data_offsets"]
+        W[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"]).astype(np.float64))
+    return cfg, W
+
+def forward(cfg, W, ids, steer):
+    d, H, L, eps = cfg["n_embd"], cfg["n_head"], cfg["n_layer"], cfg["layer_norm_epsilon"]
+    hd = d // H
+    site, vec = (steer["site"], [torch.tensor(v, dtype=torch.float64) for v in steer["vectors"]]) if steer else (None, None)
+    add = lambda s, i, x: x + vec[i] if s == site else x
+    ln = lambda x, p: (x - x.mean(-1, keepdim=True)) / torch.sqrt(((x - x.mean(-1, keepdim=True)) ** 2).mean(-1, keepdim=True) + eps) * W[p + ".weight"] + W[p + ".bias"]
+    gelu = lambda x: 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    T = len(ids)
+    h = W["transformer.wte.weight"][ids] + W["transformer.wpe.weight"][:T]
+    for i in range(L):
+        p = "transformer.h.%d." % i
+        h = add("resid_pre", i, h)
+        qkv = ln(h, p + "ln_1") @ W[p + "attn.c_attn.weight"] + W[p + "attn.c_attn.bias"]
+        q, k, v = (t.reshape(T, H, hd).transpose(0, 1) for t in qkv.split(d, dim=-1))
+        att = (q @ k.transpose(-2, -1) / math.sqrt(hd)).masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
+        h = h + (att @ v).transpose(0, 1).reshape(T, d) @ W[p + "attn.c_proj.weight"] + W[p + "attn.c_proj.bias"]
+        m = add("ln2", i, ln(h, p + "ln_2"))
+        h = add("resid_post", i, h + gelu(m @ W[p + "mlp.c_fc.weight"] + W[p + "mlp.c_fc.bias"]) @ W[p + "mlp.c_proj.weight"] + W[p + "mlp.c_proj.bias"])
+    return (ln(h, "transformer.ln_f") @ W["transformer.wte.weight"].T).tolist()
+
+out = []
+for job in req:
+    cfg, W = load(job["dir"])
+    out.append([forward(cfg, W, ids, job.get("steer")) for ids in job["prompts"]])
+json.dump(out, sys.stdout)
+`;
+
+function torch(jobs: { dir: string; prompts: number[][]; steer?: { site: GPT2Site; vectors: number[][] } }[]): number[][][][] {
+  const py = spawnSync(PYTHON, ['-c', TORCH_GPT2], { input: JSON.stringify(jobs), encoding: 'utf8', timeout: 300_000, maxBuffer: 1 << 28 });
+  if (py.status !== 0) throw new Error(`python failed (${py.status}): ${py.stderr}`);
+  return JSON.parse(py.stdout) as number[][][][];
+}
+
+function writeFolder(dir: string, p: ParamSet): void {
+  fs.mkdirSync(dir, { recursive: true });
+  saveParams(path.join(dir, RUN_FILES.model), p);
+  fs.writeFileSync(path.join(dir, RUN_FILES.config), JSON.stringify(toHFConfig(cfg, { bosTokenId: 0, eosTokenId: 0 })));
+}
+
+describe.skipIf(!hasTorch)('against an independent PyTorch GPT-2 (float64)', () => {
+  it('per site: torch(baked) = torch(source steered at every position) = our baked forward, within 1e-4', async () => {
+    writeFolder(path.join(tmp, 'torch-source'), params);
+    const jobs: Parameters<typeof torch>[0] = [];
+    const ours: Float32Array[] = [];
+    for (const site of GPT2_SITES) {
+      const baked = bakeSteering(cfg, params, site, vectors).params;
+      writeFolder(path.join(tmp, `torch-${site}`), baked);
+      jobs.push({ dir: path.join(tmp, `torch-${site}`), prompts: IDS });
+      jobs.push({ dir: path.join(tmp, 'torch-source'), prompts: IDS, steer: { site, vectors: vectors.map((v) => Array.from(v)) } });
+      ours.push((await everyPosition(baked)).logits);
+    }
+    const res = torch(jobs);
+    GPT2_SITES.forEach((site, s) => {
+      const bakedT = res[2 * s].flat(2);
+      const steeredT = res[2 * s + 1].flat(2);
+      expect(maxDiff(bakedT, steeredT), site).toBeLessThan(1e-4);
+      expect(maxDiff(ours[s], bakedT), site).toBeLessThan(1e-4);
+    });
+  });
+
+  it.skipIf(!haveRun)('reads the exported arithmetic-tiny folder as a Hugging Face GPT-2 and agrees with our forward', async () => {
+    const dir = fs.existsSync(path.join(OUT, RUN_FILES.model)) ? OUT : path.join(tmp, 'torch-export');
+    if (dir !== OUT) expect((await cli(['export', '--run', REPO_RUN, '--out', dir, '--no-compare', '--threads', '1'])).code).toBe(0);
+    const run = loadRun(dir);
+    const ids = run.task.tokenizer.encode('12+34+56+78=');
+    const [[logits]] = torch([{ dir, prompts: [ids] }]);
+    const inf = await GPT2Inference.create(run.cfg, run.params, { runner: { threads: 1 } });
+    try {
+      expect(maxDiff((await inf.forward(ids)).logits, logits[ids.length - 1])).toBeLessThan(1e-4);
+    } finally {
+      await inf.release();
+    }
+    expect(loadParams(path.join(dir, RUN_FILES.model), gpt2ParamShapes(run.cfg)).size).toBe(gpt2ParamShapes(run.cfg).size);
+  });
+});
+
+describe.skipIf(!hasOnnx)('model.onnx against the onnx checker (python3-onnx)', () => {
+  it('accepts the exported graph with full shape inference', () => {
+    const dir = path.join(tmp, 'onnx-check');
+    fs.mkdirSync(dir);
+    writeExportOnnx(dir, cfg, bakeSteering(cfg, params, 'resid_post', vectors).params);
+    const py = spawnSync(PYTHON, ['-c', `import onnx, sys
+m = onnx.load(sys.argv[1])
+onnx.checker.check_model(m, full_check=True)
+print('ok', [i.name for i in m.graph.input], [o.name for o in m.graph.output], len(m.graph.initializer))`, path.join(dir, ONNX_FILE)], { encoding: 'utf8', timeout: 120_000 });
+    expect(py.stderr).toBe('');
+    const [, count] = /^ok \['input_ids'\] \['logits'\] (\d+)$/.exec(py.stdout.trim()) ?? [];
+    expect(Number(count)).toBeGreaterThanOrEqual(gpt2ParamShapes(cfg).size); // the weights, and the graph's constants
+  });
+});
