@@ -43,11 +43,19 @@ export const GPT2_PRESETS: Record<'tiny' | 'small' | 'gpt2' | 'gpt2-medium', Omi
   'gpt2-medium': { nLayer: 24, nEmbd: 1024, nHead: 16, layerNormEps: 1e-5 },
 };
 
+/**
+ * The most layers a config may name (GPT-2 XL has 48). A config is untrusted input: its tensor list
+ * (gpt2ParamShapes, 12 tensors a layer) is built before the model file is read, so a config.json
+ * saying n_layer 1e9 would otherwise hang the reader.
+ */
+export const MAX_GPT2_LAYERS = 4096;
+
 /** Throws, naming the field, when a config cannot describe a GPT-2. */
 export function checkGPT2Config(cfg: GPT2Config): void {
   for (const k of ['vocabSize', 'nPositions', 'nEmbd', 'nLayer', 'nHead'] as const) {
     if (!Number.isSafeInteger(cfg[k]) || cfg[k] <= 0) throw new Error(`GPT-2 config: ${k} must be a positive integer, got ${cfg[k]}`);
   }
+  if (cfg.nLayer > MAX_GPT2_LAYERS) throw new Error(`GPT-2 config: nLayer ${cfg.nLayer} is more than ${MAX_GPT2_LAYERS} layers`);
   if (cfg.nEmbd % cfg.nHead !== 0) throw new Error(`GPT-2 config: nEmbd ${cfg.nEmbd} is not divisible by nHead ${cfg.nHead}`);
   if (!(cfg.layerNormEps > 0)) throw new Error(`GPT-2 config: layerNormEps must be positive, got ${cfg.layerNormEps}`);
 }

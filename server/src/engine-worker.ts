@@ -18,7 +18,7 @@ import { type ProbeKind, type ProbeModel, probeLogitRow } from '../../engine/ana
 import { rankNeurons } from '../../engine/analysis/rank';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import type { GPT2Site } from '../../engine/models/hooks';
-import { type LoadedRun, loadRun, readJSON } from '../../engine/runs/run';
+import { type LoadedRun, RUN_FILES, loadRun, readJSON } from '../../engine/runs/run';
 import { PAPER_GPT2_SETTING, type SteeringFile, defaultAlpha, steerPath } from '../../engine/steer/files';
 import { customIntervention, targetedIntervention } from '../../engine/steer/intervention';
 import { steeringVerdict } from '../../engine/report/verdict';
@@ -42,7 +42,8 @@ export type EngineRequest =
 
 export type EngineReply =
   | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: string; cancelled?: boolean };
+  /** runError: the run itself failed to load (the same answer for every prompt on it). */
+  | { id: number; ok: false; error: string; cancelled?: boolean; runError?: boolean };
 
 interface Analysis {
   summary: AnalysisSummary;
@@ -122,10 +123,37 @@ function loadAnalysis(run: LoadedRun, site: GPT2Site): Analysis {
   return { summary, measured: readMeasuredSteering(run, summary), dir: analysisDir(run), neurons: readNeurons(run.dir).neurons, nmd, rho, mid, probesFile, probeModels, stale: analysisStaleness(run.dir, summary) };
 }
 
+/** Thrown when a run folder fails to load (not a prompt's own error). */
+class RunLoadError extends Error {}
+
+/**
+ * Runs that failed to load, with the state of their files then: such a run is not read again until
+ * one of them changes (a broken folder named by a document of thousands of prompts was re-read per prompt).
+ */
+const failed = new Map<string, { stamp: string; error: RunLoadError }>();
+
+/** The size, modification time and inode of a run folder's files: a change means a reload is worth trying. */
+function runStamp(dir: string): string {
+  return [RUN_FILES.config, RUN_FILES.manifest, RUN_FILES.model, RUN_FILES.tokenizer]
+    .map((f) => {
+      try {
+        const st = fs.statSync(path.join(dir, f));
+        return `${st.size}:${st.mtimeMs}:${st.ino}`;
+      } catch {
+        return '-';
+      }
+    })
+    .join('|');
+}
+
 function getLoaded(job: PromptJob): Promise<Loaded> {
   const key = JSON.stringify([path.resolve(job.run), job.site, job.provider, job.threads]);
   let p = loaded.get(key);
   if (!p) {
+    const stamp = runStamp(job.run);
+    const f = failed.get(key);
+    if (f && f.stamp === stamp) return Promise.reject(f.error);
+    failed.delete(key);
     p = (async () => {
       const run = loadRun(job.run);
       const inf = await GPT2Inference.create(run.cfg, run.params, { site: job.site, runner: { provider: job.provider, threads: job.threads }, batchSize: 8 });
@@ -137,8 +165,12 @@ function getLoaded(job: PromptJob): Promise<Loaded> {
         analysisError = (e as Error).message;
       }
       return { run, inf, analysis, analysisError };
-    })();
-    p.catch(() => loaded.delete(key));
+    })().catch((e: unknown) => {
+      const error = new RunLoadError((e as Error).message);
+      loaded.delete(key);
+      failed.set(key, { stamp, error });
+      throw error;
+    });
     loaded.set(key, p);
   }
   return p;
@@ -159,9 +191,16 @@ function example(l: Loaded, prompt: string): Example {
   return l.run.task.fromPrompt(prompt);
 }
 
-async function generate(l: Loaded, ex: Example, steerVectors?: Float32Array[]) {
+async function generate(l: Loaded, ex: Example, steer?: { vectors: Float32Array[]; alpha: number }) {
   const ids = l.run.task.tokenizer.encode(ex.prompt);
-  const res = await l.inf.generate([ids], { maxNewTokens: l.run.task.maxAnswerTokens, eosId: l.run.task.tokenizer.eoaId, steer: steerVectors });
+  const res = await l.inf.generate([ids], { maxNewTokens: l.run.task.maxAnswerTokens, eosId: l.run.task.tokenizer.eoaId, steer: steer?.vectors });
+  // A huge alpha (the header allows any finite number, e.g. 1e308) overflows the activations: the
+  // probabilities would be NaN, sent as null where the protocol promises numbers.
+  const bad = res.firstLogits.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    const v = res.firstLogits[bad];
+    throw new Error(steer ? `steering at alpha ${steer.alpha} overflows this model's activations (logit ${bad} is ${v}); use an alpha of smaller magnitude` : `the model's logit ${bad} is ${v}: its weights are not finite`);
+  }
   const output = l.run.task.tokenizer.decode(res.tokens[0]);
   const answer = l.run.task.statedAnswer?.(output) ?? null;
   const first = l.run.task.firstAnswerTokens(ex);
@@ -285,7 +324,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   if (cache.has(key)) return cache.get(key) as SteerResult;
   const ex = example(l, job.prompt);
   const un = await generate(l, ex);
-  const st = await generate(l, ex, iv.vectors);
+  const st = await generate(l, ex, { vectors: iv.vectors, alpha });
   const outcome = (g: typeof un): SteerOutcome => ({ output: g.output, answer: g.answer, behaviour: g.behaviour, pGenFirst: g.pGenFirst, pMemFirst: g.pMemFirst });
   return remember(key, {
     prompt: ex.prompt,
@@ -348,7 +387,7 @@ async function pump(): Promise<void> {
         else result = await activations(req.job);
         reply({ id: req.id, ok: true, result });
       } catch (e) {
-        reply({ id: req.id, ok: false, error: (e as Error).message });
+        reply({ id: req.id, ok: false, error: (e as Error).message, runError: e instanceof RunLoadError });
       }
     }
   } finally {

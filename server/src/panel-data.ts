@@ -128,7 +128,9 @@ export function steeringTables(run: string): lsp.SteeringTablesResult {
  */
 export function neuronDetail(run: string, layer: number, index: number): lsp.NeuronDetailResult {
   const a = arraysOf(run);
-  if (layer >= a.layers || index >= a.d) throw new Error(`no neuron ${layer}:${index} in a [${a.layers}, ${a.d}] analysis`);
+  // A negative or fractional index would read another neuron's column (or a misaligned one).
+  const ok = (x: number, n: number) => Number.isInteger(x) && x >= 0 && x < n;
+  if (!ok(layer, a.layers) || !ok(index, a.d)) throw new Error(`no neuron ${layer}:${index} in a [${a.layers}, ${a.d}] analysis`);
   const column = (file: string) => {
     const h = readNpyHeader(need(file, analyzeHint(run)));
     if (h.shape.length !== 3 || h.shape[1] !== a.layers || h.shape[2] !== a.d) throw new Error(`${file} has shape (${h.shape.join(', ')}), not [pairs, ${a.layers}, ${a.d}]`);

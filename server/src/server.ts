@@ -61,7 +61,7 @@ class Engine {
       if (!p) return;
       this.pending.delete(r.id);
       if (r.ok) p.resolve(r.result);
-      else p.reject(Object.assign(new Error(r.error), { cancelled: Boolean(r.cancelled) }));
+      else p.reject(Object.assign(new Error(r.error), { cancelled: Boolean(r.cancelled), runError: Boolean(r.runError) }));
     });
     w.on('error', (e) => log(`engine worker error: ${e.message}`));
     w.on('exit', (code) => {
@@ -108,23 +108,38 @@ function docDir(uri: string): string | null {
   return uri.startsWith('file:') ? path.dirname(fileURLToPath(uri)) : null;
 }
 
+/** The longest `run:` value looked up: Windows' extended-length paths (32,767 characters); Linux's PATH_MAX is 4,096. */
+const MAX_RUN_PATH = 32_767;
+/** A path as messages show it: at most 200 characters. */
+const shownPath = (p: string) => (p.length > 200 ? `${p.slice(0, 200)}… (${p.length} characters)` : p);
+
 /** The run folder of a document: its `run:` header, else the default run; relative to a workspace root, else to the file. */
 function resolveRun(doc: TextDocument, file: MemgenFile): { dir: string | null; range: Range | null; error: string | null } {
   const given = file.header.run?.value ?? (settings.defaultRun || null);
   const range = file.header.run?.range ?? null;
   if (!given) return { dir: null, range, error: 'no run: add a `run: runs/NAME` line at the top, or set memgen.defaultRun' };
+  // No folder has such a name: say so without resolving it against every base (a 1 MB value took seconds).
+  if (given.length > MAX_RUN_PATH || given.includes('\0')) return { dir: null, range, error: `run folder '${shownPath(given)}' cannot exist (${given.includes('\0') ? 'the path contains NUL' : `${given.length} characters, more than ${MAX_RUN_PATH}`})` };
   const bases = path.isAbsolute(given) ? [''] : [...roots, ...roots.map((r) => path.join(r, settings.runsFolder)), docDir(doc.uri) ?? ''];
   for (const b of bases) {
     const dir = path.resolve(b, given);
     if (fs.existsSync(path.join(dir, 'config.json'))) return { dir, range, error: null };
   }
-  return { dir: null, range, error: `run folder '${given}' not found (looked in ${bases.map((b) => path.resolve(b, given)).join(', ')})` };
+  return { dir: null, range, error: `run folder '${shownPath(given)}' not found (looked in ${bases.map((b) => shownPath(path.resolve(b, given))).join(', ')})` };
 }
 
-function jobFor(doc: TextDocument, file: MemgenFile, prompt: PromptEntry): PromptJob | { error: string } {
+/** What the prompts of a document run on: its run folder and site, resolved once per request (not once per prompt). */
+type Target = { run: string; site: lsp.Site } | { error: string };
+
+function targetFor(doc: TextDocument, file: MemgenFile): Target {
   const r = resolveRun(doc, file);
   if (!r.dir) return { error: r.error! };
-  return { run: r.dir, prompt: prompt.text, site: file.header.site?.value ?? analysisSite(r.dir) ?? settings.site, provider: settings.provider, threads: settings.threads, expected: prompt.expected?.value ?? null };
+  return { run: r.dir, site: file.header.site?.value ?? analysisSite(r.dir) ?? settings.site };
+}
+
+function jobFor(doc: TextDocument, file: MemgenFile, prompt: PromptEntry, target: Target = targetFor(doc, file)): PromptJob | { error: string } {
+  if ('error' in target) return target;
+  return { run: target.run, prompt: prompt.text, site: target.site, provider: settings.provider, threads: settings.threads, expected: prompt.expected?.value ?? null };
 }
 
 /** The site of a run's analysis (RUN/analysis/analysis.json), or null when it has none or it is unreadable. */
@@ -219,24 +234,32 @@ const SEVERITY: Record<Exclude<lsp.DiagnosticLevel, 'off'>, DiagnosticSeverity> 
 const timers = new Map<string, NodeJS.Timeout>();
 const versionTokens = new Map<string, { cancelled: boolean; listeners: (() => void)[] }>();
 
-function parseDiagnostics(doc: TextDocument, file: MemgenFile): Diagnostic[] {
+function parseDiagnostics(file: MemgenFile, r: ReturnType<typeof resolveRun>): Diagnostic[] {
   const diags: Diagnostic[] = file.errors.map((e) => ({ range: e.range, message: e.message, severity: DiagnosticSeverity.Error, source: 'memgen' }));
-  const r = resolveRun(doc, file);
   if (r.error) diags.push({ range: r.range ?? { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, message: r.error, severity: DiagnosticSeverity.Error, source: 'memgen' });
   return diags;
 }
 
-function validate(doc: TextDocument): void {
-  const file = parse(doc);
-  const base = parseDiagnostics(doc, file);
-  void connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: base });
-  clearTimeout(timers.get(doc.uri));
-  const old = versionTokens.get(doc.uri);
+/** Stops a document's pending model diagnostics: the debounce timer and the queued or running predictions. */
+function cancelModelDiagnostics(uri: string): void {
+  clearTimeout(timers.get(uri));
+  timers.delete(uri);
+  const old = versionTokens.get(uri);
+  versionTokens.delete(uri);
   if (old) {
     old.cancelled = true;
     old.listeners.forEach((l) => l());
   }
-  if (!settings.trusted || resolveRun(doc, file).error) return;
+}
+
+function validate(doc: TextDocument): void {
+  const file = parse(doc);
+  const run = resolveRun(doc, file);
+  if (run.dir) lastRun = run.dir;
+  const base = parseDiagnostics(file, run);
+  void connection.sendDiagnostics({ uri: doc.uri, version: doc.version, diagnostics: base });
+  cancelModelDiagnostics(doc.uri);
+  if (!settings.trusted || run.error) return;
   const state = { cancelled: false, listeners: [] as (() => void)[] };
   versionTokens.set(doc.uri, state);
   const token: CancellationToken = {
@@ -255,10 +278,17 @@ async function modelDiagnostics(doc: TextDocument, file: MemgenFile, base: Diagn
   const diags = [...base];
   let staleShown = false;
   sendStatus('busy', `predicting ${file.prompts.length} prompts`);
+  const target = targetFor(doc, file);
+  /** The run's load error, once the worker gave one: the same for every prompt, so asked once. */
+  let runError: string | null = null;
   for (const prompt of file.prompts) {
     if (token.isCancellationRequested) return;
-    const job = jobFor(doc, file, prompt);
+    const job = jobFor(doc, file, prompt, target);
     if ('error' in job) return;
+    if (runError !== null) {
+      diags.push({ range: prompt.range, message: runError, severity: DiagnosticSeverity.Error, source: 'memgen' });
+      continue;
+    }
     try {
       const p = await predictFor(job, token);
       if (p.analysis?.stale && !staleShown && settings.staleDiagnostics !== 'off') {
@@ -273,6 +303,7 @@ async function modelDiagnostics(doc: TextDocument, file: MemgenFile, base: Diagn
       }
     } catch (e) {
       if ((e as { cancelled?: boolean }).cancelled || token.isCancellationRequested) return;
+      if ((e as { runError?: boolean }).runError) runError = (e as Error).message;
       diags.push({ range: prompt.range, message: (e as Error).message, severity: DiagnosticSeverity.Error, source: 'memgen' });
     }
   }
@@ -367,18 +398,18 @@ connection.onInitialize((params) => {
 connection.onNotification(lsp.configure, (s) => {
   settings = { ...lsp.DEFAULT_SETTINGS, ...s };
   log(`settings: ${JSON.stringify(settings)}`);
+  sendStatus('idle', settings.trusted ? 'settings applied' : 'untrusted workspace: MemGen parses prompt files but runs no model');
   documents.all().forEach(validate);
 });
 
 documents.onDidChangeContent((e) => {
   if (e.document.languageId !== 'memgen' && !e.document.uri.endsWith('.memgen')) return;
-  const r = resolveRun(e.document, parse(e.document));
-  if (r.dir) lastRun = r.dir;
   validate(e.document);
 });
 documents.onDidClose((e) => {
   parsed.delete(e.document.uri);
-  clearTimeout(timers.get(e.document.uri));
+  // A prediction still running for the closed document must not publish after the clear below.
+  cancelModelDiagnostics(e.document.uri);
   void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
 });
 
@@ -387,6 +418,9 @@ connection.onCodeLens(async (params, token): Promise<CodeLens[]> => {
   if (!doc) return [];
   const file = parse(doc);
   const lenses: CodeLens[] = [];
+  const target = settings.trusted ? targetFor(doc, file) : { error: 'untrusted' };
+  /** The run's load error, once the worker gave one: the same for every prompt, so asked once. */
+  let runError: string | null = null;
   for (const prompt of file.prompts) {
     const range = { start: { line: prompt.line, character: 0 }, end: { line: prompt.line, character: 0 } };
     const args = { uri: doc.uri, line: prompt.line };
@@ -394,14 +428,19 @@ connection.onCodeLens(async (params, token): Promise<CodeLens[]> => {
       lenses.push({ range, command: { title: 'MemGen: trust this workspace to run the model', command: '' } });
       continue;
     }
-    const job = jobFor(doc, file, prompt);
+    const job = jobFor(doc, file, prompt, target);
     if ('error' in job) continue;
+    if (runError !== null) {
+      lenses.push({ range, command: { title: runError, command: '' } });
+      continue;
+    }
     let title: string;
     try {
       title = lensTitle(await predictFor(job, token));
     } catch (e) {
       if (token.isCancellationRequested) return [];
       title = `MemGen: ${(e as Error).message.slice(0, 120)}`;
+      if ((e as { runError?: boolean }).runError) runError = title;
       lenses.push({ range, command: { title, command: '' } });
       continue;
     }

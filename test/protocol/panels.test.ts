@@ -4,18 +4,16 @@
  * (memgen/neuronMap, probeTable, steeringTables, neuronDetail, trainLog, custom-set steering and
  * memgen/activations with the steer's shift). Needs `npm run build` first (npm test does it).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MessageConnection, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
+import type { MessageConnection } from 'vscode-jsonrpc/node';
 import { readNeurons } from '../../engine/analysis/files';
 import { readNpy } from '../../engine/analysis/npy';
 import * as lsp from '../../server/src/protocol';
+import { type LspServer, root, startServer } from './lsp-harness';
 
-const root = path.resolve(__dirname, '../..');
-const serverJs = process.env.MEMGEN_SERVER ?? path.join(root, 'dist/server.js');
 const RUN = 'runs/arithmetic-tiny';
 /** The committed analysis's site (analysis.json): every site name is blocks.{i}.{SITE}. */
 const SUMMARY = JSON.parse(fs.readFileSync(path.join(root, RUN, 'analysis', 'analysis.json'), 'utf8')) as { site: string; pairs: number };
@@ -64,33 +62,16 @@ describe('parsePanelMessage', () => {
   });
 });
 
-let child: ChildProcess;
+let server: LspServer;
 let conn: MessageConnection;
 
 beforeAll(async () => {
-  expect(fs.existsSync(serverJs), `${serverJs} (run npm run build)`).toBe(true);
-  child = spawn(process.execPath, [serverJs, '--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
-  conn.onNotification('textDocument/publishDiagnostics', () => {});
-  conn.onRequest('window/workDoneProgress/create', () => null);
-  conn.onNotification('window/logMessage', () => {});
-  conn.onNotification(lsp.status, () => {});
-  conn.listen();
-  await conn.sendRequest('initialize', {
-    processId: process.pid, rootUri: pathToFileURL(root).toString(), capabilities: {},
-    workspaceFolders: [{ uri: pathToFileURL(root).toString(), name: 'main' }],
-    initializationOptions: { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50 },
-  });
-  await conn.sendNotification('initialized', {});
+  server = await startServer();
+  conn = server.conn;
 });
 
 afterAll(async () => {
-  try {
-    await conn.sendRequest('shutdown');
-    await conn.sendNotification('exit');
-  } catch { /* already gone */ }
-  conn?.dispose();
-  child?.kill();
+  await server?.stop();
 });
 
 describe('panel requests over stdio', () => {
@@ -127,6 +108,8 @@ describe('panel requests over stdio', () => {
     expect(mean(gen) - mean(mem)).toBeCloseTo(r.nmd, 5);
     expect(r.site).toBe(`blocks.1.${SITE}`);
     await expect(conn.sendRequest(lsp.neuronDetail, { run: RUN, layer: 4, index: 0 })).rejects.toThrow(/no neuron/);
+    // Negative or fractional indices named another neuron's column (found by the server fuzz).
+    for (const [layer, index] of [[1, -1], [-1, 7], [0.5, 0], [0, 1.5]]) await expect(conn.sendRequest(lsp.neuronDetail, { run: RUN, layer, index })).rejects.toThrow(/no neuron/);
   });
 
   it('steers a custom set, and memgen/activations then carries that shift', async () => {

@@ -4,23 +4,20 @@
  * the workspace, open .memgen documents naming runs/arithmetic-tiny, and check CodeLens titles,
  * hover text, diagnostics and memgen/steer. Needs `npm run build` first (npm test does it).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancellationTokenSource, type MessageConnection, RequestType, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
+import { CancellationTokenSource, type MessageConnection, RequestType } from 'vscode-jsonrpc/node';
 import * as lsp from '../../server/src/protocol';
-
-const root = path.resolve(__dirname, '../..');
-const serverJs = process.env.MEMGEN_SERVER ?? path.join(root, 'dist/server.js');
+import { type LspServer, root, startServer } from './lsp-harness';
 
 interface Diag { range: { start: { line: number; character: number }; end: { line: number; character: number } }; message: string; severity: number }
 const codeLens = new RequestType<{ textDocument: { uri: string } }, { range: unknown; command?: { title: string; command: string } }[], void>('textDocument/codeLens');
 const hover = new RequestType<{ textDocument: { uri: string }; position: { line: number; character: number } }, { contents: { value: string } } | null, void>('textDocument/hover');
 
-let child: ChildProcess;
+let server: LspServer;
 let conn: MessageConnection;
 const diagnostics = new Map<string, Diag[][]>();
 /** Work-done progress the server created and reported ($/progress), as the client receives it. */
@@ -44,37 +41,27 @@ async function waitFor<T>(f: () => T | undefined, ms = 20_000): Promise<T> {
 }
 
 beforeAll(async () => {
-  expect(fs.existsSync(serverJs), `${serverJs} (run npm run build)`).toBe(true);
-  child = spawn(process.execPath, [serverJs, '--stdio'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
-  conn.onNotification('textDocument/publishDiagnostics', (p: { uri: string; diagnostics: Diag[] }) => {
-    diagnostics.set(p.uri, [...(diagnostics.get(p.uri) ?? []), p.diagnostics]);
+  server = await startServer({
+    capabilities: { window: { workDoneProgress: true } },
+    register: (c) => {
+      c.onNotification('textDocument/publishDiagnostics', (p: { uri: string; diagnostics: Diag[] }) => {
+        diagnostics.set(p.uri, [...(diagnostics.get(p.uri) ?? []), p.diagnostics]);
+      });
+      c.onRequest('window/workDoneProgress/create', (p: { token: string }) => {
+        progressTokens.add(p.token);
+        return null;
+      });
+      c.onNotification('$/progress', (p: { token: string; value: { kind: string; title?: string; message?: string; cancellable?: boolean } }) => {
+        progress.push(p);
+      });
+    },
   });
-  conn.onRequest('window/workDoneProgress/create', (p: { token: string }) => {
-    progressTokens.add(p.token);
-    return null;
-  });
-  conn.onNotification('$/progress', (p: { token: string; value: { kind: string; title?: string; message?: string; cancellable?: boolean } }) => {
-    progress.push(p);
-  });
-  conn.onNotification('window/logMessage', () => {});
-  conn.listen();
-  const init = await conn.sendRequest('initialize', {
-    processId: process.pid, rootUri: pathToFileURL(root).toString(), capabilities: { window: { workDoneProgress: true } },
-    workspaceFolders: [{ uri: pathToFileURL(root).toString(), name: 'main' }],
-    initializationOptions: { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50 },
-  });
-  expect(init).toHaveProperty('capabilities.hoverProvider', true);
-  await conn.sendNotification('initialized', {});
+  conn = server.conn;
+  expect(server.init).toHaveProperty('capabilities.hoverProvider', true);
 });
 
 afterAll(async () => {
-  try {
-    await conn.sendRequest('shutdown');
-    await conn.sendNotification('exit');
-  } catch { /* already gone */ }
-  conn?.dispose();
-  child?.kill();
+  await server?.stop();
 });
 
 /** The site of the committed analysis (analysis.json), which the server's numbers are named by. */
@@ -165,6 +152,19 @@ describe('language server over stdio', () => {
     expect(['gen', 'mem', 'other']).toContain(r.steered.behaviour);
     const runs = await conn.sendRequest(lsp.listRuns.method, {}) as lsp.RunInfo[];
     expect(runs.map((x) => x.name)).toContain('arithmetic-tiny');
+  });
+
+  it('refuses a steer whose alpha overflows the activations, instead of answering NaN as null', async () => {
+    const uri = open('t7.memgen', DOC.replace('run: runs/arithmetic-tiny', 'run: runs/arithmetic-tiny\nalpha: 1e308'));
+    await expect(conn.sendRequest(lsp.steer.method, { uri, line: 4, direction: 'mem->gen' })).rejects.toThrow(/alpha 1e\+308 overflows/);
+  });
+
+  it('answers a 1 MB run: value at once, and names it in 200 characters', async () => {
+    const uri = open('t8.memgen', `run: ${'x'.repeat(1 << 20)}\n12+34+56+78=`);
+    const all = await waitFor(() => diagnostics.get(uri)?.at(-1));
+    const msg = all.find((d) => d.message.startsWith('run folder'))!.message;
+    expect(msg).toMatch(/cannot exist \(1048576 characters, more than 32767\)/);
+    expect(msg.length).toBeLessThan(400);
   });
 });
 
