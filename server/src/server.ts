@@ -55,7 +55,9 @@ class Engine {
 
   private start(): Worker {
     if (this.worker) return this.worker;
+    requireTrust(); // the last guard: no model file is read in an untrusted workspace
     const w = new Worker(path.join(__dirname, 'engine-worker.js'));
+    log('engine worker started');
     w.on('message', (r: EngineReply) => {
       const p = this.pending.get(r.id);
       if (!p) return;
