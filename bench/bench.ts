@@ -5,14 +5,34 @@
  *   GFLOP/s of MatMul [M,K]x[K,N] = 2 M K N / seconds / 1e9
  *   tokens/s of a training step = batch * T / seconds per step
  *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
- * Peers: numpy for MatMul, PyTorch (bench/peers/torch_gpt2.py, torch_llama.py) for the GPT-2 and
- * LLaMA rows, same shapes.
+ * Peers: numpy for MatMul (bench/peers/numpy_matmul.py), PyTorch (bench/peers/torch_gpt2.py,
+ * torch_llama.py) for the GPT-2 and LLaMA rows, same shapes. How a row with a peer is measured
+ * (bench/measure.ts): ours and the peer alternately, ours, peer, ours, peer, ... for 3 rounds
+ * (--rounds N), the peer a long-lived process answering one round per request, so a noisy neighbour
+ * hits both sides;
+ *   value of each side = work / (median over rounds of the round's median seconds)
+ *   spread of each side = p10-p90 and min-max of work / seconds over every timed run of every round
+ *   ratio = ours / peer, printed only when the peer runs on an optimised BLAS: each peer reads the
+ *           BLAS it actually loaded from /proc/self/maps after its first matmul (bench/peers/peer.py)
+ *           and the row prints it beside the peer's figure; on Debian's reference BLAS
+ *           (/usr/lib/<triplet>/blas/libblas.so.3, what python3-numpy / python3-torch get without
+ *           libopenblas0-pthread) the row says "ratio withheld" and why.
+ * The results file records per row both sides' value and spread, the peer's BLAS and ratio (or why
+ * withheld), and in `peers` each peer library with its BLAS; `pairing` says the rounds and the peer
+ * environment.
  * LLaMA rows (bench/llama.ts): a LoRA step on a tiny LLaMA, a forward of a LLaMA-3.2-1B shape.
  * Editor rows (bench/editor.ts): the bundled language server over stdio on runs/arithmetic-tiny.
- * Analysis rows (bench/analysis.ts): pairs/s of the extraction and steered generations/s on the committed runs.
- * `npm run bench -- --only analysis [--runs-from COMMIT]`: the analysis rows alone, on the committed runs
- * and, with --runs-from, beside them on the runs/ folder of an earlier commit (git archive into a
- * temporary folder), e.g. the runs before a retraining.
+ * Analysis rows (bench/analysis.ts): pairs/s of the extraction and steered generations/s on the
+ * committed runs, one pass each (no spread).
+ * Flags:
+ *   --only SECTIONS   comma-separated: matmul, copy, gpt2 (= gpt2-tiny,gpt2-small), llama, editor,
+ *                     analysis; e.g. `npm run bench -- --only matmul,gpt2-tiny`
+ *   --runs-from COMMIT  with analysis: also the analysis rows on the runs/ folder of an earlier commit
+ *                     (git archive into a temporary folder), e.g. the runs before a retraining
+ *   --rounds N        rounds of each pair (default 3)
+ *   --peer-ld-library-path DIRS  LD_LIBRARY_PATH of the peers only (onnxruntime does not use a system
+ *                     BLAS), e.g. /usr/lib/x86_64-linux-gnu/blas:/usr/lib/x86_64-linux-gnu/lapack puts
+ *                     the peers on the reference BLAS to show the withheld ratio
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,7 +45,7 @@ import { writeFileAtomic } from '../engine/io/atomic';
 import { analysisRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
-import { type Row, pythonPeer, timeRuns } from './measure';
+import { type PeerResult, type Row, describePeerBlas, describeSpread, fmt, measurePair, pairSettings, rateSpread } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Runner } from '../engine/runtime/runner';
@@ -34,6 +54,8 @@ import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
 
 const THREADS = Number(process.env.MEMGEN_BENCH_THREADS ?? 0) || os.cpus().length;
+
+const NUMPY_SCRIPT = path.resolve(__dirname, '../bench/peers/numpy_matmul.py');
 
 async function matmulRow(): Promise<Row> {
   const [M, K, N] = [512, 768, 3072];
@@ -44,32 +66,29 @@ async function matmulRow(): Promise<Row> {
   g.output(ops.matmul(a, w), 'y');
   const runner = await Runner.fromGraph(g, { threads: THREADS });
   const feeds = { a: { data: Float32Array.from({ length: M * K }, () => rng.normal()), dims: [M, K] } };
-  const sec = await timeRuns(() => runner.run(feeds), 5, 30);
+  const r = await measurePair({
+    work: (2 * M * K * N) / 1e9, ours: () => runner.run(feeds), warmup: 5, reps: 10,
+    peer: { name: 'numpy (Debian python3-numpy)', script: NUMPY_SCRIPT, args: [M, K, N, 10].map(String) },
+  });
   await runner.release();
-  const gflops = (2 * M * K * N) / sec / 1e9;
-  const peer = pythonPeer(
-    'numpy (Debian python3-numpy)',
-    `import numpy as np, time
-a=np.random.rand(${M},${K}).astype(np.float32); w=np.random.rand(${K},${N}).astype(np.float32)
-for _ in range(5): a@w
-ts=[]
-for _ in range(30):
-  t=time.perf_counter(); a@w; ts.append(time.perf_counter()-t)
-ts.sort(); print(2*${M}*${K}*${N}/ts[15]/1e9)`,
-  );
-  return { name: `ORT MatMul [${M},${K}]x[${K},${N}] float32, ${THREADS} threads`, value: gflops, unit: 'GFLOP/s', peer, notes: 'weight as initializer; median of 30 runs' };
+  return { name: `ORT MatMul [${M},${K}]x[${K},${N}] float32, ${THREADS} threads`, value: r.value, unit: 'GFLOP/s', spread: r.spread, peer: r.peer, notes: 'weight as initializer; 10 runs per round' };
 }
 
 async function trainStepRow(): Promise<Row> {
   const steps = 60;
-  // A first short run warms up onnxruntime; the second is timed.
+  // A first short run warms up onnxruntime; the next ones are timed (one run of 60 steps per round).
   await runCopyDemo({ steps: 5, runner: { threads: THREADS } });
-  const r = await runCopyDemo({ steps, runner: { threads: THREADS } });
+  const runs = [];
+  for (let i = 0; i < pairSettings.rounds; i++) runs.push(await runCopyDemo({ steps, runner: { threads: THREADS } }));
+  const seconds = runs.map((r) => r.seconds);
+  const work = runs[0].tokensPerSecond * runs[0].seconds;
+  const med = [...seconds].sort((x, y) => x - y)[Math.floor(seconds.length / 2)];
   return {
     name: `train step, one-block GPT-2 d=64 (copy demo), batch 32 x T=16, ${THREADS} threads`,
-    value: r.tokensPerSecond,
+    value: work / med,
     unit: 'tokens/s',
-    notes: `${r.paramCount} parameters; ${((r.seconds / steps) * 1000).toFixed(2)} ms/step including data and JS Adam`,
+    spread: rateSpread(seconds, work, runs.length),
+    notes: `${runs[0].paramCount} parameters; ${((med / steps) * 1000).toFixed(2)} ms/step including data and JS Adam; spread over runs of ${steps} steps`,
   };
 }
 
@@ -98,15 +117,16 @@ function trainFlopsPerToken(s: GPT2Shape): number {
 const PEER_SCRIPT = path.resolve(__dirname, '../bench/peers/torch_gpt2.py');
 const TORCH = 'PyTorch (Debian python3-torch, 2 threads)';
 
-async function gpt2Rows(matmulGflops: number): Promise<Row[]> {
+async function gpt2Rows(shapes: GPT2Shape[], matmulGflops: number | undefined): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const s of GPT2_SHAPES) {
+  for (const s of shapes) {
     const cfg: GPT2Config = { vocabSize: s.V, nPositions: s.T + 64, nEmbd: s.D, nLayer: s.L, nHead: s.H, layerNormEps: 1e-5 };
     const rng = new Rng(2);
     const params = initGPT2(cfg, rng);
     const shape = `${s.label}: ${s.L} layers d=${s.D}, batch ${s.B} x T=${s.T}, vocab ${s.V}`;
     const randomIds = (n: number) => BigInt64Array.from({ length: n }, () => BigInt(rng.int(0, s.V - 1)));
-    const args = (mode: string, steps: number) => [mode, s.L, s.D, s.H, s.T, s.B, s.V, steps].map(String);
+    const peer = (mode: string, steps: number) => ({ name: TORCH, script: PEER_SCRIPT, args: [mode, s.L, s.D, s.H, s.T, s.B, s.V, steps].map(String) });
+    const tiny = s.label === 'tiny';
 
     const g = new Graph('bench_train');
     const ids = g.input('ids', [s.B, s.T], 'int64');
@@ -114,31 +134,32 @@ async function gpt2Rows(matmulGflops: number): Promise<Row[]> {
     const step = await TrainStep.compile(g, ops.crossEntropy(gpt2Forward(cfg, gpt2ParamInputs(g, cfg), ids), targets), { threads: THREADS });
     const adam = new Adam(params, { lr: 1e-3 });
     const batch = { ids: { data: randomIds(s.B * s.T), dims: [s.B, s.T] }, targets: { data: randomIds(s.B * s.T), dims: [s.B, s.T] } };
-    const trainSec = await timeRuns(async () => {
-      const { grads } = await step.run(params, batch);
-      clipGradNorm(grads, 1);
-      adam.step(params, grads);
-    }, 2, s.label === 'tiny' ? 20 : 8);
+    const train = await measurePair({
+      work: s.B * s.T,
+      ours: async () => {
+        const { grads } = await step.run(params, batch);
+        clipGradNorm(grads, 1);
+        adam.step(params, grads);
+      },
+      warmup: 2, reps: tiny ? 7 : 3, peer: peer('train', tiny ? 4 : 2),
+    });
     await step.release();
-    const trainTps = (s.B * s.T) / trainSec;
-    const achieved = (trainTps * trainFlopsPerToken(s)) / 1e9;
+    const achieved = (train.value * trainFlopsPerToken(s)) / 1e9;
     rows.push({
-      name: `GPT-2 train step (${shape}), incl. JS Adam`, value: trainTps, unit: 'tokens/s',
-      peer: pythonPeer(TORCH, PEER_SCRIPT, args('train', s.label === 'tiny' ? 10 : 4)),
-      notes: `${achieved.toFixed(1)} GFLOP/s of model FLOPs = ${((100 * achieved) / matmulGflops).toFixed(0)}% of the MatMul row`,
+      name: `GPT-2 train step (${shape}), incl. JS Adam`, value: train.value, unit: 'tokens/s', spread: train.spread, peer: train.peer,
+      notes: `${achieved.toFixed(1)} GFLOP/s of model FLOPs${matmulGflops ? ` = ${((100 * achieved) / matmulGflops).toFixed(0)}% of the MatMul row` : ''}`,
     });
 
     const inf = await GPT2Inference.create(cfg, params, { runner: { threads: THREADS }, batchSize: s.B });
     const prompts = (len: number) => Array.from({ length: s.B }, () => Array.from({ length: len }, () => rng.int(0, s.V - 1)));
     const full = prompts(s.T);
-    const fwdSec = await timeRuns(() => inf.generate(full, { maxNewTokens: 1, eosId: -1 }), 2, 10);
-    rows.push({ name: `GPT-2 forward (${shape})`, value: (s.B * s.T) / fwdSec, unit: 'tokens/s', peer: pythonPeer(TORCH, PEER_SCRIPT, args('forward', 10)) });
+    const fwd = await measurePair({ work: s.B * s.T, ours: () => inf.generate(full, { maxNewTokens: 1, eosId: -1 }), warmup: 2, reps: 4, peer: peer('forward', 4) });
+    rows.push({ name: `GPT-2 forward (${shape})`, value: fwd.value, unit: 'tokens/s', spread: fwd.spread, peer: fwd.peer });
     const short = prompts(16);
-    const genSec = await timeRuns(() => inf.generate(short, { maxNewTokens: 32, eosId: -1 }), 1, 3);
+    const gen = await measurePair({ work: s.B * 32, ours: () => inf.generate(short, { maxNewTokens: 32, eosId: -1 }), warmup: 1, reps: 2, peer: peer('generate', 2) });
     rows.push({
-      name: `GPT-2 greedy generation with K/V cache (${s.label}: batch ${s.B}, prompt 16, 32 new tokens)`, value: (s.B * 32) / genSec, unit: 'tokens/s',
-      peer: pythonPeer(TORCH, PEER_SCRIPT, args('generate', 3)),
-      notes: 'new tokens per second, prefill included',
+      name: `GPT-2 greedy generation with K/V cache (${s.label}: batch ${s.B}, prompt 16, 32 new tokens)`, value: gen.value, unit: 'tokens/s',
+      spread: gen.spread, peer: gen.peer, notes: 'new tokens per second, prefill included',
     });
     await inf.release();
   }
@@ -158,15 +179,80 @@ function machine(): Record<string, unknown> {
   };
 }
 
-/** Every row, in order. */
-async function allRows(root: string, print: (row: Row) => void): Promise<void> {
-  const mm = await matmulRow();
-  print(mm);
-  print(await trainStepRow());
-  for (const row of await gpt2Rows(mm.value)) print(row);
-  for (const row of await llamaRows(THREADS)) print(row);
-  for (const row of await editorRows(root, THREADS)) print(row);
-  for (const row of await analysisRows(root, THREADS)) print(row);
+const SECTIONS = ['matmul', 'copy', 'gpt2-tiny', 'gpt2-small', 'llama', 'editor', 'analysis'] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** The rows of the chosen sections, in order; `runsFrom`: the analysis rows also on an earlier commit's runs. */
+async function rowsOf(sections: Set<Section>, root: string, runsFrom: string | undefined, print: (row: Row) => void): Promise<void> {
+  let matmul: number | undefined;
+  if (sections.has('matmul')) {
+    const mm = await matmulRow();
+    matmul = mm.value;
+    print(mm);
+  }
+  if (sections.has('copy')) print(await trainStepRow());
+  const shapes = GPT2_SHAPES.filter((s) => sections.has(`gpt2-${s.label}` as Section));
+  for (const row of await gpt2Rows(shapes, matmul)) print(row);
+  if (sections.has('llama')) for (const row of await llamaRows(THREADS)) print(row);
+  if (sections.has('editor')) for (const row of await editorRows(root, THREADS)) print(row);
+  if (sections.has('analysis')) {
+    if (runsFrom !== undefined) {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-bench-runs-'));
+      try {
+        execFileSync('sh', ['-c', `git archive ${JSON.stringify(runsFrom)} runs | tar -x -C ${JSON.stringify(tmp)}`], { cwd: root });
+        for (const row of await analysisRows(tmp, THREADS, ` at ${runsFrom}`)) print(row);
+      } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      }
+    }
+    for (const row of await analysisRows(root, THREADS)) print(row);
+  }
+}
+
+function parseSections(only: string | undefined): Set<Section> {
+  if (only === undefined) return new Set(SECTIONS);
+  const out = new Set<Section>();
+  for (const word of only.split(',').map((w) => w.trim()).filter(Boolean)) {
+    if (word === 'gpt2') {
+      out.add('gpt2-tiny');
+      out.add('gpt2-small');
+    } else if ((SECTIONS as readonly string[]).includes(word)) {
+      out.add(word as Section);
+    } else {
+      throw new Error(`--only: unknown section '${word}' (known: ${SECTIONS.join(', ')}, gpt2)`);
+    }
+  }
+  return out;
+}
+
+/** One line per row: ours with its spread, then the peer with its BLAS and the ratio or why there is none. */
+function formatRow(row: Row): string {
+  const lines = [row.name, `    ours: ${fmt(row.value)} ${row.unit}${row.unit === 'MiB' ? '' : ` (${describeSpread(row.spread)})`}`];
+  if (row.peer) {
+    if ('error' in row.peer) {
+      lines.push(`    ${row.peer.name}: not run (${row.peer.error})`);
+    } else {
+      const p: PeerResult = row.peer;
+      const verdict = p.ratio !== undefined ? `${describePeerBlas(p)}; ours ${p.ratio.toFixed(1)}x` : `ratio withheld: ${p.ratioWithheld}`;
+      lines.push(`    ${p.name}: ${fmt(p.value)} ${row.unit} (${describeSpread(p.spread)})`);
+      lines.push(`      ${verdict}${p.incomplete ? `; ${p.incomplete}` : ''}`);
+    }
+  }
+  if (row.notes) lines.push(`    ${row.notes}`);
+  return lines.join('\n');
+}
+
+/** The `peers` section of the results: each peer library once, with the BLAS it ran on and its rows. */
+function peersSection(rows: Row[]): Record<string, unknown> {
+  const out: Record<string, { library?: string; threads?: number; blas?: unknown; otherBlas?: unknown[]; rows: string[] }> = {};
+  for (const row of rows) {
+    if (!row.peer || 'error' in row.peer) continue;
+    const key = row.peer.library ?? row.peer.name;
+    const entry = (out[key] ??= { library: row.peer.library, threads: row.peer.threads, blas: row.peer.blas, rows: [] });
+    entry.rows.push(row.name);
+    if (row.peer.blas?.path !== (entry.blas as { path?: string } | undefined)?.path) (entry.otherBlas ??= []).push(row.peer.blas);
+  }
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -174,28 +260,24 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const print = (row: Row) => {
     rows.push(row);
-    const peer = row.peer ? ('value' in row.peer ? `${row.peer.name}: ${row.peer.value.toFixed(1)} (ours ${(row.value / row.peer.value).toFixed(1)}x)` : `${row.peer.name}: not run (${row.peer.error})`) : '';
-    console.log(`${row.name}\n    ${row.value.toFixed(1)} ${row.unit}   ${peer}${row.notes ? `\n    ${row.notes}` : ''}`);
+    console.log(formatRow(row));
   };
   const argv = process.argv.slice(2);
   const flag = (name: string): string | undefined => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
   const root = path.resolve(__dirname, '..');
-  if (flag('--only') === 'analysis') {
-    const from = flag('--runs-from');
-    if (from !== undefined) {
-      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-bench-runs-'));
-      try {
-        execFileSync('sh', ['-c', `git archive ${JSON.stringify(from)} runs | tar -x -C ${JSON.stringify(tmp)}`], { cwd: root });
-        for (const row of await analysisRows(tmp, THREADS, ` at ${from}`)) print(row);
-      } finally {
-        fs.rmSync(tmp, { recursive: true, force: true });
-      }
-    }
-    for (const row of await analysisRows(root, THREADS)) print(row);
-  } else {
-    await allRows(root, print);
-  }
-  const result = { date: started.toISOString(), machine: machine(), rows };
+  const sections = parseSections(flag('--only'));
+  if (flag('--rounds') !== undefined) pairSettings.rounds = Math.max(1, Math.floor(Number(flag('--rounds'))) || 1);
+  const ldPath = flag('--peer-ld-library-path');
+  if (ldPath !== undefined) pairSettings.peerEnv.LD_LIBRARY_PATH = ldPath;
+  await rowsOf(sections, root, flag('--runs-from'), print);
+  const result = {
+    date: started.toISOString(),
+    machine: machine(),
+    args: argv,
+    pairing: { rounds: pairSettings.rounds, order: 'ours, peer, ours, peer, ...', peerEnv: pairSettings.peerEnv },
+    peers: peersSection(rows),
+    rows,
+  };
   const stamp = started.toISOString().replace(/[:.]/g, '-').slice(0, 19);
   const file = path.resolve('bench/results', `${stamp}-${os.hostname()}.json`);
   writeFileAtomic(file, JSON.stringify(result, null, 2) + '\n');

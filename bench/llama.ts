@@ -1,6 +1,6 @@
 /**
  * LLaMA rows of `npm run bench` (issue: the second system), same shapes as the PyTorch peer
- * (bench/peers/torch_llama.py), measured in the same run:
+ * (bench/peers/torch_llama.py), measured in the same run, alternately with it (measure.ts measurePair):
  *   tokens/s of a LoRA step = batch * T / seconds per step (adapter gradients, clipping and JS Adam
  *                             included; base weights frozen as initializers)
  *   tokens/s of a forward   = batch * T / seconds per forward (logits of every position)
@@ -18,7 +18,7 @@ import { LORA_DEFAULTS } from '../engine/models/lora';
 import { LoraTrainer } from '../engine/train/lora-train';
 import { runnerForGraph } from '../engine/io/onnx-external';
 import { Rng } from '../engine/util/rng';
-import { type Row, pythonPeer, timeRuns } from './measure';
+import { type Row, measurePair } from './measure';
 
 const PEER_SCRIPT = path.resolve(__dirname, '../bench/peers/torch_llama.py');
 
@@ -52,7 +52,8 @@ const describe = (s: LlamaShape): string => `${s.label}: ${s.L} layers d=${s.D},
 
 export async function llamaRows(threads: number): Promise<Row[]> {
   const rows: Row[] = [];
-  const peerArgs = (mode: string, s: LlamaShape, steps: number) => [mode, s.L, s.D, s.H, s.KVH, s.HD, s.I, s.V, s.T, s.B, steps].map(String);
+  const peer = (name: string, mode: string, s: LlamaShape, steps: number) =>
+    ({ name, script: PEER_SCRIPT, args: [mode, s.L, s.D, s.H, s.KVH, s.HD, s.I, s.V, s.T, s.B, steps].map(String) });
   const randomIds = (rng: Rng, s: LlamaShape) => BigInt64Array.from({ length: s.B * s.T }, () => BigInt(rng.int(0, s.V - 1)));
 
   // LoRA step on the tiny shape: the paper's adapter (r 8, alpha 32, dropout 0.1, q_proj + v_proj), batch 16.
@@ -63,12 +64,14 @@ export async function llamaRows(threads: number): Promise<Row[]> {
     const trainer = await LoraTrainer.create(cfg, initLlama(cfg, rng), LORA_DEFAULTS, { batch: s.B, seq: s.T, lr: 5e-5, runner: { threads } });
     const ids = randomIds(rng, s);
     const targets = randomIds(rng, s);
-    const sec = await timeRuns(() => trainer.step(ids, targets), 2, 10);
+    const r = await measurePair({
+      work: s.B * s.T, ours: () => trainer.step(ids, targets), warmup: 2, reps: 4,
+      peer: peer('PyTorch (adapters only require grad)', 'lora', s, 2),
+    });
     const mem = rssMiB();
     await trainer.release();
     rows.push({
-      name: `LLaMA LoRA step (${describe(s)}), r 8 on q_proj/v_proj, incl. JS Adam`, value: (s.B * s.T) / sec, unit: 'tokens/s',
-      peer: pythonPeer('PyTorch (adapters only require grad)', PEER_SCRIPT, peerArgs('lora', s, 5)),
+      name: `LLaMA LoRA step (${describe(s)}), r 8 on q_proj/v_proj, incl. JS Adam`, value: r.value, unit: 'tokens/s', spread: r.spread, peer: r.peer,
       notes: `process RSS ${mem.toFixed(0)} MiB after the row`,
     });
   }
@@ -84,12 +87,11 @@ export async function llamaRows(threads: number): Promise<Row[]> {
     g.output(llamaForward(cfg, llamaParamInitializers(g, cfg, initLlama(cfg, rng)), ids), 'logits');
     const runner = await runnerForGraph(g, { threads, externalData: true });
     const feed = { input_ids: { data: randomIds(rng, s), dims: [s.B, s.T] } };
-    const sec = await timeRuns(() => runner.run(feed), 1, 3);
+    const r = await measurePair({ work: s.B * s.T, ours: () => runner.run(feed), warmup: 1, reps: 1, peer: peer('PyTorch', 'forward', s, 1) });
     const mem = rssMiB();
     await runner.release();
     rows.push({
-      name: `LLaMA forward (${describe(s)}), random weights, float32`, value: (s.B * s.T) / sec, unit: 'tokens/s',
-      peer: pythonPeer('PyTorch', PEER_SCRIPT, peerArgs('forward', s, 3)),
+      name: `LLaMA forward (${describe(s)}), random weights, float32`, value: r.value, unit: 'tokens/s', spread: r.spread, peer: r.peer,
       notes: `process RSS ${mem.toFixed(0)} MiB after the row (${before.toFixed(0)} before it); LoRA training of this shape is not benchmarked (see the header)`,
     });
   }

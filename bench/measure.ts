@@ -1,26 +1,98 @@
 /**
- * What every benchmark row shares: the row itself, the median-of-runs timer and the Python peer.
- *   seconds of a run = median over `reps` timed runs after `warmup` untimed ones
+ * What every benchmark row shares: the row itself, the timers, and the Python peer measured in
+ * alternation with ours.
+ *   a round          = `reps` timed runs (after `warmup` untimed ones before the first round)
+ *   row value        = work / (median over rounds of each round's median seconds)
+ *   spread           = p10-p90 (and min-max) of work / seconds over every timed run of every round
+ *   pair             = ours and the peer, alternately: ours, peer, ours, peer, ... for `rounds` rounds
+ *                      (default 3), each side after a short idle pause (PAUSE_MS) so the other side's
+ *                      spinning threads go to sleep; a noisy neighbour then hits both sides
+ *   peer             = a Python script of bench/peers/ run with --serve: it warms up, prints a ready line,
+ *                      then one JSON line per round (peers/peer.py), naming the BLAS it actually runs on
+ *   ratio            = ours / peer, withheld when the peer runs on the reference BLAS (such a peer
+ *                      then runs one round only: its figure is printed, no ratio drawn from it)
  */
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+/** p10-p90 and min-max of a row's measurements, in the row's unit; n timed runs over `rounds` rounds. */
+export interface Spread {
+  p10: number;
+  p90: number;
+  min: number;
+  max: number;
+  n: number;
+  rounds: number;
+}
+
+/** The BLAS a peer actually runs on (bench/peers/peer.py blas_in_use). */
+export interface PeerBlas {
+  kind: string; // openblas | mkl | blis | atlas | flexiblas | accelerate | reference | unknown | builtin
+  name: string;
+  path: string | null;
+  libraries: string[];
+  config?: string;
+  threads?: number;
+}
+
+export interface PeerResult {
+  name: string;
+  value: number;
+  spread: Spread;
+  library?: string;
+  threads?: number;
+  blas?: PeerBlas;
+  /** ours / peer, absent when withheld. */
+  ratio?: number;
+  /** Why there is no ratio (the peer on the reference BLAS). */
+  ratioWithheld?: string;
+  /** The peer died after some rounds. */
+  incomplete?: string;
+}
 
 export interface Row {
   name: string;
   value: number;
   unit: string;
-  peer?: { name: string; value: number } | { name: string; error: string };
+  /** Absent for rows measured once (said so when printed). */
+  spread?: Spread;
+  peer?: PeerResult | { name: string; error: string };
   notes?: string;
 }
 
 /** Debian's python3 (python3-numpy / python3-torch), not a virtualenv's. */
 export const PYTHON = '/usr/bin/python3';
 
-function median(xs: number[]): number {
+/** Settings of every pair, set once by bench.ts from its flags. */
+export const pairSettings = {
+  rounds: 3,
+  /** Added to the peers' environment only (e.g. LD_LIBRARY_PATH to force a BLAS). */
+  peerEnv: {} as Record<string, string>,
+};
+
+/** Idle time before each side of a round. */
+const PAUSE_MS = 200;
+
+export function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 }
 
-export async function timeRuns(fn: () => Promise<unknown>, warmup: number, reps: number): Promise<number> {
+const median = (xs: number[]): number => quantile(xs, 0.5);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Spread of a rate work / seconds over timed runs (a short time is a high rate). */
+export function rateSpread(seconds: number[], work: number, rounds: number): Spread {
+  return { p10: work / quantile(seconds, 0.9), p90: work / quantile(seconds, 0.1), min: work / Math.max(...seconds), max: work / Math.min(...seconds), n: seconds.length, rounds };
+}
+
+/** Spread of measured values themselves (latencies). */
+export function valueSpread(values: number[], rounds = 1): Spread {
+  return { p10: quantile(values, 0.1), p90: quantile(values, 0.9), min: Math.min(...values), max: Math.max(...values), n: values.length, rounds };
+}
+
+/** Seconds of each of `reps` timed runs after `warmup` untimed ones. */
+export async function timeSamples(fn: () => Promise<unknown>, warmup: number, reps: number): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();
   const times: number[] = [];
   for (let i = 0; i < reps; i++) {
@@ -28,17 +100,178 @@ export async function timeRuns(fn: () => Promise<unknown>, warmup: number, reps:
     await fn();
     times.push((performance.now() - t0) / 1000);
   }
-  return median(times);
+  return times;
 }
 
-/** A peer measurement in Python, when Debian's python3 has the module; otherwise the reason. */
-export function pythonPeer(name: string, script: string, args: string[] = []): Row['peer'] {
-  try {
-    const argv = script.endsWith('.py') ? [script, ...args] : ['-c', script, ...args];
-    const out = execFileSync(PYTHON, argv, { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'pipe'] });
-    return { name, value: Number(out.trim().split('\n').pop()) };
-  } catch (e) {
-    const msg = String((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n').pop() ?? '';
-    return { name, error: msg.slice(0, 200) };
+interface PeerLine {
+  ready?: boolean;
+  value?: number;
+  median_s?: number;
+  times_s?: number[];
+  blas?: PeerBlas;
+  library?: string;
+  threads?: number;
+}
+
+/** A peer script in --serve mode: one round per request. */
+class PeerProcess {
+  private readonly child: ChildProcess;
+  private readonly lines: string[] = [];
+  private waiting: (() => void) | undefined;
+  private stderr = '';
+  private exited: string | undefined;
+
+  constructor(script: string, args: string[]) {
+    // No __pycache__ beside the peer scripts (bench/peers/peer.py is imported).
+    const env = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...pairSettings.peerEnv };
+    this.child = spawn(PYTHON, [script, ...args, '--serve'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    createInterface({ input: this.child.stdout! }).on('line', (l) => {
+      if (l.trimStart().startsWith('{')) this.lines.push(l);
+      this.waiting?.();
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-4000);
+    });
+    const done = (why: string) => {
+      this.exited ??= why;
+      this.waiting?.();
+    };
+    this.child.on('error', (e) => done(e.message));
+    this.child.on('exit', (code, sig) => done(`exited (${sig ?? code})`));
+    this.child.stdin!.on('error', () => {});
   }
+
+  /** The next JSON line; throws with the last line of stderr if the peer died. */
+  async next(timeoutMs = 300_000): Promise<PeerLine> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.lines.length === 0) {
+      if (this.exited !== undefined) throw new Error(this.stderr.trim().split('\n').pop() || this.exited);
+      if (Date.now() > deadline) {
+        this.close();
+        throw new Error(`no answer in ${timeoutMs / 1000} s`);
+      }
+      await new Promise<void>((r) => {
+        this.waiting = r;
+        setTimeout(r, 1000);
+      });
+      this.waiting = undefined;
+    }
+    return JSON.parse(this.lines.shift()!) as PeerLine;
+  }
+
+  async round(): Promise<PeerLine> {
+    this.child.stdin!.write('\n');
+    return this.next();
+  }
+
+  close(): void {
+    this.child.stdin!.end();
+    if (this.exited === undefined) setTimeout(() => this.exited === undefined && this.child.kill(), 10_000).unref();
+  }
+}
+
+/** The peer's words for its BLAS, e.g. "torch 1.13 on OpenBLAS 0.3.21 (/usr/lib/.../libopenblasp-r0.3.21.so)". */
+export function describePeerBlas(p: PeerResult): string {
+  const b = p.blas;
+  if (!b) return 'BLAS not reported';
+  return `${p.library ?? p.name} on ${b.name}${b.path ? ` (${b.path})` : ''}`;
+}
+
+/** ours / peer, or why not: no ratio against the reference BLAS. */
+function judge(ours: number, peer: PeerResult): PeerResult {
+  if (peer.blas?.kind === 'reference') {
+    const lib = (peer.library ?? peer.name).split(' ')[0];
+    return { ...peer, ratioWithheld: `${lib} runs on the reference BLAS (${peer.blas.path}); apt-get install libopenblas0-pthread` };
+  }
+  return { ...peer, ratio: ours / peer.value };
+}
+
+export interface PairSpec {
+  /** Work per timed call of ours (the row's value is work / seconds). */
+  work: number;
+  ours: () => Promise<unknown>;
+  /** Untimed calls before the first round. */
+  warmup: number;
+  /** Timed calls per round. */
+  reps: number;
+  /** The peer: a script of bench/peers/ and its arguments (its STEPS = timed repeats per round); its work per repeat may differ. */
+  peer?: { name: string; script: string; args: string[] };
+}
+
+export interface PairResult {
+  value: number;
+  spread: Spread;
+  peer?: Row['peer'];
+}
+
+/** Ours and the peer alternately, `pairSettings.rounds` rounds; each side's value is its median over rounds. */
+export async function measurePair(spec: PairSpec): Promise<PairResult> {
+  const rounds = Math.max(1, pairSettings.rounds);
+  for (let i = 0; i < spec.warmup; i++) await spec.ours();
+  let proc: PeerProcess | undefined;
+  let peerError: string | undefined;
+  let peerRounds = rounds;
+  if (spec.peer) {
+    try {
+      proc = new PeerProcess(spec.peer.script, spec.peer.args);
+      const ready = await proc.next(); // set up and warmed up
+      // No ratio is drawn against the reference BLAS, so its (slow) figure needs one round only.
+      if (ready.blas?.kind === 'reference') peerRounds = 1;
+    } catch (e) {
+      peerError = (e as Error).message.slice(0, 200);
+      proc?.close();
+      proc = undefined;
+    }
+  }
+  const ours: number[][] = [];
+  const peer: PeerLine[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      await sleep(PAUSE_MS);
+      ours.push(await timeSamples(spec.ours, 0, spec.reps));
+      if (proc && peer.length < peerRounds) {
+        await sleep(PAUSE_MS);
+        try {
+          peer.push(await proc.round());
+        } catch (e) {
+          peerError = (e as Error).message.slice(0, 200);
+          proc.close();
+          proc = undefined;
+        }
+      }
+    }
+  } finally {
+    proc?.close();
+  }
+  const value = spec.work / median(ours.map(median));
+  const result: PairResult = { value, spread: rateSpread(ours.flat(), spec.work, rounds) };
+  if (spec.peer) {
+    if (peer.length === 0) {
+      result.peer = { name: spec.peer.name, error: peerError ?? 'no result' };
+    } else {
+      // The peer's work per repeat: value = work / median_s of its round.
+      const work = peer[0].value! * peer[0].median_s!;
+      const last = peer[peer.length - 1];
+      const p: PeerResult = {
+        name: spec.peer.name,
+        value: work / median(peer.map((l) => l.median_s!)),
+        spread: rateSpread(peer.flatMap((l) => l.times_s!), work, peer.length),
+        library: last.library,
+        threads: last.threads,
+        blas: last.blas,
+      };
+      if (peerError !== undefined) p.incomplete = `stopped after ${peer.length} of ${peerRounds} rounds: ${peerError}`;
+      result.peer = judge(value, p);
+    }
+  }
+  return result;
+}
+
+/** A figure as the bench prints it: one decimal, two significant digits below 1. */
+export const fmt = (x: number): string => (Math.abs(x) >= 1 ? x.toFixed(1) : x.toPrecision(2));
+
+export function describeSpread(s: Spread | undefined): string {
+  if (!s) return 'one run, no spread';
+  const rounds = s.rounds > 1 ? `${s.rounds} rounds, ` : '';
+  return `p10-p90 ${fmt(s.p10)}-${fmt(s.p90)}, min-max ${fmt(s.min)}-${fmt(s.max)} over ${rounds}${s.n} runs`;
 }

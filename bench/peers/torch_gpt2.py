@@ -1,21 +1,24 @@
 """PyTorch peer for `npm run bench`: the same GPT-2 shape, batch and sequence length as our row.
 
-Usage: torch_gpt2.py MODE LAYERS D HEADS T BATCH VOCAB STEPS   (MODE: train | forward | generate)
-Prints one number: tokens/s (train: B*T per step incl. Adam; forward: B*T per forward;
-generate: B new tokens per step with a K/V cache). Debian's python3-torch, 2 threads.
+Usage: torch_gpt2.py MODE LAYERS D HEADS T BATCH VOCAB STEPS [--serve]   (MODE: train | forward | generate)
+Prints one JSON line per round (peer.py): value = tokens/s from the median of STEPS timed repeats
+(train: B*T per step incl. Adam; forward: B*T per forward; generate: B*32 new tokens per call with a
+K/V cache), every repeat's seconds, and the BLAS torch actually runs on. Debian's python3-torch,
+2 threads.
 """
 import math
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from peer import run, timed_repeats, torch_setup
+
 torch.set_num_threads(2)
 torch.manual_seed(0)
 mode = sys.argv[1]
-L, D, H, T, B, V, STEPS = map(int, sys.argv[2:9])
+L, D, H, T, B, V, STEPS = map(int, sys.argv[2:9])  # then optionally --serve
 
 
 class Block(nn.Module):
@@ -61,13 +64,14 @@ model = GPT()
 ids = torch.randint(0, V, (B, T))
 
 
-def timed(fn, warmup=2):
+SETUP = torch_setup(torch)
+
+
+def measure(fn, work, warmup=2):
+    """Warm up, then one JSON line per round (run())."""
     for _ in range(warmup):
         fn()
-    t0 = time.perf_counter()
-    for _ in range(STEPS):
-        fn()
-    return (time.perf_counter() - t0) / STEPS
+    run(work, 'tokens/s', lambda: timed_repeats(fn, STEPS), SETUP)
 
 
 if mode == 'train':
@@ -82,10 +86,10 @@ if mode == 'train':
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    print(B * T / timed(step))
+    measure(step, B * T)
 elif mode == 'forward':
     with torch.no_grad():
-        print(B * T / timed(lambda: model(ids)))
+        measure(lambda: model(ids), B * T)
 else:
     NEW = 32
 
@@ -97,4 +101,4 @@ else:
             tok = logits[:, -1].argmax(-1, keepdim=True)
 
     with torch.no_grad():
-        print(B * NEW / timed(gen, warmup=1))
+        measure(gen, B * NEW, warmup=1)

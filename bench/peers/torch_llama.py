@@ -1,20 +1,23 @@
 """PyTorch peer for `npm run bench` (bench/llama.ts): the same LLaMA shape, batch and sequence length.
 
-Usage: torch_llama.py MODE LAYERS D HEADS KV_HEADS HEAD_DIM INTERMEDIATE VOCAB T BATCH STEPS
+Usage: torch_llama.py MODE LAYERS D HEADS KV_HEADS HEAD_DIM INTERMEDIATE VOCAB T BATCH STEPS [--serve]
   MODE lora     one LoRA step per iteration: r = 8, alpha = 32 on q_proj and v_proj, base frozen
                 (requires_grad False), dropout 0.1 on the adapter input, Adam on A and B only
        forward  a forward pass (no grad) of the whole sequence
-Prints one number: tokens/s (B*T per step or per forward). Debian's python3-torch, MEMGEN_BENCH_THREADS
-threads (default 2, as the bench). Under CPU contention torch with 2 threads fell to 1/8 of its
-1-thread speed (OpenMP threads spin): compare on a quiet machine.
+Prints one JSON line per round (peer.py): value = tokens/s (B*T per step or per forward) from the
+median of STEPS timed repeats, every repeat's seconds, and the BLAS torch actually runs on.
+Debian's python3-torch, MEMGEN_BENCH_THREADS threads (default 2, as the bench). Under CPU
+contention torch with 2 threads fell to 1/8 of its 1-thread speed (OpenMP threads spin): compare on
+a quiet machine.
 Rotary embeddings use plain rope (theta 500000): llama3 rope scaling changes the frequencies, not the cost.
 """
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from peer import run, timed_repeats, torch_setup
 
 torch.set_num_threads(int(__import__("os").environ.get("MEMGEN_BENCH_THREADS") or 2))
 torch.manual_seed(0)
@@ -113,10 +116,5 @@ else:
             model(ids)
 
 step()
-times = []
-for _ in range(STEPS):
-    t0 = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
-times.sort()
-print(B * T / times[len(times) // 2])
+SETUP = torch_setup(torch)
+run(B * T, 'tokens/s', lambda: timed_repeats(step, STEPS), SETUP)
