@@ -29,7 +29,8 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { ParamSet } from './params';
 import { EXTERNAL_DATA_ABOVE } from './onnx-external';
-import { type SafeTensorsFile, readSafeTensorsFile, type SafeDType, tensorAsFloat32, tensorBytes } from './safetensors';
+import { parseJSONLimited, shortJSON } from '../util/json';
+import { type SafeTensorsFile, readSafeTensorsFile, readSafeTensorsHeader, type SafeDType, tensorAsFloat32, tensorBytes } from './safetensors';
 
 export const HF_FILES = {
   config: 'config.json',
@@ -54,19 +55,24 @@ export interface WeightIndex {
   /** Bytes of the largest file. */
   largestFile: number;
   parameters: number;
+  /** Whether the files come from model.safetensors.index.json (else model.safetensors alone). */
+  indexed?: boolean;
 }
 
-function readJSONFile(file: string, what: string): unknown {
-  let text: string;
+function readTextFile(file: string, what: string): string {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file, 'utf8');
   } catch {
     throw new HFFolderError(`${what} ${file} is missing or unreadable`);
   }
+}
+
+function readJSONFile(file: string, what: string): unknown {
+  const text = readTextFile(file, what);
   try {
-    return JSON.parse(text);
+    return parseJSONLimited(text);
   } catch (e) {
-    throw new HFFolderError(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new HFFolderError(`${file}: not valid JSON (${(e as Error).message}); restore the file or save the model again`);
   }
 }
 
@@ -75,34 +81,9 @@ export function readHFConfig(dir: string): unknown {
   return readJSONFile(path.join(dir, HF_FILES.config), 'the model config');
 }
 
-/** Reads only the 8-byte length and the JSON header of a safetensors file. */
-function readHeader(file: string): Map<string, { dtype: SafeDType; shape: number[] }> {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const size = fs.fstatSync(fd).size;
-    const len = Buffer.alloc(8);
-    if (size < 8 || fs.readSync(fd, len, 0, 8, 0) !== 8) throw new HFFolderError(`${file}: shorter than a safetensors header`);
-    const n = len.readBigUInt64LE(0);
-    if (n > 100_000_000n || Number(n) > size - 8) throw new HFFolderError(`${file}: safetensors header length ${n} is invalid`);
-    const head = Buffer.alloc(Number(n));
-    fs.readSync(fd, head, 0, head.length, 8);
-    let json: unknown;
-    try {
-      json = JSON.parse(head.toString('utf8'));
-    } catch {
-      throw new HFFolderError(`${file}: safetensors header is not JSON`);
-    }
-    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new HFFolderError(`${file}: safetensors header is not an object`);
-    const out = new Map<string, { dtype: SafeDType; shape: number[] }>();
-    for (const [k, v] of Object.entries(json as Record<string, { dtype: SafeDType; shape: number[] }>)) {
-      if (k === '__metadata__') continue;
-      if (!v || !Array.isArray(v.shape) || typeof v.dtype !== 'string') throw new HFFolderError(`${file}: tensor '${k}' has no dtype/shape`);
-      out.set(k, { dtype: v.dtype, shape: v.shape });
-    }
-    return out;
-  } finally {
-    fs.closeSync(fd);
-  }
+/** A shard name of an index's weight_map: a plain file name in the folder, ending in .safetensors. */
+function isShardName(f: string): boolean {
+  return f.endsWith('.safetensors') && f.length > '.safetensors'.length && !/[/\\\0]/.test(f) && !f.startsWith('.');
 }
 
 /** The folder's weight files, from model.safetensors or model.safetensors.index.json; headers only. */
@@ -117,11 +98,18 @@ export function indexWeights(dir: string): WeightIndex {
     const wm = idx?.weight_map;
     if (typeof wm !== 'object' || wm === null || Array.isArray(wm)) throw new HFFolderError(`${indexFile}: 'weight_map' must be an object of tensor -> file`);
     for (const [t, f] of Object.entries(wm)) {
-      if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f.startsWith('.')) throw new HFFolderError(`${indexFile}: tensor '${t}' maps to '${String(f)}', not a file name in the folder`);
+      if (typeof f !== 'string' || !isShardName(f)) {
+        throw new HFFolderError(`${indexFile}: tensor '${t}' maps to ${shortJSON(f)}, not the name of a .safetensors file in the folder (e.g. "model-00001-of-00002.safetensors"); fix the weight_map or save the model again`);
+      }
       where.set(t, f);
     }
+    if (where.size === 0) throw new HFFolderError(`${indexFile}: 'weight_map' is empty; it must name the shard of every tensor (save the model again)`);
     files = [...new Set(where.values())].sort();
-    for (const f of files) if (!fs.existsSync(path.join(dir, f))) throw new HFFolderError(`${indexFile} names ${f}, which is missing from ${dir}`);
+    for (const f of files) {
+      const shard = path.join(dir, f);
+      if (!fs.existsSync(shard)) throw new HFFolderError(`${indexFile} names ${f}, which is missing from ${dir} (download it, or save the model again)`);
+      if (!fs.statSync(shard).isFile()) throw new HFFolderError(`${indexFile} names ${f}, which is not a file in ${dir}`);
+    }
   } else if (fs.existsSync(single)) {
     files = [HF_FILES.weights];
   } else {
@@ -135,16 +123,16 @@ export function indexWeights(dir: string): WeightIndex {
   for (const f of files) {
     const file = path.join(dir, f);
     largestFile = Math.max(largestFile, fs.statSync(file).size);
-    for (const [name, info] of readHeader(file)) {
+    for (const [name, info] of readSafeTensorsHeader(file).tensors) {
       if (!indexed) where.set(name, f);
-      else if (where.get(name) !== f) throw new HFFolderError(`${file} holds '${name}', which ${HF_FILES.index} places in ${where.get(name) ?? 'no file'}`);
+      else if (where.get(name) !== f) throw new HFFolderError(`${file} holds '${name}', which ${indexFile} places in ${where.get(name) ?? 'no file'}; fix the weight_map or save the model again`);
       shapes.set(name, info.shape);
       dtypes.set(name, info.dtype);
       parameters += info.shape.reduce((p, d) => p * d, 1);
     }
   }
-  for (const [t, f] of where) if (!shapes.has(t)) throw new HFFolderError(`${HF_FILES.index} places '${t}' in ${f}, which does not hold it`);
-  return { files, where, shapes, dtypes, largestFile, parameters };
+  for (const [t, f] of where) if (!shapes.has(t)) throw new HFFolderError(`${indexFile} places '${t}' in ${f}, which does not hold it; fix the weight_map or save the model again`);
+  return { files, where, shapes, dtypes, largestFile, parameters, indexed };
 }
 
 export interface MemoryEstimate {
@@ -193,8 +181,13 @@ export function readHFWeights(dir: string, expected: Map<string, number[]>, opts
   const index = opts.index ?? indexWeights(dir);
   for (const [name, shape] of expected) {
     const got = index.shapes.get(name);
-    if (!got) throw new HFFolderError(`${dir}: tensor '${name}' is missing from ${index.files.join(', ')}`);
-    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) throw new HFFolderError(`${dir}/${index.where.get(name)}: tensor '${name}' has shape [${got}], the config needs [${shape}]`);
+    if (!got) {
+      const from = index.indexed ? `${path.join(dir, HF_FILES.index)} maps it to no shard` : `${path.join(dir, HF_FILES.weights)} does not hold it`;
+      throw new HFFolderError(`${dir}: tensor '${name}' is missing (${from}), but ${path.join(dir, HF_FILES.config)} needs it; the config and the weights are of different models`);
+    }
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new HFFolderError(`${path.join(dir, index.where.get(name)!)}: tensor '${name}' has shape [${got}], the config needs [${shape}] (${path.join(dir, HF_FILES.config)}); the config and the weights are of different models`);
+    }
     const dt = index.dtypes.get(name)!;
     if (dt !== 'F32' && dt !== 'F16' && dt !== 'BF16') throw new HFFolderError(`${dir}/${index.where.get(name)}: tensor '${name}' is ${dt}; only F32, F16 and BF16 weights are read`);
   }
@@ -275,23 +268,39 @@ function tokenText(v: unknown): string | null {
   return null;
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The tokenizer text the loader encodes once, so that a tokenizer.json that loads but cannot encode is refused at load. */
+const TOKENIZER_PROBE = 'Hello, world! 12 + 34 = 46.';
+
 export function loadHFTokenizer(dir: string): HFTokenizer {
-  const tokJson = readJSONFile(path.join(dir, HF_FILES.tokenizer), 'the tokenizer');
+  const tokFile = path.join(dir, HF_FILES.tokenizer);
+  const tokJson = readJSONFile(tokFile, 'the tokenizer');
+  const fix = 'save it again with tokenizer.save_pretrained(DIR) in Python';
+  if (!isObject(tokJson) || !isObject(tokJson.model)) throw new HFFolderError(`${tokFile}: not a Hugging Face tokenizer (a JSON object with a "model" object); ${fix}`);
   const cfgFile = path.join(dir, HF_FILES.tokenizerConfig);
-  const config = (fs.existsSync(cfgFile) ? readJSONFile(cfgFile, 'the tokenizer config') : {}) as Record<string, unknown>;
+  const cfgJson = fs.existsSync(cfgFile) ? readJSONFile(cfgFile, 'the tokenizer config') : {};
+  if (!isObject(cfgJson)) throw new HFFolderError(`${cfgFile}: not a JSON object; ${fix}`);
+  const config = cfgJson;
   let tokenizer: Tokenizer;
   try {
-    tokenizer = new Tokenizer(tokJson as object, config);
+    tokenizer = new Tokenizer(tokJson, config);
+    tokenizer.encode(TOKENIZER_PROBE); // a tokenizer that loads but cannot encode fails here, not in the middle of a run
   } catch (e) {
-    throw new HFFolderError(`${path.join(dir, HF_FILES.tokenizer)}: @huggingface/tokenizers cannot load it (${(e as Error).message})`);
+    throw new HFFolderError(`${tokFile}: @huggingface/tokenizers cannot load it (${String((e as Error)?.message ?? e).slice(0, 300)}); ${fix}`);
   }
   let chatTemplate: string | null = null;
   const ct = config.chat_template;
   if (typeof ct === 'string') chatTemplate = ct;
   else if (Array.isArray(ct)) {
-    const named = ct as { name?: string; template?: string }[];
+    if (!ct.every((t) => isObject(t) && typeof t.template === 'string')) {
+      throw new HFFolderError(`${cfgFile}: chat_template must be a string or a list of {"name", "template"} objects with string templates`);
+    }
+    const named = ct as { name?: unknown; template: string }[];
     chatTemplate = (named.find((t) => t.name === 'default') ?? named[0])?.template ?? null;
-  } else if (fs.existsSync(path.join(dir, HF_FILES.chatTemplate))) chatTemplate = fs.readFileSync(path.join(dir, HF_FILES.chatTemplate), 'utf8');
+  } else if (ct !== undefined && ct !== null) {
+    throw new HFFolderError(`${cfgFile}: chat_template must be a string or a list of {"name", "template"} objects, got ${typeof ct}`);
+  } else if (fs.existsSync(path.join(dir, HF_FILES.chatTemplate))) chatTemplate = readTextFile(path.join(dir, HF_FILES.chatTemplate), 'the chat template');
   let compiled: Template | null = null;
   const bosToken = tokenText(config.bos_token);
   const eosToken = tokenText(config.eos_token);

@@ -21,9 +21,14 @@
  *  - tensors that overlap or leave gaps: sorted by offset they must tile the whole
  *    data section exactly, from 0 to its last byte;
  *  - an "__metadata__" that is not an object of strings.
- * Nothing is allocated from a size read from the file before it has been checked.
+ * Nothing is allocated from a size read from the file before it has been checked: the header
+ * length against the file's size, each tensor's byte range against its dtype size x product(shape)
+ * and the data section. readSafeTensorsHeader applies the same checks reading only 8 + N bytes
+ * (io/hf-folder.ts indexes a folder's shards with it); fs errors also name the file.
+ * Fuzzed with mutated files: test/unit/fuzz-readers.test.ts, docs/reliability.md.
  */
 import * as fs from 'node:fs';
+import { parseJSONLimited, shortJSON } from '../util/json';
 import { writeFileAtomic } from './atomic';
 
 export type SafeDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
@@ -41,6 +46,8 @@ export interface SafeTensorsFile {
   tensors: Map<string, SafeTensorInfo>;
   /** The data section only, a view into the parsed bytes (not a copy). */
   buffer: Uint8Array;
+  /** The file (or '<buffer>') the tensors came from, for messages. */
+  source?: string;
 }
 
 export class SafeTensorsError extends Error {
@@ -65,34 +72,75 @@ const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 // ---------------------------------------------------------------- reading
 
 export function parseSafeTensors(bytes: Uint8Array, source = '<buffer>'): SafeTensorsFile {
+  const headerLength = checkHeaderLength(bytes.length >= 8 ? new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true) : null, bytes.length, source);
+  const buffer = bytes.subarray(8 + headerLength);
+  const { metadata, tensors } = parseHeader(bytes.subarray(8, 8 + headerLength), buffer.length, source);
+  return { metadata, tensors, buffer, source };
+}
+
+/** A safetensors file's header, read without its data section (8 + N bytes are read). */
+export interface SafeTensorsHeader {
+  metadata: Record<string, string>;
+  /** begin/end relative to the data section, which starts at byte `dataOffset` of the file. */
+  tensors: Map<string, SafeTensorInfo>;
+  dataOffset: number;
+  fileSize: number;
+}
+
+/**
+ * Reads and validates only the length field and the JSON header of `path` (everything that
+ * parseSafeTensors checks, the offsets against the file's size), without reading the tensor data.
+ */
+export function readSafeTensorsHeader(path: string): SafeTensorsHeader {
+  return withFile(path, (fd) => {
+    const fileSize = fs.fstatSync(fd).size;
+    const len = new Uint8Array(8);
+    const got = fileSize >= 8 ? readFully(fd, len, 0, path) : 0;
+    const headerLength = checkHeaderLength(got === 8 ? new DataView(len.buffer).getBigUint64(0, true) : null, fileSize, path);
+    const head = new Uint8Array(headerLength); // <= the file's size (checked above)
+    readFully(fd, head, 8, path);
+    const { metadata, tensors } = parseHeader(head, fileSize - 8 - headerLength, path);
+    return { metadata, tensors, dataOffset: 8 + headerLength, fileSize };
+  });
+}
+
+/** The header length of a file of `fileSize` bytes whose length field reads `declared` (null: no 8 bytes). */
+function checkHeaderLength(declared: bigint | null, fileSize: number, source: string): number {
   const fail = (msg: string): never => {
     throw new SafeTensorsError(`${source}: ${msg}`);
   };
-  if (bytes.length < 8) fail(`file is ${bytes.length} bytes, shorter than the 8-byte header length`);
-
-  const declared = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (declared > BigInt(MAX_HEADER_LENGTH)) fail(`header length ${declared} exceeds the limit of ${MAX_HEADER_LENGTH} bytes`);
+  if (declared === null) return fail(`file is ${fileSize} bytes, shorter than the 8-byte header length (truncated, or not a safetensors file)`);
+  if (declared > BigInt(MAX_HEADER_LENGTH)) fail(`header length ${declared} exceeds the limit of ${MAX_HEADER_LENGTH} bytes (not a safetensors file, or a corrupt length field)`);
   const headerLength = Number(declared);
-  if (headerLength > bytes.length - 8) {
-    fail(`header length ${headerLength} exceeds the ${bytes.length - 8} bytes after the length field (truncated file?)`);
+  if (headerLength > fileSize - 8) {
+    fail(`header length ${headerLength} exceeds the ${fileSize - 8} bytes after the length field (truncated file? copy or download it again)`);
   }
+  return headerLength;
+}
 
+/**
+ * Validates the JSON header (`head`, without the length field) of a file whose data section is
+ * `dataLength` bytes: the rules of this module's header comment.
+ */
+function parseHeader(head: Uint8Array, dataLength: number, source: string): Pick<SafeTensorsFile, 'metadata' | 'tensors'> {
+  const fail = (msg: string): never => {
+    throw new SafeTensorsError(`${source}: ${msg}`);
+  };
   let text: string;
   try {
     // ignoreBOM keeps a BOM in the text so JSON.parse rejects it, as the reference reader does.
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + headerLength));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(head);
   } catch {
     return fail('header is not valid UTF-8');
   }
   let header: unknown;
   try {
-    header = JSON.parse(text);
+    header = parseJSONLimited(text);
   } catch (e) {
     return fail(`header is not valid JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(header)) return fail('header JSON is not an object');
 
-  const buffer = bytes.subarray(8 + headerLength);
   const tensors = new Map<string, SafeTensorInfo>();
   let metadata: Record<string, string> = {};
 
@@ -110,15 +158,15 @@ export function parseSafeTensors(bytes: Uint8Array, source = '<buffer>'): SafeTe
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
 
     if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_SIZE, dtype)) {
-      bad(dtype === undefined ? 'missing dtype' : `unknown dtype ${JSON.stringify(dtype)}`);
+      bad(dtype === undefined ? 'missing dtype' : `unknown dtype ${shortJSON(dtype)} (known: ${Object.keys(DTYPE_SIZE).join(', ')})`);
     }
-    if (!Array.isArray(shape) || !shape.every(isSize)) bad('shape must be an array of non-negative safe integers');
+    if (!Array.isArray(shape) || !shape.every(isSize)) bad(`shape ${shortJSON(shape)} must be an array of non-negative safe integers`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSize)) {
-      bad('data_offsets must be an array of two non-negative safe integers');
+      bad(`data_offsets ${shortJSON(offsets)} must be an array of two non-negative safe integers`);
     }
     const [begin, end] = offsets as [number, number];
     if (begin > end) bad(`data_offsets [${begin}, ${end}] has begin > end`);
-    if (end > buffer.length) bad(`data_offsets end ${end} is past the ${buffer.length}-byte data section`);
+    if (end > dataLength) bad(`data_offsets end ${end} is past the ${dataLength}-byte data section (truncated file?)`);
 
     const size = DTYPE_SIZE[dtype as SafeDType];
     const nbytes = byteSize(shape as number[], size);
@@ -138,14 +186,53 @@ export function parseSafeTensors(bytes: Uint8Array, source = '<buffer>'): SafeTe
     }
     cursor = t.end;
   }
-  if (cursor !== buffer.length) {
-    fail(`data section is ${buffer.length} bytes but the tensors' data_offsets cover only ${cursor}`);
+  if (cursor !== dataLength) {
+    fail(`data section is ${dataLength} bytes but the tensors' data_offsets cover only ${cursor}`);
   }
-  return { metadata, tensors, buffer };
+  return { metadata, tensors };
+}
+
+/** fs errors name the path and the code (fs's own messages omit the path for some, e.g. EISDIR). */
+function fsError(path: string, e: unknown): SafeTensorsError {
+  const code = (e as NodeJS.ErrnoException).code;
+  return new SafeTensorsError(`${path}: cannot read (${code === 'ENOENT' ? 'missing' : code === 'EISDIR' ? 'a folder, not a file' : (code ?? (e as Error).message)})`);
+}
+
+function withFile<T>(path: string, fn: (fd: number) => T): T {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (e) {
+    throw fsError(path, e);
+  }
+  try {
+    return fn(fd);
+  } catch (e) {
+    if (e instanceof SafeTensorsError) throw e;
+    throw fsError(path, e);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads `into.length` bytes at `position`; a short read (the file shrank) is an error naming the file. */
+function readFully(fd: number, into: Uint8Array, position: number, path: string): number {
+  let off = 0;
+  while (off < into.length) {
+    const n = fs.readSync(fd, into, off, into.length - off, position + off);
+    if (n === 0) throw new SafeTensorsError(`${path}: unexpected end of file at byte ${position + off} (the file changed while it was read?)`);
+    off += n;
+  }
+  return off;
 }
 
 export function readSafeTensorsFile(path: string): SafeTensorsFile {
-  const b = fs.readFileSync(path); // fs errors already name the path
+  let b: Buffer;
+  try {
+    b = fs.readFileSync(path);
+  } catch (e) {
+    throw fsError(path, e);
+  }
   // A plain Uint8Array view, so callers get typed-array semantics (Buffer#slice does not copy).
   return parseSafeTensors(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), path);
 }
@@ -179,13 +266,13 @@ export function tensorAsFloat32(file: SafeTensorsFile, name: string): Float32Arr
       return out;
     }
     default:
-      throw new SafeTensorsError(`tensor ${JSON.stringify(name)} has dtype ${t.dtype}, which cannot be read as float32`);
+      throw new SafeTensorsError(`${file.source ?? '<buffer>'}: tensor ${JSON.stringify(name)} has dtype ${t.dtype}, which cannot be read as float32 (store it as F32, F16, BF16 or F64)`);
   }
 }
 
 function lookup(file: SafeTensorsFile, name: string): SafeTensorInfo {
   const t = file.tensors.get(name);
-  if (!t) throw new SafeTensorsError(`no tensor named ${JSON.stringify(name)}`);
+  if (!t) throw new SafeTensorsError(`${file.source ?? '<buffer>'}: no tensor named ${JSON.stringify(name)}`);
   return t;
 }
 

@@ -46,11 +46,19 @@ export interface LlamaConfig {
   eosTokenIds: number[];
 }
 
+/**
+ * The most layers a config may name (LLaMA-3.1 405B has 126). A config is untrusted input: its tensor
+ * list (llamaParamShapes, 9 tensors a layer) is built before the weights are read, so a config.json
+ * saying num_hidden_layers 2^31 would otherwise exhaust the memory of the reader.
+ */
+export const MAX_LLAMA_LAYERS = 4096;
+
 /** Throws, naming the field, when a config cannot describe a LLaMA. */
 export function checkLlamaConfig(cfg: LlamaConfig): void {
   for (const k of ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKVHeads', 'headDim', 'maxPositions'] as const) {
     if (!Number.isSafeInteger(cfg[k]) || cfg[k] <= 0) throw new Error(`LLaMA config: ${k} must be a positive integer, got ${cfg[k]}`);
   }
+  if (cfg.numLayers > MAX_LLAMA_LAYERS) throw new Error(`LLaMA config: num_hidden_layers ${cfg.numLayers} is more than ${MAX_LLAMA_LAYERS} layers`);
   if (cfg.numHeads % cfg.numKVHeads !== 0) throw new Error(`LLaMA config: num_attention_heads ${cfg.numHeads} is not a multiple of num_key_value_heads ${cfg.numKVHeads}`);
   if (cfg.headDim % 2 !== 0) throw new Error(`LLaMA config: head_dim ${cfg.headDim} must be even (rotary embeddings rotate pairs)`);
   if (!(cfg.rmsNormEps > 0)) throw new Error(`LLaMA config: rms_norm_eps must be positive, got ${cfg.rmsNormEps}`);

@@ -30,6 +30,7 @@ import { writeFileAtomic } from '../io/atomic';
 import type { ParamSet } from '../io/params';
 import { readSafeTensorsFile, tensorAsFloat32, type TensorToWrite, writeSafeTensorsFile } from '../io/safetensors';
 import type { HostTensor } from '../runtime/runner';
+import { parseJSONLimited, shortJSON } from '../util/json';
 import { Rng } from '../util/rng';
 import { LLAMA_PROJECTIONS, type LlamaProjection } from './hooks';
 import { type LlamaAdapters, type LlamaConfig, projectionPath, projectionShape } from './llama';
@@ -205,7 +206,7 @@ export function fromPeftConfig(json: unknown, source: string = ADAPTER_FILES.con
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${source}: expected a JSON object`);
   const j = json as Record<string, unknown>;
   const bad = (k: string, what: string): never => {
-    throw new Error(`${source}: '${k}' = ${JSON.stringify(j[k])} is not supported (${what})`);
+    throw new Error(`${source}: '${k}' = ${shortJSON(j[k])} is not supported (${what})`);
   };
   if (j.peft_type !== 'LORA') bad('peft_type', "only 'LORA'");
   if (j.task_type !== undefined && j.task_type !== null && j.task_type !== 'CAUSAL_LM') bad('task_type', "only 'CAUSAL_LM'");
@@ -219,37 +220,38 @@ export function fromPeftConfig(json: unknown, source: string = ADAPTER_FILES.con
   if (j.layers_pattern !== undefined && j.layers_pattern !== null && j.layers_pattern !== 'layers' && !(Array.isArray(j.layers_pattern) && j.layers_pattern.length === 0)) bad('layers_pattern', "only 'layers'");
   const num = (k: string, dflt?: number): number => {
     const v = j[k] ?? dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${source}: '${k}' must be a number, got ${JSON.stringify(j[k])}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${source}: '${k}' must be a number, got ${shortJSON(j[k])}`);
     return v;
   };
   let targets: LlamaProjection[];
   const tm = j.target_modules;
   if (Array.isArray(tm)) {
     targets = tm.map((m) => {
-      const name = String(m).split('.').pop()!; // PEFT matches by suffix: "self_attn.q_proj" targets q_proj
-      if (!(LLAMA_PROJECTIONS as readonly string[]).includes(name)) throw new Error(`${source}: target module '${String(m)}' is not a LLaMA projection (${LLAMA_PROJECTIONS.join(', ')})`);
+      const name = typeof m === 'string' ? m.split('.').pop()! : ''; // PEFT matches by suffix: "self_attn.q_proj" targets q_proj
+      if (!(LLAMA_PROJECTIONS as readonly string[]).includes(name)) throw new Error(`${source}: target module ${shortJSON(m)} is not a LLaMA projection (${LLAMA_PROJECTIONS.join(', ')})`);
       return name as LlamaProjection;
     });
   } else if (typeof tm === 'string') {
     // PEFT: a string is a regular expression that must match the whole module path. Without the
     // model the layers are unknown: the projections it matches in any of 256 layers are taken, and
     // loadAdapter (which knows the model) narrows the layers.
-    const re = new RegExp(`^(?:${tm})$`);
+    const re = peftRegex(tm, source);
     targets = LLAMA_PROJECTIONS.filter((p) => Array.from({ length: model?.numLayers ?? 256 }, (_, l) => re.test(projectionPath(l, p))).some(Boolean));
     if (targets.length === 0) throw new Error(`${source}: target_modules regex '${tm}' matches no LLaMA projection path (such as model.layers.0.self_attn.q_proj)`);
   } else return bad('target_modules', 'a list of module names or a regex string');
   let layers: number[] | null = null;
   const lt = j.layers_to_transform;
   if (typeof lt === 'number') layers = [lt];
-  else if (Array.isArray(lt)) layers = lt.map((v) => Number(v));
+  else if (Array.isArray(lt)) layers = lt.map((v) => (typeof v === 'number' ? v : NaN));
   else if (lt !== undefined && lt !== null) bad('layers_to_transform', 'a layer index or a list of them');
   if (typeof tm === 'string' && model) {
     // The layers the regex selects must be the same for every selected projection (one LoraConfig).
-    const re = new RegExp(`^(?:${tm})$`);
+    const re = peftRegex(tm, source);
     const per = targets.map((p) => Array.from({ length: model.numLayers }, (_, l) => l).filter((l) => re.test(projectionPath(l, p)) && (!layers || layers.includes(l))));
     if (per.some((ls) => ls.join() !== per[0].join())) throw new Error(`${source}: target_modules regex '${tm}' selects different layers for different projections, which is not supported`);
     layers = per[0].length === model.numLayers ? null : per[0];
   }
+  if (layers && !layers.every((l) => Number.isSafeInteger(l) && l >= 0)) bad('layers_to_transform', 'layer indices are non-negative integers');
   const c: LoraConfig = {
     r: num('r', 8),
     alpha: num('lora_alpha', 8),
@@ -259,8 +261,21 @@ export function fromPeftConfig(json: unknown, source: string = ADAPTER_FILES.con
     useRslora: j.use_rslora === true,
     layers,
   };
-  checkLoraConfig(c, model);
+  try {
+    checkLoraConfig(c, model);
+  } catch (e) {
+    throw new Error(`${source}: ${(e as Error).message}`);
+  }
   return c;
+}
+
+/** PEFT's target_modules string: a regular expression matching the whole module path. */
+function peftRegex(tm: string, source: string): RegExp {
+  try {
+    return new RegExp(`^(?:${tm})$`);
+  } catch (e) {
+    throw new Error(`${source}: target_modules ${shortJSON(tm)} is not a valid regular expression (${(e as Error).message}); list the modules instead, e.g. ["q_proj", "v_proj"]`);
+  }
 }
 
 /**
@@ -292,9 +307,9 @@ export function loadAdapter(dir: string, model: LlamaConfig): { config: LoraConf
   if (!fs.existsSync(cfgFile)) throw new Error(`${dir} is not a PEFT adapter folder: ${ADAPTER_FILES.config} is missing`);
   let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+    json = parseJSONLimited(fs.readFileSync(cfgFile, 'utf8'));
   } catch (e) {
-    throw new Error(`${cfgFile}: not valid JSON (${(e as Error).message})`);
+    throw new Error(`${cfgFile}: not valid JSON (${(e as Error).message}); save the adapter again (PEFT save_pretrained)`);
   }
   const config = fromPeftConfig(json, cfgFile, model);
   const file = path.join(dir, ADAPTER_FILES.model);
@@ -308,14 +323,17 @@ export function loadAdapter(dir: string, model: LlamaConfig): { config: LoraConf
   for (const name of st.tensors.keys()) byName.set(name.replace(/\.(lora_[AB])\.[^.]+\.weight$/, '.$1.weight'), name);
   const expected = loraParamShapes(model, config);
   for (const name of byName.keys()) {
-    if (!expected.has(name)) throw new Error(`${file}: tensor '${byName.get(name)}' does not belong to a LoRA adapter on ${config.targetModules.join(', ')} of this model`);
+    if (!expected.has(name)) throw new Error(`${file}: tensor '${byName.get(name)}' does not belong to a LoRA adapter on ${config.targetModules.join(', ')} of this model (as ${cfgFile} configures it)`);
   }
   const params: ParamSet = new Map();
   for (const [name, shape] of expected) {
     const stored = byName.get(name);
-    if (!stored) throw new Error(`${file}: tensor '${name}' is missing`);
+    if (!stored) throw new Error(`${file}: tensor '${name}' is missing (${cfgFile} targets ${config.targetModules.join(', ')}${config.layers ? ` in layers ${config.layers.join(', ')}` : ''})`);
     const info = st.tensors.get(stored)!;
-    if (info.shape.length !== 2 || info.shape[0] !== shape[0] || info.shape[1] !== shape[1]) throw new Error(`${file}: tensor '${stored}' has shape [${info.shape}], expected [${shape}]`);
+    if (info.shape.length !== 2 || info.shape[0] !== shape[0] || info.shape[1] !== shape[1]) {
+      throw new Error(`${file}: tensor '${stored}' has shape [${info.shape}], expected [${shape}] (from ${cfgFile}, r ${config.r}, on this base); the config and the weights are of different adapters, or the adapter is for another base`);
+    }
+    if (info.dtype !== 'F32' && info.dtype !== 'F16' && info.dtype !== 'BF16' && info.dtype !== 'F64') throw new Error(`${file}: tensor '${stored}' is ${info.dtype}; adapter weights are read as F32, F16, BF16 or F64`);
     params.set(name, { shape, data: tensorAsFloat32(st, stored) });
   }
   return { config, params };

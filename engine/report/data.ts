@@ -17,7 +17,8 @@ import { type AnalysisSummary, analysisPath, analysisStaleness } from '../analys
 import { readNpy } from '../analysis/npy';
 import type { ProbesFile } from '../analysis/probe-layers';
 import { ADAPTER_FILES } from '../models/lora';
-import { type Manifest, RUN_FILES, RunError, modelFile, modelHash } from '../runs/run';
+import { checkLoraManifest } from '../runs/lora-run';
+import { type Manifest, RUN_FILES, RunError, checkManifestCommon, modelFile, modelHash, readJSON, readTrainLog, trainLogProblem } from '../runs/run';
 import { type SteeringFile, type SweepFile, steerPath, transferSteerFiles } from '../steer/files';
 import { PROJECTIONS_FILE, type ProjectionsFile } from '../analysis/projection-attribution';
 import type { EvalPoint } from './figures';
@@ -97,22 +98,24 @@ function readOptional<T>(file: string, what: string, problems: string[]): T | nu
   }
 }
 
+/** The run's manifest.json (a GPT-2 or a LoRA run's), checked: the report cannot be made without it. */
+function readReportManifest(file: string): Manifest {
+  const m = readJSON<unknown>(file, 'run manifest');
+  if ((m as { system?: unknown } | null)?.system === 'lora') checkLoraManifest(m, file);
+  else checkManifestCommon(m, file);
+  return m as unknown as Manifest;
+}
+
 function readEvals(file: string, problems: string[]): EvalPoint[] {
-  if (!fs.existsSync(file)) return [];
+  const { lines, skipped } = readTrainLog(file);
+  if (skipped.length > 0) problems.push(trainLogProblem(file, skipped));
+  const num = (v: unknown): number | null => (typeof v === 'number' ? v : null); // finite: readTrainLog skips lines with other numbers
   const out: EvalPoint[] = [];
-  let bad = 0;
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const o = JSON.parse(line) as { kind?: string; step?: number; gen?: number; mem?: number; other?: number; guess?: number | null };
-      if (o.kind === 'eval' && typeof o.step === 'number' && typeof o.gen === 'number' && typeof o.mem === 'number') {
-        out.push({ step: o.step, gen: o.gen, mem: o.mem, other: o.other ?? 1 - o.gen - o.mem, guess: o.guess ?? null });
-      }
-    } catch {
-      bad++;
-    }
+  for (const o of lines) {
+    const gen = num(o.gen);
+    const mem = num(o.mem);
+    if (o.kind === 'eval' && gen !== null && mem !== null) out.push({ step: o.step, gen, mem, other: num(o.other) ?? 1 - gen - mem, guess: num(o.guess) });
   }
-  if (bad > 0) problems.push(`${file}: ${bad} unreadable line(s) skipped`);
   return out;
 }
 
@@ -123,8 +126,7 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
   const problems: string[] = [];
   const manifestFile = path.join(absDir, RUN_FILES.manifest);
   if (!fs.existsSync(manifestFile)) throw new RunError(`${manifestFile} is missing: ${runDir} is not a memgen run folder (train one with \`memgen train\`)`);
-  const manifest = readOptional<Manifest>(manifestFile, 'run manifest', problems);
-  if (!manifest) throw new RunError(problems[0]);
+  const manifest = readReportManifest(manifestFile);
   const config = readOptional<ReportData['config']>(path.join(absDir, RUN_FILES.config), 'run config', problems);
   const evals = readEvals(path.join(absDir, RUN_FILES.log), problems);
   const hash = modelFile(absDir) ? modelHash(absDir) : null;

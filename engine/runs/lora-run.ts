@@ -17,12 +17,13 @@ import { HF_FILES } from '../io/hf-folder';
 import type { ParamSet } from '../io/params';
 import { type LlamaFolder, loadLlamaFolder } from '../models/llama-folder';
 import { LlamaInference } from '../models/llama-infer';
-import { ADAPTER_FILES, type LoraConfig, loadAdapter } from '../models/lora';
+import { ADAPTER_FILES, type LoraConfig, checkLoraConfig, loadAdapter } from '../models/lora';
 import type { RunnerOptions } from '../runtime/runner';
 import { makeTask, taskOptions } from '../tasks';
 import { type PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
 import type { TaskName, TaskOptions, TaskScale } from '../tasks/task';
-import { type ManifestCommon, RUN_FILES, RunError, modelHash, readJSON, sha256File } from './run';
+import { shortJSON } from '../util/json';
+import { type ManifestCommon, RUN_FILES, RunError, checkManifestCommon, modelHash, readJSON, sha256File } from './run';
 
 export interface LoraRunManifest extends ManifestCommon {
   format: 'memgen-lora-run/1';
@@ -60,17 +61,73 @@ export interface LoadedLoraRun {
   task: RetokenizedTask;
 }
 
+/**
+ * Checks a LoRA run's manifest (parsed): the common fields (runs/run.ts checkManifestCommon), then
+ * system, base, the data options, prompt format and LoRA config. Throws a RunError naming the file.
+ */
+export function checkLoraManifest(m: unknown, file: string): asserts m is LoraRunManifest {
+  checkManifestCommon(m, file);
+  const j = m as unknown as Record<string, unknown>;
+  const fix = 'manifest.json is written by `memgen train --base --lora`: restore it from a backup or train the run again';
+  const bad = (field: string, want: string, v: unknown): never => {
+    throw new RunError(`${file}: '${field}' must be ${want}, got ${shortJSON(v)}; ${fix}`);
+  };
+  if (j.format !== 'memgen-lora-run/1') bad('format', "'memgen-lora-run/1' (a LoRA run)", j.format);
+  if (j.system !== 'lora') bad('system', "'lora'", j.system);
+  const b = j.base as Record<string, unknown> | null;
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) return bad('base', 'an object {dir, hashes, note}', b);
+  if (typeof b.dir !== 'string' || b.dir === '') bad('base.dir', 'the base folder', b.dir);
+  const h = b.hashes;
+  if (typeof h !== 'object' || h === null || Array.isArray(h) || !Object.values(h).every((x) => typeof x === 'string')) bad('base.hashes', 'an object of file -> "sha256:<hex>"', h);
+  if (b.note !== null && b.note !== undefined && typeof b.note !== 'string') bad('base.note', 'a string or null', b.note);
+  if (typeof j.memRate !== 'number' || !(j.memRate >= 0 && j.memRate <= 1)) bad('memRate', 'a number in [0, 1]', j.memRate);
+  if (j.promptFormat !== 'plain' && j.promptFormat !== 'chat') bad('promptFormat', "'plain' or 'chat'", j.promptFormat);
+  const l = j.lora as Record<string, unknown> | null;
+  if (typeof l !== 'object' || l === null || Array.isArray(l)) return bad('lora', 'the LoRA config object', l);
+  if (!Array.isArray(l.targetModules) || !(l.layers === null || (Array.isArray(l.layers) && l.layers.every((x) => typeof x === 'number'))) || typeof l.useRslora !== 'boolean' || typeof l.seed !== 'number') {
+    bad('lora', '{r, alpha, dropout, targetModules, seed, useRslora, layers}', l);
+  }
+  try {
+    checkLoraConfig(l as unknown as LoraConfig);
+  } catch (e) {
+    bad('lora', `a valid LoRA config (${(e as Error).message})`, l);
+  }
+}
+
+/** A LoRA run's manifest.json, read and checked (checkLoraManifest). */
+export function readLoraManifest(manifestFile: string): LoraRunManifest {
+  const manifest = readJSON<unknown>(manifestFile, 'run manifest');
+  if (typeof manifest === 'object' && manifest !== null && !Array.isArray(manifest) && (manifest as { system?: unknown }).system !== 'lora') {
+    throw new RunError(`${path.dirname(manifestFile)} is not a LoRA run (${manifestFile} has system ${shortJSON((manifest as { system?: unknown }).system)}, not 'lora')`);
+  }
+  checkLoraManifest(manifest, manifestFile);
+  return manifest;
+}
+
+/** The files whose sha256 differ between two baseHashes records (key order does not matter). */
+export function changedBaseFiles(recorded: Record<string, string>, now: Record<string, string>): string[] {
+  return [...new Set([...Object.keys(recorded), ...Object.keys(now)])].filter((f) => !Object.hasOwn(recorded, f) || !Object.hasOwn(now, f) || recorded[f] !== now[f]).sort();
+}
+
 /** Opens a LoRA run: its manifest, the base folder (hashes checked) and the kept adapter. */
 export function loadLoraRun(dir: string): LoadedLoraRun {
-  const manifest = readJSON<LoraRunManifest>(path.join(dir, RUN_FILES.manifest), 'run manifest');
-  if (manifest.system !== 'lora') throw new RunError(`${dir} is not a LoRA run (manifest system ${String(manifest.system)})`);
-  if (!fs.existsSync(manifest.base.dir)) throw new RunError(`${dir}: its base folder ${manifest.base.dir} is missing`);
-  const hashes = baseHashes(manifest.base.dir);
-  if (JSON.stringify(hashes) !== JSON.stringify(manifest.base.hashes)) throw new RunError(`${dir}: the base folder ${manifest.base.dir} is not the one this adapter was trained on (sha256 differs)`);
+  const manifestFile = path.join(dir, RUN_FILES.manifest);
+  const manifest = readLoraManifest(manifestFile);
+  if (!fs.existsSync(manifest.base.dir)) throw new RunError(`${dir}: its base folder ${manifest.base.dir} is missing (${manifestFile} names it; put it back, or fix base.dir)`);
+  const changed = changedBaseFiles(manifest.base.hashes, baseHashes(manifest.base.dir));
+  if (changed.length > 0) {
+    throw new RunError(`${dir}: the base folder ${manifest.base.dir} is not the one this adapter was trained on (sha256 of ${changed.slice(0, 3).join(', ')}${changed.length > 3 ? ', ...' : ''} differs from ${manifestFile})`);
+  }
   const base = loadLlamaFolder(manifest.base.dir);
   if (!fs.existsSync(path.join(dir, ADAPTER_FILES.model))) throw new RunError(`${dir} has no kept adapter yet (${ADAPTER_FILES.model}); train or resume it`);
   const adapter = loadAdapter(dir, base.config);
-  return { dir, manifest, base, adapter, task: loraRunTask(base, manifest) };
+  let task: RetokenizedTask;
+  try {
+    task = loraRunTask(base, manifest);
+  } catch (e) {
+    throw new RunError(`${manifestFile}: the task options do not describe a task on this base (${(e as Error).message})`);
+  }
+  return { dir, manifest, base, adapter, task };
 }
 
 /** Whether a run folder holds a LoRA run (manifest system 'lora'). */

@@ -19,7 +19,8 @@ import { checkLoadMemory, estimateLoadMemory, indexWeights } from '../io/hf-fold
 import { loadParams, type ParamSet } from '../io/params';
 import { fromHFConfig, gpt2ParamShapes, type GPT2Config } from '../models/gpt2';
 import { ADAPTER_FILES } from '../models/lora';
-import { makeTask, taskOptions } from '../tasks';
+import { TASK_NAMES, makeTask, taskOptions } from '../tasks';
+import { parseJSONLimited, shortJSON } from '../util/json';
 import type { Task, TaskName, TaskScale } from '../tasks/task';
 
 export const RUN_FILES = {
@@ -76,11 +77,113 @@ export interface Manifest extends ManifestCommon {
 
 export function readJSON<T>(file: string, what: string): T {
   if (!fs.existsSync(file)) throw new RunError(`${what}: ${file} is missing`);
+  let text: string;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new RunError(`${what}: ${file} is unreadable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    return parseJSONLimited(text) as T;
   } catch (e) {
     throw new RunError(`${what}: ${file} is corrupt (${(e as Error).message})`);
   }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The manifest formats this version reads (a GPT-2 run's, a LoRA run's). */
+export const MANIFEST_FORMATS = ['memgen-run/1', 'memgen-lora-run/1'] as const;
+
+/**
+ * Checks the fields every manifest has (ManifestCommon, plus preset for 'memgen-run/1'); a LoRA run's
+ * own fields are checked by runs/lora-run.ts. Throws a RunError naming the file, the field and the fix.
+ */
+export function checkManifestCommon(m: unknown, file: string): asserts m is ManifestCommon & { format: string } {
+  const fix = 'manifest.json is written by `memgen train`: restore it from a backup or train the run again';
+  const bad = (field: string, want: string, v: unknown): never => {
+    throw new RunError(`${file}: '${field}' must be ${want}, got ${shortJSON(v)}; ${fix}`);
+  };
+  if (!isObject(m)) return bad('(top level)', 'a JSON object', m);
+  if (!(MANIFEST_FORMATS as readonly unknown[]).includes(m.format)) bad('format', `one of ${MANIFEST_FORMATS.join(', ')} (a newer memgen may have written it)`, m.format);
+  if (m.status !== 'training' && m.status !== 'done' && m.status !== 'interrupted') bad('status', "'training', 'done' or 'interrupted'", m.status);
+  if (!(TASK_NAMES as readonly unknown[]).includes(m.task)) bad('task', `one of ${TASK_NAMES.join(', ')}`, m.task);
+  if (m.scale !== 'tiny' && m.scale !== 'paper') bad('scale', "'tiny' or 'paper'", m.scale);
+  if (!Number.isSafeInteger(m.seed)) bad('seed', 'an integer', m.seed);
+  if (!Number.isSafeInteger(m.steps) || (m.steps as number) < 0) bad('steps', 'a non-negative integer', m.steps);
+  if (typeof m.trainSeconds !== 'number' || !(m.trainSeconds >= 0) || m.trainSeconds === Infinity) bad('trainSeconds', 'a non-negative number', m.trainSeconds);
+  for (const k of ['command', 'taskDescription', 'createdAt', 'updatedAt']) if (typeof m[k] !== 'string') bad(k, 'a string', m[k]);
+  if (m.gitCommit !== null && typeof m.gitCommit !== 'string') bad('gitCommit', 'a string or null', m.gitCommit);
+  for (const k of ['train', 'data', 'versions']) if (!isObject(m[k])) bad(k, 'an object', m[k]);
+  if (!isObject(m.hashes) || !Object.values(m.hashes).every((h) => typeof h === 'string')) bad('hashes', 'an object of file -> "sha256:<hex>"', m.hashes);
+  const best = m.best;
+  if (best !== null && (!isObject(best) || !Number.isSafeInteger(best.step) || (best.step as number) < 0 || !isObject(best.eval))) {
+    bad('best', 'null or {"step": a non-negative integer, "eval": an object}', best);
+  }
+  if (m.format === 'memgen-run/1' && typeof m.preset !== 'string') bad('preset', 'a string', m.preset);
+}
+
+/** A GPT-2 run's manifest.json, read and checked (checkManifestCommon). */
+export function readManifest(file: string): Manifest {
+  const m = readJSON<unknown>(file, 'run manifest');
+  checkManifestCommon(m, file);
+  if (m.format !== 'memgen-run/1') throw new RunError(`${file}: format ${shortJSON(m.format)} is not a GPT-2 run's (memgen-run/1); this is a LoRA run, opened with its base folder`);
+  return m as Manifest;
+}
+
+/** One line of train-log.jsonl: a JSON object with a step and a kind; other fields as written. */
+export interface TrainLogLine {
+  step: number;
+  kind: string;
+  [field: string]: unknown;
+}
+
+/**
+ * A train-log.jsonl line, or why it is unreadable: not JSON, not an object, no non-negative integer
+ * step, no string kind, or a top-level number that is not finite (1e999 parses as Infinity).
+ */
+export function parseTrainLogLine(line: string): TrainLogLine | string {
+  let o: unknown;
+  try {
+    o = parseJSONLimited(line);
+  } catch (e) {
+    return `not JSON (${(e as Error).message})`;
+  }
+  if (!isObject(o)) return 'not a JSON object';
+  if (!Number.isSafeInteger(o.step) || (o.step as number) < 0) return `step ${shortJSON(o.step, 30)} is not a non-negative integer`;
+  if (typeof o.kind !== 'string') return `kind ${shortJSON(o.kind, 30)} is not a string`;
+  for (const [k, v] of Object.entries(o)) if (typeof v === 'number' && !Number.isFinite(v)) return `'${k.slice(0, 30)}' is not a finite number`;
+  return o as TrainLogLine;
+}
+
+/**
+ * Reads train-log.jsonl, tolerantly: a run that stopped in mid-write leaves a partial last line, so
+ * unreadable lines are skipped and listed (1-based line numbers) for the caller to report; blank
+ * lines are ignored. A missing file is an empty log.
+ */
+export function readTrainLog(file: string): { lines: TrainLogLine[]; skipped: { line: number; why: string }[] } {
+  if (!fs.existsSync(file)) return { lines: [], skipped: [] };
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new RunError(`${file}: unreadable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const lines: TrainLogLine[] = [];
+  const skipped: { line: number; why: string }[] = [];
+  text.split('\n').forEach((l, i) => {
+    if (!l.trim()) return;
+    const r = parseTrainLogLine(l);
+    if (typeof r === 'string') skipped.push({ line: i + 1, why: r });
+    else lines.push(r);
+  });
+  return { lines, skipped };
+}
+
+/** The message for the skipped lines of readTrainLog, naming the file. */
+export function trainLogProblem(file: string, skipped: readonly { line: number; why: string }[]): string {
+  const first = skipped[0];
+  return `${file}: ${skipped.length} unreadable line(s) skipped (first: line ${first.line}, ${first.why}); a run stopped in mid-write leaves a partial last line, other damage needs the file restored`;
 }
 
 export function writeJSON(file: string, value: unknown): void {
@@ -152,8 +255,9 @@ export function loadRun(dir: string, opts: { availableBytes?: number } = {}): Lo
     throw new RunError(`${configFile}: ${(e as Error).message}`);
   }
   const memgen = config.memgen as RunMemgenConfig | undefined;
-  if (!memgen || typeof memgen.task !== 'string') throw new RunError(`${configFile} has no "memgen" section naming the task; was this run made by memgen?`);
-  const manifest = readJSON<Manifest>(path.join(dir, RUN_FILES.manifest), 'run manifest');
+  if (!isObject(memgen) || typeof memgen.task !== 'string') throw new RunError(`${configFile} has no "memgen" section naming the task; was this run made by memgen?`);
+  if (!(TASK_NAMES as readonly string[]).includes(memgen.task)) throw new RunError(`${configFile}: memgen.task ${shortJSON(memgen.task)} is not one of ${TASK_NAMES.join(', ')}`);
+  const manifest = readManifest(path.join(dir, RUN_FILES.manifest));
   const modelFile = path.join(dir, RUN_FILES.model);
   if (!fs.existsSync(modelFile)) throw new RunError(`${modelFile} is missing (the run has no kept model yet; train it, or resume it with --resume)`);
   checkLoadMemory(dir, estimateLoadMemory(indexWeights(dir), opts.availableBytes));
@@ -161,9 +265,15 @@ export function loadRun(dir: string, opts: { availableBytes?: number } = {}): Lo
   try {
     params = loadParams(modelFile, gpt2ParamShapes(cfg));
   } catch (e) {
-    throw new RunError(`${modelFile}: ${(e as Error).message}`);
+    const msg = (e as Error).message;
+    throw new RunError(msg.includes(modelFile) ? `${msg} (${configFile} describes another model, or the file is damaged)` : `${modelFile}: ${msg}`);
   }
-  const task = makeTask(memgen.task, taskOptions(memgen));
+  let task: Task;
+  try {
+    task = makeTask(memgen.task, taskOptions(memgen));
+  } catch (e) {
+    throw new RunError(`${configFile}: the "memgen" section does not describe a task (${(e as Error).message})`);
+  }
   if (task.tokenizer.vocab.length !== cfg.vocabSize) {
     throw new RunError(`${configFile}: vocab_size ${cfg.vocabSize} does not match the ${memgen.task} task's ${task.tokenizer.vocab.length} tokens`);
   }

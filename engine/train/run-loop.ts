@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
-import { type ManifestCommon, readJSON, sha256File, writeJSON } from '../runs/run';
+import { type ManifestCommon, parseTrainLogLine, readJSON, sha256File, writeJSON } from '../runs/run';
 import type { EvalResult } from './evaluate';
 
 export type StepEval = EvalResult & { step: number };
@@ -143,12 +143,8 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
 export function truncateLog(file: string, step: number): void {
   if (!fs.existsSync(file)) return;
   const kept = fs.readFileSync(file, 'utf8').split('\n').filter((l) => {
-    if (!l.trim()) return false;
-    try {
-      return (JSON.parse(l) as { step: number }).step <= step;
-    } catch {
-      return false;
-    }
+    const r = parseTrainLogLine(l); // unreadable lines (a partial last line) are dropped
+    return typeof r !== 'string' && r.step <= step;
   });
   writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
 }

@@ -15,8 +15,8 @@ import { type SweepCell, type SweepFile, defaultAlpha, steeringOutPath, writeSte
 import { parsePicks } from '../../steer/intervention';
 import type { LoadedRun } from '../../runs/run';
 import * as path from 'node:path';
-import { type LoraRunManifest, type LoraSteerRun, isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
-import { RUN_FILES, RunError, readJSON } from '../../runs/run';
+import { type LoraSteerRun, changedBaseFiles, isLoraRun, loraRunModel, loraSteerRun, readLoraManifest } from '../../runs/lora-run';
+import { RUN_FILES, RunError } from '../../runs/run';
 import type { RunnerOptions } from '../../runtime/runner';
 import { type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
 import { SWEEP_ALPHAS, SWEEP_TOPNS, formatSweep, sweep } from '../../steer/sweep';
@@ -93,8 +93,8 @@ function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: bool
   const setup = prepareSteering(runDir, { ...opts, load: loraSteerRun });
   // Neurons of another adapter (Tables 3, 4) index the same base's layers only if it is the same base.
   if (opts.neuronsFrom && isLoraRun(opts.neuronsFrom)) {
-    const other = readJSON<LoraRunManifest>(path.join(opts.neuronsFrom, RUN_FILES.manifest), 'run manifest');
-    if (JSON.stringify(other.base.hashes) !== JSON.stringify(setup.run.lora.manifest.base.hashes)) {
+    const other = readLoraManifest(path.join(opts.neuronsFrom, RUN_FILES.manifest));
+    if (changedBaseFiles(other.base.hashes, setup.run.lora.manifest.base.hashes).length > 0) {
       throw new RunError(`the neurons of ${opts.neuronsFrom} were found with another base model (${other.base.dir}) than ${runDir}'s (${setup.run.lora.manifest.base.dir}): intra- and inter-task steering needs adapters on the same base`);
     }
   }
