@@ -36,6 +36,7 @@ export interface PromptJob {
 
 export type EngineRequest =
   | { id: number; kind: 'predict'; job: PromptJob; fresh?: boolean }
+  | { id: number; kind: 'prefetch'; jobs: PromptJob[] }
   | { id: number; kind: 'steer'; job: PromptJob; direction: Direction; topN: number | null; alpha: number | null; custom?: NeuronRef[] }
   | { id: number; kind: 'activations'; job: PromptJob }
   | { id: number; kind: 'cancel'; target: number };
@@ -69,7 +70,8 @@ interface Loaded {
 
 const loaded = new Map<string, Promise<Loaded>>();
 const cache = new Map<string, unknown>();
-const CACHE_MAX = 500;
+/** Predictions are a few kB: 20,000 keep a 10,000-prompt file's lenses and hovers in memory (tens of MB). */
+const CACHE_MAX = 20_000;
 
 function remember<T>(key: string, value: T): T {
   if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
@@ -156,7 +158,7 @@ function getLoaded(job: PromptJob): Promise<Loaded> {
     failed.delete(key);
     p = (async () => {
       const run = loadRun(job.run);
-      const inf = await GPT2Inference.create(run.cfg, run.params, { site: job.site, runner: { provider: job.provider, threads: job.threads }, batchSize: 8 });
+      const inf = await GPT2Inference.create(run.cfg, run.params, { site: job.site, runner: { provider: job.provider, threads: job.threads }, batchSize: PREFETCH_BATCH });
       let analysis: Analysis | null = null;
       let analysisError: string | null = null;
       try {
@@ -191,9 +193,10 @@ function example(l: Loaded, prompt: string): Example {
   return l.run.task.fromPrompt(prompt);
 }
 
-async function generate(l: Loaded, ex: Example, steer?: { vectors: Float32Array[]; alpha: number }) {
-  const ids = l.run.task.tokenizer.encode(ex.prompt);
-  const res = await l.inf.generate([ids], { maxNewTokens: l.run.task.maxAnswerTokens, eosId: l.run.task.tokenizer.eoaId, steer: steer?.vectors });
+/** Greedy generations of `exs` in one batched call: output, classification, first-token p and site vectors. */
+async function generate(l: Loaded, exs: readonly Example[], steer?: { vectors: Float32Array[]; alpha: number }) {
+  const tok = l.run.task.tokenizer;
+  const res = await l.inf.generate(exs.map((ex) => tok.encode(ex.prompt)), { maxNewTokens: l.run.task.maxAnswerTokens, eosId: tok.eoaId, steer: steer?.vectors });
   // A huge alpha (the header allows any finite number, e.g. 1e308) overflows the activations: the
   // probabilities would be NaN, sent as null where the protocol promises numbers.
   const bad = res.firstLogits.findIndex((v) => !Number.isFinite(v));
@@ -201,12 +204,16 @@ async function generate(l: Loaded, ex: Example, steer?: { vectors: Float32Array[
     const v = res.firstLogits[bad];
     throw new Error(steer ? `steering at alpha ${steer.alpha} overflows this model's activations (logit ${bad} is ${v}); use an alpha of smaller magnitude` : `the model's logit ${bad} is ${v}: its weights are not finite`);
   }
-  const output = l.run.task.tokenizer.decode(res.tokens[0]);
-  const answer = l.run.task.statedAnswer?.(output) ?? null;
-  const first = l.run.task.firstAnswerTokens(ex);
-  const [pGen, pMem] = softmaxAt(res.firstLogits, [[first.gen], first.mem]);
-  return { output, answer, behaviour: l.run.task.classify(ex, output), pGenFirst: pGen as number, pMemFirst: pMem, hidden: res.hidden };
+  const V = tok.vocab.length;
+  const Ld = l.run.cfg.nLayer * l.run.cfg.nEmbd;
+  return exs.map((ex, i) => {
+    const output = tok.decode(res.tokens[i]);
+    const first = l.run.task.firstAnswerTokens(ex);
+    const [pGen, pMem] = softmaxAt(res.firstLogits.subarray(i * V, (i + 1) * V), [[first.gen], first.mem]);
+    return { output, answer: l.run.task.statedAnswer?.(output) ?? null, behaviour: l.run.task.classify(ex, output), pGenFirst: pGen as number, pMemFirst: pMem, hidden: res.hidden.subarray(i * Ld, (i + 1) * Ld) };
+  });
 }
+type Generated = Awaited<ReturnType<typeof generate>>[number];
 
 function checkExpected(expected: string | null, output: string, behaviour: string): boolean | null {
   if (expected === null) return null;
@@ -214,13 +221,45 @@ function checkExpected(expected: string | null, output: string, behaviour: strin
   return expected.trim() === output.trim();
 }
 
+const predictionKey = (job: PromptJob) => JSON.stringify(['predict', path.resolve(job.run), job.prompt, job.site, job.provider, job.expected]);
+
 async function predict(job: PromptJob, fresh: boolean): Promise<Prediction> {
-  const key = JSON.stringify(['predict', path.resolve(job.run), job.prompt, job.site, job.provider, job.expected]);
+  const key = predictionKey(job);
   if (!fresh && cache.has(key)) return cache.get(key) as Prediction;
   const t0 = Date.now();
   const l = await getLoaded(job);
   const ex = example(l, job.prompt);
-  const g = await generate(l, ex);
+  return remember(key, prediction(job, l, ex, (await generate(l, [ex]))[0], t0));
+}
+
+/**
+ * Predictions of many prompts of one run in batched generations (PREFETCH_BATCH a call), into the
+ * cache, so that a document's diagnostics and lenses then read them: one prompt at a time, 10,000
+ * prompts took minutes. Prompts that fail (a typo the task cannot read) are left for predict(),
+ * which reports them one by one.
+ */
+const PREFETCH_BATCH = 64;
+async function prefetch(jobs: readonly PromptJob[]): Promise<number> {
+  const todo = jobs.filter((j) => !cache.has(predictionKey(j)));
+  if (todo.length === 0) return 0;
+  const t0 = Date.now();
+  const l = await getLoaded(todo[0]);
+  const readable: { job: PromptJob; ex: Example }[] = [];
+  for (const job of todo) {
+    try {
+      readable.push({ job, ex: example(l, job.prompt) });
+    } catch { /* predict() reports it */ }
+  }
+  for (let i = 0; i < readable.length; i += PREFETCH_BATCH) {
+    const chunk = readable.slice(i, i + PREFETCH_BATCH);
+    const gs = await generate(l, chunk.map((c) => c.ex));
+    chunk.forEach((c, k) => remember(predictionKey(c.job), prediction(c.job, l, c.ex, gs[k], t0)));
+  }
+  return readable.length;
+}
+
+/** The Prediction of a generated prompt: the first-token decision, probes by layer, the neurons that push. */
+function prediction(job: PromptJob, l: Loaded, ex: Example, g: Generated, t0: number): Prediction {
   const { nLayer: L, nEmbd: d } = l.run.cfg;
   const a = l.analysis;
 
@@ -299,7 +338,7 @@ async function predict(job: PromptJob, fresh: boolean): Promise<Prediction> {
     expectedMet: checkExpected(job.expected, g.output, g.behaviour),
     millis: Date.now() - t0,
   };
-  return remember(key, result);
+  return result;
 }
 
 /** The last steer of each (run, prompt): its shift vectors, for the Activations panel's overlay. */
@@ -323,8 +362,8 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   lastShift.set(shiftKey(job), { vectors: iv.vectors, steer: { direction, topN, alpha, neurons: iv.description.count } });
   if (cache.has(key)) return cache.get(key) as SteerResult;
   const ex = example(l, job.prompt);
-  const un = await generate(l, ex);
-  const st = await generate(l, ex, { vectors: iv.vectors, alpha });
+  const [un] = await generate(l, [ex]);
+  const [st] = await generate(l, [ex], { vectors: iv.vectors, alpha });
   const outcome = (g: typeof un): SteerOutcome => ({ output: g.output, answer: g.answer, behaviour: g.behaviour, pGenFirst: g.pGenFirst, pMemFirst: g.pMemFirst });
   return remember(key, {
     prompt: ex.prompt,
@@ -383,6 +422,7 @@ async function pump(): Promise<void> {
       try {
         let result: unknown;
         if (req.kind === 'predict') result = await predict(req.job, Boolean(req.fresh));
+        else if (req.kind === 'prefetch') result = await prefetch(req.jobs);
         else if (req.kind === 'steer') result = await steer(req.job, req.direction, req.topN, req.alpha, req.custom);
         else result = await activations(req.job);
         reply({ id: req.id, ok: true, result });

@@ -276,6 +276,8 @@ function validate(doc: TextDocument): void {
   timers.set(doc.uri, setTimeout(() => void modelDiagnostics(doc, file, base, token), settings.debounceMs));
 }
 
+const PREFETCH_CHUNK = 512;
+
 async function modelDiagnostics(doc: TextDocument, file: MemgenFile, base: Diagnostic[], token: CancellationToken): Promise<void> {
   const diags = [...base];
   let staleShown = false;
@@ -283,6 +285,16 @@ async function modelDiagnostics(doc: TextDocument, file: MemgenFile, base: Diagn
   const target = targetFor(doc, file);
   /** The run's load error, once the worker gave one: the same for every prompt, so asked once. */
   let runError: string | null = null;
+  // Batched generations fill the worker's cache first (PREFETCH_CHUNK prompts a request, so that an
+  // edit cancels between requests); the loop below then reads each prompt's prediction from it.
+  const jobs = file.prompts.map((p) => jobFor(doc, file, p, target)).filter((j): j is PromptJob => !('error' in j));
+  for (let i = 0; i < jobs.length && !token.isCancellationRequested; i += PREFETCH_CHUNK) {
+    try {
+      await engine.call<number>({ kind: 'prefetch', jobs: jobs.slice(i, i + PREFETCH_CHUNK) }, token);
+    } catch {
+      break; // a run that does not load: the loop below reports it once
+    }
+  }
   for (const prompt of file.prompts) {
     if (token.isCancellationRequested) return;
     const job = jobFor(doc, file, prompt, target);
