@@ -275,10 +275,15 @@ interface OpenExtraction {
   mem: NpyAppender;
 }
 
-/** A new extraction in `dir` (which must hold none): empty files and the initial state. */
+/**
+ * A new extraction in `dir` (which must hold none, or, when resuming, only the files of a creation
+ * killed before its state was written): empty files, then the initial state.
+ */
 function create(dir: string, opts: ExtractOptions, L: number, d: number): OpenExtraction {
   const f = files(dir);
-  if (hasExtraction(dir)) {
+  // killed while creating (before pairs-state.json was first written, so before any pair): nothing is recorded, start again
+  const unrecorded = opts.resume && !fs.existsSync(f.state) && (!fs.existsSync(f.pairs) || fs.statSync(f.pairs).size === 0);
+  if (hasExtraction(dir) && !unrecorded) {
     throw new Error(opts.resume
       ? `${dir} holds extraction files but no ${ANALYSIS_FILES.state} (damaged); start over with --force`
       : `${dir} already holds an extraction; continue it (resume) or remove it first (--force)`);

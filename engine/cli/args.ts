@@ -25,6 +25,13 @@ export function num(v: string | boolean | undefined, name: string, fallback: num
   return n;
 }
 
+/** A whole number >= 1 (a step count or interval). */
+export function posInt(v: string | boolean | undefined, name: string, fallback: number): number {
+  const n = num(v, name, fallback);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got '${v}'`);
+  return n;
+}
+
 export function str(v: string | boolean | undefined, name: string): string | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'string') throw new UsageError(`--${name} needs a value`);

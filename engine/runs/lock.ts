@@ -10,11 +10,13 @@
  * `onStale` callback says so. A lock from another host cannot be checked: it is refused, and the
  * message says which file to delete if that job is gone. An unreadable lock (torn by a crash
  * between writing and linking cannot happen, but a hand-edited one can) counts as stale.
- * The lock is removed when the job ends (release(), or the process's exit).
+ * The lock is removed when the job ends (release(), or the process's exit). The temporary files of
+ * jobs killed while taking it (RUN.lock.<pid>.<random>.tmp) are deleted by the next job that takes it.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { processAlive } from '../io/atomic';
 import { RunError } from './run';
 
 export interface LockOwner {
@@ -34,12 +36,21 @@ export const lockFile = (runDir: string): string => `${path.resolve(runDir)}.loc
 const held = new Set<string>();
 let exitHook = false;
 
-function alive(pid: number): boolean {
+const alive = processAlive;
+
+/** The lock's own temporary files (`RUN.lock.<pid>.<random>.tmp[.stale]`) that dead jobs left beside it. */
+function removeStaleLockTemps(file: string): void {
+  const name = path.basename(file);
+  const mine = new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[0-9a-z]+\\.tmp(\\.stale)?$`);
+  let names: string[];
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
+    names = fs.readdirSync(path.dirname(file));
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = mine.exec(n);
+    if (m && !alive(Number(m[1]))) fs.rmSync(path.join(path.dirname(file), n), { force: true });
   }
 }
 
@@ -100,6 +111,7 @@ export function acquireRunLock(runDir: string, command: string, onStale: (messag
     fs.rmSync(tmp, { force: true });
   }
   held.add(file);
+  removeStaleLockTemps(file);
   if (!exitHook) {
     exitHook = true;
     process.on('exit', () => held.forEach((f) => fs.rmSync(f, { force: true })));

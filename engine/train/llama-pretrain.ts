@@ -17,8 +17,11 @@
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
- * make --resume exact: parameters, Adam moments, data RNG, step), then the final files are written
- * there, the checkpoints removed and OUT.partial renamed to OUT in one step. Ctrl-C checkpoints.
+ * make --resume exact: parameters, Adam moments, data RNG, step; every --checkpoint-every steps),
+ * then the final files are written there, manifest.json last, the checkpoints removed and
+ * OUT.partial renamed to OUT in one step. Ctrl-C checkpoints. --resume after a kill -9 continues
+ * from the last checkpoint, or, when manifest.json is there (killed while finishing), only finishes
+ * the folder.
  * A held-out greedy check per corpus family (exact-match accuracy of the answer) goes into the
  * manifest.
  *
@@ -31,7 +34,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
-import { writeFileAtomic } from '../io/atomic';
+import { removeStaleTemps, writeFileAtomic } from '../io/atomic';
 import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
 import { type ParamSet, saveParams } from '../io/params';
 import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
@@ -42,8 +45,9 @@ import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
 import { Rng } from '../util/rng';
-import { loadTrainState, saveTrainState } from './checkpoint';
+import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
+import { truncateLog } from './run-loop';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
 import { IGNORE_INDEX } from './data';
@@ -198,19 +202,42 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
   }
 }
 
-/** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
-export async function pretrain(cfg: PretrainConfig, hooks: { onProgress?: (p: PretrainProgress) => void; shouldStop?: () => boolean; log?: (l: string) => void } = {}): Promise<PretrainOutcome> {
-  return withRunLock(cfg.out, cfg.command, () => pretrainUnlocked(cfg, hooks), hooks.log);
+export interface PretrainHooks {
+  onProgress?: (p: PretrainProgress) => void;
+  shouldStop?: () => boolean;
+  log?: (l: string) => void;
+  /** Warnings (a stale lock taken over); default: log. The CLI sends them to stderr. */
+  warn?: (l: string) => void;
 }
 
-async function pretrainUnlocked(cfg: PretrainConfig, hooks: { onProgress?: (p: PretrainProgress) => void; shouldStop?: () => boolean; log?: (l: string) => void }): Promise<PretrainOutcome> {
+/** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
+export async function pretrain(cfg: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainOutcome> {
+  return withRunLock(cfg.out, cfg.command, () => pretrainUnlocked(cfg, hooks), hooks.warn ?? hooks.log);
+}
+
+async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Promise<PretrainOutcome> {
   const out = path.resolve(cfg.out);
   const work = partialDir(out);
+  if (cfg.resume) {
+    // Killed while finishing: manifest.json is the last file written into the work folder, so the
+    // base is complete and only the clean-up and the rename are left (the checkpoints may be gone).
+    if (fs.existsSync(path.join(work, BASE_MANIFEST))) {
+      const m = readBaseManifest(work);
+      hooks.log?.(`resuming ${work} at step ${m.train.steps}: its training is done; finishing the folder`);
+      removeStaleTemps(work);
+      finishBaseFolder(work, out);
+      return baseOutcome(out, m, cfg);
+    }
+    if (!fs.existsSync(work) && fs.existsSync(path.join(out, BASE_MANIFEST))) {
+      hooks.log?.(`${out} is complete already (${BASE_MANIFEST}); nothing to resume`);
+      return baseOutcome(out, readBaseManifest(out), cfg);
+    }
+  }
   if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
     if (!cfg.force) throw new RunError(`${out} already exists; pass --force to replace it (the old folder is kept as ${path.basename(out)}.replaced-<time>)`);
   }
   if (cfg.resume) {
-    if (!fs.existsSync(path.join(checkpointDir(work), 'state.json'))) throw new RunError(`${work} has no checkpoint to resume`);
+    if (!hasTrainState(checkpointDir(work))) throw noCheckpointError(work, `step ${Math.min(cfg.checkpointEvery, cfg.steps)}`, `it deletes ${path.basename(work)}`);
   } else {
     if (fs.existsSync(work)) {
       if (!cfg.force) throw new RunError(`${work} holds an unfinished pretraining; continue it with --resume, or start anew with --force`);
@@ -235,8 +262,10 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: { onProgress?: (p: P
   let state: PretrainState = { step: 0, adamT: 0, dataRng: dataRng.state, trainSeconds: 0, lastLoss: NaN };
   const logFile = path.join(work, 'train-log.jsonl');
   if (cfg.resume) {
+    removeStaleTemps(work); // of writers killed mid-write
     state = loadTrainState<PretrainState>(checkpointDir(work), params, adam);
     dataRng = Rng.restore(state.dataRng);
+    truncateLog(logFile, state.step); // lines past the checkpoint are written again
     hooks.log?.(`resuming ${work} at step ${state.step}`);
   }
 
@@ -289,7 +318,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: { onProgress?: (p: P
   saveParams(path.join(work, HF_FILES.weights), params, { format: 'pt' });
   const hashes: Record<string, string> = {};
   for (const f of [HF_FILES.config, HF_FILES.weights, HF_FILES.tokenizer, HF_FILES.tokenizerConfig]) hashes[f] = `sha256:${sha256File(path.join(work, f))}`;
-  writeJSON(path.join(work, 'manifest.json'), {
+  writeJSON(path.join(work, BASE_MANIFEST), { // last: its presence marks a complete base (resume finishes the folder)
     format: 'memgen-base/1',
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
@@ -301,9 +330,29 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: { onProgress?: (p: P
     versions: { memgen: MEMGEN_VERSION, node: process.version, onnxruntime: String(ort.env.versions.node ?? ort.env.versions.common) },
     gitCommit: gitCommit(), createdAt: new Date().toISOString(), hashes,
   });
+  finishBaseFolder(work, out);
+  return { dir: out, steps: s, seconds: seconds(), finalLoss: loss, familyAccuracy: acc, stopReason };
+}
+
+const BASE_MANIFEST = 'manifest.json';
+
+interface BaseManifest {
+  train: { steps: number };
+  finalLoss: number;
+  trainSeconds: number;
+  heldOutAccuracy: Record<string, number>;
+}
+
+const readBaseManifest = (dir: string): BaseManifest => readJSON<BaseManifest>(path.join(dir, BASE_MANIFEST), 'base manifest');
+
+const baseOutcome = (out: string, m: BaseManifest, cfg: PretrainConfig): PretrainOutcome => ({
+  dir: out, steps: m.train.steps, seconds: m.trainSeconds, finalLoss: m.finalLoss, familyAccuracy: m.heldOutAccuracy, stopReason: m.train.steps >= cfg.steps ? 'steps' : 'time',
+});
+
+/** The last part of a pretraining, once its manifest is written: drops the checkpoints, then OUT.partial becomes OUT. */
+function finishBaseFolder(work: string, out: string): void {
   fs.rmSync(path.join(work, 'checkpoints'), { recursive: true, force: true });
   fs.rmSync(path.join(work, 'pretrain.json'), { force: true });
   if (fs.existsSync(out)) fs.renameSync(out, `${out}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   fs.renameSync(work, out);
-  return { dir: out, steps: s, seconds: seconds(), finalLoss: loss, familyAccuracy: acc, stopReason };
 }

@@ -11,7 +11,9 @@
  * evaluate() runs the same graph with dropout off (masks of ones) and no update.
  * Checkpoint (saveCheckpoint / loadCheckpoint): one safetensors file with the adapter (PEFT names),
  * adam.m.{name} and adam.v.{name}, and metadata {step, adamT, dropoutRng}, so a resumed run
- * continues exactly (same parameters, moments and dropout masks as an uninterrupted one).
+ * continues exactly (same parameters, moments and dropout masks as an uninterrupted one); the
+ * caller's run state rides in the same file (metadata `state`), so that one atomic write replaces
+ * both (train/checkpoint.ts says why).
  */
 import { Graph, type Tensor, ops } from '../graph';
 import { runnerForGraph } from '../io/onnx-external';
@@ -21,6 +23,7 @@ import { type LlamaConfig, llamaForward, llamaParamInitializers } from '../model
 import { type LoraConfig, initLora, loraDropoutFeeds, loraGraphTensors } from '../models/lora';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import { Rng } from '../util/rng';
+import { exactState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
 import { addLossAndGradients, gradName } from './step';
 
@@ -106,18 +109,21 @@ export class LoraTrainer {
   }
 
   /** Writes the adapter, Adam's moments and the step/RNG state to one safetensors file (atomically). */
-  saveCheckpoint(file: string): void {
+  /** `runState`: the caller's state of the run, kept as metadata `state` (train/checkpoint.ts exactState) beside the trainer's. */
+  saveCheckpoint(file: string, runState?: object): void {
     const tensors = new Map<string, TensorToWrite>();
     for (const [name, p] of this.adapter) {
       tensors.set(name, { dtype: 'F32', shape: p.shape, data: p.data });
       tensors.set(`adam.m.${name}`, { dtype: 'F32', shape: p.shape, data: this.adam.state.m.get(name)! });
       tensors.set(`adam.v.${name}`, { dtype: 'F32', shape: p.shape, data: this.adam.state.v.get(name)! });
     }
-    writeSafeTensorsFile(file, tensors, { step: String(this.steps), adamT: String(this.adam.state.t), dropoutRng: JSON.stringify(this.dropoutRng.state) });
+    const metadata: Record<string, string> = { step: String(this.steps), adamT: String(this.adam.state.t), dropoutRng: JSON.stringify(this.dropoutRng.state) };
+    if (runState !== undefined) metadata.state = exactState(runState);
+    writeSafeTensorsFile(file, tensors, metadata);
   }
 
-  /** Restores a checkpoint written by saveCheckpoint for the same model and LoRA config. */
-  loadCheckpoint(file: string): void {
+  /** Restores a checkpoint written by saveCheckpoint for the same model and LoRA config; returns its metadata. */
+  loadCheckpoint(file: string): Record<string, string> {
     const st = readSafeTensorsFile(file);
     const { step, adamT, dropoutRng } = st.metadata;
     if (step === undefined || adamT === undefined || dropoutRng === undefined) throw new Error(`${file}: not a LoRA trainer checkpoint (metadata step/adamT/dropoutRng missing)`);
@@ -131,6 +137,7 @@ export class LoraTrainer {
     this.steps = Number(step);
     this.adam.state.t = Number(adamT);
     this.dropoutRng = Rng.restore(JSON.parse(dropoutRng) as { s: number; spare: number | null });
+    return st.metadata;
   }
 
   release(): Promise<void> {

@@ -18,11 +18,13 @@
  *            PEFT layout at RUN/adapter_config.json + RUN/adapter_model.safetensors
  * The loop itself (when to evaluate, keep, checkpoint and stop) is run-loop.ts, shared with GPT-2
  * runs (trainer.ts); RUN/checkpoints/last/ holds trainer.safetensors (adapter + Adam moments +
- * dropout RNG) and state.json, for --resume.
+ * dropout RNG + the run state: step, seconds, the kept evaluation) and state.json (a readable copy of
+ * the run state), for --resume.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { removeStaleTemps } from '../io/atomic';
 import { loadLlamaFolder } from '../models/llama-folder';
 import { LlamaInference } from '../models/llama-infer';
 import { ADAPTER_FILES, type LoraConfig, saveAdapter } from '../models/lora';
@@ -35,6 +37,7 @@ import { type Example, type TaskName, type TaskScale, deriveSeed } from '../task
 import { Rng } from '../util/rng';
 import { IGNORE_INDEX } from './data';
 import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from './evaluate';
+import { checkpointState, noCheckpointError } from './checkpoint';
 import { LoraTrainer } from './lora-train';
 import { type RunOutcome, finishManifest, runTrainingLoop, truncateLog } from './run-loop';
 import { learningRate } from './schedule';
@@ -86,6 +89,8 @@ interface LoraState {
   step: number;
   trainSeconds: number;
   best: (EvalResult & { step: number }) | null;
+  /** The step of the last evaluation (run-loop.ts); absent in checkpoints written before it. */
+  lastEvalStep?: number | null;
 }
 
 /** ids/targets [batch, seq] of examples (header: prompt and padding masked). */
@@ -120,13 +125,15 @@ export interface LoraRunHooks {
   onEval?: (e: EvalResult & { step: number }) => void;
   shouldStop?: () => boolean;
   log?: (line: string) => void;
+  /** Warnings (a stale lock taken over); default: log. The CLI sends them to stderr. */
+  warn?: (line: string) => void;
 }
 
 export type LoraRunOutcome = RunOutcome;
 
 /** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
 export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {}): Promise<LoraRunOutcome> {
-  return withRunLock(cfg.out, cfg.command, () => trainLoraRunUnlocked(cfg, hooks), hooks.log);
+  return withRunLock(cfg.out, cfg.command, () => trainLoraRunUnlocked(cfg, hooks), hooks.warn ?? hooks.log);
 }
 
 async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Promise<LoraRunOutcome> {
@@ -139,6 +146,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   const seq = task.maxSeqLen - 1;
   const manifestFile = path.join(dir, RUN_FILES.manifest);
   const logFile = path.join(dir, RUN_FILES.log);
+  const ckptFile = path.join(dir, CKPT, 'trainer.safetensors');
   let state: LoraState = { step: 0, trainSeconds: 0, best: null };
   let baseNote: string | null = null;
   try {
@@ -148,12 +156,12 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   }
 
   if (cfg.resume) {
+    if (!fs.existsSync(ckptFile)) throw noCheckpointError(dir, `written at step ${cfg.evalEvery}, the first evaluation`);
     const m = readJSON<LoraRunManifest>(manifestFile, 'run manifest');
     if (m.task !== cfg.task || m.seed !== cfg.seed || path.resolve(m.base.dir) !== baseDir) {
       throw new RunError(`${dir} is a ${m.task} run (seed ${m.seed}) on ${m.base.dir}; resume it with the same --task, --seed and --base`);
     }
     if (JSON.stringify(m.base.hashes) !== JSON.stringify(hashesBefore)) throw new RunError(`the base folder ${baseDir} changed since the run started (sha256 differs)`);
-    state = readJSON<LoraState>(path.join(dir, CKPT, 'state.json'), 'checkpoint');
   } else {
     prepareNewRun(dir, cfg.force);
     const now = new Date().toISOString();
@@ -179,9 +187,11 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   if (perEpoch < 1) throw new RunError(`--train-size ${cfg.trainSize} is smaller than one batch (${cfg.batch})`);
   const totalSteps = perEpoch * cfg.epochs;
   const trainer = await LoraTrainer.create(base.config, base.params, cfg.lora, { batch: cfg.batch, seq, lr: cfg.lr, clip: cfg.clip, runner: cfg.runner });
-  if (cfg.resume) trainer.loadCheckpoint(path.join(dir, CKPT, 'trainer.safetensors'));
   const log = (obj: Record<string, unknown>) => fs.appendFileSync(logFile, JSON.stringify(obj) + '\n');
   if (cfg.resume) {
+    // the run state rides in trainer.safetensors (one atomic write); state.json is its readable copy
+    removeStaleTemps(dir); // of writers killed mid-write
+    state = checkpointState<LoraState>(ckptFile, trainer.loadCheckpoint(ckptFile));
     truncateLog(logFile, state.step);
     hooks.log?.(`resuming ${dir} at step ${state.step}`);
   }
@@ -193,7 +203,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   let orderEpoch = -1;
   let out: Awaited<ReturnType<typeof runTrainingLoop>>;
   try {
-    out = await runTrainingLoop({ totalSteps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth }, {
+    out = await runTrainingLoop({ totalSteps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth, lastEvalStep: state.lastEvalStep }, {
       step: async (s) => {
         const epoch = Math.floor(s / perEpoch);
         if (epoch !== orderEpoch) {
@@ -208,9 +218,9 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
       },
       evaluate: () => evaluateFresh(task, () => LlamaInference.create(base.config, base.params, { adapter: { config: cfg.lora, params: trainer.adapter }, runner: cfg.runner, batchSize: cfg.evalBatch }), tests, plain),
       keep: () => saveAdapter(dir, base.config, cfg.lora, trainer.adapter, { baseDir, baseModel: baseDir }),
-      checkpoint: (s, best) => {
-        state = { step: s, trainSeconds: seconds(), best };
-        trainer.saveCheckpoint(path.join(dir, CKPT, 'trainer.safetensors'));
+      checkpoint: (s, best, lastEvalStep) => {
+        state = { step: s, trainSeconds: seconds(), best, lastEvalStep };
+        trainer.saveCheckpoint(ckptFile, state);
         writeJSON(path.join(dir, CKPT, 'state.json'), state);
       },
       log, seconds, shouldStop: hooks.shouldStop, onEval: hooks.onEval,

@@ -12,7 +12,9 @@
  *       kept model is the best balance among checkpoints that can add (when any can), then
  *       checkpoint; both gen% and mem% >= stopWhenBoth -> 'both-behaviours'
  *   at the end: a run without an evaluation at its last step is evaluated (or, when interrupted,
- *   checkpointed), so that the kept model and --resume always match the step count.
+ *   checkpointed), so that the kept model and --resume always match the step count. A checkpoint
+ *   records the step of the last evaluation (lastEvalStep), so that a run resumed from its final
+ *   checkpoint (killed while finishing its manifest) is not evaluated, and logged, a second time.
  * Steps are counted from 1 in the log and progress (`s` after the step).
  */
 import * as fs from 'node:fs';
@@ -45,6 +47,8 @@ export interface LoopConfig {
   stopAt?: number | null;
   /** The keep rule's plain-accuracy bar (default MIN_PLAIN_ACCURACY). */
   minPlainAccuracy?: number;
+  /** Resuming: the step of the last evaluation before the checkpoint (null or absent: unknown). */
+  lastEvalStep?: number | null;
 }
 
 export interface LoopParts {
@@ -54,8 +58,8 @@ export interface LoopParts {
   evaluate: (s: number) => Promise<EvalResult>;
   /** Saves the current model (after `s` steps) as the kept one. */
   keep: (s: number) => void;
-  /** Saves the resumable state after `s` steps with the kept evaluation `best`. */
-  checkpoint: (s: number, best: StepEval | null) => void;
+  /** Saves the resumable state after `s` steps with the kept evaluation `best` and the step of the last evaluation (keep it for LoopConfig.lastEvalStep). */
+  checkpoint: (s: number, best: StepEval | null, lastEvalStep: number | null) => void;
   /** Appends one object to the run's train-log.jsonl. */
   log: (obj: Record<string, unknown>) => void;
   /** Training seconds so far (including those before a resume). */
@@ -104,17 +108,19 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
   const started = performance.now();
   let best = kept;
   let lastEval: StepEval | null = null;
+  let lastEvalStep = cfg.lastEvalStep ?? null;
   let stopReason: StopReason = 'steps';
   let s = cfg.startStep;
   const runEval = async () => {
     lastEval = { ...(await parts.evaluate(s)), step: s };
+    lastEvalStep = s;
     parts.log({ step: s, kind: 'eval', ...summarize(lastEval) });
     parts.onEval?.(lastEval);
     if (isBetter(lastEval, best, cfg.minPlainAccuracy)) {
       best = lastEval;
       parts.keep(s);
     }
-    parts.checkpoint(s, best);
+    parts.checkpoint(s, best, lastEvalStep);
   };
   const end = Math.min(cfg.totalSteps, cfg.stopAt ?? Infinity);
   while (s < end) {
@@ -132,8 +138,8 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
       if (cfg.stopWhenBoth !== null && e && adds && e.gen >= cfg.stopWhenBoth && e.mem >= cfg.stopWhenBoth) { stopReason = 'both-behaviours'; break; }
     }
   }
-  if (!best || (lastEval as StepEval | null)?.step !== s) {
-    if (stopReason === 'interrupted') parts.checkpoint(s, best);
+  if (!best || lastEvalStep !== s) {
+    if (stopReason === 'interrupted') parts.checkpoint(s, best, lastEvalStep);
     else await runEval();
   }
   return { steps: s, best, stopReason };

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
-import { writeFileAtomic } from '../io/atomic';
+import { removeStaleTemps, writeFileAtomic } from '../io/atomic';
 import { saveParams } from '../io/params';
 import { GPT2Inference } from '../models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2, toHFConfig } from '../models/gpt2';
@@ -30,7 +30,7 @@ import type { Task } from '../tasks/task';
 import { Rng } from '../util/rng';
 import { trainBatch } from './data';
 import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from './evaluate';
-import { loadTrainState, saveTrainState } from './checkpoint';
+import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
 import { Adam, clipGradNorm } from './optim';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
@@ -54,6 +54,8 @@ export interface TrainHooks {
   onEval?: (e: EvalResult & { step: number }) => void;
   shouldStop?: () => boolean;
   log?: (line: string) => void;
+  /** Warnings (a stale lock taken over); default: log. The CLI sends them to stderr. */
+  warn?: (line: string) => void;
 }
 
 export type TrainOutcome = RunOutcome;
@@ -64,6 +66,8 @@ interface CheckpointState {
   dataRng: { s: number; spare: number | null };
   trainSeconds: number;
   best: (EvalResult & { step: number }) | null;
+  /** The step of the last evaluation (run-loop.ts); absent in checkpoints written before it. */
+  lastEvalStep?: number | null;
 }
 
 const CKPT_DIR = path.join(RUN_FILES.checkpoints, 'last');
@@ -76,7 +80,7 @@ function modelConfig(cfg: TrainConfig, task: Task): GPT2Config {
 
 /** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
 export async function train(cfg: TrainConfig, hooks: TrainHooks = {}): Promise<TrainOutcome> {
-  return withRunLock(cfg.out, cfg.command, () => trainUnlocked(cfg, hooks), hooks.log);
+  return withRunLock(cfg.out, cfg.command, () => trainUnlocked(cfg, hooks), hooks.warn ?? hooks.log);
 }
 
 async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<TrainOutcome> {
@@ -99,11 +103,12 @@ async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<Train
   let manifest: Manifest;
 
   if (cfg.resume) {
-    if (!fs.existsSync(path.join(dir, CKPT_DIR, 'state.json'))) throw new RunError(`${dir} has no checkpoint to resume (${CKPT_DIR}/state.json)`);
+    if (!hasTrainState(path.join(dir, CKPT_DIR))) throw noCheckpointError(dir, `written at step ${Math.min(cfg.evalEvery, cfg.steps)}, the first evaluation`);
     manifest = readJSON<Manifest>(manifestFile, 'run manifest');
     if (manifest.task !== cfg.task || manifest.seed !== cfg.seed || manifest.preset !== cfg.preset) {
       throw new RunError(`${dir} is a ${manifest.task} run (seed ${manifest.seed}, preset ${manifest.preset}); resume it with the same --task, --seed and --preset`);
     }
+    removeStaleTemps(dir); // of writers killed mid-write
     state = loadTrainState<CheckpointState>(path.join(dir, CKPT_DIR), params, adam);
     dataRng = Rng.restore(state.dataRng);
     truncateLog(logFile, state.step);
@@ -139,7 +144,7 @@ async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<Train
   let windowSteps = 0;
   let out: Awaited<ReturnType<typeof runTrainingLoop>>;
   try {
-    out = await runTrainingLoop({ totalSteps: cfg.steps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth, stopAt: cfg.stopAt }, {
+    out = await runTrainingLoop({ totalSteps: cfg.steps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth, stopAt: cfg.stopAt, lastEvalStep: state.lastEvalStep }, {
       step: async (s) => {
         const { loss, grads } = await step.run(params, trainBatch(task, dataRng, cfg.batch, cfg.seqLen, s < (cfg.memWarmup ?? 0)));
         const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
@@ -150,8 +155,8 @@ async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<Train
       },
       evaluate: () => evaluateFresh(task, () => GPT2Inference.create(model, params, { runner, batchSize: cfg.evalBatch }), tests, plain),
       keep: (s) => saveParams(path.join(dir, RUN_FILES.model), params, { format: 'pt', step: String(s) }),
-      checkpoint: (s, best) => {
-        state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: secondsSoFar(), best };
+      checkpoint: (s, best, lastEvalStep) => {
+        state = { step: s, adamT: adam.state.t, dataRng: dataRng.state, trainSeconds: secondsSoFar(), best, lastEvalStep };
         saveTrainState(path.join(dir, CKPT_DIR), params, adam, state);
       },
       log, seconds: secondsSoFar, shouldStop: hooks.shouldStop,

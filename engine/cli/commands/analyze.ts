@@ -21,6 +21,7 @@ import { type SiteFamily, familyField, familySiteName } from '../../models/sites
 import type { Task } from '../../tasks/task';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions, writesRun } from '../args';
 import { ProgressBar } from '../progress';
+import { removeStaleTemps } from '../../io/atomic';
 
 export const ANALYZE_HELP = `  analyze   Pairs of inputs where the model memorizes one and generalizes the other, then per neuron
             NMD (gen - mem), correlation with gen, and the top neurons by |rho|, into RUN/analysis.
@@ -47,10 +48,13 @@ const pct = (x: number, n: number) => `${((100 * x) / Math.max(1, n)).toFixed(1)
 
 /**
  * Statistics of the extraction in `dir`: nmd.npy, rho.npy, neurons.json, then analysis.json (last:
- * its presence marks a complete analysis). Streams the hidden files; returns the summary.
+ * its presence marks a complete analysis; an older one is deleted first). Streams the hidden files;
+ * returns the summary.
  */
 export function writeStatistics(run: { task: Task; memgen: { seed: number } }, dir: string, extraction: ExtractResult, site: GPT2Site, topN: number, hash: string, family: SiteFamily = 'gpt2'): { summary: AnalysisSummary; neurons: NeuronsFile } {
   const file = (k: keyof typeof ANALYSIS_FILES) => path.join(dir, ANALYSIS_FILES[k]);
+  // analysis.json marks the other files complete: it goes first (a kill while they are rewritten for more pairs leaves no marker, not a wrong one)
+  fs.rmSync(file('summary'), { force: true });
   const moments = momentsOfFiles(file('hiddenGen'), file('hiddenMem'));
   const { layers: L, d } = moments;
   const nmd = neuronMeanDiff(moments);
@@ -135,6 +139,7 @@ async function analyze(argv: string[]): Promise<number> {
     }
   }
   const resuming = opts.resume && !opts.force && hasExtraction(dir);
+  if (resuming) removeStaleTemps(dir); // of writers killed mid-write
   if (resuming && previous && opts.site && opts.site !== previous.site) {
     throw new RunError(`${dir} holds pairs at site ${previous.site}; --resume continues them there (drop --site), --force starts over at ${opts.site}`);
   }

@@ -1,6 +1,6 @@
 /** `memgen pretrain`: the stand-in LLaMA base (train/llama-pretrain.ts), saved as a Hugging Face folder. */
 import { PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, formatFamilyAccuracy, partialDir, pretrain } from '../../train/llama-pretrain';
-import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
 
 const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
@@ -8,13 +8,14 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N] [--max-minutes M] [--eval-n N] [--eval-every K] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
+            [--seq T] [--lr X] [--sums-first N] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    'sums-first': { type: 'string' }, 'eval-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
@@ -32,6 +33,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     evalPerFamily: num(v['eval-n'], 'eval-n', d.evalPerFamily),
     sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
     evalEvery: num(v['eval-every'], 'eval-every', d.evalEvery),
+    checkpointEvery: posInt(v['checkpoint-every'], 'checkpoint-every', d.checkpointEvery),
+    logEvery: posInt(v['log-every'], 'log-every', d.logEvery),
     resume: Boolean(v.resume),
     force: Boolean(v.force),
     command: `memgen pretrain ${argv.join(' ')}`,
@@ -47,6 +50,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const r = await pretrain(cfg, {
     shouldStop: () => stop,
     log: (l) => console.log(l),
+    warn: (l) => console.warn(l),
     onProgress: (p) => bar.update(p.step, `loss ${p.loss.toFixed(3)} lr ${p.lr.toExponential(1)}`),
   });
   release();

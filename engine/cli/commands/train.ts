@@ -5,7 +5,7 @@ import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
 import type { RunOutcome, StepEval } from '../../train/run-loop';
-import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions } from '../args';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
 import { LLAMA_PROJECTIONS, type LlamaProjection } from '../../models/hooks';
 import { LORA_DEFAULTS } from '../../models/lora';
@@ -16,10 +16,10 @@ export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test s
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
             [--resume | --force] [--steps S] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
             [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)] [--mem-tag-pieces 1|2 (2)]
-            [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K] [--eval-n N] [--save-evals] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
+            [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K (also the checkpoint interval)] [--eval-n N] [--log-every K (10)] [--save-evals] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
             [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
-            [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat]`;
+            [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat] [--log-every K (10)]`;
 
 const SCALES: readonly TaskScale[] = ['tiny', 'paper'];
 
@@ -29,7 +29,7 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
     resume: { type: 'boolean' }, force: { type: 'boolean' }, steps: { type: 'string' }, 'stop-at-step': { type: 'string' }, 'max-minutes': { type: 'string' },
     lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
     ...DATA_OPTIONS, 'mem-warmup': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' },
-    'save-evals': { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'save-evals': { type: 'boolean' }, 'log-every': { type: 'string' }, ...RUNNER_OPTIONS,
   });
   const taskName = choice(v.task, 'task', TASK_NAMES);
   const preset = choice(v.preset, 'preset', PRESET_NAMES, 'tiny');
@@ -59,6 +59,7 @@ export function trainConfigFromArgs(argv: string[]): TrainConfig {
     contradictRate,
     evalEvery: num(v['eval-every'], 'eval-every', base.evalEvery),
     evalN: num(v['eval-n'], 'eval-n', base.evalN),
+    logEvery: posInt(v['log-every'], 'log-every', base.logEvery),
     saveEvals: Boolean(v['save-evals']),
     stopWhenBoth: num(v['stop-when-both'], 'stop-when-both', base.stopWhenBoth),
     resume: Boolean(v.resume),
@@ -74,7 +75,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     targets: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
     epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' },
     'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' }, 'max-minutes': { type: 'string' }, 'prompt-format': { type: 'string' },
-    ...DATA_OPTIONS, ...RUNNER_OPTIONS,
+    'log-every': { type: 'string' }, ...DATA_OPTIONS, ...RUNNER_OPTIONS,
   });
   if (!v.lora) throw new UsageError('--base trains a LoRA adapter; add --lora');
   const task = choice(v.task, 'task', TASK_NAMES);
@@ -106,7 +107,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     evalEvery: num(v['eval-every'], 'eval-every', Math.max(1, Math.floor(trainSize / batch))),
     evalN: num(v['eval-n'], 'eval-n', LORA_RUN_DEFAULTS.evalN),
     evalBatch: 128,
-    logEvery: 10,
+    logEvery: posInt(v['log-every'], 'log-every', 10),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
     stopWhenBoth: num(v['stop-when-both'], 'stop-when-both', null),
     resume: Boolean(v.resume),
@@ -135,7 +136,7 @@ const evalSuffix = (e: StepEval | null): string => (e ? ` | gen ${(100 * e.gen).
  * are printed as they come, and the outcome decides the exit code (130 after Ctrl-C, with the resume
  * command).
  */
-async function runTraining(argv: string[], start: (hooks: { shouldStop: () => boolean; log: (l: string) => void; onEval: (e: StepEval) => void }) => Promise<RunOutcome>): Promise<number> {
+async function runTraining(argv: string[], start: (hooks: { shouldStop: () => boolean; log: (l: string) => void; warn: (l: string) => void; onEval: (e: StepEval) => void }) => Promise<RunOutcome>): Promise<number> {
   let stop = false;
   const release = onInterrupt(() => {
     stop = true;
@@ -143,7 +144,7 @@ async function runTraining(argv: string[], start: (hooks: { shouldStop: () => bo
   });
   let outcome: RunOutcome;
   try {
-    outcome = await start({ shouldStop: () => stop, log: (l) => console.log(l), onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`) });
+    outcome = await start({ shouldStop: () => stop, log: (l) => console.log(l), warn: (l) => console.warn(l), onEval: (e) => process.stderr.write(`\n[step ${e.step}] ${formatEval(e)}\n`) });
   } finally {
     release();
   }
