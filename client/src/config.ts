@@ -46,6 +46,13 @@ export class Config {
     return this.cfg.get<number>('debounceMs', 400);
   }
 
+  get robustnessK(): number {
+    return this.cfg.get<number>('robustness.k', 8);
+  }
+  get robustnessLensAbove(): number | null {
+    return this.cfg.get<number | null>('robustness.lensAbove', null);
+  }
+
   serverSettings(): ServerSettings {
     return {
       runsFolder: this.runsFolder,
@@ -58,6 +65,8 @@ export class Config {
       memorizedDiagnostics: this.memorizedDiagnostics,
       staleDiagnostics: this.staleDiagnostics,
       debounceMs: this.debounceMs,
+      robustnessK: this.robustnessK,
+      robustnessLensAbove: this.robustnessLensAbove,
       // In an untrusted workspace no model runs, whatever the workspace's settings say.
       trusted: vscode.workspace.isTrusted,
     };

@@ -21,9 +21,10 @@ import type { GPT2Site } from '../../engine/models/hooks';
 import { type LoadedRun, RUN_FILES, loadRun, readJSON } from '../../engine/runs/run';
 import { PAPER_GPT2_SETTING, type SteeringFile, defaultAlpha, steerPath } from '../../engine/steer/files';
 import { customIntervention, targetedIntervention } from '../../engine/steer/intervention';
+import { formatFlips, robustness } from '../../engine/steer/robustness';
 import { steeringVerdict } from '../../engine/report/verdict';
 import type { Example } from '../../engine/tasks/task';
-import { type ActivationsResult, type Direction, type LayerProbeReading, type NeuronPush, type NeuronRef, type Prediction, type Provider, type SteerOutcome, type SteerResult, encodeBinary } from './protocol';
+import { type ActivationsResult, type Direction, type LayerProbeReading, type NeuronPush, type NeuronRef, type Prediction, type Provider, type Robustness, type SteerOutcome, type SteerResult, encodeBinary } from './protocol';
 
 export interface PromptJob {
   run: string;
@@ -37,6 +38,7 @@ export interface PromptJob {
 export type EngineRequest =
   | { id: number; kind: 'predict'; job: PromptJob; fresh?: boolean }
   | { id: number; kind: 'prefetch'; jobs: PromptJob[] }
+  | { id: number; kind: 'robustness'; job: PromptJob; k: number }
   | { id: number; kind: 'steer'; job: PromptJob; direction: Direction; topN: number | null; alpha: number | null; custom?: NeuronRef[] }
   | { id: number; kind: 'activations'; job: PromptJob }
   | { id: number; kind: 'cancel'; target: number };
@@ -341,6 +343,18 @@ function prediction(job: PromptJob, l: Loaded, ex: Example, g: Generated, t0: nu
   return result;
 }
 
+/** The prompt's behaviour under k rephrasings of the pair rule (steer/robustness.ts), seed 0, cached. */
+async function rephrasingRobustness(job: PromptJob, k: number): Promise<Robustness> {
+  const key = JSON.stringify(['robustness', path.resolve(job.run), job.prompt, job.site, job.provider, k]);
+  if (cache.has(key)) return cache.get(key) as Robustness;
+  const l = await getLoaded(job);
+  const r = await robustness(l.run.task, l.inf, example(l, job.prompt), { k, seed: 0, topNeurons: 5 });
+  return remember(key, {
+    k, behaviour: r.prompt.behaviour, variants: r.variants, flips: r.flips, flipRate: r.flipRate, flipsTo: r.flipsTo,
+    neurons: r.neurons.map((n) => ({ name: n.name, diff: n.diff })), summary: formatFlips(r),
+  });
+}
+
 /** The last steer of each (run, prompt): its shift vectors, for the Activations panel's overlay. */
 const lastShift = new Map<string, { vectors: Float32Array[]; steer: NonNullable<ActivationsResult['steer']> }>();
 const shiftKey = (job: PromptJob) => JSON.stringify([path.resolve(job.run), job.prompt, job.site]);
@@ -423,6 +437,7 @@ async function pump(): Promise<void> {
         let result: unknown;
         if (req.kind === 'predict') result = await predict(req.job, Boolean(req.fresh));
         else if (req.kind === 'prefetch') result = await prefetch(req.jobs);
+        else if (req.kind === 'robustness') result = await rephrasingRobustness(req.job, req.k);
         else if (req.kind === 'steer') result = await steer(req.job, req.direction, req.topN, req.alpha, req.custom);
         else result = await activations(req.job);
         reply({ id: req.id, ok: true, result });

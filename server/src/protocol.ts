@@ -38,6 +38,9 @@ export interface ServerSettings {
   staleDiagnostics: DiagnosticLevel;
   /** Wait after the last edit before the model runs for diagnostics (ms). */
   debounceMs: number;
+  /** Rephrasings per prompt for the hover's flip rate (0: off), and the flip rate above which a lens says "fragile" (null: off). */
+  robustnessK: number;
+  robustnessLensAbove: number | null;
   /** false in an untrusted workspace: the server parses files but runs no model. */
   trusted: boolean;
 }
@@ -53,8 +56,25 @@ export const DEFAULT_SETTINGS: ServerSettings = {
   memorizedDiagnostics: 'information',
   staleDiagnostics: 'information',
   debounceMs: 400,
+  robustnessK: 8,
+  robustnessLensAbove: null,
   trusted: true,
 };
+
+/** How a prompt's behaviour holds under the pair rule's rephrasings (engine/steer/robustness.ts). */
+export interface Robustness {
+  k: number;
+  behaviour: 'gen' | 'mem' | 'other';
+  variants: { prompt: string; output: string; behaviour: 'gen' | 'mem' | 'other' }[];
+  flips: number;
+  /** flips / variants; null when the pair rule gives the prompt no other surface. */
+  flipRate: number | null;
+  flipsTo: 'gen' | 'mem' | 'other' | null;
+  /** The site neurons that differ most between flipping and keeping rephrasings (mean difference). */
+  neurons: { name: string; diff: number }[];
+  /** "3 of 8 rephrasings flip to mem". */
+  summary: string;
+}
 
 /** Names a prompt of an open .memgen document: its uri and the line its prompt starts on. */
 export interface PromptRef {

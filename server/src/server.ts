@@ -170,6 +170,22 @@ function requireTrust(): void {
 }
 
 const predictFor = (job: PromptJob, token?: CancellationToken, fresh = false) => engine.call<lsp.Prediction>({ kind: 'predict', job, fresh }, token);
+const robustnessFor = (job: PromptJob, token?: CancellationToken) => engine.call<lsp.Robustness>({ kind: 'robustness', job, k: settings.robustnessK }, token);
+
+/** The hover's rephrasing section (settings.robustnessK rephrasings, computed on hover; '' when off or failed). */
+async function robustnessMarkdown(job: PromptJob, token: CancellationToken): Promise<string> {
+  if (settings.robustnessK <= 0) return '';
+  let r: lsp.Robustness;
+  try {
+    r = await robustnessFor(job, token);
+  } catch (e) {
+    return token.isCancellationRequested ? '' : `\n\nRephrasings: ${(e as Error).message}`;
+  }
+  const cut = (t: string) => (t.length > 90 ? `…${t.slice(-89)}` : t);
+  const rows = r.variants.map((v) => `- ${v.behaviour === r.behaviour ? 'keeps' : '**flips**'} → ${v.behaviour}: \`${cut(v.prompt)}\` ${v.output}`);
+  const neurons = r.neurons.length ? `\n\nNeurons that differ most (flipping − keeping): ${r.neurons.map((n) => `${n.name} ${n.diff >= 0 ? '+' : ''}${n.diff.toFixed(2)}`).join(', ')}` : '';
+  return `\n\n**Rephrasings** (the task's pair rule): ${r.summary}\n\n${rows.join('\n')}${neurons}`;
+}
 
 // ------------------------------------------------------------------------------------------
 // Formatting.
@@ -459,6 +475,11 @@ connection.onCodeLens(async (params, token): Promise<CodeLens[]> => {
       continue;
     }
     lenses.push({ range, command: { title, command: '' } });
+    if (settings.robustnessLensAbove !== null && settings.robustnessK > 0) {
+      const r = await robustnessFor(job, token).catch(() => null);
+      if (token.isCancellationRequested) return [];
+      if (r?.flipRate != null && r.flipRate > settings.robustnessLensAbove) lenses.push({ range, command: { title: `fragile: ${r.summary}`, command: '' } });
+    }
     lenses.push({ range, command: { title: 'Steer → generalize', command: lsp.COMMANDS.steer, arguments: [{ ...args, direction: 'mem->gen' }] } });
     lenses.push({ range, command: { title: 'Steer → memorize', command: lsp.COMMANDS.steer, arguments: [{ ...args, direction: 'gen->mem' }] } });
     lenses.push({ range, command: { title: 'Run', command: lsp.COMMANDS.run, arguments: [args] } });
@@ -476,7 +497,8 @@ connection.onHover(async (params, token): Promise<Hover | null> => {
   const job = jobFor(doc, file, prompt);
   if ('error' in job) return { contents: { kind: MarkupKind.Markdown, value: job.error } };
   try {
-    return { contents: { kind: MarkupKind.Markdown, value: hoverMarkdown(await predictFor(job, token), job.run) }, range: prompt.range };
+    const md = hoverMarkdown(await predictFor(job, token), job.run);
+    return { contents: { kind: MarkupKind.Markdown, value: md + (await robustnessMarkdown(job, token)) }, range: prompt.range };
   } catch (e) {
     return { contents: { kind: MarkupKind.Markdown, value: `MemGen: ${(e as Error).message}` }, range: prompt.range };
   }

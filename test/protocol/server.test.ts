@@ -105,6 +105,22 @@ describe('language server over stdio', () => {
     expect(await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 0, character: 1 } })).toBeNull();
   });
 
+  it('hovers with how the pair rule\'s rephrasings change the behaviour, and can lens fragile prompts', async () => {
+    const uri = open('t2r.memgen', DOC);
+    // the memorized prompt's one rephrasing (operands 1-2 swapped) is the generalizing line below it
+    const text = (await conn.sendRequest(hover, { textDocument: { uri }, position: { line: 3, character: 2 } }))!.contents.value;
+    expect(text).toContain("**Rephrasings** (the task's pair rule): 1 of 1 rephrasing flip to gen");
+    expect(text).toMatch(/- \*\*flips\*\* → gen: `88\+44\+94\+87=` \d+,\d+,\d+/);
+    const fragile = async () => (await conn.sendRequest(codeLens, { textDocument: { uri } })).map((l) => l.command?.title ?? '').filter((t) => t.startsWith('fragile'));
+    expect(await fragile()).toEqual([]); // off by default
+    await conn.sendNotification(lsp.configure, { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50, robustnessLensAbove: 0.5 });
+    try {
+      expect(await fragile()).toEqual(['fragile: 1 of 1 rephrasing flip to gen', 'fragile: 1 of 1 rephrasing flip to mem']);
+    } finally {
+      await conn.sendNotification(lsp.configure, { ...lsp.DEFAULT_SETTINGS, threads: 1, debounceMs: 50 });
+    }
+  });
+
   it('reports a parse error at its exact range, and a bad prompt at the prompt', async () => {
     const uri = open('t3.memgen', ['run: runs/arithmetic-tiny', 'topN: 2', 'colour: red', '1+2+3+4= =>', '1+2+3= # too few operands'].join('\n'));
     const all = await waitFor(() => diagnostics.get(uri)?.find((ds) => ds.some((d) => d.message.startsWith('arithmetic:'))));
