@@ -9,6 +9,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { launch, logger } = require('./lib/browser');
+const { memgenLogFiles, memgenLogLines } = require('./lib/logs');
 const [, , baseUrl, folder, fileName, shots, logsDir] = process.argv;
 const log = logger('panels');
 /** The run the example names, resolved as the server does: the workspace, its runs/, the file's folder. */
@@ -364,10 +365,8 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     });
 
     await check('no CSP violation, no dropped webview message, no panel error in the MemGen log', async () => {
-      const files = [];
-      const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else if (/memgen\.log$/i.test(e.name)) files.push(p); } };
-      walk(logsDir);
-      const lines = files.flatMap((f) => fs.readFileSync(f, 'utf8').split('\n')).filter((l) => l.includes('[panels]'));
+      const files = memgenLogFiles(logsDir);
+      const lines = memgenLogLines(logsDir).filter((l) => l.includes('[panels]'));
       const bad = lines.filter((l) => /Content-Security-Policy|dropped a message|\[error\]/i.test(l));
       if (bad.length) throw new Error(bad.slice(0, 3).join(' | ').slice(0, 400));
       return `${files.length} log file(s), ${lines.length} [panels] lines`;

@@ -4,21 +4,13 @@
 // only reader of model files), the status bar says why; then the folder is trusted through the
 // editor's own Manage Workspace Trust editor and the model's CodeLens appears without a restart.
 // Usage: node untrusted.js <baseUrl> <workspaceFolder> <fileName> <screenshotDir> <logsDir>
-const fs = require('node:fs');
 const path = require('node:path');
 const { launch, logger } = require('./lib/browser');
+const { memgenLogLines } = require('./lib/logs');
 const [, , baseUrl, folder, fileName, shots, logsDir] = process.argv;
 const log = logger('trust');
 const LENS = /(memorize|generalize) 0\.\d\d · blocks\.\d+\.(ln2|resid_pre|resid_post)/;
 const MODEL_WAIT_MS = Number(process.env.MEMGEN_E2E_WAIT_MS || 150000);
-
-/** The MemGen output channel's lines so far (every memgen.log under the profile's logs). */
-function memgenLog() {
-  const files = [];
-  const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (e.isDirectory()) walk(p); else if (/memgen\.log$/i.test(e.name)) files.push(p); } };
-  if (fs.existsSync(logsDir)) walk(logsDir);
-  return files.flatMap((f) => fs.readFileSync(f, 'utf8').split('\n'));
-}
 
 (async () => {
   const browser = await launch();
@@ -63,7 +55,7 @@ function memgenLog() {
     });
     await shot('1-untrusted');
     await check('untrusted: no engine worker started, so no model file was read', async () => {
-      const lines = memgenLog();
+      const lines = memgenLogLines(logsDir);
       if (lines.length === 0) throw new Error(`no MemGen log under ${logsDir}`);
       const started = lines.filter((l) => l.includes('engine worker started'));
       if (started.length) throw new Error(`the server started its engine worker: ${started[0]}`);
@@ -88,7 +80,7 @@ function memgenLog() {
     await check('trusted: the model runs without a restart (CodeLens with behaviour and site)', async () => {
       await page.keyboard.press('Escape'); // the trust editor (a modal editor) goes; the prompt file is behind it
       await page.locator('.contentWidgets .codelens-decoration > :is(a, span)', { hasText: LENS }).first().waitFor({ timeout: MODEL_WAIT_MS });
-      const started = memgenLog().filter((l) => l.includes('engine worker started')).length;
+      const started = memgenLogLines(logsDir).filter((l) => l.includes('engine worker started')).length;
       if (started < 1) throw new Error("no \"engine worker started\" in the MemGen log after trust");
       return `${(await lenses()).slice(0, 160)}; status "${await statusText()}"`;
     });
