@@ -36,8 +36,6 @@ export const lockFile = (runDir: string): string => `${path.resolve(runDir)}.loc
 const held = new Set<string>();
 let exitHook = false;
 
-const alive = processAlive;
-
 /** The lock's own temporary files (`RUN.lock.<pid>.<random>.tmp[.stale]`) that dead jobs left beside it. */
 function removeStaleLockTemps(file: string): void {
   const name = path.basename(file);
@@ -50,7 +48,7 @@ function removeStaleLockTemps(file: string): void {
   }
   for (const n of names) {
     const m = mine.exec(n);
-    if (m && !alive(Number(m[1]))) fs.rmSync(path.join(path.dirname(file), n), { force: true });
+    if (m && !processAlive(Number(m[1]))) fs.rmSync(path.join(path.dirname(file), n), { force: true });
   }
 }
 
@@ -85,7 +83,7 @@ export function acquireRunLock(runDir: string, command: string, onStale: (messag
         if (attempt > 5) throw new RunError(`could not take ${file}: other jobs keep taking it; try again`);
       }
       const o = readOwner(file);
-      const stale = o === null || (o.host === me.host && o.pid !== process.pid && !alive(o.pid));
+      const stale = o === null || (o.host === me.host && o.pid !== process.pid && !processAlive(o.pid));
       if (!stale) {
         const who = o.pid === process.pid && o.host === me.host ? `this process already runs ${o.command}` : `${describe(o)} is writing it`;
         const gone = o.host === me.host ? '' : `; if that job is gone, delete ${file}`;
