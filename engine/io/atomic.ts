@@ -3,15 +3,47 @@
  * so a reader never sees a half-written file and a crash never loses the previous version.
  * The temp file is `.NAME.<pid>.<stamp>.tmp`; a writer killed mid-write (kill -9, a crash) leaves it
  * behind, and removeStaleTemps, called by a job that resumes a folder, deletes those of dead writers.
+ * A full disk, a quota or a read-only folder (STORAGE_ERRORS) becomes a StorageError naming the file
+ * and the fix; the temporary file is removed and the target left as it was.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** What a full disk, a quota, a read-only or a forbidden folder means for the user. */
+const STORAGE_ERRORS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the folder is on a read-only file system',
+  EACCES: 'the folder is not writable',
+  EPERM: 'the folder is not writable',
+};
+
+/** A write that the storage refused (STORAGE_ERRORS): the message names the file and the fix. */
+export class StorageError extends Error {
+  constructor(readonly file: string, readonly code: string) {
+    super(
+      `cannot write ${file}: ${STORAGE_ERRORS[code]} (${code}). Nothing was replaced: its previous version, if any, is intact ` +
+        '(writes go to a temporary file first). Free space or make the folder writable, then run the command again (a training: with --resume).',
+    );
+  }
+}
+
+/** `e` as a StorageError for `file` when the storage refused the write; else `e` unchanged. */
+export const storageError = (file: string, e: unknown): unknown => {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code && code in STORAGE_ERRORS ? new StorageError(file, code) : e;
+};
+
 export function writeFileAtomic(file: string, data: string | Uint8Array | readonly Uint8Array[]): void {
   const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
+  let fd: number;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fd = fs.openSync(tmp, 'w');
+  } catch (e) {
+    throw storageError(file, e);
+  }
   try {
     const parts = typeof data === 'string' || data instanceof Uint8Array ? [data] : data;
     for (const part of parts) {
@@ -22,13 +54,22 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | readon
       }
     }
     fs.fsyncSync(fd);
-  } catch (e) {
     fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    try { fs.closeSync(fd); } catch { /* closed already */ }
     fs.rmSync(tmp, { force: true });
-    throw e;
+    throw storageError(file, e);
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
+}
+
+/** Appends a line to a log (train-log.jsonl); a full disk or read-only folder is a StorageError. */
+export function appendLine(file: string, line: string): void {
+  try {
+    fs.appendFileSync(file, line + '\n');
+  } catch (e) {
+    throw storageError(file, e);
+  }
 }
 
 /** writeFileAtomic's temporary file names: `.NAME.<pid>.<stamp>.tmp`. */

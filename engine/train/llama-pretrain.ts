@@ -34,7 +34,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
-import { removeStaleTemps, writeFileAtomic } from '../io/atomic';
+import { appendLine, removeStaleTemps, writeFileAtomic } from '../io/atomic';
 import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
 import { type ParamSet, saveParams } from '../io/params';
 import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
@@ -295,12 +295,12 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       adam.step(params, r.grads, lr);
       s++;
       loss = r.loss;
-      if (s % cfg.logEvery === 0) fs.appendFileSync(logFile, JSON.stringify({ step: s, kind: 'train', loss, lr, gradNorm, seconds: seconds() }) + '\n');
+      if (s % cfg.logEvery === 0) appendLine(logFile, JSON.stringify({ step: s, kind: 'train', loss, lr, gradNorm, seconds: seconds() }));
       hooks.onProgress?.({ step: s, totalSteps: cfg.steps, loss, lr });
       if (s % cfg.checkpointEvery === 0) checkpoint();
       if (cfg.evalEvery > 0 && s % cfg.evalEvery === 0 && s < cfg.steps) {
         const acc = await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner);
-        fs.appendFileSync(logFile, JSON.stringify({ step: s, kind: 'eval', heldOutAccuracy: acc, seconds: seconds() }) + '\n');
+        appendLine(logFile, JSON.stringify({ step: s, kind: 'eval', heldOutAccuracy: acc, seconds: seconds() }));
         hooks.log?.(`step ${s}: held-out exact match ${formatFamilyAccuracy(acc)}`);
       }
     }

@@ -24,7 +24,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { removeStaleTemps } from '../io/atomic';
+import { appendLine, removeStaleTemps } from '../io/atomic';
 import { loadLlamaFolder } from '../models/llama-folder';
 import { LlamaInference } from '../models/llama-infer';
 import { ADAPTER_FILES, type LoraConfig, saveAdapter } from '../models/lora';
@@ -187,7 +187,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   if (perEpoch < 1) throw new RunError(`--train-size ${cfg.trainSize} is smaller than one batch (${cfg.batch})`);
   const totalSteps = perEpoch * cfg.epochs;
   const trainer = await LoraTrainer.create(base.config, base.params, cfg.lora, { batch: cfg.batch, seq, lr: cfg.lr, clip: cfg.clip, runner: cfg.runner });
-  const log = (obj: Record<string, unknown>) => fs.appendFileSync(logFile, JSON.stringify(obj) + '\n');
+  const log = (obj: Record<string, unknown>) => appendLine(logFile, JSON.stringify(obj));
   if (cfg.resume) {
     // the run state rides in trainer.safetensors (one atomic write); state.json is its readable copy
     removeStaleTemps(dir); // of writers killed mid-write

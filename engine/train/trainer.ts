@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
-import { removeStaleTemps, writeFileAtomic } from '../io/atomic';
+import { appendLine, removeStaleTemps, writeFileAtomic } from '../io/atomic';
 import { saveParams } from '../io/params';
 import { GPT2Inference } from '../models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2, toHFConfig } from '../models/gpt2';
@@ -134,7 +134,7 @@ async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<Train
   const ids = g.input('ids', [cfg.batch, cfg.seqLen], 'int64');
   const targets = g.input('targets', [cfg.batch, cfg.seqLen], 'int64');
   const step = await TrainStep.compile(g, ops.crossEntropy(gpt2Forward(model, gpt2ParamInputs(g, model), ids), targets), runner);
-  const log = (obj: Record<string, unknown>) => fs.appendFileSync(logFile, JSON.stringify(obj) + '\n');
+  const log = (obj: Record<string, unknown>) => appendLine(logFile, JSON.stringify(obj));
 
   const started = performance.now();
   const secondsBefore = state.trainSeconds; // from the checkpoint when resuming
