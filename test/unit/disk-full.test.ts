@@ -12,9 +12,8 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { StorageError } from '../../engine/io/atomic';
 import { lockFile } from '../../engine/runs/lock';
-import { makeTask } from '../../engine/tasks';
-import { type TrainConfig, defaultTrainConfig } from '../../engine/train/presets';
 import { train } from '../../engine/train/trainer';
+import { tinyConfig } from './tiny-train';
 
 const fault = vi.hoisted(() => ({ code: null as string | null, match: /$^/, on: 'write' as 'write' | 'open', fds: new Map<number, string>() }));
 vi.mock('node:fs', async (importOriginal) => {
@@ -42,15 +41,6 @@ vi.mock('node:fs', async (importOriginal) => {
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-diskfull-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function tinyConfig(out: string, over: Partial<TrainConfig> = {}): TrainConfig {
-  const task = makeTask('arithmetic', { scale: 'tiny', seed: 5 });
-  return {
-    ...defaultTrainConfig('arithmetic', 'tiny', task.maxSeqLen - 1),
-    model: { nEmbd: 32, nLayer: 1, nHead: 2, layerNormEps: 1e-5 },
-    seed: 5, out, command: 'test', steps: 12, batch: 8, warmup: 4, evalEvery: 6, evalN: 16, evalBatch: 16, logEvery: 2, threads: 1,
-    ...over,
-  };
-}
 const sha = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 const temps = (dir: string) => fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith('.tmp'));
 

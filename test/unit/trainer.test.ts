@@ -6,22 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../../engine/cli/main';
 import { readSafeTensorsFile, tensorAsFloat32 } from '../../engine/io/safetensors';
 import { loadRun } from '../../engine/runs/run';
-import { makeTask } from '../../engine/tasks';
-import { defaultTrainConfig, type TrainConfig } from '../../engine/train/presets';
 import { train } from '../../engine/train/trainer';
+import { tinyConfig } from './tiny-train';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-trainer-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
-
-function tinyConfig(out: string, over: Partial<TrainConfig> = {}): TrainConfig {
-  const task = makeTask('arithmetic', { scale: 'tiny', seed: 5 });
-  return {
-    ...defaultTrainConfig('arithmetic', 'tiny', task.maxSeqLen - 1),
-    model: { nEmbd: 32, nLayer: 1, nHead: 2, layerNormEps: 1e-5 },
-    seed: 5, out, command: 'test', steps: 12, batch: 8, warmup: 4, evalEvery: 6, evalN: 16, evalBatch: 16, logEvery: 2, threads: 1,
-    ...over,
-  };
-}
 
 function checkpointParams(dir: string): Map<string, Float32Array> {
   const st = readSafeTensorsFile(path.join(dir, 'checkpoints/last/state.safetensors'));
