@@ -13,6 +13,10 @@
  *   analysis.json     AnalysisSummary: what was computed from what (written last: its presence means
  *                     nmd / rho / neurons are complete for `pairs` pairs)
  *   probes.json       written by the probes (engine/analysis/probe.ts owns its type)
+ *   shards/<i>-of-<N>/ one shard of a sharded extraction (analysis/shards.ts, docs/cluster.md): the same
+ *                     four extraction files for the inputs it owns (PairRecord.input = the global stream
+ *                     index), inputs.jsonl (InputRecord: the two classes of every owned input tried, so
+ *                     that `memgen merge` recounts exactly), and pairs-state.json with `shard` set
  * L = n_layer, d = n_embd, P = pairs kept. Site names are hooks.ts's `blocks.{layer}.{site}` (LLaMA: `layers.{layer}.{site}`, family 'llama').
  * Staleness: analysis.json and pairs-state.json record modelHash, `sha256:<hex>` of the run's
  * model.safetensors (the manifest's format; runs/run.ts modelHash); retraining changes it, and
@@ -24,6 +28,7 @@ import type { GPT2Site } from '../models/hooks';
 import type { SiteFamily } from '../models/sites';
 import { RunError, modelHash, readJSON } from '../runs/run';
 import type { Behaviour, TaskName } from '../tasks/task';
+import { type Shard, shardName } from './shards';
 
 export const ANALYSIS_DIR = 'analysis';
 
@@ -40,6 +45,15 @@ export const ANALYSIS_FILES = {
 } as const;
 
 export type AnalysisFile = keyof typeof ANALYSIS_FILES;
+
+/** The shards' folder, RUN/analysis/shards, and a shard's own file beside the extraction files. */
+export const SHARDS_DIR = 'shards';
+export const SHARD_INPUTS_FILE = 'inputs.jsonl';
+
+/** RUN/analysis/shards/<i>-of-<N>. */
+export function shardDir(run: string | { dir: string }, shard: Shard): string {
+  return path.join(analysisDir(run), SHARDS_DIR, shardName(shard));
+}
 
 /** RUN/analysis for a run folder (or a LoadedRun). */
 export function analysisDir(run: string | { dir: string }): string {
@@ -76,6 +90,13 @@ export interface PairRecord {
   memAnswer: string | null;
 }
 
+/** One line of a shard's inputs.jsonl: an owned input tried and the classes of its two members. */
+export interface InputRecord {
+  input: number;
+  original: Behaviour;
+  rephrasing: Behaviour;
+}
+
 /** Counts of the classes over every generation of an extraction (2 per input tried). */
 export type BehaviourCounts = Record<Behaviour, number>;
 
@@ -102,6 +123,21 @@ export interface PairsState {
   seconds: number;
   createdAt: string;
   updatedAt: string;
+  /** A shard's state only (analysis/shards.ts); tried, pairs and counts are then over its own inputs. */
+  shard?: ShardProgress;
+}
+
+/** Where a shard stands in the stream, and the targets of the whole job it is part of. */
+export interface ShardProgress {
+  index: number;
+  count: number;
+  /** Inputs per block (shards.ts SHARD_BLOCK). */
+  block: number;
+  /** Stream inputs drawn: every owned input below it was tried; rng is the stream state here. */
+  position: number;
+  /** --pairs P and --max-tries T of the whole job (T null: unlimited), as last given to this shard. */
+  pairsWanted: number;
+  maxTries: number | null;
 }
 
 /** One ranked neuron (rank.ts). */

@@ -208,6 +208,44 @@ export function forEachNpyChunk(
   }
 }
 
+/**
+ * Random access to the first `rows` rows of a `[rows, ...]` file that may be a stream killed before its
+ * last flush (the header then states fewer rows than the file holds, never more): the header's rows,
+ * or whole rows beyond it up to `rows`, are read as they are. Throws when fewer than `rows` exist.
+ */
+export class NpyRowReader {
+  private readonly fd: number;
+  readonly rowShape: number[];
+  private readonly rowSize: number;
+  private readonly dataOffset: number;
+
+  constructor(readonly file: string, rows: number) {
+    checkHostEndianness();
+    this.fd = openRead(file);
+    try {
+      const h = readHeader(this.fd, file);
+      if (h.shape.length === 0) throw new NpyError(`${file}: a 0-d array has no rows`);
+      this.rowShape = h.shape.slice(1);
+      this.rowSize = product(this.rowShape);
+      this.dataOffset = h.dataOffset;
+      const whole = this.rowSize === 0 ? h.shape[0] : Math.floor((fs.fstatSync(this.fd).size - h.dataOffset) / (this.rowSize * F4));
+      if (whole < rows) throw new NpyError(`${file}: holds ${whole} whole rows, ${rows} expected (truncated)`);
+    } catch (e) {
+      fs.closeSync(this.fd);
+      throw e;
+    }
+  }
+
+  /** Row `i` as a new array of prod(rowShape) values. */
+  row(i: number): Float32Array {
+    return readFloats(this.fd, this.dataOffset + i * this.rowSize * F4, this.rowSize);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
 /** A growing `[rows, ...rowShape]` float32 .npy file; see the header comment. */
 export class NpyAppender {
   private constructor(

@@ -22,6 +22,13 @@
  * Stops at maxPairs kept, maxTries inputs tried (both counted over all sessions), or when
  * shouldStop() says so (checked between batches). If no pair is kept after min(giveUpAfter (2000),
  * maxTries) inputs, NoPairsError says which behaviours the model showed instead.
+ *
+ * A shard (opts.shard; shards.ts, docs/cluster.md) draws the same stream but generates only for the
+ * blocks of SHARD_BLOCK inputs it owns, one block per generate call (batch is then fixed); the inputs
+ * of other blocks are drawn and skipped. It stops at maxPairs (its quota) or when its next block starts
+ * at or after maxTries (a stream index, T of the whole job), only between blocks, so that it covers
+ * every owned input below its state's shard.position. It also writes inputs.jsonl (InputRecord, each
+ * owned input's two classes) for `memgen merge`, cut back with the rest on resume.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -31,8 +38,9 @@ import type { GenerateOptions, GenerateResult } from '../models/gpt2-infer';
 import { readJSON, writeJSON } from '../runs/run';
 import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
 import { Rng } from '../util/rng';
-import { ANALYSIS_FILES, type BehaviourCounts, type PairMember, type PairRecord, type PairsState } from './files';
+import { ANALYSIS_FILES, type BehaviourCounts, type InputRecord, SHARD_INPUTS_FILE, type PairMember, type PairRecord, type PairsState } from './files';
 import { NpyAppender } from './npy';
+import { SHARD_BLOCK, type Shard, nextOwned } from './shards';
 
 /** The seed of the input stream for a run seeded `runSeed`. */
 export const pairSeed = (runSeed: number): number => deriveSeed(runSeed, 'analysis/pairs');
@@ -75,6 +83,8 @@ export interface ExtractOptions {
   resume: boolean;
   onProgress?: (p: PairsProgress) => void;
   shouldStop?: () => boolean;
+  /** Extract shard `index` of `count` only (see the header); pairsWanted = --pairs of the whole job. */
+  shard?: Shard & { pairsWanted: number };
 }
 
 export interface ExtractResult {
@@ -101,6 +111,7 @@ function files(dir: string) {
     mem: path.join(dir, ANALYSIS_FILES.hiddenMem),
     pairs: path.join(dir, ANALYSIS_FILES.pairs),
     state: path.join(dir, ANALYSIS_FILES.state),
+    inputs: path.join(dir, SHARD_INPUTS_FILE),
   };
 }
 
@@ -159,7 +170,9 @@ function noPairsMessage(tried: number, c: BehaviourCounts): string {
 /** Runs (or continues) an extraction; see the header. */
 export async function extractPairs(opts: ExtractOptions): Promise<ExtractResult> {
   const { dir, task, model } = opts;
-  const batch = opts.batch ?? 128;
+  const { shard } = opts;
+  if (shard && opts.batch !== undefined && opts.batch !== SHARD_BLOCK) throw new Error(`a shard generates one block of ${SHARD_BLOCK} inputs per call; batch ${opts.batch} cannot be used`);
+  const batch = shard ? SHARD_BLOCK : opts.batch ?? 128;
   const maxTries = opts.maxTries ?? Infinity;
   const giveUpAfter = opts.giveUpAfter ?? 2000;
   if (!Number.isInteger(opts.maxPairs) || opts.maxPairs < 1) throw new Error(`maxPairs must be a positive integer, got ${opts.maxPairs}`);
@@ -181,12 +194,20 @@ export async function extractPairs(opts: ExtractOptions): Promise<ExtractResult>
   const tok = task.tokenizer;
   const rng = Rng.restore(state.rng);
   const lines = fs.openSync(f.pairs, 'a');
+  const inputLines = shard ? fs.openSync(f.inputs, 'a') : null;
+  if (state.shard && shard) {
+    state.shard.pairsWanted = shard.pairsWanted;
+    state.shard.maxTries = Number.isFinite(maxTries) ? maxTries : null;
+  }
+  /** The stream index of the next input to generate: the next owned block's first for a shard. */
+  const nextInput = () => (state.shard ? nextOwned(state.shard, state.shard.position) : state.tried);
   let stopReason: ExtractResult['stopReason'];
 
   const save = () => {
     gen.flush();
     mem.flush();
     fs.fsyncSync(lines);
+    if (inputLines !== null) fs.fsyncSync(inputLines);
     state.seconds = secondsBefore + elapsed();
     state.updatedAt = new Date().toISOString();
     writeJSON(f.state, state);
@@ -200,7 +221,7 @@ export async function extractPairs(opts: ExtractOptions): Promise<ExtractResult>
         stopReason = 'maxPairs';
         break;
       }
-      if (state.tried >= maxTries) {
+      if (nextInput() >= maxTries) {
         stopReason = 'maxTries';
         break;
       }
@@ -209,8 +230,12 @@ export async function extractPairs(opts: ExtractOptions): Promise<ExtractResult>
         break;
       }
 
-      // Draw the batch, remembering the stream position after each input.
-      const n = Math.min(batch, maxTries - state.tried);
+      // Draw the batch, remembering the stream position after each input (a shard first draws and skips the inputs it does not own).
+      const first = nextInput();
+      if (state.shard) {
+        for (let t = state.shard.position; t < first; t++) task.rephrase(task.test(rng), rng);
+      }
+      const n = Math.min(batch, maxTries - first);
       const inputs: Example[] = [];
       const rephrased: Example[] = [];
       const after: PairsState['rng'][] = [];
@@ -234,6 +259,7 @@ export async function extractPairs(opts: ExtractOptions): Promise<ExtractResult>
         state.tried++;
         state.sinceLastPair++;
         state.rng = after[i];
+        if (inputLines !== null) fs.writeSync(inputLines, JSON.stringify({ input: first + i, original: a.behaviour, rephrasing: b.behaviour } satisfies InputRecord) + '\n');
         const kinds = new Set<Behaviour>([a.behaviour, b.behaviour]);
         if (kinds.has('gen') && kinds.has('mem')) {
           const genRow = a.behaviour === 'gen' ? i : n + i;
@@ -241,7 +267,7 @@ export async function extractPairs(opts: ExtractOptions): Promise<ExtractResult>
           gen.append(res.hidden.subarray(genRow * rowSize, (genRow + 1) * rowSize));
           mem.append(res.hidden.subarray(memRow * rowSize, (memRow + 1) * rowSize));
           const record: PairRecord = {
-            index: state.pairs, input: state.tried - 1, tries: state.sinceLastPair,
+            index: state.pairs, input: first + i, tries: state.sinceLastPair,
             genMember: a.behaviour === 'gen' ? 'input' : 'rephrasing',
             original: a, rephrasing: b,
             genAnswer: inputs[i].genAnswer, memAnswer: inputs[i].memAnswer,
@@ -249,15 +275,17 @@ export async function extractPairs(opts: ExtractOptions): Promise<ExtractResult>
           fs.writeSync(lines, JSON.stringify(record) + '\n');
           state.pairs++;
           state.sinceLastPair = 0;
-          if (state.pairs >= opts.maxPairs) break;
+          if (state.pairs >= opts.maxPairs && !state.shard) break; // a shard finishes its block
         }
       }
+      if (state.shard) state.shard.position = first + n;
       save();
       progress();
       if (state.pairs === 0 && state.tried >= Math.min(giveUpAfter, maxTries)) throw new NoPairsError(noPairsMessage(state.tried, state.counts));
     }
   } finally {
     fs.closeSync(lines);
+    if (inputLines !== null) fs.closeSync(inputLines);
     gen.close();
     mem.close();
   }
@@ -293,10 +321,12 @@ function create(dir: string, opts: ExtractOptions, L: number, d: number): OpenEx
     format: 'memgen-pairs-state/1', task: opts.task.name, site: opts.model.site, ...familyField(opts.model.family), layers: L, d, seed: opts.seed, modelHash: opts.modelHash,
     rng: new Rng(opts.seed).state, tried: 0, pairs: 0, sinceLastPair: 0, counts: { gen: 0, mem: 0, other: 0 },
     seconds: 0, createdAt: now, updatedAt: now,
+    ...(opts.shard ? { shard: { index: opts.shard.index, count: opts.shard.count, block: SHARD_BLOCK, position: 0, pairsWanted: opts.shard.pairsWanted, maxTries: opts.maxTries ?? null } } : {}),
   };
   const gen = NpyAppender.open(f.gen, [L, d], 'create');
   const mem = NpyAppender.open(f.mem, [L, d], 'create');
   fs.writeFileSync(f.pairs, '');
+  if (opts.shard) fs.writeFileSync(f.inputs, '');
   writeJSON(f.state, state);
   return { state, gen, mem };
 }
@@ -311,11 +341,16 @@ function reopen(dir: string, state: PairsState, opts: ExtractOptions, L: number,
   if (state.layers !== L || state.d !== d) mismatch.push(`[${state.layers}, ${state.d}] vectors, not [${L}, ${d}]`);
   if (state.seed !== opts.seed) mismatch.push(`input seed ${state.seed}, not ${opts.seed}`);
   if (state.modelHash !== opts.modelHash) mismatch.push('another model (the run was retrained since)');
+  const shardText = (s?: Shard) => (s ? `shard ${s.index}/${s.count}` : 'no shard');
+  if ((state.shard?.index ?? -1) !== (opts.shard?.index ?? -1) || (state.shard?.count ?? -1) !== (opts.shard?.count ?? -1)) mismatch.push(`${shardText(state.shard)}, not ${shardText(opts.shard)}`);
+  if (state.shard && state.shard.block !== SHARD_BLOCK) mismatch.push(`blocks of ${state.shard.block} inputs, not ${SHARD_BLOCK}`);
   if (mismatch.length > 0) throw new Error(`cannot resume the extraction in ${dir}: it was made with ${mismatch.join('; ')}. Start over with --force`);
   const damaged = (why: string) => new Error(`cannot resume the extraction in ${dir}: ${ANALYSIS_FILES.state} records ${state.pairs} pairs, but ${why} (damaged). Start over with --force`);
   if (!fs.existsSync(f.gen) || !fs.existsSync(f.mem) || !fs.existsSync(f.pairs)) throw damaged('files are missing');
   const cut = lineEnd(f.pairs, state.pairs);
   if (cut === null) throw damaged(`${ANALYSIS_FILES.pairs} holds fewer lines`);
+  const inputsCut = state.shard ? (fs.existsSync(f.inputs) ? lineEnd(f.inputs, state.tried) : null) : 0;
+  if (inputsCut === null) throw damaged(`${SHARD_INPUTS_FILE} is missing or holds fewer than the ${state.tried} inputs tried`);
   const opened: NpyAppender[] = [];
   try {
     for (const file of [f.gen, f.mem]) {
@@ -328,6 +363,7 @@ function reopen(dir: string, state: PairsState, opts: ExtractOptions, L: number,
     throw e;
   }
   fs.truncateSync(f.pairs, cut);
+  if (state.shard) fs.truncateSync(f.inputs, inputsCut);
   opened.forEach((w) => w.truncate(state.pairs));
   return { state, gen: opened[0], mem: opened[1] };
 }

@@ -8,6 +8,7 @@ import { ANALYZE_HELP, analyzeCommand } from './commands/analyze';
 import { DEMO_HELP, demoCommand } from './commands/demo';
 import { EXPORT_HELP, exportCommand } from './commands/export';
 import { PRETRAIN_HELP, pretrainCommand } from './commands/pretrain';
+import { MERGE_HELP, mergeCommand } from './commands/merge';
 import { INSPECT_HELP, evalCommand, forwardCommand, generateCommand } from './commands/inspect';
 import { REPORT_HELP, reportCommand } from './commands/report';
 import { REPRODUCE_HELP, reproduceCommand } from './commands/reproduce';
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   forward: forwardCommand,
   eval: evalCommand,
   analyze: analyzeCommand,
+  merge: mergeCommand,
   'steer-eval': steerEvalCommand,
   sweep: sweepCommand,
   export: exportCommand,
@@ -41,6 +43,7 @@ ${TRAIN_HELP}
 ${PRETRAIN_HELP}
 ${INSPECT_HELP}
 ${ANALYZE_HELP}
+${MERGE_HELP}
 ${STEER_HELP}
 ${EXPORT_HELP}
 ${ROBUSTNESS_HELP}

@@ -2,10 +2,20 @@
  * `memgen analyze`: pairwise extraction, NMD, correlation and ranking for a trained run, into
  * RUN/analysis (engine/analysis/files.ts lists the files). An existing analysis is continued only
  * with --resume and replaced only with --force (the old folder is kept aside, never deleted).
+ *
+ * Scale-out (docs/cluster.md): `--shard i/N` extracts only shard i's blocks of the input stream
+ * (engine/analysis/shards.ts) into RUN/analysis/shards/<i>-of-<N>/, without the run's lock (the
+ * shards of a run write different folders and run at once) and without statistics; `memgen merge`
+ * (merge.ts) then writes what one unsharded job writes, and finishAnalysis (below) continues as here.
+ * `--jobs N` runs the N shards as child processes of this one, then merges.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { ANALYSIS_FILES, type AnalysisSummary, type LayerSummary, type NeuronsFile, analysisDir } from '../../analysis/files';
+import { ANALYSIS_FILES, type AnalysisSummary, type LayerSummary, type NeuronsFile, SHARDS_DIR, analysisDir, shardDir } from '../../analysis/files';
+import { mergeExtraction } from '../../analysis/merge';
+import { SHARD_BLOCK, type Shard, parseShard, shardLabel } from '../../analysis/shards';
 import { nmd as neuronMeanDiff, momentsOfFiles } from '../../analysis/nmd';
 import { writeNpy } from '../../analysis/npy';
 import { type ExtractResult, extractPairs, hasExtraction, pairSeed, readPairsState } from '../../analysis/pairs';
@@ -14,8 +24,8 @@ import { probeLayers } from '../../analysis/probe-layers';
 import { rankNeurons, topCount } from '../../analysis/rank';
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { GPT2_SITES, type GPT2Site } from '../../models/hooks';
-import { RunError, loadRun, modelHash, writeJSON } from '../../runs/run';
-import { isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
+import { type LoadedRun, RunError, loadRun, modelHash, writeJSON } from '../../runs/run';
+import { type LoraSteerRun, isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
 import { PROJECTIONS_FILE, projectionAttribution, readPairs } from '../../analysis/projection-attribution';
 import { type SiteFamily, familyField, familySiteName } from '../../models/sites';
 import type { Task } from '../../tasks/task';
@@ -27,6 +37,8 @@ export const ANALYZE_HELP = `  analyze   Pairs of inputs where the model memoriz
             NMD (gen - mem), correlation with gen, and the top neurons by |rho|, into RUN/analysis.
             --run RUN [--pairs N (2000)] [--max-tries N] [--site ${GPT2_SITES.join('|')} (ln2)] [--topn F (0.1)]
             [--resume | --force] [--batch N (128)] [--no-probes] [--threads N] [--provider cpu|cuda]
+            [--shard i/N (0-based: extract only shard i of N into RUN/analysis/shards/<i>-of-<N>; then memgen merge)]
+            [--jobs N (run N shards here as child processes, --threads split among them, then merge)]
             Then trains per-layer probes (the paper's MLP and a logistic baseline) into probes.json.`;
 
 export interface AnalyzeOptions {
@@ -39,6 +51,10 @@ export interface AnalyzeOptions {
   force: boolean;
   /** Skip the per-layer probes (probes.json). */
   noProbes: boolean;
+  /** --shard i/N: this job extracts shard i only. */
+  shard?: Shard;
+  /** --jobs N: run N shards as child processes, then merge (1: no shards). */
+  jobs: number;
 }
 
 /** Fewer pairs than this leave the probes' validation or test split (15% each) nearly empty. */
@@ -89,9 +105,20 @@ export function writeStatistics(run: { task: Task; memgen: { seed: number } }, d
 export function analyzeOptionsFromArgs(argv: string[]): AnalyzeOptions & { run: string; runner: ReturnType<typeof runnerOptions> } {
   const v = parse(argv, {
     run: { type: 'string' }, pairs: { type: 'string' }, 'max-tries': { type: 'string' }, site: { type: 'string' }, topn: { type: 'string' },
-    resume: { type: 'boolean' }, force: { type: 'boolean' }, batch: { type: 'string' }, 'no-probes': { type: 'boolean' }, ...RUNNER_OPTIONS,
+    resume: { type: 'boolean' }, force: { type: 'boolean' }, batch: { type: 'string' }, 'no-probes': { type: 'boolean' }, shard: { type: 'string' }, jobs: { type: 'string' },
+    ...RUNNER_OPTIONS,
   });
   if (v.resume && v.force) throw new UsageError('--resume and --force contradict each other');
+  let shard: Shard | undefined;
+  try {
+    shard = v.shard === undefined ? undefined : parseShard(String(v.shard));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const jobs = num(v.jobs, 'jobs', 1);
+  if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs must be a positive integer, got ${jobs}`);
+  if (shard && jobs > 1) throw new UsageError('--shard runs one shard; --jobs N runs N shards itself: give one of them');
+  if ((shard || jobs > 1) && v.batch !== undefined) throw new UsageError(`shards generate one block of ${SHARD_BLOCK} inputs per call (the unsharded default): drop --batch`);
   const positiveInt = (x: number, name: string) => {
     if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
     return x;
@@ -109,46 +136,77 @@ export function analyzeOptionsFromArgs(argv: string[]): AnalyzeOptions & { run: 
     resume: Boolean(v.resume),
     force: Boolean(v.force),
     noProbes: Boolean(v['no-probes']),
+    shard,
+    jobs,
     runner: runnerOptions(v),
   };
 }
 
-/** `memgen analyze`, holding the run's lock (args.ts writesRun). */
-export const analyzeCommand = writesRun('analyze', analyze);
+/** `memgen analyze`, holding the run's lock (args.ts writesRun), except a shard (see the header). */
+const lockedAnalyze = writesRun('analyze', analyze);
+export const analyzeCommand = (argv: string[]): Promise<number> =>
+  (argv.some((a) => a === '--shard' || a.startsWith('--shard=')) ? analyze(argv) : lockedAnalyze(argv));
 
-async function analyze(argv: string[]): Promise<number> {
-  const opts = analyzeOptionsFromArgs(argv);
-  // A LoRA run (runs/lora-run.ts) is analysed at layers.{i}.{site} of its base + adapter; a GPT-2 run at blocks.{i}.{site}.
-  const lora = isLoraRun(opts.run) ? loraSteerRun(opts.run) : null;
-  const gpt2 = lora ? null : loadRun(opts.run); // a missing model file: the loader's message names it
+/** The run an analysis is of: a GPT-2 run, or a LoRA run (runs/lora-run.ts) analysed at layers.{i}.{site} of its base + adapter. */
+export interface AnalysisRun {
+  run: LoadedRun | LoraSteerRun;
+  gpt2: LoadedRun | null;
+  lora: LoraSteerRun | null;
+  family: SiteFamily;
+  /** modelHash of the analysed model (a LoRA run: its adapter's). */
+  hash: string;
+}
+
+export function openAnalysisRun(runDir: string): AnalysisRun {
+  const lora = isLoraRun(runDir) ? loraSteerRun(runDir) : null;
+  const gpt2 = lora ? null : loadRun(runDir); // a missing model file: the loader's message names it
   const run = lora ?? gpt2!;
-  const family: SiteFamily = lora ? 'llama' : 'gpt2';
-  const dir = analysisDir(run);
-  const previous = readPairsState(dir);
+  return { run, gpt2, lora, family: lora ? 'llama' : 'gpt2', hash: lora ? lora.modelHash : modelHash(run.dir) };
+}
 
-  // Never overwrite silently: --resume continues, --force moves the old folder aside.
+/** The previous analysis folder's name once --force moved it aside. */
+const asideName = (dir: string) => `${dir}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+
+/**
+ * Never overwrite silently: an extraction folder that holds files is continued with --resume or moved
+ * aside with --force, else refused (naming both). Returns whether the extraction resumes.
+ */
+function prepareFolder(dir: string, opts: { resume: boolean; force: boolean; maxPairs: number }): boolean {
+  const previous = readPairsState(dir);
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
     if (opts.force) {
-      const aside = `${dir}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      const aside = asideName(dir);
       fs.renameSync(dir, aside);
       console.log(`--force: the previous analysis is kept as ${aside}`);
     } else if (!opts.resume) {
       const what = previous ? `${previous.pairs} pairs at site ${previous.site}, ${previous.tried} inputs tried` : 'files';
       const more = previous && opts.maxPairs <= previous.pairs ? 2 * previous.pairs : opts.maxPairs;
-      throw new RunError(`${dir} already holds an analysis (${what}). Continue or extend it with --resume (e.g. --resume --pairs ${more}), or replace it with --force (the old folder is kept as analysis.replaced-<time>)`);
+      throw new RunError(`${dir} already holds an analysis (${what}). Continue or extend it with --resume (e.g. --resume --pairs ${more}), or replace it with --force (the old folder is kept as ${path.basename(dir)}.replaced-<time>)`);
     }
   }
   const resuming = opts.resume && !opts.force && hasExtraction(dir);
   if (resuming) removeStaleTemps(dir); // of writers killed mid-write
+  return resuming;
+}
+
+async function analyze(argv: string[]): Promise<number> {
+  const opts = analyzeOptionsFromArgs(argv);
+  if (opts.jobs > 1) return analyzeJobs(argv, opts);
+  const ar = openAnalysisRun(opts.run);
+  const { run, gpt2, lora, family, hash } = ar;
+  const dir = opts.shard ? shardDir(run, opts.shard) : analysisDir(run);
+  const resuming = prepareFolder(dir, opts);
+  const previous = resuming ? readPairsState(dir) : null;
   if (resuming && previous && opts.site && opts.site !== previous.site) {
     throw new RunError(`${dir} holds pairs at site ${previous.site}; --resume continues them there (drop --site), --force starts over at ${opts.site}`);
   }
   const site: GPT2Site = opts.site ?? (resuming && previous ? previous.site : lora ? 'resid_post' : 'ln2');
   if (lora && site === 'ln2') throw new UsageError(`${opts.run} is a LoRA run: its sites are resid_post (the paper's LLaMA site, the default) and resid_pre`);
-  const hash = lora ? lora.modelHash : modelHash(run.dir);
+  // A shard keeps 10% more than its share of the pairs, so that the merge rarely needs to extend one.
+  const maxPairs = opts.shard ? Math.ceil((1.1 * opts.maxPairs) / opts.shard.count) : opts.maxPairs;
 
-  console.log(`analysing ${run.dir}: ${run.task.description}`);
-  console.log(`site ${site} (${familySiteName(0, site, family)} .. ${familySiteName(run.cfg.nLayer - 1, site, family)}), up to ${opts.maxPairs} pairs${opts.maxTries ? `, ${opts.maxTries} inputs` : ''} -> ${dir}`);
+  console.log(`analysing ${run.dir}: ${run.task.description}${opts.shard ? ` (shard ${shardLabel(opts.shard)}: blocks of ${SHARD_BLOCK} inputs, up to ${maxPairs} of the job's ${opts.maxPairs} pairs)` : ''}`);
+  console.log(`site ${site} (${familySiteName(0, site, family)} .. ${familySiteName(run.cfg.nLayer - 1, site, family)}), up to ${maxPairs} pairs${opts.maxTries ? `, ${opts.maxTries} inputs` : ''} -> ${dir}`);
   if (resuming && previous) console.log(`resuming: ${previous.pairs} pairs on disk from ${previous.tried} inputs`);
 
   let stop = false;
@@ -162,17 +220,18 @@ async function analyze(argv: string[]): Promise<number> {
   let extraction: ExtractResult;
   try {
     // Done = pairs kept over all sessions; the share of the work is pairs or inputs, whichever budget ends it first.
-    const bar = new ProgressBar('pairs', opts.maxPairs, 'pair');
+    const bar = new ProgressBar('pairs', maxPairs, 'pair');
     const maxTries = opts.maxTries ?? Infinity;
     extraction = await extractPairs({
       dir, task: run.task, model: inf, modelHash: hash, seed: pairSeed(run.memgen.seed),
-      maxPairs: opts.maxPairs, maxTries: opts.maxTries, batch: opts.batch, resume: resuming,
+      maxPairs, maxTries: opts.maxTries, batch: opts.shard ? undefined : opts.batch, resume: resuming,
+      shard: opts.shard && { ...opts.shard, pairsWanted: opts.maxPairs },
       shouldStop: () => stop,
       onProgress: (p) => {
         const n = p.counts.gen + p.counts.mem + p.counts.other;
         const per = p.pairs > 0 ? (p.tried / p.pairs).toFixed(1) : '-';
         bar.update(p.pairs, `| ${p.tried} inputs (${per}/pair) | gen ${pct(p.counts.gen, n)} mem ${pct(p.counts.mem, n)} other ${pct(p.counts.other, n)}`,
-          Math.max(p.pairs / opts.maxPairs, p.tried / maxTries));
+          Math.max(p.pairs / maxPairs, (opts.shard ? p.tried * opts.shard.count : p.tried) / maxTries));
       },
     });
     if (process.stderr.isTTY) process.stderr.write('\n');
@@ -191,16 +250,30 @@ async function analyze(argv: string[]): Promise<number> {
     console.log(`interrupted: ${extraction.pairs} pairs saved in ${dir}; continue with: memgen analyze ${again.join(' ')} --resume`);
     return 130;
   }
-  if (extraction.stopReason === 'maxTries' && extraction.pairs < opts.maxPairs) {
-    console.log(`stopped at --max-tries ${opts.maxTries} with ${extraction.pairs} of ${opts.maxPairs} pairs`);
+  if (extraction.stopReason === 'maxTries' && extraction.pairs < maxPairs) {
+    console.log(`stopped at --max-tries ${opts.maxTries} with ${extraction.pairs} of ${maxPairs} pairs`);
   }
+  if (opts.shard) {
+    console.log(`shard ${shardLabel(opts.shard)} done in ${dir}; when all ${opts.shard.count} shards are done: memgen merge --run ${opts.run}`);
+    return 0;
+  }
+  await finishAnalysis(ar, dir, extraction, site, { ...opts, shouldStop: () => stop });
+  return 0;
+}
 
+/**
+ * After the extraction (or the merge of its shards) in `dir`: the statistics (writeStatistics), the
+ * probes unless noProbes, the tables on stdout, and a LoRA run's projection attribution.
+ */
+export async function finishAnalysis(ar: AnalysisRun, dir: string, extraction: ExtractResult, site: GPT2Site,
+  opts: { topN: number; noProbes: boolean; runner: ReturnType<typeof runnerOptions>; shouldStop?: () => boolean }): Promise<void> {
+  const { run, lora, family, hash } = ar;
   const { summary, neurons } = writeStatistics(run, dir, extraction, site, opts.topN, hash, family);
 
   if (!opts.noProbes && extraction.pairs < MIN_PROBE_PAIRS) {
     console.log(`probes skipped: ${extraction.pairs} pairs are too few for a train/val/test split (need ${MIN_PROBE_PAIRS}; extract more with --resume --pairs N)`);
   } else if (!opts.noProbes) {
-    const probes = await probeLayers(dir, summary.siteNames, { seed: run.memgen.seed, threads: opts.runner.threads || 1, shouldStop: () => stop });
+    const probes = await probeLayers(dir, summary.siteNames, { seed: run.memgen.seed, threads: opts.runner.threads || 1, shouldStop: opts.shouldStop });
     console.log('');
     console.log(`probes: held-out accuracy by layer (${probes.split.testPairs} test pairs = ${2 * probes.split.testPairs} members, split by pair; chance 0.5; 95% Wilson CI)`);
     const w0 = Math.max(...summary.siteNames.map((s) => s.length), 4);
@@ -236,5 +309,96 @@ async function analyze(argv: string[]): Promise<number> {
   console.log('');
   console.log(`wrote ${ANALYSIS_FILES.hiddenGen}, ${ANALYSIS_FILES.hiddenMem} [${summary.pairs}, ${summary.layers}, ${summary.d}], ${ANALYSIS_FILES.pairs}, ` +
     `${ANALYSIS_FILES.nmd}, ${ANALYSIS_FILES.rho} [${summary.layers}, ${summary.d}], ${ANALYSIS_FILES.neurons}, ${ANALYSIS_FILES.summary} in ${dir}`);
+}
+
+/** The memgen CLI file: dist/cli.js (beside this code in the bundle; from the sources, the built one). */
+export function cliFile(): string {
+  const bundled = path.join(__dirname, 'cli.js');
+  const file = fs.existsSync(bundled) ? bundled : path.resolve(__dirname, '..', '..', '..', 'dist', 'cli.js');
+  if (!fs.existsSync(file)) throw new RunError(`${file} is missing; run \`npm run build\` (--jobs starts the shards as memgen processes)`);
+  return file;
+}
+
+/** Pairs and inputs of the shards in `shardsDir` so far (their pairs-state.json files). */
+function shardsProgress(shardsDir: string, N: number): { pairs: number; tried: number } {
+  let pairs = 0;
+  let tried = 0;
+  for (let i = 0; i < N; i++) {
+    try {
+      const st = readPairsState(path.join(shardsDir, `${i}-of-${N}`));
+      pairs += st?.pairs ?? 0;
+      tried += st?.tried ?? 0;
+    } catch {
+      // being replaced: counted next time
+    }
+  }
+  return { pairs, tried };
+}
+
+/**
+ * `--jobs N`: N child processes `memgen analyze --shard i/N` (same process group: Ctrl-C reaches them,
+ * and each saves its block and stops), each with threads / N threads; their combined progress from
+ * their state files; then the merge and finishAnalysis in this process (which holds the run's lock).
+ */
+async function analyzeJobs(argv: string[], opts: ReturnType<typeof analyzeOptionsFromArgs>): Promise<number> {
+  const N = opts.jobs;
+  const ar = openAnalysisRun(opts.run);
+  const dir = analysisDir(ar.run);
+  const resuming = prepareFolder(dir, opts);
+  const threads = Math.max(1, Math.floor((opts.runner.threads || os.availableParallelism()) / N));
+  const cli = cliFile();
+  const shared = ['--pairs', String(opts.maxPairs), ...(opts.maxTries ? ['--max-tries', String(opts.maxTries)] : []), ...(opts.site ? ['--site', opts.site] : []),
+    '--threads', String(threads), '--provider', opts.runner.provider, ...(resuming ? ['--resume'] : [])];
+  console.log(`analysing ${ar.run.dir} with ${N} shard processes (${threads} thread${threads > 1 ? 's' : ''} each) -> ${path.join(dir, SHARDS_DIR)}, then merging`);
+  const start = Date.now();
+  let stop = false;
+  const release = onInterrupt(() => {
+    stop = true;
+    process.stderr.write('\nCtrl-C: the shards save their block and stop (Ctrl-C again aborts at once)\n');
+  });
+  const bar = new ProgressBar('pairs', opts.maxPairs, 'pair');
+  const timer = setInterval(() => {
+    const p = shardsProgress(path.join(dir, SHARDS_DIR), N);
+    bar.update(Math.min(p.pairs, opts.maxPairs), `| ${p.tried} inputs | ${N} shards`);
+  }, 1000);
+  let codes: { code: number; output: string }[];
+  try {
+    codes = await Promise.all(Array.from({ length: N }, (_, i) => new Promise<{ code: number; output: string }>((resolve) => {
+      const child = spawn(process.execPath, [cli, 'analyze', '--run', opts.run, '--shard', `${i}/${N}`, ...shared], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      const keep = (b: Buffer) => void (output = (output + b.toString()).slice(-20000));
+      child.stdout.on('data', keep);
+      child.stderr.on('data', keep);
+      child.on('error', (e) => resolve({ code: 1, output: `${output}\n${e.message}` }));
+      child.on('close', (code, signal) => resolve({ code: code ?? (signal === 'SIGINT' ? 130 : 1), output }));
+    })));
+  } finally {
+    clearInterval(timer);
+    release();
+  }
+  if (process.stderr.isTTY) process.stderr.write('\n');
+  const again = argv.filter((a) => a !== '--force' && a !== '--resume');
+  if (stop || codes.some((c) => c.code === 130)) {
+    console.log(`interrupted: the shards' pairs are saved in ${path.join(dir, SHARDS_DIR)}; continue with: memgen analyze ${again.join(' ')} --resume`);
+    return 130;
+  }
+  const failed = codes.map((c, i) => ({ ...c, i })).filter((c) => c.code !== 0);
+  if (failed.length > 0) {
+    const tail = (s: string) => s.trim().split('\n').filter((l) => !l.includes('\r')).slice(-5).join('\n    ');
+    throw new RunError(`${failed.length} of ${N} shards failed:\n${failed.map((c) => `  shard ${c.i}/${N} (exit ${c.code}):\n    ${tail(c.output)}`).join('\n')}\nfix the cause, then: memgen analyze ${again.join(' ')} --resume`);
+  }
+  const merged = mergeExtraction({ runDir: opts.run, dir, task: ar.run.task, seed: pairSeed(ar.run.memgen.seed), modelHash: ar.hash, pairs: opts.maxPairs, maxTries: opts.maxTries });
+  const wall = (Date.now() - start) / 1000;
+  reportMerged(merged);
+  console.log(`${N} shards: ${merged.pairs} pairs in ${wall.toFixed(1)} s wall (${(merged.pairs / wall).toFixed(1)} pairs/s)`);
+  await finishAnalysis(ar, dir, merged, merged.state.site, opts);
   return 0;
+}
+
+/** The merged extraction's line: pairs, inputs and classes, as after an unsharded extraction. */
+export function reportMerged(m: ReturnType<typeof mergeExtraction>): void {
+  const c = m.counts;
+  const n = c.gen + c.mem + c.other;
+  console.log(`merged ${m.shards} shards: ${m.pairs} pairs of ${m.tried} inputs tried (${(m.tried / Math.max(1, m.pairs)).toFixed(2)} inputs per pair); ` +
+    `generations: gen ${pct(c.gen, n)}, mem ${pct(c.mem, n)}, other ${pct(c.other, n)} of ${n}; ${m.totalSeconds.toFixed(1)} s of extraction in all`);
 }
