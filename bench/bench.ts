@@ -45,10 +45,9 @@ import { writeFileAtomic } from '../engine/io/atomic';
 import { analysisRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
-import { type PeerResult, type Row, describePeerBlas, describeSpread, fmt, measurePair, pairSettings, rateSpread } from './measure';
+import { MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, rateSpread, trainFlopsPerToken } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
-import { Runner } from '../engine/runtime/runner';
 import { Adam, clipGradNorm } from '../engine/train/optim';
 import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
@@ -58,16 +57,10 @@ const THREADS = Number(process.env.MEMGEN_BENCH_THREADS ?? 0) || os.cpus().lengt
 const NUMPY_SCRIPT = path.resolve(__dirname, '../bench/peers/numpy_matmul.py');
 
 async function matmulRow(): Promise<Row> {
-  const [M, K, N] = [512, 768, 3072];
-  const rng = new Rng(1);
-  const g = new Graph('matmul');
-  const a = g.input('a', [M, K]);
-  const w = g.initializer('w', Float32Array.from({ length: K * N }, () => rng.normal()), [K, N]);
-  g.output(ops.matmul(a, w), 'y');
-  const runner = await Runner.fromGraph(g, { threads: THREADS });
-  const feeds = { a: { data: Float32Array.from({ length: M * K }, () => rng.normal()), dims: [M, K] } };
+  const [M, K, N] = MATMUL_SHAPE;
+  const { runner, feeds, gflop } = await matmulRunner(THREADS);
   const r = await measurePair({
-    work: (2 * M * K * N) / 1e9, ours: () => runner.run(feeds), warmup: 5, reps: 10,
+    work: gflop, ours: () => runner.run(feeds), warmup: 5, reps: 10,
     peer: { name: 'numpy (Debian python3-numpy)', script: NUMPY_SCRIPT, args: [M, K, N, 10].map(String) },
   });
   await runner.release();
@@ -107,12 +100,6 @@ const GPT2_SHAPES: GPT2Shape[] = [
   { label: 'tiny', L: 4, D: 128, H: 4, T: 64, B: 32, V: 64 },
   { label: 'small', L: 6, D: 256, H: 8, T: 128, B: 32, V: 64 },
 ];
-
-/** Training FLOPs per token: 6 N (forward + backward through N weights) + 12 L T D (attention scores). */
-function trainFlopsPerToken(s: GPT2Shape): number {
-  const n = s.L * 12 * s.D * s.D + s.V * s.D;
-  return 6 * n + 12 * s.L * s.T * s.D;
-}
 
 const PEER_SCRIPT = path.resolve(__dirname, '../bench/peers/torch_gpt2.py');
 const TORCH = 'PyTorch (Debian python3-torch, 2 threads)';

@@ -11,9 +11,43 @@
  *                      then one JSON line per round (peers/peer.py), naming the BLAS it actually runs on
  *   ratio            = ours / peer, withheld when the peer runs on the reference BLAS (such a peer
  *                      then runs one round only: its figure is printed, no ratio drawn from it)
+ * Shared measures: the MatMul row's model [M,K]x[K,N] (GFLOP = 2 M K N / 1e9 per run), and the
+ * training FLOPs of a GPT-2 per token, 6 N (forward + backward through N = 12 L d^2 + V d weights)
+ * + 12 L T d (attention scores).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { Graph, ops } from '../engine/graph';
+import { type HostTensor, Runner } from '../engine/runtime/runner';
+import { Rng } from '../engine/util/rng';
+
+/** GPT-2 training FLOPs per token (see the header). */
+export function trainFlopsPerToken(s: { L: number; D: number; T: number; V: number }): number {
+  const n = s.L * 12 * s.D * s.D + s.V * s.D;
+  return 6 * n + 12 * s.L * s.T * s.D;
+}
+
+export const MATMUL_SHAPE = [512, 768, 3072] as const;
+
+/** The MatMul row's session: [M,K] input times a [K,N] initializer; `gflop` per run. */
+export async function matmulRunner(threads: number): Promise<{ runner: Runner; feeds: Record<string, HostTensor>; gflop: number }> {
+  const [M, K, N] = MATMUL_SHAPE;
+  const rng = new Rng(1);
+  const g = new Graph('matmul');
+  const a = g.input('a', [M, K]);
+  const w = g.initializer('w', Float32Array.from({ length: K * N }, () => rng.normal()), [K, N]);
+  g.output(ops.matmul(a, w), 'y');
+  const runner = await Runner.fromGraph(g, { threads });
+  return { runner, feeds: { a: { data: Float32Array.from({ length: M * K }, () => rng.normal()), dims: [M, K] } }, gflop: (2 * M * K * N) / 1e9 };
+}
+
+/** GFLOP/s of the MatMul row, ours only: the median of 10 runs after 5. */
+export async function matmulGflops(threads: number): Promise<number> {
+  const { runner, feeds, gflop } = await matmulRunner(threads);
+  const times = await timeSamples(() => runner.run(feeds), 5, 10);
+  await runner.release();
+  return gflop / quantile(times, 0.5);
+}
 
 /** p10-p90 and min-max of a row's measurements, in the row's unit; n timed runs over `rounds` rounds. */
 export interface Spread {

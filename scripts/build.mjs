@@ -19,6 +19,7 @@ await Promise.all([
   build({ ...common, entryPoints: ['engine/cli/main.ts'], outfile: 'dist/cli.js', banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: ['engine/runtime/runner-worker.ts'], outfile: 'dist/runner-worker.js' }),
   build({ ...common, entryPoints: ['bench/bench.ts'], outfile: 'dist/bench.js' }),
+  build({ ...common, entryPoints: ['bench/profile-train.ts'], outfile: 'dist/profile-train.js' }),
   build({ ...common, entryPoints: ['client/src/extension.ts'], outfile: 'dist/extension.js' }),
   build({ ...common, entryPoints: ['server/src/server.ts'], outfile: 'dist/server.js' }),
   build({ ...common, entryPoints: ['server/src/engine-worker.ts'], outfile: 'dist/engine-worker.js' }),

@@ -23,6 +23,8 @@ export interface RunnerOptions {
   allowCpuFallback?: boolean;
   /** Called with a warning (for example the CUDA fallback). */
   onWarning?: (message: string) => void;
+  /** onnxruntime's per-node profile: written to `<profile>_<time>.json` by endProfiling() (bench/profile-train.ts). */
+  profile?: string;
 }
 
 export interface Signature {
@@ -105,6 +107,7 @@ export class Runner {
       intraOpNumThreads: opts.threads ?? 0,
       interOpNumThreads: 1,
       logSeverityLevel: provider === 'cuda' ? 4 : 3, // a missing CUDA library is reported by us, with the fix
+      ...(opts.profile !== undefined ? { enableProfiling: true, profileFilePrefix: opts.profile } : {}),
     };
     let session: ort.InferenceSession;
     try {
@@ -149,6 +152,11 @@ export class Runner {
     const out: Record<string, HostTensor> = {};
     for (const [name, t] of Object.entries(res)) out[name] = { data: t.data as AnyTypedArray, dims: t.dims };
     return out;
+  }
+
+  /** Ends onnxruntime's profile (RunnerOptions.profile) and writes its file. */
+  endProfiling(): void {
+    this.session.endProfiling();
   }
 
   async release(): Promise<void> {

@@ -32,6 +32,11 @@ export class TrainStep {
     return { loss: Number(out.loss.data[0]), grads };
   }
 
+  /** See Runner.endProfiling. */
+  endProfiling(): void {
+    this.runner.endProfiling();
+  }
+
   release(): Promise<void> {
     return this.runner.release();
   }
