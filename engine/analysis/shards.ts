@@ -50,13 +50,16 @@ export function nextOwned(s: Shard, t: number): number {
   return (block + ahead) * SHARD_BLOCK;
 }
 
-/** The shard folders under `dir` (a `shards` folder), by name <i>-of-<N>; other entries are ignored. */
-export function listShards(dir: string): { shard: Shard; dir: string }[] {
+/**
+ * The shards under `dir`, by name <i>-of-<N> followed by `ext` (folders: '', files: e.g. '.json');
+ * other entries are ignored.
+ */
+export function listShards(dir: string, ext = ''): { shard: Shard; dir: string }[] {
   if (!fs.existsSync(dir)) return [];
   const out: { shard: Shard; dir: string }[] = [];
   for (const name of fs.readdirSync(dir)) {
-    const m = /^(\d+)-of-(\d+)$/.exec(name);
-    if (m && fs.statSync(path.join(dir, name)).isDirectory()) out.push({ shard: { index: Number(m[1]), count: Number(m[2]) }, dir: path.join(dir, name) });
+    const m = /^(\d+)-of-(\d+)(.*)$/.exec(name);
+    if (m && m[3] === ext) out.push({ shard: { index: Number(m[1]), count: Number(m[2]) }, dir: path.join(dir, name) });
   }
   return out.sort((a, b) => a.shard.count - b.shard.count || a.shard.index - b.shard.index);
 }
@@ -65,8 +68,8 @@ export function listShards(dir: string): { shard: Shard; dir: string }[] {
  * The shards of one complete set in `dir`: all of 0..N-1 for one N. Throws naming what is missing or
  * mixed; `what` names the work (e.g. 'analysis') and `command` the shard command for the message.
  */
-export function completeShardSet(dir: string, what: string, command: (s: Shard) => string): { shard: Shard; dir: string }[] {
-  const all = listShards(dir);
+export function completeShardSet(dir: string, what: string, command: (s: Shard) => string, ext = ''): { shard: Shard; dir: string }[] {
+  const all = listShards(dir, ext);
   if (all.length === 0) throw new Error(`${dir} holds no ${what} shards (<i>-of-<N> folders): run \`${command({ index: 0, count: 2 })}\` and the other shards first`);
   const counts = [...new Set(all.map((s) => s.shard.count))];
   if (counts.length > 1) throw new Error(`${dir} holds ${what} shards of ${counts.join(' and ')} jobs; keep one set (move the others away) and merge again`);

@@ -62,7 +62,7 @@ import type { Behaviour, Task } from '../tasks/task';
 import { MEMGEN_VERSION } from '../train/trainer';
 import type { ClassPercent, FirstTokenP, NeuronSourceInfo, StartsInfo } from './files';
 import { type Direction, type InterventionDescription, directionEnds } from './intervention';
-import { type LoopControl, type SteerModel, type SteerSetup, drawStarts, methodIntervention, steeredOutputs, tally } from './steer-eval';
+import { type LoopControl, type SteerModel, type SteerSetup, drawStarts, meanFirst, methodIntervention, steeredOutputs, tally } from './steer-eval';
 
 export const EXPORT_FORMAT = 'memgen-export/1';
 export const ONNX_FILE = 'model.onnx';
@@ -200,7 +200,7 @@ export async function compareBakedToRuntime(
   const bk = await steeredOutputs(task, baked, inputs, zeros, ctl);
   const side = (r: typeof rt): ComparisonSide => {
     const { counts, pct, success } = tally(direction, r.behaviours);
-    return { counts, pct, success, pFirst: r.pFirst };
+    return { counts, pct, success, pFirst: meanFirst(r.probs) };
   };
   const differing: ExportComparison['differing'] = [];
   let sameOutput = 0;

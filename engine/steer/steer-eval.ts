@@ -21,6 +21,11 @@
  *                     k = neurons steered: independent per direction, and the same for every alpha
  *                     (a sweep changes only the scale along a row of its grid).
  *
+ * Shards (shards.ts, docs/cluster.md): with `shard`, drawStarts generates only the owned blocks of
+ * SHARD_BLOCK starting inputs (the others are drawn and skipped), keeps every start it finds and stops
+ * when both directions have `quota` or the budget ends; the cells then run on all of them, and
+ * steer/shards.ts merges the shards into the table one unsharded job writes (steeringFile below).
+ *
  * Neurons and NMD may come from another run (neuronsFrom): the steered model must then have the same
  * layers and d (checked: a neuron index has no meaning across shapes), and the experiment is named
  * 'intra-task' (same task) or 'inter-task'. Staleness policy (documented choice): an analysis made for
@@ -36,6 +41,7 @@ import { type SiteFamily, familyField, familySiteName } from '../models/sites';
 import { type LoadedRun, RunError, loadRun, modelHash } from '../runs/run';
 import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
 import { Rng } from '../util/rng';
+import { SHARD_BLOCK, type Shard, nextOwned } from '../analysis/shards';
 import {
   type ClassPercent,
   type Experiment,
@@ -100,6 +106,8 @@ export interface LoopControl {
 
 /** One starting input and its unsteered output. */
 export interface StartInput {
+  /** Position in the starting-input stream (0-based). */
+  input: number;
   example: Example;
   ids: number[];
   output: string;
@@ -132,6 +140,9 @@ export function meanFirst(xs: readonly { pGen: number; pMem: number | null }[]):
 export interface Starts {
   inputs: Record<Direction, StartInput[]>;
   info: StartsInfo;
+  /** A shard's: stream inputs drawn, and every owned input tried with its unsteered class. */
+  position: number;
+  log: { input: number; behaviour: Behaviour }[];
 }
 
 const emptyCounts = (): BehaviourCounts => ({ gen: 0, mem: 0, other: 0 });
@@ -140,7 +151,7 @@ const emptyCounts = (): BehaviourCounts => ({ gen: 0, mem: 0, other: 0 });
 export async function drawStarts(
   task: Task,
   model: SteerModel,
-  opts: { n: number; seed: number; maxTries?: number; onFound?: (tried: number, found: number) => void } & LoopControl,
+  opts: { n: number; seed: number; maxTries?: number; onFound?: (tried: number, found: number) => void; shard?: Shard & { quota: number } } & LoopControl,
 ): Promise<Starts> {
   const { n } = opts;
   if (!Number.isInteger(n) || n < 1) throw new Error(`n must be a positive integer, got ${n}`);
@@ -153,10 +164,18 @@ export async function drawStarts(
   const inputs: Record<Direction, StartInput[]> = { 'mem->gen': [], 'gen->mem': [] };
   const counts = emptyCounts();
   let tried = 0;
-  const full = () => inputs['mem->gen'].length >= n && inputs['gen->mem'].length >= n;
-  while (!full() && tried < maxTries) {
+  const { shard } = opts;
+  const want = shard ? shard.quota : n;
+  const full = () => inputs['mem->gen'].length >= want && inputs['gen->mem'].length >= want;
+  let position = 0;
+  const log: Starts['log'] = [];
+  for (;;) {
+    const first = shard ? nextOwned(shard, position) : tried;
+    if (full() || first >= maxTries) break;
     if (opts.shouldStop?.()) throw new SteerInterrupted();
-    const examples = Array.from({ length: Math.min(batch, maxTries - tried) }, () => task.test(rng));
+    for (; position < first; position++) task.test(rng); // a shard skips the blocks it does not own
+    const examples = Array.from({ length: Math.min(shard ? SHARD_BLOCK : batch, maxTries - first) }, () => task.test(rng));
+    position = first + examples.length;
     const ids = examples.map((e) => tok.encode(e.prompt));
     const res = await model.generate(ids, { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId, beams: opts.beams });
     const V = tok.vocab.length;
@@ -164,23 +183,26 @@ export async function drawStarts(
       const output = tok.decode(res.tokens[i]);
       const behaviour = task.classify(example, output);
       counts[behaviour]++;
+      if (shard) log.push({ input: first + i, behaviour });
       const direction: Direction | null = behaviour === 'mem' ? 'mem->gen' : behaviour === 'gen' ? 'gen->mem' : null;
-      if (direction && inputs[direction].length < n) {
+      if (direction && (shard || inputs[direction].length < n)) { // a shard keeps all: the merge picks the first n of all shards
         const p = firstTokenProbs(task, example, res.firstLogits.subarray(i * V, (i + 1) * V));
-        inputs[direction].push({ example, ids: ids[i], output, behaviour, ...p });
+        inputs[direction].push({ input: first + i, example, ids: ids[i], output, behaviour, ...p });
       }
     });
     tried += examples.length;
     opts.onGenerated?.(tried);
     opts.onFound?.(tried, inputs['mem->gen'].length + inputs['gen->mem'].length);
   }
+  return { inputs, info: startsInfo(seed, n, inputs, tried, counts, maxTries), position, log };
+}
+
+/** starts.info of the starting inputs `inputs` (at most n per direction) found in `tried` inputs. */
+export function startsInfo(seed: number, n: number, inputs: Record<Direction, readonly { pGen: number; pMem: number | null }[]>, tried: number, counts: BehaviourCounts, maxTries: number): StartsInfo {
   return {
-    inputs,
-    info: {
-      seed, wanted: n, found: { 'mem->gen': inputs['mem->gen'].length, 'gen->mem': inputs['gen->mem'].length },
-      tried, counts, maxTries, complete: full(),
-      pFirst: { 'mem->gen': meanFirst(inputs['mem->gen']), 'gen->mem': meanFirst(inputs['gen->mem']) },
-    },
+    seed, wanted: n, found: { 'mem->gen': inputs['mem->gen'].length, 'gen->mem': inputs['gen->mem'].length },
+    tried, counts, maxTries, complete: inputs['mem->gen'].length >= n && inputs['gen->mem'].length >= n,
+    pFirst: { 'mem->gen': meanFirst(inputs['mem->gen']), 'gen->mem': meanFirst(inputs['gen->mem']) },
   };
 }
 
@@ -191,7 +213,7 @@ export async function steeredOutputs(
   inputs: readonly StartInput[],
   steer: Float32Array[],
   ctl: LoopControl = {},
-): Promise<{ outputs: string[]; behaviours: Behaviour[]; pFirst: FirstTokenP }> {
+): Promise<{ outputs: string[]; behaviours: Behaviour[]; probs: { pGen: number; pMem: number | null }[] }> {
   const batch = ctl.batch ?? 256;
   const tok = task.tokenizer;
   const V = tok.vocab.length;
@@ -210,7 +232,7 @@ export async function steeredOutputs(
     });
     ctl.onGenerated?.(s + chunk.length);
   }
-  return { outputs, behaviours, pFirst: meanFirst(probs) };
+  return { outputs, behaviours, probs };
 }
 
 /** Counts, percentages and success of a cell's classes. */
@@ -223,19 +245,27 @@ export function tally(direction: Direction, behaviours: readonly Behaviour[]): {
   return { n, counts, pct, success: pct[directionEnds(direction).to] };
 }
 
-/** A cell with every steered output (steering.json keeps only the first few as examples). */
+/** A cell with every steered output and its first-token probabilities (steering.json keeps only the first few as examples). */
 export interface CellResult extends SteeringCell {
   outputs: string[];
   behaviours: Behaviour[];
+  probs: { pGen: number; pMem: number | null }[];
 }
 
 /** Runs one (direction, intervention) cell on the starting inputs of that direction. */
 export async function runCell(task: Task, model: SteerModel, starts: readonly StartInput[], intervention: Intervention, ctl: LoopControl = {}, examples = 5): Promise<CellResult> {
+  const steered = await steeredOutputs(task, model, starts, intervention.vectors, ctl);
+  return cellResult(intervention, starts.map((x) => ({ prompt: x.example.prompt, output: x.output })), steered, examples);
+}
+
+/** The cell of `intervention` from the steered outputs of its starting inputs (in stream order). */
+export function cellResult(intervention: Intervention, starts: readonly { prompt: string; output: string }[],
+  steered: { outputs: string[]; behaviours: Behaviour[]; probs: { pGen: number; pMem: number | null }[] }, examples = 5): CellResult {
   const { direction } = intervention.description;
-  const { outputs, behaviours, pFirst } = await steeredOutputs(task, model, starts, intervention.vectors, ctl);
+  const { outputs, behaviours, probs } = steered;
   const t = tally(direction, behaviours);
-  const ex: SteerExample[] = starts.slice(0, examples).map((x, i) => ({ prompt: x.example.prompt, before: x.output, after: outputs[i], behaviour: behaviours[i] }));
-  return { direction, method: intervention.description.kind, ...t, pFirst, intervention: intervention.description, examples: ex, outputs, behaviours };
+  const ex: SteerExample[] = starts.slice(0, examples).map((x, i) => ({ prompt: x.prompt, before: x.output, after: outputs[i], behaviour: behaviours[i] }));
+  return { direction, method: intervention.description.kind, ...t, pFirst: meanFirst(probs), intervention: intervention.description, examples: ex, outputs, behaviours, probs };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +346,8 @@ export interface SteerEvalOptions extends LoopControl {
   n: number;
   seed: number;
   maxTries?: number;
+  /** Run shard `index` of `count` only (see the header); quota = starting inputs wanted per direction of it. */
+  shard?: Shard & { quota: number };
   /** Progress of the two phases: starts (inputs tried) and cells (steered generations). */
   onProgress?: (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number }) => void;
 }
@@ -343,53 +375,64 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
   if (model.site !== sourceInfo.site) throw new Error(`the model hooks site ${model.site}, the neurons are at ${sourceInfo.site}: create it with { site: '${sourceInfo.site}' }`);
   if (model.cfg.nLayer !== sourceInfo.layers || model.cfg.nEmbd !== sourceInfo.d) throw new Error(`the model is ${model.cfg.nLayer} x ${model.cfg.nEmbd}, the neurons ${sourceInfo.layers} x ${sourceInfo.d}`);
   const start = Date.now();
-  const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
   const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams };
 
   const starts = await drawStarts(task, model, {
-    n: opts.n, seed: opts.seed, maxTries: opts.maxTries, ...ctl,
-    onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * opts.n }),
+    n: opts.n, seed: opts.seed, maxTries: opts.maxTries, shard: opts.shard, ...ctl,
+    onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * (opts.shard?.quota ?? opts.n) }),
   });
-  const warnings = [...setup.warnings];
-  for (const dir of DIRECTIONS) {
-    const found = starts.info.found[dir];
-    if (found < opts.n) {
-      warnings.push(`${dir}: only ${found} of ${opts.n} starting inputs (unsteered ${directionEnds(dir).from}) in ${starts.info.tried} inputs tried (budget ${starts.info.maxTries}); the ${dir} cells have n = ${found}`);
-    }
-  }
-
-  const methods: InterventionKind[] = [opts.picks ? 'custom' : 'targeted', ...BASELINES];
-  const total = DIRECTIONS.reduce((s, dir) => s + methods.length * starts.inputs[dir].length, 0);
+  const interventions = steeringInterventions(setup, opts);
+  const total = interventions.reduce((s, c) => s + starts.inputs[c.intervention.description.direction].length, 0);
   let done = 0;
   opts.onProgress?.({ phase: 'cells', done, total }); // starts the clock of the cells' ETA
   const cells: CellResult[] = [];
-  let main: Intervention | undefined;
-  for (const direction of DIRECTIONS) {
-    main = methodIntervention(setup, opts.topN, opts.picks, opts.alpha, direction);
-    const inputs = starts.inputs[direction];
-    for (const method of methods) {
-      const intervention = method === 'targeted' || method === 'custom'
-        ? main
-        : baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length));
-      const before = done;
-      cells.push(await runCell(task, model, inputs, intervention, {
-        ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }),
-      }));
-      done = before + inputs.length;
-      opts.onProgress?.({ phase: 'cells', done, total });
+  for (const { intervention } of interventions) {
+    const inputs = starts.inputs[intervention.description.direction];
+    const before = done;
+    cells.push(await runCell(task, model, inputs, intervention, {
+      ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }),
+    }));
+    done = before + inputs.length;
+    opts.onProgress?.({ phase: 'cells', done, total });
+  }
+  return { file: steeringFile(setup, opts, starts.info, cells, (Date.now() - start) / 1000), cells, starts };
+}
+
+/** The interventions of the table's cells, in its order: per direction, the method (targeted or custom), then the baselines. */
+export function steeringInterventions(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed'>): { method: InterventionKind; intervention: Intervention }[] {
+  const shape = { layers: setup.sourceInfo.layers, d: setup.sourceInfo.d };
+  const methods: InterventionKind[] = [opts.picks ? 'custom' : 'targeted', ...BASELINES];
+  return DIRECTIONS.flatMap((direction) => {
+    const main = methodIntervention(setup, opts.topN, opts.picks, opts.alpha, direction);
+    return methods.map((method) => ({
+      method,
+      intervention: method === 'targeted' || method === 'custom' ? main : baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length)),
+    }));
+  });
+}
+
+/** steering.json's content from the starts and the cells (steerEval's, or the merge of its shards'). */
+export function steeringFile(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'n' | 'beams'>, starts: StartsInfo, cells: CellResult[], seconds: number): SteeringFile {
+  const { run, sourceInfo } = setup;
+  const task = run.task;
+  const warnings = [...setup.warnings];
+  for (const dir of DIRECTIONS) {
+    const found = starts.found[dir];
+    if (found < opts.n) {
+      warnings.push(`${dir}: only ${found} of ${opts.n} starting inputs (unsteered ${directionEnds(dir).from}) in ${starts.tried} inputs tried (budget ${starts.maxTries}); the ${dir} cells have n = ${found}`);
     }
   }
-
+  const main = cells.filter((c) => c.method === 'targeted' || c.method === 'custom').at(-1)?.intervention;
   const paper = paperReference(task.name, sourceInfo.task, sourceInfo.experiment, sourceInfo.family);
   const file: SteeringFile = {
     format: 'memgen-steering/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
-    site: sourceInfo.site, siteNames: Array.from({ length: shape.layers }, (_, l) => familySiteName(l, sourceInfo.site, sourceInfo.family)),
+    site: sourceInfo.site, siteNames: Array.from({ length: sourceInfo.layers }, (_, l) => familySiteName(l, sourceInfo.site, sourceInfo.family)),
     neurons: sourceInfo, method: opts.picks ? 'custom' : 'targeted', topN: opts.picks ? null : opts.topN,
-    count: main?.shifts.length ?? 0, alpha: opts.alpha, seed: opts.seed, beams: opts.beams ?? 1, starts: starts.info,
-    cells: cells.map(({ outputs: _o, behaviours: _b, ...c }) => c),
-    paper, warnings, createdAt: new Date().toISOString(), seconds: (Date.now() - start) / 1000,
+    count: main?.count ?? 0, alpha: opts.alpha, seed: opts.seed, beams: opts.beams ?? 1, starts,
+    cells: cells.map(({ outputs: _o, behaviours: _b, probs: _p, ...c }) => c),
+    paper, warnings, createdAt: new Date().toISOString(), seconds,
   };
-  return { file, cells, starts };
+  return file;
 }
 
 // ---------------------------------------------------------------------------------------------

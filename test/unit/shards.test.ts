@@ -15,6 +15,7 @@ import { readNpy } from '../../engine/analysis/npy';
 import { SHARD_BLOCK, nextOwned, ownsInput, parseShard } from '../../engine/analysis/shards';
 import { analyzeCommand } from '../../engine/cli/commands/analyze';
 import { mergeCommand } from '../../engine/cli/commands/merge';
+import { steerEvalCommand } from '../../engine/cli/commands/steer';
 import { RUN_FILES } from '../../engine/runs/run';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-shards-'));
@@ -132,5 +133,23 @@ describe.skipIf(!haveRun)('analyze --shard i/N and merge on runs/arithmetic-tiny
     await expect(mergeCommand(['--run', run, '--no-probes'])).rejects.toThrow(/shards 1\/2 of 2 are missing; run `memgen analyze --run .* --shard 1\/2 --pairs P`/);
     // A shard is not the unsharded job: its --batch is fixed.
     await expect(analyzeCommand(['--run', run, '--shard', '0/2', '--batch', '64'])).rejects.toThrow(/one block of 128 inputs per call/);
+  }, 60_000);
+});
+
+describe.skipIf(!haveRun)('steer-eval --shard i/N and merge on runs/arithmetic-tiny', () => {
+  it('3 shards merged equal one unsharded steer-eval (starts, counts, cells, examples)', async () => {
+    const args = ['--n', '100', '--batch', '128', '--threads', '1', '--seed', '1'];
+    const one = copyRun('steer-one', true);
+    expect((await quiet(() => steerEvalCommand(['--run', one, ...args]))).code).toBe(0);
+    const run = copyRun('steer-three', true);
+    fs.rmSync(path.join(run, 'analysis', 'steering.json'));
+    for (let i = 0; i < 3; i++) expect((await quiet(() => steerEvalCommand(['--run', run, '--shard', `${i}/3`, ...args]))).code).toBe(0);
+    const m = await quiet(() => mergeCommand(['--run', run]));
+    expect(m.code).toBe(0);
+    expect(m.out).toMatch(/merged the steering shards into .*steering\.json/);
+    // Equal but for the times and the run's folder name.
+    const table = (r: string) => without(JSON.parse(fs.readFileSync(path.join(r, 'analysis', 'steering.json'), 'utf8').replaceAll(r, 'RUN')) as Record<string, unknown>, ['seconds', 'createdAt']);
+    expect(table(run)).toEqual(table(one));
+    expect((table(one).starts as { tried: number }).tried).toBeGreaterThan(256); // more than one unsharded batch, so that all 3 shards took part
   }, 60_000);
 });

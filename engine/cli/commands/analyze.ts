@@ -351,6 +351,7 @@ async function analyzeJobs(argv: string[], opts: ReturnType<typeof analyzeOption
     '--threads', String(threads), '--provider', opts.runner.provider, ...(resuming ? ['--resume'] : [])];
   console.log(`analysing ${ar.run.dir} with ${N} shard processes (${threads} thread${threads > 1 ? 's' : ''} each) -> ${path.join(dir, SHARDS_DIR)}, then merging`);
   const start = Date.now();
+  const before = shardsProgress(path.join(dir, SHARDS_DIR), N).pairs;
   let stop = false;
   const release = onInterrupt(() => {
     stop = true;
@@ -389,8 +390,9 @@ async function analyzeJobs(argv: string[], opts: ReturnType<typeof analyzeOption
   }
   const merged = mergeExtraction({ runDir: opts.run, dir, task: ar.run.task, seed: pairSeed(ar.run.memgen.seed), modelHash: ar.hash, pairs: opts.maxPairs, maxTries: opts.maxTries });
   const wall = (Date.now() - start) / 1000;
+  const extracted = shardsProgress(path.join(dir, SHARDS_DIR), N).pairs - before;
   reportMerged(merged);
-  console.log(`${N} shards: ${merged.pairs} pairs in ${wall.toFixed(1)} s wall (${(merged.pairs / wall).toFixed(1)} pairs/s)`);
+  console.log(`this session: ${N} shards extracted ${extracted} pairs in ${wall.toFixed(1)} s wall (${(extracted / wall).toFixed(1)} pairs/s, shards and merge)`);
   await finishAnalysis(ar, dir, merged, merged.state.site, opts);
   return 0;
 }

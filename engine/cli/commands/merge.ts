@@ -15,8 +15,10 @@ import { mergeExtraction } from '../../analysis/merge';
 import { pairSeed } from '../../analysis/pairs';
 import { listShards } from '../../analysis/shards';
 import { RunError } from '../../runs/run';
+import { mergeSteerShards, steerShardsDir } from '../../steer/shards';
 import { RUNNER_OPTIONS, UsageError, num, parse, required, runnerOptions, writesRun } from '../args';
 import { finishAnalysis, openAnalysisRun, reportMerged } from './analyze';
+import { prepare } from './steer';
 
 export const MERGE_HELP = `  merge     Combines the shards of \`analyze --shard i/N\`, \`steer-eval --shard i/N\` and \`sweep --shard i/N\` into
             exactly the files one unsharded job writes, then NMD, rho, neurons and probes as analyze does (docs/cluster.md).
@@ -45,12 +47,18 @@ async function merge(argv: string[]): Promise<number> {
   const ar = openAnalysisRun(runDir);
   const dir = analysisDir(ar.run);
   const haveAnalysis = listShards(path.join(dir, SHARDS_DIR)).length > 0;
-  const haveSteering = false;
+  const haveSteering = fs.existsSync(steerShardsDir(ar.run));
   if (!haveAnalysis && !haveSteering) {
     throw new RunError(`${dir} holds no shards: run \`memgen analyze --run ${runDir} --shard i/N\` (or steer-eval / sweep with --shard i/N) for i = 0 .. N-1 first (docs/cluster.md)`);
   }
 
-  if (haveAnalysis) {
+  // Merged already, and no shard changed since (the analysis' marker is newer than every shard's state): only the steering shards are new.
+  const marker = path.join(dir, ANALYSIS_FILES.summary);
+  const mtime = (file: string) => fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Infinity;
+  const upToDate = haveAnalysis && !v.force && fs.existsSync(path.join(dir, ANALYSIS_FILES.state)) &&
+    listShards(path.join(dir, SHARDS_DIR)).every((s) => mtime(path.join(s.dir, ANALYSIS_FILES.state)) < (fs.existsSync(marker) ? mtime(marker) : -Infinity));
+  if (upToDate) console.log(`${dir}: the analysis shards are merged already (no shard changed since)`);
+  if (haveAnalysis && !upToDate) {
     if (fs.existsSync(path.join(dir, ANALYSIS_FILES.state))) {
       if (!v.force) throw new RunError(`${dir} already holds an extraction (${ANALYSIS_FILES.state}); replace it with the merged shards with --force (its files are kept in ${path.basename(dir)}.replaced-<time>/)`);
       const aside = `${dir}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`;
@@ -63,5 +71,6 @@ async function merge(argv: string[]): Promise<number> {
     if (merged.pairs === 0) throw new RunError(`the shards kept no pair in ${merged.tried} inputs: the model never showed gen and mem within one input and its rephrasing (memgen eval --run ${runDir} shows its behaviours)`);
     await finishAnalysis(ar, dir, merged, merged.state.site, { topN, noProbes: Boolean(v['no-probes']), runner });
   }
+  if (haveSteering) for (const file of mergeSteerShards(runDir, prepare)) console.log(`merged the steering shards into ${file}`);
   return 0;
 }

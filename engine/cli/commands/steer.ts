@@ -9,6 +9,10 @@
  * another model file (the run was retrained since) is refused; --allow-stale goes on with a warning
  * that the files record. Ctrl-C stops between generate calls: steer-eval then writes nothing (a
  * partial table would mislead a report); sweep writes the finished cells with "complete": false.
+ *
+ * `steer-eval --shard i/N` (docs/cluster.md, engine/steer/shards.ts) runs one shard of the starting
+ * inputs, without the run's lock, into RUN/analysis/shards/steer/<table>/<i>-of-<N>.json; `memgen merge`
+ * writes the table.
  */
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { type SweepCell, type SweepFile, defaultAlpha, steeringOutPath, writeSteerFile } from '../../steer/files';
@@ -19,6 +23,8 @@ import { type LoraSteerRun, changedBaseFiles, isLoraRun, loraRunModel, loraSteer
 import { RUN_FILES, RunError } from '../../runs/run';
 import type { RunnerOptions } from '../../runtime/runner';
 import { type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
+import { parseShard, shardLabel } from '../../analysis/shards';
+import { writeSteerShard } from '../../steer/shards';
 import { SWEEP_ALPHAS, SWEEP_TOPNS, formatSweep, sweep } from '../../steer/sweep';
 import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str, writesRun } from '../args';
 import { ProgressBar } from '../progress';
@@ -31,6 +37,7 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
             [--alpha A (paper: incontext 1, arithmetic 5)] [--n N (200)] [--seed S (the run's)] [--max-tries N (30 n)]
             [--pick blocks.3.ln2:71,... (steer these neurons instead of the top N)] [--allow-stale] [--batch N (256)]
             [--beams K (1: greedy; the reference decodes with 5)] [--threads N] [--provider cpu|cuda]
+            [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]
   sweep     The alpha x topN grid of steering, both directions, success and % other per cell, into
             RUN/analysis/sweep.json.
             --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
@@ -88,7 +95,7 @@ function progressPrinter(wantedStarts: number) {
 }
 
 /** The run to steer: a GPT-2 run, or a LoRA run (runs/lora-run.ts) steered at layers.{i}.{site}. */
-function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean }): SteerSetup<SteerRun> {
+export function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean }): SteerSetup<SteerRun> {
   if (!isLoraRun(runDir)) return prepareSteering(runDir, opts);
   const setup = prepareSteering(runDir, { ...opts, load: loraSteerRun });
   // Neurons of another adapter (Tables 3, 4) index the same base's layers only if it is the same base.
@@ -121,11 +128,21 @@ function describeSetup(s: SteerSetup<SteerRun>): void {
   for (const w of s.warnings) console.log(`warning: ${w}`);
 }
 
-/** `memgen steer-eval`, holding the run's lock (args.ts writesRun). */
-export const steerEvalCommand = writesRun('steer-eval', steerEvalCli);
+/** `memgen steer-eval`, holding the run's lock (args.ts writesRun), except a shard. */
+const lockedSteerEval = writesRun('steer-eval', steerEvalCli);
+export const steerEvalCommand = (argv: string[]): Promise<number> =>
+  (argv.some((a) => a === '--shard' || a.startsWith('--shard=')) ? steerEvalCli(argv) : lockedSteerEval(argv));
 
 async function steerEvalCli(argv: string[]): Promise<number> {
-  const v = parse(argv, { ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' } });
+  const v = parse(argv, {
+    ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' }, shard: { type: 'string' }, 'shard-quota': { type: 'string' },
+  });
+  let shard;
+  try {
+    shard = v.shard === undefined ? undefined : parseShard(String(v.shard));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const runDir = required(v.run, 'run');
   const outFile = str(v.out, 'out');
   if (outFile !== undefined && !outFile.endsWith('.json')) throw new UsageError(`--out names the steering table's JSON file (FILE.json), got ${outFile}`);
@@ -137,6 +154,8 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const alpha = num(v.alpha, 'alpha', defaultAlpha(setup.run.task.name));
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const picks = pickOption(str(v.pick, 'pick'), setup);
+  const quota = shard ? positiveInt(num(v['shard-quota'], 'shard-quota', Math.ceil((1.1 * n) / shard.count)), 'shard-quota') : undefined;
+  if (v['shard-quota'] !== undefined && !shard) throw new UsageError('--shard-quota goes with --shard i/N');
   describeSetup(setup);
 
   let stop = false;
@@ -146,11 +165,23 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   });
   const model = await steerModel(setup, runnerOptions(v), batch);
   try {
+    const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
     const r = await steerEval({
-      setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch,
-      beams: positiveInt(num(v.beams, 'beams', 1), 'beams'),
-      shouldStop: () => stop, onProgress: progressPrinter(2 * n),
+      setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch, beams,
+      shard: shard && { ...shard, quota: quota! },
+      shouldStop: () => stop, onProgress: progressPrinter(2 * (quota ?? n)),
     });
+    if (shard) {
+      const out = outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run);
+      const neuronsFrom = str(v['neurons-from'], 'neurons-from') ?? null;
+      const file = writeSteerShard(setup.run, shard, {
+        n, seed, maxTries: r.file.starts.maxTries, batch, topN, picks: picks ?? null, alpha, beams, neuronsFrom, allowStale: Boolean(v['allow-stale']), out,
+      }, setup.modelHash, r);
+      console.log('');
+      console.log(`shard ${shardLabel(shard)}: ${r.starts.inputs['mem->gen'].length} mem->gen and ${r.starts.inputs['gen->mem'].length} gen->mem starting inputs from ${r.starts.info.tried} inputs, every cell run -> ${file}`);
+      console.log(`when all ${shard.count} shards are done: memgen merge --run ${runDir}`);
+      return 0;
+    }
     const file = writeSteerFile(setup.run.dir, 'steering', r.file, outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run));
     console.log('');
     console.log(formatSteeringTable(r.file));
