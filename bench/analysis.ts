@@ -6,11 +6,16 @@
  *   generations/s    steer-eval's steered generations (steer/steer-eval.ts steeredOutputs) of 256
  *                    starting inputs under the run's committed steering (topN / alpha of steering.json),
  *                    greedy and with 5 beams
+ * Scale-out rows (scaleOutRows, docs/cluster.md) on runs/arithmetic-tiny: `memgen analyze --pairs 200
+ * --no-probes` as a child process (dist/cli.js, so build first), once in one process with 2 threads
+ * and once with `--jobs 2` (2 shard processes of 1 thread, then the merge); pairs / wall seconds of
+ * the whole command (start, model load, extraction, merge, statistics), and the speed-up.
  * No peer: nothing else extracts pairs or steers these models.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { extractPairs, pairSeed } from '../engine/analysis/pairs';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { loadRun, modelHash } from '../engine/runs/run';
@@ -58,4 +63,33 @@ export async function analysisRows(root: string, threads: number, tag = ''): Pro
     }
   }
   return rows;
+}
+
+/** The scale-out rows (see the header): one process vs --jobs 2 on a copy of runs/arithmetic-tiny, `threads` in all. */
+export function scaleOutRows(root: string, threads = 2, pairs = 200): Row[] {
+  const src = path.join(root, 'runs', 'arithmetic-tiny');
+  const cli = path.join(root, 'dist', 'cli.js');
+  if (!fs.existsSync(src) || !fs.existsSync(cli)) return [];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-bench-scale-'));
+  try {
+    const time = (name: string, extra: string[]) => {
+      const run = path.join(tmp, name);
+      fs.mkdirSync(run);
+      for (const f of ['config.json', 'manifest.json', 'model.safetensors', 'tokenizer.json']) fs.copyFileSync(path.join(src, f), path.join(run, f));
+      const t0 = performance.now();
+      const r = spawnSync(process.execPath, [cli, 'analyze', '--run', run, '--pairs', String(pairs), '--no-probes', '--threads', String(threads), ...extra], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`memgen analyze ${extra.join(' ')} failed (exit ${r.status}): ${(r.stderr || r.stdout).slice(-500)}`);
+      return (performance.now() - t0) / 1000;
+    };
+    const one = time('one', []);
+    const two = time('jobs2', ['--jobs', '2']);
+    const what = `arithmetic-tiny, ln2, ${pairs} pairs, ${threads} threads in all, whole command`;
+    return [
+      { name: `analyze, 1 process (${what})`, value: pairs / one, unit: 'pairs/s', notes: `${one.toFixed(1)} s wall` },
+      { name: `analyze --jobs 2 (${what})`, value: pairs / two, unit: 'pairs/s', notes: `${two.toFixed(1)} s wall: 2 shards of 1 thread (each keeps 10% over its share), merge` },
+      { name: `analyze --jobs 2 speed-up over 1 process (${what})`, value: one / two, unit: 'x', notes: `on ${os.availableParallelism()} cores` },
+    ];
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 }

@@ -23,10 +23,10 @@
  * LLaMA rows (bench/llama.ts): a LoRA step on a tiny LLaMA, a forward of a LLaMA-3.2-1B shape.
  * Editor rows (bench/editor.ts): the bundled language server over stdio on runs/arithmetic-tiny.
  * Analysis rows (bench/analysis.ts): pairs/s of the extraction and steered generations/s on the
- * committed runs, one pass each (no spread).
+ * committed runs, one pass each (no spread); scale-out rows: analyze in 1 process vs --jobs 2.
  * Flags:
  *   --only SECTIONS   comma-separated: matmul, copy, gpt2 (= gpt2-tiny,gpt2-small), llama, editor,
- *                     analysis; e.g. `npm run bench -- --only matmul,gpt2-tiny`
+ *                     analysis, scale-out; e.g. `npm run bench -- --only matmul,gpt2-tiny`
  *   --runs-from COMMIT  with analysis: also the analysis rows on the runs/ folder of an earlier commit
  *                     (git archive into a temporary folder), e.g. the runs before a retraining
  *   --rounds N        rounds of each pair (default 3)
@@ -42,7 +42,7 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../engine/graph';
 import { runCopyDemo } from '../engine/demo/copy-demo';
 import { writeFileAtomic } from '../engine/io/atomic';
-import { analysisRows } from './analysis';
+import { analysisRows, scaleOutRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
 import { MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, rateSpread, trainFlopsPerToken } from './measure';
@@ -166,7 +166,7 @@ function machine(): Record<string, unknown> {
   };
 }
 
-const SECTIONS = ['matmul', 'copy', 'gpt2-tiny', 'gpt2-small', 'llama', 'editor', 'analysis'] as const;
+const SECTIONS = ['matmul', 'copy', 'gpt2-tiny', 'gpt2-small', 'llama', 'editor', 'analysis', 'scale-out'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** The rows of the chosen sections, in order; `runsFrom`: the analysis rows also on an earlier commit's runs. */
@@ -194,6 +194,7 @@ async function rowsOf(sections: Set<Section>, root: string, runsFrom: string | u
     }
     for (const row of await analysisRows(root, THREADS)) print(row);
   }
+  if (sections.has('scale-out')) for (const row of scaleOutRows(root)) print(row);
 }
 
 function parseSections(only: string | undefined): Set<Section> {

@@ -3,8 +3,8 @@
  * runs/arithmetic-tiny, `memgen analyze --shard i/N` for 2 and 3 shards merged by `memgen merge`
  * equal one unsharded `memgen analyze`: pairs.jsonl, counts, the stream state and the hidden rows
  * exactly, NMD / rho within 1e-6, the neurons and the probes; a --max-tries budget that ends inside a
- * block; the coverage error naming the shard and the command that extends it; and steer-eval shards
- * merged equal to one unsharded steer-eval.
+ * block; `--jobs 2` (child processes of the built dist/cli.js); the coverage error naming the shard and
+ * the command that extends it; and steer-eval shards merged equal to one unsharded steer-eval.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -114,6 +114,13 @@ describe.skipIf(!haveRun)('analyze --shard i/N and merge on runs/arithmetic-tiny
   it('3 shards merged equal it too, probes trained after the merge', async () => {
     const run = await sharded('three', 3, ['--pairs', '30', '--no-probes'], []);
     expectSameAnalysis(run, ref, true);
+  }, 60_000);
+
+  it.skipIf(!fs.existsSync(path.join(__dirname, '..', '..', 'dist', 'cli.js')))('--jobs 2 runs the shards as child processes (dist/cli.js) and merges: the same analysis', async () => {
+    const r = await unsharded('jobs', ['--pairs', '30', '--jobs', '2', '--no-probes']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/merged 2 shards: 30 pairs/);
+    expectSameAnalysis(r.run, ref, false);
   }, 60_000);
 
   it('a --max-tries budget inside a block: fewer pairs, the same files', async () => {
