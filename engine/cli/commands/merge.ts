@@ -2,7 +2,7 @@
  * `memgen merge`: combines the shards of a run (docs/cluster.md) into exactly the files one
  * unsharded job writes. The analysis shards (`analyze --shard`, RUN/analysis/shards/<i>-of-<N>/) go
  * through engine/analysis/merge.ts, then the statistics and probes as `memgen analyze` makes them
- * (analyze.ts finishAnalysis). The steering shards (`steer-eval --shard`, `sweep --shard`) go through
+ * (analyze.ts finishAnalysis). The steering shards (`steer-eval --shard`; sweep has none yet) go through
  * engine/steer/shards.ts. Holds the run's lock (the shards themselves run without it).
  *
  * RUN/analysis holding an extraction already (a previous merge, or an unsharded analyze) is replaced
@@ -20,7 +20,7 @@ import { RUNNER_OPTIONS, UsageError, num, parse, required, runnerOptions, writes
 import { finishAnalysis, openAnalysisRun, reportMerged } from './analyze';
 import { prepare } from './steer';
 
-export const MERGE_HELP = `  merge     Combines the shards of \`analyze --shard i/N\`, \`steer-eval --shard i/N\` and \`sweep --shard i/N\` into
+export const MERGE_HELP = `  merge     Combines the shards of \`analyze --shard i/N\` and \`steer-eval --shard i/N\` into
             exactly the files one unsharded job writes, then NMD, rho, neurons and probes as analyze does (docs/cluster.md).
             --run RUN [--pairs P] [--max-tries T] (default: the smallest --pairs and largest --max-tries the shards got)
             [--topn F (0.1)] [--no-probes] [--force (replace an existing analysis; its files are kept in analysis.replaced-<time>)]
@@ -49,7 +49,7 @@ async function merge(argv: string[]): Promise<number> {
   const haveAnalysis = listShards(path.join(dir, SHARDS_DIR)).length > 0;
   const haveSteering = fs.existsSync(steerShardsDir(ar.run));
   if (!haveAnalysis && !haveSteering) {
-    throw new RunError(`${dir} holds no shards: run \`memgen analyze --run ${runDir} --shard i/N\` (or steer-eval / sweep with --shard i/N) for i = 0 .. N-1 first (docs/cluster.md)`);
+    throw new RunError(`${dir} holds no shards: run \`memgen analyze --run ${runDir} --shard i/N\` (or steer-eval --shard i/N) for i = 0 .. N-1 first (docs/cluster.md)`);
   }
 
   // Merged already, and no shard changed since (the analysis' marker is newer than every shard's state): only the steering shards are new.
