@@ -13,20 +13,39 @@
  *   best:            the (alpha, topN) whose worst direction has the largest margin,
  *                    margin = targeted success - max(baseline successes)  (without baselines: the
  *                    targeted success itself). Ties: smaller alpha, then smaller topN.
- * Cells run topN-major, alpha ascending; when interrupted (SteerInterrupted between generate calls)
- * the result holds the finished cells and complete = false.
+ * Cells run topN-major, alpha ascending (sweepEntries); when interrupted (SteerInterrupted between
+ * generate calls) the result holds the finished cells and complete = false.
+ *
+ * Shards (steer/shards.ts, docs/cluster.md): with `shard`, the starting inputs are drawn as
+ * steer-eval's shards draw them (steer-eval.ts drawStarts), every cell runs on all of them, and the
+ * merge builds sweep.json from the per-input results with sweepCell and sweepFile below.
  */
 import { rankNeurons, topCount } from '../analysis/rank';
+import type { Shard } from '../analysis/shards';
 import { familySiteName } from '../models/sites';
+import type { Behaviour } from '../tasks/task';
 import {
   PAPER_GPT2_SETTING,
   PAPER_LLAMA_SETTING,
+  type StartsInfo,
   type SweepBest,
   type SweepCell,
   type SweepFile,
 } from './files';
 import { BASELINES, DIRECTIONS, type Direction, type Intervention, baselineIntervention, directionEnds, targetedIntervention } from './intervention';
-import { type SteerModel, type SteerRun, type SteerSetup, type Starts, SteerInterrupted, baselineSeed, drawStarts, runCell } from './steer-eval';
+import {
+  type CellResult,
+  type SteerModel,
+  type SteerRun,
+  type SteerSetup,
+  type Starts,
+  SteerInterrupted,
+  baselineSeed,
+  drawStarts,
+  meanFirst,
+  runCell,
+  tally,
+} from './steer-eval';
 
 export const SWEEP_ALPHAS: readonly number[] = [1, 5, 20, 60, 120];
 export const SWEEP_TOPNS: readonly number[] = [0.01, 0.02, 0.05, 0.1, 0.2];
@@ -50,11 +69,15 @@ export interface SweepOptions {
   onProgress?: (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number; cell?: SweepCell }) => void;
   /** Starting inputs drawn before (e.g. by steer-eval with the same seed); drawn here when absent. */
   starts?: Starts;
+  /** Run shard `index` of `count` only (steer-eval.ts drawStarts, steer/shards.ts); quota = starting inputs wanted per direction of it. */
+  shard?: Shard & { quota: number };
 }
 
 export interface SweepResult {
   file: SweepFile;
   starts: Starts;
+  /** Per cell of file.cells (same order): the steered outputs, classes and first-token probabilities of every starting input. */
+  results: CellResult[];
 }
 
 function checkGrid(values: readonly number[], what: string, ok: (x: number) => boolean, rule: string): number[] {
@@ -94,74 +117,117 @@ export function bestCell(cells: readonly SweepCell[], baselines: boolean): Sweep
   return best;
 }
 
+/** The alpha and topN axes of a grid: checked, deduplicated, ascending. */
+export function sweepAxes(opts: Pick<SweepOptions, 'alphas' | 'topNs'>): { alphas: number[]; topNs: number[] } {
+  return {
+    alphas: checkGrid(opts.alphas ?? SWEEP_ALPHAS, 'alpha', (x) => Number.isFinite(x), 'must be a finite number'),
+    topNs: checkGrid(opts.topNs ?? SWEEP_TOPNS, 'topN', (x) => x > 0 && x <= 1, 'must be a fraction in (0, 1]'),
+  };
+}
+
+/** One intervention of the grid, with its place in it. */
+export interface SweepEntry {
+  alpha: number;
+  topN: number;
+  /** Neurons kept at topN. */
+  count: number;
+  direction: Direction;
+  intervention: Intervention;
+}
+
+/**
+ * The grid's interventions in the order of its cells (topN-major, alpha ascending, then direction,
+ * then targeted and the baselines), made lazily: one ranking per topN, vectors one cell at a time.
+ */
+export function* sweepEntries(setup: SteerSetup<SteerRun>, grid: { alphas: readonly number[]; topNs: readonly number[] }, seed: number, baselines: boolean): Generator<SweepEntry> {
+  const { source, sourceInfo } = setup;
+  const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
+  const count = (topN: number) => topCount(topN, shape.layers * shape.d);
+  for (const topN of grid.topNs) {
+    const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN, sourceInfo.family);
+    for (const alpha of grid.alphas) {
+      for (const direction of DIRECTIONS) {
+        const targeted = targetedIntervention(ranked, source.nmd, shape, alpha, direction);
+        yield { alpha, topN, count: count(topN), direction, intervention: targeted };
+        if (!baselines) continue;
+        for (const kind of BASELINES) {
+          yield { alpha, topN, count: count(topN), direction, intervention: baselineIntervention(kind, targeted, shape, baselineSeed(seed, kind, direction, targeted.shifts.length)) };
+        }
+      }
+    }
+  }
+}
+
+/** The cell of a grid entry from the steered classes and first-token probabilities of its starting inputs (in stream order). */
+export function sweepCell(e: SweepEntry, behaviours: readonly Behaviour[], probs: readonly { pGen: number; pMem: number | null }[]): SweepCell {
+  const iv = e.intervention.description;
+  const t = tally(e.direction, behaviours);
+  return {
+    alpha: e.alpha, topN: e.topN, count: e.count, direction: e.direction, method: iv.kind as SweepCell['method'],
+    n: t.n, counts: t.counts, pct: t.pct, success: t.success, pFirst: meanFirst(probs), maxAbsShift: iv.maxAbsShift, layers: iv.layers,
+  };
+}
+
+/** sweep.json's content from the starts and the cells (sweep's, or the merge of its shards', steer/shards.ts). */
+export function sweepFile(setup: SteerSetup<SteerRun>, opts: { alphas: number[]; topNs: number[]; baselines: boolean; seed: number; beams?: number },
+  starts: StartsInfo, cells: SweepCell[], complete: boolean, seconds: number): SweepFile {
+  const { run, sourceInfo } = setup;
+  const task = run.task;
+  const warnings = [...setup.warnings];
+  for (const dir of DIRECTIONS) {
+    const found = starts.found[dir];
+    if (found < starts.wanted) warnings.push(`${dir}: only ${found} of ${starts.wanted} starting inputs (unsteered ${directionEnds(dir).from}) in ${starts.tried} inputs tried`);
+  }
+  const paperSetting = sourceInfo.experiment === 'same-run' ? (sourceInfo.family === 'llama' ? PAPER_LLAMA_SETTING : PAPER_GPT2_SETTING)[task.name] ?? null : null;
+  return {
+    format: 'memgen-sweep/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
+    site: sourceInfo.site, neurons: sourceInfo, alphas: opts.alphas, topNs: opts.topNs, baselines: opts.baselines, seed: opts.seed, beams: opts.beams ?? 1,
+    starts, cells, best: bestCell(cells, opts.baselines), paperSetting, complete, warnings,
+    createdAt: new Date().toISOString(), seconds,
+  };
+}
+
 /** Runs the grid; see the header. Returns sweep.json's content (not written). */
 export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   const { setup, model } = opts;
-  const { run, source, sourceInfo } = setup;
-  const task = run.task;
-  const alphas = checkGrid(opts.alphas ?? SWEEP_ALPHAS, 'alpha', (x) => Number.isFinite(x), 'must be a finite number');
-  const topNs = checkGrid(opts.topNs ?? SWEEP_TOPNS, 'topN', (x) => x > 0 && x <= 1, 'must be a fraction in (0, 1]');
+  const { sourceInfo } = setup;
+  const task = setup.run.task;
+  const grid = sweepAxes(opts);
   const n = opts.n ?? 100;
   const withBaselines = opts.baselines ?? true;
   if (model.site !== sourceInfo.site) throw new Error(`the model hooks site ${model.site}, the neurons are at ${sourceInfo.site}`);
-  const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
   const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams };
   const started = Date.now();
 
   const starts = opts.starts ?? await drawStarts(task, model, {
-    n, seed: opts.seed, maxTries: opts.maxTries, ...ctl,
-    onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * n }),
+    n, seed: opts.seed, maxTries: opts.maxTries, shard: opts.shard, ...ctl,
+    onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * (opts.shard?.quota ?? n) }),
   });
-  const warnings = [...setup.warnings];
-  for (const dir of DIRECTIONS) {
-    const found = starts.inputs[dir].length;
-    if (found < starts.info.wanted) warnings.push(`${dir}: only ${found} of ${starts.info.wanted} starting inputs (unsteered ${directionEnds(dir).from}) in ${starts.info.tried} inputs tried`);
-  }
 
   const methods = withBaselines ? 1 + BASELINES.length : 1;
   const perCell = DIRECTIONS.reduce((s, dir) => s + starts.inputs[dir].length, 0) * methods;
-  const total = alphas.length * topNs.length * perCell;
+  const total = grid.alphas.length * grid.topNs.length * perCell;
   let done = 0;
   opts.onProgress?.({ phase: 'cells', done, total }); // starts the clock of the cells' ETA
   const cells: SweepCell[] = [];
+  const results: CellResult[] = [];
   let complete = true;
   try {
-    for (const topN of topNs) {
-      const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN, sourceInfo.family);
-      for (const alpha of alphas) {
-        for (const direction of DIRECTIONS) {
-          const targeted = targetedIntervention(ranked, source.nmd, shape, alpha, direction);
-          const interventions: Intervention[] = [targeted];
-          if (withBaselines) {
-            for (const kind of BASELINES) interventions.push(baselineIntervention(kind, targeted, shape, baselineSeed(opts.seed, kind, direction, targeted.shifts.length)));
-          }
-          for (const iv of interventions) {
-            const before = done;
-            const r = await runCell(task, model, starts.inputs[direction], iv, { ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }) }, 0);
-            const cell: SweepCell = {
-              alpha, topN, count: topCount(topN, shape.layers * shape.d), direction, method: iv.description.kind as SweepCell['method'],
-              n: r.n, counts: r.counts, pct: r.pct, success: r.success, pFirst: r.pFirst, maxAbsShift: iv.description.maxAbsShift, layers: iv.description.layers,
-            };
-            cells.push(cell);
-            done = before + starts.inputs[direction].length;
-            opts.onProgress?.({ phase: 'cells', done, total, cell });
-          }
-        }
-      }
+    for (const e of sweepEntries(setup, grid, opts.seed, withBaselines)) {
+      const before = done;
+      const r = await runCell(task, model, starts.inputs[e.direction], e.intervention, { ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }) }, 0);
+      const cell = sweepCell(e, r.behaviours, r.probs);
+      cells.push(cell);
+      results.push(r);
+      done = before + starts.inputs[e.direction].length;
+      opts.onProgress?.({ phase: 'cells', done, total, cell });
     }
   } catch (e) {
     if (!(e instanceof SteerInterrupted)) throw e;
     complete = false;
   }
-
-  const paperSetting = sourceInfo.experiment === 'same-run' ? (sourceInfo.family === 'llama' ? PAPER_LLAMA_SETTING : PAPER_GPT2_SETTING)[task.name] ?? null : null;
-  const file: SweepFile = {
-    format: 'memgen-sweep/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
-    site: sourceInfo.site, neurons: sourceInfo, alphas, topNs, baselines: withBaselines, seed: opts.seed, beams: opts.beams ?? 1,
-    starts: starts.info, cells, best: bestCell(cells, withBaselines), paperSetting, complete, warnings,
-    createdAt: new Date().toISOString(), seconds: (Date.now() - started) / 1000,
-  };
-  return { file, starts };
+  const file = sweepFile(setup, { ...grid, baselines: withBaselines, seed: opts.seed, beams: opts.beams }, starts.info, cells, complete, (Date.now() - started) / 1000);
+  return { file, starts, results };
 }
 
 const fmt = (x: number) => x.toFixed(1);

@@ -4,6 +4,8 @@
 #   sbatch --dependency=afterok:<array job id> --wrap "memgen merge --run runs/my-run"
 # (or let the last line below submit the merge). The array index is the 0-based shard index; the
 # array's size is the shard count N. A task that was preempted continues with --resume.
+# Steering and sweep shards (memgen steer-eval / sweep --shard "$I/$N", no --resume) run the same
+# way; see docs/cluster.md for the one-line sbatch --wrap form.
 #SBATCH --job-name=memgen-analyze
 #SBATCH --cpus-per-task=4
 #SBATCH --mem=8G

@@ -4,7 +4,8 @@
  * equal one unsharded `memgen analyze`: pairs.jsonl, counts, the stream state and the hidden rows
  * exactly, NMD / rho within 1e-6, the neurons and the probes; a --max-tries budget that ends inside a
  * block; `--jobs 2` (child processes of the built dist/cli.js); the coverage error naming the shard and
- * the command that extends it; and steer-eval shards merged equal to one unsharded steer-eval.
+ * the command that extends it; and steer-eval and sweep shards merged equal to one unsharded
+ * steer-eval and sweep.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,7 +16,7 @@ import { readNpy } from '../../engine/analysis/npy';
 import { SHARD_BLOCK, nextOwned, ownsInput, parseShard } from '../../engine/analysis/shards';
 import { analyzeCommand } from '../../engine/cli/commands/analyze';
 import { mergeCommand } from '../../engine/cli/commands/merge';
-import { steerEvalCommand } from '../../engine/cli/commands/steer';
+import { steerEvalCommand, sweepCommand } from '../../engine/cli/commands/steer';
 import { RUN_FILES } from '../../engine/runs/run';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-shards-'));
@@ -158,5 +159,36 @@ describe.skipIf(!haveRun)('steer-eval --shard i/N and merge on runs/arithmetic-t
     const table = (r: string) => without(JSON.parse(fs.readFileSync(path.join(r, 'analysis', 'steering.json'), 'utf8').replaceAll(r, 'RUN')) as Record<string, unknown>, ['seconds', 'createdAt']);
     expect(table(run)).toEqual(table(one));
     expect((table(one).starts as { tried: number }).tried).toBeGreaterThan(256); // more than one unsharded batch, so that all 3 shards took part
+  }, 60_000);
+});
+
+/** Asserts a equals b: integers (counts, n, tried) exactly, other numbers (percentages, probabilities) within 1e-6. */
+function expectClose(a: unknown, b: unknown, at = ''): void {
+  if (typeof a === 'number' && typeof b === 'number' && !(Number.isInteger(a) && Number.isInteger(b))) {
+    expect(Math.abs(a - b), at).toBeLessThan(1e-6);
+  } else if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
+    expect(Object.keys(a).sort(), at).toEqual(Object.keys(b).sort());
+    for (const k of Object.keys(a)) expectClose((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${at}.${k}`);
+  } else {
+    expect(a, at).toEqual(b);
+  }
+}
+
+describe.skipIf(!haveRun)('sweep --shard i/N and merge on runs/arithmetic-tiny', () => {
+  it('2 shards merged equal one unsharded sweep (starts, counts, every cell, best)', async () => {
+    const args = ['--n', '50', '--batch', '128', '--threads', '1', '--seed', '1', '--alphas', '5,20', '--topns', '0.02,0.1'];
+    const one = copyRun('sweep-one', true);
+    expect((await quiet(() => sweepCommand(['--run', one, ...args]))).code).toBe(0);
+    const run = copyRun('sweep-two', true);
+    fs.rmSync(path.join(run, 'analysis', 'sweep.json'));
+    for (let i = 0; i < 2; i++) expect((await quiet(() => sweepCommand(['--run', run, '--shard', `${i}/2`, ...args]))).code).toBe(0);
+    const m = await quiet(() => mergeCommand(['--run', run]));
+    expect(m.code).toBe(0);
+    expect(m.out).toMatch(/merged the sweep shards into .*sweep\.json/);
+    const file = (r: string) => without(JSON.parse(fs.readFileSync(path.join(r, 'analysis', 'sweep.json'), 'utf8').replaceAll(r, 'RUN')) as Record<string, unknown>, ['seconds', 'createdAt']);
+    const merged = file(run);
+    expectClose(merged, file(one));
+    expect((merged.cells as unknown[]).length).toBe(2 * 2 * 2 * 3);
+    expect((merged.starts as { tried: number }).tried).toBeGreaterThan(128); // more than one block, so that both shards took part
   }, 60_000);
 });

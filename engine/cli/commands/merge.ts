@@ -2,7 +2,7 @@
  * `memgen merge`: combines the shards of a run (docs/cluster.md) into exactly the files one
  * unsharded job writes. The analysis shards (`analyze --shard`, RUN/analysis/shards/<i>-of-<N>/) go
  * through engine/analysis/merge.ts, then the statistics and probes as `memgen analyze` makes them
- * (analyze.ts finishAnalysis). The steering shards (`steer-eval --shard`; sweep has none yet) go through
+ * (analyze.ts finishAnalysis). The steering shards (`steer-eval --shard`, `sweep --shard`) go through
  * engine/steer/shards.ts. Holds the run's lock (the shards themselves run without it).
  *
  * RUN/analysis holding an extraction already (a previous merge, or an unsharded analyze) is replaced
@@ -15,12 +15,12 @@ import { mergeExtraction } from '../../analysis/merge';
 import { pairSeed } from '../../analysis/pairs';
 import { listShards } from '../../analysis/shards';
 import { RunError } from '../../runs/run';
-import { mergeSteerShards, steerShardsDir } from '../../steer/shards';
+import { mergeSteerShards, mergeSweepShards, steerShardsDir, sweepShardsDir } from '../../steer/shards';
 import { RUNNER_OPTIONS, UsageError, num, parse, required, runnerOptions, writesRun } from '../args';
 import { finishAnalysis, openAnalysisRun, reportMerged } from './analyze';
 import { prepare } from './steer';
 
-export const MERGE_HELP = `  merge     Combines the shards of \`analyze --shard i/N\` and \`steer-eval --shard i/N\` into
+export const MERGE_HELP = `  merge     Combines the shards of \`analyze --shard i/N\`, \`steer-eval --shard i/N\` and \`sweep --shard i/N\` into
             exactly the files one unsharded job writes, then NMD, rho, neurons and probes as analyze does (docs/cluster.md).
             --run RUN [--pairs P] [--max-tries T] (default: the smallest --pairs and largest --max-tries the shards got)
             [--topn F (0.1)] [--no-probes] [--force (replace an existing analysis; its files are kept in analysis.replaced-<time>)]
@@ -48,11 +48,12 @@ async function merge(argv: string[]): Promise<number> {
   const dir = analysisDir(ar.run);
   const haveAnalysis = listShards(path.join(dir, SHARDS_DIR)).length > 0;
   const haveSteering = fs.existsSync(steerShardsDir(ar.run));
-  if (!haveAnalysis && !haveSteering) {
-    throw new RunError(`${dir} holds no shards: run \`memgen analyze --run ${runDir} --shard i/N\` (or steer-eval --shard i/N) for i = 0 .. N-1 first (docs/cluster.md)`);
+  const haveSweep = fs.existsSync(sweepShardsDir(ar.run));
+  if (!haveAnalysis && !haveSteering && !haveSweep) {
+    throw new RunError(`${dir} holds no shards: run \`memgen analyze --run ${runDir} --shard i/N\` (or steer-eval / sweep with --shard i/N) for i = 0 .. N-1 first (docs/cluster.md)`);
   }
 
-  // Merged already, and no shard changed since (the analysis' marker is newer than every shard's state): only the steering shards are new.
+  // Merged already, and no shard changed since (the analysis' marker is newer than every shard's state): only the steering / sweep shards are new.
   const marker = path.join(dir, ANALYSIS_FILES.summary);
   const mtime = (file: string) => fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Infinity;
   const upToDate = haveAnalysis && !v.force && fs.existsSync(path.join(dir, ANALYSIS_FILES.state)) &&
@@ -72,5 +73,6 @@ async function merge(argv: string[]): Promise<number> {
     await finishAnalysis(ar, dir, merged, merged.state.site, { topN, noProbes: Boolean(v['no-probes']), runner });
   }
   if (haveSteering) for (const file of mergeSteerShards(runDir, prepare)) console.log(`merged the steering shards into ${file}`);
+  if (haveSweep) console.log(`merged the sweep shards into ${mergeSweepShards(runDir, prepare)}`);
   return 0;
 }

@@ -10,24 +10,27 @@
  * that the files record. Ctrl-C stops between generate calls: steer-eval then writes nothing (a
  * partial table would mislead a report); sweep writes the finished cells with "complete": false.
  *
- * `steer-eval --shard i/N` (docs/cluster.md, engine/steer/shards.ts) runs one shard of the starting
- * inputs, without the run's lock, into RUN/analysis/shards/steer/<table>/<i>-of-<N>.json; `memgen merge`
- * writes the table.
+ * `steer-eval --shard i/N` and `sweep --shard i/N` (docs/cluster.md, engine/steer/shards.ts) run one
+ * shard of the starting inputs, without the run's lock, into
+ * RUN/analysis/shards/steer/<table>/<i>-of-<N>.json and RUN/analysis/shards/sweep/<i>-of-<N>.json;
+ * `memgen merge` writes the table and sweep.json. An interrupted shard writes nothing.
  */
 import { GPT2Inference } from '../../models/gpt2-infer';
-import { type SweepCell, type SweepFile, defaultAlpha, steeringOutPath, writeSteerFile } from '../../steer/files';
+import { type SweepCell, defaultAlpha, steeringOutPath, writeSteerFile } from '../../steer/files';
 import { parsePicks } from '../../steer/intervention';
 import type { LoadedRun } from '../../runs/run';
 import * as path from 'node:path';
 import { type LoraSteerRun, changedBaseFiles, isLoraRun, loraRunModel, loraSteerRun, readLoraManifest } from '../../runs/lora-run';
 import { RUN_FILES, RunError } from '../../runs/run';
 import type { RunnerOptions } from '../../runtime/runner';
-import { type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
-import { parseShard, shardLabel } from '../../analysis/shards';
-import { writeSteerShard } from '../../steer/shards';
-import { SWEEP_ALPHAS, SWEEP_TOPNS, formatSweep, sweep } from '../../steer/sweep';
+import { type Starts, type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
+import { type Shard, parseShard, shardLabel } from '../../analysis/shards';
+import { writeSteerShard, writeSweepShard } from '../../steer/shards';
+import { SWEEP_ALPHAS, SWEEP_TOPNS, type SweepResult, formatSweep, sweep } from '../../steer/sweep';
 import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str, writesRun } from '../args';
 import { ProgressBar } from '../progress';
+import { TASK_OPTIONS, preparePlainSteering, taskRequest } from '../plain-folder';
+import { type PlainSteerRun, type PlainTaskRequest, plainRunModel } from '../../runs/plain-run';
 
 export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem -> gen: + alpha x NMD; gen -> mem: - alpha x NMD) against
             two random baselines; prints % gen / % mem / % other with n beside the paper's numbers and writes
@@ -41,7 +44,8 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
   sweep     The alpha x topN grid of steering, both directions, success and % other per cell, into
             RUN/analysis/sweep.json.
             --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
-            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--threads N] [--provider cpu|cuda]`;
+            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--threads N] [--provider cpu|cuda]
+            [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]`;
 
 /** --pick: the picked neurons, which must be at the analysis' site (undefined without --pick). */
 export function pickOption(text: string | undefined, setup: SteerSetup<SteerRun>): { layer: number; index: number }[] | undefined {
@@ -76,7 +80,7 @@ function numList(v: string | boolean | undefined, name: string, fallback: readon
 
 const COMMON = {
   run: { type: 'string' }, 'neurons-from': { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' },
-  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, ...RUNNER_OPTIONS,
+  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, ...RUNNER_OPTIONS, ...TASK_OPTIONS,
 } as const;
 
 /** Progress of the two phases on stderr: starting inputs found, then steered generations. */
@@ -94,8 +98,10 @@ function progressPrinter(wantedStarts: number) {
   };
 }
 
-/** The run to steer: a GPT-2 run, or a LoRA run (runs/lora-run.ts) steered at layers.{i}.{site}. */
-export function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean }): SteerSetup<SteerRun> {
+/** The run to steer: a GPT-2 run, a LoRA run (runs/lora-run.ts) steered at layers.{i}.{site}, or a plain folder (--task; runs/plain-run.ts). */
+export function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean; task?: PlainTaskRequest }): SteerSetup<SteerRun> {
+  const plain = preparePlainSteering(runDir, opts);
+  if (plain) return plain;
   if (!isLoraRun(runDir)) return prepareSteering(runDir, opts);
   const setup = prepareSteering(runDir, { ...opts, load: loraSteerRun });
   // Neurons of another adapter (Tables 3, 4) index the same base's layers only if it is the same base.
@@ -111,6 +117,7 @@ export function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale
 /** The steered model at the neurons' site. */
 async function steerModel(setup: SteerSetup<SteerRun>, runner: RunnerOptions, batchSize: number): Promise<SteerModel & { release(): Promise<void> }> {
   const site = setup.sourceInfo.site;
+  if ('plainTask' in setup.run) return plainRunModel(setup.run as PlainSteerRun, site, { runner, batchSize });
   if (setup.run.family === 'llama') {
     if (site === 'ln2') throw new UsageError('the neurons are at ln2, which a LoRA run does not have');
     return loraRunModel((setup.run as LoraSteerRun).lora, site, { runner, batchSize });
@@ -128,21 +135,41 @@ function describeSetup(s: SteerSetup<SteerRun>): void {
   for (const w of s.warnings) console.log(`warning: ${w}`);
 }
 
-/** `memgen steer-eval`, holding the run's lock (args.ts writesRun), except a shard. */
-const lockedSteerEval = writesRun('steer-eval', steerEvalCli);
-export const steerEvalCommand = (argv: string[]): Promise<number> =>
-  (argv.some((a) => a === '--shard' || a.startsWith('--shard=')) ? steerEvalCli(argv) : lockedSteerEval(argv));
+/** A command holding the run's lock (args.ts writesRun), except a shard (shards write only their own file). */
+function lockedUnlessShard(name: string, fn: (argv: string[]) => Promise<number>): (argv: string[]) => Promise<number> {
+  const locked = writesRun(name, fn);
+  return (argv) => (argv.some((a) => a === '--shard' || a.startsWith('--shard=')) ? fn(argv) : locked(argv));
+}
 
-async function steerEvalCli(argv: string[]): Promise<number> {
-  const v = parse(argv, {
-    ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' }, shard: { type: 'string' }, 'shard-quota': { type: 'string' },
-  });
-  let shard;
+const SHARD_OPTIONS = { shard: { type: 'string' }, 'shard-quota': { type: 'string' } } as const;
+
+/** --shard i/N and --shard-quota Q (default ceil(1.1 n / N)): the shard with its quota, or undefined. */
+function shardOption(v: { shard?: string | boolean; 'shard-quota'?: string | boolean }, n: number): (Shard & { quota: number }) | undefined {
+  if (v['shard-quota'] !== undefined && v.shard === undefined) throw new UsageError('--shard-quota goes with --shard i/N');
+  if (v.shard === undefined) return undefined;
+  let shard: Shard;
   try {
-    shard = v.shard === undefined ? undefined : parseShard(String(v.shard));
+    shard = parseShard(String(v.shard));
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  return { ...shard, quota: positiveInt(num(v['shard-quota'], 'shard-quota', Math.ceil((1.1 * n) / shard.count)), 'shard-quota') };
+}
+
+/** The last lines of a shard job: what it wrote, and the merge. */
+function reportShard(shard: Shard & { quota: number }, r: { starts: Starts }, what: string, file: string, runDir: string): void {
+  console.log('');
+  console.log(`shard ${shardLabel(shard)}: ${r.starts.inputs['mem->gen'].length} mem->gen and ${r.starts.inputs['gen->mem'].length} gen->mem starting inputs from ${r.starts.info.tried} inputs, ${what} -> ${file}`);
+  console.log(`when all ${shard.count} shards are done: memgen merge --run ${runDir}`);
+}
+
+/** `memgen steer-eval`, holding the run's lock (args.ts writesRun), except a shard. */
+export const steerEvalCommand = lockedUnlessShard('steer-eval', steerEvalCli);
+
+async function steerEvalCli(argv: string[]): Promise<number> {
+  const v = parse(argv, {
+    ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' }, ...SHARD_OPTIONS,
+  });
   const runDir = required(v.run, 'run');
   const outFile = str(v.out, 'out');
   if (outFile !== undefined && !outFile.endsWith('.json')) throw new UsageError(`--out names the steering table's JSON file (FILE.json), got ${outFile}`);
@@ -150,12 +177,11 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const topN = fraction(num(v.topn, 'topn', 0.1), 'topn');
   const maxTries = num(v['max-tries'], 'max-tries', null);
   const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
-  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']), task: taskRequest(v) });
   const alpha = num(v.alpha, 'alpha', defaultAlpha(setup.run.task.name));
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const picks = pickOption(str(v.pick, 'pick'), setup);
-  const quota = shard ? positiveInt(num(v['shard-quota'], 'shard-quota', Math.ceil((1.1 * n) / shard.count)), 'shard-quota') : undefined;
-  if (v['shard-quota'] !== undefined && !shard) throw new UsageError('--shard-quota goes with --shard i/N');
+  const shard = shardOption(v, n);
   describeSetup(setup);
 
   let stop = false;
@@ -168,8 +194,7 @@ async function steerEvalCli(argv: string[]): Promise<number> {
     const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
     const r = await steerEval({
       setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch, beams,
-      shard: shard && { ...shard, quota: quota! },
-      shouldStop: () => stop, onProgress: progressPrinter(2 * (quota ?? n)),
+      shard, shouldStop: () => stop, onProgress: progressPrinter(2 * (shard?.quota ?? n)),
     });
     if (shard) {
       const out = outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run);
@@ -177,9 +202,7 @@ async function steerEvalCli(argv: string[]): Promise<number> {
       const file = writeSteerShard(setup.run, shard, {
         n, seed, maxTries: r.file.starts.maxTries, batch, topN, picks: picks ?? null, alpha, beams, neuronsFrom, allowStale: Boolean(v['allow-stale']), out,
       }, setup.modelHash, r);
-      console.log('');
-      console.log(`shard ${shardLabel(shard)}: ${r.starts.inputs['mem->gen'].length} mem->gen and ${r.starts.inputs['gen->mem'].length} gen->mem starting inputs from ${r.starts.info.tried} inputs, every cell run -> ${file}`);
-      console.log(`when all ${shard.count} shards are done: memgen merge --run ${runDir}`);
+      reportShard(shard, r, 'every cell run', file, runDir);
       return 0;
     }
     const file = writeSteerFile(setup.run.dir, 'steering', r.file, outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run));
@@ -199,34 +222,37 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   }
 }
 
-/** `memgen sweep`, holding the run's lock (args.ts writesRun). */
-export const sweepCommand = writesRun('sweep', sweepCli);
+/** `memgen sweep`, holding the run's lock (args.ts writesRun), except a shard. */
+export const sweepCommand = lockedUnlessShard('sweep', sweepCli);
 
 async function sweepCli(argv: string[]): Promise<number> {
-  const v = parse(argv, { ...COMMON, alphas: { type: 'string' }, topns: { type: 'string' }, 'no-baselines': { type: 'boolean' } });
+  const v = parse(argv, { ...COMMON, alphas: { type: 'string' }, topns: { type: 'string' }, 'no-baselines': { type: 'boolean' }, ...SHARD_OPTIONS });
   const runDir = required(v.run, 'run');
   const n = positiveInt(num(v.n, 'n', 100), 'n');
   const alphas = numList(v.alphas, 'alphas', SWEEP_ALPHAS);
   const topNs = numList(v.topns, 'topns', SWEEP_TOPNS).map((t) => fraction(t, 'topns'));
   const maxTries = num(v['max-tries'], 'max-tries', null);
   const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
-  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']), task: taskRequest(v) });
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
+  const shard = shardOption(v, n);
+  const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
+  const baselines = !v['no-baselines'];
   describeSetup(setup);
 
   let stop = false;
   const release = onInterrupt(() => {
     stop = true;
-    process.stderr.write('\nCtrl-C: stopping after this batch; the finished cells are written (Ctrl-C again aborts at once)\n');
+    process.stderr.write(`\nCtrl-C: stopping after this batch; ${shard ? 'a shard writes nothing' : 'the finished cells are written'} (Ctrl-C again aborts at once)\n`);
   });
   const model = await steerModel(setup, runnerOptions(v), batch);
-  let result: SweepFile;
+  let r: SweepResult;
   try {
-    result = (await sweep({
-      setup, model, alphas, topNs, n, seed, baselines: !v['no-baselines'], batch, beams: positiveInt(num(v.beams, 'beams', 1), 'beams'),
+    r = await sweep({
+      setup, model, alphas, topNs, n, seed, baselines, batch, beams,
       maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'),
-      shouldStop: () => stop, onProgress: progressPrinter(2 * n),
-    })).file;
+      shard, shouldStop: () => stop, onProgress: progressPrinter(2 * (shard?.quota ?? n)),
+    });
   } catch (e) {
     if (e instanceof SteerInterrupted) {
       console.log('interrupted while drawing the starting inputs: nothing written');
@@ -236,6 +262,19 @@ async function sweepCli(argv: string[]): Promise<number> {
   } finally {
     release();
     await model.release();
+  }
+  const result = r.file;
+  if (shard) {
+    if (!result.complete) {
+      console.log(`interrupted: shard ${shardLabel(shard)} is not written (a shard is written with every cell; run it again)`);
+      return 130;
+    }
+    const file = writeSweepShard(setup.run, shard, {
+      n, seed, maxTries: result.starts.maxTries, batch, beams, neuronsFrom: str(v['neurons-from'], 'neurons-from') ?? null, allowStale: Boolean(v['allow-stale']),
+      alphas: result.alphas, topNs: result.topNs, baselines,
+    }, setup.modelHash, r);
+    reportShard(shard, r, `${result.cells.length} cells run`, file, runDir);
+    return 0;
   }
   const file = writeSteerFile(setup.run.dir, 'sweep', result);
   console.log('');
