@@ -11,7 +11,9 @@ export class ProgressBar {
   private lastLine = 0;
   private readonly tty = Boolean(process.stderr.isTTY);
 
-  constructor(private readonly label: string, private readonly total: number, private readonly unit = 'step') {}
+  /** `sink`: where the formatted line goes instead of stderr (a ProgressGroup's bar). */
+  constructor(private readonly label: string, private readonly total: number, private readonly unit = 'step',
+    private readonly sink?: (line: string, final: boolean) => void) {}
 
   /** `fraction`: the share of the work done when it is not done / total (e.g. an input budget may end it first). */
   update(done: number, detail = '', fraction = done / this.total): void {
@@ -30,8 +32,35 @@ export class ProgressBar {
     const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
     const rate = done > this.first.done && elapsed > 0 ? `${((done - this.first.done) / elapsed).toFixed(1)} ${this.unit}/s` : '';
     const line = `${this.label} ${bar} ${done}/${this.total} ${rate} ETA ${formatSeconds(eta)} ${detail}`.trimEnd();
-    if (this.tty) process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`);
+    if (this.sink) this.sink(line, final);
+    else if (this.tty) process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`);
     else process.stderr.write(`${line}\n`);
+  }
+}
+
+/**
+ * Bars of jobs that run at once, drawn as one line (`a ... | b ...`) on a terminal, each bar's own line
+ * otherwise; the terminal line ends once every bar is final.
+ */
+export class ProgressGroup {
+  private readonly lines = new Map<string, { line: string; final: boolean }>();
+  private readonly tty = Boolean(process.stderr.isTTY);
+  private open = false;
+
+  bar(label: string, total: number, unit = 'step'): ProgressBar {
+    return new ProgressBar(label, total, unit, (line, final) => {
+      this.lines.set(label, { line, final });
+      if (!this.tty) return void process.stderr.write(`${line}\n`);
+      const all = [...this.lines.values()];
+      this.open = !all.every((l) => l.final);
+      process.stderr.write(`\r\x1b[2K${all.map((l) => l.line).join(' | ')}${this.open ? '' : '\n'}`);
+    });
+  }
+
+  /** Ends the terminal line when a job stopped before its bar was final. */
+  end(): void {
+    if (this.open) process.stderr.write('\n');
+    this.open = false;
   }
 }
 

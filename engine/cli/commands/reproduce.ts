@@ -2,13 +2,15 @@
  * `memgen reproduce`: the paper's GPT-2 pipeline on both of its tasks (arithmetic, incontext), end to
  * end, then a Table-1-style summary beside the paper's numbers.
  *
- * Per task, into DIR/<task>-<preset> (DIR default runs-reproduce/), stage by stage:
+ * Per task, into DIR/<task>-<preset> (DIR default runs-reproduce/), stage by stage (both tasks train first,
+ * at once in two child processes `memgen train` when the CPU has a core per committed run's thread; then
+ * each task's other stages, one after another):
  *   train     from scratch with the preset's defaults (the train command's own config builder) plus
  *             TRAIN_ARGS[preset][task], as the committed runs were made, and the thread count the
  *             committed run FROM/<task>-<preset> records (a sum's reduction order depends on the threads,
  *             so another count trains another model); the stage then says whether the model equals the
  *             committed one (sha256 of model.safetensors), and the summary repeats it. Presets: tiny (the
- *             demo, ~20 minutes on 2 cores) and small (6 layers, d = 256: the runs that reach the paper,
+ *             demo, 15-26 minutes on 2 cores: README) and small (6 layers, d = 256: the runs that reach the paper,
  *             up to ~1 hour of training each). Or with --reuse a copy of the committed run
  *             FROM/<task>-<preset> (model, config, tokenizer, manifest, log and analysis; not checkpoints/
  *             or report/); without --preset, the largest committed run of each task (small where there is
@@ -37,19 +39,22 @@
  * `--system lora` runs the LLaMA + LoRA pipeline instead (reproduce-lora.ts: Tables 2-4, Figure 5); the
  * stage runner, logging, Ctrl-C, two-phase analysis and table formatting of both are reproduce-stages.ts.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { analysisPath } from '../../analysis/files';
 import { writeReport } from '../../report/html';
 import { bestProbe, loadReportData } from '../../report/data';
 import { directionVerdicts, steeringVerdict } from '../../report/verdict';
-import { RUN_FILES, RunError, modelHash, prepareNewRun } from '../../runs/run';
+import { RUN_FILES, RunError, modelHash, prepareNewRun, writeJSON } from '../../runs/run';
 import { GPT2_SETTINGS, type ReproducePreset, type ReproduceTask } from '../../steer/files';
 import type { TaskName } from '../../tasks/task';
-import { formatEval } from '../../train/evaluate';
+import { type EvalResult, formatEval } from '../../train/evaluate';
+import type { TrainConfig } from '../../train/presets';
 import { train } from '../../train/trainer';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
-import { ProgressBar, formatSeconds } from '../progress';
+import { ProgressBar, ProgressGroup, formatSeconds } from '../progress';
 import { type StageOutcome, type StageResult as Stage, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
 import { analyzeCommand } from './analyze';
 import { REPRODUCE_LORA_HELP, reproduceLoraCommand } from './reproduce-lora';
@@ -99,7 +104,9 @@ const STEER_SEED = 7;
  *                     >= 0.9); the tiny adder clicks at a seed-dependent step (seed 0: plain accuracy 0.65
  *                     by step 3,000; seeds 1 and 2: 0.93 and 0.91 at the transition; docs/results.md)
  *   tiny incontext    the one-colour ablation (colours-per-name 1, contradict-rate 0.2): with the paper's five
- *                     colours per name the tiny preset learns no rule in the demo's budget (docs/results.md)
+ *                     colours per name the tiny preset learns no rule in the demo's budget (docs/results.md);
+ *                     stopped at step 1,000 of its 2,500-step schedule: the full schedule keeps step 750 (no
+ *                     later evaluation balances better), so the kept model is the same, in 40 % of the time
  *   small arithmetic  the tiny task (operands 10..99, memRate 0.05), batch 64, lr 1e-3, 1,500 steps of plain
  *                     sums, to step 2,750 of an 8,000-step schedule (the transition is over by then)
  * A preset without a task's entry has no run of it: no model trained here has learned the in-context
@@ -108,7 +115,7 @@ const STEER_SEED = 7;
 export const TRAIN_ARGS: Record<ReproducePreset, Partial<Record<ReproduceTask, readonly string[]>>> = {
   tiny: {
     arithmetic: ['--seed', '2', '--stop-when-both', '0.3'],
-    incontext: ['--seed', '0', '--colours-per-name', '1', '--contradict-rate', '0.2'],
+    incontext: ['--seed', '0', '--colours-per-name', '1', '--contradict-rate', '0.2', '--stop-at-step', '1000'],
   },
   small: {
     arithmetic: ['--seed', '0', '--task-scale', 'tiny', '--mem-rate', '0.05', '--batch', '64', '--lr', '1e-3', '--mem-warmup', '1500', '--steps', '8000', '--stop-at-step', '2750'],
@@ -153,6 +160,71 @@ function copyRun(src: string, dest: string): void {
   const skip = (rel: string) => rel === RUN_FILES.checkpoints || rel.startsWith(RUN_FILES.checkpoints + path.sep) || rel === 'report' ||
     rel.startsWith('report' + path.sep) || /^analysis\.replaced-/.test(rel) || /(^|[\\/])\.[^\\/]*\.tmp$/.test(rel);
   fs.cpSync(src, dest, { recursive: true, filter: (s) => !skip(path.relative(src, s)) });
+}
+
+/** What a training stage reports, whether it ran in this process or in a child. */
+interface Trained {
+  steps: number;
+  stopReason: string;
+  best: (EvalResult & { step: number }) | null;
+}
+
+const progressDetail = (loss: number, e: { step: number; gen: number; mem: number } | null | undefined) =>
+  `loss ${loss.toFixed(3)}${e ? ` | step ${e.step}: gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}%` : ''}`;
+
+/** `train` here, its log lines into `logFile`. */
+async function trainInProcess(cfg: TrainConfig, logFile: string, bar: ProgressBar, shouldStop: () => boolean): Promise<Trained> {
+  const log = fs.openSync(logFile, 'w');
+  try {
+    fs.writeSync(log, `${cfg.command}\n`);
+    const out = await train(cfg, {
+      shouldStop,
+      log: (l) => fs.writeSync(log, l + '\n'),
+      onEval: (e) => fs.writeSync(log, `[step ${e.step}] ${formatEval(e)}\n`),
+      onProgress: (p) => bar.update(p.step, progressDetail(p.loss, p.lastEval)),
+    });
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    fs.writeSync(log, `stopped: ${out.stopReason} after ${out.steps} steps; ${out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation'}\n`);
+    return out;
+  } finally {
+    fs.closeSync(log);
+  }
+}
+
+/**
+ * `memgen train ARGS` in a child process (its own threads, so two of them use two cores), its output into
+ * `logFile`; progress from the run's train-log.jsonl; the outcome from its last lines and the manifest.
+ * Ctrl-C reaches the child too (same process group): it saves a checkpoint and says "stopped: interrupted".
+ */
+function trainInChild(cli: string, args: string[], dir: string, logFile: string, bar: ProgressBar): Promise<Trained> {
+  const log = fs.openSync(logFile, 'w');
+  const child = spawn(process.execPath, [cli, 'train', ...args], { stdio: ['ignore', log, log] });
+  const poll = setInterval(() => {
+    let lines: string[];
+    try {
+      lines = fs.readFileSync(path.join(dir, RUN_FILES.log), 'utf8').trim().split('\n');
+    } catch {
+      return; // not written yet
+    }
+    const rows = lines.flatMap((l) => { try { return [JSON.parse(l) as { kind: string; step: number; loss: number; gen: number; mem: number }]; } catch { return []; } });
+    const last = rows.filter((r) => r.kind === 'train').pop();
+    if (last) bar.update(last.step, progressDetail(last.loss, rows.filter((r) => r.kind === 'eval').pop()));
+  }, 1000);
+  return new Promise((resolve, reject) => {
+    child.on('error', (e) => reject(new Error(`cannot start ${process.execPath} ${cli} train: ${e.message}`)));
+    child.on('exit', (code, signal) => {
+      clearInterval(poll);
+      fs.closeSync(log);
+      const text = fs.readFileSync(logFile, 'utf8');
+      const stopped = /^stopped: (\S+) after (\d+) steps/m.exec(text);
+      if (!stopped) {
+        const lastLine = text.trim().split('\n').pop() ?? '';
+        return reject(new Error(`memgen train ended with ${signal ?? `exit code ${code}`} (${lastLine}; log: ${logFile})`));
+      }
+      const kept = (committedManifest(dir) as { best?: { step: number; eval: EvalResult } | null } | null)?.best;
+      resolve({ steps: Number(stopped[2]), stopReason: stopped[1], best: kept ? { ...kept.eval, step: kept.step } : null });
+    });
+  });
 }
 
 export async function reproduceCommand(argvWithSystem: string[]): Promise<number> {
@@ -202,76 +274,86 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   const without = TASKS.filter((t) => !tasks.includes(t));
   if (without.length > 0) console.log(`reproduce: preset ${chosen} has no ${without.join(', ')} run (no model has learned it at that size yet: docs/results.md)`);
   console.log(`reproduce: ${tasks.map((t) => `${t} (${presetOf(t)})`).join(', ')}, ${reuse ? `reusing the committed runs in ${from}/` : `trained from scratch${steps !== null ? ` (--steps ${steps}: a test override, not the preset's schedule)` : ''}`} -> ${outDir}/`);
-  try {
-    for (const task of tasks) {
-      if (ctl.stopped()) break;
-      const dir = runDir(task);
-      const preset = presetOf(task);
-      const setting = GPT2_SETTINGS[preset][task]!;
-      const res: TaskResult = { task, dir, stages: [], failed: null };
-      results.push(res);
-      const notes: string[] = [];
-      const logFile = (stage: StageName) => path.join(logDir, `${path.basename(dir)}-${stage}.log`);
+  const jobs = tasks.map((task) => {
+    const dir = runDir(task);
+    const res: TaskResult = { task, dir, stages: [], failed: null };
+    results.push(res);
+    const notes: string[] = [];
+    const logFile = (stage: StageName) => path.join(logDir, `${path.basename(dir)}-${stage}.log`);
+    const stage = async (name: StageName, what: string, fn: () => Promise<StageOutcome>): Promise<boolean> => {
+      const r = await runStage({ label: task, index: STAGES.indexOf(name) + 1, total: STAGES.length }, name, what, fn);
+      res.stages.push(r);
+      if (r.status === 'failed') {
+        res.failed ??= `${name} failed: ${r.detail}`;
+        notes.push(`reproduce: ${name} failed: ${r.detail}`);
+      }
+      if (r.status === 'interrupted') ctl.stop();
+      return r.status !== 'failed' && r.status !== 'interrupted';
+    };
+    return { task, dir, preset: presetOf(task), res, notes, logFile, stage };
+  });
+  type Job = (typeof jobs)[number];
 
-      const stage = async (name: StageName, what: string, fn: () => Promise<StageOutcome>): Promise<boolean> => {
-        const r = await runStage({ label: task, index: STAGES.indexOf(name) + 1, total: STAGES.length }, name, what, fn);
-        res.stages.push(r);
-        if (r.status === 'failed') {
-          res.failed ??= `${name} failed: ${r.detail}`;
-          notes.push(`reproduce: ${name} failed: ${r.detail}`);
-        }
-        if (r.status === 'interrupted') ctl.stop();
-        return r.status !== 'failed' && r.status !== 'interrupted';
-      };
+  // the CLI that trains in a child process: dist/cli.js beside this bundle, or built from these sources
+  const cliEntry = [path.join(__dirname, 'cli.js'), path.resolve(__dirname, '../../../dist/cli.js')].find((f) => fs.existsSync(f));
+
+  // 1. train (or copy) every task first; from scratch at once, each in its own process, when the cores
+  // hold every committed run's thread count (the same models as one after another: each keeps its threads)
+  const trainStage = (j: Job, group: ProgressGroup | null): Promise<boolean> =>
+    j.stage('train', reuse ? `copy ${committedDir(j.task)}` : `GPT-2 ${j.preset} from scratch${group ? ' (a child process, beside the other task)' : ''}`, async () => {
+      if (reuse) {
+        prepareNewRun(j.dir, Boolean(v.force));
+        copyRun(committedDir(j.task), j.dir);
+        return { status: 'copied', detail: `${committedDir(j.task)} -> ${j.dir} (without checkpoints/)` };
+      }
+      const committed = committedManifest(committedDir(j.task));
+      const threads = committed?.train?.threads;
+      const trainRunnerArgs = typeof threads === 'number' ? ['--threads', String(threads), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])] : runnerArgs;
+      const args = ['--task', j.task, '--preset', j.preset, ...trainRunnerArgs, ...TRAIN_ARGS[j.preset][j.task]!,
+        ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', j.dir];
+      const cfg = trainConfigFromArgs(args);
+      fs.mkdirSync(logDir, { recursive: true });
+      const label = `${j.task} train`;
+      const total = Math.min(cfg.steps, cfg.stopAt ?? Infinity);
+      const out = group && cliEntry
+        ? await trainInChild(cliEntry, args, j.dir, j.logFile('train'), group.bar(label, total))
+        : await trainInProcess(cfg, j.logFile('train'), new ProgressBar(label, total), ctl.stopped);
+      const kept = out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation';
+      if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '').replace(' --resume', '')} --resume` };
+      let remade = '';
+      if (committed) {
+        const same = sameModel(j.dir, committed);
+        j.res.remade = same ? `remade ${committedDir(j.task)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
+          : `differs from the committed ${committedDir(j.task)} (model.safetensors sha256 differs; its command: ${committed.command})`;
+        j.notes.push(`reproduce: ${j.res.remade}`);
+        remade = `; ${j.res.remade}`;
+      }
+      return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}${remade}` };
+    });
+  const threadsOf = (task: ReproduceTask) => committedManifest(committedDir(task))?.train?.threads ?? runner.threads;
+  const atOnce = !reuse && jobs.length > 1 && cliEntry !== undefined && runner.provider === 'cpu' &&
+    jobs.reduce((n, j) => n + threadsOf(j.task), 0) <= os.availableParallelism();
+
+  try {
+    let trained: boolean[];
+    if (atOnce) {
+      const group = new ProgressGroup();
+      trained = await Promise.all(jobs.map((j) => trainStage(j, group)));
+      group.end();
+    } else {
+      trained = [];
+      for (const j of jobs) trained.push(!ctl.stopped() && (await trainStage(j, null)));
+    }
+    for (const [i, { task, dir, preset, res, notes, logFile, stage }] of jobs.entries()) {
+      if (ctl.stopped()) break;
+      const setting = GPT2_SETTINGS[preset][task]!;
       const command = (name: StageName, fn: (argv: string[]) => Promise<number>, args: string[]) => loggedCommand(logFile(name), fn, args);
       const skip = (name: StageName, why: string) => res.stages.push({ stage: name, seconds: 0, status: 'skipped', detail: why });
-
-      // 1. train (or copy)
-      const trained = await stage('train', reuse ? `copy ${committedDir(task)}` : `GPT-2 ${preset} from scratch`, async () => {
-        if (reuse) {
-          prepareNewRun(dir, Boolean(v.force));
-          copyRun(committedDir(task), dir);
-          return { status: 'copied', detail: `${committedDir(task)} -> ${dir} (without checkpoints/)` };
-        }
-        const committed = committedManifest(committedDir(task));
-        const threads = committed?.train?.threads;
-        const trainRunnerArgs = typeof threads === 'number' ? ['--threads', String(threads), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])] : runnerArgs;
-        const args = ['--task', task, '--preset', preset, ...trainRunnerArgs, ...TRAIN_ARGS[preset][task]!,
-          ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', dir];
-        const cfg = trainConfigFromArgs(args);
-        fs.mkdirSync(logDir, { recursive: true });
-        const log = fs.openSync(logFile('train'), 'w');
-        const bar = new ProgressBar(`${task} train`, cfg.steps);
-        try {
-          fs.writeSync(log, `${cfg.command}\n`);
-          const out = await train(cfg, {
-            shouldStop: ctl.stopped,
-            log: (l) => fs.writeSync(log, l + '\n'),
-            onEval: (e) => fs.writeSync(log, `[step ${e.step}] ${formatEval(e)}\n`),
-            onProgress: (p) => {
-              const e = p.lastEval;
-              bar.update(p.step, `loss ${p.loss.toFixed(3)}${e ? ` | step ${e.step}: gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}%` : ''}`);
-            },
-          });
-          if (process.stderr.isTTY) process.stderr.write('\n');
-          const kept = out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation';
-          fs.writeSync(log, `stopped: ${out.stopReason} after ${out.steps} steps; ${kept}\n`);
-          if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '').replace(' --resume', '')} --resume` };
-          if (committed) {
-            const same = sameModel(dir, committed);
-            res.remade = same ? `remade ${committedDir(task)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
-              : `differs from the committed ${committedDir(task)} (model.safetensors sha256 differs; its command: ${committed.command})`;
-            notes.push(`reproduce: ${res.remade}`);
-          }
-          return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}${res.remade ? `; ${res.remade}` : ''}` };
-        } finally {
-          fs.closeSync(log);
-        }
-      });
+      if (!trained[i] && !res.stages.some((s) => s.stage === 'train')) skip('train', 'interrupted before it');
 
       // 2. analyze (or keep the committed analysis)
       let analysed = false;
-      if (trained && !ctl.stopped()) {
+      if (trained[i] && !ctl.stopped()) {
         const summaryFile = analysisPath(dir, 'summary');
         let keep = false;
         if (reuse && fs.existsSync(summaryFile)) {
@@ -286,7 +368,7 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
           }
           return analyzeInTwoPhases({ dir, site: setting.site, pairs, yieldInputs: YIELD_INPUTS, maxTriesPerPair: MAX_TRIES_PER_PAIR, runnerArgs, logFile: logFile('analyze'), analyze: analyzeCommand });
         });
-      } else if (!trained) skip('analyze', 'training did not finish');
+      } else if (!trained[i]) skip('analyze', 'training did not finish');
 
       // 3-4. steering at the paper's setting, then the sweep
       let steered = false;
@@ -322,9 +404,14 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   console.log(summaryTable(results, presetsUsed));
   const reports = results.map((r) => path.join(r.dir, 'report', 'index.html')).filter((f) => fs.existsSync(f));
   if (reports.length > 0) console.log(`\nreports: ${reports.join(', ')}`);
-  console.log(`logs: ${logDir}/`);
+  console.log(`logs: ${logDir}/; stage times: ${path.join(outDir, 'reproduce.json')}`);
   const total = (Date.now() - started) / 1000;
   const timing = results.map((r) => `${r.task}: ${r.stages.filter((s) => s.status !== 'skipped').map((s) => `${s.stage} ${formatSeconds(s.seconds)}${s.status === 'done' ? '' : ` (${s.status})`}`).join(', ')}`);
+  writeJSON(path.join(outDir, 'reproduce.json'), {
+    format: 'memgen-reproduce/1', command: `memgen reproduce ${argvWithSystem.join(' ')}`.trim(), trainedAtOnce: atOnce, seconds: total,
+    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version }, finishedAt: new Date().toISOString(),
+    tasks: results.map((r) => ({ task: r.task, dir: r.dir, remade: r.remade ?? null, failed: r.failed, stages: r.stages.map(({ stage, seconds, status }) => ({ stage, seconds, status })) })),
+  });
   if (ctl.stopped()) {
     console.log(`interrupted; finished stages are kept in ${outDir}/ (rerun with --force to start over)`);
     console.log(`wall time: ${timing.join('; ')}; total ${formatSeconds(total)}`);

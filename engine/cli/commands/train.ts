@@ -174,7 +174,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (argv.includes('--lora') || argv.includes('--base') || argv.some((a) => a.startsWith('--base='))) return trainLoraCommand(argv);
   const cfg = trainConfigFromArgs(argv);
   console.log(`training ${cfg.preset} GPT-2 on ${cfg.task} (${cfg.scale} scale), seed ${cfg.seed} -> ${cfg.out}`);
-  const bar = new ProgressBar('train', cfg.steps);
+  const bar = new ProgressBar('train', Math.min(cfg.steps, cfg.stopAt ?? Infinity));
   return runTraining(argv, (hooks) => train(cfg, {
     ...hooks,
     onProgress: (p) => bar.update(p.step, `loss ${p.loss.toFixed(3)} ${Math.round(p.tokensPerSecond)} tok/s${evalSuffix(p.lastEval)}`),
