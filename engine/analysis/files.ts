@@ -13,6 +13,7 @@
  *   analysis.json     AnalysisSummary: what was computed from what (written last: its presence means
  *                     nmd / rho / neurons are complete for `pairs` pairs)
  *   probes.json       written by the probes (engine/analysis/probe.ts owns its type)
+ *   task.json         a plain Hugging Face folder's only: the task it is analysed on (analysis/plain-task.ts)
  *   shards/<i>-of-<N>/ one shard of a sharded extraction (analysis/shards.ts, docs/cluster.md): the same
  *                     four extraction files for the inputs it owns (PairRecord.input = the global stream
  *                     index), inputs.jsonl (InputRecord: the two classes of every owned input tried, so
@@ -26,6 +27,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GPT2Site } from '../models/hooks';
 import type { SiteFamily } from '../models/sites';
+import type { PlainTaskSpec } from '../runs/plain-run';
 import { RunError, modelHash, readJSON } from '../runs/run';
 import type { Behaviour, TaskName } from '../tasks/task';
 import { type Shard, shardName } from './shards';
@@ -205,6 +207,8 @@ export interface AnalysisSummary {
   modelHash: string;
   createdAt: string;
   perLayer: LayerSummary[];
+  /** A plain Hugging Face folder's analysis only: the task it was made on (also in task.json, analysis/plain-task.ts). */
+  plainTask?: PlainTaskSpec;
 }
 
 /** Reads analysis.json of a run; errors name the file and say how to make it. */

@@ -7,6 +7,9 @@
  *   site: ln2                     keys: run (path), site (resid_pre | ln2 | resid_post),
  *   topN: 0.1                           topN (fraction in (0, 1]), alpha (finite number)
  *   alpha: 5
+ *   task: arithmetic              a plain Hugging Face folder's task (run: names one): task (arithmetic |
+ *   taskSeed: 2                         incontext | cipher), taskSeed (integer, default 0), taskScale
+ *                                       (tiny | paper, default tiny); a memgen run has its own task
  *   12+34+56+78=                  a prompt: one line
  *   12+34+56+78= => mem           ... with an expected behaviour (gen | mem | other) or answer text
  *   >>>                           a block: the lines up to '<<<' form one prompt, joined by spaces
@@ -27,9 +30,12 @@ export interface Range {
   end: Pos;
 }
 
-export type HeaderKey = 'run' | 'site' | 'topN' | 'alpha';
-export const HEADER_KEYS: readonly HeaderKey[] = ['run', 'site', 'topN', 'alpha'];
+export type HeaderKey = 'run' | 'site' | 'topN' | 'alpha' | 'task' | 'taskSeed' | 'taskScale';
+export const HEADER_KEYS: readonly HeaderKey[] = ['run', 'site', 'topN', 'alpha', 'task', 'taskSeed', 'taskScale'];
 export const SITES = ['resid_pre', 'ln2', 'resid_post'] as const;
+/** The task names (tasks/index.ts TASK_NAMES; io/ sits below tasks/, test/unit/plain-folder-analysis.test.ts checks they agree). */
+export const HEADER_TASKS = ['arithmetic', 'incontext', 'cipher'] as const;
+export const HEADER_SCALES = ['tiny', 'paper'] as const;
 
 export interface HeaderValue<T> {
   value: T;
@@ -41,6 +47,9 @@ export interface Header {
   site?: HeaderValue<(typeof SITES)[number]>;
   topN?: HeaderValue<number>;
   alpha?: HeaderValue<number>;
+  task?: HeaderValue<(typeof HEADER_TASKS)[number]>;
+  taskSeed?: HeaderValue<number>;
+  taskScale?: HeaderValue<(typeof HEADER_SCALES)[number]>;
 }
 
 export interface PromptEntry {
@@ -182,6 +191,20 @@ export function parseMemgen(source: string): MemgenFile {
           else out.header.alpha = { value: v, range: valueRange };
           break;
         }
+        case 'task':
+          if (!(HEADER_TASKS as readonly string[]).includes(valueText)) out.errors.push({ message: `unknown task '${valueText}'; the tasks are ${HEADER_TASKS.join(', ')}`, range: valueRange });
+          else out.header.task = { value: valueText as (typeof HEADER_TASKS)[number], range: valueRange };
+          break;
+        case 'taskSeed': {
+          const v = Number(valueText);
+          if (!/^-?[0-9]+$/.test(valueText) || !Number.isSafeInteger(v)) out.errors.push({ message: `taskSeed must be an integer, got '${valueText}'`, range: valueRange });
+          else out.header.taskSeed = { value: v, range: valueRange };
+          break;
+        }
+        case 'taskScale':
+          if (!(HEADER_SCALES as readonly string[]).includes(valueText)) out.errors.push({ message: `unknown taskScale '${valueText}'; the scales are ${HEADER_SCALES.join(', ')}`, range: valueRange });
+          else out.header.taskScale = { value: valueText as (typeof HEADER_SCALES)[number], range: valueRange };
+          break;
       }
       continue;
     }

@@ -202,10 +202,19 @@ export function modelFile(runDir: string): string | null {
 /**
  * `sha256:<hex>` of the run's model file (the format of manifest.hashes): model.safetensors, or for a
  * LoRA run (runs/lora-run.ts, no model.safetensors) its adapter_model.safetensors, the part that is
- * trained (its base's files are checked against the run's manifest whenever the run is loaded).
+ * trained (its base's files are checked against the run's manifest whenever the run is loaded). A
+ * plain Hugging Face folder with sharded weights (runs/plain-run.ts): the sha256 of its index's
+ * shard names and their own sha256, one "name sha256" line per shard in name order.
  */
 export function modelHash(runDir: string): string {
-  return `sha256:${sha256File(modelFile(runDir) ?? path.join(runDir, RUN_FILES.model))}`;
+  const file = modelFile(runDir);
+  const index = path.join(runDir, 'model.safetensors.index.json');
+  if (file === null && fs.existsSync(index)) {
+    const map = readJSON<{ weight_map?: Record<string, string> }>(index, 'weights index').weight_map ?? {};
+    const lines = [...new Set(Object.values(map))].sort().map((f) => `${f} ${sha256File(path.join(runDir, f))}\n`);
+    return `sha256:${createHash('sha256').update(lines.join('')).digest('hex')}`;
+  }
+  return `sha256:${sha256File(file ?? path.join(runDir, RUN_FILES.model))}`;
 }
 
 export function gitCommit(): string | null {

@@ -30,6 +30,10 @@ export interface HFTaskTokenizerOptions {
   format?: PromptFormat;
   /** The model's vocabulary size (logit width); default the tokenizer's. */
   vocabSize?: number;
+  /** The end-of-answer id (a plain GPT-2 folder: config.json's eos_token_id); default found by name (header). */
+  eoaId?: number;
+  /** false: no bos before the prompt (GPT-2 is trained without one); default: the tokenizer's bos if it has one. */
+  bos?: boolean;
 }
 
 function specialId(hf: HFTokenizer, names: readonly string[]): number | null {
@@ -58,12 +62,13 @@ export class HFTaskTokenizer implements TaskTokenizer {
     const vocab = Array.from({ length: size }, (_, i) => `<unused-${i}>`);
     for (const [t, id] of v) vocab[id] = t;
     this.vocab = vocab;
-    const eoa = specialId(hf, ['<|eot_id|>', ...(hf.eosToken ? [hf.eosToken] : []), '<|end_of_text|>', '</s>']);
+    const eoa = opts.eoaId ?? specialId(hf, ['<|eot_id|>', ...(hf.eosToken ? [hf.eosToken] : []), '<|end_of_text|>', '</s>']);
     if (eoa === null) throw new Error('the tokenizer has no end token (<|eot_id|>, its eos_token, <|end_of_text|> or </s>)');
+    if (!Number.isInteger(eoa) || eoa < 0 || eoa >= size) throw new Error(`the end token id ${eoa} is outside the vocabulary (0..${size - 1})`);
     this.eoaId = eoa;
     this.padId = specialId(hf, ['<|finetune_right_pad_id|>', '<|end_of_text|>', '<pad>']) ?? eoa;
-    this.bosId = hf.bosToken ? specialId(hf, [hf.bosToken]) : specialId(hf, ['<|begin_of_text|>', '<s>']);
-    const special = new Set<number>();
+    this.bosId = opts.bos === false ? null : hf.bosToken ? specialId(hf, [hf.bosToken]) : specialId(hf, ['<|begin_of_text|>', '<s>']);
+    const special = new Set<number>([eoa, this.padId]);
     for (const [t, id] of v) if (/^<\|.*\|>$/.test(t) || t === hf.bosToken || t === hf.eosToken) special.add(id);
     this.special = special;
   }
@@ -122,6 +127,7 @@ export class RetokenizedTask implements Task {
   readonly maxAnswerTokens: number;
   readonly guessRate?: (ex: Example) => number;
   readonly plain?: (rng: Rng) => Example;
+  readonly statedAnswer?: (output: string) => string | null;
 
   constructor(readonly inner: Task, hf: HFTokenizer, opts: HFTaskTokenizerOptions & { probe?: number } = {}) {
     this.name = inner.name;
@@ -132,6 +138,7 @@ export class RetokenizedTask implements Task {
     this.tokenizer = new HFTaskTokenizer(hf, inner.tokenizer, opts);
     if (inner.guessRate) this.guessRate = (ex) => inner.guessRate!(ex);
     if (inner.plain) this.plain = (rng) => inner.plain!(rng);
+    if (inner.statedAnswer) this.statedAnswer = (output) => inner.statedAnswer!(output);
     const rng = new Rng(0x7e57);
     let seq = 0;
     let ans = 0;

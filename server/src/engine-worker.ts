@@ -6,6 +6,8 @@
  * A run is loaded once per (run folder, site, provider, threads) and kept (its two onnxruntime
  * sessions, the analysis: neurons, NMD, per-neuron class means, probe weights); results are cached
  * per (run, prompt, settings). Semantics: docs/protocol.md, "Predictions".
+ * A run is a memgen GPT-2 run, or a plain GPT-2 Hugging Face folder on the task of the document's
+ * `task:` header (or of its analysis; runs/plain-run.ts, analysis/plain-task.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -18,7 +20,9 @@ import { type ProbeKind, type ProbeModel, probeLogitRow } from '../../engine/ana
 import { rankNeurons } from '../../engine/analysis/rank';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import type { GPT2Site } from '../../engine/models/hooks';
-import { type LoadedRun, RUN_FILES, loadRun, readJSON } from '../../engine/runs/run';
+import { type LoadedRun, RUN_FILES, RunError, loadRun, readJSON } from '../../engine/runs/run';
+import { resolvePlainTask } from '../../engine/analysis/plain-task';
+import { type PlainTaskRequest, isPlainFolder, plainSteerRun } from '../../engine/runs/plain-run';
 import { PAPER_GPT2_SETTING, type SteeringFile, defaultAlpha, steerPath } from '../../engine/steer/files';
 import { customIntervention, targetedIntervention } from '../../engine/steer/intervention';
 import { formatFlips, robustness } from '../../engine/steer/robustness';
@@ -33,6 +37,25 @@ export interface PromptJob {
   provider: Provider;
   threads: number;
   expected: string | null;
+  /** A plain folder's task from the document's task:, taskSeed:, taskScale: header lines (absent: none given). */
+  task?: PlainTaskRequest;
+}
+
+/** What the worker runs: a memgen GPT-2 run, or a plain GPT-2 folder seen as one. */
+type EditorRun = Pick<LoadedRun, 'dir' | 'cfg' | 'task' | 'params'>;
+
+/** The identity of a job's run in the keys of the caches: its folder, and a plain folder's header task. */
+const runId = (job: PromptJob) => (job.task ? `${path.resolve(job.run)}#${JSON.stringify(job.task)}` : path.resolve(job.run));
+
+/** Opens the job's run; a header task on a memgen run, a plain folder without a task and a plain LLaMA folder are refused. */
+function openEditorRun(job: PromptJob): EditorRun {
+  if (!isPlainFolder(job.run)) {
+    if (job.task) throw new RunError(`${job.run} is a memgen run, trained on its own task: the task:, taskSeed: and taskScale: header lines are for plain Hugging Face folders; remove them`);
+    return loadRun(job.run);
+  }
+  const plain = plainSteerRun(job.run, resolvePlainTask(job.run, job.task, { how: 'header' }));
+  if (plain.family !== 'gpt2') throw new RunError(`${job.run} is a plain LLaMA folder: the editor runs GPT-2 models; on LLaMA use the CLI (memgen analyze / steer-eval / robustness --run ${job.run} --task NAME)`);
+  return { dir: plain.dir, cfg: plain.hf.gpt2!.cfg, params: plain.hf.gpt2!.params, task: plain.task };
 }
 
 export type EngineRequest =
@@ -64,7 +87,7 @@ interface Analysis {
 }
 
 interface Loaded {
-  run: LoadedRun;
+  run: EditorRun;
   inf: GPT2Inference;
   analysis: Analysis | null;
   analysisError: string | null;
@@ -82,7 +105,7 @@ function remember<T>(key: string, value: T): T {
 }
 
 /** steering.json when its targeted top-N setting was measured on this analysis (same site and model). */
-function readMeasuredSteering(run: LoadedRun, summary: AnalysisSummary): SteeringFile | null {
+function readMeasuredSteering(run: EditorRun, summary: AnalysisSummary): SteeringFile | null {
   const file = steerPath(run, 'steering');
   if (!fs.existsSync(file)) return null;
   const f = readJSON<SteeringFile>(file, 'steering');
@@ -104,7 +127,7 @@ function steerDefaults(l: Loaded, a: Analysis): { topN: number; alpha: number; n
   return { ...paper, note: 'This run has no steering measurement (memgen steer-eval --run RUN): read a flip as a single example, not as evidence.' };
 }
 
-function loadAnalysis(run: LoadedRun, site: GPT2Site): Analysis {
+function loadAnalysis(run: EditorRun, site: GPT2Site): Analysis {
   const summary = readAnalysisSummary(run.dir);
   if (summary.site !== site) throw new Error(`the analysis in ${analysisDir(run)} is at site ${summary.site}, not ${site}`);
   const L = run.cfg.nLayer;
@@ -151,7 +174,7 @@ function runStamp(dir: string): string {
 }
 
 function getLoaded(job: PromptJob): Promise<Loaded> {
-  const key = JSON.stringify([path.resolve(job.run), job.site, job.provider, job.threads]);
+  const key = JSON.stringify([runId(job), job.site, job.provider, job.threads]);
   let p = loaded.get(key);
   if (!p) {
     const stamp = runStamp(job.run);
@@ -159,7 +182,7 @@ function getLoaded(job: PromptJob): Promise<Loaded> {
     if (f && f.stamp === stamp) return Promise.reject(f.error);
     failed.delete(key);
     p = (async () => {
-      const run = loadRun(job.run);
+      const run = openEditorRun(job);
       const inf = await GPT2Inference.create(run.cfg, run.params, { site: job.site, runner: { provider: job.provider, threads: job.threads }, batchSize: PREFETCH_BATCH });
       let analysis: Analysis | null = null;
       let analysisError: string | null = null;
@@ -223,7 +246,7 @@ function checkExpected(expected: string | null, output: string, behaviour: strin
   return expected.trim() === output.trim();
 }
 
-const predictionKey = (job: PromptJob) => JSON.stringify(['predict', path.resolve(job.run), job.prompt, job.site, job.provider, job.expected]);
+const predictionKey = (job: PromptJob) => JSON.stringify(['predict', runId(job), job.prompt, job.site, job.provider, job.expected]);
 
 async function predict(job: PromptJob, fresh: boolean): Promise<Prediction> {
   const key = predictionKey(job);
@@ -345,7 +368,7 @@ function prediction(job: PromptJob, l: Loaded, ex: Example, g: Generated, t0: nu
 
 /** The prompt's behaviour under k rephrasings of the pair rule (steer/robustness.ts), seed 0, cached. */
 async function rephrasingRobustness(job: PromptJob, k: number): Promise<Robustness> {
-  const key = JSON.stringify(['robustness', path.resolve(job.run), job.prompt, job.site, job.provider, k]);
+  const key = JSON.stringify(['robustness', runId(job), job.prompt, job.site, job.provider, k]);
   if (cache.has(key)) return cache.get(key) as Robustness;
   const l = await getLoaded(job);
   const r = await robustness(l.run.task, l.inf, example(l, job.prompt), { k, seed: 0, topNeurons: 5 });
@@ -357,7 +380,7 @@ async function rephrasingRobustness(job: PromptJob, k: number): Promise<Robustne
 
 /** The last steer of each (run, prompt): its shift vectors, for the Activations panel's overlay. */
 const lastShift = new Map<string, { vectors: Float32Array[]; steer: NonNullable<ActivationsResult['steer']> }>();
-const shiftKey = (job: PromptJob) => JSON.stringify([path.resolve(job.run), job.prompt, job.site]);
+const shiftKey = (job: PromptJob) => JSON.stringify([runId(job), job.prompt, job.site]);
 
 async function steer(job: PromptJob, direction: Direction, topNIn: number | null, alphaIn: number | null, custom: NeuronRef[] | undefined): Promise<SteerResult> {
   const t0 = Date.now();
@@ -367,7 +390,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   const defaults = steerDefaults(l, a);
   const topN = topNIn ?? defaults.topN;
   const alpha = alphaIn ?? defaults.alpha;
-  const key = JSON.stringify(['steer', path.resolve(job.run), job.prompt, job.site, job.provider, direction, topN, alpha, custom ?? null]);
+  const key = JSON.stringify(['steer', runId(job), job.prompt, job.site, job.provider, direction, topN, alpha, custom ?? null]);
   const { nLayer: L, nEmbd: d } = l.run.cfg;
   // The panels' custom set (customIntervention: the same NMD rule on picked neurons), else the top-N ranking.
   const iv = custom && custom.length > 0

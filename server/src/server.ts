@@ -131,17 +131,20 @@ function resolveRun(doc: TextDocument, file: MemgenFile): { dir: string | null; 
 }
 
 /** What the prompts of a document run on: its run folder and site, resolved once per request (not once per prompt). */
-type Target = { run: string; site: lsp.Site } | { error: string };
+type Target = { run: string; site: lsp.Site; task?: PromptJob['task'] } | { error: string };
 
 function targetFor(doc: TextDocument, file: MemgenFile): Target {
   const r = resolveRun(doc, file);
   if (!r.dir) return { error: r.error! };
-  return { run: r.dir, site: file.header.site?.value ?? analysisSite(r.dir) ?? settings.site };
+  const h = file.header;
+  // A plain Hugging Face folder's task (the worker refuses these lines on a memgen run).
+  const task = h.task || h.taskSeed || h.taskScale ? { task: h.task?.value, seed: h.taskSeed?.value, scale: h.taskScale?.value } : undefined;
+  return { run: r.dir, site: h.site?.value ?? analysisSite(r.dir) ?? settings.site, ...(task ? { task } : {}) };
 }
 
 function jobFor(doc: TextDocument, file: MemgenFile, prompt: PromptEntry, target: Target = targetFor(doc, file)): PromptJob | { error: string } {
   if ('error' in target) return target;
-  return { run: target.run, prompt: prompt.text, site: target.site, provider: settings.provider, threads: settings.threads, expected: prompt.expected?.value ?? null };
+  return { run: target.run, prompt: prompt.text, site: target.site, provider: settings.provider, threads: settings.threads, expected: prompt.expected?.value ?? null, ...(target.task ? { task: target.task } : {}) };
 }
 
 /** The site of a run's analysis (RUN/analysis/analysis.json), or null when it has none or it is unreadable. */

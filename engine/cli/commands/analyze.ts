@@ -8,6 +8,9 @@
  * shards of a run write different folders and run at once) and without statistics; `memgen merge`
  * (merge.ts) then writes what one unsharded job writes, and finishAnalysis (below) continues as here.
  * `--jobs N` runs the N shards as child processes of this one, then merges.
+ *
+ * A plain Hugging Face folder (runs/plain-run.ts) is analysed on the task `--task` names (recorded in
+ * RUN/analysis/task.json by analysis/plain-task.ts, which --resume, merge and the steering commands read).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -26,11 +29,14 @@ import { GPT2Inference } from '../../models/gpt2-infer';
 import { GPT2_SITES, type GPT2Site } from '../../models/hooks';
 import { type LoadedRun, RunError, loadRun, modelHash, writeJSON } from '../../runs/run';
 import { type LoraSteerRun, isLoraRun, loraRunModel, loraSteerRun } from '../../runs/lora-run';
+import { type PlainSteerRun, type PlainTaskRequest, plainRunModel, plainSite } from '../../runs/plain-run';
+import { PLAIN_TASK_FILE, writePlainTask } from '../../analysis/plain-task';
 import { PROJECTIONS_FILE, projectionAttribution, readPairs } from '../../analysis/projection-attribution';
 import { type SiteFamily, familyField, familySiteName } from '../../models/sites';
 import type { Task } from '../../tasks/task';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, required, runnerOptions, writesRun } from '../args';
 import { ProgressBar } from '../progress';
+import { TASK_OPTIONS, TASK_OPTIONS_HELP, openPlainFolder, taskRequest } from '../plain-folder';
 import { removeStaleTemps } from '../../io/atomic';
 
 export const ANALYZE_HELP = `  analyze   Pairs of inputs where the model memorizes one and generalizes the other, then per neuron
@@ -39,6 +45,7 @@ export const ANALYZE_HELP = `  analyze   Pairs of inputs where the model memoriz
             [--resume | --force] [--batch N (128)] [--no-probes] [--threads N] [--provider cpu|cuda]
             [--shard i/N (0-based: extract only shard i of N into RUN/analysis/shards/<i>-of-<N>; then memgen merge)]
             [--jobs N (run N shards here as child processes, --threads split among them, then merge)]
+            ${TASK_OPTIONS_HELP}
             Then trains per-layer probes (the paper's MLP and a logistic baseline) into probes.json.`;
 
 export interface AnalyzeOptions {
@@ -67,7 +74,7 @@ const pct = (x: number, n: number) => `${((100 * x) / Math.max(1, n)).toFixed(1)
  * its presence marks a complete analysis; an older one is deleted first). Streams the hidden files;
  * returns the summary.
  */
-export function writeStatistics(run: { task: Task; memgen: { seed: number } }, dir: string, extraction: ExtractResult, site: GPT2Site, topN: number, hash: string, family: SiteFamily = 'gpt2'): { summary: AnalysisSummary; neurons: NeuronsFile } {
+export function writeStatistics(run: { task: Task; memgen: { seed: number }; plainTask?: PlainSteerRun['plainTask'] }, dir: string, extraction: ExtractResult, site: GPT2Site, topN: number, hash: string, family: SiteFamily = 'gpt2'): { summary: AnalysisSummary; neurons: NeuronsFile } {
   const file = (k: keyof typeof ANALYSIS_FILES) => path.join(dir, ANALYSIS_FILES[k]);
   // analysis.json marks the other files complete: it goes first (a kill while they are rewritten for more pairs leaves no marker, not a wrong one)
   fs.rmSync(file('summary'), { force: true });
@@ -97,13 +104,15 @@ export function writeStatistics(run: { task: Task; memgen: { seed: number } }, d
     siteNames: perLayer.map((p) => p.site), layers: L, d, pairs: extraction.pairs, inputsTried: extraction.tried,
     triesPerPair: extraction.tried / extraction.pairs, counts: extraction.counts, seed: pairSeed(run.memgen.seed),
     extractSeconds: extraction.totalSeconds, topN, sign: 'gen - mem', modelHash: hash, createdAt: new Date().toISOString(), perLayer,
+    ...(run.plainTask ? { plainTask: run.plainTask } : {}),
   };
   writeJSON(file('summary'), summary);
   return { summary, neurons };
 }
 
-export function analyzeOptionsFromArgs(argv: string[]): AnalyzeOptions & { run: string; runner: ReturnType<typeof runnerOptions> } {
+export function analyzeOptionsFromArgs(argv: string[]): AnalyzeOptions & { run: string; runner: ReturnType<typeof runnerOptions>; task?: PlainTaskRequest } {
   const v = parse(argv, {
+    ...TASK_OPTIONS,
     run: { type: 'string' }, pairs: { type: 'string' }, 'max-tries': { type: 'string' }, site: { type: 'string' }, topn: { type: 'string' },
     resume: { type: 'boolean' }, force: { type: 'boolean' }, batch: { type: 'string' }, 'no-probes': { type: 'boolean' }, shard: { type: 'string' }, jobs: { type: 'string' },
     ...RUNNER_OPTIONS,
@@ -139,6 +148,7 @@ export function analyzeOptionsFromArgs(argv: string[]): AnalyzeOptions & { run: 
     shard,
     jobs,
     runner: runnerOptions(v),
+    task: taskRequest(v),
   };
 }
 
@@ -147,21 +157,31 @@ const lockedAnalyze = writesRun('analyze', analyze);
 export const analyzeCommand = (argv: string[]): Promise<number> =>
   (argv.some((a) => a === '--shard' || a.startsWith('--shard=')) ? analyze(argv) : lockedAnalyze(argv));
 
-/** The run an analysis is of: a GPT-2 run, or a LoRA run (runs/lora-run.ts) analysed at layers.{i}.{site} of its base + adapter. */
+/**
+ * The run an analysis is of: a GPT-2 run, a LoRA run (runs/lora-run.ts) analysed at layers.{i}.{site}
+ * of its base + adapter, or a plain Hugging Face folder (runs/plain-run.ts) on a named task.
+ */
 export interface AnalysisRun {
-  run: LoadedRun | LoraSteerRun;
+  run: LoadedRun | LoraSteerRun | PlainSteerRun;
   gpt2: LoadedRun | null;
   lora: LoraSteerRun | null;
+  plain: PlainSteerRun | null;
   family: SiteFamily;
   /** modelHash of the analysed model (a LoRA run: its adapter's). */
   hash: string;
 }
 
-export function openAnalysisRun(runDir: string): AnalysisRun {
+/**
+ * Opens the run of an analysis. `task`: the --task options, for a plain folder only (the absent parts
+ * from its recorded task; `replacing`, analyze --force: a named task replaces the record).
+ */
+export function openAnalysisRun(runDir: string, task?: PlainTaskRequest, opts: { replacing?: boolean } = {}): AnalysisRun {
+  const plain = openPlainFolder(runDir, task, opts);
+  if (plain) return { run: plain, gpt2: null, lora: null, plain, family: plain.family, hash: plain.modelHash };
   const lora = isLoraRun(runDir) ? loraSteerRun(runDir) : null;
   const gpt2 = lora ? null : loadRun(runDir); // a missing model file: the loader's message names it
   const run = lora ?? gpt2!;
-  return { run, gpt2, lora, family: lora ? 'llama' : 'gpt2', hash: lora ? lora.modelHash : modelHash(run.dir) };
+  return { run, gpt2, lora, plain: null, family: lora ? 'llama' : 'gpt2', hash: lora ? lora.modelHash : modelHash(run.dir) };
 }
 
 /** The previous analysis folder's name once --force moved it aside. */
@@ -173,7 +193,7 @@ const asideName = (dir: string) => `${dir}.replaced-${new Date().toISOString().r
  */
 function prepareFolder(dir: string, opts: { resume: boolean; force: boolean; maxPairs: number }): boolean {
   const previous = readPairsState(dir);
-  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+  if (fs.existsSync(dir) && fs.readdirSync(dir).some((f) => f !== PLAIN_TASK_FILE)) { // a plain folder's task.json alone is no analysis
     if (opts.force) {
       const aside = asideName(dir);
       fs.renameSync(dir, aside);
@@ -192,15 +212,16 @@ function prepareFolder(dir: string, opts: { resume: boolean; force: boolean; max
 async function analyze(argv: string[]): Promise<number> {
   const opts = analyzeOptionsFromArgs(argv);
   if (opts.jobs > 1) return analyzeJobs(argv, opts);
-  const ar = openAnalysisRun(opts.run);
-  const { run, gpt2, lora, family, hash } = ar;
+  const ar = openAnalysisRun(opts.run, opts.task, { replacing: opts.force });
+  const { run, gpt2, lora, plain, family, hash } = ar;
   const dir = opts.shard ? shardDir(run, opts.shard) : analysisDir(run);
   const resuming = prepareFolder(dir, opts);
+  if (plain) writePlainTask(run.dir, plain.plainTask); // after prepareFolder: --force moved the old analysis aside
   const previous = resuming ? readPairsState(dir) : null;
   if (resuming && previous && opts.site && opts.site !== previous.site) {
     throw new RunError(`${dir} holds pairs at site ${previous.site}; --resume continues them there (drop --site), --force starts over at ${opts.site}`);
   }
-  const site: GPT2Site = opts.site ?? (resuming && previous ? previous.site : lora ? 'resid_post' : 'ln2');
+  const site: GPT2Site = plain ? plainSite(plain, opts.site ?? (resuming && previous ? previous.site : undefined)) : opts.site ?? (resuming && previous ? previous.site : lora ? 'resid_post' : 'ln2');
   if (lora && site === 'ln2') throw new UsageError(`${opts.run} is a LoRA run: its sites are resid_post (the paper's LLaMA site, the default) and resid_pre`);
   // A shard keeps 10% more than its share of the pairs, so that the merge rarely needs to extend one.
   const maxPairs = opts.shard ? Math.ceil((1.1 * opts.maxPairs) / opts.shard.count) : opts.maxPairs;
@@ -216,7 +237,8 @@ async function analyze(argv: string[]): Promise<number> {
   });
   const inf = lora
     ? await loraRunModel(lora.lora, site === 'resid_pre' ? 'resid_pre' : 'resid_post', { runner: opts.runner, batchSize: 2 * opts.batch })
-    : await GPT2Inference.create(gpt2!.cfg, gpt2!.params, { site, runner: opts.runner, batchSize: 2 * opts.batch });
+    : plain ? await plainRunModel(plain, site, { runner: opts.runner, batchSize: 2 * opts.batch })
+      : await GPT2Inference.create(gpt2!.cfg, gpt2!.params, { site, runner: opts.runner, batchSize: 2 * opts.batch });
   let extraction: ExtractResult;
   try {
     // Done = pairs kept over all sessions; the share of the work is pairs or inputs, whichever budget ends it first.
@@ -342,13 +364,16 @@ function shardsProgress(shardsDir: string, N: number): { pairs: number; tried: n
  */
 async function analyzeJobs(argv: string[], opts: ReturnType<typeof analyzeOptionsFromArgs>): Promise<number> {
   const N = opts.jobs;
-  const ar = openAnalysisRun(opts.run);
+  const ar = openAnalysisRun(opts.run, opts.task, { replacing: opts.force });
   const dir = analysisDir(ar.run);
   const resuming = prepareFolder(dir, opts);
+  const plainTask = ar.plain?.plainTask;
+  if (plainTask) writePlainTask(ar.run.dir, plainTask);
   const threads = Math.max(1, Math.floor((opts.runner.threads || os.availableParallelism()) / N));
   const cli = cliFile();
   const shared = ['--pairs', String(opts.maxPairs), ...(opts.maxTries ? ['--max-tries', String(opts.maxTries)] : []), ...(opts.site ? ['--site', opts.site] : []),
-    '--threads', String(threads), '--provider', opts.runner.provider, ...(resuming ? ['--resume'] : [])];
+    '--threads', String(threads), '--provider', opts.runner.provider, ...(resuming ? ['--resume'] : []),
+    ...(plainTask ? ['--task', plainTask.task, '--task-seed', String(plainTask.seed), '--task-scale', plainTask.scale] : [])];
   console.log(`analysing ${ar.run.dir} with ${N} shard processes (${threads} thread${threads > 1 ? 's' : ''} each) -> ${path.join(dir, SHARDS_DIR)}, then merging`);
   const start = Date.now();
   const before = shardsProgress(path.join(dir, SHARDS_DIR), N).pairs;

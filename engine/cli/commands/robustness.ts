@@ -10,12 +10,15 @@ import { formatFlips, robustness } from '../../steer/robustness';
 import type { SteerModel } from '../../steer/steer-eval';
 import type { Task } from '../../tasks/task';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
+import { TASK_OPTIONS, TASK_OPTIONS_HELP, openPlainFolder, taskRequest } from '../plain-folder';
+import { plainRunModel } from '../../runs/plain-run';
 
 export const ROBUSTNESS_HELP = `  robustness  How fragile a prompt's behaviour is: the task's pair rule rephrases it (arithmetic: operands
             1-2 swapped; incontext: statements shuffled; cipher: two letters swapped), and the flip rate
             and the neurons that differ most between flipping and keeping rephrasings are printed.
             --run RUN (--prompt P | --file F.memgen) [--k K (8)] [--seed S (0)] [--neurons M (10)]
-            [--site resid_pre|ln2|resid_post (the analysis', else ln2; LoRA: resid_post)] [--json] [--threads N] [--provider cpu|cuda]`;
+            [--site resid_pre|ln2|resid_post (the analysis', else ln2; LoRA: resid_post)] [--json] [--threads N] [--provider cpu|cuda]
+            ${TASK_OPTIONS_HELP}`;
 
 const SITES = ['resid_pre', 'ln2', 'resid_post'] as const;
 
@@ -40,7 +43,7 @@ function promptsFrom(v: Record<string, string | boolean | undefined>): string[] 
   return parsed.prompts.map((p) => p.text);
 }
 
-/** The run's task and its model at the hook site (GPT-2 run or LoRA run). */
+/** The run's task and its model at the hook site (GPT-2 run, LoRA run, or plain folder on --task / its analysed task). */
 async function openRun(runDir: string, site: GPT2Site | undefined, v: Record<string, string | boolean | undefined>): Promise<{ task: Task; model: SteerModel & { release(): Promise<void> } }> {
   let analysed: GPT2Site | undefined;
   try {
@@ -48,6 +51,8 @@ async function openRun(runDir: string, site: GPT2Site | undefined, v: Record<str
   } catch {
     analysed = undefined; // no analysis: the family's default site
   }
+  const plain = openPlainFolder(runDir, taskRequest(v));
+  if (plain) return { task: plain.task, model: await plainRunModel(plain, site ?? analysed, { runner: runnerOptions(v) }) };
   if (isLoraRun(runDir)) {
     const s = site ?? analysed ?? 'resid_post';
     if (s === 'ln2') throw new UsageError('a LoRA run has the sites resid_pre and resid_post, not ln2');
@@ -61,7 +66,7 @@ async function openRun(runDir: string, site: GPT2Site | undefined, v: Record<str
 export async function robustnessCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     run: { type: 'string' }, prompt: { type: 'string' }, file: { type: 'string' }, k: { type: 'string' }, seed: { type: 'string' },
-    neurons: { type: 'string' }, site: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    neurons: { type: 'string' }, site: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS, ...TASK_OPTIONS,
   });
   const runDir = required(v.run, 'run');
   const prompts = promptsFrom(v);

@@ -29,6 +29,8 @@ import { writeSteerShard, writeSweepShard } from '../../steer/shards';
 import { SWEEP_ALPHAS, SWEEP_TOPNS, type SweepResult, formatSweep, sweep } from '../../steer/sweep';
 import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str, writesRun } from '../args';
 import { ProgressBar } from '../progress';
+import { TASK_OPTIONS, TASK_OPTIONS_HELP, preparePlainSteering, taskRequest } from '../plain-folder';
+import { type PlainSteerRun, type PlainTaskRequest, plainRunModel } from '../../runs/plain-run';
 
 export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem -> gen: + alpha x NMD; gen -> mem: - alpha x NMD) against
             two random baselines; prints % gen / % mem / % other with n beside the paper's numbers and writes
@@ -43,7 +45,8 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
             RUN/analysis/sweep.json.
             --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
             [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--threads N] [--provider cpu|cuda]
-            [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]`;
+            [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]
+            steer-eval and sweep: ${TASK_OPTIONS_HELP}`;
 
 /** --pick: the picked neurons, which must be at the analysis' site (undefined without --pick). */
 export function pickOption(text: string | undefined, setup: SteerSetup<SteerRun>): { layer: number; index: number }[] | undefined {
@@ -78,7 +81,7 @@ function numList(v: string | boolean | undefined, name: string, fallback: readon
 
 const COMMON = {
   run: { type: 'string' }, 'neurons-from': { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' },
-  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, ...RUNNER_OPTIONS,
+  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, ...RUNNER_OPTIONS, ...TASK_OPTIONS,
 } as const;
 
 /** Progress of the two phases on stderr: starting inputs found, then steered generations. */
@@ -96,8 +99,10 @@ function progressPrinter(wantedStarts: number) {
   };
 }
 
-/** The run to steer: a GPT-2 run, or a LoRA run (runs/lora-run.ts) steered at layers.{i}.{site}. */
-export function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean }): SteerSetup<SteerRun> {
+/** The run to steer: a GPT-2 run, a LoRA run (runs/lora-run.ts) steered at layers.{i}.{site}, or a plain folder (--task; runs/plain-run.ts). */
+export function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale?: boolean; task?: PlainTaskRequest }): SteerSetup<SteerRun> {
+  const plain = preparePlainSteering(runDir, opts);
+  if (plain) return plain;
   if (!isLoraRun(runDir)) return prepareSteering(runDir, opts);
   const setup = prepareSteering(runDir, { ...opts, load: loraSteerRun });
   // Neurons of another adapter (Tables 3, 4) index the same base's layers only if it is the same base.
@@ -113,6 +118,7 @@ export function prepare(runDir: string, opts: { neuronsFrom?: string; allowStale
 /** The steered model at the neurons' site. */
 async function steerModel(setup: SteerSetup<SteerRun>, runner: RunnerOptions, batchSize: number): Promise<SteerModel & { release(): Promise<void> }> {
   const site = setup.sourceInfo.site;
+  if ('plainTask' in setup.run) return plainRunModel(setup.run as PlainSteerRun, site, { runner, batchSize });
   if (setup.run.family === 'llama') {
     if (site === 'ln2') throw new UsageError('the neurons are at ln2, which a LoRA run does not have');
     return loraRunModel((setup.run as LoraSteerRun).lora, site, { runner, batchSize });
@@ -172,7 +178,7 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const topN = fraction(num(v.topn, 'topn', 0.1), 'topn');
   const maxTries = num(v['max-tries'], 'max-tries', null);
   const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
-  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']), task: taskRequest(v) });
   const alpha = num(v.alpha, 'alpha', defaultAlpha(setup.run.task.name));
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const picks = pickOption(str(v.pick, 'pick'), setup);
@@ -228,7 +234,7 @@ async function sweepCli(argv: string[]): Promise<number> {
   const topNs = numList(v.topns, 'topns', SWEEP_TOPNS).map((t) => fraction(t, 'topns'));
   const maxTries = num(v['max-tries'], 'max-tries', null);
   const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
-  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']) });
+  const setup = prepare(runDir, { neuronsFrom: str(v['neurons-from'], 'neurons-from'), allowStale: Boolean(v['allow-stale']), task: taskRequest(v) });
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const shard = shardOption(v, n);
   const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
