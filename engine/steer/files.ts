@@ -22,6 +22,7 @@ import { type BehaviourCounts, type NeuronsFile, analysisDir, analysisPath, anal
 import { readNpy } from '../analysis/npy';
 import type { GPT2Site } from '../models/hooks';
 import type { SiteFamily } from '../models/sites';
+import { isMemgenRunFolder } from '../runs/hf-model';
 import { RUN_FILES, RunError, readJSON, writeJSON } from '../runs/run';
 import type { TaskName } from '../tasks/task';
 import type { Direction, InterventionDescription, InterventionKind } from './intervention';
@@ -394,7 +395,8 @@ export interface NeuronSource {
 export function readNeuronSource(runDir: string): NeuronSource {
   const neuronsFile = analysisPath(runDir, 'neurons');
   if (!fs.existsSync(neuronsFile)) {
-    throw new RunError(`${runDir} has no analysis (${neuronsFile} is missing): run \`memgen analyze --run ${runDir}\` first`);
+    const task = isMemgenRunFolder(runDir) ? '' : ' --task arithmetic|incontext|cipher'; // a plain folder has no task of its own
+    throw new RunError(`${runDir} has no analysis (${neuronsFile} is missing): run \`memgen analyze --run ${runDir}${task}\` first`);
   }
   const neurons = readNeurons(runDir);
   const arrays = (['nmd', 'rho'] as const).map((k) => {
