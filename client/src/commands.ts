@@ -45,17 +45,32 @@ export function clearInlineOnEdit(): vscode.Disposable {
   });
 }
 
-async function pickRun(ctx: Ctx, title: string): Promise<string | undefined> {
+async function pickRunInfo(ctx: Ctx, title: string): Promise<lsp.RunInfo | undefined> {
   const runs = await ctx.client().sendRequest(lsp.listRuns, {});
   if (runs.length === 0) {
     void vscode.window.showWarningMessage(`No runs in '${ctx.config.runsFolder}'. Train one with MemGen: Train Model...`);
     return undefined;
   }
   const pick = await vscode.window.showQuickPick(
-    runs.map((r) => ({ label: r.name, description: `${r.task}${r.analysed ? ' · analysed' : ' · not analysed'}`, detail: r.dir, dir: r.dir })),
+    runs.map((r) => ({ label: r.name, description: `${r.plain ? 'Hugging Face folder · ' : ''}${r.task}${r.analysed ? ' · analysed' : ' · not analysed'}`, detail: r.dir, run: r })),
     { title },
   );
-  return pick?.dir;
+  return pick?.run;
+}
+
+async function pickRun(ctx: Ctx, title: string): Promise<string | undefined> {
+  return (await pickRunInfo(ctx, title))?.dir;
+}
+
+/** The task a plain Hugging Face folder is analysed on (it records none of its own); null: cancelled. */
+async function askTask(run: lsp.RunInfo): Promise<{ task: string; taskSeed: number } | null> {
+  const task = await vscode.window.showQuickPick(['arithmetic', 'incontext', 'cipher'], { title: `MemGen: ${run.name} is a plain Hugging Face folder: analyse it on which task?` });
+  if (!task) return null;
+  const seed = await vscode.window.showInputBox({
+    title: 'MemGen: task seed (it decides the memorized patterns / colours; the seed the model was trained with)', value: '0',
+    validateInput: (v) => (/^\d+$/.test(v) ? null : 'a non-negative integer'),
+  });
+  return seed === undefined ? null : { task, taskSeed: Number(seed) };
 }
 
 function relToWorkspace(dir: string): string {
@@ -128,8 +143,10 @@ export function registerCommands(ctx: Ctx): vscode.Disposable[] {
       await job('training', (t) => ctx.client().sendRequest(lsp.train, { task, preset, seed: Number(seed), out, ...(stop ? { stopWhenBoth: Number(stop) } : {}) }, t));
     }),
     reg('memgen.analyze', async () => {
-      const run = await pickRun(ctx, 'MemGen: analyse which run?');
-      if (run) await job('analysis', (t) => ctx.client().sendRequest(lsp.analyze, { run }, t));
+      const run = await pickRunInfo(ctx, 'MemGen: analyse which run?');
+      if (!run) return;
+      const task = run.plain && run.task === '?' ? await askTask(run) : {};
+      if (task) await job('analysis', (t) => ctx.client().sendRequest(lsp.analyze, { run: run.dir, ...task }, t));
     }),
     reg('memgen.evaluateSteering', async () => {
       const run = await pickRun(ctx, 'MemGen: evaluate steering of which run?');

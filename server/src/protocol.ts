@@ -191,8 +191,11 @@ export interface ActivationsResult {
 export interface RunInfo {
   dir: string;
   name: string;
+  /** The run's task; a plain Hugging Face folder's is the one its analysis recorded, else '?'. */
   task: string;
   analysed: boolean;
+  /** A plain Hugging Face folder (not trained by memgen): analysing it needs a task. */
+  plain: boolean;
 }
 
 export interface NeuronsResult {
@@ -219,6 +222,9 @@ export interface AnalyzeParams {
   run: string;
   pairs?: number;
   force?: boolean;
+  /** For a plain Hugging Face folder: the task to analyse it on (`--task`, `--task-seed`). */
+  task?: string;
+  taskSeed?: number;
   workDoneToken?: string;
 }
 

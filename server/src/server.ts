@@ -29,6 +29,8 @@ import {
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { analysisPath } from '../../engine/analysis/files';
+import { readPlainTask } from '../../engine/analysis/plain-task';
+import { isMemgenRunFolder } from '../../engine/runs/hf-model';
 import { isGPT2Site } from '../../engine/models/hooks';
 import type { EngineReply, EngineRequest, PromptJob } from './engine-worker';
 import { type MemgenFile, type PromptEntry, type Range, parseMemgen, promptAt } from './memgen-file';
@@ -535,13 +537,14 @@ connection.onRequest(lsp.listRuns, () => {
       const dir = path.join(folder, name);
       const cfgFile = path.join(dir, 'config.json');
       if (!fs.existsSync(cfgFile)) continue;
+      const plain = !isMemgenRunFolder(dir);
       let task = '?';
       try {
-        task = (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { memgen?: { task?: string } }).memgen?.task ?? '?';
+        task = plain ? readPlainTask(dir)?.task ?? '?' : (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { memgen?: { task?: string } }).memgen?.task ?? '?';
       } catch {
         /* listed as '?' */
       }
-      out.push({ dir, name, task, analysed: fs.existsSync(analysisPath(dir, 'summary')) });
+      out.push({ dir, name, task, analysed: fs.existsSync(analysisPath(dir, 'summary')), plain });
     }
   }
   return out;
@@ -564,7 +567,8 @@ connection.onRequest(lsp.probeTable, ({ run }) => panels.probeTable(absRun(run))
 connection.onRequest(lsp.steeringTables, ({ run }) => panels.steeringTables(absRun(run)));
 connection.onRequest(lsp.neuronDetail, ({ run, layer, index }) => panels.neuronDetail(absRun(run), layer, index));
 connection.onRequest(lsp.analyze, (p, token) =>
-  runJob('analyze', 'MemGen: analysing', ['analyze', '--run', p.run, ...(p.pairs ? ['--pairs', String(p.pairs)] : []), ...(p.force ? ['--force'] : []), '--threads', String(settings.threads), '--provider', settings.provider], absRun(p.run), token));
+  runJob('analyze', 'MemGen: analysing', ['analyze', '--run', p.run, ...(p.pairs ? ['--pairs', String(p.pairs)] : []), ...(p.force ? ['--force'] : []),
+    ...(p.task ? ['--task', p.task] : []), ...(p.taskSeed !== undefined ? ['--task-seed', String(p.taskSeed)] : []), '--threads', String(settings.threads), '--provider', settings.provider], absRun(p.run), token));
 connection.onRequest(lsp.steerEval, (p, token) =>
   runJob('steerEval', 'MemGen: evaluating steering', ['steer-eval', '--run', p.run, ...(p.topN ? ['--topn', String(p.topN)] : []), ...(p.alpha !== undefined ? ['--alpha', String(p.alpha)] : []), '--threads', String(settings.threads), '--provider', settings.provider], absRun(p.run), token));
 

@@ -168,6 +168,7 @@ describe('language server over stdio', () => {
     expect(['gen', 'mem', 'other']).toContain(r.steered.behaviour);
     const runs = await conn.sendRequest(lsp.listRuns.method, {}) as lsp.RunInfo[];
     expect(runs.map((x) => x.name)).toContain('arithmetic-tiny');
+    expect(runs.find((x) => x.name === 'arithmetic-tiny')).toMatchObject({ task: 'arithmetic', plain: false });
   });
 
   it('refuses a steer whose alpha overflows the activations, instead of answering NaN as null', async () => {

@@ -176,6 +176,12 @@ describe('a plain Hugging Face folder analysed on a named task', () => {
         throw new Error('no diagnostics');
       })();
       expect(d[0].message).toMatch(/plain Hugging Face model folder, which records no task: add a header line `task: arithmetic\|incontext\|cipher`/);
+      // The Analyze command's run list: plain folders say so, with the task their analysis recorded (the client then asks for one when it is '?')
+      await server.conn.sendNotification('memgen/configure', { threads: 1, debounceMs: 50, runsFolder: '.' });
+      const runs = (await server.conn.sendRequest('memgen/listRuns', {})) as { name: string; task: string; plain: boolean }[];
+      expect(runs.filter((r) => ['bare', 'plain', 'run'].includes(r.name)).map(({ name, task, plain }) => ({ name, task, plain }))).toEqual([
+        { name: 'bare', task: '?', plain: true }, { name: 'plain', task: 'arithmetic', plain: true }, { name: 'run', task: 'arithmetic', plain: false },
+      ]);
     } finally {
       await server.stop();
     }

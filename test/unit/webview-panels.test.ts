@@ -20,7 +20,7 @@ import TrainingPanel from '../../webviews/src/panels/TrainingPanel.svelte';
 import { readTrainLog } from '../../server/src/train-watch';
 
 const RUN = path.resolve(__dirname, '../../runs/arithmetic-tiny');
-const RUNS: RunInfo[] = [{ dir: RUN, name: 'arithmetic-tiny', task: 'arithmetic', analysed: true }];
+const RUNS: RunInfo[] = [{ dir: RUN, name: 'arithmetic-tiny', task: 'arithmetic', analysed: true, plain: false }];
 /** The committed analysis's site (analysis.json): every site name shown is blocks.{i}.{SITE}. */
 const SUMMARY = JSON.parse(fs.readFileSync(path.join(RUN, 'analysis', 'analysis.json'), 'utf8')) as { site: string; pairs: number };
 const SITE = SUMMARY.site;
@@ -89,7 +89,7 @@ describe('Neurons panel', () => {
     const OTHER = path.resolve(__dirname, '../../runs/incontext-tiny');
     render(NeuronsPanel);
     await tick();
-    await send({ type: 'runs', runs: [...RUNS, { dir: OTHER, name: 'incontext-tiny', task: 'incontext', analysed: true }], selected: RUN });
+    await send({ type: 'runs', runs: [...RUNS, { dir: OTHER, name: 'incontext-tiny', task: 'incontext', analysed: true, plain: false }], selected: RUN });
     posted.length = 0;
     await send({ type: 'showNeuron', run: OTHER, layer: 1, index: 7 });
     expect(posted).toEqual([{ type: 'selectRun', run: OTHER }]);
