@@ -56,7 +56,7 @@ import { train } from '../../train/trainer';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
 import { ProgressBar, ProgressGroup, formatSeconds } from '../progress';
 import { type StageOutcome, type StageResult as Stage, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
-import { analyzeCommand } from './analyze';
+import { analyzeCommand, cliFile } from './analyze';
 import { REPRODUCE_LORA_HELP, reproduceLoraCommand } from './reproduce-lora';
 import { steerEvalCommand, sweepCommand } from './steer';
 import { trainConfigFromArgs } from './train';
@@ -294,8 +294,14 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   });
   type Job = (typeof jobs)[number];
 
-  // the CLI that trains in a child process: dist/cli.js beside this bundle, or built from these sources
-  const cliEntry = [path.join(__dirname, 'cli.js'), path.resolve(__dirname, '../../../dist/cli.js')].find((f) => fs.existsSync(f));
+  // the CLI that trains in a child process (none when unbuilt: then the tasks train here, one after the other)
+  const cliEntry = (() => {
+    try {
+      return cliFile();
+    } catch {
+      return undefined;
+    }
+  })();
 
   // 1. train (or copy) every task first; from scratch at once, each in its own process, when the cores
   // hold every committed run's thread count (the same models as one after another: each keeps its threads)
