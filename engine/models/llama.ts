@@ -17,9 +17,12 @@
  *            with a cache, k and v are the past keys/values (after rope) followed by the new ones
  *   rope     = rotary embeddings at the token positions (rope.ts, incl. llama3 rope_scaling)
  *   mlp(x)   = down_proj(silu(gate_proj(x)) * up_proj(x)),  silu(z) = z * sigmoid(z)   (SwiGLU)
+ *            with mlp_bias (transformers' LlamaMLP: nn.Linear(bias=mlp_bias)), each of gate_proj,
+ *            up_proj, down_proj adds its bias b [out]: proj(x) = x W^T + b (in the {proj}.base site);
+ *            every LLaMA-3 checkpoint has mlp_bias false; `memgen export` writes true (steer/export.ts)
  *   logits   = rms(h_L; model.norm) @ lm_head^T, lm_head = embed_tokens when tie_word_embeddings
- * Only attention_bias = mlp_bias = false (every LLaMA-3 checkpoint) and hidden_act silu are supported;
- * other config values are refused with a message naming the field.
+ * Only attention_bias = false (every LLaMA-3 checkpoint) and hidden_act silu are supported; other
+ * config values are refused with a message naming the field.
  */
 import { type Graph, type Tensor, ops } from '../graph';
 import { causalMaskAny } from '../graph/ops/extra';
@@ -41,6 +44,8 @@ export interface LlamaConfig {
   ropeScaling: Llama3RopeScaling | null;
   maxPositions: number;
   tieWordEmbeddings: boolean;
+  /** gate_proj, up_proj and down_proj carry a bias (config.json mlp_bias; absent = false). */
+  mlpBias?: boolean;
   bosTokenId: number | null;
   /** One or more (LLaMA-3 Instruct stops at <|end_of_text|>, <|eom_id|> and <|eot_id|>). */
   eosTokenIds: number[];
@@ -92,7 +97,7 @@ export function fromHFLlamaConfig(json: unknown): LlamaConfig {
   };
   refuse('hidden_act', (v) => v === 'silu', 'only silu, the SwiGLU of LLaMA');
   refuse('attention_bias', (v) => v === false, 'only false: projections without bias');
-  refuse('mlp_bias', (v) => v === false, 'only false: projections without bias');
+  if (j.mlp_bias !== undefined && j.mlp_bias !== null && typeof j.mlp_bias !== 'boolean') throw new Error(`LLaMA config: 'mlp_bias' must be a boolean, got ${JSON.stringify(j.mlp_bias)}`);
   refuse('pretraining_tp', (v) => v === 1, 'only 1');
   const hiddenSize = num('hidden_size');
   const numHeads = num('num_attention_heads');
@@ -110,6 +115,7 @@ export function fromHFLlamaConfig(json: unknown): LlamaConfig {
     ropeScaling: parseRopeScaling(j.rope_scaling),
     maxPositions: num('max_position_embeddings', 2048),
     tieWordEmbeddings: j.tie_word_embeddings === undefined ? false : j.tie_word_embeddings === true,
+    ...(j.mlp_bias === true ? { mlpBias: true } : {}),
     bosTokenId: null,
     eosTokenIds: [],
   };
@@ -162,7 +168,7 @@ export function toHFLlamaConfig(cfg: LlamaConfig, dtype: 'bfloat16' | 'float16' 
     initializer_range: 0.02,
     intermediate_size: cfg.intermediateSize,
     max_position_embeddings: cfg.maxPositions,
-    mlp_bias: false,
+    mlp_bias: cfg.mlpBias === true,
     model_type: 'llama',
     num_attention_heads: cfg.numHeads,
     num_hidden_layers: cfg.numLayers,
@@ -185,6 +191,11 @@ export function toHFLlamaConfig(cfg: LlamaConfig, dtype: 'bfloat16' | 'float16' 
 export function projectionPath(layer: number, proj: LlamaProjection): string {
   const parent = proj === 'gate_proj' || proj === 'up_proj' || proj === 'down_proj' ? 'mlp' : 'self_attn';
   return `model.layers.${layer}.${parent}.${proj}`;
+}
+
+/** Whether a projection carries a bias in this model (mlp_bias: gate_proj, up_proj, down_proj). */
+export function projectionHasBias(cfg: LlamaConfig, proj: LlamaProjection): boolean {
+  return cfg.mlpBias === true && (proj === 'gate_proj' || proj === 'up_proj' || proj === 'down_proj');
 }
 
 /** [out, in] of a projection's weight. */
@@ -215,6 +226,7 @@ export function llamaParamShapes(cfg: LlamaConfig): Map<string, number[]> {
     for (const p of LLAMA_PROJECTIONS) {
       if (p === 'gate_proj') m.set(`model.layers.${i}.post_attention_layernorm.weight`, [d]);
       m.set(`${projectionPath(i, p)}.weight`, projectionShape(cfg, p));
+      if (projectionHasBias(cfg, p)) m.set(`${projectionPath(i, p)}.bias`, [projectionShape(cfg, p)[0]]);
     }
   }
   m.set('model.norm.weight', [d]);
@@ -222,13 +234,13 @@ export function llamaParamShapes(cfg: LlamaConfig): Map<string, number[]> {
   return m;
 }
 
-/** Random weights (HF's LLaMA init: N(0, 0.02), norms 1), for synthetic models and tests. */
+/** Random weights (HF's LLaMA init: N(0, 0.02), norms 1, biases 0), for synthetic models and tests. */
 export function initLlama(cfg: LlamaConfig, rng: Rng, std = 0.02): ParamSet {
   const params: ParamSet = new Map();
   for (const [name, shape] of llamaParamShapes(cfg)) {
     const data = new Float32Array(shape.reduce((p, s) => p * s, 1));
     if (name.endsWith('norm.weight')) data.fill(1);
-    else for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
+    else if (!name.endsWith('.bias')) for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
     params.set(name, { shape, data });
   }
   return params;
@@ -296,10 +308,11 @@ export function linearT(x: Tensor, W: Tensor): Tensor {
   return g.addNode({ op: 'Reshape', inputs: [y, shape], outputs: [{ shape: [...lead, out], dtype: x.dtype }] }).outputs[0];
 }
 
-/** proj(x) = x W^T (+ the adapter's term), with the base and lora sites. */
+/** proj(x) = x W^T (+ b with mlp_bias) (+ the adapter's term), with the base and lora sites. */
 function project(ctx: Ctx, layer: number, proj: LlamaProjection, x: Tensor): Tensor {
   const path = projectionPath(layer, proj);
-  const base = ctx.hook(layer, `${proj}.base`, linearT(x, weight(ctx.w, `${path}.weight`)));
+  const xw = linearT(x, weight(ctx.w, `${path}.weight`));
+  const base = ctx.hook(layer, `${proj}.base`, projectionHasBias(ctx.cfg, proj) ? ops.add(xw, weight(ctx.w, `${path}.bias`)) : xw);
   const ad = ctx.adapters?.get(path);
   if (!ad) return base;
   const xin = ad.dropoutMask ? ops.mul(x, ad.dropoutMask) : x;

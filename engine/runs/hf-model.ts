@@ -2,6 +2,8 @@
  * Any local Hugging Face model folder, not only our runs: what `memgen forward` and `memgen generate`
  * open (docs/runs.md, "Plain Hugging Face folders"). One dispatch, here:
  *
+ *   a LLaMA export manifest.json with family 'llama' (`memgen export` of a LoRA run)
+ *                  -> loadLlamaExportRun (llama-export-run.ts): the folder as a LLaMA, and its task
  *   a memgen run   config.json has a "memgen" section, or the folder has manifest.json
  *                  -> loadRun (run.ts), exactly as before (task, task tokenizer, classification)
  *   a plain model  anything else with config.json -> by config.json's model_type:
@@ -24,6 +26,7 @@ import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, type LlamaSite, parseLlamaSite
 import { type LlamaFolder, loadLlamaFolder } from '../models/llama-folder';
 import { LlamaInference } from '../models/llama-infer';
 import type { RunnerOptions } from '../runtime/runner';
+import { type LoadedLlamaExport, isLlamaExportRun, loadLlamaExportRun } from './llama-export-run';
 import { type LoadedRun, RUN_FILES, RunError, loadRun } from './run';
 
 export const HF_MODEL_TYPES = ['gpt2', 'llama'] as const;
@@ -51,7 +54,8 @@ export interface HFModel {
   llama?: LlamaFolder;
 }
 
-export type OpenedModel = { kind: 'run'; run: LoadedRun } | { kind: 'hf'; model: HFModel };
+/** A LLaMA export is both: a task (its run) and a LLaMA folder (its model, as a plain folder's). */
+export type OpenedModel = { kind: 'run'; run: LoadedRun } | { kind: 'hf'; model: HFModel } | { kind: 'llama-export'; run: LoadedLlamaExport; model: HFModel };
 
 /** Whether `dir` is a memgen run (config.json with a "memgen" section, or a manifest.json) rather than a plain HF folder. */
 export function isMemgenRunFolder(dir: string): boolean {
@@ -67,6 +71,10 @@ export function isMemgenRunFolder(dir: string): boolean {
 /** Opens a memgen run (run.ts, unchanged) or any local GPT-2 / LLaMA Hugging Face folder. */
 export function openModelFolder(dir: string): OpenedModel {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new RunError(`${dir} does not exist or is not a folder (a memgen run or a Hugging Face model folder)`);
+  if (isLlamaExportRun(dir)) {
+    const run = loadLlamaExportRun(dir);
+    return { kind: 'llama-export', run, model: llamaHFModel(run.folder) };
+  }
   if (isMemgenRunFolder(dir)) return { kind: 'run', run: loadRun(dir) };
   return { kind: 'hf', model: loadHFModel(dir) };
 }
@@ -96,11 +104,7 @@ export function loadHFModel(dir: string, opts: { availableBytes?: number } = {})
         `Fix: save the weights as safetensors, in Python model.save_pretrained("${dir}", safe_serialization=True)`,
     );
   }
-  if (family === 'llama') {
-    const llama = loadLlamaFolder(dir, { availableBytes: opts.availableBytes });
-    const c = llama.config;
-    return { dir, family, tokenizer: llama.tokenizer!, nLayer: c.numLayers, hidden: c.hiddenSize, vocabSize: c.vocabSize, eosIds: [...c.eosTokenIds], llama };
-  }
+  if (family === 'llama') return llamaHFModel(loadLlamaFolder(dir, { availableBytes: opts.availableBytes }));
   let cfg: GPT2Config;
   try {
     cfg = fromHFConfig(raw);
@@ -119,6 +123,13 @@ export function loadHFModel(dir: string, opts: { availableBytes?: number } = {})
   const eos = raw.eos_token_id;
   const eosIds = (Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos]).filter((x): x is number => Number.isInteger(x));
   return { dir, family, tokenizer, nLayer: cfg.nLayer, hidden: cfg.nEmbd, vocabSize: cfg.vocabSize, eosIds, gpt2: { cfg, params } };
+}
+
+/** A loaded LLaMA folder (with its tokenizer) as an HFModel. */
+function llamaHFModel(llama: LlamaFolder): HFModel {
+  const c = llama.config;
+  if (!llama.tokenizer) throw new RunError(`${llama.dir}: tokenizer.json is missing`);
+  return { dir: llama.dir, family: 'llama', tokenizer: llama.tokenizer, nLayer: c.numLayers, hidden: c.hiddenSize, vocabSize: c.vocabSize, eosIds: [...c.eosTokenIds], llama };
 }
 
 /** forward / generate over either family, with the site vectors named as the family names them. */

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HF_FILES } from '../io/hf-folder';
 import type { ParamSet } from '../io/params';
+import type { LlamaConfig } from '../models/llama';
 import { type LlamaFolder, loadLlamaFolder } from '../models/llama-folder';
 import { LlamaInference } from '../models/llama-infer';
 import { ADAPTER_FILES, type LoraConfig, checkLoraConfig, loadAdapter } from '../models/lora';
@@ -163,21 +164,34 @@ export function loraSteerRun(dir: string): LoraSteerRun {
   };
 }
 
-/**
- * The base + adapter as PairModel / SteerModel (analysis/pairs.ts, steer/steer-eval.ts): LlamaInference
- * with the adapter, steering and reading `site` (resid_pre or resid_post: the paper's LLaMA site).
- */
-export async function loraRunModel(run: LoadedLoraRun, site: 'resid_pre' | 'resid_post', opts: { runner?: RunnerOptions; batchSize?: number } = {}): Promise<{
+/** A LLaMA as PairModel / SteerModel (analysis/pairs.ts, steer/steer-eval.ts), steering and reading `site`. */
+export interface LlamaSteerModel {
   site: 'resid_pre' | 'resid_post';
   family: 'llama';
   cfg: { nLayer: number; nEmbd: number };
   generate: LlamaInference['generate'];
   release(): Promise<void>;
-}> {
-  const inf = await LlamaInference.create(run.base.config, run.base.params, { site, adapter: run.adapter, runner: opts.runner, batchSize: opts.batchSize });
+}
+
+/** LlamaInference of (cfg, params), with an optional adapter, as a LlamaSteerModel. */
+export async function llamaSteerModel(
+  cfg: LlamaConfig,
+  params: ParamSet,
+  site: 'resid_pre' | 'resid_post',
+  opts: { adapter?: { config: LoraConfig; params: ParamSet }; runner?: RunnerOptions; batchSize?: number } = {},
+): Promise<LlamaSteerModel> {
+  const inf = await LlamaInference.create(cfg, params, { site, adapter: opts.adapter, runner: opts.runner, batchSize: opts.batchSize });
   return {
-    site, family: 'llama', cfg: { nLayer: run.base.config.numLayers, nEmbd: run.base.config.hiddenSize },
+    site, family: 'llama', cfg: { nLayer: cfg.numLayers, nEmbd: cfg.hiddenSize },
     generate: (prompts, o) => inf.generate(prompts, o),
     release: () => inf.release(),
   };
+}
+
+/**
+ * The base + adapter as PairModel / SteerModel (analysis/pairs.ts, steer/steer-eval.ts): LlamaInference
+ * with the adapter, steering and reading `site` (resid_pre or resid_post: the paper's LLaMA site).
+ */
+export function loraRunModel(run: LoadedLoraRun, site: 'resid_pre' | 'resid_post', opts: { runner?: RunnerOptions; batchSize?: number } = {}): Promise<LlamaSteerModel> {
+  return llamaSteerModel(run.base.config, run.base.params, site, { ...opts, adapter: run.adapter });
 }

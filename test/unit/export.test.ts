@@ -13,23 +13,43 @@
  *   5. Optional (python3 with torch / onnx, skipped otherwise): an independent float64 PyTorch GPT-2 reads
  *      the exported safetensors + config (Hugging Face names and shapes checked) and agrees with ours and
  *      with the source steered at every position; the onnx checker accepts model.onnx.
+ *   6. A LoRA run (a synthetic LLaMA-3.2-shaped base, tied embeddings, + a one-step adapter with random B,
+ *      a hand-written analysis at resid_post): the LLaMA rule (down_proj biases, zero gate/up biases, the
+ *      merge, layer-0 resid_pre untying lm_head); on one-token prompts the merged model equals the adapter
+ *      (1e-5) and the baked model unsteered equals runtime steering (1e-4, same tokens) at resid_post and
+ *      resid_pre; the comparison runs both models; the command's folder (config = the base's + mlp_bias),
+ *      manifest, model.onnx, and generate / forward / eval on it; optional: the PyTorch LLaMA of
+ *      torch-llama.ts (transformers' exact tensor set for mlp_bias) reads it and agrees. transformers
+ *      itself is not installed with Debian's python3-torch, so it is not run.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { analysisPath } from '../../engine/analysis/files';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type NeuronsFile, analysisPath } from '../../engine/analysis/files';
+import { writeNpy } from '../../engine/analysis/npy';
 import { main } from '../../engine/cli/main';
+import { loraRunConfigFromArgs } from '../../engine/cli/commands/train';
 import { Graph, ops } from '../../engine/graph';
 import { type ParamSet, cloneParams, loadParams, saveParams } from '../../engine/io/params';
 import { type GPT2Config, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2ParamShapes, gpt2Trunk, initGPT2, toHFConfig } from '../../engine/models/gpt2';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import { GPT2_SITES, type GPT2Site, siteName } from '../../engine/models/hooks';
+import type { LlamaConfig } from '../../engine/models/llama';
+import { loadLlamaFolder } from '../../engine/models/llama-folder';
+import { LlamaInference } from '../../engine/models/llama-infer';
+import { writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
+import { mergeLora, saveAdapter } from '../../engine/models/lora';
+import { type LoadedLoraRun, llamaSteerModel, loadLoraRun, loraModelHash, loraRunModel } from '../../engine/runs/lora-run';
 import { RUN_FILES, loadRun } from '../../engine/runs/run';
 import { Runner } from '../../engine/runtime/runner';
-import { EXPORT_FORMAT, ONNX_FILE, bakeSteering, bakeTarget, buildExportGraph, readExportInfo, writeExportOnnx } from '../../engine/steer/export';
+import {
+  EXPORT_FORMAT, ONNX_FILE, bakeLlamaSteering, compareBakedToRuntime, bakeSteering, bakeTarget, buildExportGraph, buildLlamaExportGraph, llamaBakeTarget, readExportInfo, writeExportOnnx,
+} from '../../engine/steer/export';
+import { trainLoraRun } from '../../engine/train/lora-trainer';
 import { Rng } from '../../engine/util/rng';
+import { torchRun } from './torch-llama';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-export-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -160,7 +180,7 @@ describe('model.onnx', () => {
     const { params: baked } = bakeSteering(cfg, params, 'ln2', vectors);
     const dir = path.join(tmp, 'onnx');
     fs.mkdirSync(dir);
-    expect(writeExportOnnx(dir, cfg, baked)).toEqual([ONNX_FILE]);
+    expect(writeExportOnnx(dir, buildExportGraph(cfg, baked))).toEqual([ONNX_FILE]);
     const g = buildExportGraph(cfg, baked);
     expect(g.inputSpecs()).toEqual([{ name: 'input_ids', shape: ['batch', 'seq'], dtype: 'int64' }]);
     const runner = await Runner.create(path.join(dir, ONNX_FILE), { inputs: g.inputSpecs(), outputs: g.outputSpecs() }, { threads: 1 });
@@ -380,7 +400,7 @@ describe.skipIf(!hasOnnx)('model.onnx against the onnx checker (python3-onnx)', 
   it('accepts the exported graph with full shape inference', () => {
     const dir = path.join(tmp, 'onnx-check');
     fs.mkdirSync(dir);
-    writeExportOnnx(dir, cfg, bakeSteering(cfg, params, 'resid_post', vectors).params);
+    writeExportOnnx(dir, buildExportGraph(cfg, bakeSteering(cfg, params, 'resid_post', vectors).params));
     const py = spawnSync(PYTHON, ['-c', `import onnx, sys
 m = onnx.load(sys.argv[1])
 onnx.checker.check_model(m, full_check=True)
@@ -388,5 +408,207 @@ print('ok', [i.name for i in m.graph.input], [o.name for o in m.graph.output], l
     expect(py.stderr).toBe('');
     const [, count] = /^ok \['input_ids'\] \['logits'\] (\d+)$/.exec(py.stdout.trim()) ?? [];
     expect(Number(count)).toBeGreaterThanOrEqual(gpt2ParamShapes(cfg).size); // the weights, and the graph's constants
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// LoRA runs (a LLaMA base + a PEFT adapter): the adapter merged, mlp_bias biases carrying the shifts.
+
+describe('memgen export of a LoRA run (LLaMA)', () => {
+  const base = path.join(tmp, 'llama-base');
+  const loraDir = path.join(tmp, 'lora-run');
+  const LOUT = path.join(tmp, 'llama-steered');
+  // A LLaMA-3.2-shaped synthetic base (tied embeddings, BF16) and a LoRA run on it trained one step,
+  // its B then set away from zero so that the merge matters; an analysis at resid_post written by hand
+  // (what `memgen analyze` would: neurons.json, nmd.npy, rho.npy), so the picked neurons' shifts are
+  // alpha x NMD.
+  let run: LoadedLoraRun;
+  let lvectors: Float32Array[];
+  const PICK = 'layers.0.resid_post:3,layers.0.resid_post:40,layers.1.resid_post:7';
+  const ONE = [[5], [77], [201]];
+
+  beforeAll(async () => {
+    writeSyntheticLlamaFolder(base, { seed: 21, shards: 1, std: 0.15, normJitter: 0.2 });
+    await trainLoraRun({
+      ...loraRunConfigFromArgs(['--base', base, '--lora', '--task', 'arithmetic', '--out', loraDir, '--rank', '4']),
+      trainSize: 8, epochs: 1, batch: 8, evalEvery: 1, evalN: 2, runner: { threads: 1 },
+    });
+    const r0 = loadLoraRun(loraDir);
+    const r = new Rng(3);
+    const ad = new Map([...r0.adapter.params].map(([n, p]) => [n, { shape: p.shape, data: n.includes('lora_B') ? Float32Array.from(p.data, () => 0.3 * r.normal()) : p.data }]));
+    saveAdapter(loraDir, r0.base.config, r0.adapter.config, ad, { baseDir: base });
+    run = loadLoraRun(loraDir);
+    const { numLayers: L, hiddenSize: d } = run.base.config;
+    fs.mkdirSync(path.dirname(analysisPath(loraDir, 'neurons')), { recursive: true });
+    const nmd = Float32Array.from({ length: L * d }, () => r.normal());
+    writeNpy(analysisPath(loraDir, 'nmd'), nmd, [L, d]);
+    writeNpy(analysisPath(loraDir, 'rho'), Float32Array.from({ length: L * d }, () => r.normal()), [L, d]);
+    const neurons: NeuronsFile = { format: 'memgen-neurons/1', site: 'resid_post', family: 'llama', layers: L, d, topN: 0.1, count: 0, sign: 'gen - mem', pairs: 0, modelHash: loraModelHash(loraDir), neurons: [] };
+    fs.writeFileSync(analysisPath(loraDir, 'neurons'), JSON.stringify(neurons));
+    lvectors = Array.from({ length: L }, () => new Float32Array(d));
+    for (const [l, i] of [[0, 3], [0, 40], [1, 7]]) lvectors[l][i] = 2 * nmd[l * d + i]; // alpha 2, mem->gen: + alpha x NMD
+  }, 120_000);
+
+  /** Logits at the last position and greedy tokens of `prompts` through LlamaInference. */
+  async function llamaRun(cfg: LlamaConfig, p: ParamSet, prompts: number[][], opts: { adapter?: LoadedLoraRun['adapter']; steer?: Float32Array[]; site?: 'resid_pre' | 'resid_post' } = {}) {
+    const inf = await LlamaInference.create(cfg, p, { site: opts.site ?? 'resid_post', adapter: opts.adapter, runner: { threads: 1 } });
+    try {
+      const g = await inf.generate(prompts, { maxNewTokens: 6, eosIds: [], steer: opts.steer });
+      return { logits: g.firstLogits, tokens: g.tokens };
+    } finally {
+      await inf.release();
+    }
+  }
+  const rel = (a: Float32Array, b: Float32Array) => maxDiff(a, b) / Math.max(1, ...Array.from(b, Math.abs));
+
+  it('the rule: down_proj biases (layer 0 resid_pre: every row of embed_tokens, lm_head untied), zero gate/up biases, the adapter merged', () => {
+    expect(llamaBakeTarget(1, 'resid_post')).toEqual({ tensor: 'model.layers.1.mlp.down_proj.bias', everyRow: false });
+    expect(llamaBakeTarget(1, 'resid_pre')).toEqual({ tensor: 'model.layers.0.mlp.down_proj.bias', everyRow: false });
+    expect(llamaBakeTarget(0, 'resid_pre')).toEqual({ tensor: 'model.embed_tokens.weight', everyRow: true });
+    expect(() => llamaBakeTarget(0, 'ln2')).toThrow(/resid_pre or resid_post/);
+    const cfg0 = run.base.config;
+    expect(cfg0.tieWordEmbeddings).toBe(true);
+    const zero: Float32Array[] = lvectors.map((v) => new Float32Array(v.length));
+    zero[1] = lvectors[1];
+    const b = bakeLlamaSteering(cfg0, run.base.params, run.adapter, 'resid_post', zero);
+    expect(b.cfg).toEqual({ ...cfg0, mlpBias: true });
+    expect(b.untiedHead).toBe(false);
+    expect(b.baked.map((x) => [x.site, x.tensor])).toEqual([['layers.1.resid_post', 'model.layers.1.mlp.down_proj.bias']]);
+    expect(b.merge).toMatchObject({ r: 4, alpha: 32, scaling: 8, tensors: ['model.layers.0.self_attn.q_proj.weight', 'model.layers.0.self_attn.v_proj.weight', 'model.layers.1.self_attn.q_proj.weight', 'model.layers.1.self_attn.v_proj.weight'] });
+    const merged = mergeLora(cfg0, run.adapter.config, run.base.params, run.adapter.params);
+    for (const [name, p] of b.params) {
+      if (name === 'model.layers.1.mlp.down_proj.bias') expect(p.data).toEqual(lvectors[1]);
+      else if (name.endsWith('.bias')) expect(p.data.every((x) => x === 0), name).toBe(true);
+      else expect(p.data, name).toEqual(merged.get(name)!.data);
+    }
+    expect([...b.params.keys()].filter((n) => n.endsWith('.bias')).length).toBe(3 * cfg0.numLayers);
+    expect(maxDiff(merged.get('model.layers.0.self_attn.q_proj.weight')!.data, run.base.params.get('model.layers.0.self_attn.q_proj.weight')!.data)).toBeGreaterThan(1e-3);
+    // resid_pre with a layer-0 shift on tied embeddings: embed_tokens shifted in every row, lm_head = the unshifted embedding.
+    const pre = bakeLlamaSteering(cfg0, run.base.params, null, 'resid_pre', lvectors);
+    expect(pre.untiedHead).toBe(true);
+    expect(pre.cfg.tieWordEmbeddings).toBe(false);
+    expect(pre.params.get('lm_head.weight')!.data).toEqual(run.base.params.get('model.embed_tokens.weight')!.data);
+    const d = cfg0.hiddenSize;
+    const e = pre.params.get('model.embed_tokens.weight')!.data;
+    const e0 = run.base.params.get('model.embed_tokens.weight')!.data;
+    for (const row of [0, 17, cfg0.vocabSize - 1]) for (let i = 0; i < d; i++) expect(e[row * d + i]).toBe(Math.fround(e0[row * d + i] + lvectors[0][i]));
+    expect(run.base.params.get('lm_head.weight')).toBeUndefined(); // the source is left unchanged
+  });
+
+  it('one-token prompts: the merged model = the adapter (1e-5); the baked model unsteered = runtime steering (1e-4, same greedy tokens), at resid_post and resid_pre', async () => {
+    const cfg0 = run.base.config;
+    const zeros = lvectors.map((v) => new Float32Array(v.length));
+    const merged = bakeLlamaSteering(cfg0, run.base.params, run.adapter, 'resid_post', zeros);
+    const adapted = await llamaRun(cfg0, run.base.params, ONE, { adapter: run.adapter });
+    const plain = await llamaRun(merged.cfg, merged.params, ONE);
+    expect(rel(plain.logits, adapted.logits)).toBeLessThan(1e-5);
+    expect(plain.tokens).toEqual(adapted.tokens);
+    for (const site of ['resid_post', 'resid_pre'] as const) {
+      const b = bakeLlamaSteering(cfg0, run.base.params, run.adapter, site, lvectors);
+      const runtime = await llamaRun(cfg0, run.base.params, ONE, { adapter: run.adapter, steer: lvectors, site });
+      const baked = await llamaRun(b.cfg, b.params, ONE);
+      expect(rel(baked.logits, runtime.logits), site).toBeLessThan(1e-4);
+      expect(baked.tokens, site).toEqual(runtime.tokens);
+      expect(rel(runtime.logits, adapted.logits), site).toBeGreaterThan(1e-3); // the steering does something
+    }
+  });
+
+  it('the comparison runs the LoRA run steered at runtime and the baked model on the same starting inputs', async () => {
+    // The toy's outputs are all 'other': a task whose every output counts as mem gives n starting inputs.
+    const task: LoadedLoraRun['task'] = Object.assign(Object.create(run.task) as LoadedLoraRun['task'], { classify: () => 'mem' as const });
+    const b = bakeLlamaSteering(run.base.config, run.base.params, run.adapter, 'resid_post', lvectors);
+    const source = await loraRunModel(run, 'resid_post', { runner: { threads: 1 } });
+    const baked = await llamaSteerModel(b.cfg, b.params, 'resid_post', { runner: { threads: 1 } });
+    try {
+      const c = await compareBakedToRuntime(task, source, baked, lvectors, 'mem->gen', { n: 4, seed: 1 });
+      expect(c.n).toBe(4);
+      expect([c.runtime.counts.mem, c.baked.counts.mem]).toEqual([4, 4]);
+      expect(c.sameOutput + c.differing.length).toBe(4);
+      for (const x of c.differing) {
+        const ids = [task.tokenizer.encode(x.prompt)];
+        const gen = (m: typeof source, steer?: Float32Array[]) => m.generate(ids, { maxNewTokens: task.maxAnswerTokens, eosId: task.tokenizer.eoaId, steer });
+        expect(x.runtime).toBe(task.tokenizer.decode((await gen(source, lvectors)).tokens[0]));
+        expect(x.baked).toBe(task.tokenizer.decode((await gen(baked)).tokens[0]));
+      }
+    } finally {
+      await source.release();
+      await baked.release();
+    }
+  });
+
+  it('the command: a Hugging Face LLaMA folder (mlp_bias), its manifest and comparison; generate, forward and eval open it; model.onnx agrees', async () => {
+    const r = await cli(['export', '--run', loraDir, '--out', LOUT, '--pick', PICK, '--alpha', '2', '--n', '3', '--max-tries', '12', '--seed', '4', '--threads', '1']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/this export, unsteered/);
+    expect(r.out).toMatch(/adapter merged, W \+ 8 B A \(r 4, alpha 32\) into 4 weights/);
+    expect(fs.readdirSync(LOUT).sort()).toEqual([RUN_FILES.config, 'generation_config.json', RUN_FILES.manifest, RUN_FILES.model, ONNX_FILE, 'special_tokens_map.json', RUN_FILES.tokenizer, 'tokenizer_config.json'].sort());
+    const config = JSON.parse(fs.readFileSync(path.join(LOUT, RUN_FILES.config), 'utf8'));
+    const baseConfig = JSON.parse(fs.readFileSync(path.join(base, RUN_FILES.config), 'utf8'));
+    expect(config).toEqual({ ...baseConfig, mlp_bias: true, torch_dtype: 'float32' });
+    expect(fs.readFileSync(path.join(LOUT, RUN_FILES.tokenizer), 'utf8')).toBe(fs.readFileSync(path.join(base, RUN_FILES.tokenizer), 'utf8'));
+    const m = JSON.parse(fs.readFileSync(path.join(LOUT, RUN_FILES.manifest), 'utf8'));
+    expect(m).toMatchObject({ format: 'memgen-run/1', family: 'llama', task: 'arithmetic', memRate: 0.07, promptFormat: run.manifest.promptFormat, best: null });
+    const info = readExportInfo(LOUT)!;
+    expect(info).toMatchObject({ family: 'llama', untiedHead: false, weights: { dtype: 'F32', baseDtypes: ['BF16'] }, merge: { r: 4, scaling: 8 } });
+    expect(info.source).toMatchObject({ run: loraDir, base, modelHash: loraModelHash(loraDir) });
+    expect(info.intervention).toMatchObject({ kind: 'custom', family: 'llama', site: 'resid_post', count: 3, topN: null, alpha: 2 });
+    expect(info.baked.map((b) => b.tensor)).toEqual(['model.layers.0.mlp.down_proj.bias', 'model.layers.1.mlp.down_proj.bias']);
+    const c = info.comparison!;
+    expect(c.runtime.counts.gen + c.runtime.counts.mem + c.runtime.counts.other).toBe(c.n);
+    expect(c.baked.counts.gen + c.baked.counts.mem + c.baked.counts.other).toBe(c.n);
+
+    // The folder loads as a plain LLaMA folder; unsteered on one-token prompts it is the LoRA run steered at runtime.
+    const folder = loadLlamaFolder(LOUT);
+    expect(folder.config.mlpBias).toBe(true);
+    const runtime = await llamaRun(run.base.config, run.base.params, ONE, { adapter: run.adapter, steer: lvectors });
+    const exported = await llamaRun(folder.config, folder.params, ONE);
+    expect(rel(exported.logits, runtime.logits)).toBeLessThan(1e-4);
+    expect(exported.tokens).toEqual(runtime.tokens);
+
+    // model.onnx: logits at every position; the last equals LlamaInference's.
+    const g = buildLlamaExportGraph(folder.config, folder.params);
+    const runner = await Runner.create(path.join(LOUT, ONNX_FILE), { inputs: g.inputSpecs(), outputs: g.outputSpecs() }, { threads: 1 });
+    try {
+      const ids = [3, 9, 27, 81, 243];
+      const out = await runner.run({ input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, ids.length] } });
+      const V = folder.config.vocabSize;
+      expect(out.logits.dims).toEqual([1, ids.length, V]);
+      const last = (out.logits.data as Float32Array).subarray((ids.length - 1) * V);
+      const inf = await LlamaInference.create(folder.config, folder.params, { runner: { threads: 1 } });
+      try {
+        expect(rel(last, (await inf.forward(ids)).logits)).toBeLessThan(1e-4);
+      } finally {
+        await inf.release();
+      }
+    } finally {
+      await runner.release();
+    }
+
+    const ev = await cli(['eval', '--run', LOUT, '--n', '4', '--threads', '1']);
+    expect(ev.code, ev.out).toBe(0);
+    expect(ev.out).toMatch(/^gen +\d+/m);
+    expect(ev.out).toContain(`steered export of ${loraDir}`);
+    const gen = await cli(['generate', '--run', LOUT, '--prompt', '12+34+56+78=', '--max-new-tokens', '3', '--threads', '1']);
+    expect(gen.code, gen.out).toBe(0);
+    expect(gen.out).toMatch(/→ (gen|mem|other)/);
+    const fwd = await cli(['forward', '--run', LOUT, '--prompt', '12+34', '--json', '--threads', '1']);
+    expect(fwd.code).toBe(0);
+    expect(Object.keys(JSON.parse(fwd.out).hidden)).toEqual(['layers.0.resid_post', 'layers.1.resid_post']);
+  });
+
+  it.skipIf(!hasTorch)('an independent PyTorch LLaMA (transformers\' tensor set for mlp_bias) reads the export and agrees with ours and with runtime steering', async () => {
+    const dir = fs.existsSync(path.join(LOUT, RUN_FILES.model)) ? LOUT : path.join(tmp, 'llama-torch-export');
+    if (dir !== LOUT) expect((await cli(['export', '--run', loraDir, '--out', dir, '--pick', PICK, '--alpha', '2', '--no-compare', '--threads', '1'])).code).toBe(0);
+    const folder = loadLlamaFolder(dir);
+    const prompts = [...ONE, [3, 9, 27, 81, 243]];
+    const t = torchRun(dir, prompts, 4);
+    const inf = await LlamaInference.create(folder.config, folder.params, { runner: { threads: 1 } });
+    try {
+      for (const [i, p] of prompts.entries()) expect(maxDiff((await inf.forward(p)).logits, t[i].logits)).toBeLessThan(1e-3);
+    } finally {
+      await inf.release();
+    }
+    const runtime = await llamaRun(run.base.config, run.base.params, ONE, { adapter: run.adapter, steer: lvectors });
+    ONE.forEach((_, i) => expect(t[i].tokens).toEqual(runtime.tokens[i].slice(0, 4)));
   });
 });

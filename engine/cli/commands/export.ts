@@ -1,26 +1,28 @@
 /**
- * `memgen export`: a GPT-2 run with one steering intervention baked into its biases, written as a new
- * run folder (Hugging Face GPT-2 + model.onnx) that behaves steered with no steering input, and the
- * baked model measured against runtime steering on steer-eval's starting inputs (engine/steer/export.ts).
- * The neurons and defaults are steer-eval's (the run's analysis, topN 0.1, the task's alpha, the run's seed).
+ * `memgen export`: a GPT-2 run, or a LoRA run (its adapter merged into the LLaMA base), with one steering
+ * intervention baked into its biases, written as a new run folder (Hugging Face GPT-2 / LLaMA +
+ * model.onnx) that behaves steered with no steering input, and the baked model measured against runtime
+ * steering on steer-eval's starting inputs (engine/steer/export.ts). The neurons and defaults are
+ * steer-eval's (the run's analysis, topN 0.1, the task's alpha, the run's seed).
  */
 import { withRunLock } from '../../runs/lock';
-import { isLoraRun } from '../../runs/lora-run';
-import { RunError } from '../../runs/run';
+import { type LoraSteerRun, isLoraRun } from '../../runs/lora-run';
 import { defaultAlpha } from '../../steer/files';
 import { DIRECTIONS } from '../../steer/intervention';
-import { checkExportTarget, exportSteered, formatExport } from '../../steer/export';
-import { prepareSteering } from '../../steer/steer-eval';
+import { type ExportSource, checkExportTarget, exportSteered, formatExport } from '../../steer/export';
+import { type SteerSetup, prepareSteering } from '../../steer/steer-eval';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
 import { ProgressBar } from '../progress';
-import { fraction, pickOption, positiveInt } from './steer';
+import { fraction, pickOption, positiveInt, prepare } from './steer';
 
-export const EXPORT_HELP = `  export    Bake a steering intervention into a GPT-2 run's weights (ln2 -> ln_2.bias; resid_pre -> the previous
-            block's mlp.c_proj.bias, block 0: every row of wpe; resid_post -> the block's mlp.c_proj.bias): a new run
-            folder DIR (config.json, tokenizer.json, model.safetensors, model.onnx, manifest.json) that generate, eval,
-            the editor and transformers open, steered with no steering input. Measures the export (unsteered) against
-            runtime steering of RUN on steer-eval's n starting inputs; \`memgen eval --run DIR\` prints it.
-            GPT-2 runs only (LLaMA / LoRA: a later step). Needs \`memgen analyze --run RUN\` first.
+export const EXPORT_HELP = `  export    Bake a steering intervention into a run's weights. GPT-2: ln2 -> ln_2.bias; resid_pre -> the previous
+            block's mlp.c_proj.bias, block 0: every row of wpe; resid_post -> the block's mlp.c_proj.bias. LoRA run:
+            the adapter merged into the base (W + alpha/r B A), mlp_bias true, resid_post -> the layer's
+            mlp.down_proj.bias; resid_pre -> the previous layer's, layer 0: every row of embed_tokens (lm_head untied).
+            A new run folder DIR (config.json, tokenizer.json, model.safetensors, model.onnx, manifest.json) that
+            generate, eval and transformers open (the editor: GPT-2), steered with no steering input. Measures the
+            export (unsteered) against runtime steering of RUN on steer-eval's n starting inputs; \`memgen eval --run
+            DIR\` prints it. Needs \`memgen analyze --run RUN\` first.
             --run RUN --out DIR [--direction mem->gen|gen->mem (mem->gen)] [--topn F (0.1)] [--alpha A (paper: incontext 1,
             arithmetic 5)] [--pick blocks.3.ln2:71,... (these neurons instead of the top N)] [--neurons-from RUN2] [--allow-stale]
             [--n N (200)] [--seed S (the run's)] [--max-tries N (30 n)] [--no-compare] [--force (the old DIR is kept
@@ -47,9 +49,9 @@ export async function exportCommand(argv: string[]): Promise<number> {
   const batch = positiveInt(num(v.batch, 'batch', 256), 'batch');
   const maxTries = num(v['max-tries'], 'max-tries', null);
   const neuronsFrom = str(v['neurons-from'], 'neurons-from');
-  if (isLoraRun(runDir)) throw new RunError(`${runDir} is a LoRA run: memgen export bakes steering into GPT-2 runs only (LLaMA / LoRA is a later step)`);
   checkExportTarget(out, runDir, Boolean(v.force)); // before the work
-  const setup = prepareSteering(runDir, { neuronsFrom, allowStale: Boolean(v['allow-stale']) });
+  const prepareOpts = { neuronsFrom, allowStale: Boolean(v['allow-stale']) };
+  const setup: ExportSource = isLoraRun(runDir) ? (prepare(runDir, prepareOpts) as SteerSetup<LoraSteerRun>) : prepareSteering(runDir, prepareOpts);
   const alpha = num(v.alpha, 'alpha', defaultAlpha(setup.run.task.name));
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const pickText = str(v.pick, 'pick') ?? '';

@@ -1,11 +1,13 @@
 /** `memgen generate`, `memgen forward`, `memgen eval`: look at what a trained run does. */
 import * as fs from 'node:fs';
-import { GPT2_SITES, type GPT2Site, parseSiteName } from '../../models/hooks';
+import { GPT2_SITES, type GPT2Site, type LlamaSite, parseSiteName } from '../../models/hooks';
 import { GPT2Inference } from '../../models/gpt2-infer';
-import { type HFModel, PLAIN_DEFAULT_SITE, PLAIN_SITES, hfModelInference, openModelFolder, parsePlainSiteName } from '../../runs/hf-model';
-import { loadRun } from '../../runs/run';
+import { LlamaInference } from '../../models/llama-infer';
+import { type HFModel, type OpenedModel, PLAIN_DEFAULT_SITE, PLAIN_SITES, hfModelInference, openModelFolder, parsePlainSiteName } from '../../runs/hf-model';
+import type { RunnerOptions } from '../../runtime/runner';
 import { formatExport, readExportInfo } from '../../steer/export';
-import { PLAIN_N, evaluate, formatEval, plainAccuracy, plainSet, testSet } from '../../train/evaluate';
+import type { Task } from '../../tasks/task';
+import { type EvalModel, PLAIN_N, evaluate, formatEval, plainAccuracy, plainSet, testSet } from '../../train/evaluate';
 import { type OptionSpec, RUNNER_OPTIONS, UsageError, choice, num, parse, required, runnerOptions, str } from '../args';
 
 /** New tokens `generate` writes on a plain Hugging Face folder unless --max-new-tokens says otherwise. */
@@ -19,8 +21,9 @@ export const INSPECT_HELP = `  generate  Greedy output of a run for one prompt, 
             RUN may also be any local Hugging Face GPT-2 or LLaMA folder (config.json, model.safetensors or
             its sharded index, tokenizer.json): the prompt goes through its tokenizer.json, no task, no
             classification; generate writes --max-new-tokens (${PLAIN_MAX_NEW_TOKENS}); LLaMA sites: ${PLAIN_SITES.llama.join('|')} (default resid_post).
-  eval      Held-out test table of a run: % gen / % mem / % other; for a \`memgen export\` folder also its baked
-            intervention and the baked vs runtime steering comparison recorded at export.
+  eval      Held-out test table of a run: % gen / % mem / % other; for a \`memgen export\` folder (GPT-2, or LLaMA
+            from a LoRA run: generate and forward open those too, with the task) also its baked intervention and
+            the baked vs runtime steering comparison recorded at export.
             --run RUN [--n N (500)] [--seed S (the run's)]`;
 
 /** Reads a steering file: site name -> vector; returns the site kind and one vector per layer. */
@@ -53,16 +56,48 @@ export function readSteerFile<S extends string = GPT2Site>(
 
 const GENERATE_OPTIONS: OptionSpec = { run: { type: 'string' }, prompt: { type: 'string' }, steer: { type: 'string' }, json: { type: 'boolean' }, 'max-new-tokens': { type: 'string' }, ...RUNNER_OPTIONS };
 
+/**
+ * A folder whose outputs generate and eval classify: a memgen GPT-2 run, or a LLaMA export (`memgen
+ * export` of a LoRA run; runs/llama-export-run.ts): its task, and its model opened steered at a site.
+ */
+interface TaskRun {
+  dir: string;
+  task: Task;
+  seed: number;
+  cfg: { nLayer: number; nEmbd: number };
+  /** A steering file's site name, as this family names it. */
+  parseSite(name: string): { layer: number; site: string };
+  open(site: string | undefined, runner: RunnerOptions): Promise<EvalModel & { generate(prompts: readonly number[][], opts: { maxNewTokens: number; eosId: number; steer?: Float32Array[] }): Promise<{ tokens: number[][]; stoppedAtEos: boolean[]; firstLogits: Float32Array }>; release(): Promise<void> }>;
+}
+
+function taskRun(opened: Exclude<OpenedModel, { kind: 'hf' }>): TaskRun {
+  if (opened.kind === 'llama-export') {
+    const { run } = opened;
+    const c = run.folder.config;
+    return {
+      dir: run.dir, task: run.task, seed: run.manifest.seed, cfg: { nLayer: c.numLayers, nEmbd: c.hiddenSize },
+      parseSite: (name) => parsePlainSiteName('llama', name),
+      open: (site, runner) => LlamaInference.create(c, run.folder.params, { site: (site ?? PLAIN_DEFAULT_SITE.llama) as LlamaSite, runner }),
+    };
+  }
+  const { run } = opened;
+  return {
+    dir: run.dir, task: run.task, seed: run.memgen.seed, cfg: run.cfg,
+    parseSite: (name) => parseSiteName(name),
+    open: (site, runner) => GPT2Inference.create(run.cfg, run.params, { site: site as GPT2Site | undefined, runner }),
+  };
+}
+
 export async function generateCommand(argv: string[]): Promise<number> {
   const v = parse(argv, GENERATE_OPTIONS);
   const opened = openModelFolder(required(v.run, 'run'));
   if (opened.kind === 'hf') return generatePlain(opened.model, v);
-  const run = opened.run;
+  const run = taskRun(opened);
   const prompt = required(v.prompt, 'prompt');
   const example = run.task.fromPrompt(prompt);
   const steerFile = str(v.steer, 'steer');
-  const steer = steerFile ? readSteerFile(steerFile, run) : undefined;
-  const inf = await GPT2Inference.create(run.cfg, run.params, { site: steer ? (steer.site ?? 'ln2') : undefined, runner: runnerOptions(v) });
+  const steer = steerFile ? readSteerFile(steerFile, run, (n) => run.parseSite(n)) : undefined;
+  const inf = await run.open(steer ? (steer.site ?? (opened.kind === 'run' ? 'ln2' : undefined)) : undefined, runnerOptions(v));
   try {
     const tok = run.task.tokenizer;
     const res = await inf.generate([tok.encode(example.prompt)], { maxNewTokens: num(v['max-new-tokens'], 'max-new-tokens', run.task.maxAnswerTokens), eosId: tok.eoaId, steer: steer?.vectors });
@@ -134,11 +169,14 @@ export async function forwardCommand(argv: string[]): Promise<number> {
 
 export async function evalCommand(argv: string[]): Promise<number> {
   const v = parse(argv, { run: { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' }, ...RUNNER_OPTIONS });
-  const run = loadRun(required(v.run, 'run'));
+  const dir = required(v.run, 'run');
+  const opened = openModelFolder(dir);
+  if (opened.kind === 'hf') throw new UsageError(`${dir} is a plain Hugging Face folder: it has no task, so no held-out table (eval reads memgen runs and \`memgen export\` folders)`);
+  const run = taskRun(opened);
   const n = num(v.n, 'n', 500);
-  const inf = await GPT2Inference.create(run.cfg, run.params, { runner: runnerOptions(v) });
+  const inf = await run.open(undefined, runnerOptions(v));
   try {
-    const seed = num(v.seed, 'seed', run.memgen.seed);
+    const seed = num(v.seed, 'seed', run.seed);
     const r = await evaluate(run.task, inf, testSet(run.task, n, seed));
     const plain = await plainAccuracy(run.task, inf, plainSet(run.task, PLAIN_N, seed));
     console.log(`${run.dir}: ${run.task.description}`);
