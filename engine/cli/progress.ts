@@ -11,9 +11,7 @@ export class ProgressBar {
   private lastLine = 0;
   private readonly tty = Boolean(process.stderr.isTTY);
 
-  /** `sink`: where the formatted line goes instead of stderr (a ProgressGroup's bar). */
-  constructor(private readonly label: string, private readonly total: number, private readonly unit = 'step',
-    private readonly sink?: (line: string, final: boolean) => void) {}
+  constructor(private readonly label: string, private readonly total: number, private readonly unit = 'step') {}
 
   /** `fraction`: the share of the work done when it is not done / total (e.g. an input budget may end it first). */
   update(done: number, detail = '', fraction = done / this.total): void {
@@ -32,32 +30,44 @@ export class ProgressBar {
     const bar = '█'.repeat(filled) + '░'.repeat(width - filled);
     const rate = done > this.first.done && elapsed > 0 ? `${((done - this.first.done) / elapsed).toFixed(1)} ${this.unit}/s` : '';
     const line = `${this.label} ${bar} ${done}/${this.total} ${rate} ETA ${formatSeconds(eta)} ${detail}`.trimEnd();
-    if (this.sink) this.sink(line, final);
-    else if (this.tty) process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`);
+    if (this.tty) process.stderr.write(`\r\x1b[2K${line}${final ? '\n' : ''}`);
     else process.stderr.write(`${line}\n`);
   }
 }
 
 /**
- * Bars of jobs that run at once, drawn as one line (`a ... | b ...`) on a terminal, each bar's own line
- * otherwise; the terminal line ends once every bar is final.
+ * The status of jobs that run at once (the lanes of `memgen reproduce`), one text per job: drawn as one
+ * line (`a: ... | b: ...`, each cut to `width` characters) on a terminal at most every 100 ms, else each
+ * job's text on its own line when it changes (at most every 5 s a job); the terminal line ends once
+ * every job is final.
  */
 export class ProgressGroup {
-  private readonly lines = new Map<string, { line: string; final: boolean }>();
+  private readonly texts = new Map<string, { text: string; final: boolean; printed: number }>();
   private readonly tty = Boolean(process.stderr.isTTY);
   private open = false;
+  private lastDraw = 0;
 
-  bar(label: string, total: number, unit = 'step'): ProgressBar {
-    return new ProgressBar(label, total, unit, (line, final) => {
-      this.lines.set(label, { line, final });
-      if (!this.tty) return void process.stderr.write(`${line}\n`);
-      const all = [...this.lines.values()];
-      this.open = !all.every((l) => l.final);
-      process.stderr.write(`\r\x1b[2K${all.map((l) => l.line).join(' | ')}${this.open ? '' : '\n'}`);
-    });
+  constructor(private readonly width = 70) {}
+
+  show(label: string, text: string, final = false): void {
+    const now = Date.now();
+    const before = this.texts.get(label);
+    const cut = text.length > this.width ? `${text.slice(0, this.width - 1)}…` : text;
+    this.texts.set(label, { text: cut, final, printed: before?.printed ?? -Infinity });
+    if (!this.tty) {
+      const t = this.texts.get(label)!;
+      if (before?.text === cut || (!final && now - t.printed < 5000)) return;
+      t.printed = now;
+      return void process.stderr.write(`${label}: ${cut}\n`);
+    }
+    const all = [...this.texts.values()];
+    this.open = !all.every((t) => t.final);
+    if (this.open && now - this.lastDraw < 100) return;
+    this.lastDraw = now;
+    process.stderr.write(`\r\x1b[2K${[...this.texts.entries()].map(([l, t]) => `${l}: ${t.text}`).join(' | ')}${this.open ? '' : '\n'}`);
   }
 
-  /** Ends the terminal line when a job stopped before its bar was final. */
+  /** Ends the terminal line when a job stopped before it was final. */
   end(): void {
     if (this.open) process.stderr.write('\n');
     this.open = false;
@@ -66,7 +76,6 @@ export class ProgressGroup {
 
 export function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return '--:--';
-  const m = Math.floor(s / 60);
-  const sec = Math.round(s % 60);
-  return `${m}:${String(sec).padStart(2, '0')}`;
+  const whole = Math.round(s); // 59.6 s is 1:00, not 0:60
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, '0')}`;
 }

@@ -74,10 +74,14 @@ export async function runStage<S extends string>(
   } catch (e) {
     r = e instanceof NoPairsError ? { status: 'failed', detail: e.message, noPairs: true } : { status: 'failed', detail: (e as Error).message };
   }
-  const seconds = (Date.now() - t0) / 1000;
-  const mark = r.status === 'failed' ? 'FAILED' : r.status;
-  console.log(`${tag} ${name} ${mark} in ${formatSeconds(seconds)}${r.detail ? `: ${r.detail}` : ''}`);
-  return { stage: name, seconds, ...r };
+  const result = { stage: name, seconds: (Date.now() - t0) / 1000, ...r };
+  console.log(stageEndLine(tag, result));
+  return result;
+}
+
+/** The line that ends a stage: `[label i/n] stage done in m:ss: detail`. */
+export function stageEndLine(tag: string, r: StageResult): string {
+  return `${tag} ${r.stage} ${r.status === 'failed' ? 'FAILED' : r.status} in ${formatSeconds(r.seconds)}${r.detail ? `: ${r.detail}` : ''}`;
 }
 
 /** The pipelines' Ctrl-C (see the header); `release()` removes the handler. */

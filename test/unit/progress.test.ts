@@ -1,6 +1,6 @@
 /** The CLI progress bar: rate and ETA count only this session's work, and follow the caller's fraction. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ProgressBar, ProgressGroup } from '../../engine/cli/progress';
+import { ProgressBar, ProgressGroup, formatSeconds } from '../../engine/cli/progress';
 
 describe('ProgressBar (non-terminal output)', () => {
   let lines: string[];
@@ -34,20 +34,21 @@ describe('ProgressBar (non-terminal output)', () => {
     expect(lines.at(-1)).toContain('150/2000 2.5 pair/s ETA 0:20');
   });
 
-  it('bars of a group keep their own rates, each line apart off a terminal', () => {
-    const group = new ProgressGroup();
-    const a = group.bar('arithmetic train', 3000);
-    const b = group.bar('incontext train', 1000);
-    a.update(0);
-    b.update(0);
-    vi.setSystemTime(10_000);
-    a.update(40); // 4 steps/s
-    b.update(20); // 2 steps/s
-    expect(lines.slice(-2)).toEqual([
-      expect.stringMatching(/^arithmetic train .* 40\/3000 4\.0 step\/s ETA 12:20/),
-      expect.stringMatching(/^incontext train .* 20\/1000 2\.0 step\/s ETA 8:10/),
-    ]);
+  it('a group of jobs prints each job\'s text when it changes, at most every 5 s a job, off a terminal', () => {
+    const group = new ProgressGroup(20);
+    group.show('arithmetic', 'train 40/3000');
+    group.show('incontext', 'train 20/1000');
+    group.show('arithmetic', 'train 41/3000'); // within 5 s: not printed
+    vi.setSystemTime(6_000);
+    group.show('arithmetic', 'analyze: 2000 pairs (log: runs-reproduce/logs/x.log)');
+    group.show('incontext', 'train 20/1000'); // unchanged: not printed
+    group.show('incontext', 'done', true); // final: printed at once
+    expect(lines).toEqual(['arithmetic: train 40/3000\n', 'incontext: train 20/1000\n', 'arithmetic: analyze: 2000 pairs…\n', 'incontext: done\n']);
     group.end(); // off a terminal no line is left open
-    expect(lines.at(-1)).toMatch(/^incontext/);
+    expect(lines).toHaveLength(4);
+  });
+
+  it('formats seconds as m:ss, rounding whole seconds first', () => {
+    expect([formatSeconds(59.6), formatSeconds(125), formatSeconds(0.4), formatSeconds(NaN)]).toEqual(['1:00', '2:05', '0:00', '--:--']);
   });
 });

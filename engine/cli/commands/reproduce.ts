@@ -2,9 +2,12 @@
  * `memgen reproduce`: the paper's GPT-2 pipeline on both of its tasks (arithmetic, incontext), end to
  * end, then a Table-1-style summary beside the paper's numbers.
  *
- * Per task, into DIR/<task>-<preset> (DIR default runs-reproduce/), stage by stage (both tasks train first,
- * at once in two child processes `memgen train` when the CPU has a core per committed run's thread; then
- * each task's other stages, one after another):
+ * Per task, into DIR/<task>-<preset> (DIR default runs-reproduce/), stage by stage. From scratch on a CPU with
+ * a core per task (each committed run trains on 1 thread), the tasks run at once, each one's whole chain in
+ * a child process (a "lane": `memgen reproduce --task T --threads 1 --lane-file F`, output into
+ * DIR/logs/<run>-lane.log, results back in F): the same files as one after the other, since training
+ * keeps the committed run's thread count and the analysis and steering do not depend on it
+ * (docs/performance.md); otherwise (--reuse, CUDA, one core, unbuilt sources) one task after the other here:
  *   train     from scratch with the preset's defaults (the train command's own config builder) plus
  *             TRAIN_ARGS[preset][task], as the committed runs were made, and the thread count the
  *             committed run FROM/<task>-<preset> records (a sum's reduction order depends on the threads,
@@ -47,7 +50,7 @@ import { analysisPath } from '../../analysis/files';
 import { writeReport } from '../../report/html';
 import { bestProbe, loadReportData } from '../../report/data';
 import { directionVerdicts, steeringVerdict } from '../../report/verdict';
-import { RUN_FILES, RunError, modelHash, prepareNewRun, writeJSON } from '../../runs/run';
+import { RUN_FILES, RunError, modelHash, prepareNewRun, readJSON, writeJSON } from '../../runs/run';
 import { GPT2_SETTINGS, type ReproducePreset, type ReproduceTask } from '../../steer/files';
 import type { TaskName } from '../../tasks/task';
 import { type EvalResult, formatEval } from '../../train/evaluate';
@@ -55,7 +58,7 @@ import type { TrainConfig } from '../../train/presets';
 import { train } from '../../train/trainer';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
 import { ProgressBar, ProgressGroup, formatSeconds } from '../progress';
-import { type StageOutcome, type StageResult as Stage, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
+import { type StageOutcome, type StageResult as Stage, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage, stageEndLine } from '../reproduce-stages';
 import { analyzeCommand, cliFile } from './analyze';
 import { REPRODUCE_LORA_HELP, reproduceLoraCommand } from './reproduce-lora';
 import { steerEvalCommand, sweepCommand } from './steer';
@@ -64,7 +67,7 @@ import { trainConfigFromArgs } from './train';
 export const REPRODUCE_HELP = `  reproduce Train (or --reuse the committed runs), analyse, steer, sweep and report both of the paper's GPT-2
             tasks (arithmetic, incontext), then print a Table-1-style summary beside the paper's numbers.
             [--system gpt2 (default) | lora (see below)] [--preset tiny|small (tiny; --reuse: the largest committed)] [--reuse [--from DIR (runs)]]
-            [--out DIR (runs-reproduce)] [--force (move existing run folders in DIR aside)] [--threads N]
+            [--task arithmetic|incontext (only this one)] [--out DIR (runs-reproduce)] [--force (move existing run folders in DIR aside)] [--threads N]
             [--provider cpu|cuda]
 ${REPRODUCE_LORA_HELP}`;
 
@@ -191,40 +194,62 @@ async function trainInProcess(cfg: TrainConfig, logFile: string, bar: ProgressBa
   }
 }
 
-/**
- * `memgen train ARGS` in a child process (its own threads, so two of them use two cores), its output into
- * `logFile`; progress from the run's train-log.jsonl; the outcome from its last lines and the manifest.
- * Ctrl-C reaches the child too (same process group): it saves a checkpoint and says "stopped: interrupted".
- */
-function trainInChild(cli: string, args: string[], dir: string, logFile: string, bar: ProgressBar): Promise<Trained> {
-  const log = fs.openSync(logFile, 'w');
-  const child = spawn(process.execPath, [cli, 'train', ...args], { stdio: ['ignore', log, log] });
-  const poll = setInterval(() => {
-    let lines: string[];
+/** The last non-empty line of a log (its last 4 KiB), '' when there is none yet. */
+function lastLine(file: string): string {
+  try {
+    const fd = fs.openSync(file, 'r');
     try {
-      lines = fs.readFileSync(path.join(dir, RUN_FILES.log), 'utf8').trim().split('\n');
-    } catch {
-      return; // not written yet
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.min(4096, size));
+      fs.readSync(fd, buf, 0, buf.length, size - buf.length);
+      return buf.toString('utf8').split(/[\r\n]/).map((l) => l.trim()).filter((l) => l !== '').pop() ?? '';
+    } finally {
+      fs.closeSync(fd);
     }
-    const rows = lines.flatMap((l) => { try { return [JSON.parse(l) as { kind: string; step: number; loss: number; gen: number; mem: number }]; } catch { return []; } });
-    const last = rows.filter((r) => r.kind === 'train').pop();
-    if (last) bar.update(last.step, progressDetail(last.loss, rows.filter((r) => r.kind === 'eval').pop()));
-  }, 1000);
-  return new Promise((resolve, reject) => {
-    child.on('error', (e) => reject(new Error(`cannot start ${process.execPath} ${cli} train: ${e.message}`)));
-    child.on('exit', (code, signal) => {
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The lanes (see the header): `memgen reproduce --task T --threads 1 --lane-file F ARGS` per task, at once,
+ * each one's output into LOGDIR/<run>-lane.log; a status line shows each lane's latest line, and each
+ * lane's results come back in F (written also after Ctrl-C, which reaches the children too: they share
+ * this process group, and each stops after its current stage).
+ */
+async function runLanes(cli: string, lanes: readonly { task: ReproduceTask; dir: string }[], args: readonly string[], logDir: string): Promise<TaskResult[]> {
+  fs.mkdirSync(logDir, { recursive: true });
+  const status = new ProgressGroup();
+  const results = await Promise.all(lanes.map(({ task, dir }) => new Promise<TaskResult[]>((resolve) => {
+    const logFile = path.join(logDir, `${path.basename(dir)}-lane.log`);
+    const resultFile = path.join(logDir, `${path.basename(dir)}-lane.json`);
+    fs.rmSync(resultFile, { force: true });
+    console.log(`[${task}] train, analyze, steer, sweep and report in a child process, one thread (log: ${logFile})`);
+    const log = fs.openSync(logFile, 'w');
+    const child = spawn(process.execPath, [cli, 'reproduce', '--task', task, '--threads', '1', '--lane-file', resultFile, ...args], { stdio: ['ignore', log, log] });
+    const poll = setInterval(() => status.show(task, lastLine(logFile)), 1000);
+    let ended = false;
+    const end = (why: string | null) => {
+      if (ended) return;
+      ended = true;
       clearInterval(poll);
       fs.closeSync(log);
-      const text = fs.readFileSync(logFile, 'utf8');
-      const stopped = /^stopped: (\S+) after (\d+) steps/m.exec(text);
-      if (!stopped) {
-        const lastLine = text.trim().split('\n').pop() ?? '';
-        return reject(new Error(`memgen train ended with ${signal ?? `exit code ${code}`} (${lastLine}; log: ${logFile})`));
+      status.show(task, why ?? 'done', true);
+      try {
+        resolve(readJSON<TaskResult[]>(resultFile, 'reproduce lane result'));
+      } catch {
+        resolve([{ task, dir, stages: [], failed: `its child process ended (${why ?? 'exit code 0'}) without ${resultFile}: see ${logFile}` }]);
       }
-      const kept = (committedManifest(dir) as { best?: { step: number; eval: EvalResult } | null } | null)?.best;
-      resolve({ steps: Number(stopped[2]), stopReason: stopped[1], best: kept ? { ...kept.eval, step: kept.step } : null });
-    });
-  });
+    };
+    child.on('error', (e) => end(`cannot start ${process.execPath} ${cli}: ${e.message}`));
+    child.on('exit', (code, signal) => end(signal ? `killed by ${signal}` : code === 0 ? null : `exit code ${code}`));
+  })));
+  status.end();
+  for (const r of results.flat()) {
+    console.log('');
+    for (const st of r.stages.filter((x) => x.status !== 'skipped')) console.log(stageEndLine(`[${r.task} ${STAGES.indexOf(st.stage as StageName) + 1}/${STAGES.length}]`, st));
+  }
+  return results.flat();
 }
 
 export async function reproduceCommand(argvWithSystem: string[]): Promise<number> {
@@ -232,9 +257,11 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   if (system === 'lora') return reproduceLoraCommand(argv);
   const v = parse(argv, {
     preset: { type: 'string' }, reuse: { type: 'boolean' }, from: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
-    steps: { type: 'string' }, ...RUNNER_OPTIONS,
+    steps: { type: 'string' }, task: { type: 'string' }, 'lane-file': { type: 'string' }, ...RUNNER_OPTIONS,
   });
   const reuse = Boolean(v.reuse);
+  const only = v.task === undefined ? null : choice(v.task, 'task', TASKS);
+  const laneFile = str(v['lane-file'], 'lane-file');
   if (v.from !== undefined && !reuse) throw new UsageError('--from names the runs to copy with --reuse');
   const from = str(v.from, 'from') ?? 'runs';
   const chosen = v.preset === undefined ? null : choice(v.preset, 'preset', PRESETS);
@@ -250,7 +277,8 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   const logDir = path.join(outDir, 'logs');
 
   // Refuse before any work: existing run folders (unless --force), missing committed runs.
-  const tasks = TASKS.filter((t) => TRAIN_ARGS[presetOf(t)][t] !== undefined);
+  const tasks = TASKS.filter((t) => TRAIN_ARGS[presetOf(t)][t] !== undefined && (only === null || t === only));
+  if (tasks.length === 0) throw new UsageError(`preset ${chosen} has no ${only} run (no model has learned it at that size yet: docs/results.md)`);
   const runDir = (task: ReproduceTask) => path.join(outDir, `${task}-${presetOf(task)}`);
   const committedDir = (task: ReproduceTask) => path.join(from, `${task}-${presetOf(task)}`);
   for (const task of tasks) {
@@ -274,8 +302,11 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   const without = TASKS.filter((t) => !tasks.includes(t));
   if (without.length > 0) console.log(`reproduce: preset ${chosen} has no ${without.join(', ')} run (no model has learned it at that size yet: docs/results.md)`);
   console.log(`reproduce: ${tasks.map((t) => `${t} (${presetOf(t)})`).join(', ')}, ${reuse ? `reusing the committed runs in ${from}/` : `trained from scratch${steps !== null ? ` (--steps ${steps}: a test override, not the preset's schedule)` : ''}`} -> ${outDir}/`);
-  const jobs = tasks.map((task) => {
+  // Each task's chain: train (or copy), analyze, steer, sweep, report, one stage after the other.
+  const runTask = async (task: ReproduceTask): Promise<void> => {
     const dir = runDir(task);
+    const preset = presetOf(task);
+    const setting = GPT2_SETTINGS[preset][task]!;
     const res: TaskResult = { task, dir, stages: [], failed: null };
     results.push(res);
     const notes: string[] = [];
@@ -290,120 +321,110 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
       if (r.status === 'interrupted') ctl.stop();
       return r.status !== 'failed' && r.status !== 'interrupted';
     };
-    return { task, dir, preset: presetOf(task), res, notes, logFile, stage };
-  });
-  type Job = (typeof jobs)[number];
+    const command = (name: StageName, fn: (argv: string[]) => Promise<number>, args: string[]) => loggedCommand(logFile(name), fn, args);
+    const skip = (name: StageName, why: string) => res.stages.push({ stage: name, seconds: 0, status: 'skipped', detail: why });
 
-  // the CLI that trains in a child process (none when unbuilt: then the tasks train here, one after the other)
+    // 1. train (or copy), with the thread count the committed run records
+    const trained = await stage('train', reuse ? `copy ${committedDir(task)}` : `GPT-2 ${preset} from scratch`, async () => {
+      if (reuse) {
+        prepareNewRun(dir, Boolean(v.force));
+        copyRun(committedDir(task), dir);
+        return { status: 'copied', detail: `${committedDir(task)} -> ${dir} (without checkpoints/)` };
+      }
+      const committed = committedManifest(committedDir(task));
+      const threads = committed?.train?.threads;
+      const trainRunnerArgs = typeof threads === 'number' ? ['--threads', String(threads), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])] : runnerArgs;
+      const cfg = trainConfigFromArgs(['--task', task, '--preset', preset, ...trainRunnerArgs, ...TRAIN_ARGS[preset][task]!,
+        ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', dir]);
+      fs.mkdirSync(logDir, { recursive: true });
+      const out = await trainInProcess(cfg, logFile('train'), new ProgressBar(`${task} train`, Math.min(cfg.steps, cfg.stopAt ?? Infinity)), ctl.stopped);
+      const kept = out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation';
+      if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '').replace(' --resume', '')} --resume` };
+      if (committed) {
+        const same = sameModel(dir, committed);
+        res.remade = same ? `remade ${committedDir(task)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
+          : `differs from the committed ${committedDir(task)} (model.safetensors sha256 differs; its command: ${committed.command})`;
+        notes.push(`reproduce: ${res.remade}`);
+      }
+      return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}${res.remade ? `; ${res.remade}` : ''}` };
+    });
+
+    // 2. analyze (or keep the committed analysis)
+    let analysed = false;
+    if (trained && !ctl.stopped()) {
+      const summaryFile = analysisPath(dir, 'summary');
+      let keep = false;
+      if (reuse && fs.existsSync(summaryFile)) {
+        const recorded = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { modelHash?: string; site?: string };
+        keep = recorded.modelHash === modelHash(dir) && recorded.site === setting.site;
+      }
+      const pairs = reuse ? REUSE_PAIRS : PAIRS;
+      analysed = await stage('analyze', keep ? 'the committed analysis (its modelHash matches the model file, its site is the setting\'s)' : `${pairs} pairs (log: ${logFile('analyze')})`, async () => {
+        if (keep) {
+          const s = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; triesPerPair: number };
+          return { status: 'kept', detail: `${s.pairs} pairs (${s.triesPerPair.toFixed(1)} inputs per pair)` };
+        }
+        return analyzeInTwoPhases({ dir, site: setting.site, pairs, yieldInputs: YIELD_INPUTS, maxTriesPerPair: MAX_TRIES_PER_PAIR, runnerArgs, logFile: logFile('analyze'), analyze: analyzeCommand });
+      });
+    } else if (!trained) skip('analyze', 'training did not finish');
+
+    // 3-4. steering at the paper's setting, then the sweep
+    let steered = false;
+    if (analysed && !ctl.stopped()) {
+      steered = await stage('steer', `steer-eval at blocks.{i}.${setting.site}, topN ${setting.topN}, alpha ${setting.alpha}, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
+        const status = await command('steer', steerEvalCommand, ['--run', dir, '--topn', String(setting.topN), '--alpha', String(setting.alpha), '--n', String(STEER_N), '--seed', String(STEER_SEED), ...runnerArgs]);
+        if (status !== 'done') return { status, detail: `see ${logFile('steer')}` };
+        const d = loadReportData(dir);
+        return { status: 'done', detail: d.steering ? steeringVerdict(d.steering).line : '' };
+      });
+    } else if (!analysed) skip('steer', 'no analysis');
+    if (steered && !ctl.stopped()) {
+      await stage('sweep', `alpha x topN, n = ${SWEEP_N} (log: ${logFile('sweep')})`, async () => {
+        const status = await command('sweep', sweepCommand, ['--run', dir, '--n', String(SWEEP_N), ...runnerArgs]);
+        return { status, detail: status === 'done' ? '' : `see ${logFile('sweep')}` };
+      });
+    } else if (!steered) skip('sweep', 'no steering');
+
+    // 5. the report, also after a failure (it shows what exists and the failure); not after Ctrl-C
+    if (ctl.stopped()) skip('report', 'interrupted');
+    else if (fs.existsSync(path.join(dir, RUN_FILES.manifest))) {
+      await stage('report', path.join(dir, 'report', 'index.html'), async () => {
+        const r = writeReport(dir, { notes });
+        return { status: 'done', detail: `${r.html} (+ ${r.figures.length} .svg)` };
+      });
+    } else skip('report', 'no run folder');
+  };
+
+  // Lanes: from scratch on CPU, each task's whole chain in its own child process (`memgen reproduce --task T
+  // --threads 1`) when the cores hold one lane each; the same files as one after the other (training keeps the
+  // committed run's thread count, the analysis and steering do not depend on it: docs/performance.md).
   const cliEntry = (() => {
     try {
       return cliFile();
     } catch {
-      return undefined;
+      return undefined; // unbuilt sources: the tasks run here, one after the other
     }
   })();
-
-  // 1. train (or copy) every task first; from scratch at once, each in its own process, when the cores
-  // hold every committed run's thread count (the same models as one after another: each keeps its threads)
-  const trainStage = (j: Job, group: ProgressGroup | null): Promise<boolean> =>
-    j.stage('train', reuse ? `copy ${committedDir(j.task)}` : `GPT-2 ${j.preset} from scratch${group ? ' (a child process, beside the other task)' : ''}`, async () => {
-      if (reuse) {
-        prepareNewRun(j.dir, Boolean(v.force));
-        copyRun(committedDir(j.task), j.dir);
-        return { status: 'copied', detail: `${committedDir(j.task)} -> ${j.dir} (without checkpoints/)` };
-      }
-      const committed = committedManifest(committedDir(j.task));
-      const threads = committed?.train?.threads;
-      const trainRunnerArgs = typeof threads === 'number' ? ['--threads', String(threads), ...(runner.provider !== 'cpu' ? ['--provider', runner.provider] : [])] : runnerArgs;
-      const args = ['--task', j.task, '--preset', j.preset, ...trainRunnerArgs, ...TRAIN_ARGS[j.preset][j.task]!,
-        ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', j.dir];
-      const cfg = trainConfigFromArgs(args);
-      fs.mkdirSync(logDir, { recursive: true });
-      const label = `${j.task} train`;
-      const total = Math.min(cfg.steps, cfg.stopAt ?? Infinity);
-      const out = group && cliEntry
-        ? await trainInChild(cliEntry, args, j.dir, j.logFile('train'), group.bar(label, total))
-        : await trainInProcess(cfg, j.logFile('train'), new ProgressBar(label, total), ctl.stopped);
-      const kept = out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation';
-      if (out.stopReason === 'interrupted') return { status: 'interrupted', detail: `checkpoint saved at step ${out.steps}; continue with: memgen ${cfg.command.replace(/^memgen /, '').replace(' --force', '').replace(' --resume', '')} --resume` };
-      let remade = '';
-      if (committed) {
-        const same = sameModel(j.dir, committed);
-        j.res.remade = same ? `remade ${committedDir(j.task)} exactly (model.safetensors sha256 equal, ${cfg.threads} thread${cfg.threads === 1 ? '' : 's'})`
-          : `differs from the committed ${committedDir(j.task)} (model.safetensors sha256 differs; its command: ${committed.command})`;
-        j.notes.push(`reproduce: ${j.res.remade}`);
-        remade = `; ${j.res.remade}`;
-      }
-      return { status: 'done', detail: `${out.steps} steps (${out.stopReason}); ${kept}${remade}` };
-    });
-  const threadsOf = (task: ReproduceTask) => committedManifest(committedDir(task))?.train?.threads ?? runner.threads;
-  const atOnce = !reuse && jobs.length > 1 && cliEntry !== undefined && runner.provider === 'cpu' &&
-    jobs.reduce((n, j) => n + threadsOf(j.task), 0) <= os.availableParallelism();
+  const threadsOf = (task: ReproduceTask) => committedManifest(committedDir(task))?.train?.threads ?? 1;
+  const lanes = !reuse && laneFile === undefined && tasks.length > 1 && cliEntry !== undefined && runner.provider === 'cpu' &&
+    tasks.reduce((n, t) => n + Math.max(1, threadsOf(t)), 0) <= os.availableParallelism();
 
   try {
-    let trained: boolean[];
-    if (atOnce) {
-      const group = new ProgressGroup();
-      trained = await Promise.all(jobs.map((j) => trainStage(j, group)));
-      group.end();
+    if (lanes) {
+      const laneArgs = [...(chosen ? ['--preset', chosen] : []), ...(steps !== null ? ['--steps', String(steps)] : []), ...(v.force ? ['--force'] : []), '--out', outDir];
+      results.push(...await runLanes(cliEntry!, tasks.map((task) => ({ task, dir: runDir(task) })), laneArgs, logDir));
     } else {
-      trained = [];
-      for (const j of jobs) trained.push(!ctl.stopped() && (await trainStage(j, null)));
-    }
-    for (const [i, { task, dir, preset, res, notes, logFile, stage }] of jobs.entries()) {
-      if (ctl.stopped()) break;
-      const setting = GPT2_SETTINGS[preset][task]!;
-      const command = (name: StageName, fn: (argv: string[]) => Promise<number>, args: string[]) => loggedCommand(logFile(name), fn, args);
-      const skip = (name: StageName, why: string) => res.stages.push({ stage: name, seconds: 0, status: 'skipped', detail: why });
-      if (!trained[i] && !res.stages.some((s) => s.stage === 'train')) skip('train', 'interrupted before it');
-
-      // 2. analyze (or keep the committed analysis)
-      let analysed = false;
-      if (trained[i] && !ctl.stopped()) {
-        const summaryFile = analysisPath(dir, 'summary');
-        let keep = false;
-        if (reuse && fs.existsSync(summaryFile)) {
-          const recorded = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { modelHash?: string; site?: string };
-          keep = recorded.modelHash === modelHash(dir) && recorded.site === setting.site;
-        }
-        const pairs = reuse ? REUSE_PAIRS : PAIRS;
-        analysed = await stage('analyze', keep ? 'the committed analysis (its modelHash matches the model file, its site is the setting\'s)' : `${pairs} pairs (log: ${logFile('analyze')})`, async () => {
-          if (keep) {
-            const s = JSON.parse(fs.readFileSync(summaryFile, 'utf8')) as { pairs: number; triesPerPair: number };
-            return { status: 'kept', detail: `${s.pairs} pairs (${s.triesPerPair.toFixed(1)} inputs per pair)` };
-          }
-          return analyzeInTwoPhases({ dir, site: setting.site, pairs, yieldInputs: YIELD_INPUTS, maxTriesPerPair: MAX_TRIES_PER_PAIR, runnerArgs, logFile: logFile('analyze'), analyze: analyzeCommand });
-        });
-      } else if (!trained[i]) skip('analyze', 'training did not finish');
-
-      // 3-4. steering at the paper's setting, then the sweep
-      let steered = false;
-      if (analysed && !ctl.stopped()) {
-        steered = await stage('steer', `steer-eval at blocks.{i}.${setting.site}, topN ${setting.topN}, alpha ${setting.alpha}, n = ${STEER_N} (log: ${logFile('steer')})`, async () => {
-          const status = await command('steer', steerEvalCommand, ['--run', dir, '--topn', String(setting.topN), '--alpha', String(setting.alpha), '--n', String(STEER_N), '--seed', String(STEER_SEED), ...runnerArgs]);
-          if (status !== 'done') return { status, detail: `see ${logFile('steer')}` };
-          const d = loadReportData(dir);
-          return { status: 'done', detail: d.steering ? steeringVerdict(d.steering).line : '' };
-        });
-      } else if (!analysed) skip('steer', 'no analysis');
-      if (steered && !ctl.stopped()) {
-        await stage('sweep', `alpha x topN, n = ${SWEEP_N} (log: ${logFile('sweep')})`, async () => {
-          const status = await command('sweep', sweepCommand, ['--run', dir, '--n', String(SWEEP_N), ...runnerArgs]);
-          return { status, detail: status === 'done' ? '' : `see ${logFile('sweep')}` };
-        });
-      } else if (!steered) skip('sweep', 'no steering');
-
-      // 5. the report, also after a failure (it shows what exists and the failure); not after Ctrl-C
-      if (ctl.stopped()) skip('report', 'interrupted');
-      else if (fs.existsSync(path.join(dir, RUN_FILES.manifest))) {
-        await stage('report', path.join(dir, 'report', 'index.html'), async () => {
-          const r = writeReport(dir, { notes });
-          return { status: 'done', detail: `${r.html} (+ ${r.figures.length} .svg)` };
-        });
-      } else skip('report', 'no run folder');
+      for (const task of tasks) {
+        if (ctl.stopped()) break;
+        await runTask(task);
+      }
     }
   } finally {
     ctl.release();
+  }
+  if (laneFile !== undefined) { // a lane: its parent prints the summary and writes reproduce.json
+    writeJSON(laneFile, results);
+    return ctl.stopped() ? 130 : results.some((r) => r.failed) ? 1 : 0;
   }
 
   console.log('');
@@ -414,7 +435,7 @@ export async function reproduceCommand(argvWithSystem: string[]): Promise<number
   const total = (Date.now() - started) / 1000;
   const timing = results.map((r) => `${r.task}: ${r.stages.filter((s) => s.status !== 'skipped').map((s) => `${s.stage} ${formatSeconds(s.seconds)}${s.status === 'done' ? '' : ` (${s.status})`}`).join(', ')}`);
   writeJSON(path.join(outDir, 'reproduce.json'), {
-    format: 'memgen-reproduce/1', command: `memgen reproduce ${argvWithSystem.join(' ')}`.trim(), trainedAtOnce: atOnce, seconds: total,
+    format: 'memgen-reproduce/1', command: `memgen reproduce ${argvWithSystem.join(' ')}`.trim(), lanes, seconds: total,
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism(), node: process.version }, finishedAt: new Date().toISOString(),
     tasks: results.map((r) => ({ task: r.task, dir: r.dir, remade: r.remade ?? null, failed: r.failed, stages: r.stages.map(({ stage, seconds, status }) => ({ stage, seconds, status })) })),
   });
