@@ -53,9 +53,9 @@ import { directionVerdicts, steeringVerdict } from '../../report/verdict';
 import { RUN_FILES, RunError, modelHash, prepareNewRun, readJSON, writeJSON } from '../../runs/run';
 import { GPT2_SETTINGS, type ReproducePreset, type ReproduceTask } from '../../steer/files';
 import type { TaskName } from '../../tasks/task';
-import { type EvalResult, formatEval } from '../../train/evaluate';
+import { formatEval } from '../../train/evaluate';
 import type { TrainConfig } from '../../train/presets';
-import { train } from '../../train/trainer';
+import { type TrainOutcome, train } from '../../train/trainer';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
 import { ProgressBar, ProgressGroup, formatSeconds } from '../progress';
 import { type StageOutcome, type StageResult as Stage, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage, stageEndLine } from '../reproduce-stages';
@@ -165,18 +165,8 @@ function copyRun(src: string, dest: string): void {
   fs.cpSync(src, dest, { recursive: true, filter: (s) => !skip(path.relative(src, s)) });
 }
 
-/** What a training stage reports, whether it ran in this process or in a child. */
-interface Trained {
-  steps: number;
-  stopReason: string;
-  best: (EvalResult & { step: number }) | null;
-}
-
-const progressDetail = (loss: number, e: { step: number; gen: number; mem: number } | null | undefined) =>
-  `loss ${loss.toFixed(3)}${e ? ` | step ${e.step}: gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}%` : ''}`;
-
 /** `train` here, its log lines into `logFile`. */
-async function trainInProcess(cfg: TrainConfig, logFile: string, bar: ProgressBar, shouldStop: () => boolean): Promise<Trained> {
+async function trainInProcess(cfg: TrainConfig, logFile: string, bar: ProgressBar, shouldStop: () => boolean): Promise<TrainOutcome> {
   const log = fs.openSync(logFile, 'w');
   try {
     fs.writeSync(log, `${cfg.command}\n`);
@@ -184,7 +174,10 @@ async function trainInProcess(cfg: TrainConfig, logFile: string, bar: ProgressBa
       shouldStop,
       log: (l) => fs.writeSync(log, l + '\n'),
       onEval: (e) => fs.writeSync(log, `[step ${e.step}] ${formatEval(e)}\n`),
-      onProgress: (p) => bar.update(p.step, progressDetail(p.loss, p.lastEval)),
+      onProgress: (p) => {
+        const e = p.lastEval;
+        bar.update(p.step, `loss ${p.loss.toFixed(3)}${e ? ` | step ${e.step}: gen ${(100 * e.gen).toFixed(0)}% mem ${(100 * e.mem).toFixed(0)}%` : ''}`);
+      },
     });
     if (process.stderr.isTTY) process.stderr.write('\n');
     fs.writeSync(log, `stopped: ${out.stopReason} after ${out.steps} steps; ${out.best ? `kept step ${out.best.step}: ${formatEval(out.best)}` : 'no evaluation'}\n`);
