@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANALYSIS_FILES, analysisPath } from '../../engine/analysis/files';
 import { readNpy } from '../../engine/analysis/npy';
 import { SHARD_BLOCK, nextOwned, ownsInput, parseShard } from '../../engine/analysis/shards';
@@ -18,6 +18,7 @@ import { analyzeCommand } from '../../engine/cli/commands/analyze';
 import { mergeCommand } from '../../engine/cli/commands/merge';
 import { steerEvalCommand, sweepCommand } from '../../engine/cli/commands/steer';
 import { RUN_FILES } from '../../engine/runs/run';
+import { quiet } from './quiet';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-shards-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -48,18 +49,6 @@ function copyRun(name: string, analysis = false): string {
   return to;
 }
 
-/** Runs a CLI command with console.log captured and stderr (progress) silenced. */
-async function quiet(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
-  const out: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    return { code: await fn(), out: out.join('\n') };
-  } finally {
-    log.mockRestore();
-    err.mockRestore();
-  }
-}
 
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
 const without = (o: Record<string, unknown>, keys: string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type NeuronEntry, type NeuronsFile, analysisPath } from '../../engine/analysis/files';
 import { writeNpy } from '../../engine/analysis/npy';
 import { rankNeurons } from '../../engine/analysis/rank';
@@ -28,6 +28,7 @@ import {
 import { type SteerSetup, drawStarts, formatSteeringTable, prepareSteering, steerEval } from '../../engine/steer/steer-eval';
 import { bestCell, formatSweep, sweep } from '../../engine/steer/sweep';
 import { Rng } from '../../engine/util/rng';
+import { quiet } from './quiet';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-steer-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -166,18 +167,6 @@ function copyRun(from: string, to: string, analysis: boolean): void {
   if (analysis) fs.cpSync(path.join(from, 'analysis'), path.join(to, 'analysis'), { recursive: true });
 }
 
-/** Runs a CLI command with console.log captured and stderr (progress) silenced. */
-async function quiet(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
-  const out: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    return { code: await fn(), out: out.join('\n') };
-  } finally {
-    log.mockRestore();
-    err.mockRestore();
-  }
-}
 
 describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
   const run = path.join(tmp, 'run');
