@@ -13,7 +13,7 @@
  *             committed run FROM/<task>-<preset> records (a sum's reduction order depends on the threads,
  *             so another count trains another model); the stage then says whether the model equals the
  *             committed one (sha256 of model.safetensors), and the summary repeats it. Presets: tiny (the
- *             demo, 15-26 minutes on 2 cores: README) and small (6 layers, d = 256: the runs that reach the paper,
+ *             demo, 17-24 minutes on 2 cores: README) and small (6 layers, d = 256: the runs that reach the paper,
  *             up to ~1 hour of training each). Or with --reuse a copy of the committed run
  *             FROM/<task>-<preset> (model, config, tokenizer, manifest, log and analysis; not checkpoints/
  *             or report/); without --preset, the largest committed run of each task (small where there is
