@@ -24,6 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Graph, ops } from '../engine/graph';
+import { writeFileAtomic } from '../engine/io/atomic';
 import { trainConfigFromArgs } from '../engine/cli/commands/train';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
@@ -139,7 +140,7 @@ async function main(): Promise<void> {
   ];
   console.log(lines.join('\n'));
   if (v.json) {
-    fs.writeFileSync(v.json, JSON.stringify({
+    writeFileAtomic(v.json, JSON.stringify({
       task: cfg.task, preset: cfg.preset, threads, steps, cpu: os.cpus()[0]?.model, stepSeconds, tokensPerSecond, modelGflops: flops / 1e9, matmulGflops: mm,
       parts: Object.fromEntries(Object.entries(parts).map(([k, s]) => [k, s / steps])), modelRunSeconds: modelRun / steps, kernelSeconds: kernels / steps,
       forwardSeconds: forwardSeconds / steps, evalSeconds, evalEvery: cfg.evalEvery,

@@ -19,19 +19,13 @@ import { type LlamaFolder, loadLlamaFolder } from '../models/llama-folder';
 import type { PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
 import { shortJSON } from '../util/json';
 import { type LoraRunManifest, loraRunTask } from './lora-run';
-import { type Manifest, RUN_FILES, RunError, checkManifestCommon, readJSON } from './run';
+import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, checkManifestCommon, readJSON } from './run';
 
 /** The LoRA run's manifest fields that decide its task's data, copied into the export's manifest when present. */
 export const LLAMA_EXPORT_TASK_FIELDS = ['memRate', 'contradictRate', 'memPatternRatio', 'minOperand', 'colorsPerName', 'memTagPieces', 'promptFormat'] as const;
 
-export interface LlamaExportManifest extends Manifest {
+export interface LlamaExportManifest extends Manifest, Pick<RunMemgenConfig, 'memRate' | 'contradictRate' | 'memPatternRatio' | 'minOperand' | 'colorsPerName' | 'memTagPieces'> {
   family: 'llama';
-  memRate: number;
-  contradictRate?: number;
-  memPatternRatio?: number;
-  minOperand?: number;
-  colorsPerName?: number;
-  memTagPieces?: number;
   promptFormat: PromptFormat;
 }
 

@@ -28,6 +28,7 @@ import { TASK_NAMES, makeTask } from '../tasks';
 import { RetokenizedTask } from '../tasks/hf-task-tokenizer';
 import type { TaskName, TaskScale } from '../tasks/task';
 import { type HFModel, PLAIN_SITES, isMemgenRunFolder, loadHFModel } from './hf-model';
+import type { LoraSteerRun } from './lora-run';
 import { RUN_FILES, RunError, modelHash } from './run';
 
 /** The task a plain folder is analysed on: what decides the task's data. */
@@ -63,12 +64,7 @@ export function plainFolderTask(m: HFModel, spec: PlainTaskSpec): RetokenizedTas
 }
 
 /** A plain folder as analysis and steering see it (SteerRun of steer-eval.ts, like runs/lora-run.ts LoraSteerRun). */
-export interface PlainSteerRun {
-  dir: string;
-  task: RetokenizedTask;
-  memgen: { seed: number };
-  cfg: { nLayer: number; nEmbd: number };
-  modelHash: string;
+export interface PlainSteerRun extends Omit<LoraSteerRun, 'family' | 'lora'> {
   family: 'gpt2' | 'llama';
   plainTask: PlainTaskSpec;
   hf: HFModel;
