@@ -1,7 +1,7 @@
 /**
  * Parameter sets: named float32 tensors, keyed by their Hugging Face names, saved as safetensors.
  */
-import { readSafeTensorsFile, tensorAsFloat32, writeSafeTensorsFile, type TensorToWrite } from './safetensors';
+import { float32ToBF16, readSafeTensorsFile, tensorAsFloat32, writeSafeTensorsFile, type TensorToWrite } from './safetensors';
 import type { HostTensor } from '../runtime/runner';
 
 export interface Param {
@@ -26,10 +26,18 @@ export function paramFeeds(p: ParamSet): Record<string, HostTensor> {
   return feeds;
 }
 
-export function saveParams(file: string, p: ParamSet, metadata: Record<string, string> = { format: 'pt' }): void {
+export function saveParams(file: string, p: ParamSet, metadata: Record<string, string> = { format: 'pt' }, dtype: 'F32' | 'BF16' = 'F32'): void {
   const tensors = new Map<string, TensorToWrite>();
-  for (const [name, { shape, data }] of p) tensors.set(name, { dtype: 'F32', shape, data });
+  for (const [name, { shape, data }] of p) tensors.set(name, { dtype, shape, data });
   writeSafeTensorsFile(file, tensors, metadata);
+}
+
+/** Rounds every value to the nearest bfloat16 (ties to even), in place: what a BF16 file will hold. */
+export function roundParamsToBF16(p: ParamSet): void {
+  for (const { data } of p.values()) {
+    const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    float32ToBF16(data).forEach((h, i) => { bits[i] = h << 16; });
+  }
 }
 
 /**

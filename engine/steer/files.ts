@@ -235,7 +235,7 @@ export interface SweepFile {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The paper's numbers (method.md section 8; full rows from the paper's tables 1, 3 and 4).
+// The paper's numbers (method.md section 8; full rows from the paper's tables 1-5).
 
 const cell = (direction: Direction, method: InterventionKind, gen: number, mem: number, other: number): PaperCell => ({ direction, method, pct: { gen, mem, other } });
 
@@ -273,6 +273,15 @@ const TABLE2: Partial<Record<TaskName, PaperReference>> = {
       cell('gen->mem', 'targeted', 0, 66.7, 33.3), cell('gen->mem', 'random-neurons', 0, 0, 100),
     ],
   },
+};
+
+/** Table 5 (appendix: the cipher task on LLaMA-3.2 + LoRA, the adapter's own neurons); random = the same shift magnitude on random neurons. */
+const TABLE5_CIPHER: PaperReference = {
+  table: 'Table 5', model: 'LLaMA-3.2 + LoRA (cipher, appendix)', topN: 0.1, alpha: 5, note: 'LLaMA adapters; random = the same shift magnitude on random neurons',
+  cells: [
+    cell('mem->gen', 'targeted', 30.8, 25.6, 43.6), cell('mem->gen', 'random-neurons', 25.6, 0, 74.4),
+    cell('gen->mem', 'targeted', 44.1, 29.4, 26.5), cell('gen->mem', 'random-neurons', 55.9, 0, 44.1),
+  ],
 };
 
 /** Table 3 (intra-task: neurons of one LoRA adapter applied to a retrained one); random = baseline (b). */
@@ -315,6 +324,7 @@ const TABLE4: Record<string, PaperReference> = {
 export const PAPER_LLAMA_SETTING: Partial<Record<TaskName, { topN: number; alpha: number }>> = {
   incontext: { topN: 0.05, alpha: 5 },
   arithmetic: { topN: 0.1, alpha: 1 },
+  cipher: { topN: 0.1, alpha: 5 }, // the appendix's Table 5
 };
 
 /** The paper's GPT-2 setting per task (method.md section 6); cipher has none (LLaMA only). */
@@ -361,7 +371,7 @@ export function defaultAlpha(task: TaskName): number {
 
 /** The paper's table comparable with steering `task` with neurons of `sourceTask`, or null. */
 export function paperReference(task: TaskName, sourceTask: TaskName | null, experiment: Experiment, family: SiteFamily = 'gpt2'): PaperReference | null {
-  if (experiment === 'same-run') return (family === 'llama' ? TABLE2 : TABLE1)[task] ?? null;
+  if (experiment === 'same-run') return family === 'llama' ? (task === 'cipher' ? TABLE5_CIPHER : TABLE2[task] ?? null) : TABLE1[task] ?? null;
   if (experiment === 'intra-task') return TABLE3[task] ?? null;
   return sourceTask === null ? null : TABLE4[`${sourceTask}->${task}`] ?? null;
 }

@@ -12,8 +12,9 @@
  *               (as the task runs score them, train/data.ts): the prompts' random operands, names
  *               and letters cannot be predicted and only add noise to a small model's gradient
  *   curriculum= with --sums-first N, the documents of the first N steps are drawn from the adding
- *               families only (corpus.ts SUM_FAMILIES, by their weights): the adder forms before the
- *               stories and tags compete for the model (docs/llama.md measures why)
+ *               families only (corpus.ts SUM_FAMILIES, by their weights; --first-families picks
+ *               others, e.g. sum4 alone): the adder forms before the stories and tags compete for
+ *               the model (docs/llama.md measures why)
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -22,8 +23,9 @@
  * OUT.partial renamed to OUT in one step. Ctrl-C checkpoints. --resume after a kill -9 continues
  * from the last checkpoint, or, when manifest.json is there (killed while finishing), only finishes
  * the folder.
- * A held-out greedy check per corpus family (exact-match accuracy of the answer) goes into the
- * manifest.
+ * The weights are saved as BF16 (round to nearest even), as LLaMA-3.2 ships; a held-out greedy
+ * check per corpus family (exact-match accuracy of the answer) on those rounded weights goes into
+ * the manifest.
  *
  * Presets (measured on the 2-core development machine; docs/llama.md):
  *   tiny   hidden 128, 4 layers, 4 heads / 2 KV heads (head_dim 32), MLP 384, tied embeddings
@@ -36,7 +38,7 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../graph';
 import { appendLine, removeStaleTemps, writeFileAtomic } from '../io/atomic';
 import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
-import { type ParamSet, saveParams } from '../io/params';
+import { type ParamSet, roundParamsToBF16, saveParams } from '../io/params';
 import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
 import { LlamaInference } from '../models/llama-infer';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
@@ -75,6 +77,8 @@ export interface PretrainConfig {
   maxMinutes: number | null;
   /** Steps at the start that see only the adding families (header: curriculum); 0 = none. */
   sumsFirst: number;
+  /** The families the first `sumsFirst` steps draw (default the adding ones). */
+  firstFamilies: readonly string[];
   evalPerFamily: number;
   /** Held-out exact match per family every this many steps (train-log.jsonl `eval` rows); 0 = only at the end. */
   evalEvery: number;
@@ -91,7 +95,7 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, sumsFirst: 0,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -162,7 +166,8 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
   return { ids, targets };
 }
 
-function baseConfig(preset: PretrainPreset, vocabSize: number, sp: Record<string, number>, over: PretrainConfig['model'] = {}): LlamaConfig {
+/** The base's LlamaConfig: the preset's shape (or `over`), LLaMA-3.2's rope, norm and special ids. */
+export function pretrainModelConfig(preset: PretrainPreset, vocabSize: number, sp: Record<string, number>, over: PretrainConfig['model'] = {}): LlamaConfig {
   return {
     ...PRETRAIN_PRESETS[preset].model,
     ...over,
@@ -253,7 +258,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   if (saved.preset !== cfg.preset || saved.seed !== cfg.seed) throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed}; resume with the same`);
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
-  const model = baseConfig(cfg.preset, saved.vocabSize, saved.ids, cfg.model);
+  const model = pretrainModelConfig(cfg.preset, saved.vocabSize, saved.ids, cfg.model);
 
   const seq = cfg.seq;
   const params = initLlama(model, new Rng(cfg.seed));
@@ -287,7 +292,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     while (s < cfg.steps) {
       if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
-      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? SUM_FAMILIES : CORPUS_FAMILIES);
+      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES);
       const r = await step.run(params, { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] } });
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const gradNorm = clipGradNorm(r.grads, cfg.clip);
@@ -310,12 +315,13 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   checkpoint();
   if (stopReason === 'interrupted') return { dir: work, steps: s, seconds: seconds(), finalLoss: loss, familyAccuracy: {}, stopReason };
 
+  roundParamsToBF16(params); // the folder holds BF16 weights, as LLaMA-3.2's; the check below measures those
   const acc = cfg.evalPerFamily > 0 ? await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner) : {};
-  const hf = { ...toHFLlamaConfig(model, 'float32'), _name_or_path: `memgen-stand-in-llama-3.2-${cfg.preset}`, memgen_note: STAND_IN_NOTE };
+  const hf = { ...toHFLlamaConfig(model, 'bfloat16'), _name_or_path: `memgen-stand-in-llama-3.2-${cfg.preset}`, memgen_note: STAND_IN_NOTE };
   writeJSON(path.join(work, HF_FILES.config), hf);
   writeJSON(path.join(work, 'generation_config.json'), { bos_token_id: model.bosTokenId, eos_token_id: model.eosTokenIds, do_sample: false });
   writeJSON(path.join(work, 'special_tokens_map.json'), { bos_token: BOS_TOKEN, eos_token: EOT_TOKEN, pad_token: PAD_TOKEN_LLAMA });
-  saveParams(path.join(work, HF_FILES.weights), params, { format: 'pt' });
+  saveParams(path.join(work, HF_FILES.weights), params, { format: 'pt' }, 'BF16');
   const hashes: Record<string, string> = {};
   for (const f of [HF_FILES.config, HF_FILES.weights, HF_FILES.tokenizer, HF_FILES.tokenizerConfig]) hashes[f] = `sha256:${sha256File(path.join(work, f))}`;
   writeJSON(path.join(work, BASE_MANIFEST), { // last: its presence marks a complete base (resume finishes the folder)
@@ -323,10 +329,10 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command,
-    train: { steps: s, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst },
+    train: { steps: s, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies },
     corpus: corpusDescription(),
     tokenizer: { type: 'byte-level BPE, LLaMA-3 pre-tokenizer with single digits', vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges },
-    finalLoss: loss, trainSeconds: seconds(), heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
+    finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
     versions: { memgen: MEMGEN_VERSION, node: process.version, onnxruntime: String(ort.env.versions.node ?? ort.env.versions.common) },
     gitCommit: gitCommit(), createdAt: new Date().toISOString(), hashes,
   });

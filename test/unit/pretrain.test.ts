@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHFTokenizer } from '../../engine/io/hf-folder';
+import { readSafeTensorsFile } from '../../engine/io/safetensors';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
@@ -142,7 +143,14 @@ describe('pretrain', () => {
     const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     expect(manifest.standIn).toBe(STAND_IN_NOTE);
     expect(manifest.standIn).toMatch(/stand-in for LLaMA-3\.2/);
-    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).memgen_note).toBe(STAND_IN_NOTE);
+    const hf = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect(hf.memgen_note).toBe(STAND_IN_NOTE);
+    // BF16 as LLaMA-3.2 ships, and the check measured the rounded weights the folder holds
+    expect(hf.torch_dtype).toBe('bfloat16');
+    expect([...readSafeTensorsFile(path.join(out, 'model.safetensors')).tensors.values()].every((t) => t.dtype === 'BF16')).toBe(true);
+    expect(manifest.dtype).toBe('bfloat16');
+    const rounded = [...m.params.values()][0].data;
+    expect(Array.from(new Uint32Array(rounded.buffer, rounded.byteOffset, rounded.length)).every((u) => (u & 0xffff) === 0)).toBe(true);
     expect(Object.keys(manifest.heldOutAccuracy).sort()).toEqual([...CORPUS_FAMILIES].sort());
     const log = fs.readFileSync(path.join(out, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log[log.length - 1].loss).toBeLessThan(log[0].loss - 0.5);

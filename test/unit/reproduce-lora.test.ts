@@ -1,9 +1,9 @@
 /**
  * `memgen reproduce --system lora` (engine/cli/commands/reproduce-lora.ts) end to end at toy sizes on
- * a toy stand-in base (2 layers x 32, 60 pretraining steps): four LoRA runs, their analyses, Figure 5,
- * the six steer-evals of Tables 2-4, the reports and the summary.
+ * a toy stand-in base (2 layers x 32, 60 pretraining steps): five LoRA runs, their analyses, Figure 5,
+ * the seven steer-evals of Tables 2-5, the reports and the summary.
  *
- * A toy model gives no gen/mem pairs, so the analysis of the incontext runs is a stand-in that writes
+ * A toy model gives no gen/mem pairs, so the analysis of the incontext and cipher runs is a stand-in that writes
  * an analysis as `memgen analyze` would (pairs of real test inputs, seeded random representations,
  * then the real writeStatistics): steering, the transfer tables, Figure 5 and the reports then run for
  * real. The arithmetic runs go through the real `memgen analyze`, which finds no pair on the toy model:
@@ -54,7 +54,7 @@ function plantAnalysis(runDir: string, P = 24): void {
     'resid_post', 0.1, run.modelHash, 'llama');
 }
 
-/** The analysis stand-in (see the header): the real analyze for arithmetic, a planted analysis for incontext. */
+/** The analysis stand-in (see the header): the real analyze for arithmetic, a planted analysis for the others. */
 const analyze = async (argv: string[]): Promise<number> => {
   const runDir = argv[argv.indexOf('--run') + 1];
   if (path.basename(runDir).startsWith('arithmetic')) return analyzeCommand(argv);
@@ -81,7 +81,7 @@ describe('memgen reproduce --system lora', () => {
 
     const s = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as LoraReproduceSummary;
     expect(s.base).toMatchObject({ given: true, unchanged: true });
-    expect(s.runs.map((r) => r.name)).toEqual(['arithmetic-lora-s0', 'incontext-lora-s0', 'incontext-lora-s1', 'arithmetic-lora-s1']);
+    expect(s.runs.map((r) => r.name)).toEqual(['arithmetic-lora-s0', 'incontext-lora-s0', 'incontext-lora-s1', 'arithmetic-lora-s1', 'cipher-lora-s0']);
     for (const r of s.runs) {
       expect(fs.existsSync(path.join(r.dir, 'adapter_model.safetensors'))).toBe(true);
       expect(fs.existsSync(path.join(r.dir, 'report', 'index.html'))).toBe(true);
@@ -92,7 +92,7 @@ describe('memgen reproduce --system lora', () => {
 
     const entry = (table: string, neurons: string, task: string) => s.tables.find((e) => e.table === table && e.neuronsTask === neurons && e.task === task)!;
     // Done: Table 2 incontext, Table 3 incontext, Table 4 incontext -> arithmetic; each with both directions and n.
-    for (const e of [entry('Table 2', 'incontext', 'incontext'), entry('Table 3', 'incontext', 'incontext'), entry('Table 4', 'incontext', 'arithmetic')]) {
+    for (const e of [entry('Table 2', 'incontext', 'incontext'), entry('Table 3', 'incontext', 'incontext'), entry('Table 4', 'incontext', 'arithmetic'), entry('Table 5', 'cipher', 'cipher')]) {
       expect(e.status).toBe('done');
       expect(e.cells.map((c) => c.direction)).toEqual(['mem->gen', 'gen->mem']);
       for (const c of e.cells) {
@@ -103,6 +103,8 @@ describe('memgen reproduce --system lora', () => {
     }
     expect(entry('Table 2', 'incontext', 'incontext').cells[0].paperTargeted).toBe(65.9);
     expect(entry('Table 3', 'incontext', 'incontext')).toMatchObject({ topN: 0.05, alpha: 3 });
+    expect(entry('Table 5', 'cipher', 'cipher')).toMatchObject({ topN: 0.1, alpha: 5 });
+    expect(entry('Table 5', 'cipher', 'cipher').cells.map((c) => c.paperTargeted)).toEqual([30.8, 29.4]);
     expect(entry('Table 4', 'incontext', 'arithmetic').cells[1].paperTargeted).toBe(9.3);
     // The transfer tables do not overwrite the run's own table.
     expect(entry('Table 4', 'incontext', 'arithmetic').file).toBe(path.join(out, 'arithmetic-lora-s0', 'analysis', 'steering-from-incontext-lora-s0.json'));
@@ -116,12 +118,12 @@ describe('memgen reproduce --system lora', () => {
     expect(fs.existsSync(path.join(out, 'incontext-lora-s0', 'analysis', 'sweep.json'))).toBe(true);
     expect(s.runs[0].stages.find((x) => x.stage === 'sweep')).toMatchObject({ status: 'skipped' });
     // Figure 5 for the two analysed runs.
-    expect(s.figure5.map((f) => f.run)).toEqual(['incontext-lora-s0', 'incontext-lora-s1']);
+    expect(s.figure5.map((f) => f.run)).toEqual(['incontext-lora-s0', 'incontext-lora-s1', 'cipher-lora-s0']);
     expect(Object.keys(s.figure5[0].adapterShare)).toEqual(['q_proj', 'v_proj']);
     expect(s.figure5[0].adapterShare.q_proj).toHaveLength(2);
 
     const md = fs.readFileSync(path.join(out, 'summary.md'), 'utf8');
-    for (const t of ['Table 2', 'Table 3', 'Table 4', 'Figure 5', 'paper targeted / random', 'paper targeted / uniform', 'no pairs (see below)']) expect(md).toContain(t);
+    for (const t of ['Table 2', 'Table 3', 'Table 4', 'Table 5', 'Figure 5', 'paper targeted / random', 'paper targeted / uniform', 'no pairs (see below)']) expect(md).toContain(t);
     expect(fs.readdirSync(path.join(out, 'logs')).length).toBeGreaterThan(0);
     // The report shows the transfer table.
     const html = fs.readFileSync(path.join(out, 'incontext-lora-s1', 'report', 'index.html'), 'utf8');

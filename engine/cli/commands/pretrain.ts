@@ -1,5 +1,6 @@
 /** `memgen pretrain`: the stand-in LLaMA base (train/llama-pretrain.ts), saved as a Hugging Face folder. */
 import { PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, formatFamilyAccuracy, partialDir, pretrain } from '../../train/llama-pretrain';
+import { CORPUS_FAMILIES } from '../../tasks/corpus';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
 
@@ -8,14 +9,22 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
             [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
+
+function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
+  if (v === undefined) return dflt;
+  const fs = v.split(',').map((f) => f.trim()).filter((f) => f !== '');
+  const bad = fs.filter((f) => !CORPUS_FAMILIES.includes(f));
+  if (fs.length === 0 || bad.length > 0) throw new UsageError(`--first-families: ${bad.length > 0 ? `no corpus family ${bad.join(', ')}` : 'empty'}; the families are ${CORPUS_FAMILIES.join(',')}`);
+  return fs;
+}
 
 export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    'sums-first': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'first-families': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
@@ -32,6 +41,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
     evalPerFamily: num(v['eval-n'], 'eval-n', d.evalPerFamily),
     sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
+    firstFamilies: families(v['first-families'] as string | undefined, d.firstFamilies),
     evalEvery: num(v['eval-every'], 'eval-every', d.evalEvery),
     checkpointEvery: posInt(v['checkpoint-every'], 'checkpoint-every', d.checkpointEvery),
     logEvery: posInt(v['log-every'], 'log-every', d.logEvery),

@@ -1,5 +1,5 @@
 /**
- * `memgen reproduce --system lora`: the paper's LLaMA + LoRA experiments end to end (Tables 2-4 and
+ * `memgen reproduce --system lora`: the paper's LLaMA + LoRA experiments end to end (Tables 2-5 and
  * Figure 5), then a summary beside the paper's numbers. Into DIR (default runs-reproduce-lora/):
  *
  *   base      `memgen pretrain --arch llama --preset P` into DIR/base (the stand-in LLaMA base,
@@ -8,7 +8,7 @@
  *             its files is compared before and after, and the summary says so).
  *   train     `memgen train --base BASE --lora` (train/lora-trainer.ts, the paper's recipe) for arithmetic
  *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
- *             retrained with another seed) into DIR/<task>-lora-s<seed>.
+ *             retrained with another seed), cipher seed 0 (Table 5) into DIR/<task>-lora-s<seed>.
  *   analyze   `memgen analyze` of each run at layers.{i}.resid_post (the paper's LLaMA site), in the
  *             two phases of reproduce-stages.ts (analyzeInTwoPhases: at most 5000 inputs for the yield,
  *             then up to 2000 pairs within 60 inputs per pair).
@@ -19,6 +19,7 @@
  *               Table 2  each seed-0 run with its own neurons                      -> steering.json
  *               Table 3  each seed-1 run with the seed-0 run's neurons (intra-task) -> steering-from-<run>.json
  *               Table 4  arithmetic neurons on incontext and incontext neurons on arithmetic (seed 0)
+ *               Table 5  the cipher run with its own neurons (the appendix; topN 0.1, alpha 5)
  *             SETTING (documented choice): the paper's setting of each table (PAPER_LLAMA_SETTING for
  *             Table 2; the topN / alpha of the paper's Table 3 / 4 row, steer/files.ts), not the best
  *             cell of a sweep: a best cell chosen on the same starting inputs that it is then scored on
@@ -61,16 +62,17 @@ import { steerEvalCommand, sweepCommand } from './steer';
 import { trainCommand } from './train';
 
 export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaMA + LoRA experiments: pretrain the stand-in base (or --base),
-            train LoRA adapters (arithmetic and incontext, seeds 0 and 1), analyse them, steer at the paper's
-            settings (Table 2: own neurons; Table 3: seed-0 neurons on the seed-1 adapter; Table 4: each task's
-            neurons on the other), projection attribution (Figure 5), reports, and a summary beside the paper's
+            train LoRA adapters (arithmetic and incontext, seeds 0 and 1; cipher seed 0), analyse them, steer at
+            the paper's settings (Table 2: own neurons; Table 3: seed-0 neurons on the seed-1 adapter; Table 4:
+            each task's neurons on the other; Table 5: cipher), projection attribution (Figure 5), reports, and a summary beside the paper's
             numbers (DIR/summary.md, DIR/summary.json).
             [--base BASE (only read) | --preset tiny|small (tiny: the stand-in to pretrain)]
             [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)] [--threads N]
             [--provider cpu|cuda]`;
 
+/** The tasks of Tables 2-4; cipher has Table 5 (the appendix) alone. */
 const TASKS = ['arithmetic', 'incontext'] as const;
-type LoraTask = (typeof TASKS)[number];
+type LoraTask = (typeof TASKS)[number] | 'cipher';
 
 /**
  * Pairs wanted, inputs per pair allowed, inputs of the analysis' first phase, steering n (see the
@@ -98,7 +100,7 @@ interface RunSpec {
   dir: string;
 }
 
-type TableName = 'Table 2' | 'Table 3' | 'Table 4';
+type TableName = 'Table 2' | 'Table 3' | 'Table 4' | 'Table 5';
 
 interface SteerSpec {
   table: TableName;
@@ -188,12 +190,12 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const base = givenBase ?? path.join(outDir, 'base');
 
   const spec = (task: LoraTask, seed: number): RunSpec => ({ name: `${task}-lora-s${seed}`, task, seed, dir: path.join(outDir, `${task}-lora-s${seed}`) });
-  const RUNS: RunSpec[] = [spec('arithmetic', 0), spec('incontext', 0), spec('incontext', 1), spec('arithmetic', 1)];
+  const RUNS: RunSpec[] = [spec('arithmetic', 0), spec('incontext', 0), spec('incontext', 1), spec('arithmetic', 1), spec('cipher', 0)];
   const run = (task: LoraTask, seed: number) => RUNS.find((r) => r.task === task && r.seed === seed)!;
   const steerSpec = (table: TableName, steered: RunSpec, from: RunSpec): SteerSpec => {
-    const experiment = table === 'Table 2' ? 'same-run' : table === 'Table 3' ? 'intra-task' : 'inter-task';
+    const experiment = table === 'Table 3' ? 'intra-task' : table === 'Table 4' ? 'inter-task' : 'same-run';
     const paper = paperReference(steered.task, from.task, experiment, 'llama');
-    const setting = table === 'Table 2' ? PAPER_LLAMA_SETTING[steered.task]! : { topN: paper!.topN, alpha: paper!.alpha };
+    const setting = experiment === 'same-run' ? PAPER_LLAMA_SETTING[steered.task]! : { topN: paper!.topN, alpha: paper!.alpha };
     return { table, run: steered, from, ...setting, paper, file: steeringOutPath(steered.dir, from.dir) };
   };
   const STEERS: SteerSpec[] = [
@@ -201,6 +203,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
     ...TASKS.map((t) => steerSpec('Table 3', run(t, 1), run(t, 0))),
     steerSpec('Table 4', run('incontext', 0), run('arithmetic', 0)),
     steerSpec('Table 4', run('arithmetic', 0), run('incontext', 0)),
+    steerSpec('Table 5', run('cipher', 0), run('cipher', 0)),
   ];
 
   // Refuse before any work: a missing base, DIR inside the base, existing folders (unless --force).
@@ -241,7 +244,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   };
 
   console.log(`reproduce --system lora: LoRA adapters (${RUNS.map((r) => r.name).join(', ')}) on ${givenBase !== undefined ? `the base ${givenBase} (only read)` : `a stand-in base pretrained into ${base}${pretrainOverrides.length ? ` (--pretrain-steps: a test override)` : ''}`} -> ${outDir}/`);
-  console.log(`steering at the paper's settings (Table 2: PAPER_LLAMA_SETTING; Tables 3, 4: the paper's rows), n = ${steerN} per direction`);
+  console.log(`steering at the paper's settings (Tables 2, 5: PAPER_LLAMA_SETTING; Tables 3, 4: the paper's rows), n = ${steerN} per direction`);
   const trained = new Map<string, StageResult>();
   const analysed = new Map<string, StageResult>();
   const steered = new Map<SteerSpec, StageResult>();
@@ -298,7 +301,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
     // 5. steering: Tables 2, 3, 4
     for (const s of STEERS) {
       const label = `${s.table} ${s.from.task}->${s.run.task}`;
-      const name = s.table === 'Table 2' ? `steer ${s.run.name}` : `steer ${s.run.name} with ${s.from.name}'s neurons`;
+      const name = s.from === s.run ? `steer ${s.run.name}` : `steer ${s.run.name} with ${s.from.name}'s neurons`;
       const a = analysed.get(s.from.name)!;
       const t = trained.get(s.run.name)!;
       let r: StageResult;
@@ -352,7 +355,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const exitCode = ctl.stopped() ? 130 : failed ? 1 : 0;
   const summary: LoraReproduceSummary = {
     format: 'memgen-reproduce-lora/1', out: outDir, base: { dir: base, given: givenBase !== undefined, unchanged },
-    setting: "the paper's: Table 2 PAPER_LLAMA_SETTING (incontext topN 0.05 alpha 5, arithmetic topN 0.1 alpha 1); Tables 3, 4 the topN / alpha of the paper's row",
+    setting: "the paper's: Tables 2, 5 PAPER_LLAMA_SETTING (incontext topN 0.05 alpha 5, arithmetic topN 0.1 alpha 1, cipher topN 0.1 alpha 5); Tables 3, 4 the topN / alpha of the paper's row",
     runs: RUNS.map((r) => ({ name: r.name, task: r.task, seed: r.seed, dir: r.dir, kept: keptEval(r.dir), pairs: pairsOf(r.dir), stages: byRun.get(r.name)! })),
     tables: STEERS.map((s) => tableEntry(s, steered.get(s) ?? null)),
     figure5: RUNS.flatMap((r) => {
@@ -436,6 +439,7 @@ const TABLE_TITLE: Record<TableName, string> = {
   'Table 2': 'Table 2 (LLaMA + LoRA, each adapter steered with its own neurons)',
   'Table 3': 'Table 3 (intra-task: the seed-0 adapter\'s neurons steer the adapter retrained with seed 1)',
   'Table 4': 'Table 4 (inter-task: one task\'s neurons steer the other task\'s adapter)',
+  'Table 5': 'Table 5 (the appendix: the cipher adapter steered with its own neurons)',
 };
 
 /** The printed summary (see the header): Tables 2-4 and Figure 5, ours beside the paper's. */
@@ -449,11 +453,12 @@ export function summaryText(s: LoraReproduceSummary): string {
   lines.push(...formatTable(['run', 'kept checkpoint (test)', 'pairs', 'stages'], s.runs.map((r) => [r.name, r.kept ?? '-', r.pairs === null ? '-' : String(r.pairs),
     r.stages.map((x) => `${x.stage} ${x.status}`).join(', ')]), (j) => j === 2));
   const reasons: string[] = [];
-  for (const table of ['Table 2', 'Table 3', 'Table 4'] as const) {
+  for (const table of ['Table 2', 'Table 3', 'Table 4', 'Table 5'] as const) {
     lines.push('', TABLE_TITLE[table]);
     const rows: string[][] = [];
     for (const e of s.tables.filter((x) => x.table === table)) {
-      const what = table === 'Table 2' ? e.task : `${e.neuronsTask} -> ${e.task}`;
+      const ownNeurons = table === 'Table 2' || table === 'Table 5';
+      const what = ownNeurons ? e.task : `${e.neuronsTask} -> ${e.task}`;
       const setting = `${e.topN} / ${e.alpha}`;
       if (e.status !== 'done') {
         rows.push([what, setting, `${e.status} (see below)`, '-', '-', '-', '-', '-']);
@@ -466,8 +471,9 @@ export function summaryText(s: LoraReproduceSummary): string {
         c.paperTargeted === null ? '-' : `${f1(c.paperTargeted)} / ${f1(c.paperBaseline)}`]));
       if (e.verdict) reasons.push(`${table} ${what}: ${e.verdict}`);
     }
-    const baseline = table === 'Table 2' ? 'random' : 'uniform';
-    lines.push(...formatTable([table === 'Table 2' ? 'task' : 'neurons -> steered', 'topN / alpha', 'direction', 'targeted', 'random', 'uniform', 'n', `paper targeted / ${baseline}`], rows, (j) => j >= 3 && j <= 6));
+    const ownNeurons = table === 'Table 2' || table === 'Table 5';
+    const baseline = ownNeurons ? 'random' : 'uniform';
+    lines.push(...formatTable([ownNeurons ? 'task' : 'neurons -> steered', 'topN / alpha', 'direction', 'targeted', 'random', 'uniform', 'n', `paper targeted / ${baseline}`], rows, (j) => j >= 3 && j <= 6));
   }
   lines.push('random: the same shifts on random neurons (the paper\'s Table 2 "Random"); uniform: uniform shifts in [-v, v] on random neurons (the paper\'s Tables 3, 4 "Random"); n = 0: no test input starts from that behaviour (the steered adapter never shows it), so the cell has no number.');
   lines.push('', 'Figure 5 (projection attribution): share of the q_proj / v_proj NMD in the adapter part, by layer; the paper: the high-NMD neurons are overwhelmingly in the base (small adapter share).');

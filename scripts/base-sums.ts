@@ -1,0 +1,62 @@
+/**
+ * Diagnosis: how far a stand-in base (or a pretraining's last checkpoint) is from adding
+ * (docs/llama.md, "The stand-in base"). On N held-out four-operand sums of the corpus's sum4
+ * family (seed 5, operands 10..99, the reversed-partial-sums scratchpad), greedy generation, it
+ * prints: exact match, characters right at each answer position, and the first answer character
+ * (= the units digit of a + b).
+ *
+ *   node scripts/build.mjs && npx esbuild scripts/base-sums.ts --bundle --platform=node \
+ *     --external:onnxruntime-node --outfile=/tmp/base-sums.js
+ *   node /tmp/base-sums.js BASE_FOLDER [N]          a finished base
+ *   node /tmp/base-sums.js BASE.partial [N]         a pretraining's checkpoints/last
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadHFTokenizer } from '../engine/io/hf-folder';
+import type { ParamSet } from '../engine/io/params';
+import { initLlama } from '../engine/models/llama';
+import { loadLlamaFolder } from '../engine/models/llama-folder';
+import { LlamaInference } from '../engine/models/llama-infer';
+import { BOS_TOKEN, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
+import { loadTrainState } from '../engine/train/checkpoint';
+import { pretrainModelConfig } from '../engine/train/llama-pretrain';
+import { Adam } from '../engine/train/optim';
+import { Rng } from '../engine/util/rng';
+
+async function main(): Promise<void> {
+  const [dir, nArg] = process.argv.slice(2);
+  const n = Number(nArg ?? 200);
+  const tok = loadHFTokenizer(dir);
+  let cfg, params: ParamSet, step = 'final';
+  if (fs.existsSync(path.join(dir, 'pretrain.json'))) {
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'pretrain.json'), 'utf8'));
+    cfg = pretrainModelConfig(saved.preset, saved.vocabSize, saved.ids);
+    params = initLlama(cfg, new Rng(0));
+    step = String(loadTrainState<{ step: number; adamT: number }>(path.join(dir, 'checkpoints', 'last'), params, new Adam(params)).step);
+  } else {
+    const m = loadLlamaFolder(dir);
+    cfg = m.config;
+    params = m.params;
+  }
+  const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
+  const rng = new Rng(5);
+  const docs = Array.from({ length: n }, () => corpusDoc(rng, ['sum4']));
+  const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
+  const res = await inf.generate(docs.map((d) => [bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]), { maxNewTokens: 24, eosIds: [eot] });
+  await inf.release();
+  let exact = 0;
+  const right: number[] = [], total: number[] = [];
+  docs.forEach((d, i) => {
+    const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
+    if (out === d.answer) exact++;
+    [...d.answer].forEach((c, j) => {
+      total[j] = (total[j] ?? 0) + 1;
+      right[j] = (right[j] ?? 0) + (out[j] === c ? 1 : 0);
+    });
+  });
+  const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
+  console.log(`${dir} (step ${step}): ${n} sum4, exact ${pct(exact, n)}; units digit of a+b ${pct(right[0], n)}`);
+  console.log('characters right by answer position: ' + total.map((t, j) => `${j}:${pct(right[j], t)}`).join(' '));
+  console.log('e.g. ' + docs.slice(0, 3).map((d, i) => `${d.prompt}${d.answer} -> ${tok.decode(res.tokens[i], { skipSpecialTokens: true })}`).join(' | '));
+}
+main().catch((e) => { console.error(e); process.exit(1); });
