@@ -19,7 +19,7 @@ import type { PairRecord } from '../../engine/analysis/files';
 import { writeNpy } from '../../engine/analysis/npy';
 import { UsageError } from '../../engine/cli/args';
 import { analyzeCommand, writeStatistics } from '../../engine/cli/commands/analyze';
-import { type LoraReproduceSummary, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
+import { type LoraReproduceSummary, recordedPretrainArgs, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
 import { reproduceCommand } from '../../engine/cli/commands/reproduce';
 import { loraSteerRun } from '../../engine/runs/lora-run';
 import { RunError } from '../../engine/runs/run';
@@ -141,13 +141,23 @@ describe('memgen reproduce --system lora', () => {
     expect(hashFolder(base)).toEqual(before);
   });
 
+  it('--pretrain remakes a base with the command its manifest records, without --out / --resume / --force', () => {
+    const dir = path.join(tmp, 'recorded');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ command: 'memgen pretrain --arch llama --preset small --out /elsewhere/base --steps 3000 --lr 3e-3 --resume --threads 1' }));
+    expect(recordedPretrainArgs(dir)).toEqual(['--arch', 'llama', '--preset', 'small', '--steps', '3000', '--lr', '3e-3', '--threads', '1']);
+    fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ command: 'memgen train --task arithmetic' }));
+    expect(() => recordedPretrainArgs(dir)).toThrow(/not a `memgen pretrain` command/);
+  });
+
   it('refuses bad arguments before any work; --system gpt2 stays the default', async () => {
     await expect(reproduceCommand(['--system', 'bert'])).rejects.toThrow(UsageError);
     await expect(reproduceCommand(['--system', 'lora', '--base', path.join(tmp, 'nowhere'), '--out', path.join(tmp, 'x')])).rejects.toThrow(/config\.json/);
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--out', path.join(base, 'inside')])).rejects.toThrow(/inside the base/);
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--pretrain-steps', '3'])).rejects.toThrow(/--pretrain-steps/);
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--preset', 'small'])).rejects.toThrow(/--preset picks the stand-in base to pretrain/);
-    await expect(reproduceCommand(['--system', 'lora', '--preset', 'huge'])).rejects.toThrow(/unknown preset 'huge'; choose one of: tiny, small/);
+    await expect(reproduceCommand(['--system', 'lora', '--pretrain', '--preset', 'huge'])).rejects.toThrow(/unknown preset 'huge'; choose one of: tiny, small/);
+    await expect(reproduceCommand(['--system', 'lora', '--base', base, '--pretrain'])).rejects.toThrow(/contradict/);
     await expect(reproduceCommand(['--system=gpt2', '--reuse', '--steps', '5'])).rejects.toThrow(/--steps/); // the GPT-2 pipeline's own refusal
   });
 });

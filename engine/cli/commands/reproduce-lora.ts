@@ -2,10 +2,10 @@
  * `memgen reproduce --system lora`: the paper's LLaMA + LoRA experiments end to end (Tables 2-5 and
  * Figure 5), then a summary beside the paper's numbers. Into DIR (default runs-reproduce-lora/):
  *
- *   base      `memgen pretrain --arch llama --preset P` into DIR/base (the stand-in LLaMA base,
- *             docs/llama.md; P = --preset, tiny by default; small pretrains ~4x longer; neither learns to
- *             add on the whole corpus yet), unless --base BASE names one; a given base is only read (the sha256 of
- *             its files is compared before and after, and the summary says so).
+ *   base      the committed stand-in base runs/base-llama-small (docs/llama.md), or --base BASE; either
+ *             is only read (the sha256 of its files is compared before and after, and the summary says
+ *             so). --pretrain remakes it into DIR/base with the command its manifest records (or, with
+ *             --preset P, `memgen pretrain --arch llama --preset P`) and uses that.
  *   train     `memgen train --base BASE --lora` (train/lora-trainer.ts, the paper's recipe) for arithmetic
  *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
  *             retrained with another seed), cipher seed 0 (Table 5) into DIR/<task>-lora-s<seed>.
@@ -61,12 +61,16 @@ import { pretrainCommand } from './pretrain';
 import { steerEvalCommand, sweepCommand } from './steer';
 import { trainCommand } from './train';
 
+/** The committed stand-in base (docs/llama.md): the default base, only read. */
+export const COMMITTED_BASE = path.join('runs', 'base-llama-small');
+
 export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaMA + LoRA experiments: pretrain the stand-in base (or --base),
             train LoRA adapters (arithmetic and incontext, seeds 0 and 1; cipher seed 0), analyse them, steer at
             the paper's settings (Table 2: own neurons; Table 3: seed-0 neurons on the seed-1 adapter; Table 4:
             each task's neurons on the other; Table 5: cipher), projection attribution (Figure 5), reports, and a summary beside the paper's
             numbers (DIR/summary.md, DIR/summary.json).
-            [--base BASE (only read) | --preset tiny|small (tiny: the stand-in to pretrain)]
+            [--base BASE (only read; default ${COMMITTED_BASE}) | --pretrain [--preset tiny|small] (remake the base into
+            DIR/base: the committed base's command, or the preset's)]
             [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)] [--threads N]
             [--provider cpu|cuda]`;
 
@@ -166,16 +170,19 @@ export interface ReproduceLoraDeps {
 
 export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDeps = {}): Promise<number> {
   const v = parse(argv, {
-    base: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
+    base: { type: 'string' }, pretrain: { type: 'boolean' }, preset: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
     'pretrain-steps': { type: 'string' }, epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'eval-n': { type: 'string' },
     pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, ...RUNNER_OPTIONS,
   });
   const analyze = deps.analyze ?? analyzeCommand;
   const outDir = str(v.out, 'out') ?? 'runs-reproduce-lora';
-  const givenBase = str(v.base, 'base');
-  if (givenBase !== undefined && v['pretrain-steps'] !== undefined) throw new UsageError('--pretrain-steps (a testing override of the base\'s pretraining) has no meaning with --base');
-  const preset = choice(v.preset, 'preset', Object.keys(PRETRAIN_PRESETS) as PretrainPreset[], 'tiny');
-  if (givenBase !== undefined && v.preset !== undefined) throw new UsageError('--preset picks the stand-in base to pretrain; it has no meaning with --base (the given base is used as it is)');
+  if (v.base !== undefined && v.pretrain) throw new UsageError('--base (use this base) and --pretrain (make one) contradict each other');
+  if (!v.pretrain && v['pretrain-steps'] !== undefined) throw new UsageError('--pretrain-steps (a testing override of the base\'s pretraining) needs --pretrain');
+  if (!v.pretrain && v.preset !== undefined) throw new UsageError('--preset picks the stand-in base to pretrain; it needs --pretrain (without it the committed or --base base is used as it is)');
+  const givenBase = v.pretrain ? undefined : str(v.base, 'base') ?? COMMITTED_BASE;
+  const pretrainArgs = v.pretrain ? (v.preset !== undefined || !fs.existsSync(path.join(COMMITTED_BASE, 'manifest.json'))
+    ? ['--arch', 'llama', '--preset', choice(v.preset, 'preset', Object.keys(PRETRAIN_PRESETS) as PretrainPreset[], 'tiny')]
+    : recordedPretrainArgs(COMMITTED_BASE)) : [];
   const pairs = positiveInt(v.pairs, 'pairs', PAIRS);
   const yieldInputs = positiveInt(v['analyze-tries'], 'analyze-tries', YIELD_INPUTS);
   const steerN = positiveInt(v.n, 'n', STEER_N);
@@ -208,7 +215,11 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
 
   // Refuse before any work: a missing base, DIR inside the base, existing folders (unless --force).
   if (givenBase !== undefined) {
-    if (!fs.existsSync(path.join(givenBase, 'config.json'))) throw new RunError(`--base ${givenBase} is not a Hugging Face model folder (no config.json): make one with \`memgen pretrain --arch llama --preset tiny --out ${givenBase}\`, or drop --base to pretrain it into ${path.join(outDir, 'base')}`);
+    if (!fs.existsSync(path.join(givenBase, 'config.json'))) {
+      throw new RunError(givenBase === COMMITTED_BASE && v.base === undefined
+        ? `${COMMITTED_BASE} (the committed stand-in base) is missing: run from the repository root, pass --base BASE, or --pretrain to make one into ${path.join(outDir, 'base')}`
+        : `--base ${givenBase} is not a Hugging Face model folder (no config.json): make one with \`memgen pretrain --arch llama --preset small --out ${givenBase}\`, or pass --pretrain to make one into ${path.join(outDir, 'base')}`);
+    }
     const rel = path.relative(path.resolve(givenBase), path.resolve(outDir));
     if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) throw new RunError(`--out ${outDir} is inside the base folder ${givenBase}, which is only read: choose another --out`);
   }
@@ -250,10 +261,10 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const steered = new Map<SteerSpec, StageResult>();
   try {
     // 1. base
-    const baseStage = await stage('base', 'base', givenBase !== undefined ? `${givenBase} (given: only read)` : `pretrain the ${preset} stand-in into ${base} (log: ${logFile('base', 'pretrain')})`, async () => {
+    const baseStage = await stage('base', 'base', givenBase !== undefined ? `${givenBase} (only read)` : `memgen pretrain ${pretrainArgs.join(' ')} into ${base} (log: ${logFile('base', 'pretrain')})`, async () => {
       if (givenBase !== undefined) return { status: 'kept', detail: `${Object.keys(hashesBefore!).length} files' sha256 recorded` };
       if (fs.existsSync(base) && fs.readdirSync(base).length > 0) fs.renameSync(base, `${base}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`); // --force (refused above otherwise)
-      const status = await loggedCommand(logFile('base', 'pretrain'), pretrainCommand, ['--arch', 'llama', '--preset', preset, '--out', base, ...pretrainOverrides, ...runnerArgs]);
+      const status = await loggedCommand(logFile('base', 'pretrain'), pretrainCommand, [...pretrainArgs, '--out', base, ...pretrainOverrides, ...runnerArgs]);
       return { status, detail: status === 'done' ? '' : `see ${logFile('base', 'pretrain')}` };
     });
     const baseOk = baseStage.status === 'done' || baseStage.status === 'kept';
@@ -378,6 +389,22 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   return exitCode;
 }
 
+/**
+ * The arguments the base's manifest records (`memgen pretrain ...`), without --out, --resume and
+ * --force, so that --pretrain remakes it into another folder.
+ */
+export function recordedPretrainArgs(baseDir: string): string[] {
+  const m = readJSON<{ command?: unknown }>(path.join(baseDir, 'manifest.json'), 'base manifest');
+  const words = typeof m.command === 'string' ? m.command.trim().split(/\s+/) : [];
+  if (words[0] !== 'memgen' || words[1] !== 'pretrain') throw new RunError(`${path.join(baseDir, 'manifest.json')}: its command is not a \`memgen pretrain\` command; pass --preset to pretrain a preset instead`);
+  const out: string[] = [];
+  for (let i = 2; i < words.length; i++) {
+    if (words[i] === '--out') i++;
+    else if (words[i] !== '--resume' && words[i] !== '--force') out.push(words[i]);
+  }
+  return out;
+}
+
 /** "no pairs: <reason>" when the analysis failed for want of pairs, else `other`. */
 function noPairsOr(a: StageResult, other: string): string {
   return a.noPairs ? `no pairs: ${a.detail}` : a.status === 'skipped' ? `${other} (${a.detail})` : other;
@@ -446,7 +473,7 @@ const TABLE_TITLE: Record<TableName, string> = {
 export function summaryText(s: LoraReproduceSummary): string {
   const lines: string[] = [];
   const f1 = (x: number | null) => (x === null ? '-' : x.toFixed(1));
-  lines.push(`memgen reproduce --system lora -> ${s.out}/. Base: ${s.base.dir}${s.base.given ? ` (given; ${s.base.unchanged ? 'sha256 of its files unchanged' : 'CHANGED during the run'})` : ' (the stand-in, pretrained here)'}.`);
+  lines.push(`memgen reproduce --system lora -> ${s.out}/. Base: ${s.base.dir}${s.base.given ? ` (only read; ${s.base.unchanged ? 'sha256 of its files unchanged' : 'CHANGED during the run'})` : ' (the stand-in, pretrained here)'}.`);
   lines.push(`Setting: ${s.setting}. Success = % gen for mem->gen, % mem for gen->mem; n = starting inputs per direction.`);
   lines.push('');
   lines.push('LoRA runs');
