@@ -75,6 +75,8 @@ export interface PretrainConfig {
   minLrFraction: number;
   clip: number;
   maxMinutes: number | null;
+  /** End at this step of the `steps`-step schedule (the lr keeps the whole schedule's shape); null = steps. */
+  stopAt: number | null;
   /** Steps at the start that see only the adding families (header: curriculum); 0 = none. */
   sumsFirst: number;
   /** The families the first `sumsFirst` steps draw (default the adding ones). */
@@ -95,7 +97,7 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -289,7 +291,8 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     saveTrainState(checkpointDir(work), params, adam, state);
   };
   try {
-    while (s < cfg.steps) {
+    const end = Math.min(cfg.steps, cfg.stopAt ?? cfg.steps);
+    while (s < end) {
       if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
       const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES);
@@ -303,7 +306,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       if (s % cfg.logEvery === 0) appendLine(logFile, JSON.stringify({ step: s, kind: 'train', loss, lr, gradNorm, seconds: seconds() }));
       hooks.onProgress?.({ step: s, totalSteps: cfg.steps, loss, lr });
       if (s % cfg.checkpointEvery === 0) checkpoint();
-      if (cfg.evalEvery > 0 && s % cfg.evalEvery === 0 && s < cfg.steps) {
+      if (cfg.evalEvery > 0 && s % cfg.evalEvery === 0 && s < end) {
         const acc = await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner);
         appendLine(logFile, JSON.stringify({ step: s, kind: 'eval', heldOutAccuracy: acc, seconds: seconds() }));
         hooks.log?.(`step ${s}: held-out exact match ${formatFamilyAccuracy(acc)}`);
@@ -329,7 +332,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command,
-    train: { steps: s, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies },
+    train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies },
     corpus: corpusDescription(),
     tokenizer: { type: 'byte-level BPE, LLaMA-3 pre-tokenizer with single digits', vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges },
     finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
@@ -352,7 +355,7 @@ interface BaseManifest {
 const readBaseManifest = (dir: string): BaseManifest => readJSON<BaseManifest>(path.join(dir, BASE_MANIFEST), 'base manifest');
 
 const baseOutcome = (out: string, m: BaseManifest, cfg: PretrainConfig): PretrainOutcome => ({
-  dir: out, steps: m.train.steps, seconds: m.trainSeconds, finalLoss: m.finalLoss, familyAccuracy: m.heldOutAccuracy, stopReason: m.train.steps >= cfg.steps ? 'steps' : 'time',
+  dir: out, steps: m.train.steps, seconds: m.trainSeconds, finalLoss: m.finalLoss, familyAccuracy: m.heldOutAccuracy, stopReason: m.train.steps >= Math.min(cfg.steps, cfg.stopAt ?? cfg.steps) ? 'steps' : 'time',
 });
 
 /** The last part of a pretraining, once its manifest is written: drops the checkpoints, then OUT.partial becomes OUT. */

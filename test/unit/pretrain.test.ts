@@ -157,6 +157,18 @@ describe('pretrain', () => {
     await expect(pretrain(cfg(out))).rejects.toThrow(/already exists/);
   });
 
+  it('--stop-at-step ends inside the schedule: the first N steps of the longer run, recorded', async () => {
+    const whole = path.join(tmp, 'sched-whole'), part = path.join(tmp, 'sched-part');
+    await pretrain(cfg(whole, { steps: 20, evalPerFamily: 0 }));
+    const r = await pretrain(cfg(part, { steps: 20, stopAt: 10, evalPerFamily: 0 }));
+    expect(r).toMatchObject({ steps: 10, stopReason: 'steps' });
+    const m = JSON.parse(fs.readFileSync(path.join(part, 'manifest.json'), 'utf8'));
+    expect(m.train).toMatchObject({ steps: 10, scheduleSteps: 20 });
+    const line = (dir: string) => fs.readFileSync(path.join(dir, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((x) => x.step === 10);
+    expect(line(part).lr).toBe(line(whole).lr);
+    expect(line(part).loss).toBe(line(whole).loss);
+  });
+
   it('resumes exactly: stopped at step 10 and resumed == uninterrupted', async () => {
     const a = path.join(tmp, 'a');
     const b = path.join(tmp, 'b');

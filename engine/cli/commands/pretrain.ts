@@ -9,7 +9,7 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
             [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
@@ -24,7 +24,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    'sums-first': { type: 'string' }, 'first-families': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
@@ -39,6 +39,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     seq: num(v.seq, 'seq', d.seq),
     lr: num(v.lr, 'lr', d.lr),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
+    stopAt: num(v['stop-at-step'], 'stop-at-step', null),
     evalPerFamily: num(v['eval-n'], 'eval-n', d.evalPerFamily),
     sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
     firstFamilies: families(v['first-families'] as string | undefined, d.firstFamilies),
