@@ -48,7 +48,7 @@ import { llamaRows } from './llama';
 import { MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, rateSpread, trainFlopsPerToken } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
-import { Adam, clipGradNorm } from '../engine/train/optim';
+import { Adam } from '../engine/train/optim';
 import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
 
@@ -125,8 +125,7 @@ async function gpt2Rows(shapes: GPT2Shape[], matmulGflops: number | undefined): 
       work: s.B * s.T,
       ours: async () => {
         const { grads } = await step.run(params, batch);
-        clipGradNorm(grads, 1);
-        adam.step(params, grads);
+        adam.clipAndStep(params, grads, adam.cfg.lr, 1);
       },
       warmup: 2, reps: tiny ? 7 : 3, peer: peer('train', tiny ? 4 : 2),
     });

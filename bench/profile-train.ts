@@ -5,7 +5,7 @@
  *   data      trainBatch: drawing and encoding the batch in JS
  *   run       TrainStep.run: one onnxruntime session.run (forward, loss, every gradient), with the
  *             feeds wrapped and the outputs read back
- *   clip      clipGradNorm in JS;   adam   Adam.step in JS
+ *   optim     Adam.clipAndStep: gradient clipping and Adam (WebAssembly, train/adam.wat)
  *   eval      one evaluation as the trainer runs it every --eval-every steps (evaluateFresh: the test
  *             set and the plain set, greedy), spread over the steps it covers:
  *             eval share = eval seconds / (evalEvery * step seconds + eval seconds)
@@ -33,7 +33,7 @@ import { Runner } from '../engine/runtime/runner';
 import { makeTask, taskOptions } from '../engine/tasks';
 import { trainBatch } from '../engine/train/data';
 import { PLAIN_N, evaluateFresh, plainSet, testSet } from '../engine/train/evaluate';
-import { Adam, clipGradNorm } from '../engine/train/optim';
+import { Adam } from '../engine/train/optim';
 import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
 import { matmulGflops, trainFlopsPerToken } from './measure';
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
   const ids = g.input('ids', [cfg.batch, cfg.seqLen], 'int64');
   const targets = g.input('targets', [cfg.batch, cfg.seqLen], 'int64');
   const step = await TrainStep.compile(g, ops.crossEntropy(gpt2Forward(model, gpt2ParamInputs(g, model), ids), targets), { threads, profile: prefix });
-  const parts = { data: 0, run: 0, clip: 0, adam: 0 };
+  const parts = { data: 0, run: 0, optim: 0 };
   const oneStep = async (timed: boolean) => {
     let t = performance.now();
     const lap = (k: keyof typeof parts) => {
@@ -76,10 +76,8 @@ async function main(): Promise<void> {
     lap('data');
     const { grads } = await step.run(params, batch);
     lap('run');
-    clipGradNorm(grads, cfg.clip);
-    lap('clip');
-    adam.step(params, grads, cfg.lr);
-    lap('adam');
+    adam.clipAndStep(params, grads, cfg.lr, cfg.clip);
+    lap('optim');
   };
   for (let i = 0; i < 3; i++) await oneStep(false);
   for (let i = 0; i < steps; i++) await oneStep(true);
@@ -122,7 +120,7 @@ async function main(): Promise<void> {
   await evaluateFresh(task, () => GPT2Inference.create(model, params, { runner: { threads }, batchSize: cfg.evalBatch }), testSet(task, cfg.evalN, cfg.seed), plainSet(task, PLAIN_N, cfg.seed));
   const evalSeconds = (performance.now() - t0) / 1000;
 
-  const stepSeconds = (parts.data + parts.run + parts.clip + parts.adam) / steps;
+  const stepSeconds = (parts.data + parts.run + parts.optim) / steps;
   const tokensPerSecond = (cfg.batch * cfg.seqLen) / stepSeconds;
   const flops = tokensPerSecond * trainFlopsPerToken({ L: model.nLayer, D: model.nEmbd, T: cfg.seqLen, V: model.vocabSize });
   const mm = await matmulGflops(threads);

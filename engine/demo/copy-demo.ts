@@ -8,7 +8,7 @@ import { countParams, type ParamSet } from '../io/params';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../models/gpt2';
 import type { RunnerOptions } from '../runtime/runner';
 import { COPY_VOCAB, copyBatch } from '../tasks/copy';
-import { Adam, clipGradNorm } from '../train/optim';
+import { Adam } from '../train/optim';
 import { TrainStep } from '../train/step';
 import { Rng } from '../util/rng';
 
@@ -62,8 +62,7 @@ export async function runCopyDemo(partial: Partial<CopyDemoOptions> = {}): Promi
     for (let s = 0; s < o.steps && !o.shouldStop?.(); s++) {
       const batch = copyBatch(rng, o.batch, o.digits);
       const { loss, grads } = await step.run(params, batch);
-      clipGradNorm(grads, 1.0);
-      adam.step(params, grads, o.lr * Math.min(1, (s + 1) / o.warmup));
+      adam.clipAndStep(params, grads, o.lr * Math.min(1, (s + 1) / o.warmup), 1.0);
       losses.push(loss);
       o.onStep?.(s, loss);
     }

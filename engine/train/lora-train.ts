@@ -24,7 +24,7 @@ import { type LoraConfig, initLora, loraDropoutFeeds, loraGraphTensors } from '.
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import { Rng } from '../util/rng';
 import { exactState } from './checkpoint';
-import { Adam, clipGradNorm } from './optim';
+import { Adam } from './optim';
 import { addLossAndGradients, gradName } from './step';
 
 /** The step graph: inputs input_ids / targets int64 [batch, seq], the adapter as params, the base as initializers. */
@@ -94,8 +94,7 @@ export class LoraTrainer {
     const out = await this.runner.run({ ...paramFeeds(this.adapter), ...feeds });
     const grads = new Map(this.paramNames.map((n) => [n, out[gradName(n)].data as Float32Array]));
     const loss = Number(out.loss.data[0]);
-    const gradNorm = clipGradNorm(grads, this.opts.clip);
-    this.adam.step(this.adapter, grads, lr);
+    const gradNorm = this.adam.clipAndStep(this.adapter, grads, lr ?? this.adam.cfg.lr, this.opts.clip);
     this.steps++;
     return { loss, gradNorm };
   }

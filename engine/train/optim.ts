@@ -11,9 +11,10 @@
  * Gradient clipping by global norm: if ||g||_2 > c, every g is scaled by c / ||g||_2.
  *
  * The update runs in WebAssembly SIMD (adam.wat: the same f64 operations in the same order, so
- * bit-identical to the JS loop below, 2-4x faster): m and v live in one WebAssembly memory per
- * optimiser (state.m / state.v are Float32Array views of it), each parameter and its gradient are
- * copied in and the parameter back. The JS loop serves where that memory would pass 2 GiB or
+ * bit-identical to the JS loop below, 2-4x faster): m, v and the gradients live in one WebAssembly
+ * memory per optimiser (state.m / state.v are Float32Array views of it); each gradient is copied in
+ * once (clipAndStep sums its squares there, in the JS loop's order, and scales it inside the update),
+ * each parameter copied in and back. The JS loop serves where that memory would pass 2 GiB or
  * WebAssembly SIMD is missing, and for an odd last value.
  */
 import type { ParamSet } from '../io/params';
@@ -36,7 +37,10 @@ export interface AdamState {
   v: Map<string, Float32Array>;
 }
 
-type AdamKernel = (p: number, g: number, m: number, v: number, n: number, lr: number, c1: number, c2: number, b1: number, b2: number, eps: number, l2: number, shrink: number) => void;
+interface AdamExports {
+  adam(p: number, g: number, m: number, v: number, n: number, lr: number, c1: number, c2: number, b1: number, b2: number, eps: number, l2: number, shrink: number, s: number): void;
+  sumsq(g: number, n: number, acc: number): number;
+}
 
 let wasmModule: WebAssembly.Module | null | undefined;
 /** The compiled adam.wat, or null where this runtime has no WebAssembly SIMD. */
@@ -54,14 +58,13 @@ function adamModule(): WebAssembly.Module | null {
 const WASM_LIMIT_BYTES = 2 ** 31;
 const PAGE = 65536;
 
-/** m, v (and the scratch for one parameter and its gradient) in a WebAssembly memory, with the kernel. */
+/** m, v and the gradient of every parameter (and the scratch for one parameter) in a WebAssembly memory. */
 interface WasmAdam {
-  kernel: AdamKernel;
+  fns: AdamExports;
   memory: WebAssembly.Memory;
-  /** Byte offsets of each parameter's m and v. */
-  offsets: Map<string, { m: number; v: number }>;
+  /** Byte offsets of each parameter's m, v and gradient. */
+  offsets: Map<string, { m: number; v: number; g: number }>;
   scratchP: number;
-  scratchG: number;
 }
 
 function wasmAdam(params: ParamSet): WasmAdam | null {
@@ -71,20 +74,21 @@ function wasmAdam(params: ParamSet): WasmAdam | null {
   let values = 0;
   let largest = 0;
   for (const p of params.values()) {
-    values += 2 * align(p.data.length);
+    values += 3 * align(p.data.length);
     largest = Math.max(largest, align(p.data.length));
   }
-  const bytes = 4 * (values + 2 * largest);
+  const bytes = 4 * (values + largest);
   if (bytes > WASM_LIMIT_BYTES) return null;
   const memory = new WebAssembly.Memory({ initial: Math.max(1, Math.ceil(bytes / PAGE)) });
-  const kernel = new WebAssembly.Instance(mod, { env: { memory } }).exports.adam as AdamKernel;
-  const offsets = new Map<string, { m: number; v: number }>();
+  const fns = new WebAssembly.Instance(mod, { env: { memory } }).exports as unknown as AdamExports;
+  const offsets = new Map<string, { m: number; v: number; g: number }>();
   let at = 0;
   for (const [name, p] of params) {
-    offsets.set(name, { m: at, v: at + 4 * align(p.data.length) });
-    at += 8 * align(p.data.length);
+    const n = 4 * align(p.data.length);
+    offsets.set(name, { m: at, v: at + n, g: at + 2 * n });
+    at += 3 * n;
   }
-  return { kernel, memory, offsets, scratchP: at, scratchG: at + 4 * largest };
+  return { fns, memory, offsets, scratchP: at };
 }
 
 export class Adam {
@@ -108,6 +112,35 @@ export class Adam {
 
   /** One update of every parameter that has a gradient; lr overrides the configured rate (schedules). */
   step(params: ParamSet, grads: Map<string, Float32Array>, lr = this.cfg.lr): void {
+    this.update(params, grads, lr, 1, false);
+  }
+
+  /**
+   * clipGradNorm(grads, maxNorm) then step(params, grads, lr), to the same bits, with one copy of
+   * each gradient into WebAssembly memory; the caller's gradients are left unscaled. Returns the
+   * norm before clipping.
+   */
+  clipAndStep(params: ParamSet, grads: Map<string, Float32Array>, lr: number, maxNorm: number): number {
+    const w = this.wasm;
+    if (w === null) {
+      const norm = clipGradNorm(grads, maxNorm);
+      this.step(params, grads, lr);
+      return norm;
+    }
+    let sq = 0;
+    for (const [name, g] of grads) {
+      const o = w.offsets.get(name);
+      if (!o) throw new Error(`Adam: no parameter named '${name}'`);
+      new Float32Array(w.memory.buffer, o.g, g.length).set(g);
+      sq = w.fns.sumsq(o.g, g.length, sq);
+    }
+    const norm = Math.sqrt(sq);
+    this.update(params, grads, lr, Number.isFinite(maxNorm) && norm > maxNorm ? maxNorm / norm : 1, true);
+    return norm;
+  }
+
+  /** The update with every gradient scaled by `scale` first (g = f32(g scale), as clipGradNorm stores it). */
+  private update(params: ParamSet, grads: Map<string, Float32Array>, lr: number, scale: number, copied: boolean): void {
     const { beta1: b1, beta2: b2, eps, weightDecay: wd, decay } = this.cfg;
     const t = ++this.state.t;
     const c1 = 1 / (1 - b1 ** t);
@@ -123,17 +156,17 @@ export class Adam {
       if (g.length !== p.length) throw new Error(`Adam: gradient of '${name}' has ${g.length} values, parameter ${p.length}`);
       let from = 0;
       if (w !== null) {
+        const o = w.offsets.get(name)!;
         const even = p.length - (p.length % 2);
+        if (!copied) new Float32Array(w.memory.buffer, o.g, even).set(g.subarray(0, even));
         const wp = new Float32Array(w.memory.buffer, w.scratchP, even);
         wp.set(p.subarray(0, even));
-        new Float32Array(w.memory.buffer, w.scratchG, even).set(g.subarray(0, even));
-        const o = w.offsets.get(name)!;
-        w.kernel(w.scratchP, w.scratchG, o.m, o.v, even, lr, c1, c2, b1, b2, eps, l2, shrink);
+        w.fns.adam(w.scratchP, o.g, o.m, o.v, even, lr, c1, c2, b1, b2, eps, l2, shrink, scale);
         p.set(wp);
         from = even;
       }
       for (let i = from; i < p.length; i++) {
-        const gi = g[i] + l2 * p[i];
+        const gi = (scale === 1 ? g[i] : Math.fround(g[i] * scale)) + l2 * p[i];
         const mi = (m[i] = b1 * m[i] + (1 - b1) * gi);
         const vi = (v[i] = b2 * v[i] + (1 - b2) * gi * gi);
         p[i] = p[i] * shrink - (lr * mi * c1) / (Math.sqrt(vi * c2) + eps);

@@ -31,7 +31,7 @@ import { Rng } from '../util/rng';
 import { trainBatch } from './data';
 import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from './evaluate';
 import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
-import { Adam, clipGradNorm } from './optim';
+import { Adam } from './optim';
 import { learningRate } from './schedule';
 import { TrainStep } from './step';
 import type { TrainConfig } from './presets';
@@ -149,8 +149,7 @@ async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<Train
         const { loss, grads } = await step.run(params, trainBatch(task, dataRng, cfg.batch, cfg.seqLen, s < (cfg.memWarmup ?? 0)));
         const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
         if (!Number.isFinite(loss)) return { loss, lr, gradNorm: NaN }; // the loop stops with an error
-        const gradNorm = clipGradNorm(grads, cfg.clip);
-        adam.step(params, grads, lr);
+        const gradNorm = adam.clipAndStep(params, grads, lr, cfg.clip);
         return { loss, lr, gradNorm };
       },
       evaluate: () => evaluateFresh(task, () => GPT2Inference.create(model, params, { runner, batchSize: cfg.evalBatch }), tests, plain),
