@@ -303,7 +303,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       s++;
       loss = r.loss;
       if (s % cfg.logEvery === 0) appendLine(logFile, JSON.stringify({ step: s, kind: 'train', loss, lr, gradNorm, seconds: seconds() }));
-      hooks.onProgress?.({ step: s, totalSteps: cfg.steps, loss, lr });
+      hooks.onProgress?.({ step: s, totalSteps: end, loss, lr });
       if (s % cfg.checkpointEvery === 0) checkpoint();
       if (cfg.evalEvery > 0 && s % cfg.evalEvery === 0 && s < end) {
         const acc = await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner);

@@ -57,7 +57,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     process.stderr.write('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to abort without saving)\n');
   });
   console.log(`pretraining the ${preset} stand-in base (${STAND_IN_NOTE}) -> ${out}`);
-  const bar = new ProgressBar('pretrain', cfg.steps);
+  const bar = new ProgressBar('pretrain', Math.min(cfg.steps, cfg.stopAt ?? cfg.steps));
   const r = await pretrain(cfg, {
     shouldStop: () => stop,
     log: (l) => console.log(l),
