@@ -13,6 +13,8 @@
  *                  weights: model.safetensors or model.safetensors.index.json + shards (io/hf-folder.ts);
  *                  the prompt is tokenized with the folder's tokenizer.json (special tokens added as
  *                  the tokenizer's post-processor says: LLaMA-3 prepends <|begin_of_text|>, GPT-2 nothing).
+ * A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, models/lora.ts) may be
+ * put on a plain LLaMA folder (`--adapter DIR`): inference then runs base + adapter, as PeftModel does.
  * Errors name the file and the fix: an unknown model_type, a missing tokenizer.json, missing weights.
  * The folder is only read.
  */
@@ -25,6 +27,7 @@ import { GPT2Inference } from '../models/gpt2-infer';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, type LlamaSite, parseLlamaSiteName, parseSiteName } from '../models/hooks';
 import { type LlamaFolder, loadLlamaFolder } from '../models/llama-folder';
 import { LlamaInference } from '../models/llama-infer';
+import { type LoraConfig, loadAdapter } from '../models/lora';
 import type { RunnerOptions } from '../runtime/runner';
 import { type LoadedLlamaExport, isLlamaExportRun, loadLlamaExportRun } from './llama-export-run';
 import { type LoadedRun, RUN_FILES, RunError, loadRun } from './run';
@@ -52,6 +55,18 @@ export interface HFModel {
   eosIds: number[];
   gpt2?: { cfg: GPT2Config; params: ParamSet };
   llama?: LlamaFolder;
+  /** A PEFT LoRA adapter on a LLaMA folder (withAdapter). */
+  adapter?: { dir: string; config: LoraConfig; params: ParamSet };
+}
+
+/** `m` with the PEFT LoRA adapter in `dir` (LLaMA folders only; names and shapes checked against the base). */
+export function withAdapter(m: HFModel, dir: string): HFModel {
+  if (m.family !== 'llama') throw new RunError(`--adapter ${dir}: adapters are LoRA on LLaMA (q_proj, v_proj ...); ${m.dir} is a ${m.family} folder`);
+  try {
+    return { ...m, adapter: { dir, ...loadAdapter(dir, m.llama!.config) } };
+  } catch (e) {
+    throw new RunError(`--adapter ${dir}: ${(e as Error).message}`);
+  }
 }
 
 /** A LLaMA export is both: a task (its run) and a LLaMA folder (its model, as a plain folder's). */
@@ -147,7 +162,8 @@ export async function hfModelInference(m: HFModel, opts: { site?: string; runner
   const site = opts.site ?? PLAIN_DEFAULT_SITE[m.family];
   if (!PLAIN_SITES[m.family].includes(site)) throw new RunError(`site '${site}' is not a ${m.family} site; the sites are ${PLAIN_SITES[m.family].join(', ')}`);
   if (m.family === 'llama') {
-    const inf = await LlamaInference.create(m.llama!.config, m.llama!.params, { site: site as LlamaSite, runner: opts.runner });
+    const adapter = m.adapter ? { config: m.adapter.config, params: m.adapter.params } : undefined;
+    const inf = await LlamaInference.create(m.llama!.config, m.llama!.params, { site: site as LlamaSite, runner: opts.runner, adapter });
     const names = inf.siteNames();
     return {
       site, siteNames: names,

@@ -16,6 +16,7 @@ import { type GPT2Config, initGPT2 } from '../../engine/models/gpt2';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LlamaInference } from '../../engine/models/llama-infer';
+import { LORA_DEFAULTS, initLora, loadAdapter, saveAdapter } from '../../engine/models/lora';
 import { llama3TokenizerFiles, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { isMemgenRunFolder, loadHFModel } from '../../engine/runs/hf-model';
 import { Rng } from '../../engine/util/rng';
@@ -158,6 +159,36 @@ describe('memgen forward / generate on a plain Hugging Face folder', () => {
     const bad = await cli(['forward', '--run', llamaDir, '--prompt', PROMPT, '--site', 'ln2', '--json']);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/resid_pre, mlp_in, resid_post/);
+  });
+
+  it('--adapter: a PEFT adapter on a plain LLaMA folder runs as LlamaInference with that adapter; refused elsewhere', async () => {
+    const folder = loadLlamaFolder(llamaDir);
+    const lora = { ...LORA_DEFAULTS, r: 2 };
+    const adapter = initLora(folder.config, lora);
+    const rng = new Rng(5);
+    for (const p of adapter.values()) p.data.forEach((_, i) => (p.data[i] = 0.05 * rng.normal())); // B nonzero: the adapter acts
+    const adapterDir = path.join(root, 'adapter');
+    saveAdapter(adapterDir, folder.config, lora, adapter, { baseDir: llamaDir });
+    const loaded = loadAdapter(adapterDir, folder.config); // as written (BF16), as the CLI reads it
+    const ids = folder.tokenizer!.encode(PROMPT);
+    const inf = await LlamaInference.create(folder.config, folder.params, { runner: RUNNER, adapter: loaded });
+    let direct: Float32Array;
+    try {
+      direct = (await inf.forward(ids)).logits;
+    } finally {
+      await inf.release();
+    }
+    const f = JSON.parse((await cli(['forward', '--run', llamaDir, '--adapter', adapterDir, '--prompt', PROMPT, '--json'])).out) as ForwardJSON;
+    expect(f.logits).toEqual(Array.from(direct));
+    const plain = JSON.parse((await cli(['forward', '--run', llamaDir, '--prompt', PROMPT, '--json'])).out) as ForwardJSON;
+    expect(plain.logits).not.toEqual(f.logits);
+    const g = JSON.parse((await cli(['generate', '--run', llamaDir, '--adapter', adapterDir, '--prompt', PROMPT, '--max-new-tokens', '3', '--json'])).out) as GenerateJSON & { model: { adapter: string } };
+    expect(g.model.adapter).toBe(adapterDir);
+    const onGpt2 = await cli(['forward', '--run', gpt2Dir, '--adapter', adapterDir, '--prompt', PROMPT, '--json']);
+    expect(onGpt2.code).not.toBe(0);
+    expect(onGpt2.err).toMatch(/adapters are LoRA on LLaMA/);
+    const notAdapter = await cli(['forward', '--run', llamaDir, '--adapter', gpt2Dir, '--prompt', PROMPT, '--json']);
+    expect(notAdapter.err).toMatch(/adapter_config\.json is missing/);
   });
 
   it('generate --steer on a plain LLaMA folder: zeros change nothing, a large vector changes the output', async () => {

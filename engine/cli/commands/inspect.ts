@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { GPT2_SITES, type GPT2Site, type LlamaSite, parseSiteName } from '../../models/hooks';
 import { GPT2Inference } from '../../models/gpt2-infer';
 import { LlamaInference } from '../../models/llama-infer';
-import { type HFModel, type OpenedModel, PLAIN_DEFAULT_SITE, PLAIN_SITES, hfModelInference, openModelFolder, parsePlainSiteName } from '../../runs/hf-model';
+import { type HFModel, type OpenedModel, PLAIN_DEFAULT_SITE, PLAIN_SITES, hfModelInference, openModelFolder, parsePlainSiteName, withAdapter } from '../../runs/hf-model';
 import type { RunnerOptions } from '../../runtime/runner';
 import { formatExport, readExportInfo } from '../../steer/export';
 import type { Task } from '../../tasks/task';
@@ -20,7 +20,8 @@ export const INSPECT_HELP = `  generate  Greedy output of a run for one prompt, 
             --run RUN --prompt TEXT [--site ${GPT2_SITES.join('|')}] --json
             RUN may also be any local Hugging Face GPT-2 or LLaMA folder (config.json, model.safetensors or
             its sharded index, tokenizer.json): the prompt goes through its tokenizer.json, no task, no
-            classification; generate writes --max-new-tokens (${PLAIN_MAX_NEW_TOKENS}); LLaMA sites: ${PLAIN_SITES.llama.join('|')} (default resid_post).
+            classification; generate writes --max-new-tokens (${PLAIN_MAX_NEW_TOKENS}); LLaMA sites: ${PLAIN_SITES.llama.join('|')} (default resid_post);
+            [--adapter DIR] puts a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) on a LLaMA folder.
   eval      Held-out test table of a run: % gen / % mem / % other; for a \`memgen export\` folder (GPT-2, or LLaMA
             from a LoRA run: generate and forward open those too, with the task) also its baked intervention and
             the baked vs runtime steering comparison recorded at export.
@@ -54,7 +55,7 @@ export function readSteerFile<S extends string = GPT2Site>(
   return { site, vectors };
 }
 
-const GENERATE_OPTIONS: OptionSpec = { run: { type: 'string' }, prompt: { type: 'string' }, steer: { type: 'string' }, json: { type: 'boolean' }, 'max-new-tokens': { type: 'string' }, ...RUNNER_OPTIONS };
+const GENERATE_OPTIONS: OptionSpec = { run: { type: 'string' }, adapter: { type: 'string' }, prompt: { type: 'string' }, steer: { type: 'string' }, json: { type: 'boolean' }, 'max-new-tokens': { type: 'string' }, ...RUNNER_OPTIONS };
 
 /**
  * A folder whose outputs generate and eval classify: a memgen GPT-2 run, or a LLaMA export (`memgen
@@ -91,7 +92,8 @@ function taskRun(opened: Exclude<OpenedModel, { kind: 'hf' }>): TaskRun {
 export async function generateCommand(argv: string[]): Promise<number> {
   const v = parse(argv, GENERATE_OPTIONS);
   const opened = openModelFolder(required(v.run, 'run'));
-  if (opened.kind === 'hf') return generatePlain(opened.model, v);
+  if (opened.kind === 'hf') return generatePlain(plainWithAdapter(opened.model, v), v);
+  refuseAdapter(v, opened);
   const run = taskRun(opened);
   const prompt = required(v.prompt, 'prompt');
   const example = run.task.fromPrompt(prompt);
@@ -116,6 +118,17 @@ export async function generateCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** A plain folder with `--adapter DIR` when given. */
+function plainWithAdapter(m: HFModel, v: Record<string, string | boolean | undefined>): HFModel {
+  const dir = str(v.adapter, 'adapter');
+  return dir === undefined ? m : withAdapter(m, dir);
+}
+
+/** --adapter is for plain LLaMA folders: a LoRA run or an export carries its adapter already. */
+function refuseAdapter(v: Record<string, string | boolean | undefined>, opened: OpenedModel): void {
+  if (v.adapter !== undefined && opened.kind !== 'hf') throw new UsageError(`--adapter puts a PEFT adapter on a plain LLaMA folder; ${opened.run.dir} is a memgen ${opened.kind === 'run' ? 'run' : 'export'} (its adapter, if any, is in it already)`);
+}
+
 /** generate on a plain Hugging Face folder: the folder's tokenizer, no task (so no classification). */
 async function generatePlain(m: HFModel, v: Record<string, string | boolean | undefined>): Promise<number> {
   const prompt = required(v.prompt, 'prompt');
@@ -128,7 +141,7 @@ async function generatePlain(m: HFModel, v: Record<string, string | boolean | un
     const res = await inf.generate(ids, { maxNewTokens, steer: steer?.vectors });
     const output = m.tokenizer.decode(res.tokens, { skipSpecialTokens: true });
     if (v.json) {
-      console.log(JSON.stringify({ prompt, model: { dir: m.dir, family: m.family }, ids, tokens: res.tokens, output, stoppedAtEos: res.stoppedAtEos, steered: Boolean(steer) }));
+      console.log(JSON.stringify({ prompt, model: { dir: m.dir, family: m.family, adapter: m.adapter?.dir ?? null }, ids, tokens: res.tokens, output, stoppedAtEos: res.stoppedAtEos, steered: Boolean(steer) }));
     } else {
       console.log(`${prompt}${output}`);
       console.log(`→ ${res.tokens.length} new tokens${res.stoppedAtEos ? ', stopped at eos' : ''}   (plain ${m.family} folder: no task, so no gen / mem classification${steer ? '; steered' : ''})`);
@@ -140,9 +153,10 @@ async function generatePlain(m: HFModel, v: Record<string, string | boolean | un
 }
 
 export async function forwardCommand(argv: string[]): Promise<number> {
-  const v = parse(argv, { run: { type: 'string' }, prompt: { type: 'string' }, site: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS });
+  const v = parse(argv, { run: { type: 'string' }, adapter: { type: 'string' }, prompt: { type: 'string' }, site: { type: 'string' }, json: { type: 'boolean' }, ...RUNNER_OPTIONS });
   if (!v.json) throw new UsageError('forward prints JSON only; pass --json');
   const opened = openModelFolder(required(v.run, 'run'));
+  refuseAdapter(v, opened);
   let ids: number[];
   let inf: { siteNames: string[]; forward(ids: readonly number[]): Promise<{ logits: Float32Array; hidden: Float32Array[] }>; release(): Promise<void> };
   if (opened.kind === 'run') {
@@ -151,7 +165,7 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     ids = run.task.tokenizer.encode(required(v.prompt, 'prompt'));
     inf = await GPT2Inference.create(run.cfg, run.params, { site, runner: runnerOptions(v) });
   } else {
-    const m = opened.model;
+    const m = plainWithAdapter(opened.model, v);
     const site = choice(v.site, 'site', PLAIN_SITES[m.family], PLAIN_DEFAULT_SITE[m.family]);
     ids = m.tokenizer.encode(required(v.prompt, 'prompt'));
     inf = await hfModelInference(m, { site, runner: runnerOptions(v) });
