@@ -2,8 +2,8 @@
  * Diagnosis: how far a stand-in base (or a pretraining's last checkpoint) is from adding
  * (docs/llama.md, "The stand-in base"). On N held-out four-operand sums of the corpus's sum4
  * family (seed 5, operands 10..99, the reversed-partial-sums scratchpad), greedy generation, it
- * prints: exact match, characters right at each answer position, and the first answer character
- * (= the units digit of a + b).
+ * prints: exact match, each reversed partial sum right, characters right at each answer position,
+ * and the first answer character (= the units digit of a + b).
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-sums.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=/tmp/base-sums.js
@@ -46,9 +46,12 @@ async function main(): Promise<void> {
   await inf.release();
   let exact = 0;
   const right: number[] = [], total: number[] = [];
+  const groups = [0, 0, 0];
   docs.forEach((d, i) => {
     const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
     if (out === d.answer) exact++;
+    const want = d.answer.split(','), got = out.split(',');
+    want.forEach((w, k) => { if (got[k] === w) groups[k]++; });
     [...d.answer].forEach((c, j) => {
       total[j] = (total[j] ?? 0) + 1;
       right[j] = (right[j] ?? 0) + (out[j] === c ? 1 : 0);
@@ -56,6 +59,7 @@ async function main(): Promise<void> {
   });
   const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
   console.log(`${dir} (step ${step}): ${n} sum4, exact ${pct(exact, n)}; units digit of a+b ${pct(right[0], n)}`);
+  console.log(`partial sums right: a+b ${pct(groups[0], n)}, a+b+c ${pct(groups[1], n)}, a+b+c+d ${pct(groups[2], n)}`);
   console.log('characters right by answer position: ' + total.map((t, j) => `${j}:${pct(right[j], t)}`).join(' '));
   console.log('e.g. ' + docs.slice(0, 3).map((d, i) => `${d.prompt}${d.answer} -> ${tok.decode(res.tokens[i], { skipSpecialTokens: true })}`).join(' | '));
 }
