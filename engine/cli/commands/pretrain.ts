@@ -14,10 +14,10 @@ export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture ba
 
 function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
   if (v === undefined) return dflt;
-  const fs = v.split(',').map((f) => f.trim()).filter((f) => f !== '');
-  const bad = fs.filter((f) => !CORPUS_FAMILIES.includes(f));
-  if (fs.length === 0 || bad.length > 0) throw new UsageError(`--first-families: ${bad.length > 0 ? `no corpus family ${bad.join(', ')}` : 'empty'}; the families are ${CORPUS_FAMILIES.join(',')}`);
-  return fs;
+  const names = v.split(',').map((f) => f.trim()).filter((f) => f !== '');
+  const bad = names.filter((f) => !CORPUS_FAMILIES.includes(f));
+  if (names.length === 0 || bad.length > 0) throw new UsageError(`--first-families: ${bad.length > 0 ? `no corpus family ${bad.join(', ')}` : 'empty'}; the families are ${CORPUS_FAMILIES.join(',')}`);
+  return names;
 }
 
 export async function pretrainCommand(argv: string[]): Promise<number> {
