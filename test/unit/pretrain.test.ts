@@ -12,6 +12,8 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHFTokenizer } from '../../engine/io/hf-folder';
 import { readSafeTensorsFile } from '../../engine/io/safetensors';
+import { UsageError } from '../../engine/cli/args';
+import { pretrainCommand } from '../../engine/cli/commands/pretrain';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
@@ -155,6 +157,13 @@ describe('pretrain', () => {
     const log = fs.readFileSync(path.join(out, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log[log.length - 1].loss).toBeLessThan(log[0].loss - 0.5);
     await expect(pretrain(cfg(out))).rejects.toThrow(/already exists/);
+  });
+
+  it('--first-families takes corpus families only', async () => {
+    const out = path.join(tmp, 'never');
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sums-first', '5', '--first-families', 'sum4,sums'])).rejects.toThrow(/--first-families: no corpus family sums; the families are sum4,sumk,plain,colour/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--first-families', ','])).rejects.toThrow(UsageError);
+    expect(fs.existsSync(out)).toBe(false);
   });
 
   it('--stop-at-step ends inside the schedule: the first N steps of the longer run, recorded', async () => {
