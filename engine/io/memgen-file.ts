@@ -171,14 +171,21 @@ export function parseMemgen(source: string): MemgenFile {
         out.errors.push({ message: `'${key}:' needs a value`, range: range(i, lead, lead + trimmed.length) });
         continue;
       }
+      /** valueText when it is one of `list`, else an error naming the list. */
+      const oneOf = <T extends string>(list: readonly T[], what: string, plural: string): T | undefined => {
+        if ((list as readonly string[]).includes(valueText)) return valueText as T;
+        out.errors.push({ message: `unknown ${what} '${valueText}'; the ${plural} are ${list.join(', ')}`, range: valueRange });
+        return undefined;
+      };
       switch (key as HeaderKey) {
         case 'run':
           out.header.run = { value: valueText, range: valueRange };
           break;
-        case 'site':
-          if (!(SITES as readonly string[]).includes(valueText)) out.errors.push({ message: `unknown site '${valueText}'; the sites are ${SITES.join(', ')}`, range: valueRange });
-          else out.header.site = { value: valueText as (typeof SITES)[number], range: valueRange };
+        case 'site': {
+          const v = oneOf(SITES, 'site', 'sites');
+          if (v !== undefined) out.header.site = { value: v, range: valueRange };
           break;
+        }
         case 'topN': {
           const v = Number(valueText);
           if (!/^[0-9.eE+-]+$/.test(valueText) || !(v > 0 && v <= 1)) out.errors.push({ message: `topN must be a fraction in (0, 1], got '${valueText}'`, range: valueRange });
@@ -191,20 +198,22 @@ export function parseMemgen(source: string): MemgenFile {
           else out.header.alpha = { value: v, range: valueRange };
           break;
         }
-        case 'task':
-          if (!(HEADER_TASKS as readonly string[]).includes(valueText)) out.errors.push({ message: `unknown task '${valueText}'; the tasks are ${HEADER_TASKS.join(', ')}`, range: valueRange });
-          else out.header.task = { value: valueText as (typeof HEADER_TASKS)[number], range: valueRange };
+        case 'task': {
+          const v = oneOf(HEADER_TASKS, 'task', 'tasks');
+          if (v !== undefined) out.header.task = { value: v, range: valueRange };
           break;
+        }
         case 'taskSeed': {
           const v = Number(valueText);
           if (!/^-?[0-9]+$/.test(valueText) || !Number.isSafeInteger(v)) out.errors.push({ message: `taskSeed must be an integer, got '${valueText}'`, range: valueRange });
           else out.header.taskSeed = { value: v, range: valueRange };
           break;
         }
-        case 'taskScale':
-          if (!(HEADER_SCALES as readonly string[]).includes(valueText)) out.errors.push({ message: `unknown taskScale '${valueText}'; the scales are ${HEADER_SCALES.join(', ')}`, range: valueRange });
-          else out.header.taskScale = { value: valueText as (typeof HEADER_SCALES)[number], range: valueRange };
+        case 'taskScale': {
+          const v = oneOf(HEADER_SCALES, 'taskScale', 'scales');
+          if (v !== undefined) out.header.taskScale = { value: v, range: valueRange };
           break;
+        }
       }
       continue;
     }

@@ -180,9 +180,10 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   if (!v.pretrain && v['pretrain-steps'] !== undefined) throw new UsageError('--pretrain-steps (a testing override of the base\'s pretraining) needs --pretrain');
   if (!v.pretrain && v.preset !== undefined) throw new UsageError('--preset picks the stand-in base to pretrain; it needs --pretrain (without it the committed or --base base is used as it is)');
   const givenBase = v.pretrain ? undefined : str(v.base, 'base') ?? COMMITTED_BASE;
-  const pretrainArgs = v.pretrain ? (v.preset !== undefined || !fs.existsSync(path.join(COMMITTED_BASE, 'manifest.json'))
-    ? ['--arch', 'llama', '--preset', choice(v.preset, 'preset', Object.keys(PRETRAIN_PRESETS) as PretrainPreset[], 'tiny')]
-    : recordedPretrainArgs(COMMITTED_BASE)) : [];
+  // --pretrain: the committed base's recorded command, unless --preset picks a preset (or there is none)
+  const presetArgs = () => ['--arch', 'llama', '--preset', choice(v.preset, 'preset', Object.keys(PRETRAIN_PRESETS) as PretrainPreset[], 'tiny')];
+  const recorded = v.pretrain && v.preset === undefined && fs.existsSync(path.join(COMMITTED_BASE, 'manifest.json'));
+  const pretrainArgs = !v.pretrain ? [] : recorded ? recordedPretrainArgs(COMMITTED_BASE) : presetArgs();
   const pairs = positiveInt(v.pairs, 'pairs', PAIRS);
   const yieldInputs = positiveInt(v['analyze-tries'], 'analyze-tries', YIELD_INPUTS);
   const steerN = positiveInt(v.n, 'n', STEER_N);
