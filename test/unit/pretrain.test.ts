@@ -159,10 +159,11 @@ describe('pretrain', () => {
     await expect(pretrain(cfg(out))).rejects.toThrow(/already exists/);
   });
 
-  it('--first-families takes corpus families only', async () => {
+  it('--first-families takes corpus families only; --stop-at-step a positive step', async () => {
     const out = path.join(tmp, 'never');
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sums-first', '5', '--first-families', 'sum4,sums'])).rejects.toThrow(/--first-families: no corpus family sums; the families are sum4,sumk,plain,colour/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--first-families', ','])).rejects.toThrow(UsageError);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--stop-at-step', '0'])).rejects.toThrow(/--stop-at-step must be a positive integer/);
     expect(fs.existsSync(out)).toBe(false);
   });
 

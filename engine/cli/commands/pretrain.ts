@@ -39,7 +39,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     seq: num(v.seq, 'seq', d.seq),
     lr: num(v.lr, 'lr', d.lr),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
-    stopAt: num(v['stop-at-step'], 'stop-at-step', null),
+    stopAt: v['stop-at-step'] === undefined ? null : posInt(v['stop-at-step'], 'stop-at-step', 1),
     evalPerFamily: num(v['eval-n'], 'eval-n', d.evalPerFamily),
     sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
     firstFamilies: families(v['first-families'] as string | undefined, d.firstFamilies),
