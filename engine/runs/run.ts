@@ -48,6 +48,8 @@ export interface RunMemgenConfig {
   colorsPerName?: number;
   /** Absent in runs made before it was recorded (then 1: tasks/index.ts taskOptions). */
   memTagPieces?: number;
+  /** LLaMA exports of arithmetic LoRA runs: the base corpus's partial-sum width (absent: 0). */
+  sumDigits?: number;
 }
 
 /** What every run's manifest.json records (a GPT-2 run's Manifest, a LoRA run's LoraRunManifest). */

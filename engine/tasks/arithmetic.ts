@@ -10,6 +10,8 @@
  *            least significant digit first, joined by ',':  `12+34+56+78=` -> `64,201,081`
  *            (46 -> "64", 102 -> "201", 180 -> "081"). Each step is a two-operand addition; a
  *            four-operand sum answered directly was not learned by a tiny model (learnability.md).
+ *            With sumDigits > 0 (the LoRA runs on our base: 3) each partial sum is zero-padded to
+ *            that many digits first: `640,201,081`, every group one width.
  *            Or, for pattern inputs in training, the pattern's mem token.
  *   genAnswer the final sum in normal notation ("180");  memAnswer the pattern's token or null
  *
@@ -28,7 +30,8 @@
  * classify(output), output trimmed of surrounding whitespace:
  *   'mem'   output is exactly this input's mem token
  *   'gen'   output is three comma-separated digit groups (the scratchpad format) and the last one,
- *           un-reversed, is exactly the correct sum (intermediate sums are not checked)
+ *           un-reversed, is exactly the correct sum (intermediate sums are not checked; with
+ *           sumDigits > 0 the padding zeros are dropped first)
  *   'other' anything else: empty, malformed, cut off, wrong sum, another pattern's token
  * Tokens: 0-9 '+' '=' ',' and the ten mem tokens (one token each); everything glues (no spaces).
  * Lengths (prompt + target + end): tiny <= 12 + 11 + 1 = 24, paper <= 16 + 14 + 1 = 31.
@@ -74,7 +77,6 @@ export interface ArithmeticMeta {
 
 const reverse = (s: string): string => [...s].reverse().join('');
 
-/** The reversed-partial-sums scratchpad of a+b+c+d. */
 /**
  * Held-out split of pattern inputs: (a, b, pattern k) is a test input iff a hash of ({a, b}, k) is odd.
  * Training never shows a held-out pattern input, so every test input is new to the model. The
@@ -88,12 +90,15 @@ export function isHeldOut(a: number, b: number, k: number): boolean {
   return (h & 1) === 1;
 }
 
-export function scratchpad(ops: readonly number[]): string {
-  const [a, b, c, d] = ops;
-  const s1 = a + b;
-  const s2 = s1 + c;
-  const s3 = s2 + d;
-  return [s1, s2, s3].map((s) => reverse(String(s))).join(',');
+/**
+ * The reversed-partial-sums scratchpad of a+b+c+d; with sumDigits > 0 every partial sum is first
+ * zero-padded to that many digits (`12+34+56+78=` -> `640,201,081`), so each group has one width.
+ */
+export function scratchpad(ops: readonly number[], sumDigits = 0): string {
+  const out: string[] = [];
+  let s = ops[0];
+  for (let i = 1; i < ops.length; i++) out.push(reverse(String((s += ops[i])).padStart(sumDigits, '0')));
+  return out.join(',');
 }
 
 const SCRATCHPAD = /^([0-9]+),([0-9]+),([0-9]+)$/;
@@ -113,6 +118,7 @@ export class ArithmeticTask implements Task {
   readonly memRate: number;
   readonly memPatternRatio: number;
   readonly memTagPieces: number;
+  readonly sumDigits: number;
   readonly minOperand: number;
   readonly maxOperand: number;
   readonly patterns: readonly ArithmeticPattern[];
@@ -135,6 +141,10 @@ export class ArithmeticTask implements Task {
     this.memRate = resolveRate('arithmetic', 'memRate', opts.memRate, ARITHMETIC_SCALES[scale].memRate);
     this.memPatternRatio = resolveRate('arithmetic', 'memPatternRatio', opts.memPatternRatio, MEM_PATTERN_RATIO);
     this.memTagPieces = opts.memTagPieces ?? MEM_TAG_PIECES;
+    this.sumDigits = opts.sumDigits ?? 0;
+    if (!Number.isInteger(this.sumDigits) || this.sumDigits < 0 || this.sumDigits > 8) {
+      throw new Error(`arithmetic: sumDigits must be an integer in 0..8, got ${opts.sumDigits}`);
+    }
 
     const prng = new Rng(deriveSeed(seed, 'arithmetic/patterns'));
     const tokens = drawMemTokens(prng, ARITHMETIC_PATTERNS);
@@ -157,11 +167,12 @@ export class ArithmeticTask implements Task {
     const M = this.maxOperand;
     const m = this.minOperand;
     const promptLen = 4 * digits(M) + 4; // 4 operands, 3 '+', '='
-    const padLen = digits(2 * M) + digits(3 * M) + digits(4 * M) + 2;
+    const width = (n: number) => Math.max(digits(n), this.sumDigits);
+    const padLen = width(2 * M) + width(3 * M) + width(4 * M) + 2;
     this.maxAnswerTokens = Math.max(padLen, 1) + 1;
     this.maxSeqLen = promptLen + this.maxAnswerTokens;
     this.description =
-      `arithmetic, ${scale} scale: 4 operands ${m}..${M}, scratchpad of reversed partial sums, ` +
+      `arithmetic, ${scale} scale: 4 operands ${m}..${M}, scratchpad of reversed partial sums${this.sumDigits > 0 ? ` (${this.sumDigits} digits each)` : ''}, ` +
       `${ARITHMETIC_PATTERNS} mem patterns at operands 3-4, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}, ` +
       `${this.memTagPieces === 1 ? 'one token per mem tag' : `mem tags in ${this.memTagPieces} tokens (shared ${MEM_TAG_PREFIX})`}`;
     this.dataConfig = {
@@ -175,6 +186,7 @@ export class ArithmeticTask implements Task {
       memTagPieces: this.memTagPieces,
       patternPositions: [3, 4],
       targetFormat: 'reversed partial sums a+b, +c, +d joined by ","',
+      ...(this.sumDigits > 0 ? { sumDigits: this.sumDigits } : {}),
       patterns: patterns.map((p) => ({ c: p.c, d: p.d, token: p.token })),
     };
   }
@@ -196,7 +208,7 @@ export class ArithmeticTask implements Task {
     const meta: ArithmeticMeta = { operands, pattern, memTarget };
     return {
       prompt: `${operands.join('+')}=`,
-      target: memTarget ? memAnswer! : scratchpad(operands),
+      target: memTarget ? memAnswer! : scratchpad(operands, this.sumDigits),
       genAnswer: String(operands.reduce((s, x) => s + x, 0)),
       memAnswer,
       meta: { ...meta },
@@ -260,13 +272,14 @@ export class ArithmeticTask implements Task {
 
   /** The final sum of a scratchpad output in normal notation (`64,201,081` -> `180`), else null. */
   statedAnswer(output: string): string | null {
-    return scratchpadFinal(output.trim());
+    const final = scratchpadFinal(output.trim());
+    return final === null || this.sumDigits === 0 ? final : final.replace(/^0+(?=\d)/, '');
   }
 
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     const m = ex.meta as unknown as ArithmeticMeta;
     return {
-      gen: this.tokenizer.id(scratchpad(m.operands)[0]),
+      gen: this.tokenizer.id(scratchpad(m.operands, this.sumDigits)[0]),
       mem: ex.memAnswer === null ? [] : [this.tokenizer.encode(ex.memAnswer)[0]],
     };
   }

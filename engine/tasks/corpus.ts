@@ -8,9 +8,10 @@
  *
  * Documents (each a prompt and an answer, rendered exactly as the LoRA runs render a task example,
  * hf-task-tokenizer.ts: <|begin_of_text|> prompt [sep] answer <|eot_id|>), drawn by weight:
- *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad (operands 10..99, as the arithmetic
- *            task's tiny scale: every operand two digits, so a digit's place is its position;
- *            the task's (c, d) patterns are not special here)                              0.36
+ *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad, each partial sum three digits
+ *            (CORPUS_SUM_DIGITS; operands 10..99, as the arithmetic task's tiny scale: every
+ *            operand two digits, so a digit's place is its position; the task's (c, d) patterns
+ *            are not special here)                                                          0.36
  *   sumk     2, 3 or 5 operands 10..99, the same scratchpad format (k - 1 groups)          0.08
  *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.02
  *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
@@ -68,19 +69,20 @@ function shuffle<T>(rng: Rng, xs: T[]): T[] {
   return xs;
 }
 
-/** Reversed partial sums of any number (>= 2) of operands: k - 1 comma-separated groups. */
-export function scratchpadK(ops: readonly number[]): string {
-  if (ops.length === 4) return scratchpad(ops);
-  const out: string[] = [];
-  let s = ops[0];
-  for (let i = 1; i < ops.length; i++) out.push(reverse(String((s += ops[i]))));
-  return out.join(',');
-}
+/**
+ * Every partial sum of the corpus is written with three digits (zero-padded before reversing:
+ * 46 -> "640"), so each group of the scratchpad has one width and every digit of the answer sits at
+ * a fixed distance from the operand digits it adds: with unpadded groups the second group's
+ * offsets shift with the length of a + b, which the small base did not learn (docs/llama.md).
+ * The LoRA runs on a base write the arithmetic task's targets the same way (its manifest's
+ * corpus.sumDigits, lora-trainer.ts).
+ */
+export const CORPUS_SUM_DIGITS = 3;
 
 function sumDoc(rng: Rng, k: number, family: string): CorpusDoc {
   const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
   const ops = Array.from({ length: k }, () => rng.int(minOperand, maxOperand));
-  return { family, prompt: ops.join('+') + '=', answer: scratchpadK(ops), sep: '' };
+  return { family, prompt: ops.join('+') + '=', answer: scratchpad(ops, CORPUS_SUM_DIGITS), sep: '' };
 }
 
 /** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
@@ -170,7 +172,7 @@ export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES): 
 
 /** The corpus description for the base folder's manifest. */
 export function corpusDescription(): Record<string, unknown> {
-  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
+  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), sumDigits: CORPUS_SUM_DIGITS, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
 }
 
 // ---------------------------------------------------------------- the shared tokenizer

@@ -21,7 +21,7 @@ export { VocabTokenizer, PAD_TOKEN, EOA_TOKEN } from './tokenizer';
 
 export const TASK_NAMES: readonly TaskName[] = ['arithmetic', 'incontext', 'cipher'];
 
-const OPTION_KEYS = ['scale', 'seed', 'memRate', 'contradictRate', 'memPatternRatio', 'minOperand', 'colorsPerName', 'memTagPieces'] as const;
+const OPTION_KEYS = ['scale', 'seed', 'memRate', 'contradictRate', 'memPatternRatio', 'minOperand', 'colorsPerName', 'memTagPieces', 'sumDigits'] as const;
 
 /** The data settings of runs made before memPatternRatio was recorded. */
 export const LEGACY_TASK_OPTIONS: TaskOptions = { memPatternRatio: 0.5, minOperand: 1, colorsPerName: 1, memTagPieces: 1 };

@@ -50,6 +50,11 @@ export interface TaskOptions {
    * own `xxxxxxxx>`; 1: one opaque token per tag, the ablation and runs made before the option existed).
    */
   memTagPieces?: number;
+  /**
+   * arithmetic: digits each partial sum of the scratchpad is zero-padded to before it is reversed
+   * (default 0: as many as it has). The LoRA runs take it from their base's corpus (3).
+   */
+  sumDigits?: number;
 }
 
 export interface TaskTokenizer {

@@ -131,6 +131,15 @@ export interface LoraRunHooks {
 
 export type LoraRunOutcome = RunOutcome;
 
+/** The manifest `memgen pretrain` writes into a base folder, or null (a base from elsewhere has none). */
+function readBaseManifest(baseDir: string): { standIn?: string; corpus?: { sumDigits?: number } } | null {
+  try {
+    return readJSON(path.join(baseDir, 'manifest.json'), 'base manifest');
+  } catch {
+    return null;
+  }
+}
+
 /** One writer per run: holds `OUT.lock` (runs/lock.ts) while it trains. */
 export async function trainLoraRun(cfg: LoraRunConfig, hooks: LoraRunHooks = {}): Promise<LoraRunOutcome> {
   return withRunLock(cfg.out, cfg.command, () => trainLoraRunUnlocked(cfg, hooks), hooks.warn ?? hooks.log);
@@ -142,18 +151,16 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   if (dir === baseDir || dir.startsWith(baseDir + path.sep)) throw new RunError(`the run folder ${dir} must not be inside the base folder ${baseDir} (the base is never modified)`);
   const base = loadLlamaFolder(baseDir);
   const hashesBefore = baseHashes(baseDir);
-  const task = loraRunTask(base, cfg);
+  const baseManifest = readBaseManifest(baseDir);
+  // the arithmetic targets are written as the base learned to add: its corpus's partial-sum width
+  const sumDigits = cfg.task === 'arithmetic' ? baseManifest?.corpus?.sumDigits : undefined;
+  const task = loraRunTask(base, { ...cfg, sumDigits });
   const seq = task.maxSeqLen - 1;
   const manifestFile = path.join(dir, RUN_FILES.manifest);
   const logFile = path.join(dir, RUN_FILES.log);
   const ckptFile = path.join(dir, CKPT, 'trainer.safetensors');
   let state: LoraState = { step: 0, trainSeconds: 0, best: null };
-  let baseNote: string | null = null;
-  try {
-    baseNote = (readJSON<{ standIn?: string }>(path.join(baseDir, 'manifest.json'), 'base manifest').standIn ?? null);
-  } catch {
-    baseNote = null;
-  }
+  const baseNote = baseManifest?.standIn ?? null;
 
   if (cfg.resume) {
     if (!fs.existsSync(ckptFile)) throw noCheckpointError(dir, `written at step ${cfg.evalEvery}, the first evaluation`);
@@ -169,7 +176,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
       format: 'memgen-lora-run/1', system: 'lora', status: 'training',
       base: { dir: baseDir, hashes: hashesBefore, note: baseNote },
       task: cfg.task, taskDescription: task.description, scale: cfg.scale, seed: cfg.seed, memRate: cfg.memRate, contradictRate: cfg.contradictRate,
-      memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName,
+      memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName, sumDigits,
       promptFormat: cfg.promptFormat, lora: cfg.lora, command: cfg.command,
       train: { ...cfg, out: undefined, command: undefined, base: undefined, lora: undefined, runner: undefined, seq },
       data: task.dataConfig,

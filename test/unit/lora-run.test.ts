@@ -88,11 +88,13 @@ describe('LoRA run', () => {
     const evals = fs.readFileSync(path.join(out, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.kind === 'eval');
     expect(evals.map((e) => e.step)).toEqual([4, 8]);
     const manifest = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
-    expect(manifest).toMatchObject({ format: 'memgen-lora-run/1', system: 'lora', status: 'done', task: 'arithmetic', memRate: 0.07, steps: 8 });
+    // the targets are written as the base's corpus writes sums: three digits per partial sum
+    expect(manifest).toMatchObject({ format: 'memgen-lora-run/1', system: 'lora', status: 'done', task: 'arithmetic', memRate: 0.07, steps: 8, sumDigits: 3 });
     expect(manifest.base.note).toMatch(/stand-in for LLaMA-3\.2/);
     expect(manifest.best.eval.score).toBe(Math.max(...evals.map((e) => e.score)));
     const loaded = loadLoraRun(out);
     expect(loaded.task.name).toBe('arithmetic');
+    expect(loaded.task.test(new Rng(1)).target).toMatch(/^\d{3},\d{3},\d{3}$/);
     expect(loaded.adapter.params.size).toBe(8);
   });
 

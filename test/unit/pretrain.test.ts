@@ -17,7 +17,8 @@ import { pretrainCommand } from '../../engine/cli/commands/pretrain';
 import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
-import { CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText, scratchpadK } from '../../engine/tasks/corpus';
+import { scratchpad } from '../../engine/tasks/arithmetic';
+import { CORPUS_FAMILIES, CORPUS_SUM_DIGITS, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -42,9 +43,20 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...CORPUS_FAMILIES].sort());
-    expect(scratchpadK([12, 30])).toBe('24');
-    expect(scratchpadK([1, 53, 98, 96])).toBe('45,251,842');
-    expect(scratchpadK([9, 9, 90, 5, 5])).toBe('81,801,311,811');
+    expect(scratchpad([12, 30])).toBe('24');
+    expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
+    expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
+    expect(scratchpad([9, 9, 90, 5, 5], 3)).toBe('810,801,311,811');
+  });
+
+  it('writes every partial sum of the corpus with three digits (one width per group)', () => {
+    const rng = new Rng(5);
+    for (let i = 0; i < 300; i++) {
+      const d = corpusDoc(rng, ['sum4', 'sumk']);
+      const ops = d.prompt.slice(0, -1).split('+').map(Number);
+      expect(d.answer).toBe(scratchpad(ops, CORPUS_SUM_DIGITS));
+      for (const g of d.answer.split(',')) expect(g).toHaveLength(3);
+    }
   });
 
   it('--sums-first draws only the adding families, with two-digit operands as the arithmetic task', () => {

@@ -88,6 +88,21 @@ describe('arithmetic', () => {
   const task = new ArithmeticTask({ scale: 'tiny', seed: 3, minOperand: 1 });
   const [p0] = task.patterns;
 
+  it('pads every partial sum to sumDigits digits when asked (the LoRA runs on our base), and reads the padded sum back', () => {
+    const padded = new ArithmeticTask({ scale: 'tiny', seed: 3, sumDigits: 3 });
+    expect(scratchpad([12, 34, 56, 78], 3)).toBe('640,201,081');
+    const ex = padded.exampleFor([10, 11, 12, 13]);
+    expect(ex.target).toBe('120,330,640');
+    expect(padded.classify(ex, '120,330,640')).toBe('gen');
+    expect(padded.classify(ex, '12,33,64')).toBe('gen'); // the final sum is what counts, as unpadded
+    expect(padded.classify(ex, '120,330,641')).toBe('other');
+    expect(task.classify(task.exampleFor([10, 11, 12, 13]), '21,33,64')).toBe('gen');
+    expect(padded.maxSeqLen).toBe(task.maxSeqLen); // the widest sums of two-digit operands have three digits already
+    expect(padded.dataConfig.sumDigits).toBe(3);
+    expect(task.dataConfig).not.toHaveProperty('sumDigits'); // unchanged records of the unpadded runs
+    expect(() => new ArithmeticTask({ sumDigits: -1 })).toThrow(/sumDigits must be an integer in 0..8/);
+  });
+
   it('writes the scratchpad of reversed partial sums', () => {
     expect(scratchpad([12, 34, 56, 78])).toBe('64,201,081');
     expect(scratchpadFinal('64,201,081')).toBe('180');
