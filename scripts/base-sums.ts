@@ -2,8 +2,7 @@
  * Diagnosis: how far a stand-in base (or a pretraining's last checkpoint) is from adding
  * (docs/llama.md, "The stand-in base"). On N held-out four-operand sums of the corpus's sum4
  * family (seed 5, operands 10..99, the reversed-partial-sums scratchpad as the corpus writes it),
- * greedy generation, it
- * prints: exact match, each reversed partial sum right, characters right at each answer position,
+ * greedy generation, it prints: exact match, each reversed partial sum right, characters right at each answer position,
  * and the first answer character (= the units digit of a + b).
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-sums.ts --bundle --platform=node \
