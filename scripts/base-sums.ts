@@ -7,8 +7,8 @@
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-sums.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=/tmp/base-sums.js
- *   node /tmp/base-sums.js BASE_FOLDER [N]          a finished base
- *   node /tmp/base-sums.js BASE.partial [N]         a pretraining's checkpoints/last
+ *   node /tmp/base-sums.js BASE_FOLDER [N] [FAMILY]  a finished base (FAMILY: sum4, or sum2 / sumk)
+ *   node /tmp/base-sums.js BASE.partial [N] [FAMILY] a pretraining's checkpoints/last
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,7 +24,7 @@ import { Adam } from '../engine/train/optim';
 import { Rng } from '../engine/util/rng';
 
 async function main(): Promise<void> {
-  const [dir, nArg] = process.argv.slice(2);
+  const [dir, nArg, family = 'sum4'] = process.argv.slice(2);
   const n = Number(nArg ?? 200);
   const tok = loadHFTokenizer(dir);
   let cfg, params: ParamSet, step = 'final';
@@ -39,8 +39,11 @@ async function main(): Promise<void> {
     params = m.params;
   }
   const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
+  // the corpus options the base was pretrained with (a finished base's manifest, or pretrain.json)
+  const rec = JSON.parse(fs.readFileSync(path.join(dir, fs.existsSync(path.join(dir, 'pretrain.json')) ? 'pretrain.json' : 'manifest.json'), 'utf8'));
+  const sumDigits: number = rec.sumDigits ?? rec.corpus?.sumDigits ?? 0;
   const rng = new Rng(5);
-  const docs = Array.from({ length: n }, () => corpusDoc(rng, ['sum4']));
+  const docs = Array.from({ length: n }, () => corpusDoc(rng, [family], { sumDigits }));
   const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
   const res = await inf.generate(docs.map((d) => [bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]), { maxNewTokens: 24, eosIds: [eot] });
   await inf.release();
@@ -58,7 +61,7 @@ async function main(): Promise<void> {
     });
   });
   const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
-  console.log(`${dir} (step ${step}): ${n} sum4, exact ${pct(exact, n)}; units digit of a+b ${pct(right[0], n)}`);
+  console.log(`${dir} (step ${step}): ${n} ${family} (sum digits ${sumDigits}), exact ${pct(exact, n)}; units digit of a+b ${pct(right[0], n)}`);
   console.log(`partial sums right: a+b ${pct(groups[0], n)}, a+b+c ${pct(groups[1], n)}, a+b+c+d ${pct(groups[2], n)}`);
   console.log('characters right by answer position: ' + total.map((t, j) => `${j}:${pct(right[j], t)}`).join(' '));
   console.log('e.g. ' + docs.slice(0, 3).map((d, i) => `${d.prompt}${d.answer} -> ${tok.decode(res.tokens[i], { skipSpecialTokens: true })}`).join(' | '));

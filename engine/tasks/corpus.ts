@@ -8,10 +8,10 @@
  *
  * Documents (each a prompt and an answer, rendered exactly as the LoRA runs render a task example,
  * hf-task-tokenizer.ts: <|begin_of_text|> prompt [sep] answer <|eot_id|>), drawn by weight:
- *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad, each partial sum three digits
- *            (CORPUS_SUM_DIGITS; operands 10..99, as the arithmetic task's tiny scale: every
- *            operand two digits, so a digit's place is its position; the task's (c, d) patterns
- *            are not special here)                                                          0.36
+ *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad (operands 10..99, as the arithmetic
+ *            task's tiny scale: every operand two digits, so a digit's place is its position;
+ *            the task's (c, d) patterns are not special here), each partial sum zero-padded to
+ *            CorpusOptions.sumDigits digits (default 0: unpadded; 3: every group one width)   0.36
  *   sumk     2, 3 or 5 operands 10..99, the same scratchpad format (k - 1 groups)          0.08
  *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.02
  *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
@@ -69,20 +69,22 @@ function shuffle<T>(rng: Rng, xs: T[]): T[] {
   return xs;
 }
 
-/**
- * Every partial sum of the corpus is written with three digits (zero-padded before reversing:
- * 46 -> "640"), so each group of the scratchpad has one width and every digit of the answer sits at
- * a fixed distance from the operand digits it adds: with unpadded groups the second group's
- * offsets shift with the length of a + b, which the small base did not learn (docs/llama.md).
- * The LoRA runs on a base write the arithmetic task's targets the same way (its manifest's
- * corpus.sumDigits, lora-trainer.ts).
- */
-export const CORPUS_SUM_DIGITS = 3;
+/** Options of the corpus; a base records them in its manifest (`corpus`). */
+export interface CorpusOptions {
+  /**
+   * Digits each partial sum of the sum families is zero-padded to before it is reversed (0: as
+   * many as it has; 3: `640` for 46, every group one width, so every answer digit sits at a fixed
+   * distance from the operand digits it adds). `memgen pretrain --sum-digits`; the LoRA runs on
+   * a base write the arithmetic task's targets the same way (lora-trainer.ts).
+   */
+  sumDigits: number;
+}
+export const CORPUS_DEFAULTS: CorpusOptions = { sumDigits: 0 };
 
-function sumDoc(rng: Rng, k: number, family: string): CorpusDoc {
+function sumDoc(rng: Rng, k: number, family: string, o: CorpusOptions): CorpusDoc {
   const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
   const ops = Array.from({ length: k }, () => rng.int(minOperand, maxOperand));
-  return { family, prompt: ops.join('+') + '=', answer: scratchpad(ops, CORPUS_SUM_DIGITS), sep: '' };
+  return { family, prompt: ops.join('+') + '=', answer: scratchpad(ops, o.sumDigits), sep: '' };
 }
 
 /** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
@@ -105,9 +107,9 @@ function story(rng: Rng): { statements: string[]; target: string; source: string
   return { statements: shuffle(rng, statements), target, source, role, colour: colours[1], roles };
 }
 
-const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng) => CorpusDoc }[] = [
-  { name: 'sum4', weight: 0.36, make: (rng) => sumDoc(rng, 4, 'sum4') },
-  { name: 'sumk', weight: 0.08, make: (rng) => sumDoc(rng, pick(rng, [2, 3, 5]), 'sumk') },
+const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: CorpusOptions) => CorpusDoc }[] = [
+  { name: 'sum4', weight: 0.36, make: (rng, o) => sumDoc(rng, 4, 'sum4', o) },
+  { name: 'sumk', weight: 0.08, make: (rng, o) => sumDoc(rng, pick(rng, [2, 3, 5]), 'sumk', o) },
   {
     name: 'plain', weight: 0.02, make: (rng) => {
       const a = rng.int(1, 999), b = rng.int(1, 999);
@@ -160,19 +162,19 @@ export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 
 /** One document of the mix (family drawn by weight among `only`, default all, then its generator). */
-export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES): CorpusDoc {
+export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES, o: CorpusOptions = CORPUS_DEFAULTS): CorpusDoc {
   const fams = FAMILIES.filter((f) => only.includes(f.name));
   const total = fams.reduce((s, f) => s + f.weight, 0);
   let u = rng.uniform() * total;
   for (const f of fams) {
-    if ((u -= f.weight) < 0) return f.make(rng);
+    if ((u -= f.weight) < 0) return f.make(rng, o);
   }
-  return fams[fams.length - 1].make(rng);
+  return fams[fams.length - 1].make(rng, o);
 }
 
 /** The corpus description for the base folder's manifest. */
-export function corpusDescription(): Record<string, unknown> {
-  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), sumDigits: CORPUS_SUM_DIGITS, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
+export function corpusDescription(o: CorpusOptions): Record<string, unknown> {
+  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), sumDigits: o.sumDigits, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
 }
 
 // ---------------------------------------------------------------- the shared tokenizer

@@ -15,6 +15,9 @@
  *               families only (corpus.ts SUM_FAMILIES, by their weights; --first-families picks
  *               others, e.g. sum4 alone): the adder forms before the stories and tags compete for
  *               the model (docs/llama.md measures why)
+ *   sums      = with --sum-digits D, every partial sum of the sum families is zero-padded to D
+ *               digits before it is reversed (corpus.ts; recorded as corpus.sumDigits, which the
+ *               LoRA arithmetic runs on the base follow); default 0, unpadded
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -45,7 +48,7 @@ import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
-import { BOS_TOKEN, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
 import { Rng } from '../util/rng';
 import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
 import { Adam } from './optim';
@@ -81,6 +84,8 @@ export interface PretrainConfig {
   sumsFirst: number;
   /** The families the first `sumsFirst` steps draw (default the adding ones). */
   firstFamilies: readonly string[];
+  /** Partial sums zero-padded to this many digits (corpus.ts CorpusOptions; 0 = unpadded). */
+  sumDigits: number;
   evalPerFamily: number;
   /** Held-out exact match per family every this many steps (train-log.jsonl `eval` rows); 0 = only at the end. */
   evalEvery: number;
@@ -97,7 +102,7 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -147,14 +152,14 @@ export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d
  * another (the last one cut at the row's end); ids = row[0..seq), targets = row[t + 1] where that
  * token is an answer token or the end token, else -100.
  */
-export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES): { ids: BigInt64Array; targets: BigInt64Array } {
+export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS): { ids: BigInt64Array; targets: BigInt64Array } {
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   for (let b = 0; b < batch; b++) {
     const row: number[] = [];
     const scored: boolean[] = [];
     while (row.length < seq + 1) {
-      const doc = encodeDoc(tok, sp, corpusDoc(rng, families));
+      const doc = encodeDoc(tok, sp, corpusDoc(rng, families, corpus));
       doc.ids.forEach((id, i) => {
         row.push(id);
         scored.push(i >= doc.promptLength);
@@ -185,11 +190,11 @@ export function pretrainModelConfig(preset: PretrainPreset, vocabSize: number, s
 }
 
 /** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt). */
-export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, n: number, runner: RunnerOptions = {}): Promise<Record<string, number>> {
+export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, n: number, runner: RunnerOptions = {}, corpus: CorpusOptions = CORPUS_DEFAULTS): Promise<Record<string, number>> {
   const rng = new Rng(0xacc);
   const byFamily = new Map<string, CorpusDoc[]>(CORPUS_FAMILIES.map((f) => [f, []]));
   for (let guard = 0; guard < 200 * n && [...byFamily.values()].some((d) => d.length < n); guard++) {
-    const d = corpusDoc(rng);
+    const d = corpusDoc(rng, CORPUS_FAMILIES, corpus);
     const list = byFamily.get(d.family)!;
     if (list.length < n) list.push(d);
   }
@@ -256,8 +261,12 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     writeFileAtomic(path.join(work, HF_FILES.tokenizerConfig), JSON.stringify(tf.tokenizerConfig, null, 2) + '\n');
     writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: tf.vocabSize, ids: tf.ids });
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
-  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed) throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed}; resume with the same`);
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number; sumDigits?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const savedDigits = saved.sumDigits ?? 0; // recorded since the option exists; before, sums were unpadded
+  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || savedDigits !== cfg.sumDigits) {
+    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedDigits}; resume with the same`);
+  }
+  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits };
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
   const model = pretrainModelConfig(cfg.preset, saved.vocabSize, saved.ids, cfg.model);
@@ -295,7 +304,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     while (s < end) {
       if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
-      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES);
+      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, corpus);
       const r = await step.run(params, { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] } });
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
@@ -306,7 +315,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       hooks.onProgress?.({ step: s, totalSteps: end, loss, lr });
       if (s % cfg.checkpointEvery === 0) checkpoint();
       if (cfg.evalEvery > 0 && s % cfg.evalEvery === 0 && s < end) {
-        const acc = await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner);
+        const acc = await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner, corpus);
         appendLine(logFile, JSON.stringify({ step: s, kind: 'eval', heldOutAccuracy: acc, seconds: seconds() }));
         hooks.log?.(`step ${s}: held-out exact match ${formatFamilyAccuracy(acc)}`);
       }
@@ -318,7 +327,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   if (stopReason === 'interrupted') return { dir: work, steps: s, seconds: seconds(), finalLoss: loss, familyAccuracy: {}, stopReason };
 
   roundParamsToBF16(params); // the folder holds BF16 weights, as LLaMA-3.2's; the check below measures those
-  const acc = cfg.evalPerFamily > 0 ? await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner) : {};
+  const acc = cfg.evalPerFamily > 0 ? await familyAccuracy(model, params, tok, sp, cfg.evalPerFamily, cfg.runner, corpus) : {};
   const hf = { ...toHFLlamaConfig(model, 'bfloat16'), _name_or_path: `memgen-stand-in-llama-3.2-${cfg.preset}`, memgen_note: STAND_IN_NOTE };
   writeJSON(path.join(work, HF_FILES.config), hf);
   writeJSON(path.join(work, 'generation_config.json'), { bos_token_id: model.bosTokenId, eos_token_id: model.eosTokenIds, do_sample: false });
@@ -332,7 +341,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command,
     train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies },
-    corpus: corpusDescription(),
+    corpus: corpusDescription(corpus),
     tokenizer: { type: 'byte-level BPE, LLaMA-3 pre-tokenizer with single digits', vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges },
     finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
     versions: { memgen: MEMGEN_VERSION, node: process.version, onnxruntime: String(ort.env.versions.node ?? ort.env.versions.common) },

@@ -29,7 +29,7 @@ let base: string;
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-lora-run-'));
   base = path.join(tmp, 'base');
-  await pretrainToyBase(base, 30);
+  await pretrainToyBase(base, 30, { sumDigits: 3 }); // a base whose corpus pads partial sums: the arithmetic runs follow it
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

@@ -18,7 +18,7 @@ import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
-import { CORPUS_FAMILIES, CORPUS_SUM_DIGITS, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText } from '../../engine/tasks/corpus';
+import { CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -49,13 +49,16 @@ describe('corpus and shared tokenizer', () => {
     expect(scratchpad([9, 9, 90, 5, 5], 3)).toBe('810,801,311,811');
   });
 
-  it('writes every partial sum of the corpus with three digits (one width per group)', () => {
-    const rng = new Rng(5);
+  it('writes the partial sums unpadded by default and with sumDigits digits when asked (one width per group)', () => {
+    const [plain, padded] = [new Rng(5), new Rng(5)];
     for (let i = 0; i < 300; i++) {
-      const d = corpusDoc(rng, ['sum4', 'sumk']);
+      const d = corpusDoc(plain, ['sum4', 'sumk']);
+      const p = corpusDoc(padded, ['sum4', 'sumk'], { sumDigits: 3 });
+      expect(p.prompt).toBe(d.prompt); // the same draws
       const ops = d.prompt.slice(0, -1).split('+').map(Number);
-      expect(d.answer).toBe(scratchpad(ops, CORPUS_SUM_DIGITS));
-      for (const g of d.answer.split(',')) expect(g).toHaveLength(3);
+      expect(d.answer).toBe(scratchpad(ops));
+      expect(p.answer).toBe(scratchpad(ops, 3));
+      for (const g of p.answer.split(',')) expect(g).toHaveLength(3);
     }
   });
 
@@ -171,11 +174,12 @@ describe('pretrain', () => {
     await expect(pretrain(cfg(out))).rejects.toThrow(/already exists/);
   });
 
-  it('--first-families takes corpus families only; --stop-at-step a positive step', async () => {
+  it('--first-families takes corpus families only; --stop-at-step a positive step; --sum-digits 0..3', async () => {
     const out = path.join(tmp, 'never');
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sums-first', '5', '--first-families', 'sum4,sums'])).rejects.toThrow(/--first-families: no corpus family sums; the families are sum4,sumk,plain,colour/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--first-families', ','])).rejects.toThrow(UsageError);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--stop-at-step', '0'])).rejects.toThrow(/--stop-at-step must be a positive integer/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sum-digits', '4'])).rejects.toThrow(/--sum-digits must be 0 \(unpadded partial sums\) or 1..3/);
     expect(fs.existsSync(out)).toBe(false);
   });
 
@@ -200,6 +204,7 @@ describe('pretrain', () => {
     expect(r1.stopReason).toBe('interrupted');
     expect(fs.existsSync(b)).toBe(false);
     expect(fs.existsSync(partialDir(b))).toBe(true);
+    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, sumDigits: 3 }))).rejects.toThrow(/started with --preset tiny --seed 0 --sum-digits 0; resume with the same/);
     await pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true }));
     expect(Buffer.compare(fs.readFileSync(path.join(a, 'model.safetensors')), fs.readFileSync(path.join(b, 'model.safetensors')))).toBe(0);
   });

@@ -5,14 +5,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256File } from '../../engine/runs/run';
-import { defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
+import { type PretrainConfig, defaultPretrainConfig, pretrain } from '../../engine/train/llama-pretrain';
 
 export const hashFolder = (dir: string): Record<string, string> =>
   Object.fromEntries(fs.readdirSync(dir).sort().map((f) => [f, sha256File(path.join(dir, f))]));
 
-export async function pretrainToyBase(dir: string, steps: number): Promise<void> {
+export async function pretrainToyBase(dir: string, steps: number, over: Partial<PretrainConfig> = {}): Promise<void> {
   await pretrain({
     ...defaultPretrainConfig('tiny', dir), model: { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 },
-    steps, batch: 8, seq: 32, warmup: 5, evalPerFamily: 0, runner: { threads: 1 },
+    steps, batch: 8, seq: 32, warmup: 5, evalPerFamily: 0, runner: { threads: 1 }, ...over,
   });
 }

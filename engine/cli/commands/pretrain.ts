@@ -9,7 +9,7 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
             [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
@@ -20,11 +20,16 @@ function families(v: string | undefined, dflt: readonly string[]): readonly stri
   return names;
 }
 
+function sumDigits(v: string): number {
+  if (!['0', '1', '2', '3'].includes(v)) throw new UsageError(`--sum-digits must be 0 (unpadded partial sums) or 1..3 (zero-padded to that many digits), got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
 export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
@@ -43,6 +48,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     evalPerFamily: num(v['eval-n'], 'eval-n', d.evalPerFamily),
     sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
     firstFamilies: families(v['first-families'] as string | undefined, d.firstFamilies),
+    sumDigits: v['sum-digits'] === undefined ? d.sumDigits : sumDigits(v['sum-digits'] as string),
     evalEvery: num(v['eval-every'], 'eval-every', d.evalEvery),
     checkpointEvery: posInt(v['checkpoint-every'], 'checkpoint-every', d.checkpointEvery),
     logEvery: posInt(v['log-every'], 'log-every', d.logEvery),
