@@ -18,6 +18,12 @@
  *   sums      = with --sum-digits D, every partial sum of the sum families is zero-padded to D
  *               digits before it is reversed (corpus.ts; recorded as corpus.sumDigits, which the
  *               LoRA arithmetic runs on the base follow); default 0, unpadded
+ *   stages    = with --init-from BASE (a base made by memgen pretrain, same preset and sum digits), the
+ *               weights start from BASE's (BF16, as saved), its tokenizer is copied, Adam starts
+ *               fresh, the schedule is this command's and the documents come from another stream
+ *               (seed * 7919 + 32): a second stage, e.g. the whole mixture after a sums-only base.
+ *               The manifest records `stages`, every stage's command in order, so the chain can be
+ *               remade (reproduce --system lora --pretrain)
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -44,6 +50,7 @@ import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
 import { type ParamSet, roundParamsToBF16, saveParams } from '../io/params';
 import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
 import { LlamaInference } from '../models/llama-infer';
+import { loadLlamaFolder } from '../models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import { withRunLock } from '../runs/lock';
@@ -86,6 +93,8 @@ export interface PretrainConfig {
   firstFamilies: readonly string[];
   /** Partial sums zero-padded to this many digits (corpus.ts CorpusOptions; 0 = unpadded). */
   sumDigits: number;
+  /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
+  initFrom: string | null;
   evalPerFamily: number;
   /** Held-out exact match per family every this many steps (train-log.jsonl `eval` rows); 0 = only at the end. */
   evalEvery: number;
@@ -102,7 +111,7 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits, initFrom: null,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -255,13 +264,19 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       if (!cfg.force) throw new RunError(`${work} holds an unfinished pretraining; continue it with --resume, or start anew with --force`);
       fs.rmSync(work, { recursive: true, force: true });
     }
+    const parent = cfg.initFrom === null ? null : parentBase(cfg.initFrom, cfg);
     fs.mkdirSync(work, { recursive: true });
-    const tf = baseTokenizerFiles({ merges: PRETRAIN_PRESETS[cfg.preset].merges, seed: cfg.seed + 1234, chatTemplate: LLAMA32_CHAT_TEMPLATE });
-    writeFileAtomic(path.join(work, HF_FILES.tokenizer), JSON.stringify(tf.tokenizer));
-    writeFileAtomic(path.join(work, HF_FILES.tokenizerConfig), JSON.stringify(tf.tokenizerConfig, null, 2) + '\n');
-    writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: tf.vocabSize, ids: tf.ids });
+    if (parent === null) {
+      const tf = baseTokenizerFiles({ merges: PRETRAIN_PRESETS[cfg.preset].merges, seed: cfg.seed + 1234, chatTemplate: LLAMA32_CHAT_TEMPLATE });
+      writeFileAtomic(path.join(work, HF_FILES.tokenizer), JSON.stringify(tf.tokenizer));
+      writeFileAtomic(path.join(work, HF_FILES.tokenizerConfig), JSON.stringify(tf.tokenizerConfig, null, 2) + '\n');
+      writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: tf.vocabSize, ids: tf.ids, stages: [] });
+    } else {
+      for (const f of [HF_FILES.tokenizer, HF_FILES.tokenizerConfig]) fs.copyFileSync(path.join(parent.dir, f), path.join(work, f));
+      writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, stages: parent.manifest.stages ?? [parent.manifest.command] });
+    }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number; sumDigits?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number; sumDigits?: number; initFrom?: string | null; stages?: string[] }>(path.join(work, 'pretrain.json'), 'pretrain settings');
   const savedDigits = saved.sumDigits ?? 0; // recorded since the option exists; before, sums were unpadded
   if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || savedDigits !== cfg.sumDigits) {
     throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedDigits}; resume with the same`);
@@ -273,8 +288,12 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
 
   const seq = cfg.seq;
   const params = initLlama(model, new Rng(cfg.seed));
+  const initFrom = saved.initFrom ?? null;
+  if (initFrom !== null && !cfg.resume) {
+    for (const [name, p] of loadLlamaFolder(initFrom).params) params.get(name)!.data.set(p.data);
+  }
   const adam = new Adam(params, { lr: cfg.lr, weightDecay: 0 });
-  let dataRng = new Rng(cfg.seed * 7919 + 31);
+  let dataRng = new Rng(cfg.seed * 7919 + (initFrom === null ? 31 : 32));
   let state: PretrainState = { step: 0, adamT: 0, dataRng: dataRng.state, trainSeconds: 0, lastLoss: NaN };
   const logFile = path.join(work, 'train-log.jsonl');
   if (cfg.resume) {
@@ -339,7 +358,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     format: 'memgen-base/1',
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
-    preset: cfg.preset, seed: cfg.seed, command: cfg.command,
+    preset: cfg.preset, seed: cfg.seed, command: cfg.command, stages: [...(saved.stages ?? []), cfg.command],
     train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies },
     corpus: corpusDescription(corpus),
     tokenizer: { type: 'byte-level BPE, LLaMA-3 pre-tokenizer with single digits', vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges },
@@ -354,6 +373,12 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
 const BASE_MANIFEST = 'manifest.json';
 
 interface BaseManifest {
+  command: string;
+  /** Every stage's command in order (absent in bases made before --init-from: the command alone). */
+  stages?: string[];
+  preset: PretrainPreset;
+  corpus: { sumDigits?: number };
+  tokenizer: { vocabSize: number };
   train: { steps: number };
   finalLoss: number;
   trainSeconds: number;
@@ -365,6 +390,19 @@ const readBaseManifest = (dir: string): BaseManifest => readJSON<BaseManifest>(p
 const baseOutcome = (out: string, m: BaseManifest, cfg: PretrainConfig): PretrainOutcome => ({
   dir: out, steps: m.train.steps, seconds: m.trainSeconds, finalLoss: m.finalLoss, familyAccuracy: m.heldOutAccuracy, stopReason: m.train.steps >= Math.min(cfg.steps, cfg.stopAt ?? cfg.steps) ? 'steps' : 'time',
 });
+
+/** The base --init-from names, checked against this pretraining (same preset and sum digits); its special-token ids. */
+function parentBase(dir: string, cfg: PretrainConfig): { dir: string; manifest: BaseManifest; ids: Record<string, number> } {
+  const d = path.resolve(dir);
+  if (!fs.existsSync(path.join(d, BASE_MANIFEST))) throw new RunError(`--init-from ${dir}: no ${BASE_MANIFEST}; it must be a finished base made by \`memgen pretrain\``);
+  const manifest = readBaseManifest(d);
+  const digits = manifest.corpus?.sumDigits ?? 0;
+  if (manifest.preset !== cfg.preset || digits !== cfg.sumDigits) {
+    throw new RunError(`--init-from ${dir} is a ${manifest.preset} base with --sum-digits ${digits}; pass --preset ${manifest.preset} --sum-digits ${digits}`);
+  }
+  const tok = readJSON<{ added_tokens: { id: number; content: string }[] }>(path.join(d, HF_FILES.tokenizer), 'tokenizer');
+  return { dir: d, manifest, ids: Object.fromEntries(tok.added_tokens.map((t) => [t.content, t.id])) };
+}
 
 /** The last part of a pretraining, once its manifest is written: drops the checkpoints, then OUT.partial becomes OUT. */
 function finishBaseFolder(work: string, out: string): void {

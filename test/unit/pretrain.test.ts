@@ -195,6 +195,20 @@ describe('pretrain', () => {
     expect(line(part).loss).toBe(line(whole).loss);
   });
 
+  it('--init-from starts a second stage from a finished base: its weights and tokenizer, every stage recorded', async () => {
+    const first = path.join(tmp, 'stage1'), second = path.join(tmp, 'stage2'), scratch = path.join(tmp, 'stage2-scratch');
+    await pretrain(cfg(first, { steps: 30, evalPerFamily: 0, command: 'memgen pretrain --first' }));
+    await pretrain(cfg(second, { steps: 5, evalPerFamily: 0, logEvery: 1, initFrom: first, command: 'memgen pretrain --second' }));
+    await pretrain(cfg(scratch, { steps: 5, evalPerFamily: 0, logEvery: 1 }));
+    const read = (dir: string, f: string) => fs.readFileSync(path.join(dir, f), 'utf8');
+    expect(read(second, 'tokenizer.json')).toBe(read(first, 'tokenizer.json'));
+    expect(JSON.parse(read(second, 'manifest.json')).stages).toEqual(['memgen pretrain --first', 'memgen pretrain --second']);
+    const firstLoss = (dir: string) => JSON.parse(read(dir, 'train-log.jsonl').split('\n')[0]).loss;
+    expect(firstLoss(second)).toBeLessThan(firstLoss(scratch) - 0.5); // it starts where the first stage ended
+    await expect(pretrain(cfg(path.join(tmp, 'x'), { initFrom: first, sumDigits: 3 }))).rejects.toThrow(/is a tiny base with --sum-digits 0; pass --preset tiny --sum-digits 0/);
+    await expect(pretrain(cfg(path.join(tmp, 'y'), { initFrom: tmp }))).rejects.toThrow(/no manifest\.json; it must be a finished base/);
+  });
+
   it('resumes exactly: stopped at step 10 and resumed == uninterrupted', async () => {
     const a = path.join(tmp, 'a');
     const b = path.join(tmp, 'b');

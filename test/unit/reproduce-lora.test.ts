@@ -19,7 +19,7 @@ import type { PairRecord } from '../../engine/analysis/files';
 import { writeNpy } from '../../engine/analysis/npy';
 import { UsageError } from '../../engine/cli/args';
 import { analyzeCommand, writeStatistics } from '../../engine/cli/commands/analyze';
-import { type LoraReproduceSummary, recordedPretrainArgs, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
+import { type LoraReproduceSummary, recordedPretrainStages, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
 import { reproduceCommand } from '../../engine/cli/commands/reproduce';
 import { loraSteerRun } from '../../engine/runs/lora-run';
 import { RunError } from '../../engine/runs/run';
@@ -141,13 +141,16 @@ describe('memgen reproduce --system lora', () => {
     expect(hashFolder(base)).toEqual(before);
   });
 
-  it('--pretrain remakes a base with the command its manifest records, without --out / --resume / --force', () => {
+  it('--pretrain remakes a base with the commands its manifest records (every stage), without --out / --init-from / --resume / --force', () => {
     const dir = path.join(tmp, 'recorded');
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ command: 'memgen pretrain --arch llama --preset small --out /elsewhere/base --steps 3000 --lr 3e-3 --resume --threads 1' }));
-    expect(recordedPretrainArgs(dir)).toEqual(['--arch', 'llama', '--preset', 'small', '--steps', '3000', '--lr', '3e-3', '--threads', '1']);
+    expect(recordedPretrainStages(dir)).toEqual([['--arch', 'llama', '--preset', 'small', '--steps', '3000', '--lr', '3e-3', '--threads', '1']]);
+    const second = 'memgen pretrain --arch llama --preset small --init-from /elsewhere/base --out /elsewhere/base2 --steps 2000 --force';
+    fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ command: second, stages: ['memgen pretrain --arch llama --preset small --out /elsewhere/base --steps 3000', second] }));
+    expect(recordedPretrainStages(dir)).toEqual([['--arch', 'llama', '--preset', 'small', '--steps', '3000'], ['--arch', 'llama', '--preset', 'small', '--steps', '2000']]);
     fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ command: 'memgen train --task arithmetic' }));
-    expect(() => recordedPretrainArgs(dir)).toThrow(/not a `memgen pretrain` command/);
+    expect(() => recordedPretrainStages(dir)).toThrow(/not a `memgen pretrain` command/);
   });
 
   it('refuses bad arguments before any work; --system gpt2 stays the default', async () => {

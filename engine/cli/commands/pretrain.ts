@@ -9,7 +9,7 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--init-from BASE (a second stage: start from a base made by pretrain)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
             [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
@@ -29,7 +29,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'init-from': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
@@ -49,6 +49,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
     firstFamilies: families(v['first-families'] as string | undefined, d.firstFamilies),
     sumDigits: v['sum-digits'] === undefined ? d.sumDigits : sumDigits(v['sum-digits'] as string),
+    initFrom: (v['init-from'] as string | undefined) ?? null,
     evalEvery: num(v['eval-every'], 'eval-every', d.evalEvery),
     checkpointEvery: posInt(v['checkpoint-every'], 'checkpoint-every', d.checkpointEvery),
     logEvery: posInt(v['log-every'], 'log-every', d.logEvery),

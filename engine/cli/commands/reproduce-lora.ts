@@ -183,7 +183,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   // --pretrain: the committed base's recorded command, unless --preset picks a preset (or there is none)
   const presetArgs = () => ['--arch', 'llama', '--preset', choice(v.preset, 'preset', Object.keys(PRETRAIN_PRESETS) as PretrainPreset[], 'tiny')];
   const recorded = v.pretrain && v.preset === undefined && fs.existsSync(path.join(COMMITTED_BASE, 'manifest.json'));
-  const pretrainArgs = !v.pretrain ? [] : recorded ? recordedPretrainArgs(COMMITTED_BASE) : presetArgs();
+  const pretrainStages = !v.pretrain ? [] : recorded ? recordedPretrainStages(COMMITTED_BASE) : [presetArgs()];
   const pairs = positiveInt(v.pairs, 'pairs', PAIRS);
   const yieldInputs = positiveInt(v['analyze-tries'], 'analyze-tries', YIELD_INPUTS);
   const steerN = positiveInt(v.n, 'n', STEER_N);
@@ -262,10 +262,18 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const steered = new Map<SteerSpec, StageResult>();
   try {
     // 1. base
-    const baseStage = await stage('base', 'base', givenBase !== undefined ? `${givenBase} (only read)` : `memgen pretrain ${pretrainArgs.join(' ')} into ${base} (log: ${logFile('base', 'pretrain')})`, async () => {
+    // a base of several stages (pretrain --init-from) is remade stage by stage: DIR/base-stage1, ..., DIR/base
+    const stageOut = (i: number) => (i === pretrainStages.length - 1 ? base : `${base}-stage${i + 1}`);
+    const described = pretrainStages.map((a, i) => `memgen pretrain ${a.join(' ')}${i > 0 ? ` --init-from ${stageOut(i - 1)}` : ''} into ${stageOut(i)}`).join(', then ');
+    const baseStage = await stage('base', 'base', givenBase !== undefined ? `${givenBase} (only read)` : `${described} (log: ${logFile('base', 'pretrain')})`, async () => {
       if (givenBase !== undefined) return { status: 'kept', detail: `${Object.keys(hashesBefore!).length} files' sha256 recorded` };
-      if (fs.existsSync(base) && fs.readdirSync(base).length > 0) fs.renameSync(base, `${base}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`); // --force (refused above otherwise)
-      const status = await loggedCommand(logFile('base', 'pretrain'), pretrainCommand, [...pretrainArgs, '--out', base, ...pretrainOverrides, ...runnerArgs]);
+      let status: Awaited<ReturnType<typeof loggedCommand>> = 'done';
+      for (let i = 0; i < pretrainStages.length && status === 'done'; i++) {
+        const out = stageOut(i);
+        if (fs.existsSync(out) && fs.readdirSync(out).length > 0) fs.renameSync(out, `${out}.replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`); // --force (refused above otherwise)
+        const from = i > 0 ? ['--init-from', stageOut(i - 1)] : [];
+        status = await loggedCommand(logFile('base', 'pretrain'), pretrainCommand, [...pretrainStages[i], ...from, '--out', out, ...pretrainOverrides, ...runnerArgs]);
+      }
       return { status, detail: status === 'done' ? '' : `see ${logFile('base', 'pretrain')}` };
     });
     const baseOk = baseStage.status === 'done' || baseStage.status === 'kept';
@@ -391,19 +399,24 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
 }
 
 /**
- * The arguments the base's manifest records (`memgen pretrain ...`), without --out, --resume and
- * --force, so that --pretrain remakes it into another folder.
+ * The arguments of each stage the base's manifest records (`stages`, else its `command`: `memgen
+ * pretrain ...`), without --out, --init-from, --resume and --force, so that --pretrain remakes the
+ * chain into another folder (each stage after the first starts from the one before).
  */
-export function recordedPretrainArgs(baseDir: string): string[] {
-  const m = readJSON<{ command?: unknown }>(path.join(baseDir, 'manifest.json'), 'base manifest');
-  const words = typeof m.command === 'string' ? m.command.trim().split(/\s+/) : [];
-  if (words[0] !== 'memgen' || words[1] !== 'pretrain') throw new RunError(`${path.join(baseDir, 'manifest.json')}: its command is not a \`memgen pretrain\` command; pass --preset to pretrain a preset instead`);
-  const out: string[] = [];
-  for (let i = 2; i < words.length; i++) {
-    if (words[i] === '--out') i++;
-    else if (words[i] !== '--resume' && words[i] !== '--force') out.push(words[i]);
-  }
-  return out;
+export function recordedPretrainStages(baseDir: string): string[][] {
+  const file = path.join(baseDir, 'manifest.json');
+  const m = readJSON<{ command?: unknown; stages?: unknown }>(file, 'base manifest');
+  const commands = Array.isArray(m.stages) && m.stages.length > 0 ? m.stages : [m.command];
+  return commands.map((c) => {
+    const words = typeof c === 'string' ? c.trim().split(/\s+/) : [];
+    if (words[0] !== 'memgen' || words[1] !== 'pretrain') throw new RunError(`${file}: its command is not a \`memgen pretrain\` command; pass --preset to pretrain a preset instead`);
+    const out: string[] = [];
+    for (let i = 2; i < words.length; i++) {
+      if (words[i] === '--out' || words[i] === '--init-from') i++;
+      else if (words[i] !== '--resume' && words[i] !== '--force') out.push(words[i]);
+    }
+    return out;
+  });
 }
 
 /** "no pairs: <reason>" when the analysis failed for want of pairs, else `other`. */
