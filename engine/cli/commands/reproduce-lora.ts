@@ -4,8 +4,9 @@
  *
  *   base      the committed stand-in base runs/base-llama-small (docs/llama.md), or --base BASE; either
  *             is only read (the sha256 of its files is compared before and after, and the summary says
- *             so). --pretrain remakes it into DIR/base with the command its manifest records (or, with
- *             --preset P, `memgen pretrain --arch llama --preset P`) and uses that.
+ *             so). --pretrain remakes it into DIR/base with the commands its manifest records (each
+ *             stage of a base made with `pretrain --init-from` in turn, DIR/base-stage1 ... DIR/base;
+ *             or, with --preset P, `memgen pretrain --arch llama --preset P`) and uses that.
  *   train     `memgen train --base BASE --lora` (train/lora-trainer.ts, the paper's recipe) for arithmetic
  *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
  *             retrained with another seed), cipher seed 0 (Table 5) into DIR/<task>-lora-s<seed>.
