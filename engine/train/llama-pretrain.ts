@@ -18,10 +18,11 @@
  *   sums      = with --sum-digits D, every partial sum of the sum families is zero-padded to D
  *               digits before it is reversed (corpus.ts; recorded as corpus.sumDigits, which the
  *               LoRA arithmetic runs on the base follow); default 0, unpadded
- *   stages    = with --init-from BASE (a base made by memgen pretrain, same preset and sum digits), the
- *               weights start from BASE's (BF16, as saved), its tokenizer is copied, Adam starts
- *               fresh, the schedule is this command's and the documents come from another stream
- *               (seed * 7919 + 32): a second stage, e.g. the whole mixture after a sums-only base.
+ *   stages    = with --init-from BASE (a base made by memgen pretrain, same preset), the weights
+ *               start from BASE's (BF16, as saved), its tokenizer is copied, Adam starts fresh, the
+ *               schedule, families and --sum-digits are this command's and the documents come from
+ *               another stream (seed * 7919 + 32): a second stage, e.g. the whole mixture, or sums in
+ *               another width, after a sums-only base.
  *               The manifest records `stages`, every stage's command in order, so the chain can be
  *               remade (reproduce --system lora --pretrain)
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
@@ -377,7 +378,6 @@ interface BaseManifest {
   /** Every stage's command in order (absent in bases made before --init-from: the command alone). */
   stages?: string[];
   preset: PretrainPreset;
-  corpus: { sumDigits?: number };
   tokenizer: { vocabSize: number };
   train: { steps: number };
   finalLoss: number;
@@ -391,15 +391,12 @@ const baseOutcome = (out: string, m: BaseManifest, cfg: PretrainConfig): Pretrai
   dir: out, steps: m.train.steps, seconds: m.trainSeconds, finalLoss: m.finalLoss, familyAccuracy: m.heldOutAccuracy, stopReason: m.train.steps >= Math.min(cfg.steps, cfg.stopAt ?? cfg.steps) ? 'steps' : 'time',
 });
 
-/** The base --init-from names, checked against this pretraining (same preset and sum digits); its special-token ids. */
+/** The base --init-from names, checked against this pretraining (same preset); its special-token ids. */
 function parentBase(dir: string, cfg: PretrainConfig): { dir: string; manifest: BaseManifest; ids: Record<string, number> } {
   const d = path.resolve(dir);
   if (!fs.existsSync(path.join(d, BASE_MANIFEST))) throw new RunError(`--init-from ${dir}: no ${BASE_MANIFEST}; it must be a finished base made by \`memgen pretrain\``);
   const manifest = readBaseManifest(d);
-  const digits = manifest.corpus?.sumDigits ?? 0;
-  if (manifest.preset !== cfg.preset || digits !== cfg.sumDigits) {
-    throw new RunError(`--init-from ${dir} is a ${manifest.preset} base with --sum-digits ${digits}; pass --preset ${manifest.preset} --sum-digits ${digits}`);
-  }
+  if (manifest.preset !== cfg.preset) throw new RunError(`--init-from ${dir} is a ${manifest.preset} base; pass --preset ${manifest.preset}`);
   const tok = readJSON<{ added_tokens: { id: number; content: string }[] }>(path.join(d, HF_FILES.tokenizer), 'tokenizer');
   return { dir: d, manifest, ids: Object.fromEntries(tok.added_tokens.map((t) => [t.content, t.id])) };
 }

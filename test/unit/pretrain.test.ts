@@ -205,7 +205,7 @@ describe('pretrain', () => {
     expect(JSON.parse(read(second, 'manifest.json')).stages).toEqual(['memgen pretrain --first', 'memgen pretrain --second']);
     const firstLoss = (dir: string) => JSON.parse(read(dir, 'train-log.jsonl').split('\n')[0]).loss;
     expect(firstLoss(second)).toBeLessThan(firstLoss(scratch) - 0.5); // it starts where the first stage ended
-    await expect(pretrain(cfg(path.join(tmp, 'x'), { initFrom: first, sumDigits: 3 }))).rejects.toThrow(/is a tiny base with --sum-digits 0; pass --preset tiny --sum-digits 0/);
+    await expect(pretrain(cfg(path.join(tmp, 'x'), { initFrom: first, preset: 'small' }))).rejects.toThrow(/is a tiny base; pass --preset tiny/);
     await expect(pretrain(cfg(path.join(tmp, 'y'), { initFrom: tmp }))).rejects.toThrow(/no manifest\.json; it must be a finished base/);
   });
 
