@@ -373,11 +373,14 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
 
 const BASE_MANIFEST = 'manifest.json';
 
-interface BaseManifest {
+/** What `memgen pretrain` records in a base folder's manifest.json (the fields read back). */
+export interface BaseManifest {
+  standIn: string;
   command: string;
   /** Every stage's command in order (absent in bases made before --init-from: the command alone). */
   stages?: string[];
   preset: PretrainPreset;
+  corpus: { sumDigits?: number };
   tokenizer: { vocabSize: number };
   train: { steps: number };
   finalLoss: number;
@@ -385,7 +388,7 @@ interface BaseManifest {
   heldOutAccuracy: Record<string, number>;
 }
 
-const readBaseManifest = (dir: string): BaseManifest => readJSON<BaseManifest>(path.join(dir, BASE_MANIFEST), 'base manifest');
+export const readBaseManifest = (dir: string): BaseManifest => readJSON<BaseManifest>(path.join(dir, BASE_MANIFEST), 'base manifest');
 
 const baseOutcome = (out: string, m: BaseManifest, cfg: PretrainConfig): PretrainOutcome => ({
   dir: out, steps: m.train.steps, seconds: m.trainSeconds, finalLoss: m.finalLoss, familyAccuracy: m.heldOutAccuracy, stopReason: m.train.steps >= Math.min(cfg.steps, cfg.stopAt ?? cfg.steps) ? 'steps' : 'time',

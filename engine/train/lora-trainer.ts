@@ -38,6 +38,7 @@ import { Rng } from '../util/rng';
 import { IGNORE_INDEX } from './data';
 import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from './evaluate';
 import { checkpointState, noCheckpointError } from './checkpoint';
+import { type BaseManifest, readBaseManifest } from './llama-pretrain';
 import { LoraTrainer } from './lora-train';
 import { type RunOutcome, finishManifest, runTrainingLoop, truncateLog } from './run-loop';
 import { learningRate } from './schedule';
@@ -132,9 +133,9 @@ export interface LoraRunHooks {
 export type LoraRunOutcome = RunOutcome;
 
 /** The manifest `memgen pretrain` writes into a base folder, or null (a base from elsewhere has none). */
-function readBaseManifest(baseDir: string): { standIn?: string; corpus?: { sumDigits?: number } } | null {
+function pretrainManifest(baseDir: string): Partial<BaseManifest> | null {
   try {
-    return readJSON(path.join(baseDir, 'manifest.json'), 'base manifest');
+    return readBaseManifest(baseDir);
   } catch {
     return null;
   }
@@ -151,7 +152,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   if (dir === baseDir || dir.startsWith(baseDir + path.sep)) throw new RunError(`the run folder ${dir} must not be inside the base folder ${baseDir} (the base is never modified)`);
   const base = loadLlamaFolder(baseDir);
   const hashesBefore = baseHashes(baseDir);
-  const baseManifest = readBaseManifest(baseDir);
+  const baseManifest = pretrainManifest(baseDir);
   // the arithmetic targets are written as the base learned to add: its corpus's partial-sum width
   const sumDigits = cfg.task === 'arithmetic' ? baseManifest?.corpus?.sumDigits : undefined;
   const task = loraRunTask(base, { ...cfg, sumDigits });
