@@ -11,7 +11,8 @@
  *   sum4     a+b+c+d=  -> the reversed-partial-sums scratchpad (operands 10..99, as the arithmetic
  *            task's tiny scale: every operand two digits, so a digit's place is its position;
  *            the task's (c, d) patterns are not special here), each partial sum zero-padded to
- *            CorpusOptions.sumDigits digits (default 0: unpadded; 3: every group one width)   0.36
+ *            CorpusOptions.sumDigits digits (default 0: unpadded; 3: every group one width), and
+ *            a share CorpusOptions.roundOperands of the operands multiples of 10             0.36
  *   sumk     2, 3 or 5 operands 10..99, the same scratchpad format (k - 1 groups)          0.08
  *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.02
  *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
@@ -78,12 +79,23 @@ export interface CorpusOptions {
    * a base write the arithmetic task's targets the same way (lora-trainer.ts).
    */
   sumDigits: number;
+  /**
+   * Probability that an operand of a training sum is a multiple of 10 (0: every operand uniform).
+   * The units digit of a + b is (a0 + b0) mod 10, which is independent of a0 alone and of b0 alone
+   * when both are uniform: attending to one of them lowers the loss not at all, so a model finds
+   * the pair only by chance (the plateau of docs/llama.md). With a0 = 0 in a share of the sums the
+   * answer equals b0 there, and each lookup pays on its own. `memgen pretrain --round-operands`;
+   * the held-out check draws uniform operands (familyAccuracy), as the tasks do.
+   */
+  roundOperands: number;
 }
-export const CORPUS_DEFAULTS: CorpusOptions = { sumDigits: 0 };
+export const CORPUS_DEFAULTS: CorpusOptions = { sumDigits: 0, roundOperands: 0 };
 
 function sumDoc(rng: Rng, k: number, family: string, o: CorpusOptions): CorpusDoc {
   const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
-  const ops = Array.from({ length: k }, () => rng.int(minOperand, maxOperand));
+  // without rounding no extra draw, so the document stream of a base made before the option is unchanged
+  const operand = (): number => (o.roundOperands > 0 && rng.uniform() < o.roundOperands ? 10 * rng.int(Math.ceil(minOperand / 10), Math.floor(maxOperand / 10)) : rng.int(minOperand, maxOperand));
+  const ops = Array.from({ length: k }, operand);
   return { family, prompt: ops.join('+') + '=', answer: scratchpad(ops, o.sumDigits), sep: '' };
 }
 
@@ -174,7 +186,7 @@ export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES, o
 
 /** The corpus description for the base folder's manifest. */
 export function corpusDescription(o: CorpusOptions): Record<string, unknown> {
-  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), sumDigits: o.sumDigits, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
+  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), sumDigits: o.sumDigits, roundOperands: o.roundOperands, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
 }
 
 // ---------------------------------------------------------------- the shared tokenizer

@@ -18,6 +18,10 @@
  *   sums      = with --sum-digits D, every partial sum of the sum families is zero-padded to D
  *               digits before it is reversed (corpus.ts; recorded as corpus.sumDigits, which the
  *               LoRA arithmetic runs on the base follow); default 0, unpadded
+ *   rounding  = with --round-operands P, each operand of a training sum is a multiple of 10 with
+ *               probability P (corpus.ts CorpusOptions.roundOperands: without it the units digit of
+ *               a sum is independent of each operand digit alone and the lookups are found only by
+ *               chance); the held-out check draws uniform operands
  *   stages    = with --init-from BASE (a base made by memgen pretrain, same preset), the weights
  *               start from BASE's (BF16, as saved), its tokenizer is copied, Adam starts fresh, the
  *               schedule, families and --sum-digits are this command's and the documents come from
@@ -94,6 +98,8 @@ export interface PretrainConfig {
   firstFamilies: readonly string[];
   /** Partial sums zero-padded to this many digits (corpus.ts CorpusOptions; 0 = unpadded). */
   sumDigits: number;
+  /** Share of the training sums' operands that are multiples of 10 (corpus.ts CorpusOptions; 0 = none). */
+  roundOperands: number;
   /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
   initFrom: string | null;
   evalPerFamily: number;
@@ -112,7 +118,7 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits, initFrom: null,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits, roundOperands: CORPUS_DEFAULTS.roundOperands, initFrom: null,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -199,12 +205,12 @@ export function pretrainModelConfig(preset: PretrainPreset, vocabSize: number, s
   };
 }
 
-/** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt). */
+/** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt; uniform operands). */
 export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, n: number, runner: RunnerOptions = {}, corpus: CorpusOptions = CORPUS_DEFAULTS): Promise<Record<string, number>> {
   const rng = new Rng(0xacc);
   const byFamily = new Map<string, CorpusDoc[]>(CORPUS_FAMILIES.map((f) => [f, []]));
   for (let guard = 0; guard < 200 * n && [...byFamily.values()].some((d) => d.length < n); guard++) {
-    const d = corpusDoc(rng, CORPUS_FAMILIES, corpus);
+    const d = corpusDoc(rng, CORPUS_FAMILIES, { ...corpus, roundOperands: 0 }); // the tasks' uniform operands
     const list = byFamily.get(d.family)!;
     if (list.length < n) list.push(d);
   }
@@ -277,12 +283,13 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number; sumDigits?: number; initFrom?: string | null; stages?: string[] }>(path.join(work, 'pretrain.json'), 'pretrain settings');
-  const savedDigits = saved.sumDigits ?? 0; // recorded since the option exists; before, sums were unpadded
-  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || savedDigits !== cfg.sumDigits) {
-    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedDigits}; resume with the same`);
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number; sumDigits?: number; roundOperands?: number; initFrom?: string | null; stages?: string[] }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  // recorded since each option exists; before, sums were unpadded and operands uniform
+  const savedCorpus: CorpusOptions = { sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0 };
+  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || savedCorpus.sumDigits !== cfg.sumDigits || savedCorpus.roundOperands !== cfg.roundOperands) {
+    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands}; resume with the same`);
   }
-  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits };
+  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands };
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
   const model = pretrainModelConfig(cfg.preset, saved.vocabSize, saved.ids, cfg.model);

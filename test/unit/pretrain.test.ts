@@ -18,7 +18,7 @@ import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
-import { CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText } from '../../engine/tasks/corpus';
+import { CORPUS_DEFAULTS, CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -53,13 +53,34 @@ describe('corpus and shared tokenizer', () => {
     const [plain, padded] = [new Rng(5), new Rng(5)];
     for (let i = 0; i < 300; i++) {
       const d = corpusDoc(plain, ['sum4', 'sumk']);
-      const p = corpusDoc(padded, ['sum4', 'sumk'], { sumDigits: 3 });
+      const p = corpusDoc(padded, ['sum4', 'sumk'], { ...CORPUS_DEFAULTS, sumDigits: 3 });
       expect(p.prompt).toBe(d.prompt); // the same draws
       const ops = d.prompt.slice(0, -1).split('+').map(Number);
       expect(d.answer).toBe(scratchpad(ops));
       expect(p.answer).toBe(scratchpad(ops, 3));
       for (const g of p.answer.split(',')) expect(g).toHaveLength(3);
     }
+  });
+
+  it('--round-operands makes that share of the training operands multiples of 10; 0 leaves the stream as it was', () => {
+    const [a, b] = [new Rng(6), new Rng(6)];
+    for (let i = 0; i < 50; i++) expect(corpusDoc(a, ['sum4'], { ...CORPUS_DEFAULTS, roundOperands: 0 })).toEqual(corpusDoc(b, ['sum4']));
+    const rng = new Rng(7);
+    let round = 0, all = 0;
+    for (let i = 0; i < 2000; i++) {
+      const d = corpusDoc(rng, ['sum4'], { ...CORPUS_DEFAULTS, roundOperands: 0.3 });
+      const ops = d.prompt.slice(0, -1).split('+').map(Number);
+      expect(d.answer).toBe(scratchpad(ops));
+      for (const x of ops) {
+        expect(x).toBeGreaterThanOrEqual(10);
+        expect(x).toBeLessThanOrEqual(99);
+        round += x % 10 === 0 ? 1 : 0;
+        all++;
+      }
+    }
+    // 0.3 rounded + 0.7 x 9/90 uniform operands that happen to end in 0 = 0.37
+    expect(round / all).toBeGreaterThan(0.34);
+    expect(round / all).toBeLessThan(0.40);
   });
 
   it('--sums-first draws only the adding families, with two-digit operands as the arithmetic task', () => {
@@ -174,12 +195,13 @@ describe('pretrain', () => {
     await expect(pretrain(cfg(out))).rejects.toThrow(/already exists/);
   });
 
-  it('--first-families takes corpus families only; --stop-at-step a positive step; --sum-digits 0..3', async () => {
+  it('--first-families takes corpus families only; --stop-at-step a positive step; --sum-digits 0..3; --round-operands a share', async () => {
     const out = path.join(tmp, 'never');
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sums-first', '5', '--first-families', 'sum4,sums'])).rejects.toThrow(/--first-families: no corpus family sums; the families are sum4,sumk,plain,colour/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--first-families', ','])).rejects.toThrow(UsageError);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--stop-at-step', '0'])).rejects.toThrow(/--stop-at-step must be a positive integer/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sum-digits', '4'])).rejects.toThrow(/--sum-digits must be 0 \(unpadded partial sums\) or 1..3/);
+    for (const bad of ['1', '1.5', 'x', '']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--round-operands', bad])).rejects.toThrow(/--round-operands must be a share in \[0, 1\)/);
     expect(fs.existsSync(out)).toBe(false);
   });
 
@@ -218,7 +240,8 @@ describe('pretrain', () => {
     expect(r1.stopReason).toBe('interrupted');
     expect(fs.existsSync(b)).toBe(false);
     expect(fs.existsSync(partialDir(b))).toBe(true);
-    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, sumDigits: 3 }))).rejects.toThrow(/started with --preset tiny --seed 0 --sum-digits 0; resume with the same/);
+    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, sumDigits: 3 }))).rejects.toThrow(/started with --preset tiny --seed 0 --sum-digits 0 --round-operands 0; resume with the same/);
+    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, roundOperands: 0.3 }))).rejects.toThrow(/--round-operands 0; resume with the same/);
     await pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true }));
     expect(Buffer.compare(fs.readFileSync(path.join(a, 'model.safetensors')), fs.readFileSync(path.join(b, 'model.safetensors')))).toBe(0);
   });
