@@ -30,7 +30,7 @@ import { LlamaInference } from '../models/llama-infer';
 import { type LoraConfig, loadAdapter } from '../models/lora';
 import type { RunnerOptions } from '../runtime/runner';
 import { type LoadedLlamaExport, isLlamaExportRun, loadLlamaExportRun } from './llama-export-run';
-import { type LoadedRun, RUN_FILES, RunError, loadRun } from './run';
+import { BASE_MANIFEST_FORMAT, type LoadedRun, RUN_FILES, RunError, loadRun } from './run';
 
 export const HF_MODEL_TYPES = ['gpt2', 'llama'] as const;
 export type HFModelFamily = (typeof HF_MODEL_TYPES)[number];
@@ -72,9 +72,20 @@ export function withAdapter(m: HFModel, dir: string): HFModel {
 /** A LLaMA export is both: a task (its run) and a LLaMA folder (its model, as a plain folder's). */
 export type OpenedModel = { kind: 'run'; run: LoadedRun } | { kind: 'hf'; model: HFModel } | { kind: 'llama-export'; run: LoadedLlamaExport; model: HFModel };
 
-/** Whether `dir` is a memgen run (config.json with a "memgen" section, or a manifest.json) rather than a plain HF folder. */
+/**
+ * Whether `dir` is a memgen run (config.json with a "memgen" section, or a manifest.json) rather than a
+ * plain HF folder. A base made by `memgen pretrain` has a manifest.json too, but it is a plain model
+ * folder (no task): its manifest's format is BASE_MANIFEST_FORMAT.
+ */
 export function isMemgenRunFolder(dir: string): boolean {
-  if (fs.existsSync(path.join(dir, RUN_FILES.manifest))) return true;
+  const manifest = path.join(dir, RUN_FILES.manifest);
+  if (fs.existsSync(manifest)) {
+    try {
+      return (JSON.parse(fs.readFileSync(manifest, 'utf8')) as { format?: unknown } | null)?.format !== BASE_MANIFEST_FORMAT;
+    } catch {
+      return true; // an unreadable manifest: the run loader names the file and the fix
+    }
+  }
   try {
     const c = JSON.parse(fs.readFileSync(path.join(dir, RUN_FILES.config), 'utf8')) as Record<string, unknown>;
     return typeof c === 'object' && c !== null && c.memgen !== undefined;

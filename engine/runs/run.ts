@@ -32,6 +32,12 @@ export const RUN_FILES = {
   checkpoints: 'checkpoints',
 } as const;
 
+/**
+ * The `format` of the manifest.json that `memgen pretrain` writes into a base (train/llama-pretrain.ts):
+ * a base is a plain Hugging Face model folder with no task, not a run.
+ */
+export const BASE_MANIFEST_FORMAT = 'memgen-base/1';
+
 export class RunError extends Error {}
 
 /** Our fields inside config.json ("memgen" key). */

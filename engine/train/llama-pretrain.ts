@@ -57,7 +57,7 @@ import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaC
 import { LlamaInference } from '../models/llama-infer';
 import { loadLlamaFolder } from '../models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
-import { RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
+import { BASE_MANIFEST_FORMAT, RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
@@ -363,7 +363,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   const hashes: Record<string, string> = {};
   for (const f of [HF_FILES.config, HF_FILES.weights, HF_FILES.tokenizer, HF_FILES.tokenizerConfig]) hashes[f] = `sha256:${sha256File(path.join(work, f))}`;
   writeJSON(path.join(work, BASE_MANIFEST), { // last: its presence marks a complete base (resume finishes the folder)
-    format: 'memgen-base/1',
+    format: BASE_MANIFEST_FORMAT,
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command, stages: [...(saved.stages ?? []), cfg.command],

@@ -2,7 +2,8 @@
  * `memgen forward` / `memgen generate` on any local Hugging Face folder (runs/hf-model.ts): a random
  * GPT-2 folder without a "memgen" section (transformer.* names, and the hub's unprefixed names) and
  * a synthetic LLaMA-3.2-shaped folder (models/llama-synthetic.ts), both written here. Through the CLI
- * the logits, site vectors and greedy tokens equal those of the model loaded directly; the errors for
+ * the logits, site vectors and greedy tokens equal those of the model loaded directly; a base made by
+ * `memgen pretrain` (it has a manifest.json) opens as a plain LLaMA folder; the errors for
  * an unknown model_type, a missing tokenizer.json and missing weights name the file and the fix.
  */
 import * as fs from 'node:fs';
@@ -20,6 +21,7 @@ import { LORA_DEFAULTS, initLora, loadAdapter, saveAdapter } from '../../engine/
 import { llama3TokenizerFiles, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { isMemgenRunFolder, loadHFModel } from '../../engine/runs/hf-model';
 import { Rng } from '../../engine/util/rng';
+import { pretrainToyBase } from './toy-base';
 
 const RUNNER = { threads: 1 };
 const PROMPT = 'the cat sat on the mat';
@@ -85,6 +87,17 @@ describe('memgen forward / generate on a plain Hugging Face folder', () => {
     fs.mkdirSync(run);
     fs.writeFileSync(path.join(run, 'config.json'), JSON.stringify({ model_type: 'gpt2', memgen: { task: 'arithmetic' } }));
     expect(isMemgenRunFolder(run)).toBe(true);
+  });
+
+  it('a base made by memgen pretrain (manifest.json of format memgen-base/1) opens as a plain LLaMA folder', async () => {
+    const base = path.join(root, 'base');
+    await pretrainToyBase(base, 4);
+    expect(isMemgenRunFolder(base)).toBe(false);
+    const r = await cli(['generate', '--run', base, '--prompt', '12+34+56+78=', '--max-new-tokens', '3']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/plain llama folder: no task/);
+    fs.writeFileSync(path.join(base, 'manifest.json'), '{ not json');
+    expect(isMemgenRunFolder(base)).toBe(true); // unreadable: left to the run loader, which names the file
   });
 
   it('GPT-2: forward and generate equal GPT2Inference on the weights loaded directly', async () => {
