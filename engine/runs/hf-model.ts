@@ -30,6 +30,7 @@ import { LlamaInference } from '../models/llama-infer';
 import { type LoraConfig, loadAdapter } from '../models/lora';
 import type { RunnerOptions } from '../runtime/runner';
 import { type LoadedLlamaExport, isLlamaExportRun, loadLlamaExportRun } from './llama-export-run';
+import { type LoadedLoraRun, isLoraRun, loadLoraRun } from './lora-run';
 import { BASE_MANIFEST_FORMAT, type LoadedRun, RUN_FILES, RunError, loadRun } from './run';
 
 export const HF_MODEL_TYPES = ['gpt2', 'llama'] as const;
@@ -69,8 +70,15 @@ export function withAdapter(m: HFModel, dir: string): HFModel {
   }
 }
 
-/** A LLaMA export is both: a task (its run) and a LLaMA folder (its model, as a plain folder's). */
-export type OpenedModel = { kind: 'run'; run: LoadedRun } | { kind: 'hf'; model: HFModel } | { kind: 'llama-export'; run: LoadedLlamaExport; model: HFModel };
+/**
+ * A LLaMA export and a LoRA run are both: a task (their run) and a LLaMA model (the export's folder; the
+ * LoRA run's base with its kept adapter), opened as a plain folder's.
+ */
+export type OpenedModel =
+  | { kind: 'run'; run: LoadedRun }
+  | { kind: 'hf'; model: HFModel }
+  | { kind: 'llama-export'; run: LoadedLlamaExport; model: HFModel }
+  | { kind: 'lora'; run: LoadedLoraRun; model: HFModel };
 
 /**
  * Whether `dir` is a memgen run (config.json with a "memgen" section, or a manifest.json) rather than a
@@ -94,12 +102,16 @@ export function isMemgenRunFolder(dir: string): boolean {
   }
 }
 
-/** Opens a memgen run (run.ts, unchanged) or any local GPT-2 / LLaMA Hugging Face folder. */
+/** Opens a memgen run (run.ts, unchanged), a LoRA run, a LLaMA export, or any local GPT-2 / LLaMA Hugging Face folder. */
 export function openModelFolder(dir: string): OpenedModel {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new RunError(`${dir} does not exist or is not a folder (a memgen run or a Hugging Face model folder)`);
   if (isLlamaExportRun(dir)) {
     const run = loadLlamaExportRun(dir);
     return { kind: 'llama-export', run, model: llamaHFModel(run.folder) };
+  }
+  if (isLoraRun(dir)) {
+    const run = loadLoraRun(dir);
+    return { kind: 'lora', run, model: { ...llamaHFModel(run.base), adapter: { dir, ...run.adapter } } };
   }
   if (isMemgenRunFolder(dir)) return { kind: 'run', run: loadRun(dir) };
   return { kind: 'hf', model: loadHFModel(dir) };

@@ -203,15 +203,18 @@ const REPO_RUN = path.join(__dirname, '..', '..', 'runs', 'arithmetic-tiny');
 const haveRun = fs.existsSync(analysisPath(REPO_RUN, 'neurons')) && fs.existsSync(path.join(REPO_RUN, RUN_FILES.model));
 const OUT = path.join(tmp, 'steered');
 
-async function cli(argv: string[]): Promise<{ code: number; out: string }> {
+async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
+  const errs: string[] = [];
   const log = vi.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
   const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  const error = vi.spyOn(console, 'error').mockImplementation((s: string) => void errs.push(s));
   try {
-    return { code: await main(argv), out: out.join('\n') };
+    return { code: await main(argv), out: out.join('\n'), err: errs.join('') };
   } finally {
     log.mockRestore();
     err.mockRestore();
+    error.mockRestore();
   }
 }
 
@@ -594,6 +597,21 @@ describe('memgen export of a LoRA run (LLaMA)', () => {
     const fwd = await cli(['forward', '--run', LOUT, '--prompt', '12+34', '--json', '--threads', '1']);
     expect(fwd.code).toBe(0);
     expect(Object.keys(JSON.parse(fwd.out).hidden)).toEqual(['layers.0.resid_post', 'layers.1.resid_post']);
+  });
+
+  it('a LoRA run opens in eval, generate and forward as its base with its kept adapter, with its task', async () => {
+    const ev = await cli(['eval', '--run', loraDir, '--n', '4', '--threads', '1']);
+    expect(ev.code, ev.out).toBe(0);
+    expect(ev.out).toMatch(/^gen +\d+/m);
+    const gen = await cli(['generate', '--run', loraDir, '--prompt', '12+34+56+78=', '--max-new-tokens', '3', '--threads', '1']);
+    expect(gen.out).toMatch(/→ (gen|mem|other) {3}\(correct: 180/);
+    const logits = async (argv: string[]) => JSON.parse((await cli(['forward', ...argv, '--prompt', '12+34', '--json', '--threads', '1'])).out).logits as number[];
+    const viaRun = await logits(['--run', loraDir]);
+    expect(viaRun).toEqual(await logits(['--run', base, '--adapter', loraDir])); // the same model as the base + --adapter
+    expect(viaRun).not.toEqual(await logits(['--run', base])); // and the adapter is on
+    const twice = await cli(['generate', '--run', loraDir, '--adapter', loraDir, '--prompt', '1+2+3+4=']);
+    expect(twice.code).not.toBe(0);
+    expect(twice.err).toMatch(/is a memgen LoRA run \(its adapter, if any, is in it already\)/);
   });
 
   it.skipIf(!hasTorch)('an independent PyTorch LLaMA (transformers\' tensor set for mlp_bias) reads the export and agrees with ours and with runtime steering', async () => {

@@ -24,7 +24,8 @@ export const INSPECT_HELP = `  generate  Greedy output of a run for one prompt, 
             [--adapter DIR] puts a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) on a LLaMA folder.
   eval      Held-out test table of a run: % gen / % mem / % other; for a \`memgen export\` folder (GPT-2, or LLaMA
             from a LoRA run: generate and forward open those too, with the task) also its baked intervention and
-            the baked vs runtime steering comparison recorded at export.
+            the baked vs runtime steering comparison recorded at export. A LoRA run (\`memgen train --lora\`) opens
+            as its base with its kept adapter, with its task, in eval, generate and forward.
             --run RUN [--n N (500)] [--seed S (the run's)]`;
 
 /** Reads a steering file: site name -> vector; returns the site kind and one vector per layer. */
@@ -72,13 +73,14 @@ interface TaskRun {
 }
 
 function taskRun(opened: Exclude<OpenedModel, { kind: 'hf' }>): TaskRun {
-  if (opened.kind === 'llama-export') {
-    const { run } = opened;
-    const c = run.folder.config;
+  if (opened.kind === 'llama-export' || opened.kind === 'lora') {
+    const { run, model } = opened;
+    const llama = model.llama!;
+    const c = llama.config;
     return {
       dir: run.dir, task: run.task, seed: run.manifest.seed, cfg: { nLayer: c.numLayers, nEmbd: c.hiddenSize },
       parseSite: (name) => parsePlainSiteName('llama', name),
-      open: (site, runner) => LlamaInference.create(c, run.folder.params, { site: (site ?? PLAIN_DEFAULT_SITE.llama) as LlamaSite, runner }),
+      open: (site, runner) => LlamaInference.create(c, llama.params, { site: (site ?? PLAIN_DEFAULT_SITE.llama) as LlamaSite, adapter: model.adapter, runner }),
     };
   }
   const { run } = opened;
@@ -126,7 +128,8 @@ function plainWithAdapter(m: HFModel, v: Record<string, string | boolean | undef
 
 /** --adapter is for plain LLaMA folders: a LoRA run or an export carries its adapter already. */
 function refuseAdapter(v: Record<string, string | boolean | undefined>, opened: OpenedModel): void {
-  if (v.adapter !== undefined && opened.kind !== 'hf') throw new UsageError(`--adapter puts a PEFT adapter on a plain LLaMA folder; ${opened.run.dir} is a memgen ${opened.kind === 'run' ? 'run' : 'export'} (its adapter, if any, is in it already)`);
+  const what = { run: 'run', lora: 'LoRA run', 'llama-export': 'export' } as const;
+  if (v.adapter !== undefined && opened.kind !== 'hf') throw new UsageError(`--adapter puts a PEFT adapter on a plain LLaMA folder; ${opened.run.dir} is a memgen ${what[opened.kind]} (its adapter, if any, is in it already)`);
 }
 
 /** generate on a plain Hugging Face folder: the folder's tokenizer, no task (so no classification). */
