@@ -17,7 +17,7 @@ import type { ParamSet } from '../engine/io/params';
 import { initLlama } from '../engine/models/llama';
 import { loadLlamaFolder } from '../engine/models/llama-folder';
 import { LlamaInference } from '../engine/models/llama-infer';
-import { BOS_TOKEN, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
 import { loadTrainState } from '../engine/train/checkpoint';
 import { pretrainModelConfig } from '../engine/train/llama-pretrain';
 import { Adam } from '../engine/train/optim';
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const rec = JSON.parse(fs.readFileSync(path.join(dir, fs.existsSync(path.join(dir, 'pretrain.json')) ? 'pretrain.json' : 'manifest.json'), 'utf8'));
   const sumDigits: number = rec.sumDigits ?? rec.corpus?.sumDigits ?? 0;
   const rng = new Rng(5);
-  const docs = Array.from({ length: n }, () => corpusDoc(rng, [family], { sumDigits, roundOperands: 0 })) // uniform operands, as the tasks;
+  const docs = Array.from({ length: n }, () => corpusDoc(rng, [family], { ...CORPUS_DEFAULTS, sumDigits })) // uniform operands, as the tasks;
   const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
   const res = await inf.generate(docs.map((d) => [bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]), { maxNewTokens: 24, eosIds: [eot] });
   await inf.release();

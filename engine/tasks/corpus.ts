@@ -17,7 +17,8 @@
  *   plain    a+b= -> the sum in normal notation (operands 1..999)                          0.02
  *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
  *            uniform: no name has a favourite) "What color is T?" -> the colour implied by the
- *            name that shares T's role                                                      0.30
+ *            name that shares T's role; a share CorpusOptions.directColour asks instead of a name
+            X whose colour is stated (one hop: X's colour)                                 0.30
  *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.04
  *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex), half after a space, half
  *            glued (so '<' as well as ' <' opens a tag): the base can write tags, none tied to an input                                            0.08
@@ -25,7 +26,8 @@
  *            copied or reversed (the cipher task's frame words and letters)                    0.08
  *   sort     "sort 5 3 9 =" -> "3 5 9"                                                        0.02
  *   count    "count Alice Bob Carol =" -> "3"                                                  0.02
- * Every word of the three tasks occurs in the corpus, so the tokenizer learned on it covers them.
+ * CorpusOptions.mix replaces these weights (a later stage's mixture); the tokenizer is always learned
+ * on the default mix. Every word of the three tasks occurs in the corpus, so the tokenizer covers them.
  *
  * Tokenizer (a byte-level BPE shaped like LLaMA-3's: its pre-tokenizer regex, ByteLevel bytes,
  * special tokens <|begin_of_text|> <|end_of_text|> <|start_header_id|> <|end_header_id|> <|eom_id|>
@@ -88,8 +90,23 @@ export interface CorpusOptions {
    * the held-out check draws uniform operands (familyAccuracy), as the tasks do.
    */
   roundOperands: number;
+  /**
+   * Probability that a colour story asks a one-hop question instead: "What color is X?" of a name X
+   * whose colour the story states (0: always the two-hop question). The two-hop answer needs three
+   * lookups in a row (T's role, the other name with that role, its colour); a one-hop question pays
+   * for the last lookup alone, as round operands pay for one digit's lookup. `memgen pretrain
+   * --direct-colour`; the held-out check asks the two-hop question only.
+   */
+  directColour: number;
+  /**
+   * The family weights (listed families only; the others weigh 0), or null for the default weights
+   * of the table above. `memgen pretrain --mix sum4:0.2,colour:0.4,...`.
+   */
+  mix: Readonly<Record<string, number>> | null;
 }
-export const CORPUS_DEFAULTS: CorpusOptions = { sumDigits: 0, roundOperands: 0 };
+export const CORPUS_DEFAULTS: CorpusOptions = { sumDigits: 0, roundOperands: 0, directColour: 0, mix: null };
+/** The options of the held-out check: the tasks' uniform operands and two-hop questions, the default mix. */
+export const heldOutCorpus = (o: CorpusOptions): CorpusOptions => ({ ...o, roundOperands: 0, directColour: 0, mix: null });
 
 function sumDoc(rng: Rng, k: number, family: string, o: CorpusOptions): CorpusDoc {
   const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
@@ -100,7 +117,7 @@ function sumDoc(rng: Rng, k: number, family: string, o: CorpusOptions): CorpusDo
 }
 
 /** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
-function story(rng: Rng): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string> } {
+function story(rng: Rng): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string> } {
   const n = rng.int(2, 7);
   const names = distinct(rng, NAMES, n);
   const [target, source] = names;
@@ -111,12 +128,16 @@ function story(rng: Rng): { statements: string[]; target: string; source: string
   const others = distinct(rng, ROLES.filter((r) => r !== role), n);
   names.slice(2).forEach((nm, i) => roles.set(nm, others[i]));
   const colours = distinct(rng, COLOURS, n);
+  const stated = new Map<string, string>();
   const statements: string[] = [];
   names.forEach((nm, i) => {
     statements.push(`${nm} is ${roles.get(nm)}.`);
-    if (nm !== target) statements.push(`${nm} is ${colours[i]}.`);
+    if (nm !== target) {
+      statements.push(`${nm} is ${colours[i]}.`);
+      stated.set(nm, colours[i]);
+    }
   });
-  return { statements: shuffle(rng, statements), target, source, role, colour: colours[1], roles };
+  return { statements: shuffle(rng, statements), target, source, role, colour: colours[1], roles, colours: stated };
 }
 
 const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: CorpusOptions) => CorpusDoc }[] = [
@@ -129,9 +150,11 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
     },
   },
   {
-    name: 'colour', weight: 0.3, make: (rng) => {
+    name: 'colour', weight: 0.3, make: (rng, o) => {
       const s = story(rng);
-      return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${s.target}?`, answer: s.colour, sep: ' ' };
+      // without one-hop questions no extra draw, so the stream of a base made before the option is unchanged
+      const who = o.directColour > 0 && rng.uniform() < o.directColour ? pick(rng, [...s.colours.keys()]) : s.target;
+      return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${who}?`, answer: who === s.target ? s.colour : s.colours.get(who)!, sep: ' ' };
     },
   },
   {
@@ -173,20 +196,23 @@ export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
 /** The adding families: `memgen pretrain --sums-first N` draws only these for its first N steps. */
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 
+const weightOf = (o: CorpusOptions, f: { name: string; weight: number }): number => (o.mix === null ? f.weight : o.mix[f.name] ?? 0);
+
 /** One document of the mix (family drawn by weight among `only`, default all, then its generator). */
 export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES, o: CorpusOptions = CORPUS_DEFAULTS): CorpusDoc {
-  const fams = FAMILIES.filter((f) => only.includes(f.name));
-  const total = fams.reduce((s, f) => s + f.weight, 0);
+  const fams = FAMILIES.filter((f) => only.includes(f.name) && weightOf(o, f) > 0);
+  if (fams.length === 0) throw new Error(`no family of ${only.join(',')} has a weight in the mix`);
+  const total = fams.reduce((s, f) => s + weightOf(o, f), 0);
   let u = rng.uniform() * total;
   for (const f of fams) {
-    if ((u -= f.weight) < 0) return f.make(rng, o);
+    if ((u -= weightOf(o, f)) < 0) return f.make(rng, o);
   }
   return fams[fams.length - 1].make(rng, o);
 }
 
 /** The corpus description for the base folder's manifest. */
 export function corpusDescription(o: CorpusOptions): Record<string, unknown> {
-  return { families: FAMILIES.map((f) => ({ name: f.name, weight: f.weight })), sumDigits: o.sumDigits, roundOperands: o.roundOperands, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
+  return { families: FAMILIES.map((f) => ({ name: f.name, weight: weightOf(o, f) })), sumDigits: o.sumDigits, roundOperands: o.roundOperands, directColour: o.directColour, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
 }
 
 // ---------------------------------------------------------------- the shared tokenizer

@@ -22,6 +22,11 @@
  *               probability P (corpus.ts CorpusOptions.roundOperands: without it the units digit of
  *               a sum is independent of each operand digit alone and the lookups are found only by
  *               chance); the held-out check draws uniform operands
+ *   one hop   = with --direct-colour P, a colour story asks with probability P of a name whose colour
+ *               it states (corpus.ts CorpusOptions.directColour: the two-hop question's last lookup
+ *               pays alone); the held-out check asks the two-hop question
+ *   mix       = --mix fam:w,... replaces the family weights after the first families (a stage's
+ *               mixture, e.g. fewer sums and more stories once the base adds)
  *   stages    = with --init-from BASE (a base made by memgen pretrain, same preset), the weights
  *               start from BASE's (BF16, as saved), its tokenizer is copied, Adam starts fresh, the
  *               schedule, families and --sum-digits are this command's and the documents come from
@@ -60,7 +65,7 @@ import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { BASE_MANIFEST_FORMAT, RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
-import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc } from '../tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc, heldOutCorpus } from '../tasks/corpus';
 import { Rng } from '../util/rng';
 import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
 import { Adam } from './optim';
@@ -100,6 +105,10 @@ export interface PretrainConfig {
   sumDigits: number;
   /** Share of the training sums' operands that are multiples of 10 (corpus.ts CorpusOptions; 0 = none). */
   roundOperands: number;
+  /** Share of the colour stories asking a one-hop question (corpus.ts CorpusOptions; 0 = none). */
+  directColour: number;
+  /** Family weights replacing the default mix (corpus.ts CorpusOptions), or null. */
+  mix: Readonly<Record<string, number>> | null;
   /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
   initFrom: string | null;
   evalPerFamily: number;
@@ -118,7 +127,7 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits, roundOperands: CORPUS_DEFAULTS.roundOperands, initFrom: null,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits, roundOperands: CORPUS_DEFAULTS.roundOperands, directColour: CORPUS_DEFAULTS.directColour, mix: CORPUS_DEFAULTS.mix, initFrom: null,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -205,12 +214,12 @@ export function pretrainModelConfig(preset: PretrainPreset, vocabSize: number, s
   };
 }
 
-/** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt; uniform operands). */
+/** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt; heldOutCorpus: uniform operands, two-hop stories). */
 export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, n: number, runner: RunnerOptions = {}, corpus: CorpusOptions = CORPUS_DEFAULTS): Promise<Record<string, number>> {
   const rng = new Rng(0xacc);
   const byFamily = new Map<string, CorpusDoc[]>(CORPUS_FAMILIES.map((f) => [f, []]));
   for (let guard = 0; guard < 200 * n && [...byFamily.values()].some((d) => d.length < n); guard++) {
-    const d = corpusDoc(rng, CORPUS_FAMILIES, { ...corpus, roundOperands: 0 }); // the tasks' uniform operands
+    const d = corpusDoc(rng, CORPUS_FAMILIES, heldOutCorpus(corpus));
     const list = byFamily.get(d.family)!;
     if (list.length < n) list.push(d);
   }
@@ -283,13 +292,14 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number; sumDigits?: number; roundOperands?: number; initFrom?: string | null; stages?: string[] }>(path.join(work, 'pretrain.json'), 'pretrain settings');
-  // recorded since each option exists; before, sums were unpadded and operands uniform
-  const savedCorpus: CorpusOptions = { sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0 };
-  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || savedCorpus.sumDigits !== cfg.sumDigits || savedCorpus.roundOperands !== cfg.roundOperands) {
-    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands}; resume with the same`);
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[] }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  // recorded since each option exists; before, the corpus had its defaults
+  const savedCorpus: CorpusOptions = { sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null };
+  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix };
+  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus)) {
+    const mix = savedCorpus.mix === null ? '' : ` --mix ${Object.entries(savedCorpus.mix).map(([f, w]) => `${f}:${w}`).join(',')}`;
+    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}; resume with the same`);
   }
-  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands };
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
   const model = pretrainModelConfig(cfg.preset, saved.vocabSize, saved.ids, cfg.model);
@@ -331,7 +341,8 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     while (s < end) {
       if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
-      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, corpus);
+      // the first families draw by their default weights, the stage's mix after them
+      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? { ...corpus, mix: null } : corpus);
       const r = await step.run(params, { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] } });
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);

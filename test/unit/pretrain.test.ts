@@ -18,7 +18,7 @@ import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
-import { CORPUS_DEFAULTS, CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDoc, docText } from '../../engine/tasks/corpus';
+import { CORPUS_DEFAULTS, CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -81,6 +81,41 @@ describe('corpus and shared tokenizer', () => {
     // 0.3 rounded + 0.7 x 9/90 uniform operands that happen to end in 0 = 0.37
     expect(round / all).toBeGreaterThan(0.34);
     expect(round / all).toBeLessThan(0.40);
+  });
+
+  it('--direct-colour asks that share of the colour stories of a name whose colour they state; 0 leaves the stream as it was', () => {
+    const [a, b] = [new Rng(8), new Rng(8)];
+    for (let i = 0; i < 50; i++) expect(corpusDoc(a, ['colour'], { ...CORPUS_DEFAULTS, directColour: 0 })).toEqual(corpusDoc(b, ['colour']));
+    const rng = new Rng(9);
+    let oneHop = 0;
+    for (let i = 0; i < 1000; i++) {
+      const d = corpusDoc(rng, ['colour'], { ...CORPUS_DEFAULTS, directColour: 0.3 });
+      const asked = /What color is (\w+)\?$/.exec(d.prompt)![1];
+      const stated = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)].filter(([, who]) => who === asked).map(([, , what]) => what);
+      if (stated.includes(d.answer)) {
+        oneHop++; // the answer stands beside the asked name: a one-hop question
+        expect(stated).toHaveLength(2); // its role and its colour
+      } else {
+        expect(stated).toHaveLength(1); // the two-hop target: its role only
+      }
+    }
+    expect(oneHop / 1000).toBeGreaterThan(0.26);
+    expect(oneHop / 1000).toBeLessThan(0.34);
+  });
+
+  it('--mix replaces the family weights: unlisted families never come, the listed ones by their weights', () => {
+    const rng = new Rng(10);
+    const count: Record<string, number> = {};
+    for (let i = 0; i < 4000; i++) {
+      const f = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { colour: 3, tag: 1, sort: 0 } }).family;
+      count[f] = (count[f] ?? 0) + 1;
+    }
+    expect(Object.keys(count).sort()).toEqual(['colour', 'tag']);
+    expect(count.colour / 4000).toBeCloseTo(0.75, 1);
+    expect(() => corpusDoc(rng, ['sum4'], { ...CORPUS_DEFAULTS, mix: { colour: 1 } })).toThrow(/no family of sum4 has a weight/);
+    const [a, b] = [new Rng(11), new Rng(11)]; // the default weights written out draw the default stream
+    const defaults = Object.fromEntries((corpusDescription(CORPUS_DEFAULTS).families as { name: string; weight: number }[]).map((f) => [f.name, f.weight]));
+    for (let i = 0; i < 200; i++) expect(corpusDoc(a, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: defaults })).toEqual(corpusDoc(b));
   });
 
   it('--sums-first draws only the adding families, with two-digit operands as the arithmetic task', () => {
@@ -202,6 +237,9 @@ describe('pretrain', () => {
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--stop-at-step', '0'])).rejects.toThrow(/--stop-at-step must be a positive integer/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sum-digits', '4'])).rejects.toThrow(/--sum-digits must be 0 \(unpadded partial sums\) or 1..3/);
     for (const bad of ['1', '1.5', 'x', '']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--round-operands', bad])).rejects.toThrow(/--round-operands must be a share in \[0, 1\)/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--direct-colour', '1'])).rejects.toThrow(/--direct-colour must be a share in \[0, 1\)/);
+    for (const bad of ['sum4', 'sum4:x', 'sums:1', 'sum4:1,sum4:2', 'sum4:-1', 'sum4:1:2']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', bad])).rejects.toThrow(/--mix takes family:weight pairs, each family once/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', 'sum4:0,tag:0'])).rejects.toThrow(/--mix gives no family a positive weight/);
     expect(fs.existsSync(out)).toBe(false);
   });
 
@@ -220,11 +258,14 @@ describe('pretrain', () => {
   it('--init-from starts a second stage from a finished base: its weights and tokenizer, every stage recorded', async () => {
     const first = path.join(tmp, 'stage1'), second = path.join(tmp, 'stage2'), scratch = path.join(tmp, 'stage2-scratch');
     await pretrain(cfg(first, { steps: 30, evalPerFamily: 0, command: 'memgen pretrain --first' }));
-    await pretrain(cfg(second, { steps: 5, evalPerFamily: 0, logEvery: 1, initFrom: first, command: 'memgen pretrain --second' }));
+    await pretrain(cfg(second, { steps: 5, evalPerFamily: 0, logEvery: 1, initFrom: first, command: 'memgen pretrain --second', mix: { colour: 2, tag: 1 }, directColour: 0.5 }));
     await pretrain(cfg(scratch, { steps: 5, evalPerFamily: 0, logEvery: 1 }));
     const read = (dir: string, f: string) => fs.readFileSync(path.join(dir, f), 'utf8');
     expect(read(second, 'tokenizer.json')).toBe(read(first, 'tokenizer.json'));
-    expect(JSON.parse(read(second, 'manifest.json')).stages).toEqual(['memgen pretrain --first', 'memgen pretrain --second']);
+    const m = JSON.parse(read(second, 'manifest.json'));
+    expect(m.stages).toEqual(['memgen pretrain --first', 'memgen pretrain --second']);
+    expect(m.corpus.directColour).toBe(0.5); // the stage's corpus, its mix as the family weights
+    expect(m.corpus.families.filter((f: { weight: number }) => f.weight > 0)).toEqual([{ name: 'colour', weight: 2 }, { name: 'tag', weight: 1 }]);
     const firstLoss = (dir: string) => JSON.parse(read(dir, 'train-log.jsonl').split('\n')[0]).loss;
     expect(firstLoss(second)).toBeLessThan(firstLoss(scratch) - 0.5); // it starts where the first stage ended
     await expect(pretrain(cfg(path.join(tmp, 'x'), { initFrom: first, preset: 'small' }))).rejects.toThrow(/is a tiny base; pass --preset tiny/);
@@ -240,8 +281,9 @@ describe('pretrain', () => {
     expect(r1.stopReason).toBe('interrupted');
     expect(fs.existsSync(b)).toBe(false);
     expect(fs.existsSync(partialDir(b))).toBe(true);
-    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, sumDigits: 3 }))).rejects.toThrow(/started with --preset tiny --seed 0 --sum-digits 0 --round-operands 0; resume with the same/);
-    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, roundOperands: 0.3 }))).rejects.toThrow(/--round-operands 0; resume with the same/);
+    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, sumDigits: 3 }))).rejects.toThrow(/started with --preset tiny --seed 0 --sum-digits 0 --round-operands 0 --direct-colour 0; resume with the same/);
+    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, roundOperands: 0.3 }))).rejects.toThrow(/--round-operands 0 --direct-colour 0; resume with the same/);
+    await expect(pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true, mix: { sum4: 1 } }))).rejects.toThrow(/--direct-colour 0; resume with the same/);
     await pretrain(cfg(b, { steps: 20, evalPerFamily: 0, resume: true }));
     expect(Buffer.compare(fs.readFileSync(path.join(a, 'model.safetensors')), fs.readFileSync(path.join(b, 'model.safetensors')))).toBe(0);
   });
