@@ -1,0 +1,39 @@
+/**
+ * Diagnosis: does a LoRA run recall its own training pattern inputs? The run's fixed training set is
+ * drawn again exactly as lora-trainer.ts draws it (Rng(deriveSeed(seed, 'lora/train-set')), trainSize
+ * examples of task.train); the pattern examples among them (target = the mem answer) are generated
+ * greedily with the kept adapter and classified, beside the same count of held-out pattern inputs
+ * (testSet, as the run's evaluation). If the training ones come out mem and the held-out ones do not,
+ * the adapter learned whole prompts, not the pattern rule.
+ *
+ *   node scripts/build.mjs && npx esbuild scripts/lora-train-recall.ts --bundle --platform=node \
+ *     --external:onnxruntime-node --outfile=dist/lora-train-recall.js
+ *   node dist/lora-train-recall.js LORA_RUN
+ */
+import { loadLoraRun } from '../engine/runs/lora-run';
+import { LlamaInference } from '../engine/models/llama-infer';
+import { deriveSeed, type Example } from '../engine/tasks/task';
+import { testSet } from '../engine/train/evaluate';
+import { Rng } from '../engine/util/rng';
+
+async function main(): Promise<void> {
+  const [dir] = process.argv.slice(2);
+  const run = loadLoraRun(dir);
+  const m = run.manifest as unknown as { seed: number; train: { trainSize: number } };
+  const rng = new Rng(deriveSeed(m.seed, 'lora/train-set'));
+  const train = Array.from({ length: m.train.trainSize }, () => run.task.train(rng)).filter((e) => e.memAnswer !== null && e.target === e.memAnswer);
+  const held = testSet(run.task, train.length, m.seed);
+  const inf = await LlamaInference.create(run.base.config, run.base.params, { adapter: run.adapter, batchSize: 32 });
+  const tok = run.task.tokenizer;
+  const score = async (xs: Example[]) => {
+    const res = await inf.generate(xs.map((e) => tok.encode(e.prompt)), { maxNewTokens: run.task.maxAnswerTokens, eosId: tok.eoaId });
+    const counts = { gen: 0, mem: 0, other: 0 };
+    xs.forEach((e, i) => counts[run.task.classify(e, tok.decode(res.tokens[i]))]++);
+    const pct = (k: keyof typeof counts) => `${k} ${((100 * counts[k]) / xs.length).toFixed(1)} %`;
+    return `${xs.length} inputs: ${pct('gen')}, ${pct('mem')}, ${pct('other')}`;
+  };
+  console.log(`${dir}: training pattern inputs (seen, target the mem tag): ${await score(train)}`);
+  console.log(`${dir}: held-out pattern inputs (fresh a, b):            ${await score(held)}`);
+  await inf.release();
+}
+main().catch((e) => { console.error(e); process.exit(1); });
