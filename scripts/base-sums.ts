@@ -12,32 +12,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadHFTokenizer } from '../engine/io/hf-folder';
-import type { ParamSet } from '../engine/io/params';
-import { initLlama } from '../engine/models/llama';
-import { loadLlamaFolder } from '../engine/models/llama-folder';
 import { LlamaInference } from '../engine/models/llama-infer';
 import { BOS_TOKEN, CORPUS_DEFAULTS, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
-import { loadTrainState } from '../engine/train/checkpoint';
-import { pretrainModelConfig } from '../engine/train/llama-pretrain';
-import { Adam } from '../engine/train/optim';
 import { Rng } from '../engine/util/rng';
+import { loadBaseOrCheckpoint } from './base-load';
 
 async function main(): Promise<void> {
   const [dir, nArg, family = 'sum4'] = process.argv.slice(2);
   const n = Number(nArg ?? 200);
-  const tok = loadHFTokenizer(dir);
-  let cfg, params: ParamSet, step = 'final';
-  if (fs.existsSync(path.join(dir, 'pretrain.json'))) {
-    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'pretrain.json'), 'utf8'));
-    cfg = pretrainModelConfig(saved.preset, saved.vocabSize, saved.ids);
-    params = initLlama(cfg, new Rng(0));
-    step = String(loadTrainState<{ step: number; adamT: number }>(path.join(dir, 'checkpoints', 'last'), params, new Adam(params)).step);
-  } else {
-    const m = loadLlamaFolder(dir);
-    cfg = m.config;
-    params = m.params;
-  }
+  const { tok, cfg, params, step } = loadBaseOrCheckpoint(dir);
   const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
   // the corpus options the base was pretrained with (a finished base's manifest, or pretrain.json)
   const rec = JSON.parse(fs.readFileSync(path.join(dir, fs.existsSync(path.join(dir, 'pretrain.json')) ? 'pretrain.json' : 'manifest.json'), 'utf8'));

@@ -1,0 +1,60 @@
+/**
+ * Diagnosis: how far a stand-in base (or a pretraining's last checkpoint) is from reading a story
+ * (docs/llama.md, "A stories stage"). N held-out colour stories of the corpus (seed 6, 2-7 names),
+ * greedy, each asked twice: the two-hop question of the corpus ("What color is T?", T's colour
+ * implied by the name S that shares T's role) and a one-hop one ("What color is X?" of a name X whose
+ * colour the story states, --direct-colour's question). Prints exact match of each by the number of
+ * names, beside guessing (1 / the number of stated colours), and how often the answer is one of the
+ * story's colours at all.
+ *
+ *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
+ *     --external:onnxruntime-node --outfile=dist/base-stories.js
+ *   node dist/base-stories.js BASE_FOLDER|BASE.partial [N]
+ */
+import { LlamaInference } from '../engine/models/llama-infer';
+import { BOS_TOKEN, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
+import { COLOURS } from '../engine/tasks/incontext';
+import { Rng } from '../engine/util/rng';
+import { loadBaseOrCheckpoint } from './base-load';
+
+async function main(): Promise<void> {
+  const [dir, nArg] = process.argv.slice(2);
+  const n = Number(nArg ?? 300);
+  const { tok, cfg, params, step } = loadBaseOrCheckpoint(dir);
+  const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
+  const rng = new Rng(6);
+  const questions = Array.from({ length: n }, () => {
+    const twoHop = corpusDoc(rng, ['colour']);
+    const story = twoHop.prompt.slice(0, twoHop.prompt.lastIndexOf(' What color is'));
+    const stated = [...story.matchAll(/(\w+) is (\w+)\./g)];
+    const colours = new Map(stated.filter(([, , w]) => COLOURS.includes(w)).map(([, who, w]) => [who, w]));
+    const names = new Set(stated.map(([, who]) => who)).size;
+    const who = [...colours.keys()][Math.floor(rng.uniform() * colours.size)];
+    const storyColours = [...colours.values()];
+    return [
+      { kind: 'two-hop', names, prompt: twoHop.prompt, answer: twoHop.answer, storyColours },
+      { kind: 'one-hop', names, prompt: `${story} What color is ${who}?`, answer: colours.get(who)!, storyColours },
+    ];
+  }).flat();
+  const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
+  const res = await inf.generate(questions.map((q) => [bos, ...tok.encode(q.prompt, { addSpecialTokens: false })]), { maxNewTokens: 4, eosIds: [eot] });
+  await inf.release();
+  const rows = new Map<string, { right: number; colour: number; all: number; guess: number }>();
+  questions.forEach((q, i) => {
+    const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
+    for (const key of [`${q.kind} all`, `${q.kind} ${q.names} names`]) {
+      const r = rows.get(key) ?? { right: 0, colour: 0, all: 0, guess: 0 };
+      r.right += out === q.answer ? 1 : 0;
+      r.colour += q.storyColours.includes(out) ? 1 : 0;
+      r.guess += 1 / q.storyColours.length;
+      r.all++;
+      rows.set(key, r);
+    }
+  });
+  const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
+  console.log(`${dir} (step ${step}): ${n} held-out colour stories, each asked two-hop and one-hop`);
+  for (const [key, r] of [...rows].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))) {
+    console.log(`${key.padEnd(20)} n ${String(r.all).padStart(4)}  exact ${pct(r.right, r.all).padStart(4)}  (guessing ${pct(r.guess, r.all).padStart(4)})  a story colour ${pct(r.colour, r.all).padStart(4)}`);
+  }
+}
+main().catch((e) => { console.error(e); process.exit(1); });
