@@ -18,7 +18,7 @@
  *   colour   a bAbI-style story (2-7 names, the incontext task's names / roles / colours, colours
  *            uniform: no name has a favourite) "What color is T?" -> the colour implied by the
  *            name that shares T's role; a share CorpusOptions.directColour asks instead of a name
-            X whose colour is stated (one hop: X's colour)                                 0.30
+ *            X whose colour is stated (one hop: X's colour)                                 0.30
  *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.04
  *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex), half after a space, half
  *            glued (so '<' as well as ' <' opens a tag): the base can write tags, none tied to an input                                            0.08
