@@ -6,7 +6,8 @@ that are multiples of 10 (--round-p), one-hop questions beside the story (--dire
 
 --task sum4: the corpus's sum4 document (operands 10..99, partial sums reversed and zero-padded to
 --sum-digits, e.g. `12+34+56+78=640,201,081`), one character per token (the stand-in's BPE keeps
-every digit its own token). --task story: the corpus's colour story (corpus.ts story()), one word
+every digit its own token). --task tag: the corpus's tag copy (`Remember <mem-xxxxxxxx>. Repeat:` ->
+the tag, one hex digit per token). --task story: the corpus's colour story (corpus.ts story()), one word
 per token; a share --role of "What is X?" and --direct of "What color is S?" (S's colour stated).
 Packed rows of --seq tokens, loss on the answer and end tokens (as memgen pretrain; --all-tokens:
 every token), Adam with warmup + cosine as `memgen pretrain`. The model: RMSNorm, grouped-query attention with
@@ -42,7 +43,7 @@ p.add_argument('--sum-digits', type=int, default=3)
 p.add_argument('--seed', type=int, default=0)
 p.add_argument('--eval-every', type=int, default=250)
 p.add_argument('--threads', type=int, default=1)
-p.add_argument('--task', choices=['sum4', 'story'], default='sum4')
+p.add_argument('--task', choices=['sum4', 'story', 'tag'], default='sum4')
 p.add_argument('--role', type=float, default=0.12, help='story: share of role questions (corpus: 0.04 of 0.34)')
 p.add_argument('--direct', type=float, default=0, help='story: share of one-hop colour questions')
 p.add_argument('--round-p', type=float, default=0, help='training operands: a multiple of 10 with this probability')
@@ -55,7 +56,7 @@ rng = random.Random(a.seed)
 NAMES = 'Alice Bob Carol Diana Ethan Fiona George Hannah Ivan Julia Kevin Laura Mason Nora Oscar Paula Quinn Rose Simon Tina Uma Victor Wendy Xavier Yvonne Zack'.split()
 ROLES = 'wolf eagle elephant tiger lion bear fox deer rabbit horse sheep goat cow pig dog cat mouse rat owl hawk swan duck goose frog snake lizard turtle shark whale dolphin seal otter beaver badger camel zebra giraffe monkey panda koala'.split()
 COLOURS = 'red blue green yellow orange purple pink brown black white gray crimson navy gold indigo silver violet teal maroon olive beige cyan magenta ivory'.split()
-VOCAB = list('0123456789+=,') + ['<eot>', 'is', '.', 'What', 'color', '?'] + NAMES + ROLES + COLOURS
+VOCAB = list('0123456789+=,') + ['<eot>', 'is', '.', 'What', 'color', '?'] + NAMES + ROLES + COLOURS + list('abcdef') + ['Remember', 'Repeat', ':', '<', '>', 'mem', '-']
 ID = {c: i for i, c in enumerate(VOCAB)}
 EOT = ID['<eot>']
 
@@ -95,8 +96,15 @@ def story(r, kind='colour'):
     return words + ['What', 'color', 'is', target, '?'], [colours[1]]
 
 
+def tag(r):
+    """The corpus's tag document, one hex digit per token: Remember <mem-xxxxxxxx>. Repeat: -> the tag."""
+    t = ['<', 'mem', '-'] + [r.choice('0123456789abcdef') for _ in range(8)] + ['>']
+    return ['Remember'] + t + ['.', 'Repeat', ':'], t
+
+
 def doc(r, train=True):
     if a.task == 'sum4': return sum4(r, a.round_p if train else 0.0)
+    if a.task == 'tag': return tag(r)
     if not train: return story(r)
     u = r.random()
     if u < a.direct: return story(r, 'direct')
