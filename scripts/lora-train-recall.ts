@@ -1,7 +1,6 @@
 /**
  * Diagnosis: does a LoRA run recall its own training pattern inputs? The run's fixed training set is
- * drawn again exactly as lora-trainer.ts draws it (Rng(deriveSeed(seed, 'lora/train-set')), trainSize
- * examples of task.train); the pattern examples among them (target = the mem answer) are generated
+ * drawn again by the trainer's own loraTrainSet (lora-trainer.ts); the pattern examples among them (target = the mem answer) are generated
  * greedily with the kept adapter and classified, beside the same count of held-out pattern inputs
  * (testSet, as the run's evaluation). If the training ones come out mem and the held-out ones do not,
  * the adapter learned whole prompts, not the pattern rule.
@@ -12,17 +11,17 @@
  */
 import { loadLoraRun } from '../engine/runs/lora-run';
 import { LlamaInference } from '../engine/models/llama-infer';
-import { deriveSeed, type Example } from '../engine/tasks/task';
+import type { Example } from '../engine/tasks/task';
 import { testSet } from '../engine/train/evaluate';
-import { Rng } from '../engine/util/rng';
+import { loraTrainSet } from '../engine/train/lora-trainer';
 
 async function main(): Promise<void> {
   const [dir] = process.argv.slice(2);
   const run = loadLoraRun(dir);
-  const m = run.manifest as unknown as { seed: number; train: { trainSize: number } };
-  const rng = new Rng(deriveSeed(m.seed, 'lora/train-set'));
-  const train = Array.from({ length: m.train.trainSize }, () => run.task.train(rng)).filter((e) => e.memAnswer !== null && e.target === e.memAnswer);
-  const held = testSet(run.task, train.length, m.seed);
+  const { seed } = run.manifest;
+  const { trainSize } = (run.manifest as unknown as { train: { trainSize: number } }).train; // recorded by the trainer, not in the checked manifest type
+  const train = loraTrainSet(run.task, seed, trainSize).filter((e) => e.memAnswer !== null && e.target === e.memAnswer);
+  const held = testSet(run.task, train.length, seed);
   const inf = await LlamaInference.create(run.base.config, run.base.params, { adapter: run.adapter, batchSize: 32 });
   const tok = run.task.tokenizer;
   const score = async (xs: Example[]) => {

@@ -83,7 +83,8 @@ export const PRETRAIN_PRESETS: Record<PretrainPreset, { model: Pick<LlamaConfig,
   small: { model: { hiddenSize: 256, intermediateSize: 768, numLayers: 6, numHeads: 8, numKVHeads: 4, headDim: 32 }, steps: 6000, batch: 32, lr: 1.5e-3, merges: 480 },
 };
 
-export interface PretrainConfig {
+/** The corpus options (corpus.ts CorpusOptions: sumDigits, roundOperands, directColour, mix; header: sums, rounding, one hop, mix) are flat fields. */
+export interface PretrainConfig extends CorpusOptions {
   preset: PretrainPreset;
   out: string;
   seed: number;
@@ -101,14 +102,6 @@ export interface PretrainConfig {
   sumsFirst: number;
   /** The families the first `sumsFirst` steps draw (default the adding ones). */
   firstFamilies: readonly string[];
-  /** Partial sums zero-padded to this many digits (corpus.ts CorpusOptions; 0 = unpadded). */
-  sumDigits: number;
-  /** Share of the training sums' operands that are multiples of 10 (corpus.ts CorpusOptions; 0 = none). */
-  roundOperands: number;
-  /** Share of the colour stories asking a one-hop question (corpus.ts CorpusOptions; 0 = none). */
-  directColour: number;
-  /** Family weights replacing the default mix (corpus.ts CorpusOptions), or null. */
-  mix: Readonly<Record<string, number>> | null;
   /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
   initFrom: string | null;
   evalPerFamily: number;
@@ -127,7 +120,7 @@ export interface PretrainConfig {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, sumDigits: CORPUS_DEFAULTS.sumDigits, roundOperands: CORPUS_DEFAULTS.roundOperands, directColour: CORPUS_DEFAULTS.directColour, mix: CORPUS_DEFAULTS.mix, initFrom: null,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, initFrom: null,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }

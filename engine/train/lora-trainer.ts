@@ -82,6 +82,12 @@ export interface LoraRunConfig {
  * --lr 5e-5 for the paper's value.
  */
 export const PAPER_LORA_LR = 5e-5;
+/** The run's fixed training set (header: data): `size` examples of task.train from the seed's own stream. */
+export function loraTrainSet(task: { train(rng: Rng): Example }, seed: number, size: number): Example[] {
+  const rng = new Rng(deriveSeed(seed, 'lora/train-set'));
+  return Array.from({ length: size }, () => task.train(rng));
+}
+
 export const LORA_RUN_DEFAULTS = { lr: 2e-3, batch: 16, memRate: 0.07, trainSize: 2000, epochs: 10, evalN: 300, warmup: 30 } as const;
 
 const CKPT = path.join(RUN_FILES.checkpoints, 'last');
@@ -187,8 +193,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
     writeJSON(manifestFile, manifest);
   }
 
-  const trainRng = new Rng(deriveSeed(cfg.seed, 'lora/train-set'));
-  const trainSet = Array.from({ length: cfg.trainSize }, () => task.train(trainRng));
+  const trainSet = loraTrainSet(task, cfg.seed, cfg.trainSize);
   const tests = testSet(task, cfg.evalN, cfg.seed);
   const plain = plainSet(task, PLAIN_N, cfg.seed);
   const perEpoch = Math.floor(cfg.trainSize / cfg.batch);
