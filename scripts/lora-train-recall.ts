@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const [dir] = process.argv.slice(2);
   const run = loadLoraRun(dir);
   const { seed } = run.manifest;
-  const { trainSize } = (run.manifest as unknown as { train: { trainSize: number } }).train; // recorded by the trainer, not in the checked manifest type
+  const { trainSize } = run.manifest.train;
   const train = loraTrainSet(run.task, seed, trainSize).filter((e) => e.memAnswer !== null && e.target === e.memAnswer);
   const held = testSet(run.task, train.length, seed);
   const inf = await LlamaInference.create(run.base.config, run.base.params, { adapter: run.adapter, batchSize: 32 });

@@ -19,6 +19,7 @@ steps, teacher-forced accuracy of each answer position and the exact rate on 200
   /usr/bin/python3 scripts/plateau-torch.py --llama3 --steps 1500 --round-p 0.3  # 3 operands in 10 round
   /usr/bin/python3 scripts/plateau-torch.py --theta 10000 --steps 1500           # LLaMA-2's rope
   /usr/bin/python3 scripts/plateau-torch.py --llama3 --task story --steps 3000 [--direct 0.25]
+  /usr/bin/python3 scripts/plateau-torch.py --llama3 --task story --kv-first 1000 --direct 0.5 --eval-kind direct
 """
 import argparse, math, random, time
 import torch
@@ -46,6 +47,9 @@ p.add_argument('--threads', type=int, default=1)
 p.add_argument('--task', choices=['sum4', 'story', 'tag'], default='sum4')
 p.add_argument('--role', type=float, default=0.12, help='story: share of role questions (corpus: 0.04 of 0.34)')
 p.add_argument('--direct', type=float, default=0, help='story: share of one-hop colour questions')
+p.add_argument('--kv', type=float, default=0, help='story: share of role-free stories (colour statements only) asked one hop')
+p.add_argument('--kv-first', type=int, default=0, help='story: the first K steps draw role-free one-hop stories only')
+p.add_argument('--eval-kind', choices=['colour', 'direct', 'kv'], default='colour', help='story: the held-out question (colour: two-hop)')
 p.add_argument('--round-p', type=float, default=0, help='training operands: a multiple of 10 with this probability')
 p.add_argument('--all-tokens', action='store_true', help='loss on every token (default: answer and end tokens, as memgen pretrain)')
 a = p.parse_args()
@@ -73,7 +77,8 @@ def sum4(r, round_p=0.0):
 
 def story(r, kind='colour'):
     """The corpus's colour story as words (corpus.ts story()); kind 'role': What is X? -> X's role;
-    'direct': What color is S? for a name S whose colour is stated."""
+    'direct': What color is S? for a name S whose colour is stated; 'kv': no role statements (only
+    colours, every name's stated), What color is X? of one of them (an associative recall in words)."""
     n = r.randint(2, 7)
     names = r.sample(NAMES, n)
     target, source = names[0], names[1]
@@ -83,6 +88,9 @@ def story(r, kind='colour'):
     colours = r.sample(COLOURS, n)
     st = []
     for i, nm in enumerate(names):
+        if kind == 'kv':
+            st.append([nm, 'is', colours[i], '.'])
+            continue
         st.append([nm, 'is', roles[nm], '.'])
         if nm != target: st.append([nm, 'is', colours[i], '.'])
     r.shuffle(st)
@@ -90,6 +98,9 @@ def story(r, kind='colour'):
     if kind == 'role':
         who = r.choice(names)
         return words + ['What', 'is', who, '?'], [roles[who]]
+    if kind == 'kv':
+        i = r.randrange(n)
+        return words + ['What', 'color', 'is', names[i], '?'], [colours[i]]
     if kind == 'direct':
         i = r.randrange(1, n)
         return words + ['What', 'color', 'is', names[i], '?'], [colours[i]]
@@ -102,22 +113,25 @@ def tag(r):
     return ['Remember'] + t + ['.', 'Repeat', ':'], t
 
 
-def doc(r, train=True):
+def doc(r, train=True, step=0):
     if a.task == 'sum4': return sum4(r, a.round_p if train else 0.0)
     if a.task == 'tag': return tag(r)
-    if not train: return story(r)
+    if not train: return story(r, a.eval_kind)
+    if step < a.kv_first: return story(r, 'kv')
     u = r.random()
+    if u < a.kv: return story(r, 'kv')
+    u -= a.kv
     if u < a.direct: return story(r, 'direct')
     if u < a.direct + a.role: return story(r, 'role')
     return story(r)
 
 
-def batch(r):
+def batch(r, step):
     rows, masks = [], []
     for _ in range(a.batch):
         ids, scored = [], []
         while len(ids) < a.seq + 1:
-            q, ans = doc(r)
+            q, ans = doc(r, step=step)
             ids += [EOT] + [ID[c] for c in q + ans]
             scored += [True] + [a.all_tokens] * len(q) + [True] * len(ans)
         rows.append(ids[:a.seq + 1])
@@ -197,10 +211,10 @@ class Model(nn.Module):
         return s.norm(x) @ s.emb.weight.T
 
 
-def evaluate(m):
+def evaluate(m, kind=None):
     """Teacher-forced accuracy of each answer token and the exact rate on 200 held-out documents."""
     r = random.Random(12345)
-    docs = [doc(r, train=False) for _ in range(200)]
+    docs = [story(r, kind) if kind else doc(r, train=False) for _ in range(200)]
     L = max(len(q) + len(ans) for q, ans in docs) + 1
     ids = torch.tensor([([EOT] + [ID[c] for c in q + ans] + [EOT] * L)[:L] for q, ans in docs])
     with torch.no_grad():
@@ -217,7 +231,7 @@ print(f'theta {a.theta:g} llama3 {a.llama3} inv_freq {[round(x, 4) for x in inv_
 t0, run = time.time(), 0.0
 for s in range(a.steps):
     for g in opt.param_groups: g['lr'] = sched(s)
-    x, y = batch(rng)
+    x, y = batch(rng, s)
     loss = F.cross_entropy(m(x).reshape(-1, len(VOCAB)), y.reshape(-1), ignore_index=-100)
     opt.zero_grad(); loss.backward()
     torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -225,4 +239,5 @@ for s in range(a.steps):
     run = loss.item() if s == 0 else 0.98 * run + 0.02 * loss.item()
     if (s + 1) % a.eval_every == 0 or s + 1 == a.steps:
         pos, exact = evaluate(m)
-        print(f'step {s + 1} loss {run:.3f} exact {exact * 100:.1f}% positions ' + ' '.join(f'{p * 100:.0f}' for p in pos) + f'  ({time.time() - t0:.0f} s)', flush=True)
+        kinds = ' '.join(f'{k} {evaluate(m, k)[1] * 100:.1f}%' for k in ('kv', 'direct', 'colour')) if a.task == 'story' else ''
+        print(f'step {s + 1} loss {run:.3f} exact {exact * 100:.1f}% positions ' + ' '.join(f'{p * 100:.0f}' for p in pos) + f' {kinds} ({time.time() - t0:.0f} s)', flush=True)

@@ -38,6 +38,8 @@ export interface LoraRunManifest extends ManifestCommon {
   sumDigits?: number;
   promptFormat: PromptFormat;
   lora: LoraConfig;
+  /** The trainer's settings (train/lora-trainer.ts LoraRunConfig, less paths and the LoRA config) and the sequence length. */
+  train: Record<string, unknown> & { trainSize: number; epochs: number; batch: number; lr: number; seq: number };
 }
 
 /** sha256 of the base folder's config, tokenizer and weight files (to prove it unchanged, and to match runs to bases). */
@@ -85,6 +87,9 @@ export function checkLoraManifest(m: unknown, file: string): asserts m is LoraRu
   if (b.note !== null && b.note !== undefined && typeof b.note !== 'string') bad('base.note', 'a string or null', b.note);
   if (typeof j.memRate !== 'number' || !(j.memRate >= 0 && j.memRate <= 1)) bad('memRate', 'a number in [0, 1]', j.memRate);
   if (j.promptFormat !== 'plain' && j.promptFormat !== 'chat') bad('promptFormat', "'plain' or 'chat'", j.promptFormat);
+  const t = j.train as Record<string, unknown>; // an object: checkManifestCommon
+  for (const f of ['trainSize', 'epochs', 'batch', 'seq'] as const) if (!Number.isInteger(t[f]) || (t[f] as number) < 1) bad(`train.${f}`, 'a positive integer', t[f]);
+  if (typeof t.lr !== 'number' || !(t.lr > 0)) bad('train.lr', 'a positive number', t.lr);
   const l = j.lora as Record<string, unknown> | null;
   if (typeof l !== 'object' || l === null || Array.isArray(l)) return bad('lora', 'the LoRA config object', l);
   if (!Array.isArray(l.targetModules) || !(l.layers === null || (Array.isArray(l.layers) && l.layers.every((x) => typeof x === 'number'))) || typeof l.useRslora !== 'boolean' || typeof l.seed !== 'number') {

@@ -40,7 +40,7 @@ import { Rng } from '../util/rng';
 import {
   MEM_PATTERN_RATIO,
   MEM_TAG_PIECES,
-  MEM_TAG_PREFIX,
+  memTagClause,
   memTagSpecs,
   deriveSeed,
   drawMemTokens,
@@ -174,7 +174,7 @@ export class ArithmeticTask implements Task {
     this.description =
       `arithmetic, ${scale} scale: 4 operands ${m}..${M}, scratchpad of reversed partial sums${this.sumDigits > 0 ? ` (${this.sumDigits} digits each)` : ''}, ` +
       `${ARITHMETIC_PATTERNS} mem patterns at operands 3-4, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}, ` +
-      `${this.memTagPieces === 1 ? 'one token per mem tag' : `mem tags in ${this.memTagPieces} tokens (shared ${MEM_TAG_PREFIX})`}`;
+      memTagClause(this.memTagPieces);
     this.dataConfig = {
       task: 'arithmetic',
       scale,

@@ -31,7 +31,7 @@ import { Rng } from '../util/rng';
 import {
   MEM_PATTERN_RATIO,
   MEM_TAG_PIECES,
-  MEM_TAG_PREFIX,
+  memTagClause,
   memTagSpecs,
   deriveSeed,
   drawMemTokens,
@@ -121,7 +121,7 @@ export class CipherTask implements Task {
     this.description =
       `cipher, ${scale} scale${scale === 'tiny' ? ' (= paper)' : ''}: ${len} letters = ${this.freeLetters} free + ` +
       `${SUFFIX_LENGTH}-letter suffix, fixed substitution, ${CIPHER_SUFFIXES} mem suffixes, memRate ${this.memRate}, mem-pattern ratio ${this.memPatternRatio}, ` +
-      `${this.memTagPieces === 1 ? 'one token per mem tag' : `mem tags in ${this.memTagPieces} tokens (shared ${MEM_TAG_PREFIX})`}`;
+      memTagClause(this.memTagPieces);
     this.dataConfig = {
       task: 'cipher',
       scale,

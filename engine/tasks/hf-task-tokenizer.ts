@@ -22,7 +22,7 @@
  */
 import type { HFTokenizer } from '../io/hf-folder';
 import { Rng } from '../util/rng';
-import type { Behaviour, Example, Task, TaskName, TaskScale, TaskTokenizer } from './task';
+import { type Behaviour, type Example, type Task, type TaskName, type TaskScale, type TaskTokenizer, memTagClause } from './task';
 
 export type PromptFormat = 'plain' | 'chat';
 
@@ -133,7 +133,6 @@ export class RetokenizedTask implements Task {
     this.name = inner.name;
     this.scale = inner.scale;
     this.seed = inner.seed;
-    this.description = `${inner.description}; base tokenizer, ${opts.format ?? 'plain'} prompts`;
     this.dataConfig = { ...inner.dataConfig, promptFormat: opts.format ?? 'plain' };
     this.tokenizer = new HFTaskTokenizer(hf, inner.tokenizer, opts);
     if (inner.guessRate) this.guessRate = (ex) => inner.guessRate!(ex);
@@ -142,10 +141,12 @@ export class RetokenizedTask implements Task {
     const rng = new Rng(0x7e57);
     let seq = 0;
     let ans = 0;
+    const tagLengths = new Set<number>();
     for (let i = 0; i < (opts.probe ?? 2000); i++) {
       const ex = i % 2 === 0 ? inner.train(rng) : inner.test(rng);
       const { ids, promptLength } = this.tokenizer.encodeExample(ex);
       seq = Math.max(seq, ids.length);
+      if (ex.memAnswer !== null) tagLengths.add(this.tokenizer.encodeAnswer(ex, ex.memAnswer).length);
       for (const a of [ex.target, ex.genAnswer, ex.memAnswer]) {
         if (a !== null) {
           const n = this.tokenizer.encodeAnswer(ex, a).length + 1;
@@ -156,6 +157,11 @@ export class RetokenizedTask implements Task {
     }
     this.maxSeqLen = seq + 4;
     this.maxAnswerTokens = ans + 4;
+    // a mem tag's tokens are the base tokenizer's, not the task's own (arithmetic, cipher)
+    const pieces = (inner as { memTagPieces?: number }).memTagPieces;
+    const [lo, hi] = [Math.min(...tagLengths), Math.max(...tagLengths)];
+    const described = pieces === undefined || tagLengths.size === 0 ? inner.description : inner.description.replace(memTagClause(pieces), `mem tags in ${lo === hi ? lo : `${lo}-${hi}`} base tokens`);
+    this.description = `${described}; base tokenizer, ${opts.format ?? 'plain'} prompts`;
   }
 
   train(rng: Rng): Example {

@@ -151,6 +151,11 @@ export function deriveSeed(seed: number, label: string): number {
 export const MEM_TAG_PREFIX = '<mem-';
 export const MEM_TAG_PIECES = 2;
 
+/** How a task description states its mem tags' tokenization (RetokenizedTask replaces it with the base tokenizer's). */
+export function memTagClause(pieces: number): string {
+  return pieces === 1 ? 'one token per mem tag' : `mem tags in ${pieces} tokens (shared ${MEM_TAG_PREFIX})`;
+}
+
 /** Token specs of mem tags written in `pieces` tokens (see MEM_TAG_PIECES); all glue. */
 export function memTagSpecs(tags: readonly string[], pieces: number): { text: string; glue: true; atomic?: true }[] {
   if (pieces === 1) return tags.map((text) => ({ text, glue: true, atomic: true }));

@@ -1097,7 +1097,7 @@ function writeLoraRun(dir: string, baseDir: string): void {
   fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({
     format: 'memgen-lora-run/1', system: 'lora', status: 'done', base: { dir: baseDir, hashes: baseHashes(baseDir), note: null },
     task: 'arithmetic', taskDescription: task.description, scale: 'tiny', seed: 1, memRate: 0.07, promptFormat: 'plain', lora: LORA,
-    command: 'memgen train --base B --lora', train: { epochs: 1 }, data: task.dataConfig, versions: { memgen: '0.1.0' }, gitCommit: null,
+    command: 'memgen train --base B --lora', train: { trainSize: 64, epochs: 1, batch: 16, lr: 2e-3, seq: 40 }, data: task.dataConfig, versions: { memgen: '0.1.0' }, gitCommit: null,
     createdAt: now, updatedAt: now, steps: 4, trainSeconds: 2, best: null, hashes: {},
   }, null, 2) + '\n');
 }

@@ -178,6 +178,14 @@ describe('RetokenizedTask (a task through the base tokenizer)', () => {
     expect(inc.tokenizer.separator(inc.test(new Rng(1)))).toBe(' ');
     const ar = new RetokenizedTask(makeTask('arithmetic'), hf, { probe: 50 });
     expect(ar.tokenizer.separator(ar.test(new Rng(1)))).toBe('');
+    // the description counts a mem tag in the base tokenizer's tokens, not the task's own two
+    const tagTokens = hf.encode('<mem-2d9ba299>', { addSpecialTokens: false }).length;
+    expect(makeTask('arithmetic').description).toMatch(/mem tags in 2 tokens \(shared <mem-\)$/);
+    expect(ar.description).toMatch(/mem tags in (\d+)(-\d+)? base tokens; base tokenizer, plain prompts$/);
+    const [lo, hi = lo] = ar.description.match(/mem tags in (\d+)(?:-(\d+))? base tokens/)!.slice(1).filter(Boolean).map(Number);
+    expect(lo).toBeLessThanOrEqual(tagTokens);
+    expect(hi).toBeGreaterThanOrEqual(tagTokens);
+    expect(inc.description).toBe(`${makeTask('incontext').description}; base tokenizer, plain prompts`);
   });
 
   it('renders a chat prompt through a LLaMA-3.2 folder\'s template (--prompt-format chat)', () => {
