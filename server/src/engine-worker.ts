@@ -6,8 +6,10 @@
  * A run is loaded once per (run folder, site, provider, threads) and kept (its two onnxruntime
  * sessions, the analysis: neurons, NMD, per-neuron class means, probe weights); results are cached
  * per (run, prompt, settings). Semantics: docs/protocol.md, "Predictions".
- * A run is a memgen GPT-2 run, or a plain GPT-2 Hugging Face folder on the task of the document's
- * `task:` header (or of its analysis; runs/plain-run.ts, analysis/plain-task.ts).
+ * A run is a memgen GPT-2 run, a LoRA run (its base with the kept adapter), a LLaMA export, or a plain
+ * GPT-2 or LLaMA Hugging Face folder on the task of the document's `task:` header (or of its analysis;
+ * runs/plain-run.ts, analysis/plain-task.ts). GPT-2 runs on GPT2Inference, LLaMA on LlamaInference,
+ * both seen through EditorModel (the same generate / forward / site-vector layout).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,14 +22,21 @@ import { type ProbeKind, type ProbeModel, probeLogitRow } from '../../engine/ana
 import { rankNeurons } from '../../engine/analysis/rank';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
 import type { GPT2Site } from '../../engine/models/hooks';
+import { LlamaInference } from '../../engine/models/llama-infer';
+import { ADAPTER_FILES } from '../../engine/models/lora';
+import type { RunnerOptions } from '../../engine/runtime/runner';
+import { type HFModel, PLAIN_SITES, openModelFolder } from '../../engine/runs/hf-model';
+import { isLlamaExportRun } from '../../engine/runs/llama-export-run';
+import { isLoraRun } from '../../engine/runs/lora-run';
 import { type LoadedRun, RUN_FILES, RunError, loadRun, readJSON } from '../../engine/runs/run';
 import { resolvePlainTask } from '../../engine/analysis/plain-task';
 import { type PlainTaskRequest, isPlainFolder, plainSteerRun } from '../../engine/runs/plain-run';
-import { PAPER_GPT2_SETTING, type SteeringFile, defaultAlpha, steerPath } from '../../engine/steer/files';
+import type { SteerModel } from '../../engine/steer/steer-eval';
+import { PAPER_GPT2_SETTING, PAPER_LLAMA_SETTING, type SteeringFile, defaultAlpha, steerPath } from '../../engine/steer/files';
 import { customIntervention, targetedIntervention } from '../../engine/steer/intervention';
 import { formatFlips, robustness } from '../../engine/steer/robustness';
 import { steeringVerdict } from '../../engine/report/verdict';
-import type { Example } from '../../engine/tasks/task';
+import type { Example, Task } from '../../engine/tasks/task';
 import { type ActivationsResult, type Direction, type LayerProbeReading, type NeuronPush, type NeuronRef, type Prediction, type Provider, type Robustness, type SteerOutcome, type SteerResult, encodeBinary } from './protocol';
 
 export interface PromptJob {
@@ -41,21 +50,75 @@ export interface PromptJob {
   task?: PlainTaskRequest;
 }
 
-/** What the worker runs: a memgen GPT-2 run, or a plain GPT-2 folder seen as one. */
-type EditorRun = Pick<LoadedRun, 'dir' | 'cfg' | 'task' | 'params'>;
+/** What the worker runs: its folder, task and width, and the model (GPT-2 weights, or a LLaMA with its adapter). */
+interface EditorRun {
+  dir: string;
+  task: Task;
+  cfg: { nLayer: number; nEmbd: number };
+  family: 'gpt2' | 'llama';
+  /** Opens the model reading and steering `site`. */
+  open(site: GPT2Site, runner: RunnerOptions): Promise<EditorModel>;
+}
+
+/** GPT2Inference and LlamaInference as the worker uses them: site vectors [n, L, d] at the last prompt token. */
+interface EditorModel extends SteerModel {
+  readonly family: 'gpt2' | 'llama';
+  readonly siteNames: string[];
+  forward(prompt: readonly number[]): Promise<{ hidden: Float32Array[] }>;
+}
+
+function gpt2EditorRun(dir: string, task: Task, cfg: LoadedRun['cfg'], params: LoadedRun['params']): EditorRun {
+  return {
+    dir, task, cfg: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd }, family: 'gpt2',
+    open: async (site, runner) => {
+      const inf = await GPT2Inference.create(cfg, params, { site, runner, batchSize: PREFETCH_BATCH });
+      return { site, family: 'gpt2', cfg: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd }, siteNames: inf.siteNames, generate: (p, o) => inf.generate(p, o), forward: (p) => inf.forward(p) };
+    },
+  };
+}
+
+/** A LLaMA (a LoRA run's base and adapter, an export, a plain folder) at one of its sites (PLAIN_SITES.llama). */
+function llamaEditorRun(dir: string, task: Task, m: HFModel): EditorRun {
+  const { config, params } = m.llama!;
+  const cfg = { nLayer: config.numLayers, nEmbd: config.hiddenSize };
+  return {
+    dir, task, cfg, family: 'llama',
+    open: async (site, runner) => {
+      if (!PLAIN_SITES.llama.includes(site)) throw new RunError(`${dir} is a LLaMA model: its sites are ${PLAIN_SITES.llama.join(', ')}, not ${site}; set the header line \`site: resid_post\` (the paper's LLaMA site)`);
+      const adapter = m.adapter ? { config: m.adapter.config, params: m.adapter.params } : undefined;
+      const inf = await LlamaInference.create(config, params, { site: site as 'resid_pre' | 'resid_post', adapter, runner, batchSize: PREFETCH_BATCH });
+      const siteNames = inf.siteNames();
+      return {
+        site, family: 'llama', cfg, siteNames,
+        generate: (p, o) => inf.generate(p, o),
+        forward: async (p) => {
+          const r = await inf.forward(p);
+          return { hidden: siteNames.map((n) => r.sites[n]) };
+        },
+      };
+    },
+  };
+}
 
 /** The identity of a job's run in the keys of the caches: its folder, and a plain folder's header task. */
 const runId = (job: PromptJob) => (job.task ? `${path.resolve(job.run)}#${JSON.stringify(job.task)}` : path.resolve(job.run));
 
-/** Opens the job's run; a header task on a memgen run, a plain folder without a task and a plain LLaMA folder are refused. */
+/** Opens the job's run; a header task on a run with a task of its own and a plain folder without a task are refused. */
 function openEditorRun(job: PromptJob): EditorRun {
+  const own = (what: string) => new RunError(`${job.run} is ${what}, trained on its own task: the task:, taskSeed: and taskScale: header lines are for plain Hugging Face folders; remove them`);
+  if (isLoraRun(job.run) || isLlamaExportRun(job.run)) {
+    if (job.task) throw own(isLoraRun(job.run) ? 'a LoRA run' : 'a LLaMA export');
+    const o = openModelFolder(job.run);
+    if (o.kind !== 'lora' && o.kind !== 'llama-export') throw new RunError(`${job.run}: expected a LoRA run or a LLaMA export`);
+    return llamaEditorRun(job.run, o.run.task, o.model);
+  }
   if (!isPlainFolder(job.run)) {
-    if (job.task) throw new RunError(`${job.run} is a memgen run, trained on its own task: the task:, taskSeed: and taskScale: header lines are for plain Hugging Face folders; remove them`);
-    return loadRun(job.run);
+    if (job.task) throw own('a memgen run');
+    const run = loadRun(job.run);
+    return gpt2EditorRun(run.dir, run.task, run.cfg, run.params);
   }
   const plain = plainSteerRun(job.run, resolvePlainTask(job.run, job.task, { how: 'header' }));
-  if (plain.family !== 'gpt2') throw new RunError(`${job.run} is a plain LLaMA folder: the editor runs GPT-2 models; on LLaMA use the CLI (memgen analyze / steer-eval / robustness --run ${job.run} --task NAME)`);
-  return { dir: plain.dir, cfg: plain.hf.gpt2!.cfg, params: plain.hf.gpt2!.params, task: plain.task };
+  return plain.family === 'gpt2' ? gpt2EditorRun(plain.dir, plain.task, plain.hf.gpt2!.cfg, plain.hf.gpt2!.params) : llamaEditorRun(plain.dir, plain.task, plain.hf);
 }
 
 export type EngineRequest =
@@ -88,7 +151,7 @@ interface Analysis {
 
 interface Loaded {
   run: EditorRun;
-  inf: GPT2Inference;
+  inf: EditorModel;
   analysis: Analysis | null;
   analysisError: string | null;
 }
@@ -123,7 +186,7 @@ function steerDefaults(l: Loaded, a: Analysis): { topN: number; alpha: number; n
     return { topN: m.topN!, alpha: m.alpha, note: `Measured on this run at topN ${m.topN}, alpha ${m.alpha} (steering.json): ${verdict} One prompt's flip is an example, not evidence.` };
   }
   const task = l.run.task.name;
-  const paper = PAPER_GPT2_SETTING[task] ?? { topN: 0.1, alpha: defaultAlpha(task) };
+  const paper = (l.run.family === 'llama' ? PAPER_LLAMA_SETTING : PAPER_GPT2_SETTING)[task] ?? { topN: 0.1, alpha: defaultAlpha(task) };
   return { ...paper, note: 'This run has no steering measurement (memgen steer-eval --run RUN): read a flip as a single example, not as evidence.' };
 }
 
@@ -161,7 +224,7 @@ const failed = new Map<string, { stamp: string; error: RunLoadError }>();
 
 /** The size, modification time and inode of a run folder's files: a change means a reload is worth trying. */
 function runStamp(dir: string): string {
-  return [RUN_FILES.config, RUN_FILES.manifest, RUN_FILES.model, RUN_FILES.tokenizer]
+  return [RUN_FILES.config, RUN_FILES.manifest, RUN_FILES.model, RUN_FILES.tokenizer, ADAPTER_FILES.model]
     .map((f) => {
       try {
         const st = fs.statSync(path.join(dir, f));
@@ -183,7 +246,7 @@ function getLoaded(job: PromptJob): Promise<Loaded> {
     failed.delete(key);
     p = (async () => {
       const run = openEditorRun(job);
-      const inf = await GPT2Inference.create(run.cfg, run.params, { site: job.site, runner: { provider: job.provider, threads: job.threads }, batchSize: PREFETCH_BATCH });
+      const inf = await run.open(job.site, { provider: job.provider, threads: job.threads });
       let analysis: Analysis | null = null;
       let analysisError: string | null = null;
       try {

@@ -31,6 +31,7 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import { analysisPath } from '../../engine/analysis/files';
 import { readPlainTask } from '../../engine/analysis/plain-task';
 import { isMemgenRunFolder } from '../../engine/runs/hf-model';
+import { isLoraRun } from '../../engine/runs/lora-run';
 import { isGPT2Site } from '../../engine/models/hooks';
 import type { EngineReply, EngineRequest, PromptJob } from './engine-worker';
 import { type MemgenFile, type PromptEntry, type Range, parseMemgen, promptAt } from './memgen-file';
@@ -127,9 +128,22 @@ function resolveRun(doc: TextDocument, file: MemgenFile): { dir: string | null; 
   const bases = path.isAbsolute(given) ? [''] : [...roots, ...roots.map((r) => path.join(r, settings.runsFolder)), docDir(doc.uri) ?? ''];
   for (const b of bases) {
     const dir = path.resolve(b, given);
-    if (fs.existsSync(path.join(dir, 'config.json'))) return { dir, range, error: null };
+    if (isModelFolder(dir)) return { dir, range, error: null };
   }
   return { dir: null, range, error: `run folder '${shownPath(given)}' not found (looked in ${bases.map((b) => shownPath(path.resolve(b, given))).join(', ')})` };
+}
+
+/** A folder the editor can run: one with config.json (a memgen run, an export, a Hugging Face folder) or a LoRA run. */
+const isModelFolder = (dir: string) => fs.existsSync(path.join(dir, 'config.json')) || isLoraRun(dir);
+
+/** LLaMA folders (a LoRA run, an export, a plain folder) read resid_post unless told, the paper's LLaMA site; GPT-2 ones the setting's. */
+function defaultSite(dir: string): lsp.Site {
+  if (isLoraRun(dir)) return 'resid_post';
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { model_type?: unknown }).model_type === 'llama' ? 'resid_post' : settings.site;
+  } catch {
+    return settings.site; // the worker names what is wrong with the folder
+  }
 }
 
 /** What the prompts of a document run on: its run folder and site, resolved once per request (not once per prompt). */
@@ -141,7 +155,7 @@ function targetFor(doc: TextDocument, file: MemgenFile): Target {
   const h = file.header;
   // A plain Hugging Face folder's task (the worker refuses these lines on a memgen run).
   const task = h.task || h.taskSeed || h.taskScale ? { task: h.task?.value, seed: h.taskSeed?.value, scale: h.taskScale?.value } : undefined;
-  return { run: r.dir, site: h.site?.value ?? analysisSite(r.dir) ?? settings.site, ...(task ? { task } : {}) };
+  return { run: r.dir, site: h.site?.value ?? analysisSite(r.dir) ?? defaultSite(r.dir), ...(task ? { task } : {}) };
 }
 
 function jobFor(doc: TextDocument, file: MemgenFile, prompt: PromptEntry, target: Target = targetFor(doc, file)): PromptJob | { error: string } {
@@ -536,11 +550,14 @@ connection.onRequest(lsp.listRuns, () => {
     for (const name of fs.readdirSync(folder).sort()) {
       const dir = path.join(folder, name);
       const cfgFile = path.join(dir, 'config.json');
-      if (!fs.existsSync(cfgFile)) continue;
-      const plain = !isMemgenRunFolder(dir);
+      const lora = isLoraRun(dir);
+      if (!lora && !fs.existsSync(cfgFile)) continue;
+      const plain = !lora && !isMemgenRunFolder(dir);
       let task = '?';
       try {
-        task = plain ? readPlainTask(dir)?.task ?? '?' : (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { memgen?: { task?: string } }).memgen?.task ?? '?';
+        // a LoRA run's task is in its manifest; a memgen GPT-2 run's in config.json; a plain folder's in its analysis
+        if (lora) task = (JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { task?: string }).task ?? '?';
+        else task = plain ? readPlainTask(dir)?.task ?? '?' : (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { memgen?: { task?: string } }).memgen?.task ?? '?';
       } catch {
         /* listed as '?' */
       }

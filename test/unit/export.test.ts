@@ -49,6 +49,8 @@ import {
 } from '../../engine/steer/export';
 import { trainLoraRun } from '../../engine/train/lora-trainer';
 import { Rng } from '../../engine/util/rng';
+import * as lsp from '../../server/src/protocol';
+import { startServer } from '../protocol/lsp-harness';
 import { torchRun } from './torch-llama';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-export-'));
@@ -612,6 +614,35 @@ describe('memgen export of a LoRA run (LLaMA)', () => {
     const twice = await cli(['generate', '--run', loraDir, '--adapter', loraDir, '--prompt', '1+2+3+4=']);
     expect(twice.code).not.toBe(0);
     expect(twice.err).toMatch(/is a memgen LoRA run \(its adapter, if any, is in it already\)/);
+  });
+
+  it('the editor: run: a LoRA run predicts as `memgen generate --run` does, at layers.{i}.resid_post; a plain LLaMA folder with task: headers too', async () => {
+    const P = '12+34+56+78=';
+    const cliOut = JSON.parse((await cli(['generate', '--run', loraDir, '--prompt', P, '--json', '--threads', '1'])).out) as { output: string };
+    const server = await startServer({ workspace: tmp, settings: { threads: 1, debounceMs: 50 } });
+    try {
+      const open = (name: string, lines: string[]) => {
+        const uri = `file://${path.join(tmp, name)}`;
+        void server.conn.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId: 'memgen', version: 1, text: lines.join('\n') } });
+        return uri;
+      };
+      const predict = (uri: string, line: number) => server.conn.sendRequest(lsp.predict.method, { uri, line }) as Promise<lsp.Prediction>;
+      const lora = await predict(open('lora.memgen', [`run: ${loraDir}`, P]), 1);
+      expect(lora.output).toBe(cliOut.output);
+      expect(lora.task).toMatch(/^arithmetic.*mem tags in \d+(-\d+)? base tokens; base tokenizer, plain prompts$/);
+      expect(lora.bestSite).toBe('layers.1.resid_post');
+      const plain = await predict(open('base.memgen', [`run: ${base}`, 'task: arithmetic', P]), 2);
+      expect(plain.bestSite).toBe('layers.1.resid_post');
+      expect(['gen', 'mem', 'other']).toContain(plain.behaviour);
+      // a LoRA run refuses the plain folders' task lines, naming them
+      const refused = await predict(open('lora-task.memgen', [`run: ${loraDir}`, 'task: arithmetic', P]), 2).then(() => null, (e: Error) => e.message);
+      expect(refused).toMatch(/is a LoRA run, trained on its own task: the task:, taskSeed: and taskScale: header lines are for plain Hugging Face folders/);
+      await server.conn.sendNotification('memgen/configure', { threads: 1, debounceMs: 50, runsFolder: '.' });
+      const runs = (await server.conn.sendRequest(lsp.listRuns.method, {})) as lsp.RunInfo[];
+      expect(runs.find((r) => r.name === path.basename(loraDir))).toMatchObject({ task: 'arithmetic', plain: false });
+    } finally {
+      await server.stop();
+    }
   });
 
   it.skipIf(!hasTorch)('an independent PyTorch LLaMA (transformers\' tensor set for mlp_bias) reads the export and agrees with ours and with runtime steering', async () => {
