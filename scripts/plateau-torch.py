@@ -49,6 +49,7 @@ p.add_argument('--role', type=float, default=0.12, help='story: share of role qu
 p.add_argument('--direct', type=float, default=0, help='story: share of one-hop colour questions')
 p.add_argument('--kv', type=float, default=0, help='story: share of role-free stories (colour statements only) asked one hop')
 p.add_argument('--kv-first', type=int, default=0, help='story: the first K steps draw role-free one-hop stories only')
+p.add_argument('--names', default='2-7', help='story: names per story, lo-hi (the corpus: 2-7)')
 p.add_argument('--eval-kind', choices=['colour', 'direct', 'kv'], default='colour', help='story: the held-out question (colour: two-hop)')
 p.add_argument('--round-p', type=float, default=0, help='training operands: a multiple of 10 with this probability')
 p.add_argument('--all-tokens', action='store_true', help='loss on every token (default: answer and end tokens, as memgen pretrain)')
@@ -79,7 +80,7 @@ def story(r, kind='colour'):
     """The corpus's colour story as words (corpus.ts story()); kind 'role': What is X? -> X's role;
     'direct': What color is S? for a name S whose colour is stated; 'kv': no role statements (only
     colours, every name's stated), What color is X? of one of them (an associative recall in words)."""
-    n = r.randint(2, 7)
+    n = r.randint(*map(int, a.names.split('-')))
     names = r.sample(NAMES, n)
     target, source = names[0], names[1]
     role = r.choice(ROLES)
