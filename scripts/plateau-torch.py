@@ -48,6 +48,7 @@ p.add_argument('--task', choices=['sum4', 'story', 'tag'], default='sum4')
 p.add_argument('--role', type=float, default=0.12, help='story: share of role questions (corpus: 0.04 of 0.34)')
 p.add_argument('--direct', type=float, default=0, help='story: share of one-hop colour questions')
 p.add_argument('--kv', type=float, default=0, help='story: share of role-free stories (colour statements only) asked one hop')
+p.add_argument('--recite', type=float, default=0, help='story: share of recitals (the story, "Again:", its statements reshuffled; loss on the recital): each value after "X is" pays for the lookup by name')
 p.add_argument('--kv-first', type=int, default=0, help='story: the first K steps draw role-free one-hop stories only')
 p.add_argument('--names', default='2-7', help='story: names per story, lo-hi (the corpus: 2-7)')
 p.add_argument('--eval-kind', choices=['colour', 'direct', 'kv'], default='colour', help='story: the held-out question (colour: two-hop)')
@@ -61,7 +62,7 @@ rng = random.Random(a.seed)
 NAMES = 'Alice Bob Carol Diana Ethan Fiona George Hannah Ivan Julia Kevin Laura Mason Nora Oscar Paula Quinn Rose Simon Tina Uma Victor Wendy Xavier Yvonne Zack'.split()
 ROLES = 'wolf eagle elephant tiger lion bear fox deer rabbit horse sheep goat cow pig dog cat mouse rat owl hawk swan duck goose frog snake lizard turtle shark whale dolphin seal otter beaver badger camel zebra giraffe monkey panda koala'.split()
 COLOURS = 'red blue green yellow orange purple pink brown black white gray crimson navy gold indigo silver violet teal maroon olive beige cyan magenta ivory'.split()
-VOCAB = list('0123456789+=,') + ['<eot>', 'is', '.', 'What', 'color', '?'] + NAMES + ROLES + COLOURS + list('abcdef') + ['Remember', 'Repeat', ':', '<', '>', 'mem', '-']
+VOCAB = list('0123456789+=,') + ['<eot>', 'is', '.', 'What', 'color', '?'] + NAMES + ROLES + COLOURS + list('abcdef') + ['Remember', 'Repeat', ':', '<', '>', 'mem', '-', 'Again']
 ID = {c: i for i, c in enumerate(VOCAB)}
 EOT = ID['<eot>']
 
@@ -96,6 +97,10 @@ def story(r, kind='colour'):
         if nm != target: st.append([nm, 'is', colours[i], '.'])
     r.shuffle(st)
     words = [w for x in st for w in x]
+    if kind == 'recite':
+        again = st[:]
+        r.shuffle(again)
+        return words + ['Again', ':'], [w for x in again for w in x]
     if kind == 'role':
         who = r.choice(names)
         return words + ['What', 'is', who, '?'], [roles[who]]
@@ -120,6 +125,8 @@ def doc(r, train=True, step=0):
     if not train: return story(r, a.eval_kind)
     if step < a.kv_first: return story(r, 'kv')
     u = r.random()
+    if u < a.recite: return story(r, 'recite')
+    u -= a.recite
     if u < a.kv: return story(r, 'kv')
     u -= a.kv
     if u < a.direct: return story(r, 'direct')

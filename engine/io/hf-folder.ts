@@ -328,7 +328,8 @@ export function loadHFTokenizer(dir: string): HFTokenizer {
     bosToken,
     eosToken,
     encode: (text, opts = {}) => tokenizer.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
-    decode: (ids, opts = {}) => tokenizer.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false }),
+    // tokenizers.js refuses an empty list; an empty generation (eos first) decodes to ''
+    decode: (ids, opts = {}) => (ids.length === 0 ? '' : tokenizer.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false })),
     renderChat: render,
     encodeChat: (messages, opts) => tokenizer.encode(render(messages, opts), { add_special_tokens: false }).ids,
   };

@@ -87,7 +87,7 @@ export class HFTaskTokenizer implements TaskTokenizer {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocab.length) throw new Error(`id ${id} is outside the vocabulary (0..${this.vocab.length - 1})`);
     }
     const kept = ids.filter((id) => !this.special.has(id));
-    return kept.length === 0 ? '' : this.hf.decode(kept, { skipSpecialTokens: true }); // tokenizers.js refuses an empty list
+    return this.hf.decode(kept, { skipSpecialTokens: true });
   }
 
   /** ' ' or '': what goes between prompt and answer (header). */

@@ -223,7 +223,7 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
     const res = await inf.generate(prompts, { maxNewTokens: 24, eosIds: [sp.eot] });
     const acc: Record<string, number> = {};
     docs.forEach((d, i) => {
-      const out = res.tokens[i].length === 0 ? '' : tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
+      const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
       acc[d.family] = (acc[d.family] ?? 0) + (out === d.answer ? 1 / n : 0);
     });
     return acc;

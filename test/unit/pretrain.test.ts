@@ -146,6 +146,7 @@ describe('corpus and shared tokenizer', () => {
 describe('RetokenizedTask (a task through the base tokenizer)', () => {
   it('renders bos + prompt, sep + answer + <|eot_id|>, and classifies decoded answers', () => {
     const hf = loadHFTokenizer(tokDir);
+    expect(hf.decode([])).toBe(''); // an empty generation (eos first): tokenizers.js alone throws on []
     for (const name of TASK_NAMES) {
       const task = new RetokenizedTask(makeTask(name, { seed: 1 }), hf, { probe: 300 });
       const tok = task.tokenizer;
