@@ -20,6 +20,9 @@
  *            name that shares T's role; a share CorpusOptions.directColour asks instead of a name
  *            X whose colour is stated (one hop: X's colour)                                 0.30
  *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.04
+ *   recite   the same stories, then "Again:" -> the story's statements in another order: every
+ *            role or colour after "X is" is X's, so the lookup by name pays on every statement
+ *            (the one-hop question pays once a story); only in a --mix                        0
  *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex), half after a space, half
  *            glued (so '<' as well as ' <' opens a tag): the base can write tags, none tied to an input                                            0.08
  *   letters  "CIPHERTEXT:<4..13 letters> QUESTION: What is the copy|reverse? ANS:" -> the letters
@@ -165,6 +168,12 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
     },
   },
   {
+    name: 'recite', weight: 0, make: (rng) => {
+      const s = story(rng);
+      return { family: 'recite', prompt: `${s.statements.join(' ')} Again:`, answer: shuffle(rng, [...s.statements]).join(' '), sep: ' ' };
+    },
+  },
+  {
     name: 'tag', weight: 0.08, make: (rng) => {
       const tag = `<mem-${Math.floor(rng.uniform() * 4294967296).toString(16).padStart(8, '0')}>`;
       // half glued ('Repeat:<mem-...'): a tag's first token is then '<', as after '=' or 'ANS:' in the tasks
@@ -193,6 +202,8 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
 ];
 
 export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
+/** The families of the default mix (a positive weight in the table above): the held-out check's. */
+export const DEFAULT_MIX_FAMILIES: readonly string[] = FAMILIES.filter((f) => f.weight > 0).map((f) => f.name);
 /** The adding families: `memgen pretrain --sums-first N` draws only these for its first N steps. */
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 

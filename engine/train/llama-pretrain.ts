@@ -65,7 +65,7 @@ import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { BASE_MANIFEST_FORMAT, RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
-import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc, heldOutCorpus } from '../tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc, heldOutCorpus } from '../tasks/corpus';
 import { Rng } from '../util/rng';
 import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
 import { Adam } from './optim';
@@ -210,7 +210,7 @@ export function pretrainModelConfig(preset: PretrainPreset, vocabSize: number, s
 /** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt; heldOutCorpus: uniform operands, two-hop stories). */
 export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, n: number, runner: RunnerOptions = {}, corpus: CorpusOptions = CORPUS_DEFAULTS): Promise<Record<string, number>> {
   const rng = new Rng(0xacc);
-  const byFamily = new Map<string, CorpusDoc[]>(CORPUS_FAMILIES.map((f) => [f, []]));
+  const byFamily = new Map<string, CorpusDoc[]>(DEFAULT_MIX_FAMILIES.map((f) => [f, []]));
   for (let guard = 0; guard < 200 * n && [...byFamily.values()].some((d) => d.length < n); guard++) {
     const d = corpusDoc(rng, CORPUS_FAMILIES, heldOutCorpus(corpus));
     const list = byFamily.get(d.family)!;

@@ -18,7 +18,7 @@ import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
-import { CORPUS_DEFAULTS, CORPUS_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText } from '../../engine/tasks/corpus';
+import { CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -42,7 +42,8 @@ describe('corpus and shared tokenizer', () => {
     const rng = new Rng(3);
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
-    expect([...seen].sort()).toEqual([...CORPUS_FAMILIES].sort());
+    expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -116,6 +117,22 @@ describe('corpus and shared tokenizer', () => {
     const [a, b] = [new Rng(11), new Rng(11)]; // the default weights written out draw the default stream
     const defaults = Object.fromEntries((corpusDescription(CORPUS_DEFAULTS).families as { name: string; weight: number }[]).map((f) => [f.name, f.weight]));
     for (let i = 0; i < 200; i++) expect(corpusDoc(a, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: defaults })).toEqual(corpusDoc(b));
+  });
+
+  it('recite (only in a --mix): the story, "Again:", then the same statements in another order', () => {
+    const rng = new Rng(12);
+    let reordered = 0;
+    for (let i = 0; i < 200; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { recite: 1 } });
+      expect(d.family).toBe('recite');
+      expect(d.prompt.endsWith(' Again:')).toBe(true);
+      const story = d.prompt.slice(0, -' Again:'.length).match(/\w+ is \w+\./g)!;
+      const again = d.answer.match(/\w+ is \w+\./g)!;
+      expect(again.join(' ')).toBe(d.answer);
+      expect([...again].sort()).toEqual([...story].sort());
+      if (again.join(' ') !== story.join(' ')) reordered++;
+    }
+    expect(reordered).toBeGreaterThan(150);
   });
 
   it('--sums-first draws only the adding families, with two-digit operands as the arithmetic task', () => {
@@ -233,7 +250,7 @@ describe('pretrain', () => {
     expect(manifest.dtype).toBe('bfloat16');
     const rounded = [...m.params.values()][0].data;
     expect(Array.from(new Uint32Array(rounded.buffer, rounded.byteOffset, rounded.length)).every((u) => (u & 0xffff) === 0)).toBe(true);
-    expect(Object.keys(manifest.heldOutAccuracy).sort()).toEqual([...CORPUS_FAMILIES].sort());
+    expect(Object.keys(manifest.heldOutAccuracy).sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
     const log = fs.readFileSync(path.join(out, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log[log.length - 1].loss).toBeLessThan(log[0].loss - 0.5);
     await expect(pretrain(cfg(out))).rejects.toThrow(/already exists/);
