@@ -5,14 +5,16 @@
  * implied by the name S that shares T's role) and a one-hop one ("What color is X?" of a name X whose
  * colour the story states, --direct-colour's question). Prints exact match of each by the number of
  * names, beside guessing (1 / the number of stated colours), and how often the answer is one of the
- * story's colours at all.
+ * story's colours at all. Then N / 3 recitals (the `recite` family: the story, "Again:"), greedy: of the
+ * statements "X is V." the output makes, how many give X one of its own values (its role or colour),
+ * beside a value drawn from the story at random.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
  *   node dist/base-stories.js BASE_FOLDER|BASE.partial [N]
  */
 import { LlamaInference } from '../engine/models/llama-infer';
-import { BOS_TOKEN, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
 import { COLOURS } from '../engine/tasks/incontext';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
@@ -56,5 +58,28 @@ async function main(): Promise<void> {
   for (const [key, r] of [...rows].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))) {
     console.log(`${key.padEnd(20)} n ${String(r.all).padStart(4)}  exact ${pct(r.right, r.all).padStart(4)}  (guessing ${pct(r.guess, r.all).padStart(4)})  a story colour ${pct(r.colour, r.all).padStart(4)}`);
   }
+  await recitals(dir, Math.max(1, Math.round(n / 3)), bos, eot, tok, cfg, params);
+}
+
+/** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */
+async function recitals(dir: string, n: number, bos: number, eot: number, tok: ReturnType<typeof loadBaseOrCheckpoint>['tok'], cfg: ReturnType<typeof loadBaseOrCheckpoint>['cfg'], params: ReturnType<typeof loadBaseOrCheckpoint>['params']): Promise<void> {
+  const rng = new Rng(7);
+  const docs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { recite: 1 } }));
+  const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
+  const res = await inf.generate(docs.map((d) => [bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]), { maxNewTokens: 100, eosIds: [eot] });
+  await inf.release();
+  let made = 0, own = 0, chance = 0;
+  docs.forEach((d, i) => {
+    const stated = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
+    const values = new Map<string, string[]>();
+    for (const [, who, v] of stated) values.set(who, [...(values.get(who) ?? []), v]);
+    for (const [, who, v] of tok.decode(res.tokens[i], { skipSpecialTokens: true }).matchAll(/(\w+) is (\w+)\./g)) {
+      if (!values.has(who)) continue;
+      made++;
+      own += values.get(who)!.includes(v) ? 1 : 0;
+      chance += values.get(who)!.length / stated.length;
+    }
+  });
+  console.log(`${dir}: ${n} recitals, ${made} statements about the story's names: own value ${((100 * own) / Math.max(1, made)).toFixed(0)}% (a story value at random ${((100 * chance) / Math.max(1, made)).toFixed(0)}%)`);
 }
 main().catch((e) => { console.error(e); process.exit(1); });
