@@ -22,7 +22,8 @@ import { loadBaseOrCheckpoint } from './base-load';
 async function main(): Promise<void> {
   const [dir, nArg] = process.argv.slice(2);
   const n = Number(nArg ?? 300);
-  const { tok, cfg, params, step } = loadBaseOrCheckpoint(dir);
+  const base = loadBaseOrCheckpoint(dir);
+  const { tok, cfg, params, step } = base;
   const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
   const rng = new Rng(6);
   const questions = Array.from({ length: n }, () => {
@@ -58,11 +59,11 @@ async function main(): Promise<void> {
   for (const [key, r] of [...rows].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))) {
     console.log(`${key.padEnd(20)} n ${String(r.all).padStart(4)}  exact ${pct(r.right, r.all).padStart(4)}  (guessing ${pct(r.guess, r.all).padStart(4)})  a story colour ${pct(r.colour, r.all).padStart(4)}`);
   }
-  await recitals(dir, Math.max(1, Math.round(n / 3)), bos, eot, tok, cfg, params);
+  await recitals(dir, Math.max(1, Math.round(n / 3)), { bos, eot }, base);
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */
-async function recitals(dir: string, n: number, bos: number, eot: number, tok: ReturnType<typeof loadBaseOrCheckpoint>['tok'], cfg: ReturnType<typeof loadBaseOrCheckpoint>['cfg'], params: ReturnType<typeof loadBaseOrCheckpoint>['params']): Promise<void> {
+async function recitals(dir: string, n: number, { bos, eot }: { bos: number; eot: number }, { tok, cfg, params }: ReturnType<typeof loadBaseOrCheckpoint>): Promise<void> {
   const rng = new Rng(7);
   const docs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { recite: 1 } }));
   const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
