@@ -6,7 +6,8 @@ that are multiples of 10 (--round-p), one-hop questions beside the story (--dire
 
 --task sum4: the corpus's sum4 document (operands 10..99, partial sums reversed and zero-padded to
 --sum-digits, e.g. `12+34+56+78=640,201,081`), one character per token (the stand-in's BPE keeps
-every digit its own token). --task tag: the corpus's tag copy (`Remember <mem-xxxxxxxx>. Repeat:` ->
+every digit its own token). --task induct: 4-12 random words, `Again :`, the same words (loss on the repeat; exact = the whole
+repeat). --task tag: the corpus's tag copy (`Remember <mem-xxxxxxxx>. Repeat:` ->
 the tag, one hex digit per token). --task story: the corpus's colour story (corpus.ts story()), one word
 per token; a share --role of "What is X?" and --direct of "What color is S?" (S's colour stated).
 Packed rows of --seq tokens, loss on the answer and end tokens (as memgen pretrain; --all-tokens:
@@ -44,11 +45,13 @@ p.add_argument('--sum-digits', type=int, default=3)
 p.add_argument('--seed', type=int, default=0)
 p.add_argument('--eval-every', type=int, default=250)
 p.add_argument('--threads', type=int, default=1)
-p.add_argument('--task', choices=['sum4', 'story', 'tag'], default='sum4')
+p.add_argument('--task', choices=['sum4', 'story', 'tag', 'induct'], default='sum4')
 p.add_argument('--role', type=float, default=0.12, help='story: share of role questions (corpus: 0.04 of 0.34)')
 p.add_argument('--direct', type=float, default=0, help='story: share of one-hop colour questions')
 p.add_argument('--kv', type=float, default=0, help='story: share of role-free stories (colour statements only) asked one hop')
 p.add_argument('--recite', type=float, default=0, help='story: share of recitals (the story, "Again:", its statements reshuffled; loss on the recital): each value after "X is" pays for the lookup by name')
+p.add_argument('--recite-kv', action='store_true', help='recitals of role-free stories (one value per name: the recital is unambiguous)')
+p.add_argument('--no-is', action='store_true', help='role-free statements without "is" ("A red ."): the value right after the name')
 p.add_argument('--kv-first', type=int, default=0, help='story: the first K steps draw role-free one-hop stories only')
 p.add_argument('--names', default='2-7', help='story: names per story, lo-hi (the corpus: 2-7)')
 p.add_argument('--eval-kind', choices=['colour', 'direct', 'kv'], default='colour', help='story: the held-out question (colour: two-hop)')
@@ -90,14 +93,14 @@ def story(r, kind='colour'):
     colours = r.sample(COLOURS, n)
     st = []
     for i, nm in enumerate(names):
-        if kind == 'kv':
-            st.append([nm, 'is', colours[i], '.'])
+        if kind in ('kv', 'kvrecite'):
+            st.append([nm, colours[i], '.'] if a.no_is else [nm, 'is', colours[i], '.'])
             continue
         st.append([nm, 'is', roles[nm], '.'])
         if nm != target: st.append([nm, 'is', colours[i], '.'])
     r.shuffle(st)
     words = [w for x in st for w in x]
-    if kind == 'recite':
+    if kind in ('recite', 'kvrecite'):
         again = st[:]
         r.shuffle(again)
         return words + ['Again', ':'], [w for x in again for w in x]
@@ -119,13 +122,21 @@ def tag(r):
     return ['Remember'] + t + ['.', 'Repeat', ':'], t
 
 
+def induct(r):
+    """Classic induction: 4-12 distinct random words (names, roles, colours), 'Again', ':', then the same words
+    again; the loss on the repeat, where each word follows from the previous occurrence of the one before."""
+    words = r.sample(NAMES + ROLES + COLOURS, r.randint(4, 12))
+    return words + ['Again', ':'], words
+
+
 def doc(r, train=True, step=0):
     if a.task == 'sum4': return sum4(r, a.round_p if train else 0.0)
     if a.task == 'tag': return tag(r)
+    if a.task == 'induct': return induct(r)
     if not train: return story(r, a.eval_kind)
     if step < a.kv_first: return story(r, 'kv')
     u = r.random()
-    if u < a.recite: return story(r, 'recite')
+    if u < a.recite: return story(r, 'kvrecite' if a.recite_kv else 'recite')
     u -= a.recite
     if u < a.kv: return story(r, 'kv')
     u -= a.kv
@@ -227,9 +238,11 @@ def evaluate(m, kind=None):
     ids = torch.tensor([([EOT] + [ID[c] for c in q + ans] + [EOT] * L)[:L] for q, ans in docs])
     with torch.no_grad():
         pred = m(ids[:, :-1]).argmax(-1)
-    k = len(docs[0][1])
+    # answers of one length (sum4, story, tag): accuracy per position; induct's vary: the first position and the whole answer
+    k = min(len(ans) for _, ans in docs)
     ok = torch.stack([pred[i, len(q):len(q) + k] == ids[i, len(q) + 1:len(q) + 1 + k] for i, (q, _) in enumerate(docs)])
-    return ok.float().mean(0).tolist(), ok.all(1).float().mean().item()
+    exact = [bool((pred[i, len(q):len(q) + len(ans)] == ids[i, len(q) + 1:len(q) + 1 + len(ans)]).all()) for i, (q, ans) in enumerate(docs)]
+    return ok.float().mean(0).tolist(), sum(exact) / len(exact)
 
 
 m = Model()
