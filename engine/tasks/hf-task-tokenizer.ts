@@ -146,10 +146,10 @@ export class RetokenizedTask implements Task {
       const ex = i % 2 === 0 ? inner.train(rng) : inner.test(rng);
       const { ids, promptLength } = this.tokenizer.encodeExample(ex);
       seq = Math.max(seq, ids.length);
-      if (ex.memAnswer !== null) tagLengths.add(this.tokenizer.encodeAnswer(ex, ex.memAnswer).length);
       for (const a of [ex.target, ex.genAnswer, ex.memAnswer]) {
         if (a !== null) {
           const n = this.tokenizer.encodeAnswer(ex, a).length + 1;
+          if (a === ex.memAnswer) tagLengths.add(n - 1);
           ans = Math.max(ans, n);
           seq = Math.max(seq, promptLength + n);
         }
@@ -158,7 +158,7 @@ export class RetokenizedTask implements Task {
     this.maxSeqLen = seq + 4;
     this.maxAnswerTokens = ans + 4;
     // a mem tag's tokens are the base tokenizer's, not the task's own (arithmetic, cipher)
-    const pieces = (inner as { memTagPieces?: number }).memTagPieces;
+    const pieces = inner.memTagPieces;
     const [lo, hi] = [Math.min(...tagLengths), Math.max(...tagLengths)];
     const described = pieces === undefined || tagLengths.size === 0 ? inner.description : inner.description.replace(memTagClause(pieces), `mem tags in ${lo === hi ? lo : `${lo}-${hi}`} base tokens`);
     this.description = `${described}; base tokenizer, ${opts.format ?? 'plain'} prompts`;

@@ -79,6 +79,8 @@ export interface Task {
   readonly seed: number;
   /** One line shown beside every result, stating the scale. */
   readonly description: string;
+  /** Tasks with mem tags (arithmetic, cipher): tokens per tag in the task's own tokenizer (memTagClause). */
+  readonly memTagPieces?: number;
   /** Everything that defines the data (for the run manifest), including the patterns. */
   readonly dataConfig: Record<string, unknown>;
   readonly tokenizer: TaskTokenizer;

@@ -68,11 +68,12 @@ interface EditorModel extends SteerModel {
 }
 
 function gpt2EditorRun(dir: string, task: Task, cfg: LoadedRun['cfg'], params: LoadedRun['params']): EditorRun {
+  const dims = { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd };
   return {
-    dir, task, cfg: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd }, family: 'gpt2',
+    dir, task, cfg: dims, family: 'gpt2',
     open: async (site, runner) => {
       const inf = await GPT2Inference.create(cfg, params, { site, runner, batchSize: PREFETCH_BATCH });
-      return { site, family: 'gpt2', cfg: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd }, siteNames: inf.siteNames, generate: (p, o) => inf.generate(p, o), forward: (p) => inf.forward(p) };
+      return { site, family: 'gpt2', cfg: dims, siteNames: inf.siteNames, generate: (p, o) => inf.generate(p, o), forward: (p) => inf.forward(p) };
     },
   };
 }
@@ -106,8 +107,9 @@ const runId = (job: PromptJob) => (job.task ? `${path.resolve(job.run)}#${JSON.s
 /** Opens the job's run; a header task on a run with a task of its own and a plain folder without a task are refused. */
 function openEditorRun(job: PromptJob): EditorRun {
   const own = (what: string) => new RunError(`${job.run} is ${what}, trained on its own task: the task:, taskSeed: and taskScale: header lines are for plain Hugging Face folders; remove them`);
-  if (isLoraRun(job.run) || isLlamaExportRun(job.run)) {
-    if (job.task) throw own(isLoraRun(job.run) ? 'a LoRA run' : 'a LLaMA export');
+  const lora = isLoraRun(job.run);
+  if (lora || isLlamaExportRun(job.run)) {
+    if (job.task) throw own(lora ? 'a LoRA run' : 'a LLaMA export');
     const o = openModelFolder(job.run);
     if (o.kind !== 'lora' && o.kind !== 'llama-export') throw new RunError(`${job.run}: expected a LoRA run or a LLaMA export`);
     return llamaEditorRun(job.run, o.run.task, o.model);
