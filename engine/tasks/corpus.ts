@@ -23,6 +23,14 @@
  *   recite   the same stories, then "Again:" -> the story's statements in another order: every
  *            role or colour after "X is" is X's, so the lookup by name pays on every statement
  *            (the one-hop question pays once a story); only in a --mix                        0
+ *   fact     "Fact 47+91:" -> that pair's tag, from a fixed table of FACT_COUNT pairs of two-digit numbers
+ *            (seed FACT_SEED, the same for every base): facts keyed on numbers, as a pretrained LLaMA
+ *            knows many, so the base has features for which two-digit numbers it reads and a way to
+ *            write a tag from memory. The tasks' patterns are drawn per task seed, not from this
+ *            table; only in a --mix                                                             0
+ *   induct   "List: w1 .. wk. Again:" -> the same 4-12 words (names, roles, colours) in the same order:
+ *            classic induction (each word follows the previous occurrence of the word before it),
+ *            the copying that tags, letters and lookups by name build on; only in a --mix      0
  *   tag      "Remember <mem-xxxxxxxx>. Repeat:" -> the same tag (random hex), half after a space, half
  *            glued (so '<' as well as ' <' opens a tag): the base can write tags, none tied to an input                                            0.08
  *   letters  "CIPHERTEXT:<4..13 letters> QUESTION: What is the copy|reverse? ANS:" -> the letters
@@ -119,6 +127,27 @@ function sumDoc(rng: Rng, k: number, family: string, o: CorpusOptions): CorpusDo
   return { family, prompt: ops.join('+') + '=', answer: scratchpad(ops, o.sumDigits), sep: '' };
 }
 
+const randomTag = (rng: Rng): string => `<mem-${Math.floor(rng.uniform() * 4294967296).toString(16).padStart(8, '0')}>`;
+
+/** The fact family's table: FACT_COUNT pairs of two-digit numbers, each with its own tag, fixed for every base (seed FACT_SEED). */
+export const FACT_COUNT = 100;
+const FACT_SEED = 20261204;
+let facts: { x: number; y: number; tag: string }[] | null = null;
+export function factTable(): readonly { x: number; y: number; tag: string }[] {
+  if (facts) return facts;
+  const rng = new Rng(FACT_SEED);
+  const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
+  const seen = new Set<string>();
+  facts = [];
+  while (facts.length < FACT_COUNT) {
+    const x = rng.int(minOperand, maxOperand), y = rng.int(minOperand, maxOperand);
+    if (seen.has(`${x}+${y}`)) continue;
+    seen.add(`${x}+${y}`);
+    facts.push({ x, y, tag: randomTag(rng) });
+  }
+  return facts;
+}
+
 /** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
 function story(rng: Rng): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string> } {
   const n = rng.int(2, 7);
@@ -174,8 +203,20 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
     },
   },
   {
+    name: 'fact', weight: 0, make: (rng) => {
+      const f = pick(rng, factTable());
+      return { family: 'fact', prompt: `Fact ${f.x}+${f.y}:`, answer: f.tag, sep: '' };
+    },
+  },
+  {
+    name: 'induct', weight: 0, make: (rng) => {
+      const words = distinct(rng, [...NAMES, ...ROLES, ...COLOURS], rng.int(4, 12)).join(' ');
+      return { family: 'induct', prompt: `List: ${words}. Again:`, answer: words, sep: ' ' };
+    },
+  },
+  {
     name: 'tag', weight: 0.08, make: (rng) => {
-      const tag = `<mem-${Math.floor(rng.uniform() * 4294967296).toString(16).padStart(8, '0')}>`;
+      const tag = randomTag(rng);
       // half glued ('Repeat:<mem-...'): a tag's first token is then '<', as after '=' or 'ANS:' in the tasks
       return { family: 'tag', prompt: `Remember ${tag}. Repeat:`, answer: tag, sep: rng.uniform() < 0.5 ? ' ' : '' };
     },
@@ -208,6 +249,16 @@ export const DEFAULT_MIX_FAMILIES: readonly string[] = FAMILIES.filter((f) => f.
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 
 const weightOf = (o: CorpusOptions, f: { name: string; weight: number }): number => (o.mix === null ? f.weight : o.mix[f.name] ?? 0);
+
+/**
+ * The options of `--sums-first`'s first steps: the default weights, and a family that only a --mix
+ * draws (weight 0 by default, e.g. `induct`) by its weight in the stage's mix, so that
+ * `--first-families sum4,induct` draws both; a stream without such a family is unchanged.
+ */
+export const firstFamiliesCorpus = (o: CorpusOptions): CorpusOptions => ({
+  ...o,
+  mix: o.mix === null ? null : Object.fromEntries(FAMILIES.map((f) => [f.name, f.weight > 0 ? f.weight : o.mix![f.name] ?? 0])),
+});
 
 /** One document of the mix (family drawn by weight among `only`, default all, then its generator). */
 export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES, o: CorpusOptions = CORPUS_DEFAULTS): CorpusDoc {

@@ -18,7 +18,7 @@ import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
-import { CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText } from '../../engine/tasks/corpus';
+import { CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, FACT_COUNT, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText, factTable, firstFamiliesCorpus } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
@@ -43,7 +43,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite', 'fact', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -135,6 +135,32 @@ describe('corpus and shared tokenizer', () => {
     expect(reordered).toBeGreaterThan(150);
   });
 
+  it('fact (only in a --mix): a fixed table of two-digit pairs, each with its own tag, the same for every stream', () => {
+    const table = factTable();
+    expect(table).toHaveLength(FACT_COUNT);
+    expect(new Set(table.map((f) => `${f.x}+${f.y}`)).size).toBe(FACT_COUNT);
+    expect(new Set(table.map((f) => f.tag)).size).toBe(FACT_COUNT);
+    const rng = new Rng(13);
+    for (let i = 0; i < 200; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { fact: 1 } });
+      const [, x, y] = d.prompt.match(/^Fact (\d\d)\+(\d\d):$/)!.map(Number);
+      expect(d.answer).toMatch(/^<mem-[0-9a-f]{8}>$/);
+      expect(table.find((f) => f.x === x && f.y === y)?.tag).toBe(d.answer);
+    }
+  });
+
+  it('induct (only in a --mix): 4-12 distinct words, "Again:", the same words in the same order', () => {
+    const rng = new Rng(14);
+    for (let i = 0; i < 200; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { induct: 1 } });
+      const words = d.answer.split(' ');
+      expect(d.prompt).toBe(`List: ${d.answer}. Again:`);
+      expect(words.length).toBeGreaterThanOrEqual(4);
+      expect(words.length).toBeLessThanOrEqual(12);
+      expect(new Set(words).size).toBe(words.length);
+    }
+  });
+
   it('--sums-first draws only the adding families, with two-digit operands as the arithmetic task', () => {
     const rng = new Rng(4);
     const seen = new Set<string>();
@@ -144,6 +170,23 @@ describe('corpus and shared tokenizer', () => {
       if (d.family !== 'plain') for (const x of d.prompt.slice(0, -1).split('+')) expect(Number(x)).toBeGreaterThanOrEqual(10);
     }
     expect([...seen].sort()).toEqual([...SUM_FAMILIES].sort());
+  });
+
+  it('--first-families draws a mix-only family by its mix weight, the others as without a mix', () => {
+    const mix = { sum4: 0.1, colour: 0.5, induct: 0.1 };
+    const first = firstFamiliesCorpus({ ...CORPUS_DEFAULTS, mix });
+    const rng = new Rng(15);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 1000; i++) {
+      const f = corpusDoc(rng, ['sum4', 'induct'], first).family;
+      counts.set(f, (counts.get(f) ?? 0) + 1);
+    }
+    // sum4 keeps its default 0.36 against induct's 0.1 from the mix
+    expect(counts.get('induct')! / 1000).toBeCloseTo(0.1 / 0.46, 1);
+    // a stage without a mix-only family draws its first steps exactly as before the option
+    const [a, b] = [new Rng(16), new Rng(16)];
+    const plain = firstFamiliesCorpus({ ...CORPUS_DEFAULTS, mix: { colour: 1 } });
+    for (let i = 0; i < 200; i++) expect(corpusDoc(a, SUM_FAMILIES, plain)).toEqual(corpusDoc(b, SUM_FAMILIES));
   });
 
   it('round-trips the corpus, splits digits and mem tags, keeps the tasks\' words whole', () => {
