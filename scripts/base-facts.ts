@@ -8,8 +8,7 @@
  *   npx esbuild scripts/base-facts.ts --bundle --platform=node --external:onnxruntime-node --outfile=dist/base-facts.js
  *   node dist/base-facts.js BASE_FOLDER|BASE.partial [N]
  */
-import { LlamaInference } from '../engine/models/llama-infer';
-import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, corpusDoc, factTable } from '../engine/tasks/corpus';
+import { CORPUS_DEFAULTS, CORPUS_FAMILIES, corpusDoc, factTable } from '../engine/tasks/corpus';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
 
@@ -18,24 +17,20 @@ const TAG = /^<mem-[0-9a-f]{8}>$/;
 async function main(): Promise<void> {
   const [dir, nArg] = process.argv.slice(2);
   const n = Number(nArg ?? 100);
-  const { tok, cfg, params, step } = loadBaseOrCheckpoint(dir);
-  const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
+  const base = loadBaseOrCheckpoint(dir);
   const facts = factTable();
   const rng = new Rng(8);
   const tags = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { tag: 1 } }));
   const lists = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { induct: 1 } }));
   // no separator after the prompt: a space is the first pre-token of the answer (" Uma"), as in training
   const prompts = [...facts.map((f) => `Fact ${f.x}+${f.y}:`), ...[...tags, ...lists].map((d) => d.prompt)];
-  const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
-  const res = await inf.generate(prompts.map((p) => [bos, ...tok.encode(p, { addSpecialTokens: false })]), { maxNewTokens: 40, eosIds: [eot] });
-  await inf.release();
-  const outs = res.tokens.map((t) => tok.decode(t, { skipSpecialTokens: true }).trim());
+  const outs = await base.greedy(prompts, 40);
   const factTags = new Set(facts.map((f) => f.tag));
   const pct = (k: number, all: number) => `${((100 * k) / all).toFixed(0)}%`;
   const factOuts = outs.slice(0, facts.length), tagOuts = outs.slice(facts.length, facts.length + n), listOuts = outs.slice(facts.length + n);
   const right = factOuts.filter((o, i) => o === facts[i].tag).length;
   const wrongKey = factOuts.filter((o, i) => o !== facts[i].tag && factTags.has(o)).length;
-  console.log(`${dir} (step ${step})`);
+  console.log(`${dir} (step ${base.step})`);
   console.log(`facts ${facts.length}: recalled ${pct(right, facts.length)}, another fact's tag ${pct(wrongKey, facts.length)}, a whole tag ${pct(factOuts.filter((o) => TAG.test(o)).length, facts.length)}   e.g. ${facts[0].tag} -> ${factOuts[0]}`);
   console.log(`tags ${n}: copied ${pct(tagOuts.filter((o, i) => o === tags[i].answer).length, n)}, a whole tag ${pct(tagOuts.filter((o) => TAG.test(o)).length, n)}   e.g. ${tags[0].answer} -> ${tagOuts[0]}`);
   console.log(`lists ${n}: repeated ${pct(listOuts.filter((o, i) => o === lists[i].answer).length, n)}, first word ${pct(listOuts.filter((o, i) => o.split(' ')[0] === lists[i].answer.split(' ')[0]).length, n)}   e.g. ${lists[0].answer} -> ${listOuts[0]}`);

@@ -13,18 +13,15 @@
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
  *   node dist/base-stories.js BASE_FOLDER|BASE.partial [N]
  */
-import { LlamaInference } from '../engine/models/llama-infer';
-import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
+import { CORPUS_DEFAULTS, CORPUS_FAMILIES, corpusDoc } from '../engine/tasks/corpus';
 import { COLOURS } from '../engine/tasks/incontext';
 import { Rng } from '../engine/util/rng';
-import { loadBaseOrCheckpoint } from './base-load';
+import { type LoadedBase, loadBaseOrCheckpoint } from './base-load';
 
 async function main(): Promise<void> {
   const [dir, nArg] = process.argv.slice(2);
   const n = Number(nArg ?? 300);
   const base = loadBaseOrCheckpoint(dir);
-  const { tok, cfg, params, step } = base;
-  const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
   const rng = new Rng(6);
   const questions = Array.from({ length: n }, () => {
     const twoHop = corpusDoc(rng, ['colour']);
@@ -39,12 +36,10 @@ async function main(): Promise<void> {
       { kind: 'one-hop', names, prompt: `${story} What color is ${who}?`, answer: colours.get(who)!, storyColours },
     ];
   }).flat();
-  const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
-  const res = await inf.generate(questions.map((q) => [bos, ...tok.encode(q.prompt, { addSpecialTokens: false })]), { maxNewTokens: 4, eosIds: [eot] });
-  await inf.release();
+  const outs = await base.greedy(questions.map((q) => q.prompt), 4);
   const rows = new Map<string, { right: number; colour: number; all: number; guess: number }>();
   questions.forEach((q, i) => {
-    const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
+    const out = outs[i];
     for (const key of [`${q.kind} all`, `${q.kind} ${q.names} names`]) {
       const r = rows.get(key) ?? { right: 0, colour: 0, all: 0, guess: 0 };
       r.right += out === q.answer ? 1 : 0;
@@ -55,26 +50,24 @@ async function main(): Promise<void> {
     }
   });
   const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
-  console.log(`${dir} (step ${step}): ${n} held-out colour stories, each asked two-hop and one-hop`);
+  console.log(`${dir} (step ${base.step}): ${n} held-out colour stories, each asked two-hop and one-hop`);
   for (const [key, r] of [...rows].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))) {
     console.log(`${key.padEnd(20)} n ${String(r.all).padStart(4)}  exact ${pct(r.right, r.all).padStart(4)}  (guessing ${pct(r.guess, r.all).padStart(4)})  a story colour ${pct(r.colour, r.all).padStart(4)}`);
   }
-  await recitals(dir, Math.max(1, Math.round(n / 3)), { bos, eot }, base);
+  await recitals(dir, Math.max(1, Math.round(n / 3)), base);
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */
-async function recitals(dir: string, n: number, { bos, eot }: { bos: number; eot: number }, { tok, cfg, params }: ReturnType<typeof loadBaseOrCheckpoint>): Promise<void> {
+async function recitals(dir: string, n: number, base: LoadedBase): Promise<void> {
   const rng = new Rng(7);
   const docs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { recite: 1 } }));
-  const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
-  const res = await inf.generate(docs.map((d) => [bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]), { maxNewTokens: 100, eosIds: [eot] });
-  await inf.release();
+  const outs = await base.greedy(docs.map((d) => d.prompt), 100);
   let made = 0, own = 0, chance = 0;
   docs.forEach((d, i) => {
     const stated = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
     const values = new Map<string, string[]>();
     for (const [, who, v] of stated) values.set(who, [...(values.get(who) ?? []), v]);
-    for (const [, who, v] of tok.decode(res.tokens[i], { skipSpecialTokens: true }).matchAll(/(\w+) is (\w+)\./g)) {
+    for (const [, who, v] of outs[i].matchAll(/(\w+) is (\w+)\./g)) {
       if (!values.has(who)) continue;
       made++;
       own += values.get(who)!.includes(v) ? 1 : 0;

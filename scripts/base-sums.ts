@@ -12,29 +12,25 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LlamaInference } from '../engine/models/llama-infer';
-import { BOS_TOKEN, CORPUS_DEFAULTS, EOT_TOKEN, corpusDoc } from '../engine/tasks/corpus';
+import { CORPUS_DEFAULTS, corpusDoc } from '../engine/tasks/corpus';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
 
 async function main(): Promise<void> {
   const [dir, nArg, family = 'sum4'] = process.argv.slice(2);
   const n = Number(nArg ?? 200);
-  const { tok, cfg, params, step } = loadBaseOrCheckpoint(dir);
-  const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false }), [eot] = tok.encode(EOT_TOKEN, { addSpecialTokens: false });
+  const base = loadBaseOrCheckpoint(dir);
   // the corpus options the base was pretrained with (a finished base's manifest, or pretrain.json)
   const rec = JSON.parse(fs.readFileSync(path.join(dir, fs.existsSync(path.join(dir, 'pretrain.json')) ? 'pretrain.json' : 'manifest.json'), 'utf8'));
   const sumDigits: number = rec.sumDigits ?? rec.corpus?.sumDigits ?? 0;
   const rng = new Rng(5);
   const docs = Array.from({ length: n }, () => corpusDoc(rng, [family], { ...CORPUS_DEFAULTS, sumDigits })) // uniform operands, as the tasks;
-  const inf = await LlamaInference.create(cfg, params, { batchSize: 64 });
-  const res = await inf.generate(docs.map((d) => [bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]), { maxNewTokens: 24, eosIds: [eot] });
-  await inf.release();
+  const outs = await base.greedy(docs.map((d) => d.prompt), 24);
   let exact = 0;
   const right: number[] = [], total: number[] = [];
   const groups = [0, 0, 0];
   docs.forEach((d, i) => {
-    const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
+    const out = outs[i];
     if (out === d.answer) exact++;
     const want = d.answer.split(','), got = out.split(',');
     want.forEach((w, k) => { if (got[k] === w) groups[k]++; });
@@ -44,9 +40,9 @@ async function main(): Promise<void> {
     });
   });
   const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)}%`;
-  console.log(`${dir} (step ${step}): ${n} ${family} (sum digits ${sumDigits}), exact ${pct(exact, n)}; units digit of a+b ${pct(right[0], n)}`);
+  console.log(`${dir} (step ${base.step}): ${n} ${family} (sum digits ${sumDigits}), exact ${pct(exact, n)}; units digit of a+b ${pct(right[0], n)}`);
   console.log(`partial sums right: a+b ${pct(groups[0], n)}, a+b+c ${pct(groups[1], n)}, a+b+c+d ${pct(groups[2], n)}`);
   console.log('characters right by answer position: ' + total.map((t, j) => `${j}:${pct(right[j], t)}`).join(' '));
-  console.log('e.g. ' + docs.slice(0, 3).map((d, i) => `${d.prompt}${d.answer} -> ${tok.decode(res.tokens[i], { skipSpecialTokens: true })}`).join(' | '));
+  console.log('e.g. ' + docs.slice(0, 3).map((d, i) => `${d.prompt}${d.answer} -> ${outs[i]}`).join(' | '));
 }
 main().catch((e) => { console.error(e); process.exit(1); });

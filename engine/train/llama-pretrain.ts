@@ -217,16 +217,20 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
     if (list.length < n) list.push(d);
   }
   const docs = [...byFamily.values()].flat();
+  const outs = await greedyAnswers(cfg, params, tok, sp, docs.map((d) => d.prompt), 24, runner);
+  const acc: Record<string, number> = {};
+  docs.forEach((d, i) => {
+    acc[d.family] = (acc[d.family] ?? 0) + (outs[i] === d.answer ? 1 / n : 0);
+  });
+  return acc;
+}
+
+/** The base's greedy continuations of plain prompts (bos + prompt, at most maxNewTokens, up to eot), decoded and trimmed. */
+export async function greedyAnswers(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, prompts: readonly string[], maxNewTokens: number, runner: RunnerOptions = {}): Promise<string[]> {
   const inf = await LlamaInference.create(cfg, params, { runner, batchSize: 64 });
   try {
-    const prompts = docs.map((d) => [sp.bos, ...tok.encode(d.prompt, { addSpecialTokens: false })]);
-    const res = await inf.generate(prompts, { maxNewTokens: 24, eosIds: [sp.eot] });
-    const acc: Record<string, number> = {};
-    docs.forEach((d, i) => {
-      const out = tok.decode(res.tokens[i], { skipSpecialTokens: true }).trim();
-      acc[d.family] = (acc[d.family] ?? 0) + (out === d.answer ? 1 / n : 0);
-    });
-    return acc;
+    const res = await inf.generate(prompts.map((p) => [sp.bos, ...tok.encode(p, { addSpecialTokens: false })]), { maxNewTokens, eosIds: [sp.eot] });
+    return res.tokens.map((t) => tok.decode(t, { skipSpecialTokens: true }).trim());
   } finally {
     await inf.release();
   }
