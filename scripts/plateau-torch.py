@@ -84,7 +84,7 @@ def sum4(r, round_p=0.0):
     return list('+'.join(map(str, ops)) + '='), list(','.join(groups))
 
 
-def story(r, kind='colour'):
+def story(r, kind='colour', ordered=None):
     """The corpus's colour story as words (corpus.ts story()); kind 'role': What is X? -> X's role;
     'direct': What color is S? for a name S whose colour is stated; 'kv': no role statements (only
     colours, every name's stated), What color is X? of one of them (an associative recall in words)."""
@@ -106,7 +106,8 @@ def story(r, kind='colour'):
     words = [w for x in st for w in x]
     if kind in ('recite', 'kvrecite'):
         again = st[:]
-        if r.random() >= a.recite_ordered: r.shuffle(again)
+        ordered = a.recite_ordered if ordered is None else ordered
+        if not (ordered and r.random() < ordered): r.shuffle(again)  # no extra draw at 0: earlier rows' streams hold
         return words + ['Again', ':'], [w for x in again for w in x]
     if kind == 'role':
         who = r.choice(names)
@@ -237,14 +238,20 @@ class Model(nn.Module):
         return s.norm(x) @ s.emb.weight.T
 
 
-def evaluate(m, kind=None):
-    """Teacher-forced accuracy of each answer token and the exact rate on 200 held-out documents."""
-    r = random.Random(12345)
-    docs = [story(r, kind) if kind else doc(r, train=False) for _ in range(200)]
+def greedy(m, docs, with_ids=False):
+    """Each document alone ([<eot>] prompt answer, padded with <eot>) and the model's argmax at every position."""
     L = max(len(q) + len(ans) for q, ans in docs) + 1
     ids = torch.tensor([([EOT] + [ID[c] for c in q + ans] + [EOT] * L)[:L] for q, ans in docs])
     with torch.no_grad():
         pred = m(ids[:, :-1]).argmax(-1)
+    return (ids, pred) if with_ids else pred
+
+
+def evaluate(m, kind=None):
+    """Teacher-forced accuracy of each answer token and the exact rate on 200 held-out documents."""
+    r = random.Random(12345)
+    docs = [story(r, kind) if kind else doc(r, train=False) for _ in range(200)]
+    ids, pred = greedy(m, docs, with_ids=True)
     # answers of one length (sum4, story, tag): accuracy per position; induct's vary: the first position and the whole answer
     k = min(len(ans) for _, ans in docs)
     ok = torch.stack([pred[i, len(q):len(q) + k] == ids[i, len(q) + 1:len(q) + 1 + k] for i, (q, _) in enumerate(docs)])
@@ -257,14 +264,9 @@ def recited(m):
     its name, or after `X is`), all of them and the first one, with what no lookup scores: crossing off
     the values already recited gets mean(H_n) / mean(n) of all values (47 % for 2-7 names), the first
     value, where nothing is crossed off yet, mean(1/n) (27 %): only the first tells a lookup."""
-    r, ordered = random.Random(54321), a.recite_ordered
-    a.recite_ordered = 0  # held-out recitals are always reshuffled: a lookup by name, not a copy
-    docs = [story(r, 'kvrecite') for _ in range(200)]
-    a.recite_ordered = ordered
-    L = max(len(q) + len(ans) for q, ans in docs) + 1
-    ids = torch.tensor([([EOT] + [ID[c] for c in q + ans] + [EOT] * L)[:L] for q, ans in docs])
-    with torch.no_grad():
-        pred = m(ids[:, :-1]).argmax(-1)
+    r = random.Random(54321)
+    docs = [story(r, 'kvrecite', ordered=0) for _ in range(200)]  # always reshuffled: a lookup, not a copy
+    pred = greedy(m, docs)
     hit = n = first = 0
     for i, (q, ans) in enumerate(docs):
         values = [t for t, w in enumerate(ans) if w in COLOURS]  # answer positions; predicted at the token before
