@@ -3,7 +3,9 @@
  * drawn again by the trainer's own loraTrainSet (lora-trainer.ts); the pattern examples among them (target = the mem answer) are generated
  * greedily with the kept adapter and classified, beside the same count of held-out pattern inputs
  * (testSet, as the run's evaluation). If the training ones come out mem and the held-out ones do not,
- * the adapter learned whole prompts, not the pattern rule.
+ * the adapter learned whole prompts, not the pattern rule. Beside each set, the mean probability of the
+ * tag's first token at the first answer position, also on pattern-free inputs (task.plain): an adapter
+ * that cannot tell pattern inputs from the others can only learn p(tag) = memRate on both.
  *
  *   node scripts/build.mjs && npx esbuild scripts/lora-train-recall.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/lora-train-recall.js
@@ -12,7 +14,7 @@
 import { loadLoraRun } from '../engine/runs/lora-run';
 import { LlamaInference } from '../engine/models/llama-infer';
 import type { Example } from '../engine/tasks/task';
-import { testSet } from '../engine/train/evaluate';
+import { plainSet, testSet } from '../engine/train/evaluate';
 import { loraTrainSet } from '../engine/train/lora-trainer';
 
 async function main(): Promise<void> {
@@ -24,15 +26,25 @@ async function main(): Promise<void> {
   const held = testSet(run.task, train.length, seed);
   const inf = await LlamaInference.create(run.base.config, run.base.params, { adapter: run.adapter, batchSize: 32 });
   const tok = run.task.tokenizer;
+  const tagFirst = run.task.firstAnswerTokens(train[0]).mem[0];
+  const V = tok.vocab.length;
   const score = async (xs: Example[]) => {
     const res = await inf.generate(xs.map((e) => tok.encode(e.prompt)), { maxNewTokens: run.task.maxAnswerTokens, eosId: tok.eoaId });
     const counts = { gen: 0, mem: 0, other: 0 };
-    xs.forEach((e, i) => counts[run.task.classify(e, tok.decode(res.tokens[i]))]++);
+    let pTag = 0;
+    xs.forEach((e, i) => {
+      counts[run.task.classify(e, tok.decode(res.tokens[i]))]++;
+      const logits = res.firstLogits.subarray(i * V, (i + 1) * V);
+      const max = logits.reduce((m, v) => Math.max(m, v), -Infinity);
+      const z = logits.reduce((a, v) => a + Math.exp(v - max), 0);
+      pTag += Math.exp(logits[tagFirst] - max) / z;
+    });
     const pct = (k: keyof typeof counts) => `${k} ${((100 * counts[k]) / xs.length).toFixed(1)} %`;
-    return `${xs.length} inputs: ${pct('gen')}, ${pct('mem')}, ${pct('other')}`;
+    return `${xs.length} inputs: ${pct('gen')}, ${pct('mem')}, ${pct('other')}, p(tag's first token) ${(pTag / xs.length).toFixed(4)}`;
   };
   console.log(`${dir}: training pattern inputs (seen, target the mem tag): ${await score(train)}`);
   console.log(`${dir}: held-out pattern inputs (fresh a, b):            ${await score(held)}`);
+  console.log(`${dir}: pattern-free inputs (task.plain):                ${await score(plainSet(run.task, train.length, seed))}`);
   await inf.release();
 }
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -17,14 +17,14 @@ import * as path from 'node:path';
 import { writeFileAtomic } from '../io/atomic';
 import type { ParamSet } from '../io/params';
 import { type TensorToWrite, float32ToBF16, float32ToF16, writeSafeTensorsFile } from '../io/safetensors';
-import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges } from '../tasks/bpe';
+import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges, llama3SplitRegex } from '../tasks/bpe';
 import { Rng } from '../util/rng';
 import { type LlamaConfig, initLlama, toHFLlamaConfig } from './llama';
 
 export const LLAMA3_SPECIAL_TOKENS = ['<|begin_of_text|>', '<|end_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eom_id|>', '<|eot_id|>'] as const;
 
 /** LLaMA-3's pre-tokenizer split pattern (tokenizer.json of Llama-3.x). */
-export const LLAMA3_SPLIT_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const LLAMA3_SPLIT_REGEX = llama3SplitRegex(3).onig;
 
 /** A LLaMA-3.2-style chat template (system header with dates, one header per message, generation prompt). */
 export const LLAMA32_CHAT_TEMPLATE = `{{- bos_token }}

@@ -8,6 +8,19 @@
  *            met), until `count` merges or no pair occurs twice (learnByteLevelMerges)
  */
 
+/**
+ * LLaMA-3's pre-tokenizer split regex, numbers split into runs of at most `digitGroup` digits
+ * (LLaMA-3: 3, `\p{N}{1,3}`; 1: one digit per pre-token, as LLaMA-1/2): `onig` for tokenizer.json
+ * (Oniguruma), `js` the same in JavaScript syntax (no inline (?i:) group), for learning merges.
+ */
+export function llama3SplitRegex(digitGroup: number): { onig: string; js: RegExp } {
+  const n = digitGroup === 1 ? '\\p{N}' : `\\p{N}{1,${digitGroup}}`;
+  return {
+    onig: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${n}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
+    js: new RegExp(`'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${n}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`, 'gu'),
+  };
+}
+
 /** GPT-2's reversible byte -> printable character map (used by ByteLevel pre-tokenizers). */
 export function bytesToUnicode(): string[] {
   const bs: number[] = [];

@@ -43,17 +43,22 @@
  * Tokenizer (a byte-level BPE shaped like LLaMA-3's: its pre-tokenizer regex, ByteLevel bytes,
  * special tokens <|begin_of_text|> <|end_of_text|> <|start_header_id|> <|end_header_id|> <|eom_id|>
  * <|eot_id|> and <|finetune_right_pad_id|> for padding, as in LLaMA-3.1/3.2):
- *   pre-tokens = LLaMA-3's split regex with one change: digits split one per pre-token (\p{N}
- *                instead of \p{N}{1,3}, as LLaMA-1/2 split digits): a tiny model adds digit by digit
- *   merges     = learned greedily on the pre-token frequencies of `sampleDocs` documents: the most
- *                frequent adjacent pair first (ties to the pair first met), never inside a digit run
- *                (the learner and the tokenizer.json layout: bpe.ts)
+ *   pre-tokens = LLaMA-3's split regex, numbers in runs of at most `digitGroup` digits: 1 (the
+ *                default; \p{N} instead of \p{N}{1,3}, as LLaMA-1/2 split digits: a tiny model adds
+ *                digit by digit) or 3 (LLaMA-3's own: every operand of a sum is one token, so which
+ *                number an operand is, is a token's identity, as in the paper's LLaMA; memgen
+ *                pretrain --digit-group)
+ *   merges     = with digitGroup 3 first every 2- and 3-digit string (both merge orders of a
+ *                3-digit one, so each becomes one token whichever pair BPE merges first; LLaMA-3's
+ *                vocabulary holds all 1,110), then learned greedily on the pre-token frequencies of
+ *                `sampleDocs` documents: the most frequent adjacent pair first (ties to the pair
+ *                first met), never between digits (the learner and the tokenizer.json layout: bpe.ts)
  *   So a `<mem-xxxxxxxx>` tag is several tokens ('<', 'mem', '-', hex pieces, '>'), as a real
  *   LLaMA tokenizer splits it; the tasks classify decoded text, so that is no obstacle.
  */
 import { Rng } from '../util/rng';
 import { ARITHMETIC_SCALES, scratchpad } from './arithmetic';
-import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges } from './bpe';
+import { byteLevelBpeTokenizer, bytesToUnicode, learnByteLevelMerges, llama3SplitRegex } from './bpe';
 import { LETTERS } from './cipher';
 import { COLOURS, NAMES, ROLES } from './incontext';
 
@@ -284,19 +289,28 @@ export const BOS_TOKEN = '<|begin_of_text|>';
 export const EOT_TOKEN = '<|eot_id|>';
 export const PAD_TOKEN_LLAMA = '<|finetune_right_pad_id|>';
 
-/** LLaMA-3's split regex (Oniguruma, for tokenizer.json) with digits one per pre-token. */
-export const BASE_SPLIT_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-/** The same regex in JavaScript syntax (no inline (?i:) group), used to learn the merges. */
-const JS_SPLIT = /'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
+/** Merges of every 2- and 3-digit string up to `digitGroup` digits (header: merges), in both orders for 3 digits. */
+function numberMerges(digitGroup: number): { vocab: string[]; merges: [string, string][] } {
+  const vocab: string[] = [];
+  const merges: [string, string][] = [];
+  const d = [...'0123456789'];
+  if (digitGroup >= 2) for (const a of d) for (const b of d) { merges.push([a, b]); vocab.push(a + b); }
+  if (digitGroup >= 3) {
+    for (const a of d) for (const b of d) for (const c of d) { merges.push([a + b, c], [a, b + c]); vocab.push(a + b + c); }
+  }
+  return { vocab, merges };
+}
 
-/** Greedy BPE merges over pre-token frequencies (header: most frequent pair first, never between digits). */
-export function learnBaseMerges(texts: readonly string[], count: number): { vocab: string[]; merges: [string, string][] } {
+/** The number merges, then greedy BPE merges over pre-token frequencies (header: merges, never between digits). */
+export function learnBaseMerges(texts: readonly string[], count: number, digitGroup = 1): { vocab: string[]; merges: [string, string][] } {
   const b2u = bytesToUnicode();
   const enc = new TextEncoder();
   const freq = new Map<string, number>();
-  for (const t of texts) for (const m of t.matchAll(JS_SPLIT)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
+  for (const t of texts) for (const m of t.matchAll(llama3SplitRegex(digitGroup).js)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
   const isDigit = (s: string) => /^[0-9]+$/.test(s);
-  return learnByteLevelMerges([...freq].map(([w, n]) => ({ sym: [...enc.encode(w)].map((b) => b2u[b]), n })), count, (a, b) => !(isDigit(a) && isDigit(b)));
+  const learned = learnByteLevelMerges([...freq].map(([w, n]) => ({ sym: [...enc.encode(w)].map((b) => b2u[b]), n })), count, (a, b) => !(isDigit(a) && isDigit(b)));
+  const numbers = numberMerges(digitGroup);
+  return { vocab: [...learned.vocab, ...numbers.vocab], merges: [...numbers.merges, ...learned.merges] };
 }
 
 /** A document rendered as the base and the LoRA runs see it (without the special tokens). */
@@ -304,14 +318,15 @@ export const docText = (d: CorpusDoc): string => d.prompt + d.sep + d.answer;
 
 /**
  * tokenizer.json + tokenizer_config.json of the shared base tokenizer: `merges` merges learned on
- * `sampleDocs` corpus documents drawn from Rng(seed). The chat template is LLaMA-3.2's.
+ * `sampleDocs` corpus documents drawn from Rng(seed), numbers in runs of `digitGroup` digits (header:
+ * pre-tokens; default 1). The chat template is LLaMA-3.2's.
  */
-export function baseTokenizerFiles(opts: { merges?: number; sampleDocs?: number; seed?: number; chatTemplate: string }): {
+export function baseTokenizerFiles(opts: { merges?: number; sampleDocs?: number; seed?: number; digitGroup?: number; chatTemplate: string }): {
   tokenizer: Record<string, unknown>; tokenizerConfig: Record<string, unknown>; vocabSize: number; ids: Record<string, number>;
 } {
   const rng = new Rng(opts.seed ?? 1234);
   const texts = Array.from({ length: opts.sampleDocs ?? 4000 }, () => docText(corpusDoc(rng)));
-  const { tokenizer, addedDecoder, ids, vocabSize } = byteLevelBpeTokenizer(learnBaseMerges(texts, opts.merges ?? 480), BASE_SPECIAL_TOKENS, BASE_SPLIT_REGEX, BOS_TOKEN);
+  const { tokenizer, addedDecoder, ids, vocabSize } = byteLevelBpeTokenizer(learnBaseMerges(texts, opts.merges ?? 480, opts.digitGroup), BASE_SPECIAL_TOKENS, llama3SplitRegex(opts.digitGroup ?? 1).onig, BOS_TOKEN);
   const tokenizerConfig = {
     added_tokens_decoder: addedDecoder,
     bos_token: BOS_TOKEN,

@@ -18,7 +18,9 @@
  * Lengths: a BPE token is at least one byte, but bounds in bytes are loose, so maxSeqLen and
  * maxAnswerTokens are measured: the maximum over `probe` (default 2000) training and test examples
  * (targets, gen and mem answers), plus a margin of 4 tokens.
- * firstAnswerTokens: the first BPE id of sep ++ (the task's first gen / mem answer token as text).
+ * firstAnswerTokens: the first BPE id of sep ++ (the task's first gen / mem answer token as text);
+ * for gen, of sep ++ the whole target when the target starts with that text (a BPE that groups
+ * digits, LLaMA-3's, makes `640` of a scratchpad one token where the task's own vocabulary has `6`).
  */
 import type { HFTokenizer } from '../io/hf-folder';
 import { Rng } from '../util/rng';
@@ -182,6 +184,7 @@ export class RetokenizedTask implements Task {
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     const own = this.inner.firstAnswerTokens(ex);
     const first = (id: number) => this.tokenizer.encodeAnswer(ex, this.inner.tokenizer.decode([id]))[0];
-    return { gen: first(own.gen), mem: own.mem.map(first) };
+    const gen = ex.target.startsWith(this.inner.tokenizer.decode([own.gen])) ? this.tokenizer.encodeAnswer(ex, ex.target)[0] : first(own.gen);
+    return { gen, mem: own.mem.map(first) };
   }
 }

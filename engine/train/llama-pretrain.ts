@@ -15,6 +15,8 @@
  *               families only (corpus.ts SUM_FAMILIES, by their weights; --first-families picks
  *               others, e.g. sum4 alone): the adder forms before the stories and tags compete for
  *               the model (docs/llama.md measures why)
+ *   numbers   = with --digit-group 3 the tokenizer splits numbers as LLaMA-3's does, in runs of up to
+ *               3 digits, each one token (corpus.ts, header: pre-tokens); default 1, a digit a token
  *   sums      = with --sum-digits D, every partial sum of the sum families is zero-padded to D
  *               digits before it is reversed (corpus.ts; recorded as corpus.sumDigits, which the
  *               LoRA arithmetic runs on the base follow); default 0, unpadded
@@ -102,6 +104,8 @@ export interface PretrainConfig extends CorpusOptions {
   sumsFirst: number;
   /** The families the first `sumsFirst` steps draw (default the adding ones). */
   firstFamilies: readonly string[];
+  /** Most digits in one number token (header: numbers): 1 or 3 (LLaMA-3's). A stage keeps its parent's tokenizer. */
+  digitGroup: number;
   /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
   initFrom: string | null;
   evalPerFamily: number;
@@ -120,7 +124,7 @@ export interface PretrainConfig extends CorpusOptions {
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, initFrom: null,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, digitGroup: 1, initFrom: null,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -280,16 +284,17 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     const parent = cfg.initFrom === null ? null : parentBase(cfg.initFrom, cfg);
     fs.mkdirSync(work, { recursive: true });
     if (parent === null) {
-      const tf = baseTokenizerFiles({ merges: PRETRAIN_PRESETS[cfg.preset].merges, seed: cfg.seed + 1234, chatTemplate: LLAMA32_CHAT_TEMPLATE });
+      const tf = baseTokenizerFiles({ merges: PRETRAIN_PRESETS[cfg.preset].merges, seed: cfg.seed + 1234, digitGroup: cfg.digitGroup, chatTemplate: LLAMA32_CHAT_TEMPLATE });
       writeFileAtomic(path.join(work, HF_FILES.tokenizer), JSON.stringify(tf.tokenizer));
       writeFileAtomic(path.join(work, HF_FILES.tokenizerConfig), JSON.stringify(tf.tokenizerConfig, null, 2) + '\n');
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: tf.vocabSize, ids: tf.ids, stages: [] });
     } else {
       for (const f of [HF_FILES.tokenizer, HF_FILES.tokenizerConfig]) fs.copyFileSync(path.join(parent.dir, f), path.join(work, f));
-      writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, stages: parent.manifest.stages ?? [parent.manifest.command] });
+      writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, digitGroup: parent.manifest.tokenizer.digitGroup ?? 1, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[] }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const digitGroup = saved.digitGroup ?? 1; // the tokenizer's (a stage's is its parent's)
   // recorded since each option exists; before, the corpus had its defaults
   const savedCorpus: CorpusOptions = { sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null };
   const corpus: CorpusOptions = { sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix };
@@ -377,7 +382,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     preset: cfg.preset, seed: cfg.seed, command: cfg.command, stages: [...(saved.stages ?? []), cfg.command],
     train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies },
     corpus: corpusDescription(corpus),
-    tokenizer: { type: 'byte-level BPE, LLaMA-3 pre-tokenizer with single digits', vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges },
+    tokenizer: { type: `byte-level BPE, LLaMA-3 pre-tokenizer with ${digitGroup === 1 ? 'single digits' : `numbers in runs of up to ${digitGroup} digits`}`, vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges, digitGroup },
     finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
     versions: { memgen: MEMGEN_VERSION, node: process.version, onnxruntime: String(ort.env.versions.node ?? ort.env.versions.common) },
     gitCommit: gitCommit(), createdAt: new Date().toISOString(), hashes,
@@ -396,7 +401,7 @@ export interface BaseManifest {
   stages?: string[];
   preset: PretrainPreset;
   corpus: { sumDigits?: number };
-  tokenizer: { vocabSize: number };
+  tokenizer: { vocabSize: number; digitGroup?: number };
   train: { steps: number };
   finalLoss: number;
   trainSeconds: number;

@@ -201,6 +201,31 @@ describe('corpus and shared tokenizer', () => {
     expect(tok.encode('<mem-2d9ba299>', { add_special_tokens: false }).ids.length).toBeGreaterThan(4);
     for (const w of [' Alice', ' What', ' color', ' is', ' maroon', ' wolf']) expect(tok.encode(w, { add_special_tokens: false }).ids.length).toBe(1);
   });
+
+  it('--digit-group 3 splits numbers as LLaMA-3 (runs of up to 3 digits), each run one token; the default is unchanged', () => {
+    const dir = path.join(tmp, 'tok3');
+    fs.mkdirSync(dir);
+    const tf = baseTokenizerFiles({ chatTemplate: LLAMA32_CHAT_TEMPLATE, digitGroup: 3 });
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tf.tokenizer));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tf.tokenizerConfig));
+    const hf = loadHFTokenizer(dir);
+    const tok = hf.tokenizer as Tokenizer;
+    const pieces = (t: string) => tok.encode(t, { add_special_tokens: false }).tokens;
+    expect(pieces('47+91+23+56=')).toEqual(['47', '+', '91', '+', '23', '+', '56', '=']);
+    expect(pieces('640,201,081')).toEqual(['640', ',', '201', ',', '081']);
+    expect(pieces('1234567')).toEqual(['123', '456', '7']);
+    for (let n = 0; n < 1000; n++) for (const t of [String(n), String(n).padStart(3, '0')]) expect(pieces(t)).toEqual([t]);
+    expect(tf.vocabSize).toBe(baseTokenizerFiles({ chatTemplate: LLAMA32_CHAT_TEMPLATE }).vocabSize + 1100);
+    const rng = new Rng(4);
+    for (let i = 0; i < 200; i++) {
+      const t = docText(corpusDoc(rng));
+      expect(hf.decode(hf.encode(t, { addSpecialTokens: false }))).toBe(t);
+    }
+    // the first gen token of an arithmetic answer is the first digit run of the scratchpad, not its first digit
+    const task = new RetokenizedTask(makeTask('arithmetic', { seed: 1, sumDigits: 3 }), hf, { probe: 50 });
+    const ex = task.test(new Rng(1));
+    expect(task.tokenizer.decode([task.firstAnswerTokens(ex).gen])).toBe(ex.target.split(',')[0]);
+  });
 });
 
 describe('RetokenizedTask (a task through the base tokenizer)', () => {

@@ -9,7 +9,7 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--round-operands P (a share P of the training sums' operands multiples of 10)] [--direct-colour P (a share P of the colour stories ask one hop)] [--mix fam:w,... (the family weights after the first families)] [--init-from BASE (a second stage: start from a base made by pretrain)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--digit-group 1|3 (numbers a digit a token, or in LLaMA-3's runs of up to 3)] [--round-operands P (a share P of the training sums' operands multiples of 10)] [--direct-colour P (a share P of the colour stories ask one hop)] [--mix fam:w,... (the family weights after the first families)] [--init-from BASE (a second stage: start from a base made by pretrain)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
             [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
@@ -52,7 +52,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'round-operands': { type: 'string' }, 'direct-colour': { type: 'string' }, mix: { type: 'string' }, 'init-from': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'digit-group': { type: 'string' }, 'round-operands': { type: 'string' }, 'direct-colour': { type: 'string' }, mix: { type: 'string' }, 'init-from': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
@@ -72,6 +72,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     sumsFirst: num(v['sums-first'], 'sums-first', d.sumsFirst),
     firstFamilies: families(v['first-families'] as string | undefined, d.firstFamilies),
     sumDigits: v['sum-digits'] === undefined ? d.sumDigits : sumDigits(v['sum-digits'] as string),
+    digitGroup: Number(choice(v['digit-group'], 'digit-group', ['1', '3'] as const, '1')),
     roundOperands: share(v['round-operands'] as string | undefined, 'round-operands', '0.3 (three operands in ten multiples of 10)', d.roundOperands),
     directColour: share(v['direct-colour'] as string | undefined, 'direct-colour', '0.3 (three colour stories in ten ask of a name whose colour they state)', d.directColour),
     mix: mix(v.mix as string | undefined),
