@@ -23,6 +23,7 @@ steps, teacher-forced accuracy of each answer position and the exact rate on 200
   /usr/bin/python3 scripts/plateau-torch.py --llama3 --task story --kv-first 1000 --direct 0.5 --eval-kind direct
   /usr/bin/python3 scripts/plateau-torch.py --llama3 --task story --no-is --recite 1 --recite-kv --seq 64 --no-pack \
       --batch 64 --steps 3000 --eval-every 250 --eval-kind kv [--recite-ordered 0.5]   # reshuffled recitals
+  (the same with --names-schedule 2-3:3000 --steps 6000: 2-3 names for 3000 steps, then 2-7; held out: 2-7)
 """
 import argparse, math, random, time
 import torch
@@ -56,7 +57,8 @@ p.add_argument('--recite-kv', action='store_true', help='recitals of role-free s
 p.add_argument('--recite-ordered', type=float, default=0, help='share of recitals that keep the story order (a copy, learned at once by position) instead of reshuffling')
 p.add_argument('--no-is', action='store_true', help='role-free statements without "is" ("A red ."): the value right after the name')
 p.add_argument('--kv-first', type=int, default=0, help='story: the first K steps draw role-free one-hop stories only')
-p.add_argument('--names', default='2-7', help='story: names per story, lo-hi (the corpus: 2-7)')
+p.add_argument('--names', default='2-7', help='story: names per story, lo-hi (the corpus: 2-7); the held-out checks always draw these')
+p.add_argument('--names-schedule', default='', help='story: a curriculum of training ranges before --names, e.g. 2-3:3000 (2-3 names for the first 3000 steps, then --names)')
 p.add_argument('--eval-kind', choices=['colour', 'direct', 'kv'], default='colour', help='story: the held-out question (colour: two-hop)')
 p.add_argument('--round-p', type=float, default=0, help='training operands: a multiple of 10 with this probability')
 p.add_argument('--no-pack', action='store_true', help='one document a row, padded with <eot> (unscored): no earlier story in the row to mislead a lookup by name')
@@ -283,9 +285,13 @@ opt = torch.optim.Adam(m.parameters(), lr=a.lr)
 sched = lambda s: a.lr * (s + 1) / a.warmup if s < a.warmup else a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s - a.warmup) / max(1, a.steps - a.warmup))))
 print(f'theta {a.theta:g} llama3 {a.llama3} inv_freq {[round(x, 4) for x in inv_freq().tolist()]}')
 t0, run = time.time(), 0.0
+HELD_OUT_NAMES = a.names
+SCHEDULE = [(rng_, int(until)) for rng_, until in (x.split(':') for x in a.names_schedule.split(',') if x)]
 for s in range(a.steps):
     for g in opt.param_groups: g['lr'] = sched(s)
+    a.names = next((rng_ for rng_, until in SCHEDULE if s < until), HELD_OUT_NAMES)  # story() reads a.names
     x, y = batch(rng, s)
+    a.names = HELD_OUT_NAMES
     loss = F.cross_entropy(m(x).reshape(-1, len(VOCAB)), y.reshape(-1), ignore_index=-100)
     opt.zero_grad(); loss.backward()
     torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
