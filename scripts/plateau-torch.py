@@ -286,10 +286,10 @@ sched = lambda s: a.lr * (s + 1) / a.warmup if s < a.warmup else a.lr * (0.1 + 0
 print(f'theta {a.theta:g} llama3 {a.llama3} inv_freq {[round(x, 4) for x in inv_freq().tolist()]}')
 t0, run = time.time(), 0.0
 HELD_OUT_NAMES = a.names
-SCHEDULE = [(rng_, int(until)) for rng_, until in (x.split(':') for x in a.names_schedule.split(',') if x)]
+SCHEDULE = [(lo_hi, int(until)) for lo_hi, until in (x.split(':') for x in a.names_schedule.split(',') if x)]
 for s in range(a.steps):
     for g in opt.param_groups: g['lr'] = sched(s)
-    a.names = next((rng_ for rng_, until in SCHEDULE if s < until), HELD_OUT_NAMES)  # story() reads a.names
+    a.names = next((lo_hi for lo_hi, until in SCHEDULE if s < until), HELD_OUT_NAMES)  # story() reads a.names
     x, y = batch(rng, s)
     a.names = HELD_OUT_NAMES
     loss = F.cross_entropy(m(x).reshape(-1, len(VOCAB)), y.reshape(-1), ignore_index=-100)
