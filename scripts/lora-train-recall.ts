@@ -14,7 +14,7 @@
 import { loadLoraRun } from '../engine/runs/lora-run';
 import { LlamaInference } from '../engine/models/llama-infer';
 import type { Example } from '../engine/tasks/task';
-import { plainSet, testSet } from '../engine/train/evaluate';
+import { plainSet, softmax, testSet } from '../engine/train/evaluate';
 import { loraTrainSet } from '../engine/train/lora-trainer';
 
 async function main(): Promise<void> {
@@ -34,10 +34,7 @@ async function main(): Promise<void> {
     let pTag = 0;
     xs.forEach((e, i) => {
       counts[run.task.classify(e, tok.decode(res.tokens[i]))]++;
-      const logits = res.firstLogits.subarray(i * V, (i + 1) * V);
-      const max = logits.reduce((m, v) => Math.max(m, v), -Infinity);
-      const z = logits.reduce((a, v) => a + Math.exp(v - max), 0);
-      pTag += Math.exp(logits[tagFirst] - max) / z;
+      pTag += softmax(res.firstLogits.subarray(i * V, (i + 1) * V))[tagFirst];
     });
     const pct = (k: keyof typeof counts) => `${k} ${((100 * counts[k]) / xs.length).toFixed(1)} %`;
     return `${xs.length} inputs: ${pct('gen')}, ${pct('mem')}, ${pct('other')}, p(tag's first token) ${(pTag / xs.length).toFixed(4)}`;

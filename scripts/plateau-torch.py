@@ -57,8 +57,26 @@ p.add_argument('--recite-kv', action='store_true', help='recitals of role-free s
 p.add_argument('--recite-ordered', type=float, default=0, help='share of recitals that keep the story order (a copy, learned at once by position) instead of reshuffling')
 p.add_argument('--no-is', action='store_true', help='role-free statements without "is" ("A red ."): the value right after the name')
 p.add_argument('--kv-first', type=int, default=0, help='story: the first K steps draw role-free one-hop stories only')
-p.add_argument('--names', default='2-7', help='story: names per story, lo-hi (the corpus: 2-7); the held-out checks always draw these')
-p.add_argument('--names-schedule', default='', help='story: a curriculum of training ranges before --names, e.g. 2-3:3000 (2-3 names for the first 3000 steps, then --names)')
+def names_range(v):
+    try:
+        lo, hi = map(int, v.split('-'))
+        if not 2 <= lo <= hi <= 26: raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected names per story as lo-hi with 2 <= lo <= hi <= 26, e.g. 2-7; got {v!r}')
+    return lo, hi
+
+
+def names_schedule(v):
+    out = []
+    for item in filter(None, v.split(',')):
+        lo_hi, colon, until = item.partition(':')
+        if not colon or not until.isdigit(): raise argparse.ArgumentTypeError(f'expected lo-hi:step items, e.g. 2-3:1500,2-5:3000; got {item!r}')
+        out.append((names_range(lo_hi), int(until)))
+    return out
+
+
+p.add_argument('--names', type=names_range, default='2-7', help='story: names per story, lo-hi (the corpus: 2-7); the held-out checks always draw these')
+p.add_argument('--names-schedule', type=names_schedule, default='', help='story: a curriculum of training ranges before --names, e.g. 2-3:3000 (2-3 names for the first 3000 steps, then --names)')
 p.add_argument('--eval-kind', choices=['colour', 'direct', 'kv'], default='colour', help='story: the held-out question (colour: two-hop)')
 p.add_argument('--round-p', type=float, default=0, help='training operands: a multiple of 10 with this probability')
 p.add_argument('--no-pack', action='store_true', help='one document a row, padded with <eot> (unscored): no earlier story in the row to mislead a lookup by name')
@@ -86,11 +104,12 @@ def sum4(r, round_p=0.0):
     return list('+'.join(map(str, ops)) + '='), list(','.join(groups))
 
 
-def story(r, kind='colour', ordered=None):
+def story(r, kind='colour', ordered=None, names=None):
     """The corpus's colour story as words (corpus.ts story()); kind 'role': What is X? -> X's role;
     'direct': What color is S? for a name S whose colour is stated; 'kv': no role statements (only
-    colours, every name's stated), What color is X? of one of them (an associative recall in words)."""
-    n = r.randint(*map(int, a.names.split('-')))
+    colours, every name's stated), What color is X? of one of them (an associative recall in words).
+    names: (lo, hi) names per story, default --names."""
+    n = r.randint(*(names or a.names))
     names = r.sample(NAMES, n)
     target, source = names[0], names[1]
     role = r.choice(ROLES)
@@ -141,15 +160,16 @@ def doc(r, train=True, step=0):
     if a.task == 'tag': return tag(r)
     if a.task == 'induct': return induct(r)
     if not train: return story(r, a.eval_kind)
-    if step < a.kv_first: return story(r, 'kv')
+    names = next((lo_hi for lo_hi, until in a.names_schedule if step < until), a.names)  # the curriculum's range
+    if step < a.kv_first: return story(r, 'kv', names=names)
     u = r.random()
-    if u < a.recite: return story(r, 'kvrecite' if a.recite_kv else 'recite')
+    if u < a.recite: return story(r, 'kvrecite' if a.recite_kv else 'recite', names=names)
     u -= a.recite
-    if u < a.kv: return story(r, 'kv')
+    if u < a.kv: return story(r, 'kv', names=names)
     u -= a.kv
-    if u < a.direct: return story(r, 'direct')
-    if u < a.direct + a.role: return story(r, 'role')
-    return story(r)
+    if u < a.direct: return story(r, 'direct', names=names)
+    if u < a.direct + a.role: return story(r, 'role', names=names)
+    return story(r, names=names)
 
 
 def batch(r, step):
@@ -274,7 +294,7 @@ def recited(m):
         values = [t for t, w in enumerate(ans) if w in COLOURS]  # answer positions; predicted at the token before
         ok = [int(pred[i, len(q) + t] == ID[ans[t]]) for t in values]
         hit, n, first = hit + sum(ok), n + len(ok), first + ok[0]
-    lo, hi = map(int, a.names.split('-'))
+    lo, hi = a.names
     ns = range(lo, hi + 1)
     elimination = sum(sum(1 / k for k in range(1, n + 1)) for n in ns) / sum(ns)
     return hit / n, elimination, first / len(docs), sum(1 / n for n in ns) / len(ns)
@@ -285,13 +305,9 @@ opt = torch.optim.Adam(m.parameters(), lr=a.lr)
 sched = lambda s: a.lr * (s + 1) / a.warmup if s < a.warmup else a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s - a.warmup) / max(1, a.steps - a.warmup))))
 print(f'theta {a.theta:g} llama3 {a.llama3} inv_freq {[round(x, 4) for x in inv_freq().tolist()]}')
 t0, run = time.time(), 0.0
-HELD_OUT_NAMES = a.names
-SCHEDULE = [(lo_hi, int(until)) for lo_hi, until in (x.split(':') for x in a.names_schedule.split(',') if x)]
 for s in range(a.steps):
     for g in opt.param_groups: g['lr'] = sched(s)
-    a.names = next((lo_hi for lo_hi, until in SCHEDULE if s < until), HELD_OUT_NAMES)  # story() reads a.names
     x, y = batch(rng, s)
-    a.names = HELD_OUT_NAMES
     loss = F.cross_entropy(m(x).reshape(-1, len(VOCAB)), y.reshape(-1), ignore_index=-100)
     opt.zero_grad(); loss.backward()
     torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)

@@ -305,8 +305,9 @@ function numberMerges(digitGroup: number): { vocab: string[]; merges: [string, s
 export function learnBaseMerges(texts: readonly string[], count: number, digitGroup = 1): { vocab: string[]; merges: [string, string][] } {
   const b2u = bytesToUnicode();
   const enc = new TextEncoder();
+  const split = llama3SplitRegex(digitGroup).js;
   const freq = new Map<string, number>();
-  for (const t of texts) for (const m of t.matchAll(llama3SplitRegex(digitGroup).js)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
+  for (const t of texts) for (const m of t.matchAll(split)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
   const isDigit = (s: string) => /^[0-9]+$/.test(s);
   const learned = learnByteLevelMerges([...freq].map(([w, n]) => ({ sym: [...enc.encode(w)].map((b) => b2u[b]), n })), count, (a, b) => !(isDigit(a) && isDigit(b)));
   const numbers = numberMerges(digitGroup);

@@ -183,8 +183,8 @@ export class RetokenizedTask implements Task {
   }
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
     const own = this.inner.firstAnswerTokens(ex);
-    const first = (id: number) => this.tokenizer.encodeAnswer(ex, this.inner.tokenizer.decode([id]))[0];
-    const gen = ex.target.startsWith(this.inner.tokenizer.decode([own.gen])) ? this.tokenizer.encodeAnswer(ex, ex.target)[0] : first(own.gen);
-    return { gen, mem: own.mem.map(first) };
+    const first = (text: string) => this.tokenizer.encodeAnswer(ex, text)[0];
+    const gen = this.inner.tokenizer.decode([own.gen]);
+    return { gen: first(ex.target.startsWith(gen) ? ex.target : gen), mem: own.mem.map((id) => first(this.inner.tokenizer.decode([id]))) };
   }
 }

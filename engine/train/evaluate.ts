@@ -87,7 +87,8 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
   };
 }
 
-function softmax(logits: Float32Array): Float32Array {
+/** softmax of one row of logits (max subtracted first). */
+export function softmax(logits: Float32Array): Float32Array {
   let max = -Infinity;
   for (const v of logits) if (v > max) max = v;
   const out = new Float32Array(logits.length);
