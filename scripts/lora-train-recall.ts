@@ -14,7 +14,8 @@
 import { loadLoraRun } from '../engine/runs/lora-run';
 import { LlamaInference } from '../engine/models/llama-infer';
 import type { Example } from '../engine/tasks/task';
-import { plainSet, softmax, testSet } from '../engine/train/evaluate';
+import { plainSet, testSet } from '../engine/train/evaluate';
+import { softmax } from '../engine/util/softmax';
 import { loraTrainSet } from '../engine/train/lora-trainer';
 
 async function main(): Promise<void> {

@@ -45,7 +45,8 @@ import type { ParamSet } from '../io/params';
 import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, isGPT2Site, siteName } from './hooks';
-import { KVCache, argmaxRow, logSoftmaxRow, newName, pastName } from './kv-cache';
+import { logSoftmaxRow } from '../util/softmax';
+import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
 
 export interface GenerateOptions {
   maxNewTokens: number;

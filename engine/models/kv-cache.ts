@@ -10,7 +10,6 @@
  * GPT-2 decode step at batch 64). Rows of finished sequences are dropped with keepRows.
  *
  * argmaxRow: greedy choice, the index of the largest logit of a row, ties to the lowest id.
- * logSoftmaxRow: log softmax of a row (beam search), z_j - max - log sum exp(z - max).
  */
 import type { HostTensor } from '../runtime/runner';
 
@@ -85,14 +84,3 @@ export function argmaxRow(logits: Float32Array, r: number, V: number): number {
   return best;
 }
 
-/** log softmax of row r of logits [rows, V] (float64). */
-export function logSoftmaxRow(logits: Float32Array, r: number, V: number): Float64Array {
-  let max = -Infinity;
-  for (let j = 0; j < V; j++) max = Math.max(max, logits[r * V + j]);
-  let sum = 0;
-  for (let j = 0; j < V; j++) sum += Math.exp(logits[r * V + j] - max);
-  const lse = max + Math.log(sum);
-  const out = new Float64Array(V);
-  for (let j = 0; j < V; j++) out[j] = logits[r * V + j] - lse;
-  return out;
-}

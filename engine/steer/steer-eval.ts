@@ -41,6 +41,7 @@ import { type SiteFamily, familyField, familySiteName } from '../models/sites';
 import { type LoadedRun, RunError, loadRun, modelHash } from '../runs/run';
 import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
 import { Rng } from '../util/rng';
+import { softmax } from '../util/softmax';
 import { SHARD_BLOCK, type Shard, nextOwned } from '../analysis/shards';
 import {
   type ClassPercent,
@@ -119,12 +120,9 @@ export interface StartInput {
 
 /** softmax(row)[gen first token] and [mem first token] of an example. */
 function firstTokenProbs(task: Task, ex: Example, logits: Float32Array): { pGen: number; pMem: number | null } {
-  let max = -Infinity;
-  for (const v of logits) if (v > max) max = v;
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
+  const probs = softmax(logits);
   const first = task.firstAnswerTokens(ex);
-  const p = (id: number) => Math.exp(logits[id] - max) / sum;
+  const p = (id: number) => probs[id];
   return { pGen: p(first.gen), pMem: first.mem.length === 0 ? null : first.mem.reduce((a, id) => a + p(id), 0) };
 }
 

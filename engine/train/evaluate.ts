@@ -11,6 +11,7 @@
  */
 import type { Behaviour, Example, Task } from '../tasks/task';
 import { Rng } from '../util/rng';
+import { softmax } from '../util/softmax';
 
 export interface EvalResult {
   n: number;
@@ -87,16 +88,6 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
   };
 }
 
-/** softmax of one row of logits (max subtracted first). */
-export function softmax(logits: Float32Array): Float32Array {
-  let max = -Infinity;
-  for (const v of logits) if (v > max) max = v;
-  const out = new Float32Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i] - max);
-  for (let i = 0; i < out.length; i++) out[i] /= sum;
-  return out;
-}
 
 export function formatEval(r: EvalResult): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
