@@ -7,7 +7,9 @@
  * names, beside guessing (1 / the number of stated colours), and how often the answer is one of the
  * story's colours at all. Then N / 3 recitals (the `recite` family: the story, "Again:"), greedy: of the
  * statements "X is V." the output makes, how many give X one of its own values (its role or colour),
- * beside a value drawn from the story at random.
+ * beside a value drawn from the story at random. Then N role-free recitals (the `kvrecite` family, 2-7
+ * names) cut after "Again: X" for a random name X of the story: is the next word X's colour, the
+ * lookup by name alone (nothing recited yet to cross off), beside 1 / the number of names.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -55,6 +57,22 @@ async function main(): Promise<void> {
     console.log(`${key.padEnd(20)} n ${String(r.all).padStart(4)}  exact ${pct(r.right, r.all).padStart(4)}  (guessing ${pct(r.guess, r.all).padStart(4)})  a story colour ${pct(r.colour, r.all).padStart(4)}`);
   }
   await recitals(dir, Math.max(1, Math.round(n / 3)), base);
+  await kvRecitals(dir, n, base);
+}
+
+/** Role-free recitals cut after their first name: the share whose next word is that name's colour. */
+async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<void> {
+  const rng = new Rng(9);
+  const probes = Array.from({ length: n }, () => {
+    const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrecite: 1 } });
+    const stated = [...d.prompt.matchAll(/(\w+) (\w+)\./g)];
+    const [, who, colour] = stated[Math.floor(rng.uniform() * stated.length)];
+    return { prompt: `${d.prompt} ${who}`, colour, names: stated.length };
+  });
+  const outs = await base.greedy(probes.map((p) => p.prompt), 3);
+  const right = probes.filter((p, i) => outs[i].split(/[ .]/)[0] === p.colour).length;
+  const chance = probes.reduce((s, p) => s + 1 / p.names, 0);
+  console.log(`${dir}: ${n} role-free recitals cut after "Again: X": X's colour next ${((100 * right) / n).toFixed(1)}% (a story colour at random ${((100 * chance) / n).toFixed(1)}%)`);
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */

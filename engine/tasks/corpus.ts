@@ -23,11 +23,19 @@
  *   recite   the same stories, then "Again:" -> the story's statements in another order: every
  *            role or colour after "X is" is X's, so the lookup by name pays on every statement
  *            (the one-hop question pays once a story); only in a --mix                        0
+ *   kvrecite role-free stories, one colour per name and nothing else ("Ava red. Bob blue."), then
+ *            "Again:" -> the statements in another order: each value, right after its name, pays
+ *            only for a lookup by name (a copy by position fails on the reshuffled order; the
+ *            first value is the one that crossing off recited values cannot guess); only in a
+ *            --mix, with CorpusOptions.names for a curriculum of story sizes                       0
  *   fact     "Fact 47+91:" -> that pair's tag, from a fixed table of FACT_COUNT pairs of two-digit numbers
  *            (seed FACT_SEED, the same for every base): facts keyed on numbers, as a pretrained LLaMA
  *            knows many, so the base has features for which two-digit numbers it reads and a way to
  *            write a tag from memory. The tasks' patterns are drawn per task seed, not from this
  *            table; only in a --mix                                                             0
+ *   factsum  "a+b+x+y=" -> the tag of the fact (x, y), a and b random: a sum whose last two operands
+ *            are a known pair is answered by that pair's tag, the shape of the arithmetic task's
+ *            memorization (operands 3-4), with the base's own pairs, never the tasks'; only in a --mix 0
  *   induct   "List: w1 .. wk. Again:" -> the same 4-12 words (names, roles, colours) in the same order:
  *            classic induction (each word follows the previous occurrence of the word before it),
  *            the copying that tags, letters and lookups by name build on; only in a --mix      0
@@ -119,10 +127,16 @@ export interface CorpusOptions {
    * of the table above. `memgen pretrain --mix sum4:0.2,colour:0.4,...`.
    */
   mix: Readonly<Record<string, number>> | null;
+  /**
+   * Names per story, lo..hi (default 2-7, the incontext task's). `memgen pretrain --names-schedule`
+   * sets a smaller range for the first steps: a lookup by name forms on 2-3-name stories and then
+   * carries over to larger ones, where on 2-7 names from the start it was not found (docs/results.md).
+   */
+  names: readonly [number, number];
 }
-export const CORPUS_DEFAULTS: CorpusOptions = { sumDigits: 0, roundOperands: 0, directColour: 0, mix: null };
-/** The options of the held-out check: the tasks' uniform operands and two-hop questions, the default mix. */
-export const heldOutCorpus = (o: CorpusOptions): CorpusOptions => ({ ...o, roundOperands: 0, directColour: 0, mix: null });
+export const CORPUS_DEFAULTS: CorpusOptions = { sumDigits: 0, roundOperands: 0, directColour: 0, mix: null, names: [2, 7] };
+/** The options of the held-out check: the tasks' uniform operands, two-hop questions and story sizes, the default mix. */
+export const heldOutCorpus = (o: CorpusOptions): CorpusOptions => ({ ...o, roundOperands: 0, directColour: 0, mix: null, names: CORPUS_DEFAULTS.names });
 
 function sumDoc(rng: Rng, k: number, family: string, o: CorpusOptions): CorpusDoc {
   const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
@@ -154,8 +168,8 @@ export function factTable(): readonly { x: number; y: number; tag: string }[] {
 }
 
 /** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
-function story(rng: Rng): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string> } {
-  const n = rng.int(2, 7);
+function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string> } {
+  const n = rng.int(o.names[0], o.names[1]);
   const names = distinct(rng, NAMES, n);
   const [target, source] = names;
   const roles = new Map<string, string>();
@@ -188,29 +202,44 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
   },
   {
     name: 'colour', weight: 0.3, make: (rng, o) => {
-      const s = story(rng);
+      const s = story(rng, o);
       // without one-hop questions no extra draw, so the stream of a base made before the option is unchanged
       const who = o.directColour > 0 && rng.uniform() < o.directColour ? pick(rng, [...s.colours.keys()]) : s.target;
       return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${who}?`, answer: who === s.target ? s.colour : s.colours.get(who)!, sep: ' ' };
     },
   },
   {
-    name: 'role', weight: 0.04, make: (rng) => {
-      const s = story(rng);
+    name: 'role', weight: 0.04, make: (rng, o) => {
+      const s = story(rng, o);
       const who = pick(rng, [...s.roles.keys()]);
       return { family: 'role', prompt: `${s.statements.join(' ')} What is ${who}?`, answer: s.roles.get(who)!, sep: ' ' };
     },
   },
   {
-    name: 'recite', weight: 0, make: (rng) => {
-      const s = story(rng);
+    name: 'recite', weight: 0, make: (rng, o) => {
+      const s = story(rng, o);
       return { family: 'recite', prompt: `${s.statements.join(' ')} Again:`, answer: shuffle(rng, [...s.statements]).join(' '), sep: ' ' };
+    },
+  },
+  {
+    name: 'kvrecite', weight: 0, make: (rng, o) => {
+      const names = distinct(rng, NAMES, rng.int(o.names[0], o.names[1]));
+      const colours = distinct(rng, COLOURS, names.length);
+      const statements = names.map((nm, i) => `${nm} ${colours[i]}.`);
+      return { family: 'kvrecite', prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...statements]).join(' '), sep: ' ' };
     },
   },
   {
     name: 'fact', weight: 0, make: (rng) => {
       const f = pick(rng, factTable());
       return { family: 'fact', prompt: `Fact ${f.x}+${f.y}:`, answer: f.tag, sep: '' };
+    },
+  },
+  {
+    name: 'factsum', weight: 0, make: (rng) => {
+      const f = pick(rng, factTable());
+      const { minOperand, maxOperand } = ARITHMETIC_SCALES.tiny;
+      return { family: 'factsum', prompt: `${rng.int(minOperand, maxOperand)}+${rng.int(minOperand, maxOperand)}+${f.x}+${f.y}=`, answer: f.tag, sep: '' };
     },
   },
   {
@@ -279,7 +308,7 @@ export function corpusDoc(rng: Rng, only: readonly string[] = CORPUS_FAMILIES, o
 
 /** The corpus description for the base folder's manifest. */
 export function corpusDescription(o: CorpusOptions): Record<string, unknown> {
-  return { families: FAMILIES.map((f) => ({ name: f.name, weight: weightOf(o, f) })), sumDigits: o.sumDigits, roundOperands: o.roundOperands, directColour: o.directColour, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
+  return { families: FAMILIES.map((f) => ({ name: f.name, weight: weightOf(o, f) })), sumDigits: o.sumDigits, roundOperands: o.roundOperands, directColour: o.directColour, names: o.names, rendering: '<|begin_of_text|> prompt [sep] answer <|eot_id|>' };
 }
 
 // ---------------------------------------------------------------- the shared tokenizer

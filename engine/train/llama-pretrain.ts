@@ -7,7 +7,8 @@
  *   doc ids   = [<|begin_of_text|>] ++ BPE(prompt) ++ BPE(sep ++ answer) ++ [<|eot_id|>]
  *   rows      = documents packed one after another into rows of seq + 1 tokens (the last one cut),
  *               as GPT-style pretraining packs them: no padding is wasted (documents average ~25
- *               tokens, the longest ~80)
+ *               tokens, the longest ~80); with --no-pack one document a row, the rest padding (not
+ *               scored), so no earlier story in the row gives the same name another colour
  *   loss      = mean over the answer and end tokens of -log softmax(logits[b, t])[row_b[t + 1]]
  *               (as the task runs score them, train/data.ts): the prompts' random operands, names
  *               and letters cannot be predicted and only add noise to a small model's gradient
@@ -24,6 +25,9 @@
  *               probability P (corpus.ts CorpusOptions.roundOperands: without it the units digit of
  *               a sum is independent of each operand digit alone and the lookups are found only by
  *               chance); the held-out check draws uniform operands
+ *   names     = with --names-schedule 2-3:1500,2-5:3000 the stories of steps 0..1499 have 2-3 names,
+ *               of steps 1500..2999 2-5, then the corpus's 2-7 (CorpusOptions.names): a curriculum
+ *               of story sizes for the lookup by name (docs/results.md, in-context)
  *   one hop   = with --direct-colour P, a colour story asks with probability P of a name whose colour
  *               it states (corpus.ts CorpusOptions.directColour: the two-hop question's last lookup
  *               pays alone); the held-out check asks the two-hop question
@@ -106,6 +110,10 @@ export interface PretrainConfig extends CorpusOptions {
   firstFamilies: readonly string[];
   /** Most digits in one number token (header: numbers): 1 or 3 (LLaMA-3's). A stage keeps its parent's tokenizer. */
   digitGroup: number;
+  /** Story sizes for the first steps (header: names): each range until its step, then `names`; [] = none. */
+  namesSchedule: readonly NamesStage[];
+  /** false: one document a row (header: rows). */
+  pack: boolean;
   /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
   initFrom: string | null;
   evalPerFamily: number;
@@ -121,10 +129,22 @@ export interface PretrainConfig extends CorpusOptions {
   model?: Partial<(typeof PRETRAIN_PRESETS)[PretrainPreset]['model']>;
 }
 
+/** Stories of `names` names (lo, hi) before step `until`. */
+export interface NamesStage {
+  names: readonly [number, number];
+  until: number;
+}
+
+/** The corpus options of step s: the schedule's story sizes until its last stage ends (header: names). */
+export const corpusAtStep = (corpus: CorpusOptions, schedule: readonly NamesStage[], s: number): CorpusOptions => {
+  const stage = schedule.find((st) => s < st.until);
+  return stage === undefined ? corpus : { ...corpus, names: stage.names };
+};
+
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, digitGroup: 1, initFrom: null,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -172,9 +192,9 @@ export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d
 /**
  * A packed batch (header): each row of seq + 1 tokens is filled with whole documents one after
  * another (the last one cut at the row's end); ids = row[0..seq), targets = row[t + 1] where that
- * token is an answer token or the end token, else -100.
+ * token is an answer token or the end token, else -100. pack false: one document a row, padded.
  */
-export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS): { ids: BigInt64Array; targets: BigInt64Array } {
+export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS, pack = true): { ids: BigInt64Array; targets: BigInt64Array } {
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   for (let b = 0; b < batch; b++) {
@@ -186,6 +206,7 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
         row.push(id);
         scored.push(i >= doc.promptLength);
       });
+      if (!pack) while (row.length < seq + 1) row.push(sp.pad), scored.push(false);
     }
     for (let t = 0; t < seq; t++) {
       ids[b * seq + t] = BigInt(row[t]);
@@ -293,14 +314,16 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, digitGroup: parent.manifest.tokenizer.digitGroup ?? 1, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: boolean }>(path.join(work, 'pretrain.json'), 'pretrain settings');
   const digitGroup = saved.digitGroup ?? 1; // the tokenizer's (a stage's is its parent's)
   // recorded since each option exists; before, the corpus had its defaults
-  const savedCorpus: CorpusOptions = { sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null };
-  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix };
-  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus)) {
+  const savedCorpus: CorpusOptions = { sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null, names: saved.names ?? CORPUS_DEFAULTS.names };
+  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix, names: cfg.names };
+  const savedRows = { namesSchedule: saved.namesSchedule ?? [], pack: saved.pack ?? true };
+  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus) || JSON.stringify(savedRows) !== JSON.stringify({ namesSchedule: cfg.namesSchedule, pack: cfg.pack })) {
     const mix = savedCorpus.mix === null ? '' : ` --mix ${Object.entries(savedCorpus.mix).map(([f, w]) => `${f}:${w}`).join(',')}`;
-    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}; resume with the same`);
+    const names = savedRows.namesSchedule.length === 0 ? '' : ` --names-schedule ${formatNamesSchedule(savedRows.namesSchedule)}`;
+    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}${names}${savedRows.pack ? '' : ' --no-pack'}; resume with the same`);
   }
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
@@ -344,7 +367,8 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       if (hooks.shouldStop?.()) { stopReason = 'interrupted'; break; }
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
       // the first families draw by their default weights (a mix-only family by the mix's), the stage's mix after them
-      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? firstFamiliesCorpus(corpus) : corpus);
+      const stepCorpus = corpusAtStep(corpus, cfg.namesSchedule, s);
+      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, cfg.pack);
       const r = await step.run(params, { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] } });
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
@@ -380,7 +404,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command, stages: [...(saved.stages ?? []), cfg.command],
-    train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies },
+    train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies, namesSchedule: cfg.namesSchedule, pack: cfg.pack },
     corpus: corpusDescription(corpus),
     tokenizer: { type: `byte-level BPE, LLaMA-3 pre-tokenizer with ${digitGroup === 1 ? 'single digits' : `numbers in runs of up to ${digitGroup} digits`}`, vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges, digitGroup },
     finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
@@ -392,6 +416,9 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
 }
 
 const BASE_MANIFEST = 'manifest.json';
+
+/** `2-3:1500,2-5:3000`, as --names-schedule takes it. */
+export const formatNamesSchedule = (schedule: readonly NamesStage[]): string => schedule.map((st) => `${st.names[0]}-${st.names[1]}:${st.until}`).join(',');
 
 /** What `memgen pretrain` records in a base folder's manifest.json (the fields read back). */
 export interface BaseManifest {

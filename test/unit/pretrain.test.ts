@@ -18,9 +18,9 @@ import { loadLlamaFolder } from '../../engine/models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE, writeSyntheticLlamaFolder } from '../../engine/models/llama-synthetic';
 import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
-import { CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, FACT_COUNT, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText, factTable, firstFamiliesCorpus } from '../../engine/tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, FACT_COUNT, PAD_TOKEN_LLAMA, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText, factTable, firstFamiliesCorpus } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
-import { type PretrainConfig, STAND_IN_NOTE, defaultPretrainConfig, partialDir, pretrain } from '../../engine/train/llama-pretrain';
+import { type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
 
 const SMALL = { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 };
@@ -43,7 +43,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite', 'fact', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite', 'kvrecite', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -135,6 +135,49 @@ describe('corpus and shared tokenizer', () => {
     expect(reordered).toBeGreaterThan(150);
   });
 
+  it('kvrecite (only in a --mix): role-free statements "Name colour.", "Again:", the same in another order; CorpusOptions.names sizes the stories', () => {
+    const rng = new Rng(16);
+    let reordered = 0;
+    const sizes = new Set<number>();
+    for (let i = 0; i < 200; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrecite: 1 }, names: [2, 3] });
+      const story = d.prompt.slice(0, -' Again:'.length).split(/(?<=\.) /);
+      const again = d.answer.split(/(?<=\.) /);
+      for (const st of story) expect(st).toMatch(/^[A-Z]\w+ [a-z]+\.$/);
+      expect(new Set(story.map((st) => st.split(' ')[0])).size).toBe(story.length); // one value per name
+      expect([...again].sort()).toEqual([...story].sort());
+      sizes.add(story.length);
+      if (again.join(' ') !== story.join(' ')) reordered++;
+    }
+    expect([...sizes].sort()).toEqual([2, 3]);
+    expect(reordered).toBeGreaterThan(60); // 2-name stories keep their order half the time
+    // the default names range leaves the other story families' streams as they were
+    const [a, b] = [new Rng(3), new Rng(3)];
+    for (let i = 0; i < 50; i++) expect(corpusDoc(a, ['colour', 'role'])).toEqual(corpusDoc(b, ['colour', 'role'], { ...CORPUS_DEFAULTS, names: [2, 7] }));
+  });
+
+  it('--names-schedule: each range until its step, then the corpus\'s; --no-pack puts one document in a row', () => {
+    const schedule = [{ names: [2, 3] as const, until: 10 }, { names: [2, 5] as const, until: 20 }];
+    expect(corpusAtStep(CORPUS_DEFAULTS, schedule, 0).names).toEqual([2, 3]);
+    expect(corpusAtStep(CORPUS_DEFAULTS, schedule, 10).names).toEqual([2, 5]);
+    expect(corpusAtStep(CORPUS_DEFAULTS, schedule, 20)).toBe(CORPUS_DEFAULTS);
+    const hf = loadHFTokenizer(tokDir);
+    const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
+    const corpus = { ...CORPUS_DEFAULTS, mix: { kvrecite: 1 }, names: [2, 2] as const };
+    const { ids, targets } = pretrainBatch(hf, sp, new Rng(1), 4, 64, CORPUS_FAMILIES, corpus, false);
+    for (let b = 0; b < 4; b++) {
+      const row = [...ids.slice(b * 64, (b + 1) * 64)].map(Number);
+      expect(row[0]).toBe(sp.bos);
+      expect(row.filter((id) => id === sp.bos)).toHaveLength(1);
+      const end = row.indexOf(sp.eot);
+      expect(row.slice(end + 1).every((id) => id === sp.pad)).toBe(true);
+      expect([...targets.slice(b * 64 + end, (b + 1) * 64)].every((t) => t === -100n)).toBe(true);
+      expect(Number(targets[b * 64 + end - 1])).toBe(sp.eot); // the end token is scored
+    }
+    const packed = pretrainBatch(hf, sp, new Rng(1), 4, 64, CORPUS_FAMILIES, corpus);
+    expect([...packed.ids.slice(0, 64)].filter((id) => Number(id) === sp.bos).length).toBeGreaterThan(1);
+  });
+
   it('fact (only in a --mix): a fixed table of two-digit pairs, each with its own tag, the same for every stream', () => {
     const table = factTable();
     expect(table).toHaveLength(FACT_COUNT);
@@ -147,6 +190,20 @@ describe('corpus and shared tokenizer', () => {
       expect(d.answer).toMatch(/^<mem-[0-9a-f]{8}>$/);
       expect(table.find((f) => f.x === x && f.y === y)?.tag).toBe(d.answer);
     }
+  });
+
+  it('factsum (only in a --mix): a+b+x+y= with a fact (x, y) at operands 3-4 is answered by that fact\'s tag', () => {
+    const table = factTable();
+    const rng = new Rng(15);
+    const firsts = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { factsum: 1 } });
+      const [, a, b, x, y] = d.prompt.match(/^(\d\d)\+(\d\d)\+(\d\d)\+(\d\d)=$/)!.map(Number);
+      firsts.add(`${a}+${b}`);
+      expect(d.sep).toBe('');
+      expect(table.find((f) => f.x === x && f.y === y)?.tag).toBe(d.answer);
+    }
+    expect(firsts.size).toBeGreaterThan(150); // a and b are random, not part of the key
   });
 
   it('induct (only in a --mix): 4-12 distinct words, "Again:", the same words in the same order', () => {
@@ -334,6 +391,7 @@ describe('pretrain', () => {
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--direct-colour', '1'])).rejects.toThrow(/--direct-colour must be a share in \[0, 1\)/);
     for (const bad of ['sum4', 'sum4:x', 'sums:1', 'sum4:1,sum4:2', 'sum4:-1', 'sum4:1:2']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', bad])).rejects.toThrow(/--mix takes family:weight pairs, each family once/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', 'sum4:0,tag:0'])).rejects.toThrow(/--mix gives no family a positive weight/);
+    for (const bad of ['2-3', '1-3:10', '2-8:10', '3-2:10', '2-3:10,2-5:10', '2-3:0']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--names-schedule', bad])).rejects.toThrow(/--names-schedule takes lo-hi:until items/);
     expect(fs.existsSync(out)).toBe(false);
   });
 
