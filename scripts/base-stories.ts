@@ -9,7 +9,8 @@
  * statements "X is V." the output makes, how many give X one of its own values (its role or colour),
  * beside a value drawn from the story at random. Then N role-free recitals (the `kvrecite` family, 2-7
  * names) cut after "Again: X" for a random name X of the story: is the next word X's colour, the
- * lookup by name alone (nothing recited yet to cross off), beside 1 / the number of names.
+ * lookup by name alone (nothing recited yet to cross off), beside 1 / the number of names; and N
+ * role-free stories asked "What color is X?" (the `kvcolour` family), the same lookup as a question.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -70,9 +71,17 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
     return { prompt: `${d.prompt} ${who}`, colour, names: stated.length };
   });
   const outs = await base.greedy(probes.map((p) => p.prompt), 3);
-  const right = probes.filter((p, i) => outs[i].split(/[ .]/)[0] === p.colour).length;
-  const chance = probes.reduce((s, p) => s + 1 / p.names, 0);
-  console.log(`${dir}: ${n} role-free recitals cut after "Again: X": X's colour next ${((100 * right) / n).toFixed(1)}% (a story colour at random ${((100 * chance) / n).toFixed(1)}%)`);
+  const ok = probes.map((p, i) => outs[i].split(/[ .]/)[0] === p.colour);
+  const line = (xs: typeof probes, hits: boolean[]) => `${((100 * hits.filter(Boolean).length) / xs.length).toFixed(1)}% (at random ${((100 * xs.reduce((s, p) => s + 1 / p.names, 0)) / xs.length).toFixed(1)}%)`;
+  console.log(`${dir}: ${n} role-free recitals cut after "Again: X": X's colour next ${line(probes, ok)}`);
+  for (let k = 2; k <= 7; k++) {
+    const at = probes.flatMap((p, i) => (p.names === k ? [i] : []));
+    if (at.length > 0) console.log(`  ${k} names: n ${String(at.length).padStart(3)}  ${line(at.map((i) => probes[i]), at.map((i) => ok[i]))}`);
+  }
+  const questions = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvcolour: 1 } }));
+  const answers = await base.greedy(questions.map((q) => q.prompt), 3);
+  const asked = questions.map((q) => ({ names: q.prompt.split('.').length - 1 }));
+  console.log(`${dir}: ${n} role-free stories asked "What color is X?": right ${line(asked, questions.map((q, i) => answers[i] === q.answer))}`);
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */

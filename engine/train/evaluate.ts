@@ -88,7 +88,6 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
   };
 }
 
-
 export function formatEval(r: EvalResult): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const guess = r.guess === null ? '' : `  guess baseline ${pct(r.guess)}`;

@@ -43,7 +43,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite', 'kvrecite', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite', 'kvrecite', 'kvcolour', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -154,6 +154,16 @@ describe('corpus and shared tokenizer', () => {
     // the default names range leaves the other story families' streams as they were
     const [a, b] = [new Rng(3), new Rng(3)];
     for (let i = 0; i < 50; i++) expect(corpusDoc(a, ['colour', 'role'])).toEqual(corpusDoc(b, ['colour', 'role'], { ...CORPUS_DEFAULTS, names: [2, 7] }));
+  });
+
+  it('kvcolour (only in a --mix): a role-free story asked one name\'s colour', () => {
+    const rng = new Rng(17);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvcolour: 1 } });
+      const [, story, who] = d.prompt.match(/^(.*) What color is (\w+)\?$/)!;
+      const colours = new Map(story.split(' ').reduce<string[][]>((acc, w, j, ws) => (j % 2 === 0 ? [...acc, [w, ws[j + 1].slice(0, -1)]] : acc), []).map(([n, c]) => [n, c]));
+      expect(colours.get(who)).toBe(d.answer);
+    }
   });
 
   it('--names-schedule: each range until its step, then the corpus\'s; --no-pack puts one document in a row', () => {
