@@ -72,7 +72,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   });
   const outs = await base.greedy(probes.map((p) => p.prompt), 3);
   const ok = probes.map((p, i) => outs[i].split(/[ .]/)[0] === p.colour);
-  const line = (xs: typeof probes, hits: boolean[]) => `${((100 * hits.filter(Boolean).length) / xs.length).toFixed(1)}% (at random ${((100 * xs.reduce((s, p) => s + 1 / p.names, 0)) / xs.length).toFixed(1)}%)`;
+  const line = (xs: readonly { names: number }[], hits: boolean[]) => `${((100 * hits.filter(Boolean).length) / xs.length).toFixed(1)}% (at random ${((100 * xs.reduce((s, p) => s + 1 / p.names, 0)) / xs.length).toFixed(1)}%)`;
   console.log(`${dir}: ${n} role-free recitals cut after "Again: X": X's colour next ${line(probes, ok)}`);
   for (let k = 2; k <= 7; k++) {
     const at = probes.flatMap((p, i) => (p.names === k ? [i] : []));
