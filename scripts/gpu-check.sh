@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # GPU check (stop 32; results: bench/results/2026-12-04-cuda-h200/, docs/performance.md "CUDA"):
 # CPU vs CUDA eval of a committed run, short GPT-2 trainings and a LoRA run on the committed base on
-# both, generation on both; writes to $OUT. Runs inside the kit of ../shared/tools/gpu/make-kit.sh
-# (cd app), built with this script as app/check.sh and only runs/arithmetic-tiny and
-# runs/base-llama-small copied into app/runs (all of runs/ is over a device call's 64 MiB).
+# both, generation on both; writes to $OUT. Runs inside the kit that scripts/gpu-kit.sh builds
+# (cd app; it holds this script as check.sh and only runs/arithmetic-tiny and runs/base-llama-small,
+# as all of runs/ is over a device call's 64 MiB). On the GPU machine, with the kit in /root:
+#   cd /root && tar xJf app.tar.xz && cat kit/cuda.part-* | xz -d \
+#     > app/node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
+#   cd app && OUT=/some/dir bash check.sh
 set -u
 export PATH=$PWD:$PATH
 L=$(python3 -c "import nvidia, os; print(':'.join(r for p in nvidia.__path__ for r, d, f in os.walk(p) if r.endswith('/lib')))" 2>/dev/null)
