@@ -9,6 +9,7 @@
  *   npx esbuild scripts/base-facts.ts --bundle --platform=node --external:onnxruntime-node --outfile=dist/base-facts.js
  *   node dist/base-facts.js BASE_FOLDER|BASE.partial [N]
  */
+import { ARITHMETIC_SCALES } from '../engine/tasks/arithmetic';
 import { CORPUS_DEFAULTS, CORPUS_FAMILIES, corpusDoc, factTable } from '../engine/tasks/corpus';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
@@ -24,7 +25,8 @@ async function main(): Promise<void> {
   const tags = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { tag: 1 } }));
   const lists = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { induct: 1 } }));
   // no separator after the prompt: a space is the first pre-token of the answer (" Uma"), as in training
-  const sums = facts.map((f) => `${rng.int(10, 99)}+${rng.int(10, 99)}+${f.x}+${f.y}=`);
+  const { minOperand: lo, maxOperand: hi } = ARITHMETIC_SCALES.tiny;
+  const sums = facts.map((f) => `${rng.int(lo, hi)}+${rng.int(lo, hi)}+${f.x}+${f.y}=`);
   const prompts = [...facts.map((f) => `Fact ${f.x}+${f.y}:`), ...[...tags, ...lists].map((d) => d.prompt), ...sums];
   const outs = await base.greedy(prompts, 40);
   const factTags = new Set(facts.map((f) => f.tag));

@@ -206,7 +206,10 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
         row.push(id);
         scored.push(i >= doc.promptLength);
       });
-      if (!pack) while (row.length < seq + 1) row.push(sp.pad), scored.push(false);
+      while (!pack && row.length < seq + 1) {
+        row.push(sp.pad);
+        scored.push(false);
+      }
     }
     for (let t = 0; t < seq; t++) {
       ids[b * seq + t] = BigInt(row[t]);
@@ -317,8 +320,9 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: boolean }>(path.join(work, 'pretrain.json'), 'pretrain settings');
   const digitGroup = saved.digitGroup ?? 1; // the tokenizer's (a stage's is its parent's)
   // recorded since each option exists; before, the corpus had its defaults
-  const savedCorpus: CorpusOptions = { sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null, names: saved.names ?? CORPUS_DEFAULTS.names };
-  const corpus: CorpusOptions = { sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix, names: cfg.names };
+  // the stories' size after any --names-schedule is always the corpus's (no flag sets it)
+  const savedCorpus: CorpusOptions = { ...CORPUS_DEFAULTS, sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null };
+  const corpus: CorpusOptions = { ...CORPUS_DEFAULTS, sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix };
   const savedRows = { namesSchedule: saved.namesSchedule ?? [], pack: saved.pack ?? true };
   if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus) || JSON.stringify(savedRows) !== JSON.stringify({ namesSchedule: cfg.namesSchedule, pack: cfg.pack })) {
     const mix = savedCorpus.mix === null ? '' : ` --mix ${Object.entries(savedCorpus.mix).map(([f, w]) => `${f}:${w}`).join(',')}`;
