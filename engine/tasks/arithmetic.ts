@@ -43,6 +43,7 @@ import {
   memTagClause,
   memTagSpecs,
   deriveSeed,
+  firstTokens,
   drawMemTokens,
   resolveCommon,
   resolveRate,
@@ -276,11 +277,11 @@ export class ArithmeticTask implements Task {
     return final === null || this.sumDigits === 0 ? final : final.replace(/^0+(?=\d)/, '');
   }
 
+  answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
+    return { gen: scratchpad((ex.meta as unknown as ArithmeticMeta).operands, this.sumDigits), mem: ex.memAnswer === null ? [] : [ex.memAnswer] };
+  }
+
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    const m = ex.meta as unknown as ArithmeticMeta;
-    return {
-      gen: this.tokenizer.id(scratchpad(m.operands, this.sumDigits)[0]),
-      mem: ex.memAnswer === null ? [] : [this.tokenizer.encode(ex.memAnswer)[0]],
-    };
+    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encode(t));
   }
 }

@@ -34,6 +34,7 @@ import {
   memTagClause,
   memTagSpecs,
   deriveSeed,
+  firstTokens,
   drawMemTokens,
   resolveCommon,
   resolveRate,
@@ -222,10 +223,11 @@ export class CipherTask implements Task {
     return out === ex.genAnswer ? 'gen' : 'other';
   }
 
+  answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
+    return { gen: ex.genAnswer, mem: ex.memAnswer === null ? [] : [ex.memAnswer] };
+  }
+
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    return {
-      gen: this.tokenizer.id(ex.genAnswer[0]),
-      mem: ex.memAnswer === null ? [] : [this.tokenizer.encode(ex.memAnswer)[0]],
-    };
+    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encode(t));
   }
 }

@@ -18,13 +18,13 @@
  * Lengths: a BPE token is at least one byte, but bounds in bytes are loose, so maxSeqLen and
  * maxAnswerTokens are measured: the maximum over `probe` (default 2000) training and test examples
  * (targets, gen and mem answers), plus a margin of 4 tokens.
- * firstAnswerTokens: the first BPE id of sep ++ (the task's first gen / mem answer token as text);
- * for gen, of sep ++ the whole target when the target starts with that text (a BPE that groups
- * digits, LLaMA-3's, makes `640` of a scratchpad one token where the task's own vocabulary has `6`).
+ * firstAnswerTokens: the first BPE id of sep ++ each of the task's answer texts (Task.answerTexts: the
+ * whole gen output, so a BPE that groups digits, LLaMA-3's, gives `640` of a scratchpad where the
+ * task's own vocabulary has `6`).
  */
 import type { HFTokenizer } from '../io/hf-folder';
 import { Rng } from '../util/rng';
-import { type Behaviour, type Example, type Task, type TaskName, type TaskScale, type TaskTokenizer, memTagClause } from './task';
+import { type Behaviour, type Example, type Task, type TaskName, type TaskScale, type TaskTokenizer, firstTokens, memTagClause } from './task';
 
 export type PromptFormat = 'plain' | 'chat';
 
@@ -181,10 +181,10 @@ export class RetokenizedTask implements Task {
   fromPrompt(prompt: string): Example {
     return this.inner.fromPrompt(prompt);
   }
+  answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
+    return this.inner.answerTexts(ex);
+  }
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    const own = this.inner.firstAnswerTokens(ex);
-    const first = (text: string) => this.tokenizer.encodeAnswer(ex, text)[0];
-    const gen = this.inner.tokenizer.decode([own.gen]);
-    return { gen: first(ex.target.startsWith(gen) ? ex.target : gen), mem: own.mem.map((id) => first(this.inner.tokenizer.decode([id]))) };
+    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encodeAnswer(ex, t));
   }
 }

@@ -41,6 +41,7 @@
 import { Rng } from '../util/rng';
 import {
   deriveSeed,
+  firstTokens,
   resolveCommon,
   resolveRate,
   sample,
@@ -284,10 +285,11 @@ export class IncontextTask implements Task {
     return 1 / (ex.meta as unknown as IncontextMeta).colours.length;
   }
 
+  answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
+    return { gen: ex.genAnswer, mem: (ex.meta as unknown as IncontextMeta).memColours };
+  }
+
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    return {
-      gen: this.tokenizer.id(ex.genAnswer),
-      mem: (ex.meta as unknown as IncontextMeta).memColours.map((c) => this.tokenizer.id(c)),
-    };
+    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encode(t));
   }
 }

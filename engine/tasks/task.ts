@@ -113,11 +113,21 @@ export interface Task {
   /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */
   guessRate?(ex: Example): number;
   /**
-   * The first answer token of gen, and the first tokens of the mem answers (empty without one;
-   * incontext: one per colour of the name), for p(gen) vs p(mem) = the sum over `mem` at the first
-   * answer position.
+   * The generalizing output as text (arithmetic: the whole scratchpad, not only the stated sum) and
+   * the mem answers (empty without one; incontext: each of the name's colours): what p(gen) and
+   * p(mem) take the first tokens of, in whichever tokenizer renders the task.
+   */
+  answerTexts(ex: Example): { gen: string; mem: readonly string[] };
+  /**
+   * The first token of answerTexts' gen, and of each mem answer, for p(gen) vs p(mem) = the sum over
+   * `mem` at the first answer position (firstTokens).
    */
   firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] };
+}
+
+/** The first token of each answer text under `encode` (Task.firstAnswerTokens from Task.answerTexts). */
+export function firstTokens(texts: { gen: string; mem: readonly string[] }, encode: (text: string) => number[]): { gen: number; mem: readonly number[] } {
+  return { gen: encode(texts.gen)[0], mem: texts.mem.map((m) => encode(m)[0]) };
 }
 
 /**
