@@ -10,7 +10,9 @@
  * beside a value drawn from the story at random. Then N role-free recitals (the `kvrecite` family, 2-7
  * names) cut after "Again: X" for a random name X of the story: is the next word X's colour, the
  * lookup by name alone (nothing recited yet to cross off), beside 1 / the number of names; and N
- * role-free stories asked "What color is X?" (the `kvcolour` family), the same lookup as a question.
+ * role-free stories asked "What color is X?" (the `kvcolour` family), the same lookup as a question;
+ * and N stories asked "Who is like T?" (the `like` family: the two-hop question's first two lookups),
+ * beside 1 / the number of other names.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -82,6 +84,11 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const answers = await base.greedy(questions.map((q) => q.prompt), 3);
   const asked = questions.map((q) => ({ names: q.prompt.split('.').length - 1 }));
   console.log(`${dir}: ${n} role-free stories asked "What color is X?": right ${line(asked, questions.map((q, i) => answers[i] === q.answer))}`);
+  const likes = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { like: 1 } }));
+  const named = await base.greedy(likes.map((q) => q.prompt), 3);
+  // guessing: any other name of the story
+  const others = likes.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size - 1 }));
+  console.log(`${dir}: ${n} stories asked "Who is like T?" (the two-hop question's first two lookups): right ${line(others, likes.map((q, i) => named[i] === q.answer))}`);
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */

@@ -20,6 +20,9 @@
  *            name that shares T's role; a share CorpusOptions.directColour asks instead of a name
  *            X whose colour is stated (one hop: X's colour)                                 0.30
  *   role     the same stories, "What is T?" -> a name's stated role (an animal)              0.04
+ *   like     the same stories, "Who is like T?" -> the name that shares T's role: the two-hop
+ *            question's first two lookups (T's role, then the other name with that role) asked on
+ *            their own, as one-hop questions ask the last; only in a --mix                   0
  *   recite   the same stories, then "Again:" -> the story's statements in another order: every
  *            role or colour after "X is" is X's, so the lookup by name pays on every statement
  *            (the one-hop question pays once a story); only in a --mix                        0
@@ -223,6 +226,12 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       const s = story(rng, o);
       const who = pick(rng, [...s.roles.keys()]);
       return { family: 'role', prompt: `${s.statements.join(' ')} What is ${who}?`, answer: s.roles.get(who)!, sep: ' ' };
+    },
+  },
+  {
+    name: 'like', weight: 0, make: (rng, o) => {
+      const s = story(rng, o);
+      return { family: 'like', prompt: `${s.statements.join(' ')} Who is like ${s.target}?`, answer: s.source, sep: ' ' };
     },
   },
   {

@@ -22,6 +22,7 @@ import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
+import { ROLES } from '../../engine/tasks/incontext';
 
 const SMALL = { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 };
 let tmp: string;
@@ -43,7 +44,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['recite', 'kvrecite', 'kvcolour', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'recite', 'kvrecite', 'kvcolour', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -160,6 +161,16 @@ describe('corpus and shared tokenizer', () => {
       const [, story, who] = d.prompt.match(/^(.*) What color is (\w+)\?$/)!;
       const colours = new Map([...story.matchAll(/(\w+) (\w+)\./g)].map(([, name, colour]) => [name, colour]));
       expect(colours.get(who)).toBe(d.answer);
+    }
+  });
+
+  it('like (only in a --mix): "Who is like T?" -> the one other name with T\'s role', () => {
+    const rng = new Rng(19);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { like: 1 } });
+      const [, story, target] = d.prompt.match(/^(.*) Who is like (\w+)\?$/)!;
+      const roles = new Map([...story.matchAll(/(\w+) is (\w+)\./g)].filter(([, , w]) => ROLES.includes(w)).map(([, name, role]) => [name, role]));
+      expect([...roles].filter(([name, role]) => name !== target && role === roles.get(target)).map(([name]) => name)).toEqual([d.answer]);
     }
   });
 
@@ -289,6 +300,10 @@ describe('corpus and shared tokenizer', () => {
     const task = new RetokenizedTask(makeTask('arithmetic', { seed: 1, sumDigits: 3 }), hf, { probe: 50 });
     const ex = task.test(new Rng(1));
     expect(task.tokenizer.decode([task.firstAnswerTokens(ex).gen])).toBe(ex.target.split(',')[0]);
+    // also where the target is the mem tag: gen's first token is still the scratchpad's
+    const rng2 = new Rng(2);
+    const tagged = Array.from({ length: 400 }, () => task.train(rng2)).find((e) => e.target === e.memAnswer)!;
+    expect(task.tokenizer.decode([task.firstAnswerTokens(tagged).gen])).toBe(task.answerTexts(tagged).gen.split(',')[0]);
   });
 });
 
