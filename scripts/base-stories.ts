@@ -12,7 +12,8 @@
  * lookup by name alone (nothing recited yet to cross off), beside 1 / the number of names; and N
  * role-free stories asked "What color is X?" (the `kvcolour` family), the same lookup as a question;
  * and N stories asked "Who is like T?" (the `like` family: the two-hop question's first two lookups),
- * beside 1 / the number of other names.
+ * beside 1 / the number of other names; and N asked "Who is V?" (the `who` family: the lookup by value
+ * alone), beside 1 / the number of names.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -89,6 +90,10 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   // guessing: any other name of the story
   const others = likes.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size - 1 }));
   console.log(`${dir}: ${n} stories asked "Who is like T?" (the two-hop question's first two lookups): right ${line(others, likes.map((q, i) => named[i] === q.answer))}`);
+  const whos = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { who: 1 } }));
+  const owners = await base.greedy(whos.map((q) => q.prompt), 3);
+  const everyone = whos.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size }));
+  console.log(`${dir}: ${n} stories asked "Who is V?" (the lookup by value, the middle one): right ${line(everyone, whos.map((q, i) => owners[i] === q.answer))}`);
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */

@@ -23,6 +23,8 @@
  *   like     the same stories, "Who is like T?" -> the name that shares T's role: the two-hop
  *            question's first two lookups (T's role, then the other name with that role) asked on
  *            their own, as one-hop questions ask the last; only in a --mix                   0
+ *   who      the same stories, "Who is V?" -> the one name with role or colour V: the lookup by value
+ *            (the two-hop question's middle one) asked alone; only in a --mix                0
  *   recite   the same stories, then "Again:" -> the story's statements in another order: every
  *            role or colour after "X is" is X's, so the lookup by name pays on every statement
  *            (the one-hop question pays once a story); only in a --mix                        0
@@ -232,6 +234,15 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
     name: 'like', weight: 0, make: (rng, o) => {
       const s = story(rng, o);
       return { family: 'like', prompt: `${s.statements.join(' ')} Who is like ${s.target}?`, answer: s.source, sep: ' ' };
+    },
+  },
+  {
+    name: 'who', weight: 0, make: (rng, o) => {
+      const s = story(rng, o);
+      const owners = new Map<string, string[]>();
+      for (const m of [s.roles, s.colours]) for (const [nm, v] of m) owners.set(v, [...(owners.get(v) ?? []), nm]);
+      const value = pick(rng, [...owners].filter(([, nms]) => nms.length === 1).map(([v]) => v));
+      return { family: 'who', prompt: `${s.statements.join(' ')} Who is ${value}?`, answer: owners.get(value)![0], sep: ' ' };
     },
   },
   {

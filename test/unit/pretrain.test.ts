@@ -44,7 +44,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'recite', 'kvrecite', 'kvcolour', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvcolour', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -171,6 +171,15 @@ describe('corpus and shared tokenizer', () => {
       const [, story, target] = d.prompt.match(/^(.*) Who is like (\w+)\?$/)!;
       const roles = new Map([...story.matchAll(/(\w+) is (\w+)\./g)].filter(([, , w]) => ROLES.includes(w)).map(([, name, role]) => [name, role]));
       expect([...roles].filter(([name, role]) => name !== target && role === roles.get(target)).map(([name]) => name)).toEqual([d.answer]);
+    }
+  });
+
+  it('who (only in a --mix): "Who is V?" -> the one name whose role or colour is V', () => {
+    const rng = new Rng(23);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { who: 1 } });
+      const [, story, value] = d.prompt.match(/^(.*) Who is (\w+)\?$/)!;
+      expect([...story.matchAll(/(\w+) is (\w+)\./g)].filter(([, , v]) => v === value).map(([, name]) => name)).toEqual([d.answer]);
     }
   });
 
