@@ -314,6 +314,8 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
 export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
 /** The families of the default mix (a positive weight in the table above): the held-out check's. */
 export const DEFAULT_MIX_FAMILIES: readonly string[] = FAMILIES.filter((f) => f.weight > 0).map((f) => f.name);
+/** Families whose answer lists the story's statements in a random order: no exact match to score. */
+export const UNORDERED_FAMILIES: readonly string[] = ['recite', 'kvrecite'];
 /** The adding families: `memgen pretrain --sums-first N` draws only these for its first N steps. */
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 

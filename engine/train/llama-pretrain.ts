@@ -71,7 +71,7 @@ import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { BASE_MANIFEST_FORMAT, RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
-import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc, firstFamiliesCorpus, heldOutCorpus } from '../tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc, firstFamiliesCorpus, heldOutCorpus, UNORDERED_FAMILIES } from '../tasks/corpus';
 import { Rng } from '../util/rng';
 import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
 import { Adam } from './optim';
@@ -235,7 +235,11 @@ export function pretrainModelConfig(preset: PretrainPreset, vocabSize: number, s
   };
 }
 
-/** Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt; heldOutCorpus: uniform operands, two-hop stories). */
+/**
+ * Exact-match greedy accuracy per family on `n` held-out documents each (answers after the prompt;
+ * heldOutCorpus: uniform operands, two-hop stories): the default mix's families, then those only the
+ * stage's --mix draws (`like`, `who`, ...), except the recitals, whose answers are in a random order.
+ */
 export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HFTokenizer, sp: { bos: number; eot: number }, n: number, runner: RunnerOptions = {}, corpus: CorpusOptions = CORPUS_DEFAULTS): Promise<Record<string, number>> {
   const rng = new Rng(0xacc);
   const byFamily = new Map<string, CorpusDoc[]>(DEFAULT_MIX_FAMILIES.map((f) => [f, []]));
@@ -244,6 +248,8 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
     const list = byFamily.get(d.family)!;
     if (list.length < n) list.push(d);
   }
+  const mixOnly = Object.keys(corpus.mix ?? {}).filter((f) => (corpus.mix![f] ?? 0) > 0 && !DEFAULT_MIX_FAMILIES.includes(f) && !UNORDERED_FAMILIES.includes(f));
+  for (const f of mixOnly) byFamily.set(f, Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...heldOutCorpus(corpus), mix: { [f]: 1 } })));
   const docs = [...byFamily.values()].flat();
   const outs = await greedyAnswers(cfg, params, tok, sp, docs.map((d) => d.prompt), 24, runner);
   const acc: Record<string, number> = {};

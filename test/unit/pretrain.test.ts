@@ -455,6 +455,13 @@ describe('pretrain', () => {
     await expect(pretrain(cfg(path.join(tmp, 'y'), { initFrom: tmp }))).rejects.toThrow(/no manifest\.json; it must be a finished base/);
   });
 
+  it('the held-out check also scores the stage\'s mix-only families, except recitals (no order to match)', async () => {
+    const out = path.join(tmp, 'mix-eval');
+    await pretrain(cfg(out, { steps: 2, evalPerFamily: 1, mix: { sum4: 1, like: 1, who: 1, kvrecite: 1 } }));
+    const m = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+    expect(Object.keys(m.heldOutAccuracy).sort()).toEqual([...DEFAULT_MIX_FAMILIES, 'like', 'who'].sort());
+  });
+
   it('resumes exactly: stopped at step 10 and resumed == uninterrupted', async () => {
     const a = path.join(tmp, 'a');
     const b = path.join(tmp, 'b');
