@@ -35,6 +35,8 @@
  *            --mix, with CorpusOptions.names for a curriculum of story sizes                       0
  *   kvcolour the same role-free story, "What color is X?" -> X's colour: the lookup by name asked as
  *            the tasks ask it (from the question's end, not from the name itself); only in a --mix 0
+ *   kvrole   the same with a role for each name ("Ava cat. Bob dog."), "What is X?" -> X's role: the lookup
+ *            by name for the value type the two-hop question's first lookup reads; only in a --mix 0
  *   fact     "Fact 47+91:" -> that pair's tag, from a fixed table of FACT_COUNT pairs of two-digit numbers
  *            (seed FACT_SEED, the same for every base): facts keyed on numbers, as a pretrained LLaMA
  *            knows many, so the base has features for which two-digit numbers it reads and a way to
@@ -199,11 +201,11 @@ function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: stri
   return { statements: shuffle(rng, statements), target, source, role, colour: colours[1], roles, colours: stated };
 }
 
-/** A role-free story (kvrecite, kvcolour): distinct names, each with its own colour, "Ava red." */
-function kvStory(rng: Rng, o: CorpusOptions): { statements: string[]; names: string[]; colours: string[] } {
+/** A story without `is` (kvrecite, kvcolour, kvrole): distinct names, each with its own colour (or role), "Ava red." */
+function kvStory(rng: Rng, o: CorpusOptions, pool: readonly string[] = COLOURS): { statements: string[]; names: string[]; values: string[] } {
   const names = distinct(rng, NAMES, rng.int(o.names[0], o.names[1]));
-  const colours = distinct(rng, COLOURS, names.length);
-  return { statements: names.map((nm, i) => `${nm} ${colours[i]}.`), names, colours };
+  const values = distinct(rng, pool, names.length);
+  return { statements: names.map((nm, i) => `${nm} ${values[i]}.`), names, values };
 }
 
 const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: CorpusOptions) => CorpusDoc }[] = [
@@ -259,9 +261,16 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
   },
   {
     name: 'kvcolour', weight: 0, make: (rng, o) => {
-      const { statements, names, colours } = kvStory(rng, o);
+      const { statements, names, values } = kvStory(rng, o);
       const i = Math.floor(rng.uniform() * names.length);
-      return { family: 'kvcolour', prompt: `${statements.join(' ')} What color is ${names[i]}?`, answer: colours[i], sep: ' ' };
+      return { family: 'kvcolour', prompt: `${statements.join(' ')} What color is ${names[i]}?`, answer: values[i], sep: ' ' };
+    },
+  },
+  {
+    name: 'kvrole', weight: 0, make: (rng, o) => {
+      const { statements, names, values } = kvStory(rng, o, ROLES);
+      const i = Math.floor(rng.uniform() * names.length);
+      return { family: 'kvrole', prompt: `${statements.join(' ')} What is ${names[i]}?`, answer: values[i], sep: ' ' };
     },
   },
   {

@@ -44,7 +44,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvcolour', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -161,6 +161,17 @@ describe('corpus and shared tokenizer', () => {
       const [, story, who] = d.prompt.match(/^(.*) What color is (\w+)\?$/)!;
       const colours = new Map([...story.matchAll(/(\w+) (\w+)\./g)].map(([, name, colour]) => [name, colour]));
       expect(colours.get(who)).toBe(d.answer);
+    }
+  });
+
+  it('kvrole (only in a --mix): a story of roles without `is` asked one name\'s role', () => {
+    const rng = new Rng(29);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrole: 1 } });
+      const [, story, who] = d.prompt.match(/^(.*) What is (\w+)\?$/)!;
+      const roles = new Map([...story.matchAll(/(\w+) (\w+)\./g)].map(([, name, role]) => [name, role]));
+      expect(ROLES).toContain(d.answer);
+      expect(roles.get(who)).toBe(d.answer);
     }
   });
 
