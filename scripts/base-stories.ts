@@ -13,7 +13,8 @@
  * role-free stories asked "What color is X?" (the `kvcolour` family), the same lookup as a question;
  * and N stories asked "Who is like T?" (the `like` family: the two-hop question's first two lookups),
  * beside 1 / the number of other names; and N asked "Who is V?" (the `who` family: the lookup by value
- * alone), beside 1 / the number of names.
+ * alone), beside 1 / the number of names; and N asked "What is X?" (the `role` family), split by
+ * whether X's role is the one two names share.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -94,6 +95,15 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const owners = await base.greedy(whos.map((q) => q.prompt), 3);
   const everyone = whos.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size }));
   console.log(`${dir}: ${n} stories asked "Who is V?" (the lookup by value, the middle one): right ${line(everyone, whos.map((q, i) => owners[i] === q.answer))}`);
+  // "What is X?": the lookup by name for a role; a base that answers the role two names share (T's and
+  // S's, what the two-hop question turns on) whoever is asked is right only when X is T or S
+  const roleQs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { role: 1 } }));
+  const roles = await base.greedy(roleQs.map((q) => q.prompt), 3);
+  const shared = roleQs.map((q) => [...q.prompt.matchAll(/ is (\w+)\./g)].filter(([, v]) => v === q.answer).length > 1);
+  for (const [label, want] of [['shared with another name (X is T or S)', true], ['its own', false]] as const) {
+    const at = roleQs.flatMap((_, i) => (shared[i] === want ? [i] : []));
+    console.log(`${dir}: "What is X?", X's role ${label}: right ${at.filter((i) => roles[i] === roleQs[i].answer).length} of ${at.length}`);
+  }
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */
