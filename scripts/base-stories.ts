@@ -14,14 +14,15 @@
  * and N stories asked "Who is like T?" (the `like` family: the two-hop question's first two lookups),
  * beside 1 / the number of other names; and N asked "Who is V?" (the `who` family: the lookup by value
  * alone), beside 1 / the number of names; and N asked "What is X?" (the `role` family), split by
- * whether X's role is the one two names share.
+ * whether X's role is the one two names share; then the same lookup for roles without `is`: recitals
+ * of colours and roles (`kvmixed`) cut after "Again: X", and stories of roles asked "What is X?" (`kvrole`).
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
  *   node dist/base-stories.js BASE_FOLDER|BASE.partial [N]
  */
 import { CORPUS_DEFAULTS, CORPUS_FAMILIES, corpusDoc } from '../engine/tasks/corpus';
-import { COLOURS } from '../engine/tasks/incontext';
+import { COLOURS, ROLES } from '../engine/tasks/incontext';
 import { Rng } from '../engine/util/rng';
 import { type LoadedBase, loadBaseOrCheckpoint } from './base-load';
 
@@ -104,6 +105,22 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
     const at = roleQs.flatMap((_, i) => (shared[i] === want ? [i] : []));
     console.log(`${dir}: "What is X?", X's role ${label}: right ${at.filter((i) => roles[i] === roleQs[i].answer).length} of ${at.length}`);
   }
+  // the lookup by name for roles without `is`: recitals of colours and roles cut after "Again: X", and "What is X?"
+  const rng2 = new Rng(13);
+  const mixed = Array.from({ length: n }, () => {
+    const d = corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvmixed: 1 } });
+    const stated = [...d.prompt.matchAll(/(\w+) (\w+)\./g)];
+    const [, who, value] = stated[Math.floor(rng2.uniform() * stated.length)];
+    return { prompt: `${d.prompt} ${who}`, value, names: stated.length };
+  });
+  const nexts = await base.greedy(mixed.map((p) => p.prompt), 3);
+  for (const kind of ['colour', 'role']) {
+    const at = mixed.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
+    console.log(`${dir}: ${at.length} recitals of colours and roles cut after "Again: X", X's value a ${kind}: next ${line(at.map((i) => mixed[i]), at.map((i) => nexts[i].split(/[ .]/)[0] === mixed[i].value))}`);
+  }
+  const kvRoles = Array.from({ length: n }, () => corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrole: 1 } }));
+  const kvAnswers = await base.greedy(kvRoles.map((q) => q.prompt), 3);
+  console.log(`${dir}: ${n} stories of roles without is asked "What is X?": right ${line(kvRoles.map((q) => ({ names: q.prompt.split('.').length - 1 })), kvRoles.map((q, i) => kvAnswers[i] === q.answer))}`);
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */

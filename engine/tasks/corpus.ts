@@ -33,6 +33,8 @@
  *            only for a lookup by name (a copy by position fails on the reshuffled order; the
  *            first value is the one that crossing off recited values cannot guess); only in a
  *            --mix, with CorpusOptions.names for a curriculum of story sizes                       0
+ *   kvmixed  kvrecite with each name's value a colour or a role ("Ava red. Bob cat."): the lookup by
+ *            name for either value type; only in a --mix                                       0
  *   kvcolour the same role-free story, "What color is X?" -> X's colour: the lookup by name asked as
  *            the tasks ask it (from the question's end, not from the name itself); only in a --mix 0
  *   kvrole   the same with a role for each name ("Ava cat. Bob dog."), "What is X?" -> X's role: the lookup
@@ -260,6 +262,12 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
     },
   },
   {
+    name: 'kvmixed', weight: 0, make: (rng, o) => {
+      const { statements } = kvStory(rng, o, [...COLOURS, ...ROLES]);
+      return { family: 'kvmixed', prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...statements]).join(' '), sep: ' ' };
+    },
+  },
+  {
     name: 'kvcolour', weight: 0, make: (rng, o) => {
       const { statements, names, values } = kvStory(rng, o);
       const i = Math.floor(rng.uniform() * names.length);
@@ -324,7 +332,7 @@ export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
 /** The families of the default mix (a positive weight in the table above): the held-out check's. */
 export const DEFAULT_MIX_FAMILIES: readonly string[] = FAMILIES.filter((f) => f.weight > 0).map((f) => f.name);
 /** Families whose answer lists the story's statements in a random order: no exact match to score. */
-export const UNORDERED_FAMILIES: readonly string[] = ['recite', 'kvrecite'];
+export const UNORDERED_FAMILIES: readonly string[] = ['recite', 'kvrecite', 'kvmixed'];
 /** The adding families: `memgen pretrain --sums-first N` draws only these for its first N steps. */
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 

@@ -44,7 +44,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvmixed', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -136,22 +136,25 @@ describe('corpus and shared tokenizer', () => {
     expect(reordered).toBeGreaterThan(150);
   });
 
-  it('kvrecite (only in a --mix): role-free statements "Name colour.", "Again:", the same in another order; CorpusOptions.names sizes the stories', () => {
+  it.each(['kvrecite', 'kvmixed'])('%s (only in a --mix): statements "Name value." without is, "Again:", the same in another order; CorpusOptions.names sizes the stories', (family) => {
     const rng = new Rng(16);
     let reordered = 0;
     const sizes = new Set<number>();
+    const values = new Set<string>();
     for (let i = 0; i < 200; i++) {
-      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrecite: 1 }, names: [2, 3] });
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { [family]: 1 }, names: [2, 3] });
       const story = d.prompt.slice(0, -' Again:'.length).split(/(?<=\.) /);
       const again = d.answer.split(/(?<=\.) /);
       for (const st of story) expect(st).toMatch(/^[A-Z]\w+ [a-z]+\.$/);
       expect(new Set(story.map((st) => st.split(' ')[0])).size).toBe(story.length); // one value per name
       expect([...again].sort()).toEqual([...story].sort());
       sizes.add(story.length);
+      for (const st of story) values.add(ROLES.includes(st.split(' ')[1].slice(0, -1)) ? 'role' : 'colour');
       if (again.join(' ') !== story.join(' ')) reordered++;
     }
     expect([...sizes].sort()).toEqual([2, 3]);
     expect(reordered).toBeGreaterThan(60); // 2-name stories keep their order half the time
+    expect([...values].sort()).toEqual(family === 'kvmixed' ? ['colour', 'role'] : ['colour']);
   });
 
   it('kvcolour (only in a --mix): a role-free story asked one name\'s colour', () => {
