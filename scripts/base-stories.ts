@@ -66,17 +66,22 @@ async function main(): Promise<void> {
   await kvRecitals(dir, n, base);
 }
 
+/** n recitals of a family without `is` (kvrecite, kvmixed), each cut after `Again: X` for a random name X of its story: is the next word X's value. */
+function cutRecitals(rng: Rng, family: string, n: number): { prompt: string; value: string; names: number }[] {
+  return Array.from({ length: n }, () => {
+    const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { [family]: 1 } });
+    const stated = [...d.prompt.matchAll(/(\w+) (\w+)\./g)];
+    const [, who, value] = stated[Math.floor(rng.uniform() * stated.length)];
+    return { prompt: `${d.prompt} ${who}`, value, names: stated.length };
+  });
+}
+
 /** Role-free recitals cut after their first name: the share whose next word is that name's colour. */
 async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<void> {
   const rng = new Rng(9);
-  const probes = Array.from({ length: n }, () => {
-    const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrecite: 1 } });
-    const stated = [...d.prompt.matchAll(/(\w+) (\w+)\./g)];
-    const [, who, colour] = stated[Math.floor(rng.uniform() * stated.length)];
-    return { prompt: `${d.prompt} ${who}`, colour, names: stated.length };
-  });
+  const probes = cutRecitals(rng, 'kvrecite', n);
   const outs = await base.greedy(probes.map((p) => p.prompt), 3);
-  const ok = probes.map((p, i) => outs[i].split(/[ .]/)[0] === p.colour);
+  const ok = probes.map((p, i) => outs[i].split(/[ .]/)[0] === p.value);
   const line = (xs: readonly { names: number }[], hits: boolean[]) => `${((100 * hits.filter(Boolean).length) / xs.length).toFixed(1)}% (at random ${((100 * xs.reduce((s, p) => s + 1 / p.names, 0)) / xs.length).toFixed(1)}%)`;
   console.log(`${dir}: ${n} role-free recitals cut after "Again: X": X's colour next ${line(probes, ok)}`);
   for (let k = 2; k <= 7; k++) {
@@ -107,12 +112,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   }
   // the lookup by name for roles without `is`: recitals of colours and roles cut after "Again: X", and "What is X?"
   const rng2 = new Rng(13);
-  const mixed = Array.from({ length: n }, () => {
-    const d = corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvmixed: 1 } });
-    const stated = [...d.prompt.matchAll(/(\w+) (\w+)\./g)];
-    const [, who, value] = stated[Math.floor(rng2.uniform() * stated.length)];
-    return { prompt: `${d.prompt} ${who}`, value, names: stated.length };
-  });
+  const mixed = cutRecitals(rng2, 'kvmixed', n);
   const nexts = await base.greedy(mixed.map((p) => p.prompt), 3);
   for (const kind of ['colour', 'role']) {
     const at = mixed.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
