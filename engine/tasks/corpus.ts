@@ -210,6 +210,12 @@ function kvStory(rng: Rng, o: CorpusOptions, pool: readonly string[] = COLOURS):
   return { statements: names.map((nm, i) => `${nm} ${values[i]}.`), names, values };
 }
 
+/** A story without `is` of values from `pool`, then "Again:" -> its statements in another order. */
+function kvRecital(rng: Rng, o: CorpusOptions, family: string, pool: readonly string[]): CorpusDoc {
+  const { statements } = kvStory(rng, o, pool);
+  return { family, prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...statements]).join(' '), sep: ' ' };
+}
+
 const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: CorpusOptions) => CorpusDoc }[] = [
   { name: 'sum4', weight: 0.36, make: (rng, o) => sumDoc(rng, 4, 'sum4', o) },
   { name: 'sumk', weight: 0.08, make: (rng, o) => sumDoc(rng, pick(rng, [2, 3, 5]), 'sumk', o) },
@@ -255,18 +261,8 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       return { family: 'recite', prompt: `${s.statements.join(' ')} Again:`, answer: shuffle(rng, [...s.statements]).join(' '), sep: ' ' };
     },
   },
-  {
-    name: 'kvrecite', weight: 0, make: (rng, o) => {
-      const { statements } = kvStory(rng, o);
-      return { family: 'kvrecite', prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...statements]).join(' '), sep: ' ' };
-    },
-  },
-  {
-    name: 'kvmixed', weight: 0, make: (rng, o) => {
-      const { statements } = kvStory(rng, o, [...COLOURS, ...ROLES]);
-      return { family: 'kvmixed', prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...statements]).join(' '), sep: ' ' };
-    },
-  },
+  { name: 'kvrecite', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvrecite', COLOURS) },
+  { name: 'kvmixed', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvmixed', [...COLOURS, ...ROLES]) },
   {
     name: 'kvcolour', weight: 0, make: (rng, o) => {
       const { statements, names, values } = kvStory(rng, o);

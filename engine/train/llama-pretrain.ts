@@ -248,7 +248,7 @@ export async function familyAccuracy(cfg: LlamaConfig, params: ParamSet, tok: HF
     const list = byFamily.get(d.family)!;
     if (list.length < n) list.push(d);
   }
-  const mixOnly = Object.keys(corpus.mix ?? {}).filter((f) => (corpus.mix![f] ?? 0) > 0 && !DEFAULT_MIX_FAMILIES.includes(f) && !UNORDERED_FAMILIES.includes(f));
+  const mixOnly = Object.entries(corpus.mix ?? {}).filter(([f, w]) => w > 0 && !DEFAULT_MIX_FAMILIES.includes(f) && !UNORDERED_FAMILIES.includes(f)).map(([f]) => f);
   for (const f of mixOnly) byFamily.set(f, Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...heldOutCorpus(corpus), mix: { [f]: 1 } })));
   const docs = [...byFamily.values()].flat();
   const outs = await greedyAnswers(cfg, params, tok, sp, docs.map((d) => d.prompt), 24, runner);
