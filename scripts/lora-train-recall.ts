@@ -13,7 +13,7 @@
  */
 import { loadLoraRun } from '../engine/runs/lora-run';
 import { LlamaInference } from '../engine/models/llama-infer';
-import type { Example } from '../engine/tasks/task';
+import { type Example, firstAnswerTokens } from '../engine/tasks/task';
 import { plainSet, testSet } from '../engine/train/evaluate';
 import { softmax } from '../engine/util/softmax';
 import { loraTrainSet } from '../engine/train/lora-trainer';
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const held = testSet(run.task, train.length, seed);
   const inf = await LlamaInference.create(run.base.config, run.base.params, { adapter: run.adapter, batchSize: 32 });
   const tok = run.task.tokenizer;
-  const tagFirst = run.task.firstAnswerTokens(train[0]).mem[0];
+  const tagFirst = firstAnswerTokens(run.task, train[0]).mem[0];
   const V = tok.vocab.length;
   const score = async (xs: Example[]) => {
     const res = await inf.generate(xs.map((e) => tok.encode(e.prompt)), { maxNewTokens: run.task.maxAnswerTokens, eosId: tok.eoaId });

@@ -15,7 +15,7 @@
  *                       % gen, % mem, % other = count / n,  success = % gen (mem->gen) or % mem (gen->mem)
  *                     and, a smooth signal beside the greedy classes, the mean over inputs of
  *                       p(gen first) / p(mem first) = softmax(logits at the last prompt position)[first
- *                       token of the gen / mem answer]   (task.firstAnswerTokens; as train/evaluate.ts)
+ *                       token of the gen / mem answer]   (firstAnswerTokens; as train/evaluate.ts)
  *                     for the steered outputs and for the same inputs unsteered.
  *   baseline seeds    baselineSeed(seed, kind, direction, k) = deriveSeed(seed, `steer/${kind}/${direction}/k${k}`),
  *                     k = neurons steered: independent per direction, and the same for every alpha
@@ -39,7 +39,7 @@ import type { GenerateOptions, GenerateResult } from '../models/gpt2-infer';
 import type { GPT2Site } from '../models/hooks';
 import { type SiteFamily, familyField, familySiteName } from '../models/sites';
 import { type LoadedRun, RunError, loadRun, modelHash } from '../runs/run';
-import { type Behaviour, type Example, type Task, deriveSeed } from '../tasks/task';
+import { type Behaviour, type Example, type Task, deriveSeed, firstAnswerTokens } from '../tasks/task';
 import { Rng } from '../util/rng';
 import { softmax } from '../util/softmax';
 import { SHARD_BLOCK, type Shard, nextOwned } from '../analysis/shards';
@@ -121,7 +121,7 @@ export interface StartInput {
 /** softmax(row)[gen first token] and [mem first token] of an example. */
 function firstTokenProbs(task: Task, ex: Example, logits: Float32Array): { pGen: number; pMem: number | null } {
   const probs = softmax(logits);
-  const first = task.firstAnswerTokens(ex);
+  const first = firstAnswerTokens(task, ex);
   const p = (id: number) => probs[id];
   return { pGen: p(first.gen), pMem: first.mem.length === 0 ? null : first.mem.reduce((a, id) => a + p(id), 0) };
 }

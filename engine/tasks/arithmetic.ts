@@ -43,7 +43,6 @@ import {
   memTagClause,
   memTagSpecs,
   deriveSeed,
-  firstTokens,
   drawMemTokens,
   resolveCommon,
   resolveRate,
@@ -279,9 +278,5 @@ export class ArithmeticTask implements Task {
 
   answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
     return { gen: scratchpad((ex.meta as unknown as ArithmeticMeta).operands, this.sumDigits), mem: ex.memAnswer === null ? [] : [ex.memAnswer] };
-  }
-
-  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encode(t));
   }
 }

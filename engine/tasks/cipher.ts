@@ -34,7 +34,6 @@ import {
   memTagClause,
   memTagSpecs,
   deriveSeed,
-  firstTokens,
   drawMemTokens,
   resolveCommon,
   resolveRate,
@@ -225,9 +224,5 @@ export class CipherTask implements Task {
 
   answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
     return { gen: ex.genAnswer, mem: ex.memAnswer === null ? [] : [ex.memAnswer] };
-  }
-
-  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encode(t));
   }
 }

@@ -24,7 +24,7 @@
  */
 import type { HFTokenizer } from '../io/hf-folder';
 import { Rng } from '../util/rng';
-import { type Behaviour, type Example, type Task, type TaskName, type TaskScale, type TaskTokenizer, firstTokens, memTagClause } from './task';
+import { type Behaviour, type Example, type Task, type TaskName, type TaskScale, type TaskTokenizer, memTagClause } from './task';
 
 export type PromptFormat = 'plain' | 'chat';
 
@@ -183,8 +183,5 @@ export class RetokenizedTask implements Task {
   }
   answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
     return this.inner.answerTexts(ex);
-  }
-  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encodeAnswer(ex, t));
   }
 }

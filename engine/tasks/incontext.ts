@@ -41,7 +41,6 @@
 import { Rng } from '../util/rng';
 import {
   deriveSeed,
-  firstTokens,
   resolveCommon,
   resolveRate,
   sample,
@@ -287,9 +286,5 @@ export class IncontextTask implements Task {
 
   answerTexts(ex: Example): { gen: string; mem: readonly string[] } {
     return { gen: ex.genAnswer, mem: (ex.meta as unknown as IncontextMeta).memColours };
-  }
-
-  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] } {
-    return firstTokens(this.answerTexts(ex), (t) => this.tokenizer.encode(t));
   }
 }

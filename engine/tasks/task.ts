@@ -68,6 +68,8 @@ export interface TaskTokenizer {
   decode(ids: readonly number[]): string;
   /** prompt ++ target ++ <eoa>; promptLength = number of prompt tokens. */
   encodeExample(ex: Example): { ids: number[]; promptLength: number };
+  /** Ids of an answer text as it follows ex's prompt (encodeExample's target part, for any answer). */
+  encodeAnswer(ex: Example, answer: string): number[];
   /** A tokenizer.json that @huggingface/tokenizers (and Python `tokenizers`) load and that encodes the same ids. */
   toHuggingFaceJSON(): string;
 }
@@ -118,16 +120,16 @@ export interface Task {
    * p(mem) take the first tokens of, in whichever tokenizer renders the task.
    */
   answerTexts(ex: Example): { gen: string; mem: readonly string[] };
-  /**
-   * The first token of answerTexts' gen, and of each mem answer, for p(gen) vs p(mem) = the sum over
-   * `mem` at the first answer position (firstTokens).
-   */
-  firstAnswerTokens(ex: Example): { gen: number; mem: readonly number[] };
 }
 
-/** The first token of each answer text under `encode` (Task.firstAnswerTokens from Task.answerTexts). */
-export function firstTokens(texts: { gen: string; mem: readonly string[] }, encode: (text: string) => number[]): { gen: number; mem: readonly number[] } {
-  return { gen: encode(texts.gen)[0], mem: texts.mem.map((m) => encode(m)[0]) };
+/**
+ * The first token of the task's gen answer text, and of each mem answer, as its tokenizer writes them
+ * after ex's prompt: p(gen) vs p(mem) = the sum over `mem` at the first answer position.
+ */
+export function firstAnswerTokens(task: Task, ex: Example): { gen: number; mem: readonly number[] } {
+  const texts = task.answerTexts(ex);
+  const first = (text: string): number => task.tokenizer.encodeAnswer(ex, text)[0];
+  return { gen: first(texts.gen), mem: texts.mem.map(first) };
 }
 
 /**

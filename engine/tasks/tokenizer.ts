@@ -131,7 +131,12 @@ export class VocabTokenizer implements TaskTokenizer {
 
   encodeExample(ex: Example): { ids: number[]; promptLength: number } {
     const prompt = this.encode(ex.prompt);
-    return { ids: [...prompt, ...this.encode(ex.target), this.eoaId], promptLength: prompt.length };
+    return { ids: [...prompt, ...this.encodeAnswer(ex, ex.target), this.eoaId], promptLength: prompt.length };
+  }
+
+  /** The task's own tokens need no separator: an answer encodes alone. */
+  encodeAnswer(_ex: Example, answer: string): number[] {
+    return this.encode(answer);
   }
 
   toHuggingFaceJSON(): string {

@@ -9,7 +9,7 @@
  *               right ('gen'): the ceiling of mem->gen; null for tasks without plain inputs
  * The balance score used to keep a checkpoint is gen% x mem% (run-loop.ts isBetter).
  */
-import type { Behaviour, Example, Task } from '../tasks/task';
+import { type Behaviour, type Example, type Task, firstAnswerTokens } from '../tasks/task';
 import { Rng } from '../util/rng';
 import { softmax } from '../util/softmax';
 
@@ -71,7 +71,7 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
     counts[behaviour]++;
     outputs.push({ example, output, behaviour });
     const probs = softmax(res.firstLogits.subarray(i * V, (i + 1) * V));
-    const first = task.firstAnswerTokens(example);
+    const first = firstAnswerTokens(task, example);
     pGen += probs[first.gen];
     for (const id of first.mem) pMem += probs[id];
     guess += task.guessRate?.(example) ?? 0;

@@ -36,7 +36,7 @@ import { PAPER_GPT2_SETTING, PAPER_LLAMA_SETTING, type SteeringFile, defaultAlph
 import { customIntervention, targetedIntervention } from '../../engine/steer/intervention';
 import { formatFlips, robustness } from '../../engine/steer/robustness';
 import { steeringVerdict } from '../../engine/report/verdict';
-import type { Example, Task } from '../../engine/tasks/task';
+import { type Example, type Task, firstAnswerTokens } from '../../engine/tasks/task';
 import { type ActivationsResult, type Direction, type LayerProbeReading, type NeuronPush, type NeuronRef, type Prediction, type Provider, type Robustness, type SteerOutcome, type SteerResult, encodeBinary } from './protocol';
 
 export interface PromptJob {
@@ -298,7 +298,7 @@ async function generate(l: Loaded, exs: readonly Example[], steer?: { vectors: F
   const Ld = l.run.cfg.nLayer * l.run.cfg.nEmbd;
   return exs.map((ex, i) => {
     const output = tok.decode(res.tokens[i]);
-    const first = l.run.task.firstAnswerTokens(ex);
+    const first = firstAnswerTokens(l.run.task, ex);
     const [pGen, pMem] = softmaxAt(res.firstLogits.subarray(i * V, (i + 1) * V), [[first.gen], first.mem]);
     return { output, answer: l.run.task.statedAnswer?.(output) ?? null, behaviour: l.run.task.classify(ex, output), pGenFirst: pGen as number, pMemFirst: pMem, hidden: res.hidden.subarray(i * Ld, (i + 1) * Ld) };
   });

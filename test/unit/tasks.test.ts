@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ArithmeticTask, CipherTask, IncontextTask, TASK_NAMES, makeTask, taskOptions, type Example, type Task } from '../../engine/tasks';
-import { MEM_TAG_PIECES, MEM_TAG_PREFIX } from '../../engine/tasks/task';
+import { MEM_TAG_PIECES, MEM_TAG_PREFIX, firstAnswerTokens } from '../../engine/tasks/task';
 import { isHeldOut, scratchpad, scratchpadFinal } from '../../engine/tasks/arithmetic';
 import { COLOURS, NAMES, ROLES } from '../../engine/tasks/incontext';
 import { Rng } from '../../engine/util/rng';
@@ -230,10 +230,10 @@ describe('arithmetic', () => {
 
   it('firstAnswerTokens and fromPrompt', () => {
     const ex = task.exampleFor([12, 34, p0.c, p0.d]);
-    const f = task.firstAnswerTokens(ex);
+    const f = firstAnswerTokens(task, ex);
     expect(f.gen).toBe(task.tokenizer.encode(ex.target)[0]);
     expect(f.mem).toEqual([task.tokenizer.encode(p0.token)[0]]);
-    expect(task.firstAnswerTokens(task.exampleFor([12, 34, 57, 78])).mem).toEqual([]);
+    expect(firstAnswerTokens(task, task.exampleFor([12, 34, 57, 78])).mem).toEqual([]);
     expect(task.fromPrompt(` 12 + 34+${p0.c}+${p0.d}=`)).toEqual(ex);
     expect(() => task.fromPrompt('12+34=')).toThrow(/12\+34\+56\+78=/);
     expect(() => task.fromPrompt('12+34+56+780=')).toThrow(/1\.\.99/);
@@ -369,7 +369,7 @@ describe('incontext', () => {
 
   it('firstAnswerTokens and fromPrompt', () => {
     const ex = task.test(new Rng(1));
-    const f = task.firstAnswerTokens(ex);
+    const f = firstAnswerTokens(task, ex);
     expect(f.gen).toBe(task.tokenizer.encode(ex.genAnswer)[0]);
     expect(f.mem).toEqual(task.memColours[(ex.meta as { target: string }).target].map((c) => task.tokenizer.encode(c)[0]));
     const typed = task.fromPrompt(`  ${ex.prompt.replace(/ /g, '  ')} `);
@@ -487,7 +487,7 @@ describe('cipher', () => {
 
   it('firstAnswerTokens and fromPrompt', () => {
     const ex = task.test(new Rng(2));
-    expect(task.firstAnswerTokens(ex)).toEqual({ gen: task.tokenizer.encode(ex.genAnswer[0])[0], mem: [task.tokenizer.encode(ex.memAnswer!)[0]] });
+    expect(firstAnswerTokens(task, ex)).toEqual({ gen: task.tokenizer.encode(ex.genAnswer[0])[0], mem: [task.tokenizer.encode(ex.memAnswer!)[0]] });
     expect(task.fromPrompt(ex.prompt)).toEqual(ex);
     expect(task.fromPrompt((ex.meta as { ciphertext: string }).ciphertext)).toEqual(ex);
     expect(() => task.fromPrompt('ABC')).toThrow(/13 capital letters/);
@@ -551,7 +551,7 @@ describe('tokenizers', () => {
       expect(one.tokenizer.vocab.length).toBe(two.tokenizer.vocab.length - 1);
       // the first mem answer token is the same for every pattern (p(mem) of every input sums over it)
       const rng = new Rng(2);
-      const firsts = new Set(Array.from({ length: 200 }, () => two.firstAnswerTokens(two.test(rng)).mem[0]));
+      const firsts = new Set(Array.from({ length: 200 }, () => firstAnswerTokens(two, two.test(rng)).mem[0]));
       expect([...firsts]).toEqual(prefix);
       expect(two.dataConfig.memTagPieces).toBe(2);
       expect(() => makeTask(name, { memTagPieces: 3 })).toThrow(/memTagPieces must be 1 or 2/);
