@@ -15,7 +15,8 @@
  * beside 1 / the number of other names; and N asked "Who is V?" (the `who` family: the lookup by value
  * alone), beside 1 / the number of names; and N asked "What is X?" (the `role` family), split by
  * whether X's role is the one two names share; then the same lookup for roles without `is`: recitals
- * of colours and roles (`kvmixed`) cut after "Again: X", and stories of roles asked "What is X?" (`kvrole`).
+ * of colours and roles (`kvmixed`) cut after "Again: X", and stories of roles asked "What is X?" (`kvrole`);
+ * then the lookup by value without `is`: value-first recitals (`kvswap`) cut after "Again: V", is the next word V's name.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -66,13 +67,18 @@ async function main(): Promise<void> {
   await kvRecitals(dir, n, base);
 }
 
-/** n recitals of a family without `is` (kvrecite, kvmixed), each cut after `Again: X` for a random name X of its story: is the next word X's value. */
-function cutRecitals(rng: Rng, family: string, n: number): { prompt: string; value: string; names: number }[] {
+/**
+ * n recitals of a family without `is` (kvrecite, kvmixed), each cut after `Again: X` for a random name X
+ * of its story: is the next word X's value; for kvswap (value first) cut after `Again: V`: is it V's name.
+ */
+function cutRecitals(rng: Rng, family: string, n: number): { prompt: string; value: string; next: string; names: number }[] {
   return Array.from({ length: n }, () => {
     const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { [family]: 1 } });
     const stated = [...d.prompt.matchAll(/(\w+) (\w+)\./g)];
     const [, who, value] = stated[Math.floor(rng.uniform() * stated.length)];
-    return { prompt: `${d.prompt} ${who}`, value, names: stated.length };
+    return family === 'kvswap'
+      ? { prompt: `${d.prompt} ${value}`, value, next: who, names: stated.length }
+      : { prompt: `${d.prompt} ${who}`, value, next: value, names: stated.length };
   });
 }
 
@@ -81,7 +87,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const rng = new Rng(9);
   const probes = cutRecitals(rng, 'kvrecite', n);
   const outs = await base.greedy(probes.map((p) => p.prompt), 3);
-  const ok = probes.map((p, i) => outs[i].split(/[ .]/)[0] === p.value);
+  const ok = probes.map((p, i) => outs[i].split(/[ .]/)[0] === p.next);
   const line = (xs: readonly { names: number }[], hits: boolean[]) => `${((100 * hits.filter(Boolean).length) / xs.length).toFixed(1)}% (at random ${((100 * xs.reduce((s, p) => s + 1 / p.names, 0)) / xs.length).toFixed(1)}%)`;
   console.log(`${dir}: ${n} role-free recitals cut after "Again: X": X's colour next ${line(probes, ok)}`);
   for (let k = 2; k <= 7; k++) {
@@ -116,7 +122,14 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const nexts = await base.greedy(mixed.map((p) => p.prompt), 3);
   for (const kind of ['colour', 'role']) {
     const at = mixed.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
-    console.log(`${dir}: ${at.length} recitals of colours and roles cut after "Again: X", X's value a ${kind}: next ${line(at.map((i) => mixed[i]), at.map((i) => nexts[i].split(/[ .]/)[0] === mixed[i].value))}`);
+    console.log(`${dir}: ${at.length} recitals of colours and roles cut after "Again: X", X's value a ${kind}: next ${line(at.map((i) => mixed[i]), at.map((i) => nexts[i].split(/[ .]/)[0] === mixed[i].next))}`);
+  }
+  // the lookup by value without `is`: value-first recitals (kvswap) cut after "Again: V", is the next word V's name
+  const swaps = cutRecitals(new Rng(17), 'kvswap', n);
+  const owned = await base.greedy(swaps.map((p) => p.prompt), 3);
+  for (const kind of ['colour', 'role']) {
+    const at = swaps.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
+    console.log(`${dir}: ${at.length} value-first recitals cut after "Again: V", V a ${kind}: V's name next ${line(at.map((i) => swaps[i]), at.map((i) => owned[i].split(/[ .]/)[0] === swaps[i].next))}`);
   }
   const kvRoles = Array.from({ length: n }, () => corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrole: 1 } }));
   const kvAnswers = await base.greedy(kvRoles.map((q) => q.prompt), 3);

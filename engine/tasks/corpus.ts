@@ -35,6 +35,9 @@
  *            --mix, with CorpusOptions.names for a curriculum of story sizes                       0
  *   kvmixed  kvrecite with each name's value a colour or a role ("Ava red. Bob cat."): the lookup by
  *            name for either value type; only in a --mix                                       0
+ *   kvswap   kvmixed's story, "Again:" -> its statements value first in another order ("cat Bob. red
+ *            Ava."): each name, right after its value, pays only for a lookup by value (the two-hop
+ *            question's middle one: from T's role to the other name with it); only in a --mix   0
  *   kvcolour the same role-free story, "What color is X?" -> X's colour: the lookup by name asked as
  *            the tasks ask it (from the question's end, not from the name itself); only in a --mix 0
  *   kvrole   the same with a role for each name ("Ava cat. Bob dog."), "What is X?" -> X's role: the lookup
@@ -210,10 +213,14 @@ function kvStory(rng: Rng, o: CorpusOptions, pool: readonly string[] = COLOURS):
   return { statements: names.map((nm, i) => `${nm} ${values[i]}.`), names, values };
 }
 
-/** A story without `is` of values from `pool`, then "Again:" -> its statements in another order. */
-function kvRecital(rng: Rng, o: CorpusOptions, family: string, pool: readonly string[]): CorpusDoc {
-  const { statements } = kvStory(rng, o, pool);
-  return { family, prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...statements]).join(' '), sep: ' ' };
+/**
+ * A story without `is` of values from `pool`, then "Again:" -> its statements in another order, each
+ * "value name." instead when `valueFirst` (kvswap: each name then pays only for a lookup by value).
+ */
+function kvRecital(rng: Rng, o: CorpusOptions, family: string, pool: readonly string[], valueFirst = false): CorpusDoc {
+  const { statements, names, values } = kvStory(rng, o, pool);
+  const recited = valueFirst ? names.map((nm, i) => `${values[i]} ${nm}.`) : statements;
+  return { family, prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...recited]).join(' '), sep: ' ' };
 }
 
 const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: CorpusOptions) => CorpusDoc }[] = [
@@ -263,6 +270,7 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
   },
   { name: 'kvrecite', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvrecite', COLOURS) },
   { name: 'kvmixed', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvmixed', [...COLOURS, ...ROLES]) },
+  { name: 'kvswap', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvswap', [...COLOURS, ...ROLES], true) },
   {
     name: 'kvcolour', weight: 0, make: (rng, o) => {
       const { statements, names, values } = kvStory(rng, o);
@@ -328,7 +336,7 @@ export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
 /** The families of the default mix (a positive weight in the table above): the held-out check's. */
 export const DEFAULT_MIX_FAMILIES: readonly string[] = FAMILIES.filter((f) => f.weight > 0).map((f) => f.name);
 /** Families whose answer lists the story's statements in a random order: no exact match to score. */
-export const UNORDERED_FAMILIES: readonly string[] = ['recite', 'kvrecite', 'kvmixed'];
+export const UNORDERED_FAMILIES: readonly string[] = ['recite', 'kvrecite', 'kvmixed', 'kvswap'];
 /** The adding families: `memgen pretrain --sums-first N` draws only these for its first N steps. */
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 

@@ -23,6 +23,7 @@ import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
 import { type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
 import { ROLES } from '../../engine/tasks/incontext';
+import { firstAnswerTokens } from '../../engine/tasks/task';
 
 const SMALL = { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 16 };
 let tmp: string;
@@ -44,7 +45,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvmixed', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -155,6 +156,17 @@ describe('corpus and shared tokenizer', () => {
     expect([...sizes].sort()).toEqual([2, 3]);
     expect(reordered).toBeGreaterThan(60); // 2-name stories keep their order half the time
     expect([...values].sort()).toEqual(family === 'kvmixed' ? ['colour', 'role'] : ['colour']);
+  });
+
+  it('kvswap (only in a --mix): kvmixed\'s story, "Again:", each statement value first in another order', () => {
+    const rng = new Rng(31);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvswap: 1 } });
+      const story = [...d.prompt.slice(0, -' Again:'.length).matchAll(/([A-Z]\w+) ([a-z]+)\./g)].map(([, name, value]) => `${name} ${value}`);
+      const again = [...d.answer.matchAll(/([a-z]+) ([A-Z]\w+)\./g)].map(([, value, name]) => `${name} ${value}`);
+      expect(d.answer.split('. ')).toHaveLength(story.length);
+      expect([...again].sort()).toEqual([...story].sort());
+    }
   });
 
   it('kvcolour (only in a --mix): a role-free story asked one name\'s colour', () => {
@@ -322,11 +334,11 @@ describe('corpus and shared tokenizer', () => {
     // the first gen token of an arithmetic answer is the first digit run of the scratchpad, not its first digit
     const task = new RetokenizedTask(makeTask('arithmetic', { seed: 1, sumDigits: 3 }), hf, { probe: 50 });
     const ex = task.test(new Rng(1));
-    expect(task.tokenizer.decode([task.firstAnswerTokens(ex).gen])).toBe(ex.target.split(',')[0]);
+    expect(task.tokenizer.decode([firstAnswerTokens(task, ex).gen])).toBe(ex.target.split(',')[0]);
     // also where the target is the mem tag: gen's first token is still the scratchpad's
     const rng2 = new Rng(2);
     const tagged = Array.from({ length: 400 }, () => task.train(rng2)).find((e) => e.target === e.memAnswer)!;
-    expect(task.tokenizer.decode([task.firstAnswerTokens(tagged).gen])).toBe(task.answerTexts(tagged).gen.split(',')[0]);
+    expect(task.tokenizer.decode([firstAnswerTokens(task, tagged).gen])).toBe(task.answerTexts(tagged).gen.split(',')[0]);
   });
 });
 
@@ -357,7 +369,7 @@ describe('RetokenizedTask (a task through the base tokenizer)', () => {
         const mems = ex.memAnswer === null ? [] : ((ex.meta as { memColours?: string[] }).memColours ?? [ex.memAnswer]).filter((m) => m !== ex.genAnswer);
         for (const m of mems) expect(task.classify(ex, tok.decode(tok.encodeAnswer(ex, m)))).toBe('mem');
         if (mems.length > 0 && ex.memAnswer !== ex.genAnswer) {
-          expect(task.firstAnswerTokens(ex).mem).toEqual(((ex.meta as { memColours?: string[] }).memColours ?? [ex.memAnswer!]).map((m) => tok.encodeAnswer(ex, m)[0]));
+          expect(firstAnswerTokens(task, ex).mem).toEqual(((ex.meta as { memColours?: string[] }).memColours ?? [ex.memAnswer!]).map((m) => tok.encodeAnswer(ex, m)[0]));
         }
       }
     }
