@@ -16,7 +16,8 @@
  * alone), beside 1 / the number of names; and N asked "What is X?" (the `role` family), split by
  * whether X's role is the one two names share; then the same lookup for roles without `is`: recitals
  * of colours and roles (`kvmixed`) cut after "Again: X", and stories of roles asked "What is X?" (`kvrole`);
- * then the lookup by value without `is`: value-first recitals (`kvswap`) cut after "Again: V", is the next word V's name.
+ * then the lookup by value: value-first recitals without `is` (`kvswap`) and of the tasks' stories (`swap`) cut
+ * after "Again: V", is the next word V's name.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -107,6 +108,11 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const owners = await base.greedy(whos.map((q) => q.prompt), 3);
   const everyone = whos.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size }));
   console.log(`${dir}: ${n} stories asked "Who is V?" (the lookup by value, the middle one): right ${line(everyone, whos.map((q, i) => owners[i] === q.answer))}`);
+  for (const kind of ['colour', 'role']) {
+    const at = whos.flatMap((q, i) => ((ROLES.includes(q.prompt.slice(q.prompt.lastIndexOf(' ') + 1, -1)) ? 'role' : 'colour') === kind ? [i] : []));
+    const wrongNames = at.filter((i) => owners[i] !== whos[i].answer && new RegExp(`\\b${owners[i]} is`).test(whos[i].prompt)).length;
+    console.log(`  V a ${kind}: right ${line(at.map((i) => everyone[i]), at.map((i) => owners[i] === whos[i].answer))}; wrong but a name of the story ${wrongNames}`);
+  }
   // "What is X?": the lookup by name for a role; a base that answers the role two names share (T's and
   // S's, what the two-hop question turns on) whoever is asked is right only when X is T or S
   const roleQs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { role: 1 } }));
@@ -130,6 +136,20 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   for (const kind of ['colour', 'role']) {
     const at = swaps.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
     console.log(`${dir}: ${at.length} value-first recitals cut after "Again: V", V a ${kind}: V's name next ${line(at.map((i) => swaps[i]), at.map((i) => owned[i].split(/[ .]/)[0] === swaps[i].next))}`);
+  }
+  // the same in the tasks' format (roles, `is`): value-first recitals (swap) cut after "Again: V" for a value V only one name has
+  const rng3 = new Rng(19);
+  const isSwaps = Array.from({ length: n }, () => {
+    const d = corpusDoc(rng3, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { swap: 1 } });
+    const stated = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
+    const unique = stated.filter(([, , v]) => stated.filter(([, , w]) => w === v).length === 1);
+    const [, who, value] = unique[Math.floor(rng3.uniform() * unique.length)];
+    return { prompt: `${d.prompt} ${value}`, value, next: who, names: new Set(stated.map(([, nm]) => nm)).size };
+  });
+  const isOwned = await base.greedy(isSwaps.map((p) => p.prompt), 3);
+  for (const kind of ['colour', 'role']) {
+    const at = isSwaps.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
+    console.log(`${dir}: ${at.length} value-first recitals of stories with is cut after "Again: V", V a ${kind}: V's name next ${line(at.map((i) => isSwaps[i]), at.map((i) => isOwned[i].split(/[ .]/)[0] === isSwaps[i].next))}`);
   }
   const kvRoles = Array.from({ length: n }, () => corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrole: 1 } }));
   const kvAnswers = await base.greedy(kvRoles.map((q) => q.prompt), 3);

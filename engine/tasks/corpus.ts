@@ -28,6 +28,9 @@
  *   recite   the same stories, then "Again:" -> the story's statements in another order: every
  *            role or colour after "X is" is X's, so the lookup by name pays on every statement
  *            (the one-hop question pays once a story); only in a --mix                        0
+ *   swap     the same stories, then "Again:" -> each statement value first in another order ("cat Ava.
+ *            red Bob."): the lookup by value in the tasks' format (the name two tokens before the
+ *            value, as the two-hop question's middle lookup reads it); only in a --mix           0
  *   kvrecite role-free stories, one colour per name and nothing else ("Ava red. Bob blue."), then
  *            "Again:" -> the statements in another order: each value, right after its name, pays
  *            only for a lookup by name (a copy by position fails on the reshuffled order; the
@@ -268,6 +271,13 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       return { family: 'recite', prompt: `${s.statements.join(' ')} Again:`, answer: shuffle(rng, [...s.statements]).join(' '), sep: ' ' };
     },
   },
+  {
+    name: 'swap', weight: 0, make: (rng, o) => {
+      const s = story(rng, o);
+      const valueFirst = s.statements.map((st) => st.replace(/^(\w+) is (\w+)\.$/, '$2 $1.'));
+      return { family: 'swap', prompt: `${s.statements.join(' ')} Again:`, answer: shuffle(rng, valueFirst).join(' '), sep: ' ' };
+    },
+  },
   { name: 'kvrecite', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvrecite', COLOURS) },
   { name: 'kvmixed', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvmixed', [...COLOURS, ...ROLES]) },
   { name: 'kvswap', weight: 0, make: (rng, o) => kvRecital(rng, o, 'kvswap', [...COLOURS, ...ROLES], true) },
@@ -336,7 +346,7 @@ export const CORPUS_FAMILIES: readonly string[] = FAMILIES.map((f) => f.name);
 /** The families of the default mix (a positive weight in the table above): the held-out check's. */
 export const DEFAULT_MIX_FAMILIES: readonly string[] = FAMILIES.filter((f) => f.weight > 0).map((f) => f.name);
 /** Families whose answer lists the story's statements in a random order: no exact match to score. */
-export const UNORDERED_FAMILIES: readonly string[] = ['recite', 'kvrecite', 'kvmixed', 'kvswap'];
+export const UNORDERED_FAMILIES: readonly string[] = ['recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap'];
 /** The adding families: `memgen pretrain --sums-first N` draws only these for its first N steps. */
 export const SUM_FAMILIES: readonly string[] = ['sum4', 'sumk', 'plain'];
 

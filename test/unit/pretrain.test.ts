@@ -45,7 +45,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -156,6 +156,17 @@ describe('corpus and shared tokenizer', () => {
     expect([...sizes].sort()).toEqual([2, 3]);
     expect(reordered).toBeGreaterThan(60); // 2-name stories keep their order half the time
     expect([...values].sort()).toEqual(family === 'kvmixed' ? ['colour', 'role'] : ['colour']);
+  });
+
+  it('swap (only in a --mix): a story with roles and `is`, "Again:", each statement value first in another order', () => {
+    const rng = new Rng(37);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { swap: 1 } });
+      const story = [...d.prompt.slice(0, -' Again:'.length).matchAll(/(\w+) is (\w+)\./g)].map(([, name, value]) => `${name} ${value}`);
+      const again = [...d.answer.matchAll(/([a-z]+) ([A-Z]\w+)\./g)].map(([, value, name]) => `${name} ${value}`);
+      expect(d.answer.split('. ')).toHaveLength(story.length);
+      expect([...again].sort()).toEqual([...story].sort());
+    }
   });
 
   it('kvswap (only in a --mix): kvmixed\'s story, "Again:", each statement value first in another order', () => {
