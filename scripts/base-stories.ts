@@ -14,7 +14,8 @@
  * and N stories asked "Who is like T?" (the `like` family: the two-hop question's first two lookups),
  * beside 1 / the number of other names; and N asked "Who is V?" (the `who` family: the lookup by value
  * alone), beside 1 / the number of names; and N asked "What is X?" (the `role` family), split by
- * whether X's role is the one two names share; then the same lookup for roles without `is`: recitals
+ * whether X's role is the one two names share; and N asked "What color is R?" for a role R (`rolecolour`: the
+ * last two lookups composed), beside 1 / the number of stated colours; then the same lookup for roles without `is`: recitals
  * of colours and roles (`kvmixed`) cut after "Again: X", and stories of roles asked "What is X?" (`kvrole`);
  * then the lookup by value: value-first recitals without `is` (`kvswap`) and of the tasks' stories (`swap`) cut
  * after "Again: V", is the next word V's name.
@@ -103,7 +104,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const named = await base.greedy(likes.map((q) => q.prompt), 3);
   // guessing: any other name of the story
   const others = likes.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size - 1 }));
-  console.log(`${dir}: ${n} stories asked "Who is like T?" (the two-hop question's first two lookups): right ${line(others, likes.map((q, i) => named[i] === q.answer))}`);
+  console.log(`${dir}: ${n} stories asked "Who is like T?" (the two-hop question's first two lookups): right ${line(others, likes.map((q, i) => named[i] === q.answer))}; T itself ${likes.filter((q, i) => q.prompt.endsWith(` like ${named[i]}?`)).length}`);
   const whos = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { who: 1 } }));
   const owners = await base.greedy(whos.map((q) => q.prompt), 3);
   const everyone = whos.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size }));
@@ -113,6 +114,12 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
     const wrongNames = at.filter((i) => owners[i] !== whos[i].answer && new RegExp(`\\b${owners[i]} is`).test(whos[i].prompt)).length;
     console.log(`  V a ${kind}: right ${line(at.map((i) => everyone[i]), at.map((i) => owners[i] === whos[i].answer))}; wrong but a name of the story ${wrongNames}`);
   }
+  // "What color is R?" for a role R: the two-hop question's last two lookups composed (rng4: the rows above do not move)
+  const rng4 = new Rng(23);
+  const roleColours = Array.from({ length: n }, () => corpusDoc(rng4, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { rolecolour: 1 } }));
+  const rcAnswers = await base.greedy(roleColours.map((q) => q.prompt), 3);
+  const storyColours = roleColours.map((q) => ({ names: [...q.prompt.matchAll(/ is (\w+)\./g)].filter(([, v]) => COLOURS.includes(v)).length }));
+  console.log(`${dir}: ${n} stories asked "What color is R?" for a role R (the last two lookups): right ${line(storyColours, roleColours.map((q, i) => rcAnswers[i] === q.answer))}`);
   // "What is X?": the lookup by name for a role; a base that answers the role two names share (T's and
   // S's, what the two-hop question turns on) whoever is asked is right only when X is T or S
   const roleQs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { role: 1 } }));

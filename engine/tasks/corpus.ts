@@ -25,6 +25,9 @@
  *            their own, as one-hop questions ask the last; only in a --mix                   0
  *   who      the same stories, "Who is V?" -> the one name with role or colour V: the lookup by value
  *            (the two-hop question's middle one) asked alone; only in a --mix                0
+ *   rolecolour the same stories, "What color is R?" for a role R -> the colour of R's one owner whose
+ *            colour is stated: the two-hop question's last two lookups (by value, then by name)
+ *            composed; only in a --mix                                                         0
  *   recite   the same stories, then "Again:" -> the story's statements in another order: every
  *            role or colour after "X is" is X's, so the lookup by name pays on every statement
  *            (the one-hop question pays once a story); only in a --mix                        0
@@ -263,6 +266,15 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       for (const m of [s.roles, s.colours]) for (const [nm, v] of m) owners.set(v, [...(owners.get(v) ?? []), nm]);
       const value = pick(rng, [...owners].filter(([, nms]) => nms.length === 1).map(([v]) => v));
       return { family: 'who', prompt: `${s.statements.join(' ')} Who is ${value}?`, answer: owners.get(value)![0], sep: ' ' };
+    },
+  },
+  {
+    name: 'rolecolour', weight: 0, make: (rng, o) => {
+      const s = story(rng, o);
+      // every role has one owner with a stated colour: T's role is S's too, and T's colour is never stated
+      const role = pick(rng, [...new Set(s.roles.values())]);
+      const owner = [...s.roles].find(([nm, r]) => r === role && s.colours.has(nm))![0];
+      return { family: 'rolecolour', prompt: `${s.statements.join(' ')} What color is ${role}?`, answer: s.colours.get(owner)!, sep: ' ' };
     },
   },
   {

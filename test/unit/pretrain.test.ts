@@ -45,7 +45,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'rolecolour', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -156,6 +156,20 @@ describe('corpus and shared tokenizer', () => {
     expect([...sizes].sort()).toEqual([2, 3]);
     expect(reordered).toBeGreaterThan(60); // 2-name stories keep their order half the time
     expect([...values].sort()).toEqual(family === 'kvmixed' ? ['colour', 'role'] : ['colour']);
+  });
+
+  it('rolecolour (only in a --mix): "What color is R?" -> the colour of the one name with role R and a stated colour', () => {
+    const rng = new Rng(41);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { rolecolour: 1 } });
+      const [, story, role] = d.prompt.match(/^(.*) What color is (\w+)\?$/)!;
+      expect(ROLES).toContain(role);
+      const stated = [...story.matchAll(/(\w+) is (\w+)\./g)];
+      const owners = stated.filter(([, , v]) => v === role).map(([, name]) => name);
+      const coloured = owners.filter((nm) => stated.some(([, who, v]) => who === nm && !ROLES.includes(v)));
+      expect(coloured).toHaveLength(1);
+      expect(stated.find(([, who, v]) => who === coloured[0] && !ROLES.includes(v))![2]).toBe(d.answer);
+    }
   });
 
   it('swap (only in a --mix): a story with roles and `is`, "Again:", each statement value first in another order', () => {
