@@ -133,17 +133,18 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const rng2 = new Rng(13);
   const mixed = cutRecitals(rng2, 'kvmixed', n);
   const nexts = await base.greedy(mixed.map((p) => p.prompt), 3);
-  for (const kind of ['colour', 'role']) {
-    const at = mixed.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
-    console.log(`${dir}: ${at.length} recitals of colours and roles cut after "Again: X", X's value a ${kind}: next ${line(at.map((i) => mixed[i]), at.map((i) => nexts[i].split(/[ .]/)[0] === mixed[i].next))}`);
-  }
+  // one line per value type (colour, role): is the word after the cut the probe's next word
+  const byValueType = (label: string, probes: readonly { value: string; next: string; names: number }[], outs: readonly string[]): void => {
+    for (const kind of ['colour', 'role']) {
+      const at = probes.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
+      console.log(`${dir}: ${at.length} ${label.replace('KIND', kind)} ${line(at.map((i) => probes[i]), at.map((i) => outs[i].split(/[ .]/)[0] === probes[i].next))}`);
+    }
+  };
+  byValueType('recitals of colours and roles cut after "Again: X", X\'s value a KIND: next', mixed, nexts);
   // the lookup by value without `is`: value-first recitals (kvswap) cut after "Again: V", is the next word V's name
   const swaps = cutRecitals(new Rng(17), 'kvswap', n);
   const owned = await base.greedy(swaps.map((p) => p.prompt), 3);
-  for (const kind of ['colour', 'role']) {
-    const at = swaps.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
-    console.log(`${dir}: ${at.length} value-first recitals cut after "Again: V", V a ${kind}: V's name next ${line(at.map((i) => swaps[i]), at.map((i) => owned[i].split(/[ .]/)[0] === swaps[i].next))}`);
-  }
+  byValueType('value-first recitals cut after "Again: V", V a KIND: V\'s name next', swaps, owned);
   // the same in the tasks' format (roles, `is`): value-first recitals (swap) cut after "Again: V" for a value V only one name has
   const rng3 = new Rng(19);
   const isSwaps = Array.from({ length: n }, () => {
@@ -154,10 +155,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
     return { prompt: `${d.prompt} ${value}`, value, next: who, names: new Set(stated.map(([, nm]) => nm)).size };
   });
   const isOwned = await base.greedy(isSwaps.map((p) => p.prompt), 3);
-  for (const kind of ['colour', 'role']) {
-    const at = isSwaps.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
-    console.log(`${dir}: ${at.length} value-first recitals of stories with is cut after "Again: V", V a ${kind}: V's name next ${line(at.map((i) => isSwaps[i]), at.map((i) => isOwned[i].split(/[ .]/)[0] === isSwaps[i].next))}`);
-  }
+  byValueType('value-first recitals of stories with is cut after "Again: V", V a KIND: V\'s name next', isSwaps, isOwned);
   const kvRoles = Array.from({ length: n }, () => corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrole: 1 } }));
   const kvAnswers = await base.greedy(kvRoles.map((q) => q.prompt), 3);
   console.log(`${dir}: ${n} stories of roles without is asked "What is X?": right ${line(kvRoles.map((q) => ({ names: q.prompt.split('.').length - 1 })), kvRoles.map((q, i) => kvAnswers[i] === q.answer))}`);

@@ -83,9 +83,11 @@ import { MEMGEN_VERSION } from './trainer';
 
 export const STAND_IN_NOTE = 'memgen stand-in for LLaMA-3.2: a small LLaMA-architecture model pretrained from scratch on a generated corpus (no pretrained weights can be downloaded here); not Meta\'s weights';
 
-export type PretrainPreset = 'tiny' | 'small';
+/** deep: tiny's width with twice its layers (room for lookups in a row: docs/llama.md, "All three lookups"). */
+export type PretrainPreset = 'tiny' | 'deep' | 'small';
 export const PRETRAIN_PRESETS: Record<PretrainPreset, { model: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKVHeads' | 'headDim'>; steps: number; batch: number; lr: number; merges: number }> = {
   tiny: { model: { hiddenSize: 128, intermediateSize: 384, numLayers: 4, numHeads: 4, numKVHeads: 2, headDim: 32 }, steps: 9000, batch: 32, lr: 3e-3, merges: 480 },
+  deep: { model: { hiddenSize: 128, intermediateSize: 384, numLayers: 8, numHeads: 4, numKVHeads: 2, headDim: 32 }, steps: 9000, batch: 32, lr: 3e-3, merges: 480 },
   small: { model: { hiddenSize: 256, intermediateSize: 768, numLayers: 6, numHeads: 8, numKVHeads: 4, headDim: 32 }, steps: 6000, batch: 32, lr: 1.5e-3, merges: 480 },
 };
 

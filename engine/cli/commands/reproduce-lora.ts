@@ -70,7 +70,7 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
             the paper's settings (Table 2: own neurons; Table 3: seed-0 neurons on the seed-1 adapter; Table 4:
             each task's neurons on the other; Table 5: cipher), projection attribution (Figure 5), reports, and a summary beside the paper's
             numbers (DIR/summary.md, DIR/summary.json).
-            [--base BASE (only read; default ${COMMITTED_BASE}) | --pretrain [--preset tiny|small] (remake the base into
+            [--base BASE (only read; default ${COMMITTED_BASE}) | --pretrain [--preset ${Object.keys(PRETRAIN_PRESETS).join('|')}] (remake the base into
             DIR/base: the committed base's command, or the preset's)]
             [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)] [--threads N]
             [--provider cpu|cuda]`;
