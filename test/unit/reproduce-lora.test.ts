@@ -159,7 +159,7 @@ describe('memgen reproduce --system lora', () => {
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--out', path.join(base, 'inside')])).rejects.toThrow(/inside the base/);
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--pretrain-steps', '3'])).rejects.toThrow(/--pretrain-steps/);
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--preset', 'small'])).rejects.toThrow(/--preset picks the stand-in base to pretrain/);
-    await expect(reproduceCommand(['--system', 'lora', '--pretrain', '--preset', 'huge'])).rejects.toThrow(/unknown preset 'huge'; choose one of: tiny, small/);
+    await expect(reproduceCommand(['--system', 'lora', '--pretrain', '--preset', 'huge'])).rejects.toThrow(/unknown preset 'huge'; choose one of: tiny, deep, small/);
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--pretrain'])).rejects.toThrow(/contradict/);
     await expect(reproduceCommand(['--system=gpt2', '--reuse', '--steps', '5'])).rejects.toThrow(/--steps/); // the GPT-2 pipeline's own refusal
   });
