@@ -69,18 +69,25 @@ async function main(): Promise<void> {
   await kvRecitals(dir, n, base);
 }
 
+/** A story value's type: the lines split by it. */
+const valueType = (v: string): 'colour' | 'role' => (ROLES.includes(v) ? 'role' : 'colour');
+
 /**
- * n recitals of a family without `is` (kvrecite, kvmixed), each cut after `Again: X` for a random name X
- * of its story: is the next word X's value; for kvswap (value first) cut after `Again: V`: is it V's name.
+ * n recitals of a family, each cut after `Again: X` for a random name X of its story (kvrecite,
+ * kvmixed: is the next word X's value), or after `Again: V` for a value V only one name has (value
+ * first: kvswap without `is`, swap with it: is the next word V's name).
  */
 function cutRecitals(rng: Rng, family: string, n: number): { prompt: string; value: string; next: string; names: number }[] {
+  const statement = family === 'swap' ? /(\w+) is (\w+)\./g : /(\w+) (\w+)\./g;
+  const valueFirst = family === 'swap' || family === 'kvswap';
   return Array.from({ length: n }, () => {
     const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { [family]: 1 } });
-    const stated = [...d.prompt.matchAll(/(\w+) (\w+)\./g)];
-    const [, who, value] = stated[Math.floor(rng.uniform() * stated.length)];
-    return family === 'kvswap'
-      ? { prompt: `${d.prompt} ${value}`, value, next: who, names: stated.length }
-      : { prompt: `${d.prompt} ${who}`, value, next: value, names: stated.length };
+    const stated = [...d.prompt.matchAll(statement)];
+    // (without `is` every value is one name's, so this keeps every statement)
+    const unique = stated.filter(([, , v]) => stated.filter(([, , w]) => w === v).length === 1);
+    const [, who, value] = unique[Math.floor(rng.uniform() * unique.length)];
+    const names = new Set(stated.map(([, nm]) => nm)).size;
+    return valueFirst ? { prompt: `${d.prompt} ${value}`, value, next: who, names } : { prompt: `${d.prompt} ${who}`, value, next: value, names };
   });
 }
 
@@ -110,7 +117,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const everyone = whos.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size }));
   console.log(`${dir}: ${n} stories asked "Who is V?" (the lookup by value, the middle one): right ${line(everyone, whos.map((q, i) => owners[i] === q.answer))}`);
   for (const kind of ['colour', 'role']) {
-    const at = whos.flatMap((q, i) => ((ROLES.includes(q.prompt.slice(q.prompt.lastIndexOf(' ') + 1, -1)) ? 'role' : 'colour') === kind ? [i] : []));
+    const at = whos.flatMap((q, i) => (valueType(q.prompt.slice(q.prompt.lastIndexOf(' ') + 1, -1)) === kind ? [i] : []));
     const wrongNames = at.filter((i) => owners[i] !== whos[i].answer && new RegExp(`\\b${owners[i]} is`).test(whos[i].prompt)).length;
     console.log(`  V a ${kind}: right ${line(at.map((i) => everyone[i]), at.map((i) => owners[i] === whos[i].answer))}; wrong but a name of the story ${wrongNames}`);
   }
@@ -136,7 +143,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   // one line per value type (colour, role): is the word after the cut the probe's next word
   const byValueType = (label: string, probes: readonly { value: string; next: string; names: number }[], outs: readonly string[]): void => {
     for (const kind of ['colour', 'role']) {
-      const at = probes.flatMap((p, i) => ((ROLES.includes(p.value) ? 'role' : 'colour') === kind ? [i] : []));
+      const at = probes.flatMap((p, i) => (valueType(p.value) === kind ? [i] : []));
       console.log(`${dir}: ${at.length} ${label.replace('KIND', kind)} ${line(at.map((i) => probes[i]), at.map((i) => outs[i].split(/[ .]/)[0] === probes[i].next))}`);
     }
   };
@@ -146,14 +153,7 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const owned = await base.greedy(swaps.map((p) => p.prompt), 3);
   byValueType('value-first recitals cut after "Again: V", V a KIND: V\'s name next', swaps, owned);
   // the same in the tasks' format (roles, `is`): value-first recitals (swap) cut after "Again: V" for a value V only one name has
-  const rng3 = new Rng(19);
-  const isSwaps = Array.from({ length: n }, () => {
-    const d = corpusDoc(rng3, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { swap: 1 } });
-    const stated = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
-    const unique = stated.filter(([, , v]) => stated.filter(([, , w]) => w === v).length === 1);
-    const [, who, value] = unique[Math.floor(rng3.uniform() * unique.length)];
-    return { prompt: `${d.prompt} ${value}`, value, next: who, names: new Set(stated.map(([, nm]) => nm)).size };
-  });
+  const isSwaps = cutRecitals(new Rng(19), 'swap', n);
   const isOwned = await base.greedy(isSwaps.map((p) => p.prompt), 3);
   byValueType('value-first recitals of stories with is cut after "Again: V", V a KIND: V\'s name next', isSwaps, isOwned);
   const kvRoles = Array.from({ length: n }, () => corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrole: 1 } }));
