@@ -18,7 +18,8 @@
  * last two lookups composed), beside 1 / the number of stated colours; then the same lookup for roles without `is`: recitals
  * of colours and roles (`kvmixed`) cut after "Again: X", and stories of roles asked "What is X?" (`kvrole`);
  * then the lookup by value: value-first recitals without `is` (`kvswap`) and of the tasks' stories (`swap`) cut
- * after "Again: V", is the next word V's name.
+ * after "Again: V", is the next word V's name; last, the two-hop question's answer read as the `chain`
+ * families write their hops (how many in each form, each hop right or not).
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -159,6 +160,31 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const kvRoles = Array.from({ length: n }, () => corpusDoc(rng2, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { kvrole: 1 } }));
   const kvAnswers = await base.greedy(kvRoles.map((q) => q.prompt), 3);
   console.log(`${dir}: ${n} stories of roles without is asked "What is X?": right ${line(kvRoles.map((q) => ({ names: q.prompt.split('.').length - 1 })), kvRoles.map((q, i) => kvAnswers[i] === q.answer))}`);
+  await chains(dir, n, base);
+}
+
+/**
+ * The two-hop question once more, its answer read as the chain families write it (`chain`: "role
+ * mate colour", `chain2`: "mate colour", the corpus's two-hop family: "colour"): how many answers
+ * come in each form, and of the hops written, how many are right; the last word is the answer.
+ */
+async function chains(dir: string, n: number, base: LoadedBase): Promise<void> {
+  const rng = new Rng(11);
+  const docs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { chain: 1 } }));
+  const outs = await base.greedy(docs.map((d) => d.prompt), 12);
+  const forms = new Map<number, { n: number; hops: number[] }>();
+  docs.forEach((d, i) => {
+    const hops = d.answer.split(' '), said = outs[i].trim().split(/\s+/);
+    const f = forms.get(said.length) ?? { n: 0, hops: Array(said.length).fill(0) };
+    f.n++;
+    // the words said line up with the last hops (chain2 leaves out the role, the answer alone both)
+    said.forEach((w, k) => (f.hops[k] += w === hops[hops.length - said.length + k] ? 1 : 0));
+    forms.set(said.length, f);
+  });
+  for (const [len, f] of [...forms].sort(([a], [b]) => a - b)) {
+    const names = ['role', 'mate', 'colour'].slice(Math.max(0, 3 - len));
+    console.log(`${dir}: two-hop answered in ${len} word${len === 1 ? '' : 's'}: ${f.n} of ${n}; right: ${f.hops.map((h, k) => `${names[k] ?? `word ${k + 1}`} ${((100 * h) / f.n).toFixed(1)}%`).join(', ')}`);
+  }
 }
 
 /** Greedy recitals of held-out stories: the share of recited statements that give a name one of its own values. */

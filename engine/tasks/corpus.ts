@@ -28,6 +28,11 @@
  *   rolecolour the same stories, "What color is R?" for a role R -> the colour of R's one owner whose
  *            colour is stated: the two-hop question's last two lookups (by value, then by name)
  *            composed; only in a --mix                                                         0
+ *   chain    the same stories, the two-hop question -> its three lookups written out ("cat Bob red": T's
+ *            role, the other name with it, that name's colour), each one lookup from the word before;
+ *            chain2 drops the first ("Bob red": T's role found inside). Stepwise internalization
+ *            (Deng et al. 2024): the written hops are removed one at a time so that the model learns
+ *            to make them inside; only in a --mix                                                0
  *   recite   the same stories, then "Again:" -> the story's statements in another order: every
  *            role or colour after "X is" is X's, so the lookup by name pays on every statement
  *            (the one-hop question pays once a story); only in a --mix                        0
@@ -277,6 +282,13 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       return { family: 'rolecolour', prompt: `${s.statements.join(' ')} What color is ${role}?`, answer: s.colours.get(owner)!, sep: ' ' };
     },
   },
+  ...(['chain', 'chain2'] as const).map((name) => ({
+    name, weight: 0, make: (rng: Rng, o: CorpusOptions): CorpusDoc => {
+      const s = story(rng, o);
+      const hops = [s.role, s.source, s.colour].slice(name === 'chain' ? 0 : 1);
+      return { family: name, prompt: `${s.statements.join(' ')} What color is ${s.target}?`, answer: hops.join(' '), sep: ' ' };
+    },
+  })),
   {
     name: 'recite', weight: 0, make: (rng, o) => {
       const s = story(rng, o);

@@ -40,6 +40,17 @@
  *               another width, after a sums-only base.
  *               The manifest records `stages`, every stage's command in order, so the chain can be
  *               remade (reproduce --system lora --pretrain)
+ *   grow      = --init-from a base of a shallower preset of the same width (tiny -> deep) grows it by
+ *               block expansion (LLaMA Pro, Wu et al. 2024): each block of the grown model starts as
+ *               a copy of one of the parent's L blocks, k = layers / L copies of each; every copy but
+ *               the first has its o_proj and down_proj (weights and biases) zero, so it adds nothing to
+ *               the residual stream and the grown model computes exactly the parent's function at
+ *               step 0; the new blocks learn from there (their gradients reach q, k, v, gate, up once
+ *               o_proj and down_proj leave zero). Order (--grow):
+ *                 interleave  layer j = the parent's floor(j / k), silent unless j mod k = 0 (LLaMA Pro)
+ *                 stack       layer j = the parent's j mod L, silent from j = L on: the parent's whole
+ *                             stack once more on top, so a lookup can run again on what the first
+ *                             pass found (docs/llama.md, "Depth and written hops")
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -54,6 +65,7 @@
  *
  * Presets (measured on the 2-core development machine; docs/llama.md):
  *   tiny   hidden 128, 4 layers, 4 heads / 2 KV heads (head_dim 32), MLP 384, tied embeddings
+ *   deep   tiny's width and heads, 8 layers (grows from a tiny base: header, grow)
  *   small  hidden 256, 6 layers, 8 heads / 4 KV heads (head_dim 32), MLP 768, tied embeddings
  * rope: LLaMA-3.2's theta 500000 and llama3 scaling (factor 32), so the config reads like 3.2's.
  */
@@ -118,6 +130,8 @@ export interface PretrainConfig extends CorpusOptions {
   pack: boolean;
   /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
   initFrom: string | null;
+  /** Where the new blocks go when initFrom is shallower (header: grow). */
+  grow: GrowOrder;
   evalPerFamily: number;
   /** Held-out exact match per family every this many steps (train-log.jsonl `eval` rows); 0 = only at the end. */
   evalEvery: number;
@@ -146,7 +160,7 @@ export const corpusAtStep = (corpus: CorpusOptions, schedule: readonly NamesStag
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null, grow: 'interleave',
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -345,7 +359,9 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   const params = initLlama(model, new Rng(cfg.seed));
   const initFrom = saved.initFrom ?? null;
   if (initFrom !== null && !cfg.resume) {
-    for (const [name, p] of loadLlamaFolder(initFrom).params) params.get(name)!.data.set(p.data);
+    const parent = loadLlamaFolder(initFrom, { tokenizer: false });
+    if (parent.config.numLayers !== model.numLayers) hooks.log?.(`growing ${initFrom} from ${parent.config.numLayers} to ${model.numLayers} layers by block expansion (${cfg.grow}; the new blocks start silent)`);
+    for (const [name, data] of grownWeights(parent.params, parent.config.numLayers, model.numLayers, cfg.grow)) params.get(name)!.data.set(data);
   }
   const adam = new Adam(params, { lr: cfg.lr, weightDecay: 0 });
   let dataRng = new Rng(cfg.seed * 7919 + (initFrom === null ? 31 : 32));
@@ -458,9 +474,40 @@ function parentBase(dir: string, cfg: PretrainConfig): { dir: string; manifest: 
   const d = path.resolve(dir);
   if (!fs.existsSync(path.join(d, BASE_MANIFEST))) throw new RunError(`--init-from ${dir}: no ${BASE_MANIFEST}; it must be a finished base made by \`memgen pretrain\``);
   const manifest = readBaseManifest(d);
-  if (manifest.preset !== cfg.preset) throw new RunError(`--init-from ${dir} is a ${manifest.preset} base; pass --preset ${manifest.preset}`);
+  if (manifest.preset !== cfg.preset && !canGrow(manifest.preset, cfg.preset)) {
+    const growable = (Object.keys(PRETRAIN_PRESETS) as PretrainPreset[]).filter((p) => p !== manifest.preset && canGrow(manifest.preset, p));
+    throw new RunError(`--init-from ${dir} is a ${manifest.preset} base; pass --preset ${manifest.preset}${growable.length ? ` (or ${growable.join(' / ')} to grow it by block expansion)` : ''}`);
+  }
   const tok = readJSON<{ added_tokens: { id: number; content: string }[] }>(path.join(d, HF_FILES.tokenizer), 'tokenizer');
   return { dir: d, manifest, ids: Object.fromEntries(tok.added_tokens.map((t) => [t.content, t.id])) };
+}
+
+/** Whether a base of preset `from` grows into preset `to` (header: grow): the same shape but a multiple of its layers. */
+export function canGrow(from: PretrainPreset, to: PretrainPreset): boolean {
+  const a = PRETRAIN_PRESETS[from].model, b = PRETRAIN_PRESETS[to].model;
+  return JSON.stringify({ ...a, numLayers: 0 }) === JSON.stringify({ ...b, numLayers: 0 }) && b.numLayers > a.numLayers && b.numLayers % a.numLayers === 0;
+}
+
+export const GROW_ORDERS = ['interleave', 'stack'] as const;
+export type GrowOrder = (typeof GROW_ORDERS)[number];
+
+/** The parent's weights as a model of `layers` layers (header: grow; layers = parentLayers: the parent's as they are). */
+export function grownWeights(parent: ParamSet, parentLayers: number, layers: number, order: GrowOrder = 'interleave'): Map<string, Float32Array> {
+  const k = layers / parentLayers;
+  const out = new Map<string, Float32Array>();
+  for (const [name, p] of parent) {
+    const m = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
+    if (m === null) {
+      out.set(name, p.data);
+      continue;
+    }
+    const i = Number(m[1]);
+    for (let r = 0; r < k; r++) {
+      const silent = r > 0 && /^(self_attn\.o_proj|mlp\.down_proj)\./.test(m[2]);
+      out.set(`model.layers.${order === 'interleave' ? i * k + r : r * parentLayers + i}.${m[2]}`, silent ? new Float32Array(p.data.length) : p.data);
+    }
+  }
+  return out;
 }
 
 /** The last part of a pretraining, once its manifest is written: drops the checkpoints, then OUT.partial becomes OUT. */

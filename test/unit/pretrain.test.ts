@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHFTokenizer } from '../../engine/io/hf-folder';
+import type { ParamSet } from '../../engine/io/params';
 import { readSafeTensorsFile } from '../../engine/io/safetensors';
 import { UsageError } from '../../engine/cli/args';
 import { pretrainCommand } from '../../engine/cli/commands/pretrain';
@@ -20,7 +21,7 @@ import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, FACT_COUNT, PAD_TOKEN_LLAMA, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText, factTable, firstFamiliesCorpus } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
-import { PRETRAIN_PRESETS, type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
+import { PRETRAIN_PRESETS, type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, grownWeights, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
 import { ROLES } from '../../engine/tasks/incontext';
 import { firstAnswerTokens } from '../../engine/tasks/task';
@@ -45,7 +46,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'rolecolour', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'rolecolour', 'chain', 'chain2', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -169,6 +170,19 @@ describe('corpus and shared tokenizer', () => {
       const coloured = owners.filter((nm) => stated.some(([, who, v]) => who === nm && !ROLES.includes(v)));
       expect(coloured).toHaveLength(1);
       expect(stated.find(([, who, v]) => who === coloured[0] && !ROLES.includes(v))![2]).toBe(d.answer);
+    }
+  });
+
+  it('chain / chain2 (only in a --mix): the two-hop question answered with its hops written out, T\'s role, the name sharing it, that name\'s colour (chain2 without the role)', () => {
+    const rng = new Rng(43);
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { chain: 1, chain2: 1 } });
+      const [, story, target] = d.prompt.match(/^(.*) What color is (\w+)\?$/)!;
+      const stated = [...story.matchAll(/(\w+) is (\w+)\./g)];
+      const role = stated.find(([, who, v]) => who === target && ROLES.includes(v))![2];
+      const mate = stated.find(([, who, v]) => who !== target && v === role)![1];
+      const colour = stated.find(([, who, v]) => who === mate && !ROLES.includes(v))![2];
+      expect(d.answer).toBe(d.family === 'chain' ? `${role} ${mate} ${colour}` : `${mate} ${colour}`);
     }
   });
 
@@ -500,8 +514,35 @@ describe('pretrain', () => {
     expect(m.corpus.families.filter((f: { weight: number }) => f.weight > 0)).toEqual([{ name: 'colour', weight: 2 }, { name: 'tag', weight: 1 }]);
     const firstLoss = (dir: string) => JSON.parse(read(dir, 'train-log.jsonl').split('\n')[0]).loss;
     expect(firstLoss(second)).toBeLessThan(firstLoss(scratch) - 0.5); // it starts where the first stage ended
-    await expect(pretrain(cfg(path.join(tmp, 'x'), { initFrom: first, preset: 'small' }))).rejects.toThrow(/is a tiny base; pass --preset tiny/);
+    await expect(pretrain(cfg(path.join(tmp, 'x'), { initFrom: first, preset: 'small' }))).rejects.toThrow(/is a tiny base; pass --preset tiny \(or deep to grow it by block expansion\)/);
     await expect(pretrain(cfg(path.join(tmp, 'y'), { initFrom: tmp }))).rejects.toThrow(/no manifest\.json; it must be a finished base/);
+  });
+
+  it('--init-from a shallower base of the same width grows it: the grown model starts as the parent\'s function, then trains', async () => {
+    const parent = path.join(tmp, 'grow-parent'), same = path.join(tmp, 'grow-same'), grown = path.join(tmp, 'grow-deep');
+    await pretrain(cfg(parent, { steps: 30, evalPerFamily: 0 }));
+    await pretrain(cfg(same, { steps: 5, evalPerFamily: 0, logEvery: 1, initFrom: parent }));
+    await pretrain(cfg(grown, { steps: 5, evalPerFamily: 0, logEvery: 1, initFrom: parent, preset: 'deep', model: { ...SMALL, numLayers: 2 * SMALL.numLayers } }));
+    const losses = (dir: string) => fs.readFileSync(path.join(dir, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined).map((x) => x.loss as number);
+    const [a, b] = [losses(same), losses(grown)];
+    expect(b[0]).toBeCloseTo(a[0], 4); // step 0: the same batch through the same function
+    expect(b[b.length - 1]).not.toBe(a[a.length - 1]); // the new blocks train
+    const p = loadLlamaFolder(parent).params, g = loadLlamaFolder(grown).params;
+    expect(g.size).toBe(2 * p.size - 2); // every layer's tensors twice; embed_tokens and the final norm once
+    await expect(pretrain(cfg(path.join(tmp, 'shrink'), { initFrom: grown, model: SMALL }))).rejects.toThrow(/is a deep base; pass --preset deep$/);
+  });
+
+  it('grownWeights: interleave puts each silent copy after its block (LLaMA Pro), stack puts the parent\'s blocks once more on top', () => {
+    const parent: ParamSet = new Map([['model.embed_tokens.weight', { shape: [1], data: Float32Array.of(9) }]]);
+    for (const i of [0, 1]) for (const t of ['self_attn.q_proj', 'self_attn.o_proj', 'mlp.down_proj']) parent.set(`model.layers.${i}.${t}.weight`, { shape: [1], data: Float32Array.of(i + 1) });
+    const layout = (order: 'interleave' | 'stack') => {
+      const g = grownWeights(parent, 2, 4, order);
+      return [0, 1, 2, 3].map((j) => ['q_proj', 'o_proj', 'down_proj'].map((t) => g.get(`model.layers.${j}.${t === 'down_proj' ? 'mlp' : 'self_attn'}.${t}.weight`)![0]));
+    };
+    // [q, o, down] per layer: the parent's block number (1 or 2), 0 where silent
+    expect(layout('interleave')).toEqual([[1, 1, 1], [1, 0, 0], [2, 2, 2], [2, 0, 0]]);
+    expect(layout('stack')).toEqual([[1, 1, 1], [2, 2, 2], [1, 0, 0], [2, 0, 0]]);
+    expect(grownWeights(parent, 2, 4).get('model.embed_tokens.weight')![0]).toBe(9);
   });
 
   it('the held-out check also scores the stage\'s mix-only families, except recitals (no order to match)', async () => {
