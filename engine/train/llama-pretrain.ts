@@ -493,6 +493,7 @@ export type GrowOrder = (typeof GROW_ORDERS)[number];
 
 /** The parent's weights as a model of `layers` layers (header: grow; layers = parentLayers: the parent's as they are). */
 export function grownWeights(parent: ParamSet, parentLayers: number, layers: number, order: GrowOrder = 'interleave'): Map<string, Float32Array> {
+  if (layers % parentLayers !== 0) throw new RunError(`cannot grow ${parentLayers} layers into ${layers}: the layers must be a multiple of the parent's`);
   const k = layers / parentLayers;
   const out = new Map<string, Float32Array>();
   for (const [name, p] of parent) {

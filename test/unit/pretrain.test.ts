@@ -478,6 +478,8 @@ describe('pretrain', () => {
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--sum-digits', '4'])).rejects.toThrow(/--sum-digits must be 0 \(unpadded partial sums\) or 1..3/);
     for (const bad of ['1', '1.5', 'x', '']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--round-operands', bad])).rejects.toThrow(/--round-operands must be a share in \[0, 1\)/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--direct-colour', '1'])).rejects.toThrow(/--direct-colour must be a share in \[0, 1\)/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--grow', 'stack'])).rejects.toThrow(/--grow places the new blocks when --init-from names a shallower base/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--init-from', out, '--grow', 'top'])).rejects.toThrow(/unknown grow 'top'; choose one of: interleave, stack/);
     for (const bad of ['sum4', 'sum4:x', 'sums:1', 'sum4:1,sum4:2', 'sum4:-1', 'sum4:1:2']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', bad])).rejects.toThrow(/--mix takes family:weight pairs, each family once/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', 'sum4:0,tag:0'])).rejects.toThrow(/--mix gives no family a positive weight/);
     for (const bad of ['2-3', '1-3:10', '2-8:10', '3-2:10', '2-3:10,2-5:10', '2-3:0']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--names-schedule', bad])).rejects.toThrow(/--names-schedule takes lo-hi:until items/);
@@ -543,6 +545,7 @@ describe('pretrain', () => {
     expect(layout('interleave')).toEqual([[1, 1, 1], [1, 0, 0], [2, 2, 2], [2, 0, 0]]);
     expect(layout('stack')).toEqual([[1, 1, 1], [2, 2, 2], [1, 0, 0], [2, 0, 0]]);
     expect(grownWeights(parent, 2, 4).get('model.embed_tokens.weight')![0]).toBe(9);
+    expect(() => grownWeights(parent, 2, 3)).toThrow(/cannot grow 2 layers into 3/);
   });
 
   it('the held-out check also scores the stage\'s mix-only families, except recitals (no order to match)', async () => {

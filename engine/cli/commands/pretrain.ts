@@ -71,6 +71,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'digit-group': { type: 'string' }, 'round-operands': { type: 'string' }, 'direct-colour': { type: 'string' }, mix: { type: 'string' }, 'names-schedule': { type: 'string' }, 'no-pack': { type: 'boolean' }, 'init-from': { type: 'string' }, grow: { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
+  if (v.grow !== undefined && v['init-from'] === undefined) throw new UsageError('--grow places the new blocks when --init-from names a shallower base; pass --init-from BASE');
   const preset = choice(v.preset, 'preset', PRESETS, 'tiny');
   if (v.resume && v.force) throw new UsageError('--resume and --force contradict each other');
   const out = required(v.out, 'out');
