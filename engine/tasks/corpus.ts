@@ -23,6 +23,9 @@
  *   like     the same stories, "Who is like T?" -> the name that shares T's role: the two-hop
  *            question's first two lookups (T's role, then the other name with that role) asked on
  *            their own, as one-hop questions ask the last; only in a --mix                   0
+ *   likehint `like` with T's statement said again right before the question ("T is cat. Who is like
+ *            T?"): the lookup by value reads a query a few tokens back, a step toward reading it from
+ *            the first lookup's result; only in a --mix                                        0
  *   who      the same stories, "Who is V?" -> the one name with role or colour V: the lookup by value
  *            (the two-hop question's middle one) asked alone; only in a --mix                0
  *   rolecolour the same stories, "What color is R?" for a role R -> the colour of R's one owner whose
@@ -262,6 +265,12 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
     name: 'like', weight: 0, make: (rng, o) => {
       const s = story(rng, o);
       return { family: 'like', prompt: `${s.statements.join(' ')} Who is like ${s.target}?`, answer: s.source, sep: ' ' };
+    },
+  },
+  {
+    name: 'likehint', weight: 0, make: (rng, o) => {
+      const s = story(rng, o);
+      return { family: 'likehint', prompt: `${s.statements.join(' ')} ${s.target} is ${s.role}. Who is like ${s.target}?`, answer: s.source, sep: ' ' };
     },
   },
   {

@@ -46,7 +46,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'who', 'rolecolour', 'chain', 'chain2', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'likehint', 'who', 'rolecolour', 'chain', 'chain2', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -170,6 +170,18 @@ describe('corpus and shared tokenizer', () => {
       const coloured = owners.filter((nm) => stated.some(([, who, v]) => who === nm && !ROLES.includes(v)));
       expect(coloured).toHaveLength(1);
       expect(stated.find(([, who, v]) => who === coloured[0] && !ROLES.includes(v))![2]).toBe(d.answer);
+    }
+  });
+
+  it('likehint (only in a --mix): `like` with T\'s statement said again right before the question', () => {
+    const rng = new Rng(47);
+    for (let i = 0; i < 50; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { likehint: 1 } });
+      const [, story, target, role, asked] = d.prompt.match(/^(.*) (\w+) is (\w+)\. Who is like (\w+)\?$/)!;
+      expect(asked).toBe(target);
+      expect(story).toContain(`${target} is ${role}.`);
+      expect(story).toContain(`${d.answer} is ${role}.`);
+      expect(d.answer).not.toBe(target);
     }
   });
 
