@@ -28,6 +28,9 @@
  *            the first lookup's result; only in a --mix                                        0
  *   who      the same stories, "Who is V?" -> the one name with role or colour V: the lookup by value
  *            (the two-hop question's middle one) asked alone; only in a --mix                0
+ *   whofar   `who` with 0-3 words between V and "?" ("Who is cat now then?"): the lookup by value with
+ *            its query further from the asking position (docs/llama.md, "Depth and written hops"); only
+ *            in a --mix                                                                            0
  *   rolecolour the same stories, "What color is R?" for a role R -> the colour of R's one owner whose
  *            colour is stated: the two-hop question's last two lookups (by value, then by name)
  *            composed; only in a --mix                                                         0
@@ -280,6 +283,13 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       for (const m of [s.roles, s.colours]) for (const [nm, v] of m) owners.set(v, [...(owners.get(v) ?? []), nm]);
       const value = pick(rng, [...owners].filter(([, nms]) => nms.length === 1).map(([v]) => v));
       return { family: 'who', prompt: `${s.statements.join(' ')} Who is ${value}?`, answer: owners.get(value)![0], sep: ' ' };
+    },
+  },
+  {
+    name: 'whofar', weight: 0, make: (rng, o) => {
+      const d = FAMILIES.find((f) => f.name === 'who')!.make(rng, o); // (called after FAMILIES is built)
+      const filler = ['now', 'then', 'again'].slice(0, rng.int(0, 3));
+      return { ...d, family: 'whofar', prompt: `${d.prompt.slice(0, -1)}${filler.map((w) => ` ${w}`).join('')}?` };
     },
   },
   {

@@ -46,7 +46,7 @@ describe('corpus and shared tokenizer', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 2000; i++) seen.add(corpusDoc(rng).family);
     expect([...seen].sort()).toEqual([...DEFAULT_MIX_FAMILIES].sort());
-    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'likehint', 'who', 'rolecolour', 'chain', 'chain2', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
+    expect(CORPUS_FAMILIES.filter((f) => !DEFAULT_MIX_FAMILIES.includes(f))).toEqual(['like', 'likehint', 'who', 'whofar', 'rolecolour', 'chain', 'chain2', 'recite', 'swap', 'kvrecite', 'kvmixed', 'kvswap', 'kvcolour', 'kvrole', 'fact', 'factsum', 'induct']); // only in a --mix
     expect(scratchpad([12, 30])).toBe('24');
     expect(scratchpad([1, 53, 98, 96])).toBe('45,251,842');
     expect(scratchpad([9, 9, 90, 5, 5])).toBe('81,801,311,811');
@@ -183,6 +183,19 @@ describe('corpus and shared tokenizer', () => {
       expect(story).toContain(`${d.answer} is ${role}.`);
       expect(d.answer).not.toBe(target);
     }
+  });
+
+  it('whofar (only in a --mix): `who` with 0-3 words between the value and the question mark', () => {
+    const rng = new Rng(53);
+    const gaps = new Set<number>();
+    for (let i = 0; i < 100; i++) {
+      const d = corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { whofar: 1 } });
+      const [, story, value, filler] = d.prompt.match(/^(.*) Who is (\w+)((?: \w+)*)\?$/)!;
+      const owners = [...story.matchAll(/(\w+) is (\w+)\./g)].filter(([, , v]) => v === value).map(([, who]) => who);
+      expect(owners).toEqual([d.answer]);
+      gaps.add(filler.split(' ').length - 1);
+    }
+    expect([...gaps].sort()).toEqual([0, 1, 2, 3]);
   });
 
   it('chain / chain2 (only in a --mix): the two-hop question answered with its hops written out, T\'s role, the name sharing it, that name\'s colour (chain2 without the role)', () => {
