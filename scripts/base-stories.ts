@@ -19,7 +19,8 @@
  * of colours and roles (`kvmixed`) cut after "Again: X", and stories of roles asked "What is X?" (`kvrole`);
  * then the lookup by value: value-first recitals without `is` (`kvswap`) and of the tasks' stories (`swap`) cut
  * after "Again: V", is the next word V's name; last, the two-hop question's answer read as the `chain`
- * families write their hops (how many in each form, each hop right or not).
+ * families write their hops (how many in each form, each hop right or not), and `Who is V?` with 0-3
+ * words between V and "?" (`whofar`), by the gap.
  *
  *   node scripts/build.mjs && npx esbuild scripts/base-stories.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/base-stories.js
@@ -161,6 +162,20 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const kvAnswers = await base.greedy(kvRoles.map((q) => q.prompt), 3);
   console.log(`${dir}: ${n} stories of roles without is asked "What is X?": right ${line(kvRoles.map((q) => ({ names: q.prompt.split('.').length - 1 })), kvRoles.map((q, i) => kvAnswers[i] === q.answer))}`);
   await chains(dir, n, base);
+  await whoFar(dir, n, base);
+}
+
+/** `Who is V?` with 0-3 words between V and "?" (the `whofar` family): right by the gap, beside 1 / the number of names. */
+async function whoFar(dir: string, n: number, base: LoadedBase): Promise<void> {
+  const rng = new Rng(13);
+  const docs = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { whofar: 1 } }));
+  const outs = await base.greedy(docs.map((d) => d.prompt), 3);
+  for (let gap = 0; gap <= 3; gap++) {
+    const at = docs.flatMap((d, i) => (d.prompt.match(/ Who is \w+((?: \w+)*)\?$/)![1].split(' ').length - 1 === gap ? [i] : []));
+    const right = at.filter((i) => outs[i] === docs[i].answer).length;
+    const guess = at.reduce((g, i) => g + 1 / new Set([...docs[i].prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size, 0);
+    console.log(`${dir}: "Who is V?" with ${gap} word${gap === 1 ? '' : 's'} before "?": n ${at.length}, right ${((100 * right) / at.length).toFixed(1)}% (at random ${((100 * guess) / at.length).toFixed(1)}%)`);
+  }
 }
 
 /**
