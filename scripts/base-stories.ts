@@ -71,6 +71,12 @@ async function main(): Promise<void> {
   await kvRecitals(dir, n, base);
 }
 
+/** The share of hits, beside picking one of each probe's `names` at random. */
+const line = (xs: readonly { names: number }[], hits: boolean[]) => `${((100 * hits.filter(Boolean).length) / xs.length).toFixed(1)}% (at random ${((100 * xs.reduce((s, p) => s + 1 / p.names, 0)) / xs.length).toFixed(1)}%)`;
+
+/** How many names a story with `is` has. */
+const storyNames = (prompt: string): number => new Set([...prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size;
+
 /** A story value's type: the lines split by it. */
 const valueType = (v: string): 'colour' | 'role' => (ROLES.includes(v) ? 'role' : 'colour');
 
@@ -99,7 +105,6 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const probes = cutRecitals(rng, 'kvrecite', n);
   const outs = await base.greedy(probes.map((p) => p.prompt), 3);
   const ok = probes.map((p, i) => outs[i].split(/[ .]/)[0] === p.next);
-  const line = (xs: readonly { names: number }[], hits: boolean[]) => `${((100 * hits.filter(Boolean).length) / xs.length).toFixed(1)}% (at random ${((100 * xs.reduce((s, p) => s + 1 / p.names, 0)) / xs.length).toFixed(1)}%)`;
   console.log(`${dir}: ${n} role-free recitals cut after "Again: X": X's colour next ${line(probes, ok)}`);
   for (let k = 2; k <= 7; k++) {
     const at = probes.flatMap((p, i) => (p.names === k ? [i] : []));
@@ -112,11 +117,11 @@ async function kvRecitals(dir: string, n: number, base: LoadedBase): Promise<voi
   const likes = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { like: 1 } }));
   const named = await base.greedy(likes.map((q) => q.prompt), 3);
   // guessing: any other name of the story
-  const others = likes.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size - 1 }));
+  const others = likes.map((q) => ({ names: storyNames(q.prompt) - 1 }));
   console.log(`${dir}: ${n} stories asked "Who is like T?" (the two-hop question's first two lookups): right ${line(others, likes.map((q, i) => named[i] === q.answer))}; T itself ${likes.filter((q, i) => q.prompt.endsWith(` like ${named[i]}?`)).length}`);
   const whos = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { who: 1 } }));
   const owners = await base.greedy(whos.map((q) => q.prompt), 3);
-  const everyone = whos.map((q) => ({ names: new Set([...q.prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size }));
+  const everyone = whos.map((q) => ({ names: storyNames(q.prompt) }));
   console.log(`${dir}: ${n} stories asked "Who is V?" (the lookup by value, the middle one): right ${line(everyone, whos.map((q, i) => owners[i] === q.answer))}`);
   for (const kind of ['colour', 'role']) {
     const at = whos.flatMap((q, i) => (valueType(q.prompt.slice(q.prompt.lastIndexOf(' ') + 1, -1)) === kind ? [i] : []));
@@ -172,9 +177,7 @@ async function whoFar(dir: string, n: number, base: LoadedBase): Promise<void> {
   const outs = await base.greedy(docs.map((d) => d.prompt), 3);
   for (let gap = 0; gap <= 3; gap++) {
     const at = docs.flatMap((d, i) => (d.prompt.match(/ Who is \w+((?: \w+)*)\?$/)![1].split(' ').length - 1 === gap ? [i] : []));
-    const right = at.filter((i) => outs[i] === docs[i].answer).length;
-    const guess = at.reduce((g, i) => g + 1 / new Set([...docs[i].prompt.matchAll(/(\w+) is \w+\./g)].map(([, who]) => who)).size, 0);
-    console.log(`${dir}: "Who is V?" with ${gap} word${gap === 1 ? '' : 's'} before "?": n ${at.length}, right ${((100 * right) / at.length).toFixed(1)}% (at random ${((100 * guess) / at.length).toFixed(1)}%)`);
+    console.log(`${dir}: "Who is V?" with ${gap} word${gap === 1 ? '' : 's'} before "?": n ${at.length}, right ${line(at.map((i) => ({ names: storyNames(docs[i].prompt) })), at.map((i) => outs[i] === docs[i].answer))}`);
   }
 }
 

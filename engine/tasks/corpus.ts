@@ -240,6 +240,16 @@ function kvRecital(rng: Rng, o: CorpusOptions, family: string, pool: readonly st
   return { family, prompt: `${statements.join(' ')} Again:`, answer: shuffle(rng, [...recited]).join(' '), sep: ' ' };
 }
 
+/** "Who is V?" (who), or with 0-3 words between V and "?" (whofar): the one name with role or colour V. */
+function whoDoc(rng: Rng, o: CorpusOptions, family: 'who' | 'whofar'): CorpusDoc {
+  const s = story(rng, o);
+  const owners = new Map<string, string[]>();
+  for (const m of [s.roles, s.colours]) for (const [nm, v] of m) owners.set(v, [...(owners.get(v) ?? []), nm]);
+  const value = pick(rng, [...owners].filter(([, nms]) => nms.length === 1).map(([v]) => v));
+  const filler = family === 'whofar' ? ['now', 'then', 'again'].slice(0, rng.int(0, 3)) : [];
+  return { family, prompt: `${s.statements.join(' ')} Who is ${[value, ...filler].join(' ')}?`, answer: owners.get(value)![0], sep: ' ' };
+}
+
 const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: CorpusOptions) => CorpusDoc }[] = [
   { name: 'sum4', weight: 0.36, make: (rng, o) => sumDoc(rng, 4, 'sum4', o) },
   { name: 'sumk', weight: 0.08, make: (rng, o) => sumDoc(rng, pick(rng, [2, 3, 5]), 'sumk', o) },
@@ -276,22 +286,8 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       return { family: 'likehint', prompt: `${s.statements.join(' ')} ${s.target} is ${s.role}. Who is like ${s.target}?`, answer: s.source, sep: ' ' };
     },
   },
-  {
-    name: 'who', weight: 0, make: (rng, o) => {
-      const s = story(rng, o);
-      const owners = new Map<string, string[]>();
-      for (const m of [s.roles, s.colours]) for (const [nm, v] of m) owners.set(v, [...(owners.get(v) ?? []), nm]);
-      const value = pick(rng, [...owners].filter(([, nms]) => nms.length === 1).map(([v]) => v));
-      return { family: 'who', prompt: `${s.statements.join(' ')} Who is ${value}?`, answer: owners.get(value)![0], sep: ' ' };
-    },
-  },
-  {
-    name: 'whofar', weight: 0, make: (rng, o) => {
-      const d = FAMILIES.find((f) => f.name === 'who')!.make(rng, o); // (called after FAMILIES is built)
-      const filler = ['now', 'then', 'again'].slice(0, rng.int(0, 3));
-      return { ...d, family: 'whofar', prompt: `${d.prompt.slice(0, -1)}${filler.map((w) => ` ${w}`).join('')}?` };
-    },
-  },
+  { name: 'who', weight: 0, make: (rng, o) => whoDoc(rng, o, 'who') },
+  { name: 'whofar', weight: 0, make: (rng, o) => whoDoc(rng, o, 'whofar') },
   {
     name: 'rolecolour', weight: 0, make: (rng, o) => {
       const s = story(rng, o);
