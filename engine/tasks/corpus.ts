@@ -107,6 +107,13 @@ export interface CorpusDoc {
   /** The continuation; `sep` goes between prompt and answer. */
   answer: string;
   sep: '' | ' ';
+  /**
+   * The hops of a composed question, in order, where it has them: `like` T's role; the two-hop
+   * colour question T's role, then S, the name that shares it; `rolecolour` the role's owner.
+   * `memgen pretrain --hop-layers` scores them inside the model, at the position that writes the
+   * answer (llama-pretrain.ts, header: hops); the document's text does not hold them.
+   */
+  hops?: readonly string[];
 }
 
 const reverse = (s: string): string => [...s].reverse().join('');
@@ -264,7 +271,8 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       const s = story(rng, o);
       // without one-hop questions no extra draw, so the stream of a base made before the option is unchanged
       const who = o.directColour > 0 && rng.uniform() < o.directColour ? pick(rng, [...s.colours.keys()]) : s.target;
-      return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${who}?`, answer: who === s.target ? s.colour : s.colours.get(who)!, sep: ' ' };
+      const twoHop = who === s.target;
+      return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${who}?`, answer: twoHop ? s.colour : s.colours.get(who)!, sep: ' ', ...(twoHop ? { hops: [s.role, s.source] } : {}) };
     },
   },
   {
@@ -277,13 +285,13 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
   {
     name: 'like', weight: 0, make: (rng, o) => {
       const s = story(rng, o);
-      return { family: 'like', prompt: `${s.statements.join(' ')} Who is like ${s.target}?`, answer: s.source, sep: ' ' };
+      return { family: 'like', prompt: `${s.statements.join(' ')} Who is like ${s.target}?`, answer: s.source, sep: ' ', hops: [s.role] };
     },
   },
   {
     name: 'likehint', weight: 0, make: (rng, o) => {
       const s = story(rng, o);
-      return { family: 'likehint', prompt: `${s.statements.join(' ')} ${s.target} is ${s.role}. Who is like ${s.target}?`, answer: s.source, sep: ' ' };
+      return { family: 'likehint', prompt: `${s.statements.join(' ')} ${s.target} is ${s.role}. Who is like ${s.target}?`, answer: s.source, sep: ' ', hops: [s.role] };
     },
   },
   { name: 'who', weight: 0, make: (rng, o) => whoDoc(rng, o, 'who') },
@@ -294,7 +302,7 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       // every role has one owner with a stated colour: T's role is S's too, and T's colour is never stated
       const role = pick(rng, [...new Set(s.roles.values())]);
       const owner = [...s.roles].find(([nm, r]) => r === role && s.colours.has(nm))![0];
-      return { family: 'rolecolour', prompt: `${s.statements.join(' ')} What color is ${role}?`, answer: s.colours.get(owner)!, sep: ' ' };
+      return { family: 'rolecolour', prompt: `${s.statements.join(' ')} What color is ${role}?`, answer: s.colours.get(owner)!, sep: ' ', hops: [owner] };
     },
   },
   ...(['chain', 'chain2'] as const).map((name) => ({

@@ -51,6 +51,15 @@
  *                 stack       layer j = the parent's j mod L, silent from j = L on: the parent's whole
  *                             stack once more on top, so a lookup can run again on what the first
  *                             pass found (docs/llama.md, "Depth and written hops")
+ *   hops      = with --hop-layers 1,2 [--hop-weight W] each composed question (corpus.ts CorpusDoc.hops:
+ *               `Who is like T?` T's role; the two-hop colour question T's role, then S) is also scored
+ *               inside the model, at the position that writes the answer: hop k's first token through
+ *               the final RMSNorm and the tied head at the residual stream after layer L_k
+ *               (resid_post, 0-based), intermediate supervision of where each lookup's result must
+ *               be, so that the next lookup can read it as a query (docs/llama.md, "Hops supervised
+ *               inside"):
+ *                 loss = CE(logits, targets) + W * sum_k CE(lm_head(norm(h_{L_k})), hop_k)
+ *               each CE the mean over its scored positions (0 where a batch has none)
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -72,11 +81,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { Graph, ops } from '../graph';
+import { Graph, type Tensor, ops } from '../graph';
 import { appendLine, removeStaleTemps, writeFileAtomic } from '../io/atomic';
 import { HF_FILES, type HFTokenizer, loadHFTokenizer } from '../io/hf-folder';
 import { type ParamSet, roundParamsToBF16, saveParams } from '../io/params';
-import { type LlamaConfig, initLlama, llamaForward, llamaParamInputs, toHFLlamaConfig } from '../models/llama';
+import { type LlamaConfig, initLlama, llamaHead, llamaParamInputs, llamaTrunk, toHFLlamaConfig } from '../models/llama';
 import { LlamaInference } from '../models/llama-infer';
 import { loadLlamaFolder } from '../models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
@@ -132,6 +141,10 @@ export interface PretrainConfig extends CorpusOptions {
   initFrom: string | null;
   /** Where the new blocks go when initFrom is shallower (header: grow). */
   grow: GrowOrder;
+  /** The layer (resid_post, 0-based, increasing) whose residual must hold each hop of a composed question (header: hops); [] = none. */
+  hopLayers: readonly number[];
+  /** W of the hop terms (header: hops). */
+  hopWeight: number;
   evalPerFamily: number;
   /** Held-out exact match per family every this many steps (train-log.jsonl `eval` rows); 0 = only at the end. */
   evalEvery: number;
@@ -160,7 +173,7 @@ export const corpusAtStep = (corpus: CorpusOptions, schedule: readonly NamesStag
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null, grow: 'interleave',
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null, grow: 'interleave', hopLayers: [], hopWeight: 1,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -210,14 +223,19 @@ export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d
  * another (the last one cut at the row's end); ids = row[0..seq), targets = row[t + 1] where that
  * token is an answer token or the end token, else -100. pack false: one document a row, padded.
  */
-export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS, pack = true): { ids: BigInt64Array; targets: BigInt64Array } {
+export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS, pack = true, hopLevels = 0): { ids: BigInt64Array; targets: BigInt64Array; hops: BigInt64Array[] } {
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
+  const hops = Array.from({ length: hopLevels }, () => new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX)));
   for (let b = 0; b < batch; b++) {
     const row: number[] = [];
     const scored: boolean[] = [];
     while (row.length < seq + 1) {
-      const doc = encodeDoc(tok, sp, corpusDoc(rng, families, corpus));
+      const d = corpusDoc(rng, families, corpus);
+      const doc = encodeDoc(tok, sp, d);
+      // header, hops: the position that writes the answer's first token, when it is in the row
+      const at = row.length + doc.promptLength - 1;
+      if (at < seq) d.hops?.slice(0, hopLevels).forEach((h, k) => { hops[k][b * seq + at] = BigInt(tok.encode(d.sep + h, { addSpecialTokens: false })[0]); });
       doc.ids.forEach((id, i) => {
         row.push(id);
         scored.push(i >= doc.promptLength);
@@ -232,7 +250,25 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
       if (scored[t + 1]) targets[b * seq + t] = BigInt(row[t + 1]);
     }
   }
-  return { ids, targets };
+  return { ids, targets, hops };
+}
+
+/** The training loss (header: loss, hops): the next-token loss, plus the hop terms with --hop-layers (inputs hop0, hop1, ...). */
+function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'batch' | 'seq'>): Tensor {
+  const beyond = cfg.hopLayers.find((l) => l >= model.numLayers);
+  if (beyond !== undefined) throw new RunError(`--hop-layers ${cfg.hopLayers.join(',')}: the model has layers 0-${model.numLayers - 1}, not ${beyond}`);
+  const w = llamaParamInputs(g, model);
+  const inside = new Map<number, Tensor>();
+  const hook = (layer: number, site: string, x: Tensor) => {
+    if (site === 'resid_post' && cfg.hopLayers.includes(layer)) inside.set(layer, x);
+    return x;
+  };
+  let loss = ops.crossEntropy(llamaHead(model, w, llamaTrunk(model, w, ids, ops.range(g, cfg.seq), { hook }).h), targets);
+  cfg.hopLayers.forEach((layer, k) => {
+    const hop = ops.crossEntropy(llamaHead(model, w, inside.get(layer)!), g.input(`hop${k}`, [cfg.batch, cfg.seq], 'int64'));
+    loss = ops.add(loss, ops.mul(hop, cfg.hopWeight));
+  });
+  return loss;
 }
 
 /** The base's LlamaConfig: the preset's shape (or `over`), LLaMA-3.2's rope, norm and special ids. */
@@ -339,17 +375,17 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, digitGroup: parent.manifest.tokenizer.digitGroup ?? 1, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: boolean }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: boolean; hopLayers?: number[]; hopWeight?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
   const digitGroup = saved.digitGroup ?? 1; // the tokenizer's (a stage's is its parent's)
   // recorded since each option exists; before, the corpus had its defaults
   // the stories' size after any --names-schedule is always the corpus's (no flag sets it)
   const savedCorpus: CorpusOptions = { ...CORPUS_DEFAULTS, sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null };
   const corpus: CorpusOptions = { ...CORPUS_DEFAULTS, sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix };
-  const savedRows = { namesSchedule: saved.namesSchedule ?? [], pack: saved.pack ?? true };
-  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus) || JSON.stringify(savedRows) !== JSON.stringify({ namesSchedule: cfg.namesSchedule, pack: cfg.pack })) {
+  const savedRows = { namesSchedule: saved.namesSchedule ?? [], pack: saved.pack ?? true, hopLayers: saved.hopLayers ?? [], hopWeight: saved.hopWeight ?? 1 };
+  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus) || JSON.stringify(savedRows) !== JSON.stringify({ namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight })) {
     const mix = savedCorpus.mix === null ? '' : ` --mix ${Object.entries(savedCorpus.mix).map(([f, w]) => `${f}:${w}`).join(',')}`;
     const names = savedRows.namesSchedule.length === 0 ? '' : ` --names-schedule ${formatNamesSchedule(savedRows.namesSchedule)}`;
-    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}${names}${savedRows.pack ? '' : ' --no-pack'}; resume with the same`);
+    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}${names}${savedRows.pack ? '' : ' --no-pack'}${savedRows.hopLayers.length === 0 ? '' : ` --hop-layers ${savedRows.hopLayers.join(',')} --hop-weight ${savedRows.hopWeight}`}; resume with the same`);
   }
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
@@ -378,7 +414,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   const g = new Graph('llama_pretrain');
   const ids = g.input('ids', [cfg.batch, seq], 'int64');
   const targets = g.input('targets', [cfg.batch, seq], 'int64');
-  const step = await TrainStep.compile(g, ops.crossEntropy(llamaForward(model, llamaParamInputs(g, model), ids), targets), cfg.runner);
+  const step = await TrainStep.compile(g, pretrainLoss(model, g, ids, targets, cfg), cfg.runner);
   const started = performance.now();
   const before = state.trainSeconds;
   const seconds = () => before + (performance.now() - started) / 1000;
@@ -396,8 +432,9 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
       // the first families draw by their default weights (a mix-only family by the mix's), the stage's mix after them
       const stepCorpus = corpusAtStep(corpus, cfg.namesSchedule, s);
-      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, cfg.pack);
-      const r = await step.run(params, { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] } });
+      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, cfg.pack, cfg.hopLayers.length);
+      const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])) };
+      const r = await step.run(params, feeds);
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
       const gradNorm = adam.clipAndStep(params, r.grads, lr, cfg.clip);
@@ -432,7 +469,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command, stages: [...(saved.stages ?? []), cfg.command],
-    train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies, namesSchedule: cfg.namesSchedule, pack: cfg.pack },
+    train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies, namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight },
     corpus: corpusDescription(corpus),
     tokenizer: { type: `byte-level BPE, LLaMA-3 pre-tokenizer with ${digitGroup === 1 ? 'single digits' : `numbers in runs of up to ${digitGroup} digits`}`, vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges, digitGroup },
     finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,

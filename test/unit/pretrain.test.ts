@@ -99,8 +99,11 @@ describe('corpus and shared tokenizer', () => {
       if (stated.includes(d.answer)) {
         oneHop++; // the answer stands beside the asked name: a one-hop question
         expect(stated).toHaveLength(2); // its role and its colour
+        expect(d.hops).toBeUndefined();
       } else {
         expect(stated).toHaveLength(1); // the two-hop target: its role only
+        const mate = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)].filter(([, who, what]) => who !== asked && what === stated[0]).map(([, who]) => who);
+        expect(d.hops).toEqual([stated[0], ...mate]); // its hops: T's role, then the name that shares it
       }
     }
     expect(oneHop / 1000).toBeGreaterThan(0.26);
@@ -254,6 +257,7 @@ describe('corpus and shared tokenizer', () => {
       const [, story, target] = d.prompt.match(/^(.*) Who is like (\w+)\?$/)!;
       const roles = new Map([...story.matchAll(/(\w+) is (\w+)\./g)].filter(([, , w]) => ROLES.includes(w)).map(([, name, role]) => [name, role]));
       expect([...roles].filter(([name, role]) => name !== target && role === roles.get(target)).map(([name]) => name)).toEqual([d.answer]);
+      expect(d.hops).toEqual([roles.get(target)]);
     }
   });
 
@@ -286,6 +290,40 @@ describe('corpus and shared tokenizer', () => {
     }
     const packed = pretrainBatch(hf, sp, new Rng(1), 4, 64, CORPUS_FAMILIES, corpus);
     expect([...packed.ids.slice(0, 64)].filter((id) => Number(id) === sp.bos).length).toBeGreaterThan(1);
+  });
+
+  it('hops: each composed question\'s hops are targets at the position that writes its answer, nowhere else; the stream is unchanged', () => {
+    const hf = loadHFTokenizer(tokDir);
+    const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
+    const corpus = { ...CORPUS_DEFAULTS, mix: { like: 1, colour: 1 }, directColour: 0.3 };
+    const plain = pretrainBatch(hf, sp, new Rng(2), 8, 64, CORPUS_FAMILIES, corpus);
+    const b = pretrainBatch(hf, sp, new Rng(2), 8, 64, CORPUS_FAMILIES, corpus, true, 2);
+    expect(b.ids).toEqual(plain.ids);
+    expect(b.targets).toEqual(plain.targets);
+    expect(plain.hops).toEqual([]);
+    const docs = new Rng(2);
+    let checked = 0;
+    for (let r = 0; r < 8; r++) {
+      const want = new Map<number, bigint[]>();
+      let at = 0;
+      while (at < 65) {
+        const d = corpusDoc(docs, CORPUS_FAMILIES, corpus);
+        const prompt = hf.encode(d.prompt, { addSpecialTokens: false }).length;
+        const answerAt = at + prompt; // bos + prompt, then the answer's first token is predicted here
+        if (d.hops && answerAt < 64) want.set(answerAt, d.hops.map((h) => BigInt(hf.encode(' ' + h, { addSpecialTokens: false })[0])));
+        at += 1 + prompt + hf.encode(d.sep + d.answer, { addSpecialTokens: false }).length + 1;
+      }
+      for (let t = 0; t < 64; t++) {
+        const got = b.hops.map((h) => h[r * 64 + t]).filter((x) => x !== -100n);
+        const expected = want.get(t) ?? [];
+        expect(got).toEqual(expected);
+        if (expected.length > 0) {
+          checked++;
+          expect(b.targets[r * 64 + t]).not.toBe(-100n); // the answer's first token is scored there too
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(8);
   });
 
   it('fact (only in a --mix): a fixed table of two-digit pairs, each with its own tag, the same for every stream', () => {
@@ -508,6 +546,7 @@ describe('pretrain', () => {
     for (const bad of ['sum4', 'sum4:x', 'sums:1', 'sum4:1,sum4:2', 'sum4:-1', 'sum4:1:2']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', bad])).rejects.toThrow(/--mix takes family:weight pairs, each family once/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', 'sum4:0,tag:0'])).rejects.toThrow(/--mix gives no family a positive weight/);
     for (const bad of ['2-3', '1-3:10', '2-8:10', '3-2:10', '2-3:10,2-5:10', '2-3:0']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--names-schedule', bad])).rejects.toThrow(/--names-schedule takes lo-hi:until items/);
+    for (const bad of ['2,1', '1,1', '4', '1,', '1.5', 'x', '']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--hop-layers', bad])).rejects.toThrow(/--hop-layers takes increasing layer numbers 0-3/);
     expect(fs.existsSync(out)).toBe(false);
   });
 
@@ -521,6 +560,19 @@ describe('pretrain', () => {
     const line = (dir: string) => fs.readFileSync(path.join(dir, 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((x) => x.step === 10);
     expect(line(part).lr).toBe(line(whole).lr);
     expect(line(part).loss).toBe(line(whole).loss);
+  });
+
+  it('--hop-layers adds W x each hop\'s loss at its layer to the next-token loss: weight 0 leaves the step\'s loss as it was', async () => {
+    const over = { steps: 3, evalPerFamily: 0, logEvery: 1, mix: { like: 1, colour: 1 } };
+    const firstLoss = async (name: string, o: Partial<PretrainConfig>) => {
+      await pretrain(cfg(path.join(tmp, name), { ...over, ...o }));
+      return JSON.parse(fs.readFileSync(path.join(tmp, name, 'train-log.jsonl'), 'utf8').split('\n')[0]).loss as number;
+    };
+    const plain = await firstLoss('hops-none', {});
+    expect(await firstLoss('hops-w0', { hopLayers: [0, 1], hopWeight: 0 })).toBeCloseTo(plain, 5);
+    expect(await firstLoss('hops-w1', { hopLayers: [0, 1], hopWeight: 1 })).toBeGreaterThan(plain + 1); // two more cross-entropies over the vocabulary
+    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'hops-w1', 'manifest.json'), 'utf8')).train).toMatchObject({ hopLayers: [0, 1], hopWeight: 1 });
+    await expect(pretrain(cfg(path.join(tmp, 'hops-deep'), { ...over, hopLayers: [2] }))).rejects.toThrow(/--hop-layers 2: the model has layers 0-1, not 2/);
   });
 
   it('the deep preset: the tiny preset\'s width and heads, twice its layers', () => {
