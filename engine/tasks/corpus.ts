@@ -108,12 +108,11 @@ export interface CorpusDoc {
   answer: string;
   sep: '' | ' ';
   /**
-   * The hops of a composed question, in order, where it has them: `like` T's role; the two-hop
-   * colour question T's role, then S, the name that shares it; `rolecolour` the role's owner.
-   * `memgen pretrain --hop-layers` scores them inside the model, at the position that writes the
-   * answer (llama-pretrain.ts, header: hops); the document's text does not hold them.
+   * What the model must hold inside, where a document has it (`memgen pretrain --hop-layers` scores
+   * each hop at the residual after its level's layer; llama-pretrain.ts, header: hops); the text does
+   * not hold them.
    */
-  hops?: readonly string[];
+  hops?: readonly Hop[];
 }
 
 const reverse = (s: string): string => [...s].reverse().join('');
@@ -132,6 +131,22 @@ function shuffle<T>(rng: Rng, xs: T[]): T[] {
     [xs[i], xs[j]] = [xs[j], xs[i]];
   }
   return xs;
+}
+
+/**
+ * One hop: `text` (its first token) at the last token of `at`, a prefix of the prompt ending at a
+ * word (the whole prompt: the position that writes the answer). `level` counts the lookups before
+ * it, from 0: a story's role word holds its statement's name (level 0: one lookup, two tokens back);
+ * the role word of the later of the two statements that share a role holds the earlier one's name
+ * (level 1: that statement found by its role); at the question's end, `Who is like T?` holds T's role
+ * (level 1: T's statement found by T, itself read from the token before), the two-hop colour
+ * question T's role (1), then S, the name that shares it (2), and answers S's colour (the next
+ * lookup, at the last layer); `What color is R?` holds R's owner (1).
+ */
+export interface Hop {
+  at: string;
+  text: string;
+  level: number;
 }
 
 /** Options of the corpus; a base records them in its manifest (`corpus`). */
@@ -207,7 +222,7 @@ export function factTable(): readonly { x: number; y: number; tag: string }[] {
 }
 
 /** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
-function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string> } {
+function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string>; hops: Hop[] } {
   const n = rng.int(o.names[0], o.names[1]);
   const names = distinct(rng, NAMES, n);
   const [target, source] = names;
@@ -227,7 +242,13 @@ function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: stri
       stated.set(nm, colours[i]);
     }
   });
-  return { statements: shuffle(rng, statements), target, source, role, colour: colours[1], roles, colours: stated };
+  shuffle(rng, statements);
+  // Hop: each role word holds its name; the later of the pair's role words, the earlier one's name
+  const atWord = (i: number) => [...statements.slice(0, i), statements[i].slice(0, -1)].join(' ');
+  const [early, late] = [target, source].map((nm) => statements.indexOf(`${nm} is ${role}.`)).sort((a, b) => a - b);
+  const hops: Hop[] = statements.flatMap((st, i) => (ROLES.includes(st.split(' ')[2].slice(0, -1)) ? [{ at: atWord(i), text: st.split(' ')[0], level: 0 }] : []));
+  hops.push({ at: atWord(late), text: statements[early].split(' ')[0], level: 1 });
+  return { statements, target, source, role, colour: colours[1], roles, colours: stated, hops };
 }
 
 /** A story without `is` (kvrecite, kvcolour, kvrole): distinct names, each with its own colour (or role), "Ava red." */
@@ -271,8 +292,9 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       const s = story(rng, o);
       // without one-hop questions no extra draw, so the stream of a base made before the option is unchanged
       const who = o.directColour > 0 && rng.uniform() < o.directColour ? pick(rng, [...s.colours.keys()]) : s.target;
+      const prompt = `${s.statements.join(' ')} What color is ${who}?`;
       const twoHop = who === s.target;
-      return { family: 'colour', prompt: `${s.statements.join(' ')} What color is ${who}?`, answer: twoHop ? s.colour : s.colours.get(who)!, sep: ' ', ...(twoHop ? { hops: [s.role, s.source] } : {}) };
+      return { family: 'colour', prompt, answer: twoHop ? s.colour : s.colours.get(who)!, sep: ' ', ...(twoHop ? { hops: [...s.hops, { at: prompt, text: s.role, level: 1 }, { at: prompt, text: s.source, level: 2 }] } : {}) };
     },
   },
   {
@@ -285,13 +307,15 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
   {
     name: 'like', weight: 0, make: (rng, o) => {
       const s = story(rng, o);
-      return { family: 'like', prompt: `${s.statements.join(' ')} Who is like ${s.target}?`, answer: s.source, sep: ' ', hops: [s.role] };
+      const prompt = `${s.statements.join(' ')} Who is like ${s.target}?`;
+      return { family: 'like', prompt, answer: s.source, sep: ' ', hops: [...s.hops, { at: prompt, text: s.role, level: 1 }] };
     },
   },
   {
     name: 'likehint', weight: 0, make: (rng, o) => {
       const s = story(rng, o);
-      return { family: 'likehint', prompt: `${s.statements.join(' ')} ${s.target} is ${s.role}. Who is like ${s.target}?`, answer: s.source, sep: ' ', hops: [s.role] };
+      const prompt = `${s.statements.join(' ')} ${s.target} is ${s.role}. Who is like ${s.target}?`;
+      return { family: 'likehint', prompt, answer: s.source, sep: ' ', hops: [...s.hops, { at: prompt, text: s.role, level: 1 }] };
     },
   },
   { name: 'who', weight: 0, make: (rng, o) => whoDoc(rng, o, 'who') },
@@ -302,7 +326,8 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       // every role has one owner with a stated colour: T's role is S's too, and T's colour is never stated
       const role = pick(rng, [...new Set(s.roles.values())]);
       const owner = [...s.roles].find(([nm, r]) => r === role && s.colours.has(nm))![0];
-      return { family: 'rolecolour', prompt: `${s.statements.join(' ')} What color is ${role}?`, answer: s.colours.get(owner)!, sep: ' ', hops: [owner] };
+      const prompt = `${s.statements.join(' ')} What color is ${role}?`;
+      return { family: 'rolecolour', prompt, answer: s.colours.get(owner)!, sep: ' ', hops: [...s.hops, { at: prompt, text: owner, level: 1 }] };
     },
   },
   ...(['chain', 'chain2'] as const).map((name) => ({

@@ -51,15 +51,17 @@
  *                 stack       layer j = the parent's j mod L, silent from j = L on: the parent's whole
  *                             stack once more on top, so a lookup can run again on what the first
  *                             pass found (docs/llama.md, "Depth and written hops")
- *   hops      = with --hop-layers 1,2 [--hop-weight W] each composed question (corpus.ts CorpusDoc.hops:
- *               `Who is like T?` T's role; the two-hop colour question T's role, then S) is also scored
- *               inside the model, at the position that writes the answer: hop k's first token through
- *               the final RMSNorm and the tied head at the residual stream after layer L_k
- *               (resid_post, 0-based), intermediate supervision of where each lookup's result must
- *               be, so that the next lookup can read it as a query (docs/llama.md, "Hops supervised
+ *   hops      = with --hop-layers 0,1,2 [--hop-weight W] what a composed question needs inside the
+ *               model is scored too (corpus.ts Hop: a story's role words hold their names (level 0),
+ *               the later of the pair's role words the earlier one's name (1); `Who is like T?` holds
+ *               T's role at its last token (1), the two-hop colour question T's role (1) and S (2)):
+ *               hop h's first token through the final RMSNorm and the tied head at the residual after
+ *               layer L_level(h) (resid_post, 0-based), intermediate supervision of where each lookup's
+ *               result must be, so that the next lookup can read it (docs/llama.md, "Hops supervised
  *               inside"):
  *                 loss = CE(logits, targets) + W * sum_k CE(lm_head(norm(h_{L_k})), hop_k)
- *               each CE the mean over its scored positions (0 where a batch has none)
+ *               each CE the mean over its level's scored positions (0 where a batch has none); levels
+ *               past the list are not scored
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -233,9 +235,11 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
     while (row.length < seq + 1) {
       const d = corpusDoc(rng, families, corpus);
       const doc = encodeDoc(tok, sp, d);
-      // header, hops: the position that writes the answer's first token, when it is in the row
-      const at = row.length + doc.promptLength - 1;
-      if (at < seq) d.hops?.slice(0, hopLevels).forEach((h, k) => { hops[k][b * seq + at] = BigInt(tok.encode(d.sep + h, { addSpecialTokens: false })[0]); });
+      // header, hops: each at its prefix's last token (bos first), the whole prompt's being the one that writes the answer
+      for (const h of d.hops ?? []) {
+        const at = row.length + (h.at === d.prompt ? doc.promptLength - 1 : tok.encode(h.at, { addSpecialTokens: false }).length);
+        if (at < seq && h.level < hopLevels) hops[h.level][b * seq + at] = BigInt(tok.encode(' ' + h.text, { addSpecialTokens: false })[0]);
+      }
       doc.ids.forEach((id, i) => {
         row.push(id);
         scored.push(i >= doc.promptLength);

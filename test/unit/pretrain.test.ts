@@ -102,8 +102,16 @@ describe('corpus and shared tokenizer', () => {
         expect(d.hops).toBeUndefined();
       } else {
         expect(stated).toHaveLength(1); // the two-hop target: its role only
-        const mate = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)].filter(([, who, what]) => who !== asked && what === stated[0]).map(([, who]) => who);
-        expect(d.hops).toEqual([stated[0], ...mate]); // its hops: T's role, then the name that shares it
+        const statements = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
+        const atWord = (st: RegExpMatchArray) => d.prompt.slice(0, st.index! + st[0].length - 1);
+        const pair = statements.filter(([, , what]) => what === stated[0]);
+        const mate = pair.map(([, who]) => who).filter((who) => who !== asked);
+        expect(d.hops).toEqual([
+          ...statements.filter(([, , what]) => ROLES.includes(what)).map((st) => ({ at: atWord(st), text: st[1], level: 0 })), // each role word holds its name
+          { at: atWord(pair[1]), text: pair[0][1], level: 1 }, // the later of the pair's role words, the earlier one's name
+          { at: d.prompt, text: stated[0], level: 1 }, // then at the question: T's role
+          { at: d.prompt, text: mate[0], level: 2 }, // and the name that shares it
+        ]);
       }
     }
     expect(oneHop / 1000).toBeGreaterThan(0.26);
@@ -257,7 +265,7 @@ describe('corpus and shared tokenizer', () => {
       const [, story, target] = d.prompt.match(/^(.*) Who is like (\w+)\?$/)!;
       const roles = new Map([...story.matchAll(/(\w+) is (\w+)\./g)].filter(([, , w]) => ROLES.includes(w)).map(([, name, role]) => [name, role]));
       expect([...roles].filter(([name, role]) => name !== target && role === roles.get(target)).map(([name]) => name)).toEqual([d.answer]);
-      expect(d.hops).toEqual([roles.get(target)]);
+      expect(d.hops!.filter((h) => h.at === d.prompt)).toEqual([{ at: d.prompt, text: roles.get(target), level: 1 }]);
     }
   });
 
@@ -292,38 +300,35 @@ describe('corpus and shared tokenizer', () => {
     expect([...packed.ids.slice(0, 64)].filter((id) => Number(id) === sp.bos).length).toBeGreaterThan(1);
   });
 
-  it('hops: each composed question\'s hops are targets at the position that writes its answer, nowhere else; the stream is unchanged', () => {
+  it('hops: each a target at its prefix\'s last token (the whole prompt\'s: where the answer is written), at its level, nowhere else; the stream is unchanged', () => {
     const hf = loadHFTokenizer(tokDir);
     const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
     const corpus = { ...CORPUS_DEFAULTS, mix: { like: 1, colour: 1 }, directColour: 0.3 };
     const plain = pretrainBatch(hf, sp, new Rng(2), 8, 64, CORPUS_FAMILIES, corpus);
-    const b = pretrainBatch(hf, sp, new Rng(2), 8, 64, CORPUS_FAMILIES, corpus, true, 2);
+    const b = pretrainBatch(hf, sp, new Rng(2), 8, 64, CORPUS_FAMILIES, corpus, true, 2); // levels 0 and 1 scored
     expect(b.ids).toEqual(plain.ids);
     expect(b.targets).toEqual(plain.targets);
     expect(plain.hops).toEqual([]);
     const docs = new Rng(2);
-    let checked = 0;
+    const seen = new Set<string>();
     for (let r = 0; r < 8; r++) {
-      const want = new Map<number, bigint[]>();
+      const want = [0, 1].map(() => new Array<bigint>(64).fill(-100n));
       let at = 0;
       while (at < 65) {
         const d = corpusDoc(docs, CORPUS_FAMILIES, corpus);
-        const prompt = hf.encode(d.prompt, { addSpecialTokens: false }).length;
-        const answerAt = at + prompt; // bos + prompt, then the answer's first token is predicted here
-        if (d.hops && answerAt < 64) want.set(answerAt, d.hops.map((h) => BigInt(hf.encode(' ' + h, { addSpecialTokens: false })[0])));
-        at += 1 + prompt + hf.encode(d.sep + d.answer, { addSpecialTokens: false }).length + 1;
-      }
-      for (let t = 0; t < 64; t++) {
-        const got = b.hops.map((h) => h[r * 64 + t]).filter((x) => x !== -100n);
-        const expected = want.get(t) ?? [];
-        expect(got).toEqual(expected);
-        if (expected.length > 0) {
-          checked++;
-          expect(b.targets[r * 64 + t]).not.toBe(-100n); // the answer's first token is scored there too
+        for (const h of d.hops ?? []) {
+          const pos = at + hf.encode(h.at, { addSpecialTokens: false }).length; // bos, then the prefix
+          if (pos >= 64 || h.level > 1) continue;
+          expect(hf.decode([Number(plain.ids[r * 64 + pos])])).toBe(h.at === d.prompt ? '?' : ' ' + h.at.split(' ').pop()); // the prefix's last word
+          if (h.at === d.prompt) expect(plain.targets[r * 64 + pos]).not.toBe(-100n); // where the answer's first token is scored
+          want[h.level][pos] = BigInt(hf.encode(' ' + h.text, { addSpecialTokens: false })[0]);
+          seen.add(`${h.at === d.prompt ? 'question' : 'story'} ${h.level}`);
         }
+        at += 1 + hf.encode(d.prompt, { addSpecialTokens: false }).length + hf.encode(d.sep + d.answer, { addSpecialTokens: false }).length + 1;
       }
+      for (const k of [0, 1]) expect([...b.hops[k].slice(r * 64, (r + 1) * 64)]).toEqual(want[k]);
     }
-    expect(checked).toBeGreaterThan(8);
+    expect([...seen].sort()).toEqual(['question 1', 'story 0', 'story 1']);
   });
 
   it('fact (only in a --mix): a fixed table of two-digit pairs, each with its own tag, the same for every stream', () => {
