@@ -143,7 +143,7 @@ export interface PretrainConfig extends CorpusOptions {
   initFrom: string | null;
   /** Where the new blocks go when initFrom is shallower (header: grow). */
   grow: GrowOrder;
-  /** The layer (resid_post, 0-based, increasing) whose residual must hold each hop of a composed question (header: hops); [] = none. */
+  /** Per hop level, the layer (resid_post, 0-based, increasing) whose residual must hold it (header: hops); [] = none. */
   hopLayers: readonly number[];
   /** W of the hop terms (header: hops). */
   hopWeight: number;

@@ -9,7 +9,7 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--digit-group 1|3 (numbers a digit a token, or in LLaMA-3's runs of up to 3; a stage keeps its parent's)] [--round-operands P (a share P of the training sums' operands multiples of 10)] [--direct-colour P (a share P of the colour stories ask one hop)] [--mix fam:w,... (the family weights after the first families)] [--names-schedule 2-3:1500,2-5:3000 (stories of 2-3 names until step 1500, 2-5 until 3000, then 2-7)] [--no-pack (one document a row)] [--init-from BASE (a second stage: start from a base made by pretrain; a shallower base of the same width grows: tiny -> deep, [--grow interleave|stack] (each new block after its parent's, or the parent's blocks once more on top))] [--hop-layers 1,2 [--hop-weight W] (score each hop of a composed question inside the model, at the residual after that layer)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--digit-group 1|3 (numbers a digit a token, or in LLaMA-3's runs of up to 3; a stage keeps its parent's)] [--round-operands P (a share P of the training sums' operands multiples of 10)] [--direct-colour P (a share P of the colour stories ask one hop)] [--mix fam:w,... (the family weights after the first families)] [--names-schedule 2-3:1500,2-5:3000 (stories of 2-3 names until step 1500, 2-5 until 3000, then 2-7)] [--no-pack (one document a row)] [--init-from BASE (a second stage: start from a base made by pretrain; a shallower base of the same width grows: tiny -> deep, [--grow interleave|stack] (each new block after its parent's, or the parent's blocks once more on top))] [--hop-layers 0,1,2 [--hop-weight W] (score what a story and its question must hold inside, level k at the residual after the k-th listed layer)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
             [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
@@ -64,13 +64,13 @@ function namesSchedule(v: string | undefined): NamesStage[] {
   return out;
 }
 
-/** `--hop-layers 1,2`: the layer of each hop (0-based resid_post), increasing, below the preset's layer count. */
+/** `--hop-layers 0,1,2`: the layer of each hop level (0-based resid_post), increasing, below the preset's layer count. */
 function hopLayers(v: string | undefined, layers: number): number[] {
   if (v === undefined) return [];
   const items = v.split(',');
   const out = items.map(Number);
   if (items.some((item, i) => !/^\d+$/.test(item) || out[i] >= layers || (i > 0 && out[i] <= out[i - 1]))) {
-    throw new UsageError(`--hop-layers takes increasing layer numbers 0-${layers - 1} (the preset's layers, 0-based), one a hop, e.g. 1,2; ${JSON.stringify(v)} is not one`);
+    throw new UsageError(`--hop-layers takes increasing layer numbers 0-${layers - 1} (the preset's layers, 0-based), one a hop level, e.g. 0,1,2; ${JSON.stringify(v)} is not one`);
   }
   return out;
 }
