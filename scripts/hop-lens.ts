@@ -18,6 +18,7 @@
  */
 import { LlamaInference } from '../engine/models/llama-infer';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, type Hop, corpusDoc } from '../engine/tasks/corpus';
+import { hopToken } from '../engine/train/llama-pretrain';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
 
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
   const d = cfg.hiddenSize, L = cfg.numLayers, V = cfg.vocabSize;
   const embed = params.get('model.embed_tokens.weight')!.data, norm = params.get('model.norm.weight')!.data;
   const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false });
-  const first = (text: string) => tok.encode(' ' + text, { addSpecialTokens: false })[0];
+  const first = (text: string) => hopToken(tok, text);
   const lens = (h: Float32Array, off: number): number => {
     let ss = 0;
     for (let i = 0; i < d; i++) ss += h[off + i] * h[off + i];
@@ -57,9 +58,10 @@ async function main(): Promise<void> {
       const labels = [...(family === 'like' ? ['role'] : ['role', 'mate']), 'answer', 'T'];
       const hits = Array.from({ length: L }, () => labels.map(() => 0));
       docs.forEach((x, i) => {
+        const want = x.want.map(first);
         for (let l = 0; l < L; l++) {
           const top = lens(res.hidden, (i * L + l) * d);
-          x.want.forEach((w, k) => (hits[l][k] += top === first(w) ? 1 : 0));
+          want.forEach((w, k) => (hits[l][k] += top === w ? 1 : 0));
         }
       });
       console.log(`${dir} (step ${base.step}): ${family === 'like' ? '"Who is like T?"' : 'two-hop "What color is T?"'}, ${n} held-out stories, the logit lens at "?" after each layer (top token = ...)`);

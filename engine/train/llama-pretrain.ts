@@ -237,8 +237,9 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
       const doc = encodeDoc(tok, sp, d);
       // header, hops: each at its prefix's last token (bos first), the whole prompt's being the one that writes the answer
       for (const h of d.hops ?? []) {
+        if (h.level >= hopLevels) continue; // not scored: no tokenizing (every pretraining without --hop-layers)
         const at = row.length + (h.at === d.prompt ? doc.promptLength - 1 : tok.encode(h.at, { addSpecialTokens: false }).length);
-        if (at < seq && h.level < hopLevels) hops[h.level][b * seq + at] = BigInt(tok.encode(' ' + h.text, { addSpecialTokens: false })[0]);
+        if (at < seq) hops[h.level][b * seq + at] = BigInt(hopToken(tok, h.text));
       }
       doc.ids.forEach((id, i) => {
         row.push(id);
@@ -256,6 +257,9 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
   }
   return { ids, targets, hops };
 }
+
+/** The token a hop's text is scored by (header: hops): its first, with the space a story word has. */
+export const hopToken = (tok: HFTokenizer, text: string): number => tok.encode(' ' + text, { addSpecialTokens: false })[0];
 
 /** The training loss (header: loss, hops): the next-token loss, plus the hop terms with --hop-layers (inputs hop0, hop1, ...). */
 function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'batch' | 'seq'>): Tensor {
