@@ -222,7 +222,7 @@ export function factTable(): readonly { x: number; y: number; tag: string }[] {
 }
 
 /** A story: names with roles, and colours; `target` shares its role with `source`, which has a colour. */
-function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string>; hops: Hop[] } {
+function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: string; source: string; role: string; colour: string; roles: Map<string, string>; colours: Map<string, string>; hops: Hop[]; colourHops: Hop[] } {
   const n = rng.int(o.names[0], o.names[1]);
   const names = distinct(rng, NAMES, n);
   const [target, source] = names;
@@ -243,12 +243,13 @@ function story(rng: Rng, o: CorpusOptions): { statements: string[]; target: stri
     }
   });
   shuffle(rng, statements);
-  // Hop: each role word holds its name; the later of the pair's role words, the earlier one's name
+  // Hop: each role word (colourHops: each colour word) holds its name; the later of the pair's role
+  // words, the earlier one's name
   const atWord = (i: number) => [...statements.slice(0, i), statements[i].slice(0, -1)].join(' ');
   const [early, late] = [target, source].map((nm) => statements.indexOf(`${nm} is ${role}.`)).sort((a, b) => a - b);
-  const hops: Hop[] = statements.flatMap((st, i) => (ROLES.includes(st.split(' ')[2].slice(0, -1)) ? [{ at: atWord(i), text: st.split(' ')[0], level: 0 }] : []));
-  hops.push({ at: atWord(late), text: statements[early].split(' ')[0], level: 1 });
-  return { statements, target, source, role, colour: colours[1], roles, colours: stated, hops };
+  const ownName = (isRole: boolean): Hop[] => statements.flatMap((st, i) => (ROLES.includes(st.split(' ')[2].slice(0, -1)) === isRole ? [{ at: atWord(i), text: st.split(' ')[0], level: 0 }] : []));
+  const hops = [...ownName(true), { at: atWord(late), text: statements[early].split(' ')[0], level: 1 }];
+  return { statements, target, source, role, colour: colours[1], roles, colours: stated, hops, colourHops: ownName(false) };
 }
 
 /** A story without `is` (kvrecite, kvcolour, kvrole): distinct names, each with its own colour (or role), "Ava red." */
@@ -294,7 +295,9 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       const who = o.directColour > 0 && rng.uniform() < o.directColour ? pick(rng, [...s.colours.keys()]) : s.target;
       const prompt = `${s.statements.join(' ')} What color is ${who}?`;
       const twoHop = who === s.target;
-      return { family: 'colour', prompt, answer: twoHop ? s.colour : s.colours.get(who)!, sep: ' ', ...(twoHop ? { hops: [...s.hops, { at: prompt, text: s.role, level: 1 }, { at: prompt, text: s.source, level: 2 }] } : {}) };
+      // the question reads a colour word by its name: every colour word holds its statement's name
+      const hops = twoHop ? [...s.hops, ...s.colourHops, { at: prompt, text: s.role, level: 1 }, { at: prompt, text: s.source, level: 2 }] : s.colourHops;
+      return { family: 'colour', prompt, answer: twoHop ? s.colour : s.colours.get(who)!, sep: ' ', hops };
     },
   },
   {

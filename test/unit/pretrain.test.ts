@@ -99,7 +99,8 @@ describe('corpus and shared tokenizer', () => {
       if (stated.includes(d.answer)) {
         oneHop++; // the answer stands beside the asked name: a one-hop question
         expect(stated).toHaveLength(2); // its role and its colour
-        expect(d.hops).toBeUndefined();
+        const colourWords = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)].filter(([, , what]) => !ROLES.includes(what));
+        expect(d.hops).toEqual(colourWords.map((st) => ({ at: d.prompt.slice(0, st.index! + st[0].length - 1), text: st[1], level: 0 }))); // each colour word holds its name
       } else {
         expect(stated).toHaveLength(1); // the two-hop target: its role only
         const statements = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
@@ -109,6 +110,7 @@ describe('corpus and shared tokenizer', () => {
         expect(d.hops).toEqual([
           ...statements.filter(([, , what]) => ROLES.includes(what)).map((st) => ({ at: atWord(st), text: st[1], level: 0 })), // each role word holds its name
           { at: atWord(pair[1]), text: pair[0][1], level: 1 }, // the later of the pair's role words, the earlier one's name
+          ...statements.filter(([, , what]) => !ROLES.includes(what)).map((st) => ({ at: atWord(st), text: st[1], level: 0 })), // each colour word holds its name
           { at: d.prompt, text: stated[0], level: 1 }, // then at the question: T's role
           { at: d.prompt, text: mate[0], level: 2 }, // and the name that shares it
         ]);
