@@ -6,9 +6,9 @@
  * through the final RMSNorm and the tied head (the logit lens, as `memgen pretrain --hop-layers` scores
  * it): the share of stories whose top token there is each hop's first token, the answer's, and T's
  * (the asked name, which the lookup by value must pass over). Then the story's own hops (corpus.ts Hop):
- * the prompt cut after a role word (is the lens there its statement's name) and after the later
- * role word of the pair that shares a role (the earlier statement's name: the link a story can hold
- * before any question).
+ * the prompt cut after a role word and after a colour word (is the lens there its statement's name)
+ * and after the later role word of the pair that shares a role (the earlier statement's name: the
+ * link a story can hold before any question).
  *
  *   lens_l = argmax_v E[v] . (g * h_l / rms(h_l))     g = model.norm.weight, E = embed_tokens (tied)
  *
@@ -67,16 +67,18 @@ async function main(): Promise<void> {
       console.log(`${dir} (step ${base.step}): ${family === 'like' ? '"Who is like T?"' : 'two-hop "What color is T?"'}, ${n} held-out stories, the logit lens at "?" after each layer (top token = ...)`);
       hits.forEach((h, l) => console.log(`  layer ${l}: ${labels.map((lab, k) => `${lab} ${pct(h[k])}`).join('  ')}`));
     }
-    // the story's hops: its last role word and the later of the pair's role words
-    for (const level of [0, 1]) {
-      const hops = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, mix: { like: 1 } }).hops!.filter((h) => h.level === level && h.at.endsWith('?') === false).pop()!);
+    // the story's hops: its last role word, the later of the pair's role words, its last colour word
+    // (a one-hop colour question's hops are the colour words')
+    for (const [level, word] of [[0, 'role'], [1, 'role'], [0, 'colour']] as const) {
+      const mix = word === 'role' ? { mix: { like: 1 } } : { mix: { colour: 1 }, directColour: 1 };
+      const hops = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, ...mix }).hops!.filter((h) => h.level === level && h.at.endsWith('?') === false).pop()!);
       const res = await inf.generate(hops.map((h) => [bos, ...tok.encode(h.at, { addSpecialTokens: false })]), { maxNewTokens: 0 });
       // at random: one of the names stated so far, other than the statement's own for the pair's link
       const random = hops.reduce((sum, h) => {
         const names = h.at.split('. ').map((st) => st.split(' ')[0]);
         return sum + 1 / new Set(level === 0 ? names : names.filter((nm) => nm !== names[names.length - 1])).size;
       }, 0) / n;
-      console.log(`${dir} (step ${base.step}): ${n} held-out stories cut after ${level === 0 ? 'its last role word; the lens there = its statement\'s name' : 'the later role word of the pair; the lens there = the earlier statement\'s name'} (a name stated so far at random ${(100 * random).toFixed(1)}%)`);
+      console.log(`${dir} (step ${base.step}): ${n} held-out stories cut after ${level === 0 ? `its last ${word} word; the lens there = its statement's name` : 'the later role word of the pair; the lens there = the earlier statement\'s name'} (a name stated so far at random ${(100 * random).toFixed(1)}%)`);
       const own = (h: Hop) => h.at.split('. ').pop()!.split(' ')[0]; // the statement's own name
       for (let l = 0; l < L; l++) {
         const tops = hops.map((_, i) => lens(res.hidden, (i * L + l) * d));
