@@ -295,8 +295,10 @@ const FAMILIES: readonly { name: string; weight: number; make: (rng: Rng, o: Cor
       const who = o.directColour > 0 && rng.uniform() < o.directColour ? pick(rng, [...s.colours.keys()]) : s.target;
       const prompt = `${s.statements.join(' ')} What color is ${who}?`;
       const twoHop = who === s.target;
-      // the question reads a colour word by its name: every colour word holds its statement's name
-      const hops = twoHop ? [...s.hops, ...s.colourHops, { at: prompt, text: s.role, level: 1 }, { at: prompt, text: s.source, level: 2 }] : s.colourHops;
+      // the question reads a colour word by its name: every colour word holds its statement's name, and
+      // the question the name to read by at level 2 (the one-hop question's is the asked name: the same
+      // last lookup with its query given)
+      const hops = twoHop ? [...s.hops, ...s.colourHops, { at: prompt, text: s.role, level: 1 }, { at: prompt, text: s.source, level: 2 }] : [...s.colourHops, { at: prompt, text: who, level: 2 }];
       return { family: 'colour', prompt, answer: twoHop ? s.colour : s.colours.get(who)!, sep: ' ', hops };
     },
   },

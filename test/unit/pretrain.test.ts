@@ -100,7 +100,10 @@ describe('corpus and shared tokenizer', () => {
         oneHop++; // the answer stands beside the asked name: a one-hop question
         expect(stated).toHaveLength(2); // its role and its colour
         const colourWords = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)].filter(([, , what]) => !ROLES.includes(what));
-        expect(d.hops).toEqual(colourWords.map((st) => ({ at: d.prompt.slice(0, st.index! + st[0].length - 1), text: st[1], level: 0 }))); // each colour word holds its name
+        expect(d.hops).toEqual([
+          ...colourWords.map((st) => ({ at: d.prompt.slice(0, st.index! + st[0].length - 1), text: st[1], level: 0 })), // each colour word holds its name
+          { at: d.prompt, text: asked, level: 2 }, // and the question the name to read by
+        ]);
       } else {
         expect(stated).toHaveLength(1); // the two-hop target: its role only
         const statements = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
