@@ -17,7 +17,7 @@
  *   node dist/hop-lens.js BASE_FOLDER|BASE.partial [N]
  */
 import { LlamaInference } from '../engine/models/llama-infer';
-import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, type Hop, corpusDoc } from '../engine/tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, type CorpusOptions, type Hop, corpusDoc } from '../engine/tasks/corpus';
 import { hopToken } from '../engine/train/llama-pretrain';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     // the story's hops: its last role word, the later of the pair's role words, its last colour word
     // (a one-hop colour question's hops are the colour words')
     for (const [level, word] of [[0, 'role'], [1, 'role'], [0, 'colour']] as const) {
-      const mix = word === 'role' ? { mix: { like: 1 } } : { mix: { colour: 1 }, directColour: 1 };
+      const mix: Partial<CorpusOptions> = word === 'role' ? { mix: { like: 1 } } : { mix: { colour: 1 }, directColour: 1 };
       const hops = Array.from({ length: n }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...CORPUS_DEFAULTS, ...mix }).hops!.filter((h) => h.level === level && h.at.endsWith('?') === false).pop()!);
       const res = await inf.generate(hops.map((h) => [bos, ...tok.encode(h.at, { addSpecialTokens: false })]), { maxNewTokens: 0 });
       // at random: one of the names stated so far, other than the statement's own for the pair's link

@@ -95,25 +95,25 @@ describe('corpus and shared tokenizer', () => {
     for (let i = 0; i < 1000; i++) {
       const d = corpusDoc(rng, ['colour'], { ...CORPUS_DEFAULTS, directColour: 0.3 });
       const asked = /What color is (\w+)\?$/.exec(d.prompt)![1];
-      const stated = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)].filter(([, who]) => who === asked).map(([, , what]) => what);
+      const statements = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
+      const stated = statements.filter(([, who]) => who === asked).map(([, , what]) => what);
+      const atWord = (st: RegExpMatchArray) => d.prompt.slice(0, st.index! + st[0].length - 1);
+      const ownNames = (roles: boolean) => statements.filter(([, , what]) => ROLES.includes(what) === roles).map((st) => ({ at: atWord(st), text: st[1], level: 0 }));
       if (stated.includes(d.answer)) {
         oneHop++; // the answer stands beside the asked name: a one-hop question
         expect(stated).toHaveLength(2); // its role and its colour
-        const colourWords = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)].filter(([, , what]) => !ROLES.includes(what));
         expect(d.hops).toEqual([
-          ...colourWords.map((st) => ({ at: d.prompt.slice(0, st.index! + st[0].length - 1), text: st[1], level: 0 })), // each colour word holds its name
+          ...ownNames(false), // each colour word holds its name
           { at: d.prompt, text: asked, level: 2 }, // and the question the name to read by
         ]);
       } else {
         expect(stated).toHaveLength(1); // the two-hop target: its role only
-        const statements = [...d.prompt.matchAll(/(\w+) is (\w+)\./g)];
-        const atWord = (st: RegExpMatchArray) => d.prompt.slice(0, st.index! + st[0].length - 1);
         const pair = statements.filter(([, , what]) => what === stated[0]);
         const mate = pair.map(([, who]) => who).filter((who) => who !== asked);
         expect(d.hops).toEqual([
-          ...statements.filter(([, , what]) => ROLES.includes(what)).map((st) => ({ at: atWord(st), text: st[1], level: 0 })), // each role word holds its name
+          ...ownNames(true), // each role word holds its name
           { at: atWord(pair[1]), text: pair[0][1], level: 1 }, // the later of the pair's role words, the earlier one's name
-          ...statements.filter(([, , what]) => !ROLES.includes(what)).map((st) => ({ at: atWord(st), text: st[1], level: 0 })), // each colour word holds its name
+          ...ownNames(false), // each colour word holds its name
           { at: d.prompt, text: stated[0], level: 1 }, // then at the question: T's role
           { at: d.prompt, text: mate[0], level: 2 }, // and the name that shares it
         ]);
