@@ -17,7 +17,7 @@
  *   node dist/hop-lens.js BASE_FOLDER|BASE.partial [N]
  */
 import { LlamaInference } from '../engine/models/llama-infer';
-import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, type CorpusOptions, type Hop, corpusDoc } from '../engine/tasks/corpus';
+import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, type CorpusOptions, corpusDoc } from '../engine/tasks/corpus';
 import { hopToken } from '../engine/train/llama-pretrain';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
@@ -79,10 +79,12 @@ async function main(): Promise<void> {
         return sum + 1 / new Set(level === 0 ? names : names.filter((nm) => nm !== names[names.length - 1])).size;
       }, 0) / n;
       console.log(`${dir} (step ${base.step}): ${n} held-out stories cut after ${level === 0 ? `its last ${word} word; the lens there = its statement's name` : 'the later role word of the pair; the lens there = the earlier statement\'s name'} (a name stated so far at random ${(100 * random).toFixed(1)}%)`);
-      const own = (h: Hop) => h.at.split('. ').pop()!.split(' ')[0]; // the statement's own name
+      // each hop's token and its statement's own name's, tokenized once a story
+      const want = hops.map((h) => first(h.text)), own = hops.map((h) => first(h.at.split('. ').pop()!.split(' ')[0]));
       for (let l = 0; l < L; l++) {
         const tops = hops.map((_, i) => lens(res.hidden, (i * L + l) * d));
-        console.log(`  layer ${l}: ${pct(hops.filter((h, i) => tops[i] === first(h.text)).length)}${level === 1 ? `  (its own name ${pct(hops.filter((h, i) => tops[i] === first(own(h))).length)})` : ''}`);
+        const share = (ids: number[]) => pct(tops.filter((top, i) => top === ids[i]).length);
+        console.log(`  layer ${l}: ${share(want)}${level === 1 ? `  (its own name ${share(own)})` : ''}`);
       }
     }
   } finally {
