@@ -229,6 +229,7 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   const hops = Array.from({ length: hopLevels }, () => new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX)));
+  const tokenOf = new Map<string, number>(); // a hop's text -> its token, once a batch
   for (let b = 0; b < batch; b++) {
     const row: number[] = [];
     const scored: boolean[] = [];
@@ -236,10 +237,11 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
       const d = corpusDoc(rng, families, corpus);
       const doc = encodeDoc(tok, sp, d);
       // header, hops: each at its prefix's last token (bos first), the whole prompt's being the one that writes the answer
-      for (const h of d.hops ?? []) {
-        if (h.level >= hopLevels) continue; // not scored: no tokenizing (every pretraining without --hop-layers)
-        const at = row.length + (h.at === d.prompt ? doc.promptLength - 1 : tok.encode(h.at, { addSpecialTokens: false }).length);
-        if (at < seq) hops[h.level][b * seq + at] = BigInt(hopToken(tok, h.text));
+      const scoredHops = (d.hops ?? []).filter((h) => h.level < hopLevels); // none without --hop-layers: no tokenizing
+      const ends = scoredHops.length ? promptTokenEnds(tok, d.prompt, doc.ids.slice(1, doc.promptLength)) : [];
+      for (const h of scoredHops) {
+        const at = row.length + (h.at === d.prompt ? doc.promptLength - 1 : prefixTokens(tok, d.prompt, h.at, ends));
+        if (at < seq) hops[h.level][b * seq + at] = BigInt(tokenOf.get(h.text) ?? tokenOf.set(h.text, hopToken(tok, h.text)).get(h.text)!);
       }
       doc.ids.forEach((id, i) => {
         row.push(id);
@@ -256,6 +258,28 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
     }
   }
   return { ids, targets, hops };
+}
+
+/**
+ * The character offset where each of the prompt's tokens ends, or null when the tokens do not spell
+ * the prompt back one by one (a character split over two byte-level tokens).
+ */
+function promptTokenEnds(tok: HFTokenizer, prompt: string, ids: readonly number[]): number[] | null {
+  let end = 0;
+  const ends = ids.map((id) => (end += tok.decode([id]).length));
+  return end === prompt.length ? ends : null;
+}
+
+/**
+ * Tokens in a prefix of the prompt: those ending within it (a hop's `at` that is no prefix: tokenized). A hop's prefix ends at a word, before the
+ * `.` that is its own pre-token, so it tokenizes as the prompt's first tokens do; tokenizing each
+ * prefix instead costs a story's length once a hop.
+ */
+function prefixTokens(tok: HFTokenizer, prompt: string, prefix: string, ends: number[] | null): number {
+  if (!ends || !prompt.startsWith(prefix)) return tok.encode(prefix, { addSpecialTokens: false }).length;
+  let n = 0;
+  while (n < ends.length && ends[n] <= prefix.length) n++;
+  return n;
 }
 
 /** The token a hop's text is scored by (header: hops): its first, with the space a story word has. */
