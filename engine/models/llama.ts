@@ -14,7 +14,8 @@
  *   attn(x)  = o_proj(concat_heads(softmax(causal(q k^T / sqrt(hd))) v)),
  *            q = rope(q_proj(x)) with H heads, k = rope(k_proj(x)), v = v_proj(x) with KVH heads
  *            (grouped-query attention: query head h reads key/value head floor(h / (H / KVH)));
- *            with a cache, k and v are the past keys/values (after rope) followed by the new ones
+ *            with a cache, k and v are the past keys/values (after rope) followed by the new ones;
+ *            with segments (documents packed in a row), causal also masks keys of other segments
  *   rope     = rotary embeddings at the token positions (rope.ts, incl. llama3 rope_scaling)
  *   mlp(x)   = down_proj(silu(gate_proj(x)) * up_proj(x)),  silu(z) = z * sigmoid(z)   (SwiGLU)
  *            with mlp_bias (transformers' LlamaMLP: nn.Linear(bias=mlp_bias)), each of gate_proj,
@@ -278,6 +279,8 @@ interface Ctx {
   w: LlamaWeights;
   adapters?: LlamaAdapters;
   hook: LlamaSiteHook;
+  /** The attention mask of documents packed in a row (LlamaRunOptions.segments). */
+  sameDocument?: Tensor;
 }
 
 function weight(w: LlamaWeights, name: string): Tensor {
@@ -337,7 +340,8 @@ function attention(ctx: Ctx, layer: number, x: Tensor, rope: { cos: Tensor; sin:
   const v = past ? ops.concat([past.value, vNew], 2) : vNew;
   const qr = applyRope(q, rope);
   const scores = ops.mul(ops.matmul(qr, ops.transposeLast2(ops.unsqueeze(k, [2]))), 1 / Math.sqrt(hd)); // (B, KVH, rep, T, P+T)
-  const att = ops.softmax(causalMaskAny(scores));
+  const causal = causalMaskAny(scores);
+  const att = ops.softmax(ctx.sameDocument ? ops.where(ctx.sameDocument, causal, -Infinity) : causal);
   const heads = ops.matmul(att, ops.unsqueeze(v, [2])); // (B, KVH, rep, T, hd)
   const y = ops.reshape(ops.transpose(heads, [0, 3, 1, 2, 4]), [0, 0, H * hd]); // (B, T, H hd), head h = kvh * rep + r
   return { y: project(ctx, layer, 'o_proj', y), kv: { key: kNew, value: vNew } };
@@ -352,6 +356,12 @@ export interface LlamaRunOptions {
   hook?: LlamaSiteHook;
   /** Per layer, the cached keys/values of earlier positions. */
   past?: readonly LlamaKV[];
+  /**
+   * Documents packed in a row: segment ids int64 [B, T]; a query attends only to the keys of its own
+   * segment (and, as always, of positions up to its own). Rotary scores depend on relative position
+   * only, so a document anywhere in a row computes what it computes alone at position 0.
+   */
+  segments?: Tensor;
 }
 
 /**
@@ -359,7 +369,9 @@ export interface LlamaRunOptions {
  * shared by the batch); kv = each layer's keys/values of these T positions (after rope).
  */
 export function llamaTrunk(cfg: LlamaConfig, w: LlamaWeights, ids: Tensor, positions: Tensor, opts: LlamaRunOptions = {}): { h: Tensor; kv: LlamaKV[] } {
-  const ctx: Ctx = { cfg, w, adapters: opts.adapters, hook: opts.hook ?? ((_l, _s, x) => x) };
+  // [B, 1, 1, T, T] against the scores (B, KVH, rep, T, T): key k is in query q's document
+  const sameDocument = opts.segments && ops.unsqueeze(ops.equal(ops.unsqueeze(opts.segments, [2]), ops.unsqueeze(opts.segments, [1])), [1, 2]);
+  const ctx: Ctx = { cfg, w, adapters: opts.adapters, hook: opts.hook ?? ((_l, _s, x) => x), sameDocument };
   const embed = weight(w, 'model.embed_tokens.weight');
   const rope = ropeTables(positions, ropeInvFreq(cfg.headDim, cfg.ropeTheta, cfg.ropeScaling), embed.dtype === 'float64' ? 'float64' : 'float32');
   let h = ops.gather(embed, ids); // (B, T, d)

@@ -8,7 +8,10 @@
  *   rows      = documents packed one after another into rows of seq + 1 tokens (the last one cut),
  *               as GPT-style pretraining packs them: no padding is wasted (documents average ~25
  *               tokens, the longest ~80); with --no-pack one document a row, the rest padding (not
- *               scored), so no earlier story in the row gives the same name another colour
+ *               scored), so no earlier story in the row gives the same name another colour; with
+ *               --pack-isolated whole documents are packed (one that does not fit waits for the next
+ *               row; the batch's last such one is dropped) and each attends only to itself (segment
+ *               ids, models/llama.ts): no name leaks between stories and no row is half padding
  *   loss      = mean over the answer and end tokens of -log softmax(logits[b, t])[row_b[t + 1]]
  *               (as the task runs score them, train/data.ts): the prompts' random operands, names
  *               and letters cannot be predicted and only add noise to a small model's gradient
@@ -137,8 +140,8 @@ export interface PretrainConfig extends CorpusOptions {
   digitGroup: number;
   /** Story sizes for the first steps (header: names): each range until its step, then `names`; [] = none. */
   namesSchedule: readonly NamesStage[];
-  /** false: one document a row (header: rows). */
-  pack: boolean;
+  /** true: documents packed; false: one a row; 'isolated': packed, each attending only to itself (header: rows). */
+  pack: PackRows;
   /** A base made by `memgen pretrain` to start from (header: stages), or null: random weights. */
   initFrom: string | null;
   /** Where the new blocks go when initFrom is shallower (header: grow). */
@@ -159,6 +162,8 @@ export interface PretrainConfig extends CorpusOptions {
   /** Overrides of the preset's shape (tests use a smaller model). */
   model?: Partial<(typeof PRETRAIN_PRESETS)[PretrainPreset]['model']>;
 }
+
+export type PackRows = boolean | 'isolated';
 
 /** Stories of `names` names (lo, hi) before step `until`. */
 export interface NamesStage {
@@ -223,19 +228,33 @@ export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d
 /**
  * A packed batch (header): each row of seq + 1 tokens is filled with whole documents one after
  * another (the last one cut at the row's end); ids = row[0..seq), targets = row[t + 1] where that
- * token is an answer token or the end token, else -100. pack false: one document a row, padded.
+ * token is an answer token or the end token, else -100. pack false: one document a row, padded;
+ * 'isolated': whole documents only, the rest padded, and segments = each position's document in its
+ * row (padding -1).
  */
-export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS, pack = true, hopLevels = 0): { ids: BigInt64Array; targets: BigInt64Array; hops: BigInt64Array[] } {
+export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS, pack: PackRows = true, hopLevels = 0): { ids: BigInt64Array; targets: BigInt64Array; hops: BigInt64Array[]; segments: BigInt64Array | null } {
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   const hops = Array.from({ length: hopLevels }, () => new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX)));
+  const segments = pack === 'isolated' ? new BigInt64Array(batch * seq).fill(-1n) : null;
   const tokenOf = new Map<string, number>(); // a hop's text -> its token, once a batch
+  type Drawn = { d: CorpusDoc; doc: ReturnType<typeof encodeDoc> };
+  const draw = (): Drawn => {
+    const d = corpusDoc(rng, families, corpus);
+    return { d, doc: encodeDoc(tok, sp, d) };
+  };
+  let waiting: Drawn | null = null; // drawn, did not fit its row ('isolated')
   for (let b = 0; b < batch; b++) {
     const row: number[] = [];
     const scored: boolean[] = [];
-    while (row.length < seq + 1) {
-      const d = corpusDoc(rng, families, corpus);
-      const doc = encodeDoc(tok, sp, d);
+    for (let k = 0; row.length < seq + 1; k++) {
+      const next: Drawn = waiting ?? draw();
+      waiting = null;
+      const { d, doc } = next;
+      if (segments && k > 0 && row.length + doc.ids.length > seq + 1) {
+        waiting = next;
+        break;
+      }
       // header, hops: each at its prefix's last token (bos first), the whole prompt's being the one that writes the answer
       const scoredHops = (d.hops ?? []).filter((h) => h.level < hopLevels); // none without --hop-layers: no tokenizing
       const ends = scoredHops.length ? promptTokenEnds(tok, d.prompt, doc.ids.slice(1, doc.promptLength)) : [];
@@ -243,6 +262,7 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
         const at = row.length + (h.at === d.prompt ? doc.promptLength - 1 : prefixTokens(tok, d.prompt, h.at, ends));
         if (at < seq) hops[h.level][b * seq + at] = BigInt(tokenOf.get(h.text) ?? tokenOf.set(h.text, hopToken(tok, h.text)).get(h.text)!);
       }
+      for (let i = 0; i < doc.ids.length && segments && row.length + i < seq; i++) segments[b * seq + row.length + i] = BigInt(k);
       doc.ids.forEach((id, i) => {
         row.push(id);
         scored.push(i >= doc.promptLength);
@@ -253,11 +273,11 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
       }
     }
     for (let t = 0; t < seq; t++) {
-      ids[b * seq + t] = BigInt(row[t]);
+      if (t < row.length) ids[b * seq + t] = BigInt(row[t]);
       if (scored[t + 1]) targets[b * seq + t] = BigInt(row[t + 1]);
     }
   }
-  return { ids, targets, hops };
+  return { ids, targets, hops, segments };
 }
 
 /**
@@ -286,7 +306,7 @@ function prefixTokens(tok: HFTokenizer, prompt: string, prefix: string, ends: nu
 export const hopToken = (tok: HFTokenizer, text: string): number => tok.encode(' ' + text, { addSpecialTokens: false })[0];
 
 /** The training loss (header: loss, hops): the next-token loss, plus the hop terms with --hop-layers (inputs hop0, hop1, ...). */
-function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'batch' | 'seq'>): Tensor {
+function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'batch' | 'seq' | 'pack'>): Tensor {
   const beyond = cfg.hopLayers.find((l) => l >= model.numLayers);
   if (beyond !== undefined) throw new RunError(`--hop-layers ${cfg.hopLayers.join(',')}: the model has layers 0-${model.numLayers - 1}, not ${beyond}`);
   const w = llamaParamInputs(g, model);
@@ -295,7 +315,8 @@ function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor
     if (site === 'resid_post' && cfg.hopLayers.includes(layer)) inside.set(layer, x);
     return x;
   };
-  let loss = ops.crossEntropy(llamaHead(model, w, llamaTrunk(model, w, ids, ops.range(g, cfg.seq), { hook }).h), targets);
+  const segments = cfg.pack === 'isolated' ? g.input('segments', [cfg.batch, cfg.seq], 'int64') : undefined;
+  let loss = ops.crossEntropy(llamaHead(model, w, llamaTrunk(model, w, ids, ops.range(g, cfg.seq), { hook, segments }).h), targets);
   cfg.hopLayers.forEach((layer, k) => {
     const hop = ops.crossEntropy(llamaHead(model, w, inside.get(layer)!), g.input(`hop${k}`, [cfg.batch, cfg.seq], 'int64'));
     loss = ops.add(loss, ops.mul(hop, cfg.hopWeight));
@@ -407,7 +428,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, digitGroup: parent.manifest.tokenizer.digitGroup ?? 1, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: boolean; hopLayers?: number[]; hopWeight?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: PackRows; hopLayers?: number[]; hopWeight?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
   const digitGroup = saved.digitGroup ?? 1; // the tokenizer's (a stage's is its parent's)
   // recorded since each option exists; before, the corpus had its defaults
   // the stories' size after any --names-schedule is always the corpus's (no flag sets it)
@@ -417,7 +438,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus) || JSON.stringify(savedRows) !== JSON.stringify({ namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight })) {
     const mix = savedCorpus.mix === null ? '' : ` --mix ${Object.entries(savedCorpus.mix).map(([f, w]) => `${f}:${w}`).join(',')}`;
     const names = savedRows.namesSchedule.length === 0 ? '' : ` --names-schedule ${formatNamesSchedule(savedRows.namesSchedule)}`;
-    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}${names}${savedRows.pack ? '' : ' --no-pack'}${savedRows.hopLayers.length === 0 ? '' : ` --hop-layers ${savedRows.hopLayers.join(',')} --hop-weight ${savedRows.hopWeight}`}; resume with the same`);
+    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}${names}${savedRows.pack === true ? '' : savedRows.pack ? ' --pack-isolated' : ' --no-pack'}${savedRows.hopLayers.length === 0 ? '' : ` --hop-layers ${savedRows.hopLayers.join(',')} --hop-weight ${savedRows.hopWeight}`}; resume with the same`);
   }
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
@@ -465,7 +486,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       // the first families draw by their default weights (a mix-only family by the mix's), the stage's mix after them
       const stepCorpus = corpusAtStep(corpus, cfg.namesSchedule, s);
       const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, cfg.pack, cfg.hopLayers.length);
-      const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])) };
+      const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])), ...(b.segments && { segments: { data: b.segments, dims: [cfg.batch, seq] } }) };
       const r = await step.run(params, feeds);
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);

@@ -413,6 +413,27 @@ describe('LLaMA inference', () => {
     expect(maxAbsDiff(await staticLogits(tied, pt, seq), await staticLogits(tiny(), pu, seq))).toBe(0);
     expect(maxAbsDiff(await staticLogits(tiny({ ropeScaling: null }), pu, seq), await staticLogits(tiny(), pu, seq))).toBeGreaterThan(1e-3);
   });
+
+  it('documents packed in a row with segment ids: each computes what it computes alone; without them the later one reads the earlier', async () => {
+    const cfg = tiny();
+    const params = randomParams(cfg, 8);
+    const a = [1, 5, 9, 13, 17], b = [2, 6, 10, 14, 18, 22, 3];
+    const T = a.length + b.length + 2; // two padding positions, a segment of their own
+    const g = new Graph('packed');
+    const w = llamaParamInitializers(g, cfg, params);
+    const ids = g.input('ids', [1, T], 'int64');
+    const segments = g.input('segments', [1, T], 'int64');
+    g.output(llamaForward(cfg, w, ids), 'mixed');
+    g.output(llamaHead(cfg, w, llamaTrunk(cfg, w, ids, ops.range(g, T), { segments }).h), 'isolated');
+    const r = await Runner.fromGraph(g, RUNNER);
+    const out = await r.run({ ids: { data: BigInt64Array.from([...a, ...b, 0, 0], BigInt), dims: [1, T] }, segments: { data: BigInt64Array.from([...a.map(() => 0), ...b.map(() => 1), -1, -1], BigInt), dims: [1, T] } });
+    await r.release();
+    const V = cfg.vocabSize;
+    const [isolated, mixed] = [out.isolated.data, out.mixed.data] as Float32Array[];
+    expect(maxAbsDiff(isolated.slice(0, a.length * V), await staticLogits(cfg, params, a))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(isolated.slice(a.length * V, (a.length + b.length) * V), await staticLogits(cfg, params, b))).toBeLessThan(1e-4); // rotary: the shift to position 5 changes nothing
+    expect(maxAbsDiff(mixed.slice(a.length * V, (a.length + b.length) * V), await staticLogits(cfg, params, b))).toBeGreaterThan(1e-2);
+  });
 });
 
 // ---------------------------------------------------------------- ONNX validity (optional: python3-onnx)

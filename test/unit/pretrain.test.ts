@@ -21,7 +21,7 @@ import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, FACT_COUNT, PAD_TOKEN_LLAMA, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText, factTable, firstFamiliesCorpus } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
-import { PRETRAIN_PRESETS, type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, grownWeights, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
+import { PRETRAIN_PRESETS, type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, encodeDoc, grownWeights, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
 import { ROLES } from '../../engine/tasks/incontext';
 import { firstAnswerTokens } from '../../engine/tasks/task';
@@ -305,6 +305,37 @@ describe('corpus and shared tokenizer', () => {
     expect([...packed.ids.slice(0, 64)].filter((id) => Number(id) === sp.bos).length).toBeGreaterThan(1);
   });
 
+  it('--pack-isolated: whole documents packed in the stream\'s order, one that does not fit opens the next row; segments mark each position\'s document, padding -1', () => {
+    const hf = loadHFTokenizer(tokDir);
+    const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
+    const corpus = { ...CORPUS_DEFAULTS, mix: { like: 1, colour: 1 }, directColour: 0.3 };
+    const seq = 96;
+    const b = pretrainBatch(hf, sp, new Rng(3), 6, seq, CORPUS_FAMILIES, corpus, 'isolated', 2);
+    expect(pretrainBatch(hf, sp, new Rng(3), 6, seq, CORPUS_FAMILIES, corpus).segments).toBeNull();
+    const docs = new Rng(3);
+    let next = corpusDoc(docs, CORPUS_FAMILIES, corpus);
+    let perRow = 0;
+    for (let r = 0; r < 6; r++) {
+      const row = [...b.ids.slice(r * seq, (r + 1) * seq)].map(Number);
+      const seg = [...b.segments!.slice(r * seq, (r + 1) * seq)].map(Number);
+      let at = 0;
+      for (let k = 0; ; k++) {
+        const ids = encodeDoc(hf, sp, next).ids;
+        if (at + ids.length > seq + 1) break; // no room: the next row's first
+        expect(row.slice(at, at + ids.length)).toEqual(ids.slice(0, seq - at));
+        expect(seg.slice(at, at + ids.length)).toEqual(ids.slice(0, seq - at).map(() => k));
+        expect(Number(b.targets[r * seq + at + ids.length - 2])).toBe(sp.eot); // its end token is scored
+        at += ids.length;
+        perRow++;
+        next = corpusDoc(docs, CORPUS_FAMILIES, corpus);
+      }
+      expect(row.slice(at)).toEqual(row.slice(at).map(() => sp.pad));
+      expect(seg.slice(at)).toEqual(seg.slice(at).map(() => -1));
+      expect([...b.targets.slice(r * seq + at, (r + 1) * seq)].every((t) => t === -100n)).toBe(true);
+    }
+    expect(perRow).toBeGreaterThan(6); // more than a document a row
+  });
+
   it('hops: each a target at its prefix\'s last token (the whole prompt\'s: where the answer is written), at its level, nowhere else; the stream is unchanged', () => {
     const hf = loadHFTokenizer(tokDir);
     const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
@@ -552,6 +583,7 @@ describe('pretrain', () => {
     for (const bad of ['1', '1.5', 'x', '']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--round-operands', bad])).rejects.toThrow(/--round-operands must be a share in \[0, 1\)/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--direct-colour', '1'])).rejects.toThrow(/--direct-colour must be a share in \[0, 1\)/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--grow', 'stack'])).rejects.toThrow(/--grow places the new blocks when --init-from names a shallower base/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--no-pack', '--pack-isolated'])).rejects.toThrow(/--no-pack \(one document a row\) and --pack-isolated .* contradict each other; pass one/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--init-from', out, '--grow', 'top'])).rejects.toThrow(/unknown grow 'top'; choose one of: interleave, stack/);
     for (const bad of ['sum4', 'sum4:x', 'sums:1', 'sum4:1,sum4:2', 'sum4:-1', 'sum4:1:2']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', bad])).rejects.toThrow(/--mix takes family:weight pairs, each family once/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', 'sum4:0,tag:0'])).rejects.toThrow(/--mix gives no family a positive weight/);
@@ -583,6 +615,23 @@ describe('pretrain', () => {
     expect(await firstLoss('hops-w1', { hopLayers: [0, 1], hopWeight: 1 })).toBeGreaterThan(plain + 1); // two more cross-entropies over the vocabulary
     expect(JSON.parse(fs.readFileSync(path.join(tmp, 'hops-w1', 'manifest.json'), 'utf8')).train).toMatchObject({ hopLayers: [0, 1], hopWeight: 1 });
     await expect(pretrain(cfg(path.join(tmp, 'hops-deep'), { ...over, hopLayers: [2] }))).rejects.toThrow(/--hop-layers 2: the model has layers 0-1, not 2/);
+  });
+
+  it('--pack-isolated trains with each document attending only to itself, is recorded, and a resume must keep it', async () => {
+    const over = { steps: 12, evalPerFamily: 0, logEvery: 1, seq: 96, mix: { like: 1, colour: 1 } };
+    const isolated = path.join(tmp, 'isolated');
+    let n = 0;
+    await pretrain(cfg(isolated, { ...over, pack: 'isolated' }), { shouldStop: () => n++ >= 10 });
+    await expect(pretrain(cfg(isolated, { ...over, resume: true }))).rejects.toThrow(/--direct-colour 0 --mix like:1,colour:1 --pack-isolated; resume with the same/);
+    await pretrain(cfg(isolated, { ...over, pack: 'isolated', resume: true }));
+    const packed = path.join(tmp, 'packed-mixed');
+    await pretrain(cfg(packed, over));
+    const read = (dir: string, f: string) => fs.readFileSync(path.join(dir, f), 'utf8');
+    expect(JSON.parse(read(isolated, 'manifest.json')).train.pack).toBe('isolated');
+    const losses = (dir: string) => read(dir, 'train-log.jsonl').trim().split('\n').map((l) => JSON.parse(l).loss as number);
+    expect(losses(isolated)).toHaveLength(12);
+    expect(losses(isolated)[11]).toBeLessThan(losses(isolated)[0]);
+    expect(losses(isolated)[0]).not.toBeCloseTo(losses(packed)[0], 3); // other rows (whole documents) and a mask
   });
 
   it('the deep preset: the tiny preset\'s width and heads, twice its layers', () => {

@@ -1,5 +1,5 @@
 /** `memgen pretrain`: the stand-in LLaMA base (train/llama-pretrain.ts), saved as a Hugging Face folder. */
-import { GROW_ORDERS, type NamesStage, PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, formatFamilyAccuracy, partialDir, pretrain } from '../../train/llama-pretrain';
+import { GROW_ORDERS, type NamesStage, type PackRows, PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, formatFamilyAccuracy, partialDir, pretrain } from '../../train/llama-pretrain';
 import { CORPUS_DEFAULTS, CORPUS_FAMILIES } from '../../tasks/corpus';
 import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions } from '../args';
 import { ProgressBar } from '../progress';
@@ -9,7 +9,7 @@ const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
 export const PRETRAIN_HELP = `  pretrain  Pretrain a small LLaMA-architecture base on a generated corpus: a stand-in for LLaMA-3.2
             (no pretrained weights can be downloaded here), written as a Hugging Face folder.
             --arch llama  --preset ${PRESETS.join('|')} (tiny)  --out BASE  [--seed N] [--steps S] [--batch B]
-            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--digit-group 1|3 (numbers a digit a token, or in LLaMA-3's runs of up to 3; a stage keeps its parent's)] [--round-operands P (a share P of the training sums' operands multiples of 10)] [--direct-colour P (a share P of the colour stories ask one hop)] [--mix fam:w,... (the family weights after the first families)] [--names-schedule 2-3:1500,2-5:3000 (stories of 2-3 names until step 1500, 2-5 until 3000, then 2-7)] [--no-pack (one document a row)] [--init-from BASE (a second stage: start from a base made by pretrain; a shallower base of the same width grows: tiny -> deep, [--grow interleave|stack] (each new block after its parent's, or the parent's blocks once more on top))] [--hop-layers 0,1,2 [--hop-weight W] (score what a story and its question must hold inside, level k at the residual after the k-th listed layer)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
+            [--seq T] [--lr X] [--sums-first N [--first-families sum4,...]] [--sum-digits D (0: unpadded partial sums; 3: one width)] [--digit-group 1|3 (numbers a digit a token, or in LLaMA-3's runs of up to 3; a stage keeps its parent's)] [--round-operands P (a share P of the training sums' operands multiples of 10)] [--direct-colour P (a share P of the colour stories ask one hop)] [--mix fam:w,... (the family weights after the first families)] [--names-schedule 2-3:1500,2-5:3000 (stories of 2-3 names until step 1500, 2-5 until 3000, then 2-7)] [--no-pack (one document a row) | --pack-isolated (whole documents packed, each attending only to itself)] [--init-from BASE (a second stage: start from a base made by pretrain; a shallower base of the same width grows: tiny -> deep, [--grow interleave|stack] (each new block after its parent's, or the parent's blocks once more on top))] [--hop-layers 0,1,2 [--hop-weight W] (score what a story and its question must hold inside, level k at the residual after the k-th listed layer)] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--eval-n N] [--eval-every K] [--checkpoint-every K (250)]
             [--log-every K (10)] [--resume | --force] [--threads N] [--provider cpu|cuda]`;
 
 function families(v: string | undefined, dflt: readonly string[]): readonly string[] {
@@ -75,11 +75,16 @@ function hopLayers(v: string | undefined, layers: number): number[] {
   return out;
 }
 
+function packRows(noPack: boolean | undefined, isolated: boolean | undefined): PackRows {
+  if (noPack && isolated) throw new UsageError('--no-pack (one document a row) and --pack-isolated (documents packed, each attending only to itself) contradict each other; pass one');
+  return isolated ? 'isolated' : !noPack;
+}
+
 export async function pretrainCommand(argv: string[]): Promise<number> {
   const v = parse(argv, {
     arch: { type: 'string' }, preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string' }, steps: { type: 'string' },
     batch: { type: 'string' }, seq: { type: 'string' }, lr: { type: 'string' }, 'max-minutes': { type: 'string' }, 'eval-n': { type: 'string' },
-    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'digit-group': { type: 'string' }, 'round-operands': { type: 'string' }, 'direct-colour': { type: 'string' }, mix: { type: 'string' }, 'names-schedule': { type: 'string' }, 'no-pack': { type: 'boolean' }, 'init-from': { type: 'string' }, grow: { type: 'string' }, 'hop-layers': { type: 'string' }, 'hop-weight': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
+    'sums-first': { type: 'string' }, 'stop-at-step': { type: 'string' }, 'first-families': { type: 'string' }, 'sum-digits': { type: 'string' }, 'digit-group': { type: 'string' }, 'round-operands': { type: 'string' }, 'direct-colour': { type: 'string' }, mix: { type: 'string' }, 'names-schedule': { type: 'string' }, 'no-pack': { type: 'boolean' }, 'pack-isolated': { type: 'boolean' }, 'init-from': { type: 'string' }, grow: { type: 'string' }, 'hop-layers': { type: 'string' }, 'hop-weight': { type: 'string' }, 'eval-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, 'log-every': { type: 'string' }, resume: { type: 'boolean' }, force: { type: 'boolean' }, ...RUNNER_OPTIONS,
   });
   choice(v.arch, 'arch', ['llama'] as const, 'llama');
   if (v.grow !== undefined && v['init-from'] === undefined) throw new UsageError('--grow places the new blocks when --init-from names a shallower base; pass --init-from BASE');
@@ -105,7 +110,7 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     directColour: share(v['direct-colour'] as string | undefined, 'direct-colour', '0.3 (three colour stories in ten ask of a name whose colour they state)', d.directColour),
     mix: mix(v.mix as string | undefined),
     namesSchedule: namesSchedule(v['names-schedule'] as string | undefined),
-    pack: !v['no-pack'],
+    pack: packRows(v['no-pack'] as boolean | undefined, v['pack-isolated'] as boolean | undefined),
     initFrom: (v['init-from'] as string | undefined) ?? null,
     grow: choice(v.grow, 'grow', GROW_ORDERS, 'interleave'),
     hopLayers: hopLayers(v['hop-layers'] as string | undefined, PRETRAIN_PRESETS[preset].model.numLayers),
