@@ -64,7 +64,10 @@
  *               inside"):
  *                 loss = CE(logits, targets) + W * sum_k CE(lm_head(norm(h_{L_k})), hop_k)
  *               each CE the mean over its level's scored positions (0 where a batch has none); levels
- *               past the list are not scored
+ *               past the list are not scored. With --hop-within-kind each hop's CE is taken over the
+ *               tokens of its kind only (the story's names, roles or colours: HOP_KINDS), the others'
+ *               logits masked: the hop asks which name (role) the residual holds, without asking it to
+ *               hold nothing else, such as its own word, which a later lookup may need to copy
  *   update    = gradients clipped to global norm `clip`, Adam with lr(s) of train/schedule.ts
  *               (linear warm-up, cosine decay to minLrFraction x lr)
  * The folder appears only when training is done: work happens in OUT.partial/ (its checkpoints/
@@ -98,6 +101,7 @@ import { BASE_MANIFEST_FORMAT, RunError, gitCommit, readJSON, sha256File, writeJ
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc, firstFamiliesCorpus, heldOutCorpus, UNORDERED_FAMILIES } from '../tasks/corpus';
+import { COLOURS, NAMES, ROLES } from '../tasks/incontext';
 import { Rng } from '../util/rng';
 import { hasTrainState, loadTrainState, noCheckpointError, saveTrainState } from './checkpoint';
 import { Adam } from './optim';
@@ -150,6 +154,8 @@ export interface PretrainConfig extends CorpusOptions {
   hopLayers: readonly number[];
   /** W of the hop terms (header: hops). */
   hopWeight: number;
+  /** Each hop scored among the tokens of its kind only (header: hops). */
+  hopWithinKind: boolean;
   evalPerFamily: number;
   /** Held-out exact match per family every this many steps (train-log.jsonl `eval` rows); 0 = only at the end. */
   evalEvery: number;
@@ -180,7 +186,7 @@ export const corpusAtStep = (corpus: CorpusOptions, schedule: readonly NamesStag
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null, grow: 'interleave', hopLayers: [], hopWeight: 1,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null, grow: 'interleave', hopLayers: [], hopWeight: 1, hopWithinKind: false,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -305,8 +311,26 @@ function prefixTokens(tok: HFTokenizer, prompt: string, prefix: string, ends: nu
 /** The token a hop's text is scored by (header: hops): its first, with the space a story word has. */
 export const hopToken = (tok: HFTokenizer, text: string): number => tok.encode(' ' + text, { addSpecialTokens: false })[0];
 
-/** The training loss (header: loss, hops): the next-token loss, plus the hop terms with --hop-layers (inputs hop0, hop1, ...). */
-function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'batch' | 'seq' | 'pack'>): Tensor {
+/** The word kinds a hop is scored within (header: hops, --hop-within-kind): a story's names, roles and colours. */
+export const HOP_KINDS: readonly (readonly string[])[] = [NAMES, ROLES, COLOURS];
+
+/** Each kind's token (hopToken) -> its index in HOP_KINDS. */
+export function hopKindOf(tok: HFTokenizer): Map<number, number> {
+  return new Map(HOP_KINDS.flatMap((words, k) => words.map((w) => [hopToken(tok, w), k] as const)));
+}
+
+/** Per position, the kind of its hop's token (0 where there is no hop, as that position is not scored). */
+export function hopKinds(hops: BigInt64Array, kindOf: ReadonlyMap<number, number>): BigInt64Array {
+  return hops.map((t) => (t < 0n ? 0n : BigInt(kindOf.get(Number(t)) ?? HOP_KINDS.length)));
+}
+
+/**
+ * The training loss (header: loss, hops): the next-token loss, plus the hop terms with --hop-layers
+ * (inputs hop0, hop1, ...; with --hop-within-kind also hopkind0, ...: each position's kind, whose row of
+ * `kindMask` (kinds x V: 0 for the kind's tokens, -1e9 for the others; a last row of zeros, the whole
+ * vocabulary) is added to the lens logits).
+ */
+function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'hopWithinKind' | 'batch' | 'seq' | 'pack'>, kindOf: ReadonlyMap<number, number>): Tensor {
   const beyond = cfg.hopLayers.find((l) => l >= model.numLayers);
   if (beyond !== undefined) throw new RunError(`--hop-layers ${cfg.hopLayers.join(',')}: the model has layers 0-${model.numLayers - 1}, not ${beyond}`);
   const w = llamaParamInputs(g, model);
@@ -317,8 +341,12 @@ function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor
   };
   const segments = cfg.pack === 'isolated' ? g.input('segments', [cfg.batch, cfg.seq], 'int64') : undefined;
   let loss = ops.crossEntropy(llamaHead(model, w, llamaTrunk(model, w, ids, ops.range(g, cfg.seq), { hook, segments }).h), targets);
+  const V = model.vocabSize;
+  const kindMask = cfg.hopWithinKind ? g.constant(Float32Array.from({ length: (HOP_KINDS.length + 1) * V }, (_, i) => (i >= HOP_KINDS.length * V || kindOf.get(i % V) === Math.floor(i / V) ? 0 : -1e9)), [HOP_KINDS.length + 1, V]) : null;
   cfg.hopLayers.forEach((layer, k) => {
-    const hop = ops.crossEntropy(llamaHead(model, w, inside.get(layer)!), g.input(`hop${k}`, [cfg.batch, cfg.seq], 'int64'));
+    const lens = llamaHead(model, w, inside.get(layer)!);
+    const logits = kindMask ? ops.add(lens, ops.gather(kindMask, g.input(`hopkind${k}`, [cfg.batch, cfg.seq], 'int64'))) : lens;
+    const hop = ops.crossEntropy(logits, g.input(`hop${k}`, [cfg.batch, cfg.seq], 'int64'));
     loss = ops.add(loss, ops.mul(hop, cfg.hopWeight));
   });
   return loss;
@@ -428,17 +456,17 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, digitGroup: parent.manifest.tokenizer.digitGroup ?? 1, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: PackRows; hopLayers?: number[]; hopWeight?: number }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: PackRows; hopLayers?: number[]; hopWeight?: number; hopWithinKind?: boolean }>(path.join(work, 'pretrain.json'), 'pretrain settings');
   const digitGroup = saved.digitGroup ?? 1; // the tokenizer's (a stage's is its parent's)
   // recorded since each option exists; before, the corpus had its defaults
   // the stories' size after any --names-schedule is always the corpus's (no flag sets it)
   const savedCorpus: CorpusOptions = { ...CORPUS_DEFAULTS, sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null };
   const corpus: CorpusOptions = { ...CORPUS_DEFAULTS, sumDigits: cfg.sumDigits, roundOperands: cfg.roundOperands, directColour: cfg.directColour, mix: cfg.mix };
-  const savedRows = { namesSchedule: saved.namesSchedule ?? [], pack: saved.pack ?? true, hopLayers: saved.hopLayers ?? [], hopWeight: saved.hopWeight ?? 1 };
-  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus) || JSON.stringify(savedRows) !== JSON.stringify({ namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight })) {
+  const savedRows = { namesSchedule: saved.namesSchedule ?? [], pack: saved.pack ?? true, hopLayers: saved.hopLayers ?? [], hopWeight: saved.hopWeight ?? 1, hopWithinKind: saved.hopWithinKind ?? false };
+  if (saved.preset !== cfg.preset || saved.seed !== cfg.seed || JSON.stringify(savedCorpus) !== JSON.stringify(corpus) || JSON.stringify(savedRows) !== JSON.stringify({ namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight, hopWithinKind: cfg.hopWithinKind })) {
     const mix = savedCorpus.mix === null ? '' : ` --mix ${Object.entries(savedCorpus.mix).map(([f, w]) => `${f}:${w}`).join(',')}`;
     const names = savedRows.namesSchedule.length === 0 ? '' : ` --names-schedule ${formatNamesSchedule(savedRows.namesSchedule)}`;
-    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}${names}${savedRows.pack === true ? '' : savedRows.pack ? ' --pack-isolated' : ' --no-pack'}${savedRows.hopLayers.length === 0 ? '' : ` --hop-layers ${savedRows.hopLayers.join(',')} --hop-weight ${savedRows.hopWeight}`}; resume with the same`);
+    throw new RunError(`${work} was started with --preset ${saved.preset} --seed ${saved.seed} --sum-digits ${savedCorpus.sumDigits} --round-operands ${savedCorpus.roundOperands} --direct-colour ${savedCorpus.directColour}${mix}${names}${savedRows.pack === true ? '' : savedRows.pack ? ' --pack-isolated' : ' --no-pack'}${savedRows.hopLayers.length === 0 ? '' : ` --hop-layers ${savedRows.hopLayers.join(',')} --hop-weight ${savedRows.hopWeight}${savedRows.hopWithinKind ? ' --hop-within-kind' : ''}`}; resume with the same`);
   }
   const tok = loadHFTokenizer(work);
   const sp = { bos: saved.ids[BOS_TOKEN], eot: saved.ids[EOT_TOKEN], pad: saved.ids[PAD_TOKEN_LLAMA] };
@@ -467,7 +495,8 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   const g = new Graph('llama_pretrain');
   const ids = g.input('ids', [cfg.batch, seq], 'int64');
   const targets = g.input('targets', [cfg.batch, seq], 'int64');
-  const step = await TrainStep.compile(g, pretrainLoss(model, g, ids, targets, cfg), cfg.runner);
+  const kindOf = hopKindOf(tok);
+  const step = await TrainStep.compile(g, pretrainLoss(model, g, ids, targets, cfg, kindOf), cfg.runner);
   const started = performance.now();
   const before = state.trainSeconds;
   const seconds = () => before + (performance.now() - started) / 1000;
@@ -486,7 +515,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       // the first families draw by their default weights (a mix-only family by the mix's), the stage's mix after them
       const stepCorpus = corpusAtStep(corpus, cfg.namesSchedule, s);
       const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, cfg.pack, cfg.hopLayers.length);
-      const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])), ...(b.segments && { segments: { data: b.segments, dims: [cfg.batch, seq] } }) };
+      const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])), ...(cfg.hopWithinKind && Object.fromEntries(b.hops.map((h, k) => [`hopkind${k}`, { data: hopKinds(h, kindOf), dims: [cfg.batch, seq] }]))), ...(b.segments && { segments: { data: b.segments, dims: [cfg.batch, seq] } }) };
       const r = await step.run(params, feeds);
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);
@@ -522,7 +551,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     standIn: STAND_IN_NOTE,
     architecture: 'LlamaForCausalLM (LLaMA-3.2 layout: RMSNorm, rope theta 500000 + llama3 scaling, GQA, SwiGLU, tied embeddings)',
     preset: cfg.preset, seed: cfg.seed, command: cfg.command, stages: [...(saved.stages ?? []), cfg.command],
-    train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies, namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight },
+    train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies, namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight, hopWithinKind: cfg.hopWithinKind },
     corpus: corpusDescription(corpus),
     tokenizer: { type: `byte-level BPE, LLaMA-3 pre-tokenizer with ${digitGroup === 1 ? 'single digits' : `numbers in runs of up to ${digitGroup} digits`}`, vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges, digitGroup },
     finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,

@@ -21,7 +21,7 @@ import { TASK_NAMES, makeTask } from '../../engine/tasks';
 import { scratchpad } from '../../engine/tasks/arithmetic';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, FACT_COUNT, PAD_TOKEN_LLAMA, SUM_FAMILIES, baseTokenizerFiles, corpusDescription, corpusDoc, docText, factTable, firstFamiliesCorpus } from '../../engine/tasks/corpus';
 import { RetokenizedTask } from '../../engine/tasks/hf-task-tokenizer';
-import { PRETRAIN_PRESETS, type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, encodeDoc, grownWeights, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
+import { HOP_KINDS, PRETRAIN_PRESETS, type PretrainConfig, STAND_IN_NOTE, corpusAtStep, defaultPretrainConfig, encodeDoc, grownWeights, hopKindOf, hopKinds, partialDir, pretrain, pretrainBatch } from '../../engine/train/llama-pretrain';
 import { Rng } from '../../engine/util/rng';
 import { ROLES } from '../../engine/tasks/incontext';
 import { firstAnswerTokens } from '../../engine/tasks/task';
@@ -365,6 +365,14 @@ describe('corpus and shared tokenizer', () => {
       for (const k of [0, 1]) expect([...b.hops[k].slice(r * 64, (r + 1) * 64)]).toEqual(want[k]);
     }
     expect([...seen].sort()).toEqual(['question 1', 'story 0', 'story 1']);
+    // --hop-within-kind: each scored position's kind is its token's (names 0, roles 1), unscored ones 0
+    const kindOf = hopKindOf(hf);
+    expect(kindOf.size).toBe(HOP_KINDS.flat().length);
+    for (const k of [0, 1]) {
+      const kinds = hopKinds(b.hops[k], kindOf);
+      b.hops[k].forEach((t, i) => expect(kinds[i]).toBe(t < 0n ? 0n : BigInt(HOP_KINDS.findIndex((words) => words.some((w) => hf.encode(' ' + w, { addSpecialTokens: false })[0] === Number(t))))));
+      expect(new Set([...kinds].filter((_, i) => b.hops[k][i] >= 0n))).toEqual(new Set(k === 0 ? [0n] : [0n, 1n])); // level 1: the link (a name) and T's role
+    }
   });
 
   it('fact (only in a --mix): a fixed table of two-digit pairs, each with its own tag, the same for every stream', () => {
@@ -583,6 +591,7 @@ describe('pretrain', () => {
     for (const bad of ['1', '1.5', 'x', '']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--round-operands', bad])).rejects.toThrow(/--round-operands must be a share in \[0, 1\)/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--direct-colour', '1'])).rejects.toThrow(/--direct-colour must be a share in \[0, 1\)/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--grow', 'stack'])).rejects.toThrow(/--grow places the new blocks when --init-from names a shallower base/);
+    await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--hop-within-kind'])).rejects.toThrow(/--hop-within-kind scores the hops of --hop-layers; pass --hop-layers too/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--no-pack', '--pack-isolated'])).rejects.toThrow(/--no-pack \(one document a row\) and --pack-isolated .* contradict each other; pass one/);
     await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--init-from', out, '--grow', 'top'])).rejects.toThrow(/unknown grow 'top'; choose one of: interleave, stack/);
     for (const bad of ['sum4', 'sum4:x', 'sums:1', 'sum4:1,sum4:2', 'sum4:-1', 'sum4:1:2']) await expect(pretrainCommand(['--arch', 'llama', '--out', out, '--mix', bad])).rejects.toThrow(/--mix takes family:weight pairs, each family once/);
@@ -612,8 +621,14 @@ describe('pretrain', () => {
     };
     const plain = await firstLoss('hops-none', {});
     expect(await firstLoss('hops-w0', { hopLayers: [0, 1], hopWeight: 0 })).toBeCloseTo(plain, 5);
-    expect(await firstLoss('hops-w1', { hopLayers: [0, 1], hopWeight: 1 })).toBeGreaterThan(plain + 1); // two more cross-entropies over the vocabulary
-    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'hops-w1', 'manifest.json'), 'utf8')).train).toMatchObject({ hopLayers: [0, 1], hopWeight: 1 });
+    const full = await firstLoss('hops-w1', { hopLayers: [0, 1], hopWeight: 1 });
+    expect(full).toBeGreaterThan(plain + 1); // two more cross-entropies over the vocabulary
+    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'hops-w1', 'manifest.json'), 'utf8')).train).toMatchObject({ hopLayers: [0, 1], hopWeight: 1, hopWithinKind: false });
+    // within its kind: a softmax over 26 names or 40 roles, not the whole vocabulary, so each hop term is smaller
+    const kind = await firstLoss('hops-kind', { hopLayers: [0, 1], hopWeight: 1, hopWithinKind: true });
+    expect(kind).toBeGreaterThan(plain + 0.5);
+    expect(kind).toBeLessThan(full - 0.5);
+    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'hops-kind', 'manifest.json'), 'utf8')).train.hopWithinKind).toBe(true);
     await expect(pretrain(cfg(path.join(tmp, 'hops-deep'), { ...over, hopLayers: [2] }))).rejects.toThrow(/--hop-layers 2: the model has layers 0-1, not 2/);
   });
 
