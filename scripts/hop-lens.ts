@@ -12,18 +12,23 @@
  *
  *   lens_l = argmax_v E[v] . (g * h_l / rms(h_l))     g = model.norm.weight, E = embed_tokens (tied)
  *
+ * With --within-kind (for a base pretrained with --hop-within-kind) the argmax runs over the tokens of
+ * the wanted token's kind only (names, roles or colours: HOP_KINDS), as that base's hops were scored.
+ *
  *   node scripts/build.mjs && npx esbuild scripts/hop-lens.ts --bundle --platform=node \
  *     --external:onnxruntime-node --outfile=dist/hop-lens.js
- *   node dist/hop-lens.js BASE_FOLDER|BASE.partial [N]
+ *   node dist/hop-lens.js BASE_FOLDER|BASE.partial [N] [--within-kind]
  */
 import { LlamaInference } from '../engine/models/llama-infer';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, type CorpusOptions, corpusDoc } from '../engine/tasks/corpus';
-import { hopToken } from '../engine/train/llama-pretrain';
+import { HOP_KINDS, hopKindOf, hopToken } from '../engine/train/llama-pretrain';
 import { Rng } from '../engine/util/rng';
 import { loadBaseOrCheckpoint } from './base-load';
 
 async function main(): Promise<void> {
-  const [dir, nArg] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const withinKind = args.includes('--within-kind');
+  const [dir, nArg] = args.filter((a) => a !== '--within-kind');
   const n = Number(nArg ?? 300);
   const base = loadBaseOrCheckpoint(dir);
   const { cfg, params, tok } = base;
@@ -31,12 +36,17 @@ async function main(): Promise<void> {
   const embed = params.get('model.embed_tokens.weight')!.data, norm = params.get('model.norm.weight')!.data;
   const [bos] = tok.encode(BOS_TOKEN, { addSpecialTokens: false });
   const first = (text: string) => hopToken(tok, text);
-  const lens = (h: Float32Array, off: number): number => {
+  const kindOf = hopKindOf(tok);
+  const kinds = HOP_KINDS.map((words) => words.map(first));
+  const everyToken = Array.from({ length: V }, (_, v) => v);
+  // whether the lens's top token at h[off..] is `want`: over the vocabulary, or over want's kind
+  const lensIs = (h: Float32Array, off: number, want: number): boolean => lens(h, off, withinKind ? kinds[kindOf.get(want) ?? -1] ?? everyToken : everyToken) === want;
+  const lens = (h: Float32Array, off: number, among: readonly number[]): number => {
     let ss = 0;
     for (let i = 0; i < d; i++) ss += h[off + i] * h[off + i];
     const r = 1 / Math.sqrt(ss / d + cfg.rmsNormEps);
     let best = -Infinity, arg = 0;
-    for (let v = 0; v < V; v++) {
+    for (const v of among) {
       let dot = 0;
       for (let i = 0; i < d; i++) dot += embed[v * d + i] * norm[i] * h[off + i];
       if (dot * r > best) [best, arg] = [dot * r, v];
@@ -57,15 +67,22 @@ async function main(): Promise<void> {
       const res = await inf.generate(docs.map((x) => [bos, ...tok.encode(x.prompt, { addSpecialTokens: false })]), { maxNewTokens: 0 });
       const labels = [...(family === 'like' ? ['role'] : ['role', 'mate']), 'answer', 'T'];
       const hits = Array.from({ length: L }, () => labels.map(() => 0));
+      // S (the name sharing T's role) by whether its role statement comes after T's: then the pair's link
+      // sits on S's own role word, and `?` must read that word's own name, not its link
+      const sAt = labels.indexOf(family === 'like' ? 'answer' : 'mate');
+      const sLater = docs.map((x) => x.prompt.indexOf(` ${x.want[sAt]} is ${x.want[0]}.`) > x.prompt.indexOf(` ${x.want[labels.length - 1]} is ${x.want[0]}.`));
+      const byOrder = Array.from({ length: L }, () => [0, 0]);
       docs.forEach((x, i) => {
         const want = x.want.map(first);
         for (let l = 0; l < L; l++) {
-          const top = lens(res.hidden, (i * L + l) * d);
-          want.forEach((w, k) => (hits[l][k] += top === w ? 1 : 0));
+          want.forEach((w, k) => (hits[l][k] += lensIs(res.hidden, (i * L + l) * d, w) ? 1 : 0));
+          if (lensIs(res.hidden, (i * L + l) * d, want[sAt])) byOrder[l][sLater[i] ? 0 : 1]++;
         }
       });
-      console.log(`${dir} (step ${base.step}): ${family === 'like' ? '"Who is like T?"' : 'two-hop "What color is T?"'}, ${n} held-out stories, the logit lens at "?" after each layer (top token = ...)`);
-      hits.forEach((h, l) => console.log(`  layer ${l}: ${labels.map((lab, k) => `${lab} ${pct(h[k])}`).join('  ')}`));
+      console.log(`${dir} (step ${base.step}): ${family === 'like' ? '"Who is like T?"' : 'two-hop "What color is T?"'}, ${n} held-out stories, the logit lens at "?" after each layer (top token${withinKind ? ' of its kind' : ''} = ...)`);
+      const later = sLater.filter(Boolean).length;
+      const share = (k: number, of: number) => `${((100 * k) / Math.max(1, of)).toFixed(1)}%`;
+      hits.forEach((h, l) => console.log(`  layer ${l}: ${labels.map((lab, k) => `${lab} ${pct(h[k])}`).join('  ')}  (${labels[sAt]}: S's statement after T's ${share(byOrder[l][0], later)} of ${later}, before ${share(byOrder[l][1], n - later)})`));
     }
     // the story's hops: its last role word, the later of the pair's role words, its last colour word
     // (a one-hop colour question's hops are the colour words')
@@ -82,8 +99,7 @@ async function main(): Promise<void> {
       // each hop's token and its statement's own name's, tokenized once a story
       const want = hops.map((h) => first(h.text)), own = hops.map((h) => first(h.at.split('. ').pop()!.split(' ')[0]));
       for (let l = 0; l < L; l++) {
-        const tops = hops.map((_, i) => lens(res.hidden, (i * L + l) * d));
-        const share = (ids: number[]) => pct(tops.filter((top, i) => top === ids[i]).length);
+        const share = (ids: number[]) => pct(ids.filter((w, i) => lensIs(res.hidden, (i * L + l) * d, w)).length);
         console.log(`  layer ${l}: ${share(want)}${level === 1 ? `  (its own name ${share(own)})` : ''}`);
       }
     }
