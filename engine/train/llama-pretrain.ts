@@ -297,9 +297,9 @@ function promptTokenEnds(tok: HFTokenizer, prompt: string, ids: readonly number[
 }
 
 /**
- * Tokens in a prefix of the prompt: those ending within it (a hop's `at` that is no prefix: tokenized). A hop's prefix ends at a word, before the
- * `.` that is its own pre-token, so it tokenizes as the prompt's first tokens do; tokenizing each
- * prefix instead costs a story's length once a hop.
+ * Tokens in a prefix of the prompt: those ending within it. A hop's prefix ends at a word, before the
+ * `.` that is its own pre-token, so it tokenizes as the prompt's first tokens do (tokenizing each
+ * prefix instead costs a story's length once a hop); a hop's `at` that is no prefix is tokenized.
  */
 function prefixTokens(tok: HFTokenizer, prompt: string, prefix: string, ends: number[] | null): number {
   if (!ends || !prompt.startsWith(prefix)) return tok.encode(prefix, { addSpecialTokens: false }).length;
