@@ -723,17 +723,19 @@ describe('pretrain', () => {
   });
 });
 
-describe('the committed story base (runs/base-llama-tiny-stories)', () => {
-  it('answers the two-hop colour question and `Who is like T?` on held-out stories of 2-7 names (docs/llama.md: 96 % / 97 % of 300)', async () => {
-    const dir = path.join(__dirname, '..', '..', 'runs', 'base-llama-tiny-stories');
+describe('the committed base that reads stories and adds (runs/base-llama-tiny)', () => {
+  it('answers the two-hop colour question, `Who is like T?` and four-operand sums on held-out documents (docs/llama.md: 97 %, 98 %, 99 %)', async () => {
+    const dir = path.join(__dirname, '..', '..', 'runs', 'base-llama-tiny');
     const base = loadLlamaFolder(dir);
     const tok = loadHFTokenizer(dir);
     const sp = { bos: tok.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: tok.encode(EOT_TOKEN, { addSpecialTokens: false })[0] };
     const rng = new Rng(99); // not the training streams (seed * 7919 + 31 / 32)
-    for (const family of ['colour', 'like']) {
-      const docs = Array.from({ length: 60 }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...heldOutCorpus(CORPUS_DEFAULTS), mix: { [family]: 1 } }));
-      const outs = await greedyAnswers(base.config, base.params, tok, sp, docs.map((d) => d.prompt), 4, { threads: 1 });
-      expect(outs.filter((o, i) => o === docs[i].answer).length).toBeGreaterThanOrEqual(48); // >= 80 %; guessing ~40 %
+    const sumDigits = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).corpus.sumDigits;
+    expect(sumDigits).toBe(3); // the LoRA arithmetic runs on it pad their partial sums the same way
+    for (const family of ['colour', 'like', 'sum4']) {
+      const docs = Array.from({ length: 60 }, () => corpusDoc(rng, CORPUS_FAMILIES, { ...heldOutCorpus({ ...CORPUS_DEFAULTS, sumDigits }), mix: { [family]: 1 } }));
+      const outs = await greedyAnswers(base.config, base.params, tok, sp, docs.map((d) => d.prompt), 24, { threads: 1 });
+      expect(outs.filter((o, i) => o === docs[i].answer).length).toBeGreaterThanOrEqual(51); // >= 85 %; stories guessed ~40 %
     }
   });
 });
