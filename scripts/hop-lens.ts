@@ -75,8 +75,9 @@ async function main(): Promise<void> {
       docs.forEach((x, i) => {
         const want = x.want.map(first);
         for (let l = 0; l < L; l++) {
-          want.forEach((w, k) => (hits[l][k] += lensIs(res.hidden, (i * L + l) * d, w) ? 1 : 0));
-          if (lensIs(res.hidden, (i * L + l) * d, want[sAt])) byOrder[l][sLater[i] ? 0 : 1]++;
+          const hit = want.map((w) => lensIs(res.hidden, (i * L + l) * d, w));
+          hit.forEach((h, k) => (hits[l][k] += h ? 1 : 0));
+          if (hit[sAt]) byOrder[l][sLater[i] ? 0 : 1]++;
         }
       });
       console.log(`${dir} (step ${base.step}): ${family === 'like' ? '"Who is like T?"' : 'two-hop "What color is T?"'}, ${n} held-out stories, the logit lens at "?" after each layer (top token${withinKind ? ' of its kind' : ''} = ...)`);

@@ -243,7 +243,6 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   const hops = Array.from({ length: hopLevels }, () => new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX)));
   const segments = pack === 'isolated' ? new BigInt64Array(batch * seq).fill(-1n) : null;
-  const tokenOf = new Map<string, number>(); // a hop's text -> its token, once a batch
   type Drawn = { d: CorpusDoc; doc: ReturnType<typeof encodeDoc> };
   const draw = (): Drawn => {
     const d = corpusDoc(rng, families, corpus);
@@ -266,7 +265,7 @@ export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; 
       const ends = scoredHops.length ? promptTokenEnds(tok, d.prompt, doc.ids.slice(1, doc.promptLength)) : [];
       for (const h of scoredHops) {
         const at = row.length + (h.at === d.prompt ? doc.promptLength - 1 : prefixTokens(tok, d.prompt, h.at, ends));
-        if (at < seq) hops[h.level][b * seq + at] = BigInt(tokenOf.get(h.text) ?? tokenOf.set(h.text, hopToken(tok, h.text)).get(h.text)!);
+        if (at < seq) hops[h.level][b * seq + at] = BigInt(hopToken(tok, h.text));
       }
       for (let i = 0; i < doc.ids.length && segments && row.length + i < seq; i++) segments[b * seq + row.length + i] = BigInt(k);
       doc.ids.forEach((id, i) => {
@@ -308,8 +307,16 @@ function prefixTokens(tok: HFTokenizer, prompt: string, prefix: string, ends: nu
   return n;
 }
 
-/** The token a hop's text is scored by (header: hops): its first, with the space a story word has. */
-export const hopToken = (tok: HFTokenizer, text: string): number => tok.encode(' ' + text, { addSpecialTokens: false })[0];
+const hopTokens = new WeakMap<HFTokenizer, Map<string, number>>();
+
+/** The token a hop's text is scored by (header: hops): its first, with the space a story word has; encoded once a tokenizer. */
+export function hopToken(tok: HFTokenizer, text: string): number {
+  let known = hopTokens.get(tok);
+  if (!known) hopTokens.set(tok, (known = new Map()));
+  let id = known.get(text);
+  if (id === undefined) known.set(text, (id = tok.encode(' ' + text, { addSpecialTokens: false })[0]));
+  return id;
+}
 
 /** The word kinds a hop is scored within (header: hops, --hop-within-kind): a story's names, roles and colours. */
 export const HOP_KINDS: readonly (readonly string[])[] = [NAMES, ROLES, COLOURS];
