@@ -238,7 +238,18 @@ export function encodeDoc(tok: HFTokenizer, ids: { bos: number; eot: number }, d
  * 'isolated': whole documents only, the rest padded, and segments = each position's document in its
  * row (padding -1).
  */
-export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, batch: number, seq: number, families: readonly string[] = CORPUS_FAMILIES, corpus: CorpusOptions = CORPUS_DEFAULTS, pack: PackRows = true, hopLevels = 0): { ids: BigInt64Array; targets: BigInt64Array; hops: BigInt64Array[]; segments: BigInt64Array | null } {
+/** What one pretraining batch holds: rows x tokens, drawn from `families` weighted by `corpus`, packed by `pack`, with `hopLevels` hop targets. */
+export interface BatchShape {
+  batch: number;
+  seq: number;
+  families?: readonly string[];
+  corpus?: CorpusOptions;
+  pack?: PackRows;
+  hopLevels?: number;
+}
+
+export function pretrainBatch(tok: HFTokenizer, sp: { bos: number; eot: number; pad: number }, rng: Rng, shape: BatchShape): { ids: BigInt64Array; targets: BigInt64Array; hops: BigInt64Array[]; segments: BigInt64Array | null } {
+  const { batch, seq, families = CORPUS_FAMILIES, corpus = CORPUS_DEFAULTS, pack = true, hopLevels = 0 } = shape;
   const ids = new BigInt64Array(batch * seq).fill(BigInt(sp.pad));
   const targets = new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX));
   const hops = Array.from({ length: hopLevels }, () => new BigInt64Array(batch * seq).fill(BigInt(IGNORE_INDEX)));
@@ -521,7 +532,10 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
       if (cfg.maxMinutes !== null && (performance.now() - started) / 60000 >= cfg.maxMinutes) { stopReason = 'time'; break; }
       // the first families draw by their default weights (a mix-only family by the mix's), the stage's mix after them
       const stepCorpus = corpusAtStep(corpus, cfg.namesSchedule, s);
-      const b = pretrainBatch(tok, sp, dataRng, cfg.batch, seq, s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES, s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, cfg.pack, cfg.hopLayers.length);
+      const b = pretrainBatch(tok, sp, dataRng, {
+        batch: cfg.batch, seq, families: s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES,
+        corpus: s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, pack: cfg.pack, hopLevels: cfg.hopLayers.length,
+      });
       const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])), ...(cfg.hopWithinKind && Object.fromEntries(b.hops.map((h, k) => [`hopkind${k}`, { data: hopKinds(h, kindOf), dims: [cfg.batch, seq] }]))), ...(b.segments && { segments: { data: b.segments, dims: [cfg.batch, seq] } }) };
       const r = await step.run(params, feeds);
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);

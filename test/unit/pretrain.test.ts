@@ -291,7 +291,7 @@ describe('corpus and shared tokenizer', () => {
     const hf = loadHFTokenizer(tokDir);
     const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
     const corpus = { ...CORPUS_DEFAULTS, mix: { kvrecite: 1 }, names: [2, 2] as const };
-    const { ids, targets } = pretrainBatch(hf, sp, new Rng(1), 4, 64, CORPUS_FAMILIES, corpus, false);
+    const { ids, targets } = pretrainBatch(hf, sp, new Rng(1), { batch: 4, seq: 64, corpus, pack: false });
     for (let b = 0; b < 4; b++) {
       const row = [...ids.slice(b * 64, (b + 1) * 64)].map(Number);
       expect(row[0]).toBe(sp.bos);
@@ -301,7 +301,7 @@ describe('corpus and shared tokenizer', () => {
       expect([...targets.slice(b * 64 + end, (b + 1) * 64)].every((t) => t === -100n)).toBe(true);
       expect(Number(targets[b * 64 + end - 1])).toBe(sp.eot); // the end token is scored
     }
-    const packed = pretrainBatch(hf, sp, new Rng(1), 4, 64, CORPUS_FAMILIES, corpus);
+    const packed = pretrainBatch(hf, sp, new Rng(1), { batch: 4, seq: 64, corpus });
     expect([...packed.ids.slice(0, 64)].filter((id) => Number(id) === sp.bos).length).toBeGreaterThan(1);
   });
 
@@ -310,8 +310,8 @@ describe('corpus and shared tokenizer', () => {
     const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
     const corpus = { ...CORPUS_DEFAULTS, mix: { like: 1, colour: 1 }, directColour: 0.3 };
     const seq = 96;
-    const b = pretrainBatch(hf, sp, new Rng(3), 6, seq, CORPUS_FAMILIES, corpus, 'isolated', 2);
-    expect(pretrainBatch(hf, sp, new Rng(3), 6, seq, CORPUS_FAMILIES, corpus).segments).toBeNull();
+    const b = pretrainBatch(hf, sp, new Rng(3), { batch: 6, seq, corpus, pack: 'isolated', hopLevels: 2 });
+    expect(pretrainBatch(hf, sp, new Rng(3), { batch: 6, seq, corpus }).segments).toBeNull();
     const docs = new Rng(3);
     let next = corpusDoc(docs, CORPUS_FAMILIES, corpus);
     let perRow = 0;
@@ -340,8 +340,8 @@ describe('corpus and shared tokenizer', () => {
     const hf = loadHFTokenizer(tokDir);
     const sp = { bos: hf.encode(BOS_TOKEN, { addSpecialTokens: false })[0], eot: hf.encode(EOT_TOKEN, { addSpecialTokens: false })[0], pad: hf.encode(PAD_TOKEN_LLAMA, { addSpecialTokens: false })[0] };
     const corpus = { ...CORPUS_DEFAULTS, mix: { like: 1, colour: 1 }, directColour: 0.3 };
-    const plain = pretrainBatch(hf, sp, new Rng(2), 8, 64, CORPUS_FAMILIES, corpus);
-    const b = pretrainBatch(hf, sp, new Rng(2), 8, 64, CORPUS_FAMILIES, corpus, true, 2); // levels 0 and 1 scored
+    const plain = pretrainBatch(hf, sp, new Rng(2), { batch: 8, seq: 64, corpus });
+    const b = pretrainBatch(hf, sp, new Rng(2), { batch: 8, seq: 64, corpus, hopLevels: 2 }); // levels 0 and 1 scored
     expect(b.ids).toEqual(plain.ids);
     expect(b.targets).toEqual(plain.targets);
     expect(plain.hops).toEqual([]);
