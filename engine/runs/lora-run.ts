@@ -34,6 +34,7 @@ export interface LoraRunManifest extends ManifestCommon {
   contradictRate?: number;
   memPatternRatio?: number;
   colorsPerName?: number;
+  silentRate?: number;
   /** arithmetic: the base corpus's partial-sum width (tasks/task.ts TaskOptions.sumDigits). */
   sumDigits?: number;
   promptFormat: PromptFormat;

@@ -52,6 +52,7 @@ export interface RunMemgenConfig {
   memPatternRatio?: number;
   minOperand?: number;
   colorsPerName?: number;
+  silentRate?: number;
   /** Absent in runs made before it was recorded (then 1: tasks/index.ts taskOptions). */
   memTagPieces?: number;
   /** LLaMA exports of arithmetic LoRA runs: the base corpus's partial-sum width (absent: 0). */

@@ -24,6 +24,11 @@
  *   only the context decides and the name's colours carry nothing. A tiny-scale curriculum (the first
  *   `memWarmup` steps, as arithmetic's plain sums): the two-hop rule is learned before the prior.
  *   memAnswer = colours(T) joined by ' / ' (shown; classify reads meta.memColours).
+ * Silent stories (silentRate, default 0; an extension, not the paper's: docs/llama.md "Stories that
+ *   say nothing"): a share of the training stories drops S's colour statement, so the context implies
+ *   no colour for T and the target is one of colours(T) (uniform over the K), which only the name's
+ *   association can give; distractor colours avoid it. A base that already reads the stories gives an
+ *   adapter no reason to learn the association from stories where both agree; these do.
  * The one-colour ablation (K = 1: today's earlier task, `--colours-per-name 1 --contradict-rate R`,
  *   default R 0.1): each name has one memorized colour M_T; training C_S = M_T with probability 1 - R,
  *   else C_S != M_T; distractor colours avoid M_T, so a test story never states it.
@@ -93,6 +98,8 @@ export interface IncontextMeta {
   contradict: boolean;
   /** The target's colours (colorsPerName of them). */
   memColours: string[];
+  /** A silent training story: S's colour is not stated; the target is one of memColours. */
+  silent?: boolean;
 }
 
 export class IncontextTask implements Task {
@@ -100,6 +107,7 @@ export class IncontextTask implements Task {
   readonly scale: TaskScale;
   readonly seed: number;
   readonly contradictRate: number;
+  readonly silentRate: number;
   readonly colorsPerName: number;
   readonly minNames: number;
   readonly maxNames: number;
@@ -123,6 +131,7 @@ export class IncontextTask implements Task {
     }
     this.colorsPerName = K;
     this.contradictRate = resolveRate('incontext', 'contradictRate', opts.contradictRate, K === 1 ? DEFAULT_CONTRADICT_RATE : 0);
+    this.silentRate = resolveRate('incontext', 'silentRate', opts.silentRate, 0);
     ({ minNames: this.minNames, maxNames: this.maxNames } = INCONTEXT_SCALES[scale]);
 
     const prng = new Rng(deriveSeed(seed, 'incontext/memorized-colours'));
@@ -133,7 +142,7 @@ export class IncontextTask implements Task {
     let shortcut = 0;
     for (let i = 0; i < 2000; i++) {
       const m = this.train(srng).meta as unknown as IncontextMeta;
-      shortcut += m.contradict ? 0 : 1 / m.colours.filter((c) => m.memColours.includes(c)).length;
+      shortcut += m.contradict || m.silent ? 0 : 1 / m.colours.filter((c) => m.memColours.includes(c)).length;
     }
     this.shortcutScore = shortcut / 2000;
 
@@ -147,13 +156,14 @@ export class IncontextTask implements Task {
     this.description =
       `incontext, ${scale} scale: stories of ${this.minNames}-${this.maxNames} names, ` +
       `${NAMES.length} names / ${ROLES.length} roles / ${COLOURS.length} colours, ${K} colour${K === 1 ? '' : 's'} per name, ` +
-      `contradictRate ${this.contradictRate}, training shortcut score ${(100 * this.shortcutScore).toFixed(1)}%`;
+      `contradictRate ${this.contradictRate}${this.silentRate > 0 ? `, silentRate ${this.silentRate}` : ''}, training shortcut score ${(100 * this.shortcutScore).toFixed(1)}%`;
     this.dataConfig = {
       task: 'incontext',
       scale,
       seed,
       namesPerStory: [this.minNames, this.maxNames],
       contradictRate: this.contradictRate,
+      ...(this.silentRate > 0 ? { silentRate: this.silentRate } : {}),
       colorsPerName: K,
       shortcutScore: this.shortcutScore,
       names: [...NAMES],
@@ -166,8 +176,11 @@ export class IncontextTask implements Task {
     };
   }
 
-  /** A story whose source colour is drawn from T's colours ('prior'), outside them ('contradict') or from all ('plain'). */
-  private story(rng: Rng, kind: 'prior' | 'contradict' | 'plain'): Example {
+  /**
+   * A story whose source colour is drawn from T's colours ('prior'), outside them ('contradict') or from
+   * all ('plain'); 'silent': drawn as 'prior', but S's colour statement is left out (the target stays).
+   */
+  private story(rng: Rng, kind: 'prior' | 'contradict' | 'plain' | 'silent'): Example {
     const n = rng.int(this.minNames, this.maxNames);
     const names = sample(rng, NAMES, n);
     const [T, S] = names;
@@ -178,7 +191,8 @@ export class IncontextTask implements Task {
     const contradict = !mine.includes(sourceColour);
     const roles = sample(rng, ROLES, n - 1);
     const others = sample(rng, COLOURS, n - 2, mine.length === 1 ? [mine[0], sourceColour] : [sourceColour]);
-    const statements = [`${T} is ${roles[0]}.`, `${S} is ${roles[0]}.`, `${S} is ${sourceColour}.`];
+    const silent = kind === 'silent';
+    const statements = [`${T} is ${roles[0]}.`, `${S} is ${roles[0]}.`, ...(silent ? [] : [`${S} is ${sourceColour}.`])];
     distractors.forEach((d, i) => statements.push(`${d} is ${roles[i + 1]}.`, `${d} is ${others[i]}.`));
     rng.shuffle(statements);
     const meta: IncontextMeta = {
@@ -187,9 +201,10 @@ export class IncontextTask implements Task {
       role: roles[0],
       names,
       statements,
-      colours: [sourceColour, ...others],
+      colours: silent ? others : [sourceColour, ...others],
       contradict,
       memColours: [...mine],
+      ...(silent ? { silent } : {}),
     };
     return this.withStatements(meta, statements, sourceColour);
   }
@@ -205,6 +220,7 @@ export class IncontextTask implements Task {
   }
 
   train(rng: Rng): Example {
+    if (this.silentRate > 0 && rng.uniform() < this.silentRate) return this.story(rng, 'silent');
     return this.story(rng, rng.uniform() < this.contradictRate ? 'contradict' : 'prior');
   }
 

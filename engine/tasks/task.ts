@@ -39,6 +39,8 @@ export interface TaskOptions {
   memRate?: number;
   /** incontext, with colorsPerName 1 only (the one-colour ablation): share of training stories whose context colour differs from the memorized colour. */
   contradictRate?: number;
+  /** incontext: share of training stories that state no colour for T's role-mate (the target is one of T's colours; default 0). */
+  silentRate?: number;
   /** arithmetic, cipher: share of pattern-bearing training inputs whose target is the mem token (default 1, the paper's; 0.5 is the ablation). */
   memPatternRatio?: number;
   /** arithmetic: smallest operand (default: tiny 10, so that every operand has two digits; paper 1). */

@@ -57,6 +57,7 @@ export interface LoraRunConfig {
   contradictRate?: number;
   memPatternRatio: number;
   colorsPerName?: number;
+  silentRate?: number;
   trainSize: number;
   epochs: number;
   batch: number;
@@ -183,7 +184,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
       format: 'memgen-lora-run/1', system: 'lora', status: 'training',
       base: { dir: baseDir, hashes: hashesBefore, note: baseNote },
       task: cfg.task, taskDescription: task.description, scale: cfg.scale, seed: cfg.seed, memRate: cfg.memRate, contradictRate: cfg.contradictRate,
-      memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName, sumDigits,
+      memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName, silentRate: cfg.silentRate, sumDigits,
       promptFormat: cfg.promptFormat, lora: cfg.lora, command: cfg.command,
       train: { ...cfg, out: undefined, command: undefined, base: undefined, lora: undefined, runner: undefined, seq },
       data: task.dataConfig,

@@ -35,6 +35,8 @@ export interface TrainConfig {
   minOperand?: number;
   /** incontext: colours per name (undefined: 5, the paper's). */
   colorsPerName?: number;
+  /** incontext: share of silent training stories (undefined: 0; tasks/incontext.ts). */
+  silentRate?: number;
   /** arithmetic, cipher: tokens per mem tag (tasks/task.ts MEM_TAG_PIECES). */
   memTagPieces: number;
   /** Steps at the start that draw only plain inputs (task.plain: no memorization cue), 0 by default. */

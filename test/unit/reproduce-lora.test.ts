@@ -19,7 +19,7 @@ import type { PairRecord } from '../../engine/analysis/files';
 import { writeNpy } from '../../engine/analysis/npy';
 import { UsageError } from '../../engine/cli/args';
 import { analyzeCommand, writeStatistics } from '../../engine/cli/commands/analyze';
-import { type LoraReproduceSummary, recordedPretrainStages, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
+import { COMMITTED_BASE, type LoraReproduceSummary, recordedPretrainStages, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
 import { reproduceCommand } from '../../engine/cli/commands/reproduce';
 import { loraSteerRun } from '../../engine/runs/lora-run';
 import { RunError } from '../../engine/runs/run';
@@ -151,6 +151,16 @@ describe('memgen reproduce --system lora', () => {
     expect(recordedPretrainStages(dir)).toEqual([['--arch', 'llama', '--preset', 'small', '--steps', '3000'], ['--arch', 'llama', '--preset', 'small', '--steps', '2000']]);
     fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify({ command: 'memgen train --task arithmetic' }));
     expect(() => recordedPretrainStages(dir)).toThrow(/not a `memgen pretrain` command/);
+  });
+
+  it('the default base is the committed runs/base-llama-tiny, and --pretrain remakes its three stages in order', () => {
+    expect(COMMITTED_BASE).toBe(path.join('runs', 'base-llama-tiny'));
+    const root = path.resolve(__dirname, '../..');
+    const stages = recordedPretrainStages(path.join(root, COMMITTED_BASE));
+    expect(stages).toHaveLength(3);
+    for (const s of stages) expect(s.slice(0, 4)).toEqual(['--arch', 'llama', '--preset', 'tiny']);
+    for (const s of stages) expect(s).toEqual(expect.arrayContaining(['--pack-isolated', '--hop-within-kind']));
+    expect(stages.map((s) => s[s.indexOf('--mix') + 1])).toEqual(['like:1', 'like:0.5,colour:1', 'sum4:0.5,colour:0.4,like:0.1']);
   });
 
   it('refuses bad arguments before any work; --system gpt2 stays the default', async () => {

@@ -324,6 +324,32 @@ describe('incontext', () => {
     }
   });
 
+  it('silent stories (silentRate): S\'s colour unstated, the target one of T\'s colours and absent from the story; tests never silent', () => {
+    for (const colorsPerName of [5, 1]) {
+      const t = new IncontextTask({ seed: 6, colorsPerName, silentRate: 0.25 });
+      expect(t.dataConfig).toMatchObject({ silentRate: 0.25 });
+      expect(t.description).toMatch(/silentRate 0\.25/);
+      let silent = 0;
+      const { check, done } = checker();
+      for (const ex of each(t, 'train', N_MIX)) {
+        const m = ex.meta as { target: string; source: string; role: string; names: string[]; statements: string[]; colours: string[]; silent?: boolean };
+        if (!m.silent) continue;
+        silent++;
+        const what = () => JSON.stringify(ex);
+        const words = ex.prompt.split(/[ .?]+/);
+        check(t.memColours[m.target].includes(ex.target) && !words.includes(ex.target), what);
+        check(m.statements.length === 2 * m.names.length - 2 && m.statements.includes(`${m.source} is ${m.role}.`), what);
+        check(m.statements.every((st) => !st.startsWith(`${m.source} `) || st === `${m.source} is ${m.role}.`), what);
+        check(m.colours.length === m.names.length - 2 && m.colours.every((c) => words.includes(c)), what);
+      }
+      done();
+      expectShare(silent, N_MIX, 0.25);
+      for (const ex of each(t, 'test', 500)) expect((ex.meta as { silent?: boolean }).silent).toBeUndefined();
+    }
+    expect(new IncontextTask({ seed: 6 }).silentRate).toBe(0);
+    expect(() => new IncontextTask({ silentRate: 1.5 })).toThrow(/silentRate/);
+  });
+
   it('tests: the context colour lies outside the name\'s colours (the one-colour ablation: absent from the story); the pair reorders', () => {
     const rng = new Rng(12);
     const { check, done } = checker();
