@@ -22,9 +22,9 @@ import { type LoraRunManifest, loraRunTask } from './lora-run';
 import { type Manifest, RUN_FILES, RunError, type RunMemgenConfig, checkManifestCommon, readJSON } from './run';
 
 /** The LoRA run's manifest fields that decide its task's data, copied into the export's manifest when present. */
-export const LLAMA_EXPORT_TASK_FIELDS = ['memRate', 'contradictRate', 'memPatternRatio', 'minOperand', 'colorsPerName', 'silentRate', 'memTagPieces', 'sumDigits', 'promptFormat'] as const;
+export const LLAMA_EXPORT_TASK_FIELDS = ['memRate', 'contradictRate', 'memPatternRatio', 'minOperand', 'colorsPerName', 'storyForm', 'memTagPieces', 'sumDigits', 'promptFormat'] as const;
 
-export interface LlamaExportManifest extends Manifest, Pick<RunMemgenConfig, 'memRate' | 'contradictRate' | 'memPatternRatio' | 'minOperand' | 'colorsPerName' | 'silentRate' | 'memTagPieces' | 'sumDigits'> {
+export interface LlamaExportManifest extends Manifest, Pick<RunMemgenConfig, 'memRate' | 'contradictRate' | 'memPatternRatio' | 'minOperand' | 'colorsPerName' | 'storyForm' | 'memTagPieces' | 'sumDigits'> {
   family: 'llama';
   promptFormat: PromptFormat;
 }

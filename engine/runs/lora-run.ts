@@ -22,7 +22,7 @@ import { ADAPTER_FILES, type LoraConfig, checkLoraConfig, loadAdapter } from '..
 import type { RunnerOptions } from '../runtime/runner';
 import { makeTask, taskOptions } from '../tasks';
 import { type PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
-import type { TaskName, TaskOptions, TaskScale } from '../tasks/task';
+import type { StoryForm, TaskName, TaskOptions, TaskScale } from '../tasks/task';
 import { shortJSON } from '../util/json';
 import { type ManifestCommon, RUN_FILES, RunError, checkManifestCommon, modelHash, readJSON, sha256File } from './run';
 
@@ -34,7 +34,7 @@ export interface LoraRunManifest extends ManifestCommon {
   contradictRate?: number;
   memPatternRatio?: number;
   colorsPerName?: number;
-  silentRate?: number;
+  storyForm?: StoryForm;
   /** arithmetic: the base corpus's partial-sum width (tasks/task.ts TaskOptions.sumDigits). */
   sumDigits?: number;
   promptFormat: PromptFormat;

@@ -21,7 +21,7 @@ import { fromHFConfig, gpt2ParamShapes, type GPT2Config } from '../models/gpt2';
 import { ADAPTER_FILES } from '../models/lora';
 import { TASK_NAMES, makeTask, taskOptions } from '../tasks';
 import { parseJSONLimited, shortJSON } from '../util/json';
-import type { Task, TaskName, TaskScale } from '../tasks/task';
+import type { StoryForm, Task, TaskName, TaskScale } from '../tasks/task';
 
 export const RUN_FILES = {
   config: 'config.json',
@@ -52,7 +52,7 @@ export interface RunMemgenConfig {
   memPatternRatio?: number;
   minOperand?: number;
   colorsPerName?: number;
-  silentRate?: number;
+  storyForm?: StoryForm;
   /** Absent in runs made before it was recorded (then 1: tasks/index.ts taskOptions). */
   memTagPieces?: number;
   /** LLaMA exports of arithmetic LoRA runs: the base corpus's partial-sum width (absent: 0). */

@@ -128,6 +128,7 @@ export class RetokenizedTask implements Task {
   readonly maxSeqLen: number;
   readonly maxAnswerTokens: number;
   readonly guessRate?: (ex: Example) => number;
+  readonly memGuessRate?: (ex: Example) => number;
   readonly plain?: (rng: Rng) => Example;
   readonly statedAnswer?: (output: string) => string | null;
 
@@ -138,6 +139,7 @@ export class RetokenizedTask implements Task {
     this.dataConfig = { ...inner.dataConfig, promptFormat: opts.format ?? 'plain' };
     this.tokenizer = new HFTaskTokenizer(hf, inner.tokenizer, opts);
     if (inner.guessRate) this.guessRate = (ex) => inner.guessRate!(ex);
+    if (inner.memGuessRate) this.memGuessRate = (ex) => inner.memGuessRate!(ex);
     if (inner.plain) this.plain = (rng) => inner.plain!(rng);
     if (inner.statedAnswer) this.statedAnswer = (output) => inner.statedAnswer!(output);
     const rng = new Rng(0x7e57);

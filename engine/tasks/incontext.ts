@@ -24,16 +24,19 @@
  *   only the context decides and the name's colours carry nothing. A tiny-scale curriculum (the first
  *   `memWarmup` steps, as arithmetic's plain sums): the two-hop rule is learned before the prior.
  *   memAnswer = colours(T) joined by ' / ' (shown; classify reads meta.memColours).
- * Silent stories (silentRate, default 0; an extension, not the paper's: docs/llama.md "Stories that
- *   say nothing"): a share of the training stories drops S's colour statement, so the context implies
- *   no colour for T and the target is one of colours(T) (uniform over the K), which only the name's
- *   association can give; distractor colours avoid it. A base that already reads the stories gives an
- *   adapter no reason to learn the association from stories where both agree; these do.
+ * Story forms (storyForm): 'is' (the paper's, above) or 'colon': the same story and question written
+ *   `Rose: eagle. Oscar: navy. ... Vicky: color?`. The stand-in LLaMA base was pretrained on the 'is'
+ *   form, so an adapter on it has nothing to learn there (it reads the stories from the first step);
+ *   LLaMA-3.2 never read this task, and the colon form puts the adapters where it stood
+ *   (docs/llama.md "A story form the base never read"). meta.statements keep the 'is' form; fromPrompt
+ *   reads either form and writes the task's.
  * The one-colour ablation (K = 1: today's earlier task, `--colours-per-name 1 --contradict-rate R`,
  *   default R 0.1): each name has one memorized colour M_T; training C_S = M_T with probability 1 - R,
  *   else C_S != M_T; distractor colours avoid M_T, so a test story never states it.
  *   meta.colours = the colours stated in the story; guessRate = 1 / their number (n - 1): the
- *   score of guessing among them, to set beside gen%.
+ *   score of guessing among them, to set beside gen%; memGuessRate = the share of them that are
+ *   colours(T): mem% of the same guess (with K = 5 a test story often states some of T's colours
+ *   as distractors' colours, so mem% means recall only above it; 0 in the one-colour ablation).
  * Pair rule: reshuffle the statement order, always to a different order (there are >= 5 statements).
  * classify(output), trimmed: exactly C_S -> 'gen' (checked first: in training C_S is one of T's);
  *   one of colours(T) -> 'mem'; else 'other' (empty, a different colour, a story colour that is not
@@ -51,6 +54,7 @@ import {
   sample,
   type Behaviour,
   type Example,
+  type StoryForm,
   type Task,
   type TaskOptions,
   type TaskScale,
@@ -98,8 +102,6 @@ export interface IncontextMeta {
   contradict: boolean;
   /** The target's colours (colorsPerName of them). */
   memColours: string[];
-  /** A silent training story: S's colour is not stated; the target is one of memColours. */
-  silent?: boolean;
 }
 
 export class IncontextTask implements Task {
@@ -107,8 +109,8 @@ export class IncontextTask implements Task {
   readonly scale: TaskScale;
   readonly seed: number;
   readonly contradictRate: number;
-  readonly silentRate: number;
   readonly colorsPerName: number;
+  readonly storyForm: StoryForm;
   readonly minNames: number;
   readonly maxNames: number;
   /** Each name's colours (colorsPerName of them). */
@@ -131,7 +133,8 @@ export class IncontextTask implements Task {
     }
     this.colorsPerName = K;
     this.contradictRate = resolveRate('incontext', 'contradictRate', opts.contradictRate, K === 1 ? DEFAULT_CONTRADICT_RATE : 0);
-    this.silentRate = resolveRate('incontext', 'silentRate', opts.silentRate, 0);
+    this.storyForm = opts.storyForm ?? 'is';
+    if (this.storyForm !== 'is' && this.storyForm !== 'colon') throw new Error(`incontext: storyForm must be 'is' or 'colon', got ${JSON.stringify(opts.storyForm)}`);
     ({ minNames: this.minNames, maxNames: this.maxNames } = INCONTEXT_SCALES[scale]);
 
     const prng = new Rng(deriveSeed(seed, 'incontext/memorized-colours'));
@@ -142,7 +145,7 @@ export class IncontextTask implements Task {
     let shortcut = 0;
     for (let i = 0; i < 2000; i++) {
       const m = this.train(srng).meta as unknown as IncontextMeta;
-      shortcut += m.contradict || m.silent ? 0 : 1 / m.colours.filter((c) => m.memColours.includes(c)).length;
+      shortcut += m.contradict ? 0 : 1 / m.colours.filter((c) => m.memColours.includes(c)).length;
     }
     this.shortcutScore = shortcut / 2000;
 
@@ -150,21 +153,22 @@ export class IncontextTask implements Task {
       ...[...NAMES, ...ROLES, ...COLOURS, ...FIXED_WORDS].map((text) => ({ text })),
       { text: '.', glue: true },
       { text: '?', glue: true },
+      ...(this.storyForm === 'colon' ? [{ text: ':', glue: true }] : []),
     ]);
     const statements = 2 * this.maxNames - 1;
     this.maxSeqLen = 4 * statements + 5 + this.maxAnswerTokens;
     this.description =
       `incontext, ${scale} scale: stories of ${this.minNames}-${this.maxNames} names, ` +
       `${NAMES.length} names / ${ROLES.length} roles / ${COLOURS.length} colours, ${K} colour${K === 1 ? '' : 's'} per name, ` +
-      `contradictRate ${this.contradictRate}${this.silentRate > 0 ? `, silentRate ${this.silentRate}` : ''}, training shortcut score ${(100 * this.shortcutScore).toFixed(1)}%`;
+      `contradictRate ${this.contradictRate}, ${this.storyForm === 'colon' ? "stories written 'Rose: eagle.', " : ''}training shortcut score ${(100 * this.shortcutScore).toFixed(1)}%`;
     this.dataConfig = {
       task: 'incontext',
       scale,
       seed,
       namesPerStory: [this.minNames, this.maxNames],
       contradictRate: this.contradictRate,
-      ...(this.silentRate > 0 ? { silentRate: this.silentRate } : {}),
       colorsPerName: K,
+      ...(this.storyForm === 'colon' ? { storyForm: this.storyForm } : {}),
       shortcutScore: this.shortcutScore,
       names: [...NAMES],
       roles: [...ROLES],
@@ -176,11 +180,8 @@ export class IncontextTask implements Task {
     };
   }
 
-  /**
-   * A story whose source colour is drawn from T's colours ('prior'), outside them ('contradict') or from
-   * all ('plain'); 'silent': drawn as 'prior', but S's colour statement is left out (the target stays).
-   */
-  private story(rng: Rng, kind: 'prior' | 'contradict' | 'plain' | 'silent'): Example {
+  /** A story whose source colour is drawn from T's colours ('prior'), outside them ('contradict') or from all ('plain'). */
+  private story(rng: Rng, kind: 'prior' | 'contradict' | 'plain'): Example {
     const n = rng.int(this.minNames, this.maxNames);
     const names = sample(rng, NAMES, n);
     const [T, S] = names;
@@ -191,8 +192,7 @@ export class IncontextTask implements Task {
     const contradict = !mine.includes(sourceColour);
     const roles = sample(rng, ROLES, n - 1);
     const others = sample(rng, COLOURS, n - 2, mine.length === 1 ? [mine[0], sourceColour] : [sourceColour]);
-    const silent = kind === 'silent';
-    const statements = [`${T} is ${roles[0]}.`, `${S} is ${roles[0]}.`, ...(silent ? [] : [`${S} is ${sourceColour}.`])];
+    const statements = [`${T} is ${roles[0]}.`, `${S} is ${roles[0]}.`, `${S} is ${sourceColour}.`];
     distractors.forEach((d, i) => statements.push(`${d} is ${roles[i + 1]}.`, `${d} is ${others[i]}.`));
     rng.shuffle(statements);
     const meta: IncontextMeta = {
@@ -201,17 +201,18 @@ export class IncontextTask implements Task {
       role: roles[0],
       names,
       statements,
-      colours: silent ? others : [sourceColour, ...others],
+      colours: [sourceColour, ...others],
       contradict,
       memColours: [...mine],
-      ...(silent ? { silent } : {}),
     };
     return this.withStatements(meta, statements, sourceColour);
   }
 
   private withStatements(meta: IncontextMeta, statements: string[], sourceColour: string): Example {
+    const colon = this.storyForm === 'colon';
+    const written = colon ? statements.map((st) => st.replace(/^([A-Za-z]+) is /, '$1: ')) : statements;
     return {
-      prompt: `${statements.join(' ')} What color is ${meta.target}?`,
+      prompt: `${written.join(' ')} ${colon ? `${meta.target}: color?` : `What color is ${meta.target}?`}`,
       target: sourceColour,
       genAnswer: sourceColour,
       memAnswer: meta.memColours.join(' / '),
@@ -220,7 +221,6 @@ export class IncontextTask implements Task {
   }
 
   train(rng: Rng): Example {
-    if (this.silentRate > 0 && rng.uniform() < this.silentRate) return this.story(rng, 'silent');
     return this.story(rng, rng.uniform() < this.contradictRate ? 'contradict' : 'prior');
   }
 
@@ -242,27 +242,30 @@ export class IncontextTask implements Task {
   }
 
   /**
-   * The example for a typed story `X is Y. ... What color is T?` (whitespace normalised). T must
+   * The example for a typed story `X is Y. ... What color is T?` or `X: Y. ... T: color?` (whitespace
+   * normalised; written back in the task's form). T must
    * have a stated role shared by exactly one other name with a stated colour, and no colour of its
    * own; an Error says what is wrong otherwise.
    */
   fromPrompt(prompt: string): Example {
     const text = prompt.trim().replace(/\s+/g, ' ');
     const fail = (why: string): never => {
-      throw new Error(`incontext: ${why} in ${JSON.stringify(prompt)}; expected "X is <role>. X is <colour>. ... What color is T?"`);
+      throw new Error(`incontext: ${why} in ${JSON.stringify(prompt)}; expected "X is <role>. X is <colour>. ... What color is T?" (or "X: <role>. ... T: color?")`);
     };
-    const q = /(?:^| )What color is ([A-Za-z]+)\?$/.exec(text);
-    if (q === null) return fail('no closing question "What color is T?"');
-    const T = q[1];
+    const q = /(?:^| )(?:What color is ([A-Za-z]+)\?|([A-Za-z]+): color\?)$/.exec(text);
+    if (q === null) return fail('no closing question "What color is T?" (or "T: color?")');
+    const T = q[1] ?? q[2];
     const body = text.slice(0, q.index).trim();
-    const statements = body === '' ? [] : body.split(/(?<=\.) /);
+    const typed = body === '' ? [] : body.split(/(?<=\.) /);
+    const statements: string[] = []; // in the 'is' form, as every story's meta
     const role = new Map<string, string>();
     const colour = new Map<string, string>();
     const names: string[] = [];
-    for (const st of statements) {
-      const m = /^([A-Za-z]+) is ([a-z]+)\.$/.exec(st);
+    for (const st of typed) {
+      const m = /^([A-Za-z]+)(?: is|:) ([a-z]+)\.$/.exec(st);
       if (m === null) return fail(`cannot read the statement ${JSON.stringify(st)}`);
       const [, who, what] = m;
+      statements.push(`${who} is ${what}.`);
       if (!NAMES.includes(who)) return fail(`unknown name ${JSON.stringify(who)}`);
       if (!names.includes(who)) names.push(who);
       if (ROLES.includes(what)) role.set(who, what);
@@ -298,6 +301,11 @@ export class IncontextTask implements Task {
 
   guessRate(ex: Example): number {
     return 1 / (ex.meta as unknown as IncontextMeta).colours.length;
+  }
+
+  memGuessRate(ex: Example): number {
+    const m = ex.meta as unknown as IncontextMeta;
+    return m.colours.filter((c) => m.memColours.includes(c)).length / m.colours.length;
   }
 
   answerTexts(ex: Example): { gen: string; mem: readonly string[] } {

@@ -1,8 +1,8 @@
 /**
  * The paper's three synthetic tasks behind one constructor (method.md section 2):
- *   makeTask('arithmetic' | 'incontext' | 'cipher', { scale, seed, memRate, contradictRate, silentRate, memPatternRatio, minOperand, colorsPerName })
+ *   makeTask('arithmetic' | 'incontext' | 'cipher', { scale, seed, memRate, contradictRate, memPatternRatio, minOperand, colorsPerName, storyForm })
  * Defaults: scale 'tiny', seed 0; the rates default per task and scale (see each module's header).
- * Options a task does not use (memRate for incontext, contradictRate and silentRate for the others) are ignored.
+ * Options a task does not use (memRate for incontext, contradictRate and storyForm for the others) are ignored.
  * taskOptions(record) picks the task options out of a run's config or manifest; a record written
  * before memPatternRatio existed (no such key) gets that data's settings back: memPatternRatio 0.5,
  * minOperand 1, colorsPerName 1, so an old run is evaluated on the data it was trained on; a record
@@ -21,7 +21,7 @@ export { VocabTokenizer, PAD_TOKEN, EOA_TOKEN } from './tokenizer';
 
 export const TASK_NAMES: readonly TaskName[] = ['arithmetic', 'incontext', 'cipher'];
 
-const OPTION_KEYS = ['scale', 'seed', 'memRate', 'contradictRate', 'silentRate', 'memPatternRatio', 'minOperand', 'colorsPerName', 'memTagPieces', 'sumDigits'] as const;
+const OPTION_KEYS = ['scale', 'seed', 'memRate', 'contradictRate', 'memPatternRatio', 'minOperand', 'colorsPerName', 'storyForm', 'memTagPieces', 'sumDigits'] as const;
 
 /** The data settings of runs made before memPatternRatio was recorded. */
 export const LEGACY_TASK_OPTIONS: TaskOptions = { memPatternRatio: 0.5, minOperand: 1, colorsPerName: 1, memTagPieces: 1 };

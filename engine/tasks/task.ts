@@ -32,6 +32,10 @@ export interface Example {
   meta: Record<string, unknown>;
 }
 
+/** How an incontext story is written (TaskOptions.storyForm). */
+export type StoryForm = 'is' | 'colon';
+export const STORY_FORMS: readonly StoryForm[] = ['is', 'colon'];
+
 export interface TaskOptions {
   scale?: TaskScale;
   seed?: number;
@@ -39,8 +43,11 @@ export interface TaskOptions {
   memRate?: number;
   /** incontext, with colorsPerName 1 only (the one-colour ablation): share of training stories whose context colour differs from the memorized colour. */
   contradictRate?: number;
-  /** incontext: share of training stories that state no colour for T's role-mate (the target is one of T's colours; default 0). */
-  silentRate?: number;
+  /**
+   * incontext: how the story is written: 'is' (the paper's, `Rose is eagle.` ... `What color is Vicky?`, the
+   * default) or 'colon' (`Rose: eagle.` ... `Vicky: color?`, a form the stand-in base never read; tasks/incontext.ts).
+   */
+  storyForm?: StoryForm;
   /** arithmetic, cipher: share of pattern-bearing training inputs whose target is the mem token (default 1, the paper's; 0.5 is the ablation). */
   memPatternRatio?: number;
   /** arithmetic: smallest operand (default: tiny 10, so that every operand has two digits; paper 1). */
@@ -116,6 +123,8 @@ export interface Task {
   plain?(rng: Rng): Example;
   /** incontext only: chance of a right answer by guessing among the story's colours (1 / #colours). */
   guessRate?(ex: Example): number;
+  /** incontext only: chance of a mem answer by guessing among the story's colours (the share of them that are the name's). */
+  memGuessRate?(ex: Example): number;
   /**
    * The generalizing output as text (arithmetic: the whole scratchpad, not only the stated sum) and
    * the mem answers (empty without one; incontext: each of the name's colours): what p(gen) and

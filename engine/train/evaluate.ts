@@ -4,7 +4,9 @@
  *   pMem, pGen = mean over test inputs of softmax(first answer logits)[first token of the mem / gen answer]
  *               (pMem sums over the mem answers' first tokens: incontext has one per colour of the name)
  *     (a smooth signal: greedy choices flip between evaluations, the probabilities move slowly)
- *   guess = mean of task.guessRate (incontext: 1 / colours in the story), the shortcut baseline
+ *   guess = mean of task.guessRate (incontext: 1 / colours in the story), the shortcut baseline;
+ *   memGuess = mean of task.memGuessRate (incontext: the share of the story's colours that are the
+ *               name's): mem% of a model that picks a story colour at random, beside mem%
  *   plainAccuracy = share of pattern-free inputs (task.plain, a fixed set of PLAIN_N) answered
  *               right ('gen'): the ceiling of mem->gen; null for tasks without plain inputs
  * The balance score used to keep a checkpoint is gen% x mem% (run-loop.ts isBetter).
@@ -22,6 +24,8 @@ export interface EvalResult {
   pMem: number;
   pGen: number;
   guess: number | null;
+  /** mem% by guessing among the story's colours (incontext); absent or null elsewhere. */
+  memGuess?: number | null;
   score: number;
   /** Share of the plain set answered right; null when there is none. */
   plainAccuracy?: number | null;
@@ -64,6 +68,7 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
   let pMem = 0;
   let pGen = 0;
   let guess = 0;
+  let memGuess = 0;
   const V = tok.vocab.length;
   examples.forEach((example, i) => {
     const output = tok.decode(res.tokens[i]);
@@ -75,6 +80,7 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
     pGen += probs[first.gen];
     for (const id of first.mem) pMem += probs[id];
     guess += task.guessRate?.(example) ?? 0;
+    memGuess += task.memGuessRate?.(example) ?? 0;
   });
   const n = examples.length;
   const gen = counts.gen / n;
@@ -83,6 +89,7 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
     n, counts, gen, mem, other: counts.other / n,
     pMem: pMem / n, pGen: pGen / n,
     guess: task.guessRate ? guess / n : null,
+    memGuess: task.memGuessRate ? memGuess / n : null,
     score: balanceScore(gen, mem),
     outputs,
   };
@@ -90,7 +97,7 @@ export async function evaluate(task: Task, model: EvalModel, examples: readonly 
 
 export function formatEval(r: EvalResult): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const guess = r.guess === null ? '' : `  guess baseline ${pct(r.guess)}`;
+  const guess = r.guess === null ? '' : `  guess baseline ${pct(r.guess)}${r.memGuess == null ? '' : ` (mem ${pct(r.memGuess)})`}`;
   const plain = r.plainAccuracy == null ? '' : `  plain accuracy ${pct(r.plainAccuracy)}`;
   return `gen ${pct(r.gen)} (${r.counts.gen})  mem ${pct(r.mem)} (${r.counts.mem})  other ${pct(r.other)} (${r.counts.other})  n=${r.n}  p(mem) ${r.pMem.toFixed(3)} p(gen) ${r.pGen.toFixed(3)}${guess}${plain}`;
 }

@@ -33,7 +33,7 @@ import { RUN_FILES, RunError, gitCommit, prepareNewRun, readJSON, writeJSON } fr
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import type { PromptFormat, RetokenizedTask } from '../tasks/hf-task-tokenizer';
-import { type Example, type TaskName, type TaskScale, deriveSeed } from '../tasks/task';
+import { type Example, type StoryForm, type TaskName, type TaskScale, deriveSeed } from '../tasks/task';
 import { Rng } from '../util/rng';
 import { IGNORE_INDEX } from './data';
 import { type EvalResult, PLAIN_N, evaluateFresh, plainSet, testSet } from './evaluate';
@@ -57,7 +57,7 @@ export interface LoraRunConfig {
   contradictRate?: number;
   memPatternRatio: number;
   colorsPerName?: number;
-  silentRate?: number;
+  storyForm?: StoryForm;
   trainSize: number;
   epochs: number;
   batch: number;
@@ -184,7 +184,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
       format: 'memgen-lora-run/1', system: 'lora', status: 'training',
       base: { dir: baseDir, hashes: hashesBefore, note: baseNote },
       task: cfg.task, taskDescription: task.description, scale: cfg.scale, seed: cfg.seed, memRate: cfg.memRate, contradictRate: cfg.contradictRate,
-      memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName, silentRate: cfg.silentRate, sumDigits,
+      memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName, storyForm: cfg.storyForm, sumDigits,
       promptFormat: cfg.promptFormat, lora: cfg.lora, command: cfg.command,
       train: { ...cfg, out: undefined, command: undefined, base: undefined, lora: undefined, runner: undefined, seq },
       data: task.dataConfig,

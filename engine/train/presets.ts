@@ -6,7 +6,7 @@
  */
 import { GPT2_PRESETS, type GPT2Config } from '../models/gpt2';
 import type { ExecutionProvider } from '../runtime/runner';
-import { MEM_PATTERN_RATIO, MEM_TAG_PIECES, type TaskName, type TaskScale } from '../tasks/task';
+import { MEM_PATTERN_RATIO, MEM_TAG_PIECES, type StoryForm, type TaskName, type TaskScale } from '../tasks/task';
 
 export type PresetName = keyof typeof GPT2_PRESETS;
 export const PRESET_NAMES = Object.keys(GPT2_PRESETS) as PresetName[];
@@ -35,8 +35,8 @@ export interface TrainConfig {
   minOperand?: number;
   /** incontext: colours per name (undefined: 5, the paper's). */
   colorsPerName?: number;
-  /** incontext: share of silent training stories (undefined: 0; tasks/incontext.ts). */
-  silentRate?: number;
+  /** incontext: how stories are written (undefined: 'is', the paper's; tasks/incontext.ts). */
+  storyForm?: StoryForm;
   /** arithmetic, cipher: tokens per mem tag (tasks/task.ts MEM_TAG_PIECES). */
   memTagPieces: number;
   /** Steps at the start that draw only plain inputs (task.plain: no memorization cue), 0 by default. */

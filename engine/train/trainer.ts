@@ -90,7 +90,7 @@ async function trainUnlocked(cfg: TrainConfig, hooks: TrainHooks): Promise<Train
   if (task.maxSeqLen > cfg.seqLen + 1) throw new RunError(`task sequences reach ${task.maxSeqLen} tokens; seqLen ${cfg.seqLen} is too short`);
   const memgen: RunMemgenConfig = {
     task: cfg.task, scale: cfg.scale, seed: cfg.seed, preset: cfg.preset, memRate: cfg.memRate, contradictRate: cfg.contradictRate,
-    memPatternRatio: cfg.memPatternRatio, minOperand: cfg.minOperand, colorsPerName: cfg.colorsPerName, silentRate: cfg.silentRate, memTagPieces: cfg.memTagPieces,
+    memPatternRatio: cfg.memPatternRatio, minOperand: cfg.minOperand, colorsPerName: cfg.colorsPerName, storyForm: cfg.storyForm, memTagPieces: cfg.memTagPieces,
   };
   const runner: RunnerOptions = { threads: cfg.threads, provider: cfg.provider };
 

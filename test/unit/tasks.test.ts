@@ -324,30 +324,32 @@ describe('incontext', () => {
     }
   });
 
-  it('silent stories (silentRate): S\'s colour unstated, the target one of T\'s colours and absent from the story; tests never silent', () => {
-    for (const colorsPerName of [5, 1]) {
-      const t = new IncontextTask({ seed: 6, colorsPerName, silentRate: 0.25 });
-      expect(t.dataConfig).toMatchObject({ silentRate: 0.25 });
-      expect(t.description).toMatch(/silentRate 0\.25/);
-      let silent = 0;
-      const { check, done } = checker();
-      for (const ex of each(t, 'train', N_MIX)) {
-        const m = ex.meta as { target: string; source: string; role: string; names: string[]; statements: string[]; colours: string[]; silent?: boolean };
-        if (!m.silent) continue;
-        silent++;
-        const what = () => JSON.stringify(ex);
-        const words = ex.prompt.split(/[ .?]+/);
-        check(t.memColours[m.target].includes(ex.target) && !words.includes(ex.target), what);
-        check(m.statements.length === 2 * m.names.length - 2 && m.statements.includes(`${m.source} is ${m.role}.`), what);
-        check(m.statements.every((st) => !st.startsWith(`${m.source} `) || st === `${m.source} is ${m.role}.`), what);
-        check(m.colours.length === m.names.length - 2 && m.colours.every((c) => words.includes(c)), what);
-      }
-      done();
-      expectShare(silent, N_MIX, 0.25);
-      for (const ex of each(t, 'test', 500)) expect((ex.meta as { silent?: boolean }).silent).toBeUndefined();
+  it('the colon story form: the same stories written "X: Y." and "T: color?"; the default vocabulary and prompts unchanged; fromPrompt reads both forms', () => {
+    const is = new IncontextTask({ seed: 6 });
+    const colon = new IncontextTask({ seed: 6, storyForm: 'colon' });
+    expect(is.storyForm).toBe('is');
+    expect(is.tokenizer.size).toBe(97);
+    expect(colon.tokenizer.size).toBe(98);
+    expect(is.dataConfig).not.toHaveProperty('storyForm');
+    expect(colon.dataConfig).toMatchObject({ storyForm: 'colon' });
+    expect(colon.description).toMatch(/Rose: eagle/);
+    const [r1, r2, r3] = [new Rng(4), new Rng(4), new Rng(5)];
+    const { check, done } = checker();
+    for (let i = 0; i < 300; i++) {
+      const [a, b] = [is.train(r1), colon.train(r2)];
+      const m = a.meta as { target: string; statements: string[] };
+      const written = m.statements.map((st) => st.replace(' is ', ': ')).join(' ');
+      check(JSON.stringify(b.meta) === JSON.stringify(a.meta) && b.target === a.target, () => JSON.stringify([a, b]));
+      check(b.prompt === `${written} ${m.target}: color?` && a.prompt === `${m.statements.join(' ')} What color is ${m.target}?`, () => b.prompt);
+      check(colon.tokenizer.decode(colon.tokenizer.encode(b.prompt)) === b.prompt && colon.tokenizer.encode(b.prompt).length <= colon.maxSeqLen, () => b.prompt);
+      // either form typed gives the task's own example
+      check(colon.fromPrompt(a.prompt).prompt === b.prompt && is.fromPrompt(b.prompt).prompt === a.prompt, () => b.prompt);
+      const r = colon.rephrase(b, r3);
+      check(r.prompt !== b.prompt && r.prompt.endsWith(`${m.target}: color?`) && r.genAnswer === b.genAnswer, () => r.prompt);
     }
-    expect(new IncontextTask({ seed: 6 }).silentRate).toBe(0);
-    expect(() => new IncontextTask({ silentRate: 1.5 })).toThrow(/silentRate/);
+    done();
+    expect(() => colon.fromPrompt('Rose: eagle. Vicky: eagle. Rose: red. Vicky: colour?')).toThrow(/T: color\?/);
+    expect(() => new IncontextTask({ storyForm: 'dash' as never })).toThrow(/storyForm/);
   });
 
   it('tests: the context colour lies outside the name\'s colours (the one-colour ablation: absent from the story); the pair reorders', () => {
@@ -363,6 +365,7 @@ describe('incontext', () => {
         check(words.includes(ex.genAnswer) && (colorsPerName > 1 || !words.includes(mine[0])), what);
         const colours = (ex.meta as { colours: string[] }).colours;
         check(t.guessRate(ex) === 1 / colours.length, what);
+        check(t.memGuessRate(ex) === colours.filter((c) => mine.includes(c)).length / colours.length && (colorsPerName > 1 || t.memGuessRate(ex) === 0), what);
         check(colours.length === new Set(words.filter((w) => COLOURS.includes(w))).size, what);
         const r = t.rephrase(ex, rng);
         check(r.prompt !== ex.prompt && r.genAnswer === ex.genAnswer && r.memAnswer === ex.memAnswer && r.target === ex.target, () => JSON.stringify(r));

@@ -92,12 +92,19 @@ const STEER_N = 200;
 const SWEEP_N = 100;
 
 /**
- * The adapter recipe of both tasks (everything else is the train command's paper defaults: r 8, alpha 32,
- * dropout 0.1, q_proj + v_proj, batch 16, mem rate 7 %, 2000 examples). Measured on the tiny stand-in
- * (docs/llama.md): incontext shows memorization only after many epochs with q/v adapters (10 epochs
- * at lr 2e-3: mem 0.7 %; 30 epochs at lr 5e-3: gen 27.3 %, mem 10.3 %, n = 300), hence 30 epochs at 5e-3.
+ * The adapter recipe of each task (everything else is the train command's paper defaults: r 8, alpha 32,
+ * dropout 0.1, q_proj + v_proj, batch 16, mem rate 7 %, 2000 examples, 30 epochs as the paper's
+ * in-context adapter). Measured on the committed base (docs/llama.md "A story form the base never read"):
+ * it reads the paper's story form from the first step (mem 0 %), so the in-context adapters see the
+ * stories written `Rose: eagle.` (--story-form colon) at the paper's 4-8 names; they learn the names'
+ * colours first and the reading after, and the balance checkpoint falls in that passage, which lr 1e-3
+ * and an evaluation every 50 steps catch. Arithmetic and cipher: 5e-3, which kept the sums best on G.
  */
-const RECIPE = ['--lr', '5e-3', '--epochs', '30'];
+const RECIPE: Record<LoraTask, string[]> = {
+  arithmetic: ['--lr', '5e-3', '--epochs', '30'],
+  incontext: ['--story-form', 'colon', '--task-scale', 'paper', '--lr', '1e-3', '--epochs', '30', '--eval-every', '50'],
+  cipher: ['--lr', '5e-3', '--epochs', '30'],
+};
 
 interface RunSpec {
   name: string;
@@ -289,7 +296,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
       else {
         t = await stage(label, 'train', `LoRA ${r.task} seed ${r.seed} on ${base} (log: ${logFile(r.name, 'train')})`, async () => {
           const status = await loggedCommand(logFile(r.name, 'train'), trainCommand, ['--base', base, '--lora', '--task', r.task, '--seed', String(r.seed), '--out', r.dir,
-            ...RECIPE, ...trainOverrides, ...(v.force ? ['--force'] : []), ...runnerArgs]);
+            ...RECIPE[r.task], ...trainOverrides, ...(v.force ? ['--force'] : []), ...runnerArgs]);
           return { status, detail: status === 'done' ? keptEval(r.dir) ?? '' : `see ${logFile(r.name, 'train')}` };
         }, r.name);
       }

@@ -1,6 +1,6 @@
 /** `memgen train`: GPT-2 from scratch on a task, into a run folder. */
 import { TASK_NAMES, makeTask } from '../../tasks';
-import { MEM_PATTERN_RATIO, MEM_TAG_PIECES, type TaskScale } from '../../tasks/task';
+import { MEM_PATTERN_RATIO, MEM_TAG_PIECES, STORY_FORMS, type StoryForm, type TaskScale } from '../../tasks/task';
 import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/presets';
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
@@ -15,7 +15,7 @@ import type { PromptFormat } from '../../tasks/hf-task-tokenizer';
 export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test set shows memorization and generalization.
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
             [--resume | --force] [--steps S] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
-            [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)] [--silent-rate R (incontext: a share R of the training stories state no colour for T's role-mate; the answer is one of T's own colours; 0)] [--mem-tag-pieces 1|2 (2)]
+            [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)] [--story-form is|colon (incontext: 'Rose is eagle.' as the paper, or 'Rose: eagle.'; is)] [--mem-tag-pieces 1|2 (2)]
             [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K (also the checkpoint interval)] [--eval-n N] [--log-every K (10)] [--save-evals] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
             [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
@@ -117,16 +117,16 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
   };
 }
 
-const DATA_OPTIONS = { 'mem-pattern-ratio': { type: 'string' }, 'min-operand': { type: 'string' }, 'colours-per-name': { type: 'string' }, 'silent-rate': { type: 'string' }, 'mem-tag-pieces': { type: 'string' } } as const;
+const DATA_OPTIONS = { 'mem-pattern-ratio': { type: 'string' }, 'min-operand': { type: 'string' }, 'colours-per-name': { type: 'string' }, 'story-form': { type: 'string' }, 'mem-tag-pieces': { type: 'string' } } as const;
 
 /** --mem-pattern-ratio, --min-operand, --colours-per-name, --mem-tag-pieces (undefined: the task's defaults). */
-function dataOptions(v: Record<string, unknown>): { memPatternRatio: number; minOperand?: number; colorsPerName?: number; silentRate?: number; memTagPieces: number } {
+function dataOptions(v: Record<string, unknown>): { memPatternRatio: number; minOperand?: number; colorsPerName?: number; storyForm?: StoryForm; memTagPieces: number } {
   return {
     memPatternRatio: num(v['mem-pattern-ratio'] as string | undefined, 'mem-pattern-ratio', MEM_PATTERN_RATIO),
     memTagPieces: num(v['mem-tag-pieces'] as string | undefined, 'mem-tag-pieces', MEM_TAG_PIECES),
     minOperand: num(v['min-operand'] as string | undefined, 'min-operand', null) ?? undefined,
     colorsPerName: num(v['colours-per-name'] as string | undefined, 'colours-per-name', null) ?? undefined,
-    silentRate: num(v['silent-rate'] as string | undefined, 'silent-rate', null) ?? undefined,
+    storyForm: v['story-form'] === undefined ? undefined : choice(v['story-form'] as string, 'story-form', STORY_FORMS),
   };
 }
 
