@@ -71,6 +71,8 @@ export interface LoraRunConfig {
   logEvery: number;
   maxMinutes: number | null;
   stopWhenBoth: number | null;
+  /** The keep and stop rules' plain-accuracy bar (run-loop.ts; undefined: MIN_PLAIN_ACCURACY, 0.9). */
+  minPlainAccuracy?: number;
   resume: boolean;
   force: boolean;
   runner: RunnerOptions;
@@ -217,7 +219,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
   let orderEpoch = -1;
   let out: Awaited<ReturnType<typeof runTrainingLoop>>;
   try {
-    out = await runTrainingLoop({ totalSteps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth, lastEvalStep: state.lastEvalStep }, {
+    out = await runTrainingLoop({ totalSteps, startStep: state.step, evalEvery: cfg.evalEvery, logEvery: cfg.logEvery, maxMinutes: cfg.maxMinutes, stopWhenBoth: cfg.stopWhenBoth, minPlainAccuracy: cfg.minPlainAccuracy, lastEvalStep: state.lastEvalStep }, {
       step: async (s) => {
         const epoch = Math.floor(s / perEpoch);
         if (epoch !== orderEpoch) {

@@ -10,7 +10,8 @@
  *       (isBetter: a checkpoint whose plain accuracy reaches minPlainAccuracy beats one that does
  *       not; among equals, higher gen% x mem%, or, while both scores are 0, more gen% + mem%), so the
  *       kept model is the best balance among checkpoints that can add (when any can), then
- *       checkpoint; both gen% and mem% >= stopWhenBoth -> 'both-behaviours'
+ *       checkpoint; both gen% and mem% >= stopWhenBoth at a checkpoint that reaches minPlainAccuracy
+ *       -> 'both-behaviours'
  *   at the end: a run without an evaluation at its last step is evaluated (or, when interrupted,
  *   checkpointed), so that the kept model and --resume always match the step count. A checkpoint
  *   records the step of the last evaluation (lastEvalStep), so that a run resumed from its final

@@ -44,6 +44,12 @@ describe('LoRA run', () => {
     expect(c.lora).toMatchObject({ r: 8, alpha: 32, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] });
     expect(c.batch).toBe(16);
     expect(c.memRate).toBe(0.07);
+    expect(c.contradictRate).toBeUndefined(); // the task's own: 0 with five colours a name
+    expect(c.minPlainAccuracy).toBeUndefined(); // the loop's 0.9
+    const colon = loraRunConfigFromArgs(['--base', 'B', '--lora', '--task', 'incontext', '--out', 'R', '--story-form', 'colon', '--min-plain-accuracy', '0']);
+    expect(colon).toMatchObject({ storyForm: 'colon', minPlainAccuracy: 0 });
+    expect(() => loraRunConfigFromArgs(['--base', 'B', '--lora', '--task', 'incontext', '--out', 'R', '--min-plain-accuracy', '1.5'])).toThrow(/between 0 and 1/);
+    expect(() => loraRunConfigFromArgs(['--base', 'B', '--lora', '--task', 'incontext', '--out', 'R', '--story-form', 'dash'])).toThrow(/story-form/);
     const d = loraRunConfigFromArgs(['--base', 'B', '--lora', '--task', 'arithmetic', '--out', 'R', '--rank', '4', '--targets', 'q_proj,k_proj', '--lr', '5e-5']);
     expect(d.lora).toMatchObject({ r: 4, targetModules: ['q_proj', 'k_proj'] });
     expect(d.lr).toBe(5e-5);

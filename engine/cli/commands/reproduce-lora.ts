@@ -97,12 +97,15 @@ const SWEEP_N = 100;
  * in-context adapter). Measured on the committed base (docs/llama.md "A story form the base never read"):
  * it reads the paper's story form from the first step (mem 0 %), so the in-context adapters see the
  * stories written `Rose: eagle.` (--story-form colon) at the paper's 4-8 names; they learn the names'
- * colours first and the reading after, and the balance checkpoint falls in that passage, which lr 1e-3
- * and an evaluation every 50 steps catch. Arithmetic and cipher: 5e-3, which kept the sums best on G.
+ * colours first and the reading after, and the balance falls in that passage, which lr 1e-3 and an
+ * evaluation every 50 steps catch; training stops there once both reach 20 % (the paper stopped its
+ * in-context GPT-2 at 28 % mem and 55 % gen), with no bar on the plain accuracy (the reading, 25 % there;
+ * later checkpoints read better than they recall, and the default keep rule, plain accuracy >= 90 %,
+ * would prefer them). Arithmetic and cipher: 5e-3, which kept the sums best on G.
  */
 const RECIPE: Record<LoraTask, string[]> = {
   arithmetic: ['--lr', '5e-3', '--epochs', '30'],
-  incontext: ['--story-form', 'colon', '--task-scale', 'paper', '--lr', '1e-3', '--epochs', '30', '--eval-every', '50'],
+  incontext: ['--story-form', 'colon', '--task-scale', 'paper', '--lr', '1e-3', '--epochs', '30', '--eval-every', '50', '--stop-when-both', '0.2', '--min-plain-accuracy', '0'],
   cipher: ['--lr', '5e-3', '--epochs', '30'],
 };
 

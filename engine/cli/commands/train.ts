@@ -19,9 +19,17 @@ export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test s
             [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K (also the checkpoint interval)] [--eval-n N] [--log-every K (10)] [--save-evals] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
             [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
-            [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat] [--log-every K (10)]`;
+            [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat] [--log-every K (10)]
+            [--min-plain-accuracy P (0.9: kept and stopping checkpoints must answer this share of the plain inputs; 0: any)]`;
 
 const SCALES: readonly TaskScale[] = ['tiny', 'paper'];
+
+/** A share in [0, 1]. */
+function share(v: string | boolean | undefined, name: string): number {
+  const x = num(v, name, 0);
+  if (x < 0 || x > 1) throw new UsageError(`--${name} must be a share between 0 and 1, got ${x}`);
+  return x;
+}
 
 export function trainConfigFromArgs(argv: string[]): TrainConfig {
   const v = parse(argv, {
@@ -75,7 +83,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     targets: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'mem-rate': { type: 'string' }, 'contradict-rate': { type: 'string' },
     epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'task-scale': { type: 'string' }, 'eval-every': { type: 'string' },
     'eval-n': { type: 'string' }, 'stop-when-both': { type: 'string' }, 'max-minutes': { type: 'string' }, 'prompt-format': { type: 'string' },
-    'log-every': { type: 'string' }, ...DATA_OPTIONS, ...RUNNER_OPTIONS,
+    'min-plain-accuracy': { type: 'string' }, 'log-every': { type: 'string' }, ...DATA_OPTIONS, ...RUNNER_OPTIONS,
   });
   if (!v.lora) throw new UsageError('--base trains a LoRA adapter; add --lora');
   const task = choice(v.task, 'task', TASK_NAMES);
@@ -111,6 +119,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     logEvery: posInt(v['log-every'], 'log-every', 10),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
     stopWhenBoth: num(v['stop-when-both'], 'stop-when-both', null),
+    ...(v['min-plain-accuracy'] === undefined ? {} : { minPlainAccuracy: share(v['min-plain-accuracy'], 'min-plain-accuracy') }),
     resume: Boolean(v.resume),
     force: Boolean(v.force),
     runner: runnerOptions(v),
