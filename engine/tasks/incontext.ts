@@ -48,6 +48,7 @@
  */
 import { Rng } from '../util/rng';
 import {
+  STORY_FORMS,
   deriveSeed,
   resolveCommon,
   resolveRate,
@@ -134,7 +135,7 @@ export class IncontextTask implements Task {
     this.colorsPerName = K;
     this.contradictRate = resolveRate('incontext', 'contradictRate', opts.contradictRate, K === 1 ? DEFAULT_CONTRADICT_RATE : 0);
     this.storyForm = opts.storyForm ?? 'is';
-    if (this.storyForm !== 'is' && this.storyForm !== 'colon') throw new Error(`incontext: storyForm must be 'is' or 'colon', got ${JSON.stringify(opts.storyForm)}`);
+    if (!STORY_FORMS.includes(this.storyForm)) throw new Error(`incontext: storyForm must be one of ${STORY_FORMS.join(', ')}, got ${JSON.stringify(opts.storyForm)}`);
     ({ minNames: this.minNames, maxNames: this.maxNames } = INCONTEXT_SCALES[scale]);
 
     const prng = new Rng(deriveSeed(seed, 'incontext/memorized-colours'));
