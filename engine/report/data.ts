@@ -114,7 +114,7 @@ function readEvals(file: string, problems: string[]): EvalPoint[] {
   for (const o of lines) {
     const gen = num(o.gen);
     const mem = num(o.mem);
-    if (o.kind === 'eval' && gen !== null && mem !== null) out.push({ step: o.step, gen, mem, other: num(o.other) ?? 1 - gen - mem, guess: num(o.guess) });
+    if (o.kind === 'eval' && gen !== null && mem !== null) out.push({ step: o.step, gen, mem, other: num(o.other) ?? 1 - gen - mem, guess: num(o.guess), memGuess: num(o.memGuess) });
   }
   return out;
 }

@@ -158,11 +158,14 @@ export interface EvalPoint {
   mem: number;
   other: number;
   guess: number | null;
+  /** mem% of the same guess (incontext); absent in logs written before it was recorded. */
+  memGuess?: number | null;
 }
 
 export function trainingFigure(evals: readonly EvalPoint[], keptStep: number | null): string {
   const last = evals[evals.length - 1]?.step ?? 1;
   const guess = evals.find((e) => e.guess !== null)?.guess ?? null;
+  const memGuess = evals.find((e) => e.memGuess != null)?.memGuess ?? null;
   return lineChart({
     title: 'Held-out evaluation during training (% of the test set)',
     series: [
@@ -171,7 +174,10 @@ export function trainingFigure(evals: readonly EvalPoint[], keptStep: number | n
       { name: 'other', color: '#8c8c8c', marker: 'none', dash: '4 3', points: evals.map((e) => ({ x: e.step, y: 100 * e.other })) },
     ],
     xDomain: [0, last], yDomain: [0, 100],
-    hLines: guess === null ? [] : [{ y: 100 * guess, label: `guessing baseline ${(100 * guess).toFixed(1)}% (gen at or below it is not evidence of generalization)`, color: '#2ca02c' }],
+    hLines: [
+      ...(guess === null ? [] : [{ y: 100 * guess, label: `guessing baseline ${(100 * guess).toFixed(1)}% (gen at or below it is not evidence of generalization)`, color: '#2ca02c' }]),
+      ...(memGuess === null ? [] : [{ y: 100 * memGuess, label: `mem by the same guess ${(100 * memGuess).toFixed(1)}% (mem at or below it is not evidence of recall)`, color: '#9467bd' }]),
+    ],
     vLines: keptStep === null ? [] : [{ x: keptStep, label: `kept: step ${keptStep}`, color: '#333' }],
     xLabel: 'training step', yLabel: '% of test inputs', height: 280,
     yFormat: (v) => `${v.toFixed(0)}%`,

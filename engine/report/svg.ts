@@ -274,10 +274,14 @@ export function lineChart(o: LineChartOptions): string {
   }
   parts.push(text(left + pw / 2, height - 8, o.xLabel, { anchor: 'middle', size: 12 }));
   parts.push(text(16, top + ph / 2, o.yLabel, { anchor: 'middle', size: 12, rotate: -90 }));
-  for (const h of o.hLines ?? []) {
+  // Labels above their lines, highest first; one that would touch the label above it goes below its line.
+  let lastLabel = -Infinity;
+  for (const h of [...(o.hLines ?? [])].sort((a, b) => b.y - a.y)) {
     if (h.y < y0 || h.y > y1) continue;
     parts.push(line(left, sy(h.y), left + pw, sy(h.y), h.color ?? '#666', 'stroke-dasharray="5 4"'));
-    parts.push(text(left + pw - 4, sy(h.y) - 5, h.label, { anchor: 'end', size: 10, fill: h.color ?? '#444' }));
+    const at = sy(h.y) - 5 - lastLabel < 12 ? sy(h.y) + 13 : sy(h.y) - 5;
+    parts.push(text(left + pw - 4, at, h.label, { anchor: 'end', size: 10, fill: h.color ?? '#444' }));
+    lastLabel = at;
   }
   for (const v of o.vLines ?? []) {
     parts.push(line(sx(v.x), top, sx(v.x), top + ph, v.color ?? '#666', 'stroke-dasharray="2 3"'));

@@ -72,8 +72,8 @@ export interface LoopParts {
 
 /** The evaluation fields written to train-log.jsonl and the manifest. */
 export function summarize(e: StepEval): Record<string, unknown> {
-  const { step, n, counts, gen, mem, other, pMem, pGen, guess, score, plainAccuracy } = e;
-  return { step, n, counts, gen, mem, other, pMem, pGen, guess, score, plainAccuracy: plainAccuracy ?? null };
+  const { step, n, counts, gen, mem, other, pMem, pGen, guess, memGuess, score, plainAccuracy } = e;
+  return { step, n, counts, gen, mem, other, pMem, pGen, guess, ...(memGuess != null ? { memGuess } : {}), score, plainAccuracy: plainAccuracy ?? null };
 }
 
 /**

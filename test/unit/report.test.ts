@@ -157,7 +157,7 @@ describe('figures and verdict', () => {
     const files: Record<string, string> = {
       'probes.svg': probeFigure(probesFixture(12)),
       'sweep.svg': sweepFigure(sweepFixture()),
-      'training.svg': trainingFigure([{ step: 0, gen: 0, mem: 0, other: 1, guess: 0.356 }, { step: 250, gen: 0.2, mem: 0.4, other: 0.4, guess: 0.356 }], 250),
+      'training.svg': trainingFigure([{ step: 0, gen: 0, mem: 0, other: 1, guess: 0.356, memGuess: 0.169 }, { step: 250, gen: 0.2, mem: 0.4, other: 0.4, guess: 0.356, memGuess: 0.169 }], 250),
       'nmd.svg': nmdFigure(Float32Array.from({ length: 4 * 8 }, (_, j) => Math.sin(j)), 4, 8, ['blocks.0.<ln2>', 'b&1', 'b"2', "b'3"]).svg,
     };
     for (const [name, svg] of Object.entries(files)) {
@@ -168,6 +168,8 @@ describe('figures and verdict', () => {
     expect(files['nmd.svg']).toContain('blocks.0.&lt;ln2&gt;');
     expect(files['probes.svg']).toContain('blocks.11.ln2');
     expect(files['probes.svg']).toContain('chance 0.5');
+    expect(files['training.svg']).toContain('guessing baseline 35.6%');
+    expect(files['training.svg']).toContain('mem by the same guess 16.9%');
     expect(files['sweep.svg']).toContain('the paper&#39;s setting (topN 0.1, alpha 5)');
     parseXml(Object.keys(files).map((f) => path.join(tmp, f)));
     expect(esc(`<a href="x">&'`)).toBe('&lt;a href=&quot;x&quot;&gt;&amp;&#39;');
