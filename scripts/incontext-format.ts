@@ -6,7 +6,7 @@
  * stories rendered in another surface form, chosen by FORMAT:
  *   has   "Rose has role eagle. Rose has colour crimson. ... Which colour has Vicky?"
  *   rev   "eagle is Rose. crimson is Rose. ... What color is Vicky?"  (value before name)
- *   colon "Rose: eagle. Rose: crimson. ... Vicky: color?"
+ *   colon "Rose: eagle. Rose: crimson. ... Vicky: color?"  (since in the product: `memgen train --story-form colon`)
  *   ask   the statements as they are, the question "Which colour has Vicky?"
  * The task is otherwise the same (names, roles, colours, the story's rule, the classification).
  *
