@@ -86,6 +86,9 @@ describe('memgen reproduce --system lora', () => {
       expect(fs.existsSync(path.join(r.dir, 'adapter_model.safetensors'))).toBe(true);
       expect(fs.existsSync(path.join(r.dir, 'report', 'index.html'))).toBe(true);
     }
+    // the in-context adapters' kept line says what guessing among the story's colours scores
+    expect(s.runs[1].kept).toMatch(/^step \d+: gen [\d.]+% mem [\d.]+% \(n 8; by guessing gen [\d.]+% mem [\d.]+%\)$/);
+    expect(s.runs[0].kept).toMatch(/^step \d+: gen [\d.]+% mem [\d.]+% \(n 8\)$/);
     const arith = s.runs[0].stages.find((x) => x.stage === 'analyze')!;
     expect(arith).toMatchObject({ status: 'failed', noPairs: true });
     expect(arith.detail).toMatch(/no pair/);

@@ -438,10 +438,13 @@ function noPairsOr(a: StageResult, other: string): string {
 
 function keptEval(dir: string): string | null {
   try {
-    const m = readJSON<{ best: { step: number; eval: { gen?: number; mem?: number; n?: number } } | null }>(path.join(dir, 'manifest.json'), 'run manifest');
+    const m = readJSON<{ best: { step: number; eval: { gen?: number; mem?: number; n?: number; guess?: number | null; memGuess?: number | null } } | null }>(path.join(dir, 'manifest.json'), 'run manifest');
     if (!m.best) return null;
     const e = m.best.eval;
-    return `step ${m.best.step}: gen ${(100 * (e.gen ?? 0)).toFixed(1)}% mem ${(100 * (e.mem ?? 0)).toFixed(1)}% (n ${e.n})`;
+    const pct = (x: number | undefined) => `${(100 * (x ?? 0)).toFixed(1)}%`;
+    // incontext: what guessing among the story's colours scores, so that a guess is not read as a behaviour
+    const guess = typeof e.guess === 'number' ? `; by guessing gen ${pct(e.guess)}${typeof e.memGuess === 'number' ? ` mem ${pct(e.memGuess)}` : ''}` : '';
+    return `step ${m.best.step}: gen ${pct(e.gen)} mem ${pct(e.mem)} (n ${e.n}${guess})`;
   } catch {
     return null;
   }
