@@ -38,6 +38,16 @@ export function str(v: string | boolean | undefined, name: string): string | und
   return v;
 }
 
+/** A share: a number in [0, 1] ([0, 1) with `below1`); `example` goes into the error. */
+export function share(v: string | boolean | undefined, name: string, fallback: number, o: { below1?: boolean; example?: string } = {}): number {
+  if (v === undefined) return fallback;
+  const p = Number(v);
+  if (typeof v !== 'string' || v.trim() === '' || !(p >= 0 && (o.below1 ? p < 1 : p <= 1))) {
+    throw new UsageError(`--${name} must be a share ${o.below1 ? 'in [0, 1)' : 'between 0 and 1'}${o.example ? `, e.g. ${o.example}` : ''}, got ${JSON.stringify(v)}`);
+  }
+  return p;
+}
+
 export function required(v: string | boolean | undefined, name: string): string {
   const s = str(v, name);
   if (s === undefined) throw new UsageError(`--${name} is required`);

@@ -344,11 +344,11 @@ export function hopKinds(hops: BigInt64Array, kindOf: ReadonlyMap<number, number
 
 /**
  * The training loss (header: loss, hops): the next-token loss, plus the hop terms with --hop-layers
- * (inputs hop0, hop1, ...; with --hop-within-kind also hopkind0, ...: each position's kind, whose row of
+ * (inputs hop0, hop1, ...; with --hop-within-kind, kindOf given (hopKindOf), also hopkind0, ...: each position's kind, whose row of
  * `kindMask` (kinds x V: 0 for the kind's tokens, -1e9 for the others; a last row of zeros, the whole
  * vocabulary) is added to the lens logits).
  */
-function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'hopWithinKind' | 'batch' | 'seq' | 'pack'>, kindOf: ReadonlyMap<number, number>): Tensor {
+function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor, cfg: Pick<PretrainConfig, 'hopLayers' | 'hopWeight' | 'batch' | 'seq' | 'pack'>, kindOf: ReadonlyMap<number, number> | null): Tensor {
   const beyond = cfg.hopLayers.find((l) => l >= model.numLayers);
   if (beyond !== undefined) throw new RunError(`--hop-layers ${cfg.hopLayers.join(',')}: the model has layers 0-${model.numLayers - 1}, not ${beyond}`);
   const w = llamaParamInputs(g, model);
@@ -360,7 +360,7 @@ function pretrainLoss(model: LlamaConfig, g: Graph, ids: Tensor, targets: Tensor
   const segments = cfg.pack === 'isolated' ? g.input('segments', [cfg.batch, cfg.seq], 'int64') : undefined;
   let loss = ops.crossEntropy(llamaHead(model, w, llamaTrunk(model, w, ids, ops.range(g, cfg.seq), { hook, segments }).h), targets);
   const V = model.vocabSize;
-  const kindMask = cfg.hopWithinKind ? g.constant(Float32Array.from({ length: (HOP_KINDS.length + 1) * V }, (_, i) => (i >= HOP_KINDS.length * V || kindOf.get(i % V) === Math.floor(i / V) ? 0 : -1e9)), [HOP_KINDS.length + 1, V]) : null;
+  const kindMask = kindOf ? g.constant(Float32Array.from({ length: (HOP_KINDS.length + 1) * V }, (_, i) => (i >= HOP_KINDS.length * V || kindOf.get(i % V) === Math.floor(i / V) ? 0 : -1e9)), [HOP_KINDS.length + 1, V]) : null;
   cfg.hopLayers.forEach((layer, k) => {
     const lens = llamaHead(model, w, inside.get(layer)!);
     const logits = kindMask ? ops.add(lens, ops.gather(kindMask, g.input(`hopkind${k}`, [cfg.batch, cfg.seq], 'int64'))) : lens;
@@ -513,7 +513,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
   const g = new Graph('llama_pretrain');
   const ids = g.input('ids', [cfg.batch, seq], 'int64');
   const targets = g.input('targets', [cfg.batch, seq], 'int64');
-  const kindOf = hopKindOf(tok);
+  const kindOf = cfg.hopWithinKind ? hopKindOf(tok) : null; // --hop-within-kind only
   const step = await TrainStep.compile(g, pretrainLoss(model, g, ids, targets, cfg, kindOf), cfg.runner);
   const started = performance.now();
   const before = state.trainSeconds;
@@ -536,7 +536,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
         batch: cfg.batch, seq, families: s < cfg.sumsFirst ? cfg.firstFamilies : CORPUS_FAMILIES,
         corpus: s < cfg.sumsFirst ? firstFamiliesCorpus(stepCorpus) : stepCorpus, pack: cfg.pack, hopLevels: cfg.hopLayers.length,
       });
-      const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])), ...(cfg.hopWithinKind && Object.fromEntries(b.hops.map((h, k) => [`hopkind${k}`, { data: hopKinds(h, kindOf), dims: [cfg.batch, seq] }]))), ...(b.segments && { segments: { data: b.segments, dims: [cfg.batch, seq] } }) };
+      const feeds = { ids: { data: b.ids, dims: [cfg.batch, seq] }, targets: { data: b.targets, dims: [cfg.batch, seq] }, ...Object.fromEntries(b.hops.map((h, k) => [`hop${k}`, { data: h, dims: [cfg.batch, seq] }])), ...(kindOf && Object.fromEntries(b.hops.map((h, k) => [`hopkind${k}`, { data: hopKinds(h, kindOf), dims: [cfg.batch, seq] }]))), ...(b.segments && { segments: { data: b.segments, dims: [cfg.batch, seq] } }) };
       const r = await step.run(params, feeds);
       if (!Number.isFinite(r.loss)) throw new Error(`loss became ${r.loss} at step ${s}; lower the learning rate (--lr)`);
       const lr = learningRate({ lr: cfg.lr, warmup: cfg.warmup, total: cfg.steps, minFraction: cfg.minLrFraction }, s);

@@ -1,7 +1,7 @@
 /** `memgen pretrain`: the stand-in LLaMA base (train/llama-pretrain.ts), saved as a Hugging Face folder. */
 import { GROW_ORDERS, type NamesStage, type PackRows, PRETRAIN_PRESETS, type PretrainPreset, STAND_IN_NOTE, defaultPretrainConfig, formatFamilyAccuracy, partialDir, pretrain } from '../../train/llama-pretrain';
 import { CORPUS_DEFAULTS, CORPUS_FAMILIES } from '../../tasks/corpus';
-import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions } from '../args';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions, share } from '../args';
 import { ProgressBar } from '../progress';
 
 const PRESETS = Object.keys(PRETRAIN_PRESETS) as PretrainPreset[];
@@ -25,12 +25,6 @@ function sumDigits(v: string): number {
   return Number(v);
 }
 
-function share(v: string | undefined, flag: string, example: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const p = Number(v);
-  if (v.trim() === '' || !(p >= 0 && p < 1)) throw new UsageError(`--${flag} must be a share in [0, 1), e.g. ${example}, got ${JSON.stringify(v)}`);
-  return p;
-}
 
 /** `--mix sum4:0.2,colour:0.5,...`: the family weights of the stage (unlisted families weigh 0). */
 function mix(v: string | undefined): Record<string, number> | null {
@@ -107,8 +101,8 @@ export async function pretrainCommand(argv: string[]): Promise<number> {
     firstFamilies: families(v['first-families'] as string | undefined, d.firstFamilies),
     sumDigits: v['sum-digits'] === undefined ? d.sumDigits : sumDigits(v['sum-digits'] as string),
     digitGroup: Number(choice(v['digit-group'], 'digit-group', ['1', '3'] as const, '1')),
-    roundOperands: share(v['round-operands'] as string | undefined, 'round-operands', '0.3 (three operands in ten multiples of 10)', d.roundOperands),
-    directColour: share(v['direct-colour'] as string | undefined, 'direct-colour', '0.3 (three colour stories in ten ask of a name whose colour they state)', d.directColour),
+    roundOperands: share(v['round-operands'], 'round-operands', d.roundOperands, { below1: true, example: '0.3 (three operands in ten multiples of 10)' }),
+    directColour: share(v['direct-colour'], 'direct-colour', d.directColour, { below1: true, example: '0.3 (three colour stories in ten ask of a name whose colour they state)' }),
     mix: mix(v.mix as string | undefined),
     namesSchedule: namesSchedule(v['names-schedule'] as string | undefined),
     pack: packRows(v['no-pack'] as boolean | undefined, v['pack-isolated'] as boolean | undefined),

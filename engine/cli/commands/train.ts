@@ -5,7 +5,7 @@ import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
 import type { RunOutcome, StepEval } from '../../train/run-loop';
-import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions } from '../args';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions, share } from '../args';
 import { ProgressBar } from '../progress';
 import { LLAMA_PROJECTIONS, type LlamaProjection } from '../../models/hooks';
 import { LORA_DEFAULTS } from '../../models/lora';
@@ -24,12 +24,6 @@ export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test s
 
 const SCALES: readonly TaskScale[] = ['tiny', 'paper'];
 
-/** A share in [0, 1]. */
-function share(v: string | boolean | undefined, name: string): number {
-  const x = num(v, name, 0);
-  if (x < 0 || x > 1) throw new UsageError(`--${name} must be a share between 0 and 1, got ${x}`);
-  return x;
-}
 
 export function trainConfigFromArgs(argv: string[]): TrainConfig {
   const v = parse(argv, {
@@ -119,7 +113,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
     logEvery: posInt(v['log-every'], 'log-every', 10),
     maxMinutes: num(v['max-minutes'], 'max-minutes', null),
     stopWhenBoth: num(v['stop-when-both'], 'stop-when-both', null),
-    ...(v['min-plain-accuracy'] === undefined ? {} : { minPlainAccuracy: share(v['min-plain-accuracy'], 'min-plain-accuracy') }),
+    ...(v['min-plain-accuracy'] === undefined ? {} : { minPlainAccuracy: share(v['min-plain-accuracy'], 'min-plain-accuracy', 0) }),
     resume: Boolean(v.resume),
     force: Boolean(v.force),
     runner: runnerOptions(v),
