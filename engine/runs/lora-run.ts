@@ -29,7 +29,8 @@ import { type ManifestCommon, RUN_FILES, RunError, checkManifestCommon, modelHas
 export interface LoraRunManifest extends ManifestCommon {
   format: 'memgen-lora-run/1';
   system: 'lora';
-  base: { dir: string; hashes: Record<string, string>; note: string | null };
+  /** dir: where it was trained from; relative: the same from the run folder (absent before stop 40), so a moved or cloned pair of folders still finds it. */
+  base: { dir: string; relative?: string; hashes: Record<string, string>; note: string | null };
   memRate: number;
   contradictRate?: number;
   memPatternRatio?: number;
@@ -86,6 +87,7 @@ export function checkLoraManifest(m: unknown, file: string): asserts m is LoraRu
   const h = b.hashes;
   if (typeof h !== 'object' || h === null || Array.isArray(h) || !Object.values(h).every((x) => typeof x === 'string')) bad('base.hashes', 'an object of file -> "sha256:<hex>"', h);
   if (b.note !== null && b.note !== undefined && typeof b.note !== 'string') bad('base.note', 'a string or null', b.note);
+  if (b.relative !== undefined && (typeof b.relative !== 'string' || b.relative === '')) bad('base.relative', 'the base folder relative to the run folder', b.relative);
   if (typeof j.memRate !== 'number' || !(j.memRate >= 0 && j.memRate <= 1)) bad('memRate', 'a number in [0, 1]', j.memRate);
   if (j.promptFormat !== 'plain' && j.promptFormat !== 'chat') bad('promptFormat', "'plain' or 'chat'", j.promptFormat);
   const t = j.train as Record<string, unknown>; // an object: checkManifestCommon
@@ -122,12 +124,15 @@ export function changedBaseFiles(recorded: Record<string, string>, now: Record<s
 export function loadLoraRun(dir: string): LoadedLoraRun {
   const manifestFile = path.join(dir, RUN_FILES.manifest);
   const manifest = readLoraManifest(manifestFile);
-  if (!fs.existsSync(manifest.base.dir)) throw new RunError(`${dir}: its base folder ${manifest.base.dir} is missing (${manifestFile} names it; put it back, or fix base.dir)`);
-  const changed = changedBaseFiles(manifest.base.hashes, baseHashes(manifest.base.dir));
+  // where it was trained from, else the same place relative to the run (a clone, a moved pair of folders)
+  const fromRun = manifest.base.relative === undefined ? null : path.resolve(dir, manifest.base.relative);
+  const baseDir = fs.existsSync(manifest.base.dir) || fromRun === null || !fs.existsSync(fromRun) ? manifest.base.dir : fromRun;
+  if (!fs.existsSync(baseDir)) throw new RunError(`${dir}: its base folder ${manifest.base.dir}${fromRun === null ? '' : ` (or ${fromRun}, the same from the run)`} is missing (${manifestFile} names it; put it back, or fix base.dir)`);
+  const changed = changedBaseFiles(manifest.base.hashes, baseHashes(baseDir));
   if (changed.length > 0) {
-    throw new RunError(`${dir}: the base folder ${manifest.base.dir} is not the one this adapter was trained on (sha256 of ${changed.slice(0, 3).join(', ')}${changed.length > 3 ? ', ...' : ''} differs from ${manifestFile})`);
+    throw new RunError(`${dir}: the base folder ${baseDir} is not the one this adapter was trained on (sha256 of ${changed.slice(0, 3).join(', ')}${changed.length > 3 ? ', ...' : ''} differs from ${manifestFile})`);
   }
-  const base = loadLlamaFolder(manifest.base.dir);
+  const base = loadLlamaFolder(baseDir);
   if (!fs.existsSync(path.join(dir, ADAPTER_FILES.model))) throw new RunError(`${dir} has no kept adapter yet (${ADAPTER_FILES.model}); train or resume it`);
   const adapter = loadAdapter(dir, base.config);
   let task: RetokenizedTask;

@@ -12,12 +12,17 @@
  * LLaMA-3's pre-tokenizer split regex, numbers split into runs of at most `digitGroup` digits
  * (LLaMA-3: 3, `\p{N}{1,3}`; 1: one digit per pre-token, as LLaMA-1/2): `onig` for tokenizer.json
  * (Oniguruma), `js` the same in JavaScript syntax (no inline (?i:) group), for learning merges.
+ * With `splitCapitals` a run of two or more capital letters is one pre-token a letter, and
+ * punctuation right before such a run its own (`CIPHERTEXT:QWE` -> C I ... T : Q W E; `Rose`, a
+ * capital before small letters, and ` QUESTION`, a run after a space, stay whole): LLaMA-3 merges
+ * capital runs into pieces, which a 4-layer stand-in does not learn to copy (docs/llama.md).
  */
-export function llama3SplitRegex(digitGroup: number): { onig: string; js: RegExp } {
+export function llama3SplitRegex(digitGroup: number, splitCapitals = false): { onig: string; js: RegExp } {
   const n = digitGroup === 1 ? '\\p{N}' : `\\p{N}{1,${digitGroup}}`;
+  const caps = splitCapitals ? '\\p{Lu}(?=\\p{Lu})|[^\\s\\p{L}\\p{N}]+(?=\\p{Lu}\\p{Lu})|' : '';
   return {
-    onig: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${n}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
-    js: new RegExp(`'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${n}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`, 'gu'),
+    onig: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|${caps}[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${n}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`,
+    js: new RegExp(`'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|${caps}[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|${n}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`, 'gu'),
   };
 }
 

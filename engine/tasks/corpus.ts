@@ -86,7 +86,8 @@
  *                default; \p{N} instead of \p{N}{1,3}, as LLaMA-1/2 split digits: a tiny model adds
  *                digit by digit) or 3 (LLaMA-3's own: every operand of a sum is one token, so which
  *                number an operand is, is a token's identity, as in the paper's LLaMA; memgen
- *                pretrain --digit-group)
+ *                pretrain --digit-group); with `splitCapitals` also capital runs a letter a
+ *                pre-token (bpe.ts llama3SplitRegex; memgen pretrain --split-capitals)
  *   merges     = with digitGroup 3 first every 2- and 3-digit string (both merge orders of a
  *                3-digit one, so each becomes one token whichever pair BPE merges first; LLaMA-3's
  *                vocabulary holds all 1,110), then learned greedily on the pre-token frequencies of
@@ -476,10 +477,10 @@ function numberMerges(digitGroup: number): { vocab: string[]; merges: [string, s
 }
 
 /** The number merges, then greedy BPE merges over pre-token frequencies (header: merges, never between digits). */
-export function learnBaseMerges(texts: readonly string[], count: number, digitGroup = 1): { vocab: string[]; merges: [string, string][] } {
+export function learnBaseMerges(texts: readonly string[], count: number, digitGroup = 1, splitCapitals = false): { vocab: string[]; merges: [string, string][] } {
   const b2u = bytesToUnicode();
   const enc = new TextEncoder();
-  const split = llama3SplitRegex(digitGroup).js;
+  const split = llama3SplitRegex(digitGroup, splitCapitals).js;
   const freq = new Map<string, number>();
   for (const t of texts) for (const m of t.matchAll(split)) freq.set(m[0], (freq.get(m[0]) ?? 0) + 1);
   const isDigit = (s: string) => /^[0-9]+$/.test(s);
@@ -496,12 +497,12 @@ export const docText = (d: CorpusDoc): string => d.prompt + d.sep + d.answer;
  * `sampleDocs` corpus documents drawn from Rng(seed), numbers in runs of `digitGroup` digits (header:
  * pre-tokens; default 1). The chat template is LLaMA-3.2's.
  */
-export function baseTokenizerFiles(opts: { merges?: number; sampleDocs?: number; seed?: number; digitGroup?: number; chatTemplate: string }): {
+export function baseTokenizerFiles(opts: { merges?: number; sampleDocs?: number; seed?: number; digitGroup?: number; splitCapitals?: boolean; chatTemplate: string }): {
   tokenizer: Record<string, unknown>; tokenizerConfig: Record<string, unknown>; vocabSize: number; ids: Record<string, number>;
 } {
   const rng = new Rng(opts.seed ?? 1234);
   const texts = Array.from({ length: opts.sampleDocs ?? 4000 }, () => docText(corpusDoc(rng)));
-  const { tokenizer, addedDecoder, ids, vocabSize } = byteLevelBpeTokenizer(learnBaseMerges(texts, opts.merges ?? 480, opts.digitGroup), BASE_SPECIAL_TOKENS, llama3SplitRegex(opts.digitGroup ?? 1).onig, BOS_TOKEN);
+  const { tokenizer, addedDecoder, ids, vocabSize } = byteLevelBpeTokenizer(learnBaseMerges(texts, opts.merges ?? 480, opts.digitGroup, opts.splitCapitals), BASE_SPECIAL_TOKENS, llama3SplitRegex(opts.digitGroup ?? 1, opts.splitCapitals).onig, BOS_TOKEN);
   const tokenizerConfig = {
     added_tokens_decoder: addedDecoder,
     bos_token: BOS_TOKEN,

@@ -20,7 +20,10 @@
  *               others, e.g. sum4 alone): the adder forms before the stories and tags compete for
  *               the model (docs/llama.md measures why)
  *   numbers   = with --digit-group 3 the tokenizer splits numbers as LLaMA-3's does, in runs of up to
- *               3 digits, each one token (corpus.ts, header: pre-tokens); default 1, a digit a token
+ *               3 digits, each one token (corpus.ts, header: pre-tokens); default 1, a digit a token;
+ *               with --split-capitals a run of capital letters is a token a letter (bpe.ts), as the
+ *               cipher's letters must be for a tiny base to copy them; a stage turns it on by
+ *               rewriting its parent's split regex (the vocabulary is unchanged)
  *   sums      = with --sum-digits D, every partial sum of the sum families is zero-padded to D
  *               digits before it is reversed (corpus.ts; recorded as corpus.sumDigits, which the
  *               LoRA arithmetic runs on the base follow); default 0, unpadded
@@ -98,6 +101,7 @@ import { LlamaInference } from '../models/llama-infer';
 import { loadLlamaFolder } from '../models/llama-folder';
 import { LLAMA32_CHAT_TEMPLATE } from '../models/llama-synthetic';
 import { BASE_MANIFEST_FORMAT, RunError, gitCommit, readJSON, sha256File, writeJSON } from '../runs/run';
+import { llama3SplitRegex } from '../tasks/bpe';
 import { withRunLock } from '../runs/lock';
 import type { RunnerOptions } from '../runtime/runner';
 import { BOS_TOKEN, CORPUS_DEFAULTS, CORPUS_FAMILIES, DEFAULT_MIX_FAMILIES, EOT_TOKEN, PAD_TOKEN_LLAMA, SUM_FAMILIES, type CorpusDoc, type CorpusOptions, baseTokenizerFiles, corpusDescription, corpusDoc, firstFamiliesCorpus, heldOutCorpus, UNORDERED_FAMILIES } from '../tasks/corpus';
@@ -142,6 +146,8 @@ export interface PretrainConfig extends CorpusOptions {
   firstFamilies: readonly string[];
   /** Most digits in one number token (header: numbers): 1 or 3 (LLaMA-3's). A stage keeps its parent's tokenizer. */
   digitGroup: number;
+  /** Capital runs a letter a token (header: numbers); a stage may turn it on, never off. */
+  splitCapitals: boolean;
   /** Story sizes for the first steps (header: names): each range until its step, then `names`; [] = none. */
   namesSchedule: readonly NamesStage[];
   /** true: documents packed; false: one a row; 'isolated': packed, each attending only to itself (header: rows). */
@@ -186,7 +192,7 @@ export const corpusAtStep = (corpus: CorpusOptions, schedule: readonly NamesStag
 export function defaultPretrainConfig(preset: PretrainPreset, out: string): PretrainConfig {
   const p = PRETRAIN_PRESETS[preset];
   return {
-    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, initFrom: null, grow: 'interleave', hopLayers: [], hopWeight: 1, hopWithinKind: false,
+    preset, out, seed: 0, steps: p.steps, batch: p.batch, seq: 64, lr: p.lr, warmup: 100, minLrFraction: 0.1, clip: 1, maxMinutes: null, stopAt: null, sumsFirst: 0, firstFamilies: SUM_FAMILIES, ...CORPUS_DEFAULTS, namesSchedule: [], pack: true, digitGroup: 1, splitCapitals: false, initFrom: null, grow: 'interleave', hopLayers: [], hopWeight: 1, hopWithinKind: false,
     evalPerFamily: 50, evalEvery: 0, logEvery: 10, checkpointEvery: 250, resume: false, force: false, command: `memgen pretrain --preset ${preset} --out ${out}`, runner: {},
   };
 }
@@ -465,17 +471,22 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     const parent = cfg.initFrom === null ? null : parentBase(cfg.initFrom, cfg);
     fs.mkdirSync(work, { recursive: true });
     if (parent === null) {
-      const tf = baseTokenizerFiles({ merges: PRETRAIN_PRESETS[cfg.preset].merges, seed: cfg.seed + 1234, digitGroup: cfg.digitGroup, chatTemplate: LLAMA32_CHAT_TEMPLATE });
+      const tf = baseTokenizerFiles({ merges: PRETRAIN_PRESETS[cfg.preset].merges, seed: cfg.seed + 1234, digitGroup: cfg.digitGroup, splitCapitals: cfg.splitCapitals, chatTemplate: LLAMA32_CHAT_TEMPLATE });
       writeFileAtomic(path.join(work, HF_FILES.tokenizer), JSON.stringify(tf.tokenizer));
       writeFileAtomic(path.join(work, HF_FILES.tokenizerConfig), JSON.stringify(tf.tokenizerConfig, null, 2) + '\n');
       writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: tf.vocabSize, ids: tf.ids, stages: [] });
     } else {
       for (const f of [HF_FILES.tokenizer, HF_FILES.tokenizerConfig]) fs.copyFileSync(path.join(parent.dir, f), path.join(work, f));
-      writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, digitGroup: parent.manifest.tokenizer.digitGroup ?? 1, stages: parent.manifest.stages ?? [parent.manifest.command] });
+      const digitGroup = parent.manifest.tokenizer.digitGroup ?? 1;
+      const splitCapitals = (parent.manifest.tokenizer.splitCapitals ?? false) || cfg.splitCapitals;
+      if (splitCapitals && !parent.manifest.tokenizer.splitCapitals) splitCapitalsInStage(path.join(work, HF_FILES.tokenizer), parent.dir, digitGroup);
+      writeJSON(path.join(work, 'pretrain.json'), { ...cfg, runner: undefined, vocabSize: parent.manifest.tokenizer.vocabSize, ids: parent.ids, digitGroup, splitCapitals, stages: parent.manifest.stages ?? [parent.manifest.command] });
     }
   }
-  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; namesSchedule?: NamesStage[]; pack?: PackRows; hopLayers?: number[]; hopWeight?: number; hopWithinKind?: boolean }>(path.join(work, 'pretrain.json'), 'pretrain settings');
+  const saved = readJSON<{ vocabSize: number; ids: Record<string, number>; preset: PretrainPreset; seed: number } & Partial<CorpusOptions> & { initFrom?: string | null; stages?: string[]; digitGroup?: number; splitCapitals?: boolean; namesSchedule?: NamesStage[]; pack?: PackRows; hopLayers?: number[]; hopWeight?: number; hopWithinKind?: boolean }>(path.join(work, 'pretrain.json'), 'pretrain settings');
   const digitGroup = saved.digitGroup ?? 1; // the tokenizer's (a stage's is its parent's)
+  const splitCapitals = saved.splitCapitals ?? false;
+  if (cfg.splitCapitals && !splitCapitals) throw new RunError(`${work} was started without --split-capitals; resume without it, or start anew with --force`);
   // recorded since each option exists; before, the corpus had its defaults
   // the stories' size after any --names-schedule is always the corpus's (no flag sets it)
   const savedCorpus: CorpusOptions = { ...CORPUS_DEFAULTS, sumDigits: saved.sumDigits ?? 0, roundOperands: saved.roundOperands ?? 0, directColour: saved.directColour ?? 0, mix: saved.mix ?? null };
@@ -574,7 +585,7 @@ async function pretrainUnlocked(cfg: PretrainConfig, hooks: PretrainHooks): Prom
     preset: cfg.preset, seed: cfg.seed, command: cfg.command, stages: [...(saved.stages ?? []), cfg.command],
     train: { steps: s, scheduleSteps: cfg.steps, batch: cfg.batch, seq, lr: cfg.lr, warmup: cfg.warmup, minLrFraction: cfg.minLrFraction, clip: cfg.clip, sumsFirst: cfg.sumsFirst, firstFamilies: cfg.firstFamilies, namesSchedule: cfg.namesSchedule, pack: cfg.pack, hopLayers: cfg.hopLayers, hopWeight: cfg.hopWeight, hopWithinKind: cfg.hopWithinKind },
     corpus: corpusDescription(corpus),
-    tokenizer: { type: `byte-level BPE, LLaMA-3 pre-tokenizer with ${digitGroup === 1 ? 'single digits' : `numbers in runs of up to ${digitGroup} digits`}`, vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges, digitGroup },
+    tokenizer: { type: `byte-level BPE, LLaMA-3 pre-tokenizer with ${digitGroup === 1 ? 'single digits' : `numbers in runs of up to ${digitGroup} digits`}${splitCapitals ? ', capital runs a letter a token' : ''}`, vocabSize: model.vocabSize, merges: PRETRAIN_PRESETS[cfg.preset].merges, digitGroup, splitCapitals },
     finalLoss: loss, trainSeconds: seconds(), dtype: 'bfloat16', heldOutAccuracy: acc, evalPerFamily: cfg.evalPerFamily,
     versions: { memgen: MEMGEN_VERSION, node: process.version, onnxruntime: String(ort.env.versions.node ?? ort.env.versions.common) },
     gitCommit: gitCommit(), createdAt: new Date().toISOString(), hashes,
@@ -596,7 +607,7 @@ export interface BaseManifest {
   stages?: string[];
   preset: PretrainPreset;
   corpus: { sumDigits?: number };
-  tokenizer: { vocabSize: number; digitGroup?: number };
+  tokenizer: { vocabSize: number; digitGroup?: number; splitCapitals?: boolean };
   train: { steps: number };
   finalLoss: number;
   trainSeconds: number;
@@ -620,6 +631,15 @@ function parentBase(dir: string, cfg: PretrainConfig): { dir: string; manifest: 
   }
   const tok = readJSON<{ added_tokens: { id: number; content: string }[] }>(path.join(d, HF_FILES.tokenizer), 'tokenizer');
   return { dir: d, manifest, ids: Object.fromEntries(tok.added_tokens.map((t) => [t.content, t.id])) };
+}
+
+/** A stage's copy of its parent's tokenizer.json with capital runs split (header: numbers): the parent's regex must be the one pretrain writes. */
+function splitCapitalsInStage(file: string, parentDir: string, digitGroup: number): void {
+  const tok = readJSON<{ pre_tokenizer?: { pretokenizers?: { type: string; pattern?: { Regex?: string } }[] } }>(file, 'tokenizer');
+  const split = tok.pre_tokenizer?.pretokenizers?.find((p) => p.type === 'Split')?.pattern;
+  if (split?.Regex !== llama3SplitRegex(digitGroup).onig) throw new RunError(`--split-capitals: ${path.join(parentDir, HF_FILES.tokenizer)} does not split text with the regex memgen pretrain writes; start the stage from a base made by memgen pretrain, or leave --split-capitals out`);
+  split.Regex = llama3SplitRegex(digitGroup, true).onig;
+  writeFileAtomic(file, JSON.stringify(tok));
 }
 
 /** Whether a base of preset `from` grows into preset `to` (header: grow): the same shape but a multiple of its layers. */

@@ -184,7 +184,7 @@ async function trainLoraRunUnlocked(cfg: LoraRunConfig, hooks: LoraRunHooks): Pr
     const now = new Date().toISOString();
     const manifest: LoraRunManifest = {
       format: 'memgen-lora-run/1', system: 'lora', status: 'training',
-      base: { dir: baseDir, hashes: hashesBefore, note: baseNote },
+      base: { dir: baseDir, relative: path.relative(path.resolve(dir), baseDir), hashes: hashesBefore, note: baseNote },
       task: cfg.task, taskDescription: task.description, scale: cfg.scale, seed: cfg.seed, memRate: cfg.memRate, contradictRate: cfg.contradictRate,
       memPatternRatio: cfg.memPatternRatio, colorsPerName: cfg.colorsPerName, storyForm: cfg.storyForm, sumDigits,
       promptFormat: cfg.promptFormat, lora: cfg.lora, command: cfg.command,

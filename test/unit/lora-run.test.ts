@@ -104,6 +104,19 @@ describe('LoRA run', () => {
     expect(loaded.adapter.params.size).toBe(8);
   });
 
+  it('a cloned pair of folders: the base is found relative to the run where its recorded path is gone', () => {
+    const clone = path.join(tmp, 'clone');
+    fs.cpSync(base, path.join(clone, 'base'), { recursive: true });
+    fs.cpSync(path.join(tmp, 'run'), path.join(clone, 'runs', 'run'), { recursive: true });
+    const file = path.join(clone, 'runs', 'run', 'manifest.json');
+    const m = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(m.base.relative).toBe(path.join('..', 'base'));
+    fs.writeFileSync(file, JSON.stringify({ ...m, base: { ...m.base, dir: path.join(tmp, 'gone'), relative: path.join('..', '..', 'base') } }));
+    expect(loadLoraRun(path.join(clone, 'runs', 'run')).base.dir).toBe(path.join(clone, 'base'));
+    fs.writeFileSync(file, JSON.stringify({ ...m, base: { ...m.base, dir: path.join(tmp, 'gone'), relative: path.join('..', 'nowhere') } }));
+    expect(() => loadLoraRun(path.join(clone, 'runs', 'run'))).toThrow(/its base folder .*gone \(or .*nowhere, the same from the run\) is missing/);
+  });
+
   it('resumes exactly and refuses a run folder inside the base', async () => {
     const a = path.join(tmp, 'ra');
     const b = path.join(tmp, 'rb');

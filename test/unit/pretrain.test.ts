@@ -671,6 +671,36 @@ describe('pretrain', () => {
     await expect(pretrain(cfg(path.join(tmp, 'y'), { initFrom: tmp }))).rejects.toThrow(/no manifest\.json; it must be a finished base/);
   });
 
+  it('--split-capitals: a run of capital letters a token a letter (a fresh base, or a stage rewriting its parent\'s regex); words and names unchanged', async () => {
+    const pieces = (dir: string, t: string) => (loadHFTokenizer(dir).tokenizer as Tokenizer).encode(t, { add_special_tokens: false }).tokens;
+    const cipher = 'CIPHERTEXT:QWERTYUIOPASD QUESTION: What is the plaintext? ANS:';
+    const parent = path.join(tmp, 'caps-parent'), stage = path.join(tmp, 'caps-stage'), fresh = path.join(tmp, 'caps-fresh');
+    await pretrain(cfg(parent, { steps: 2, evalPerFamily: 0 }));
+    await pretrain(cfg(stage, { steps: 2, evalPerFamily: 0, initFrom: parent, splitCapitals: true }));
+    await pretrain(cfg(fresh, { steps: 2, evalPerFamily: 0, splitCapitals: true }));
+    expect(pieces(parent, cipher).slice(0, 4)).not.toEqual(['C', 'I', 'P', 'H']); // BPE merges capital runs
+    for (const dir of [stage, fresh]) {
+      const p = pieces(dir, cipher);
+      expect(p.slice(0, 24)).toEqual([...'CIPHERTEXT', ':', ...'QWERTYUIOPASD']);
+      expect(p[24]).toBe('ĠQUESTION'); // a run after a space stays whole
+      expect(pieces(dir, 'HELLO')).toEqual([...'HELLO']);
+      const m = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+      expect(m.tokenizer).toMatchObject({ splitCapitals: true, type: expect.stringMatching(/capital runs a letter a token$/) });
+    }
+    for (const t of [' Rose is eagle. Vicky is red. What color is Vicky?', '12+34+567+8=', '<mem-2d9ba299>']) expect(pieces(stage, t)).toEqual(pieces(parent, t));
+    const parentTok = JSON.parse(fs.readFileSync(path.join(parent, 'tokenizer.json'), 'utf8')), stageTok = JSON.parse(fs.readFileSync(path.join(stage, 'tokenizer.json'), 'utf8'));
+    expect({ ...stageTok, pre_tokenizer: null }).toEqual({ ...parentTok, pre_tokenizer: null }); // the vocabulary is the parent's
+    // a later stage keeps it without the flag
+    const later = path.join(tmp, 'caps-later');
+    await pretrain(cfg(later, { steps: 1, evalPerFamily: 0, initFrom: stage }));
+    expect(pieces(later, 'HELLO')).toEqual([...'HELLO']);
+    // a parent whose split regex is not pretrain's is refused
+    const foreign = path.join(tmp, 'caps-foreign');
+    fs.cpSync(parent, foreign, { recursive: true });
+    fs.writeFileSync(path.join(foreign, 'tokenizer.json'), JSON.stringify({ ...parentTok, pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: '\\s+' }, behavior: 'Isolated', invert: false }] } }));
+    await expect(pretrain(cfg(path.join(tmp, 'caps-x'), { steps: 1, evalPerFamily: 0, initFrom: foreign, splitCapitals: true }))).rejects.toThrow(/--split-capitals: .*caps-foreign\/tokenizer\.json does not split text with the regex memgen pretrain writes/);
+  });
+
   it('--init-from a shallower base of the same width grows it: the grown model starts as the parent\'s function, then trains', async () => {
     const parent = path.join(tmp, 'grow-parent'), same = path.join(tmp, 'grow-same'), grown = path.join(tmp, 'grow-deep');
     await pretrain(cfg(parent, { steps: 30, evalPerFamily: 0 }));
@@ -724,7 +754,7 @@ describe('pretrain', () => {
 });
 
 describe('the committed base that reads stories and adds (runs/base-llama-tiny)', () => {
-  it('answers the two-hop colour question, `Who is like T?` and four-operand sums on held-out documents (docs/llama.md: 97 %, 98 %, 99 %)', async () => {
+  it('answers the two-hop colour question, `Who is like T?` and four-operand sums on held-out documents (docs/llama.md, K5: 98.3 % two-hop of 300, 100 % of 200 sums)', async () => {
     const dir = path.join(__dirname, '..', '..', 'runs', 'base-llama-tiny');
     const base = loadLlamaFolder(dir);
     const tok = loadHFTokenizer(dir);

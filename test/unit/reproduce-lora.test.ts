@@ -19,7 +19,7 @@ import type { PairRecord } from '../../engine/analysis/files';
 import { writeNpy } from '../../engine/analysis/npy';
 import { UsageError } from '../../engine/cli/args';
 import { analyzeCommand, writeStatistics } from '../../engine/cli/commands/analyze';
-import { COMMITTED_BASE, type LoraReproduceSummary, recordedPretrainStages, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
+import { COMMITTED_BASE, type LoraReproduceSummary, recipeArgs, recordedPretrainStages, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
 import { reproduceCommand } from '../../engine/cli/commands/reproduce';
 import { loraSteerRun } from '../../engine/runs/lora-run';
 import { RunError } from '../../engine/runs/run';
@@ -156,14 +156,26 @@ describe('memgen reproduce --system lora', () => {
     expect(() => recordedPretrainStages(dir)).toThrow(/not a `memgen pretrain` command/);
   });
 
-  it('the default base is the committed runs/base-llama-tiny, and --pretrain remakes its three stages in order', () => {
+  it('the default base is the committed runs/base-llama-tiny, and --pretrain remakes its four stages in order (the last splits capital runs)', () => {
     expect(COMMITTED_BASE).toBe(path.join('runs', 'base-llama-tiny'));
     const root = path.resolve(__dirname, '../..');
     const stages = recordedPretrainStages(path.join(root, COMMITTED_BASE));
-    expect(stages).toHaveLength(3);
+    expect(stages).toHaveLength(4);
     for (const s of stages) expect(s.slice(0, 4)).toEqual(['--arch', 'llama', '--preset', 'tiny']);
     for (const s of stages) expect(s).toEqual(expect.arrayContaining(['--pack-isolated', '--hop-within-kind']));
-    expect(stages.map((s) => s[s.indexOf('--mix') + 1])).toEqual(['like:1', 'like:0.5,colour:1', 'sum4:0.5,colour:0.4,like:0.1']);
+    expect(stages.map((s) => s[s.indexOf('--mix') + 1])).toEqual(['like:1', 'like:0.5,colour:1', 'sum4:0.5,colour:0.4,like:0.1', 'sum4:0.35,colour:0.25,like:0.05,tag:0.1,letters:0.25']);
+    expect(stages.map((s) => s.includes('--split-capitals'))).toEqual([false, false, false, true]);
+  });
+
+  it('the cipher recipe adapts the MLPs too; --targets sets every adapter\'s modules', async () => {
+    expect(recipeArgs('cipher', null)).toEqual(expect.arrayContaining(['--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj']));
+    expect(recipeArgs('arithmetic', null)).not.toContain('--targets'); // the train command's default: q_proj, v_proj
+    for (const task of ['arithmetic', 'incontext', 'cipher'] as const) {
+      const r = recipeArgs(task, 'q_proj,v_proj');
+      expect(r.filter((x) => x === '--targets')).toHaveLength(1);
+      expect(r[r.indexOf('--targets') + 1]).toBe('q_proj,v_proj');
+    }
+    await expect(reproduceCommand(['--system', 'lora', '--base', base, '--targets', 'q_proj,wq'])).rejects.toThrow(/unknown --targets module 'wq'; choose from: q_proj/);
   });
 
   it('refuses bad arguments before any work; --system gpt2 stays the default', async () => {
