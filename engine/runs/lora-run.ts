@@ -29,7 +29,7 @@ import { type ManifestCommon, RUN_FILES, RunError, checkManifestCommon, modelHas
 export interface LoraRunManifest extends ManifestCommon {
   format: 'memgen-lora-run/1';
   system: 'lora';
-  /** dir: where it was trained from; relative: the same from the run folder (absent before stop 40), so a moved or cloned pair of folders still finds it. */
+  /** dir: where it was trained from; relative: the same from the run folder (absent before stop 40), looked up first, so a moved or cloned pair of folders finds its own base. */
   base: { dir: string; relative?: string; hashes: Record<string, string>; note: string | null };
   memRate: number;
   contradictRate?: number;
@@ -124,9 +124,9 @@ export function changedBaseFiles(recorded: Record<string, string>, now: Record<s
 export function loadLoraRun(dir: string): LoadedLoraRun {
   const manifestFile = path.join(dir, RUN_FILES.manifest);
   const manifest = readLoraManifest(manifestFile);
-  // where it was trained from, else the same place relative to the run (a clone, a moved pair of folders)
+  // the base where it lies relative to the run (the pair of folders cloned or moved together), else where it was trained from
   const fromRun = manifest.base.relative === undefined ? null : path.resolve(dir, manifest.base.relative);
-  const baseDir = fs.existsSync(manifest.base.dir) || fromRun === null || !fs.existsSync(fromRun) ? manifest.base.dir : fromRun;
+  const baseDir = fromRun !== null && fs.existsSync(fromRun) ? fromRun : manifest.base.dir;
   if (!fs.existsSync(baseDir)) throw new RunError(`${dir}: its base folder ${manifest.base.dir}${fromRun === null ? '' : ` (or ${fromRun}, the same from the run)`} is missing (${manifestFile} names it; put it back, or fix base.dir)`);
   const changed = changedBaseFiles(manifest.base.hashes, baseHashes(baseDir));
   if (changed.length > 0) {

@@ -104,7 +104,7 @@ describe('LoRA run', () => {
     expect(loaded.adapter.params.size).toBe(8);
   });
 
-  it('a cloned pair of folders: the base is found relative to the run where its recorded path is gone', () => {
+  it('a cloned pair of folders: the base is found relative to the run first, then at its recorded path', () => {
     const clone = path.join(tmp, 'clone');
     fs.cpSync(base, path.join(clone, 'base'), { recursive: true });
     fs.cpSync(path.join(tmp, 'run'), path.join(clone, 'runs', 'run'), { recursive: true });
@@ -113,6 +113,8 @@ describe('LoRA run', () => {
     expect(m.base.relative).toBe(path.join('..', 'base'));
     fs.writeFileSync(file, JSON.stringify({ ...m, base: { ...m.base, dir: path.join(tmp, 'gone'), relative: path.join('..', '..', 'base') } }));
     expect(loadLoraRun(path.join(clone, 'runs', 'run')).base.dir).toBe(path.join(clone, 'base'));
+    fs.writeFileSync(file, JSON.stringify({ ...m, base: { ...m.base, relative: path.join('..', 'nowhere') } }));
+    expect(loadLoraRun(path.join(clone, 'runs', 'run')).base.dir).toBe(base); // the recorded path, the relative one being absent
     fs.writeFileSync(file, JSON.stringify({ ...m, base: { ...m.base, dir: path.join(tmp, 'gone'), relative: path.join('..', 'nowhere') } }));
     expect(() => loadLoraRun(path.join(clone, 'runs', 'run'))).toThrow(/its base folder .*gone \(or .*nowhere, the same from the run\) is missing/);
   });
