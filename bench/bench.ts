@@ -104,7 +104,12 @@ const GPT2_SHAPES: GPT2Shape[] = [
 const PEER_SCRIPT = path.resolve(__dirname, '../bench/peers/torch_gpt2.py');
 const TORCH = 'PyTorch (Debian python3-torch, 2 threads)';
 
-async function gpt2Rows(shapes: GPT2Shape[], matmulGflops: number | undefined): Promise<Row[]> {
+/**
+ * The GPT-2 rows. A train step's model FLOP/s is given as a share of the MatMul row twice: by the
+ * medians, and at both rows' fast mode (p90 of each): the machine runs in two speeds about 3x apart
+ * (docs/performance.md, "The MatMul row's two speeds"), so a median may fall in either.
+ */
+async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<Row[]> {
   const rows: Row[] = [];
   for (const s of shapes) {
     const cfg: GPT2Config = { vocabSize: s.V, nPositions: s.T + 64, nEmbd: s.D, nLayer: s.L, nHead: s.H, layerNormEps: 1e-5 };
@@ -130,10 +135,12 @@ async function gpt2Rows(shapes: GPT2Shape[], matmulGflops: number | undefined): 
       warmup: 2, reps: tiny ? 7 : 3, peer: peer('train', tiny ? 4 : 2),
     });
     await step.release();
-    const achieved = (train.value * trainFlopsPerToken(s)) / 1e9;
+    const gflops = (tokensPerS: number) => (tokensPerS * trainFlopsPerToken(s)) / 1e9;
+    const share = (ours: number, row: number) => `${((100 * ours) / row).toFixed(0)}%`;
+    const fast = matmul?.spread ? `, ${share(gflops(train.spread.p90), matmul.spread.p90)} at both rows' fast mode (p90 / p90)` : '';
     rows.push({
       name: `GPT-2 train step (${shape}), incl. JS Adam`, value: train.value, unit: 'tokens/s', spread: train.spread, peer: train.peer,
-      notes: `${achieved.toFixed(1)} GFLOP/s of model FLOPs${matmulGflops ? ` = ${((100 * achieved) / matmulGflops).toFixed(0)}% of the MatMul row` : ''}`,
+      notes: `${gflops(train.value).toFixed(1)} GFLOP/s of model FLOPs${matmul ? ` = ${share(gflops(train.value), matmul.value)} of the MatMul row${fast}` : ''}`,
     });
 
     const inf = await GPT2Inference.create(cfg, params, { runner: { threads: THREADS }, batchSize: s.B });
@@ -170,11 +177,10 @@ type Section = (typeof SECTIONS)[number];
 
 /** The rows of the chosen sections, in order; `runsFrom`: the analysis rows also on an earlier commit's runs. */
 async function rowsOf(sections: Set<Section>, root: string, runsFrom: string | undefined, print: (row: Row) => void): Promise<void> {
-  let matmul: number | undefined;
+  let matmul: Row | undefined;
   if (sections.has('matmul')) {
-    const mm = await matmulRow();
-    matmul = mm.value;
-    print(mm);
+    matmul = await matmulRow();
+    print(matmul);
   }
   if (sections.has('copy')) print(await trainStepRow());
   const shapes = GPT2_SHAPES.filter((s) => sections.has(`gpt2-${s.label}` as Section));
