@@ -167,9 +167,9 @@ describe('memgen reproduce --system lora', () => {
     expect(stages.map((s) => s.includes('--split-capitals'))).toEqual([false, false, false, true]);
   });
 
-  it('the cipher recipe adapts the MLPs too; --targets sets every adapter\'s modules', async () => {
-    expect(recipeArgs('cipher', null)).toEqual(expect.arrayContaining(['--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj']));
-    expect(recipeArgs('arithmetic', null)).not.toContain('--targets'); // the train command's default: q_proj, v_proj
+  it('the arithmetic and cipher recipes adapt the MLPs too; --targets sets every adapter\'s modules', async () => {
+    for (const task of ['arithmetic', 'cipher'] as const) expect(recipeArgs(task, null)).toEqual(expect.arrayContaining(['--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj']));
+    expect(recipeArgs('incontext', null)).not.toContain('--targets'); // the train command's default: q_proj, v_proj
     for (const task of ['arithmetic', 'incontext', 'cipher'] as const) {
       const r = recipeArgs(task, 'q_proj,v_proj');
       expect(r.filter((x) => x === '--targets')).toHaveLength(1);
