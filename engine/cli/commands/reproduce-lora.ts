@@ -50,7 +50,6 @@ import { PROJECTIONS_FILE, type ProjectionsFile, projectionAttribution, readPair
 import { writeFileAtomic } from '../../io/atomic';
 import { writeReport } from '../../report/html';
 import { steeringVerdict } from '../../report/verdict';
-import { LLAMA_PROJECTIONS } from '../../models/hooks';
 import { baseHashes, loadLoraRun } from '../../runs/lora-run';
 import { RunError, readJSON, writeJSON } from '../../runs/run';
 import { PRETRAIN_PRESETS, type PretrainPreset } from '../../train/llama-pretrain';
@@ -62,7 +61,7 @@ import { type StageOutcome, type StageResult, analyzeInTwoPhases, formatTable, i
 import { analyzeCommand } from './analyze';
 import { pretrainCommand } from './pretrain';
 import { steerEvalCommand, sweepCommand } from './steer';
-import { trainCommand } from './train';
+import { loraTargets, trainCommand } from './train';
 
 /** The committed stand-in base (docs/llama.md): the default base, only read. */
 export const COMMITTED_BASE = path.join('runs', 'base-llama-tiny');
@@ -206,7 +205,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
     pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, targets: { type: 'string' }, ...RUNNER_OPTIONS,
   });
   const targets = str(v.targets, 'targets') ?? null;
-  for (const t of targets?.split(',') ?? []) if (!(LLAMA_PROJECTIONS as readonly string[]).includes(t)) throw new UsageError(`unknown --targets module '${t}'; choose from: ${LLAMA_PROJECTIONS.join(', ')}`);
+  if (targets !== null) loraTargets(targets); // refused before any work
   const analyze = deps.analyze ?? analyzeCommand;
   const outDir = str(v.out, 'out') ?? 'runs-reproduce-lora';
   if (v.base !== undefined && v.pretrain) throw new UsageError('--base (use this base) and --pretrain (make one) contradict each other');

@@ -5,7 +5,7 @@ import { PRESET_NAMES, type TrainConfig, defaultTrainConfig } from '../../train/
 import { formatEval } from '../../train/evaluate';
 import { train } from '../../train/trainer';
 import type { RunOutcome, StepEval } from '../../train/run-loop';
-import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions, share } from '../args';
+import { RUNNER_OPTIONS, UsageError, choice, num, onInterrupt, parse, posInt, required, runnerOptions, share, str } from '../args';
 import { ProgressBar } from '../progress';
 import { LLAMA_PROJECTIONS, type LlamaProjection } from '../../models/hooks';
 import { LORA_DEFAULTS } from '../../models/lora';
@@ -24,6 +24,12 @@ export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test s
 
 const SCALES: readonly TaskScale[] = ['tiny', 'paper'];
 
+/** --targets: comma-separated LLaMA projections (undefined: the paper's q_proj, v_proj); an unknown one is refused. */
+export function loraTargets(v: string | undefined): LlamaProjection[] {
+  const targets = (v === undefined ? LORA_DEFAULTS.targetModules : v.split(',').map((t) => t.trim())) as LlamaProjection[];
+  for (const t of targets) if (!LLAMA_PROJECTIONS.includes(t)) throw new UsageError(`unknown --targets module '${t}'; choose from: ${LLAMA_PROJECTIONS.join(', ')}`);
+  return targets;
+}
 
 export function trainConfigFromArgs(argv: string[]): TrainConfig {
   const v = parse(argv, {
@@ -82,8 +88,7 @@ export function loraRunConfigFromArgs(argv: string[]): LoraRunConfig {
   if (!v.lora) throw new UsageError('--base trains a LoRA adapter; add --lora');
   const task = choice(v.task, 'task', TASK_NAMES);
   if (v.resume && v.force) throw new UsageError('--resume and --force contradict each other');
-  const targets = (typeof v.targets === 'string' ? v.targets.split(',').map((t) => t.trim()) : LORA_DEFAULTS.targetModules) as LlamaProjection[];
-  for (const t of targets) if (!LLAMA_PROJECTIONS.includes(t)) throw new UsageError(`unknown --targets module '${t}'; choose from: ${LLAMA_PROJECTIONS.join(', ')}`);
+  const targets = loraTargets(str(v.targets, 'targets'));
   const seed = num(v.seed, 'seed', 0);
   const trainSize = num(v['train-size'], 'train-size', LORA_RUN_DEFAULTS.trainSize);
   const batch = num(v.batch, 'batch', LORA_RUN_DEFAULTS.batch);
