@@ -38,7 +38,10 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const output = vscode.window.createOutputChannel('MemGen', { log: true });
   const statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Left, 10);
   statusItem.command = 'memgen.selectRun';
+  // The run of the prompt file the server evaluated last: the panels show it when memgen.defaultRun is unset.
+  let fileRun: string | null = null;
   const setStatus = (s: lsp.ServerStatus) => {
+    if (s.run) fileRun = s.run;
     const run = s.run ? path.basename(s.run) : config.defaultRun || 'no run';
     const icon = s.state === 'busy' || s.state === 'loading' ? '$(sync~spin)' : s.state === 'error' ? '$(error)' : s.state === 'untrusted' ? '$(shield)' : '$(beaker)';
     statusItem.text = s.state === 'untrusted' ? `${icon} MemGen: untrusted workspace, no model runs` : `${icon} MemGen: ${run} · ${s.provider}`;
@@ -83,7 +86,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       extensionUri: context.extensionUri,
       defaultRun: () => {
         const root = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-        return config.defaultRun ? path.resolve(root ?? '', config.defaultRun) : null;
+        return config.defaultRun ? path.resolve(root ?? '', config.defaultRun) : fileRun;
       },
     }),
     clearInlineOnEdit(),

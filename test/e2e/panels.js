@@ -1,5 +1,6 @@
 // The MemGen panels in the real editor (code-server + Debian Chromium via playwright-core), on the
-// committed analysed run the example file names (`run:`; examples/arithmetic.memgen: runs/arithmetic-small): opens each panel (side-bar views and editor tabs),
+// committed analysed run the example file names (`run:`; examples/arithmetic.memgen: runs/arithmetic-small): opens the
+// example (the panels open on its run), then each panel (side-bar views and editor tabs),
 // checks what it shows against the run's files, hovers / clicks / zooms the NMD map, measures the
 // map's frame rate while zooming and panning (on the run, and at 28 x 3072 with an array this
 // script computes, for timing only), checks that a hidden panel restores its state, steers a
@@ -80,9 +81,27 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     // always it ("Preferences: Browse Color Themes in Marketplace" comes before "... Color Theme").
     const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${rowLabel.replace(/"/g, '')}"]`).first();
     await row.waitFor({ timeout: 20000 });
+    await page.waitForTimeout(300); // let file search's rows arrive: they reorder the list
     await row.click();
   }
   const command = (title) => quickAccess(`>${title}`, title);
+  /**
+   * Opens the example file by quick access and checks that its tab is the active one: the list
+   * reorders while file search answers (recently opened rows first), so a click can land on a
+   * neighbour (arithmetic-tiny.memgen); then it tries again.
+   */
+  async function openExample() {
+    const active = page.locator(`.tab.active[aria-label*="${path.basename(fileName)}"]`);
+    for (let attempt = 1; ; attempt++) {
+      await quickAccess(fileName, path.basename(fileName));
+      try {
+        await active.waitFor({ timeout: 10000 });
+        return;
+      } catch (e) {
+        if (attempt === 3) throw e;
+      }
+    }
+  }
 
   // textContent, not innerText: SVG text has no innerText.
   const text = async (f, sel, timeout = WAIT_MS) => {
@@ -108,6 +127,14 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     await page.waitForSelector('.monaco-workbench', { timeout: 60000 });
     await page.waitForSelector('.explorer-folders-view .monaco-list-row', { timeout: 60000 });
     log('workbench loaded');
+
+    // ── the example prompt file first, as a researcher opens it: the panels open on its run
+    await check('opening the example file makes its run the one the panels show', async () => {
+      await openExample();
+      const status = page.locator('.statusbar-item', { hasText: `MemGen: ${RUN_NAME}` }).first();
+      await status.waitFor({ timeout: WAIT_MS });
+      return (await status.innerText()).replace(/\s+/g, ' ');
+    });
 
     // ── side bar: the MemGen container with the Neurons view
     await check('the MemGen activity-bar container shows the Neurons view with the run', async () => {
@@ -219,8 +246,7 @@ const readJson = (f) => JSON.parse(fs.readFileSync(path.join(RUN, f), 'utf8'));
     // ── Activations (side bar) and a steer
     await check('Activations view follows the cursor; a steer shows in Steering and as the shift', async () => {
       await command('View: Close All Editors');
-      await quickAccess(fileName, path.basename(fileName));
-      await page.waitForSelector(`.tab[aria-label*="${path.basename(fileName)}"]`, { timeout: 20000 });
+      await openExample();
       await page.click('.activitybar .action-item a[aria-label*="MemGen"]');
       await collapseView('Neurons');
       await expandView('Activations');

@@ -17,7 +17,7 @@ export interface PanelDeps {
   output: vscode.LogOutputChannel;
   bus: PanelBus;
   extensionUri: vscode.Uri;
-  /** The default run (memgen.defaultRun) as an absolute folder, or null. */
+  /** The run a panel opens on: memgen.defaultRun as an absolute folder, else the run of the prompt file evaluated last, or null. */
   defaultRun(): string | null;
 }
 
