@@ -19,7 +19,8 @@
  *                                at the last position of each call: the last prompt position in prefill
  *                                and every generated position; every other position is unchanged.
  *                                steer.{i} is a required input (zeros = no steering), so a forgotten
- *                                feed is refused, never defaulted.
+ *                                feed is refused, never defaulted. steerAt 'prompt' feeds zeros to
+ *                                the generated positions: the last prompt position alone is shifted.
  * The site vectors returned are taken after steering. Steering at ln2 shifts only that block's MLP
  * input; at resid_pre / resid_post it shifts the residual stream, so later blocks see it too.
  *
@@ -37,14 +38,14 @@
  * sum log p / its length; at the length limit the live ones join the finished (same score). The
  * output is the best finished hypothesis (ties: the one found first). The K live rows of every prompt
  * share one batch; the cache follows them by gathering rows (KVCache.keepRows). Steering is as in
- * greedy decoding: every call's last position. hidden and firstLogits are the prefill's, as in greedy.
+ * greedy decoding: every call's last position (or the prefill's alone, steerAt 'prompt'). hidden and firstLogits are the prefill's, as in greedy.
  */
 import { Graph, ops } from '../graph';
 import { arange, dimOf, takeLast } from '../graph/ops/extra';
 import type { ParamSet } from '../io/params';
 import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
-import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, isGPT2Site, siteName } from './hooks';
+import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, type SteerAt, isGPT2Site, siteName } from './hooks';
 import { logSoftmaxRow } from '../util/softmax';
 import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
 
@@ -55,6 +56,14 @@ export interface GenerateOptions {
   steer?: Float32Array[];
   /** Beam width (1, the default: greedy; see the header). */
   beams?: number;
+  /** Where steer applies: 'all' (default, the paper's) or 'prompt' (the last prompt position only; see the header). */
+  steerAt?: SteerAt;
+}
+
+/** The steer feeds of a prefill and of the decode steps after it. */
+interface SteerFeeds {
+  prompt: Record<string, HostTensor>;
+  decode: Record<string, HostTensor>;
 }
 
 export interface GenerateResult {
@@ -144,7 +153,8 @@ export class GPT2Inference {
     const beams = opts.beams ?? 1;
     if (!Number.isInteger(beams) || beams < 1) throw new Error(`beams must be a positive integer, got ${opts.beams}`);
     prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
-    const steer = this.steerFeeds(opts.steer);
+    const feeds = this.steerFeeds(opts.steer);
+    const steer: SteerFeeds = { prompt: feeds, decode: (opts.steerAt ?? 'all') === 'all' ? feeds : this.steerFeeds(undefined) };
     const n = prompts.length;
     const res: GenerateResult = {
       tokens: prompts.map(() => []),
@@ -181,11 +191,11 @@ export class GPT2Inference {
     prompts: readonly number[][],
     rows: readonly number[],
     opts: GenerateOptions,
-    steer: Record<string, HostTensor>,
+    steer: SteerFeeds,
     res: GenerateResult,
   ): Promise<void> {
     const { vocabSize: V, nPositions } = this.cfg;
-    const pre = await this.prefill(prompts, rows, opts.maxNewTokens, steer, res);
+    const pre = await this.prefill(prompts, rows, opts.maxNewTokens, steer.prompt, res);
     if (opts.maxNewTokens === 0) return;
     const { T, cache } = pre;
     let logits = pre.logits; // [B, V]
@@ -211,7 +221,7 @@ export class GPT2Inference {
         cache.keepRows(keep);
         live = keep.map((r) => live[r]);
       }
-      const step = await this.runner.run({ input_ids: { data: int64(next), dims: [next.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
+      const step = await this.runner.run({ input_ids: { data: int64(next), dims: [next.length, 1] }, ...cache.feeds(), ...steer.decode }, ['logits', ...this.newNames]);
       cache.append(step);
       logits = step.logits.data as Float32Array;
     }
@@ -239,11 +249,11 @@ export class GPT2Inference {
     rows: readonly number[],
     opts: GenerateOptions,
     K: number,
-    steer: Record<string, HostTensor>,
+    steer: SteerFeeds,
     res: GenerateResult,
   ): Promise<void> {
     const { vocabSize: V, nPositions } = this.cfg;
-    const pre = await this.prefill(prompts, rows, opts.maxNewTokens, steer, res);
+    const pre = await this.prefill(prompts, rows, opts.maxNewTokens, steer.prompt, res);
     if (opts.maxNewTokens === 0) return;
     const { T, cache } = pre;
     let logits = pre.logits;
@@ -290,7 +300,7 @@ export class GPT2Inference {
       if (nextLive.length === 0) return;
       cache.keepRows(nextLive.map((b) => b.row));
       live = nextLive.map((b) => ({ prompt: b.prompt, hyp: b.hyp }));
-      const step = await this.runner.run({ input_ids: { data: int64(nextLive.map((b) => b.tok)), dims: [nextLive.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
+      const step = await this.runner.run({ input_ids: { data: int64(nextLive.map((b) => b.tok)), dims: [nextLive.length, 1] }, ...cache.feeds(), ...steer.decode }, ['logits', ...this.newNames]);
       cache.append(step);
       logits = step.logits.data as Float32Array;
     }

@@ -97,3 +97,11 @@ export function parseLlamaSiteName(name: string, nLayer?: number): { layer: numb
   if (nLayer !== undefined && layer >= nLayer) throw new Error(`'${name}': layer ${layer} does not exist; the model has layers 0..${nLayer - 1}`);
   return { layer, site: m[2] };
 }
+
+/**
+ * Where a steer vector is added: 'all' = the last prompt position and every generated position (the
+ * paper's, method.md section 6); 'prompt' = the last prompt position only (the decision's position:
+ * the generated tokens' positions are left as the model computes them).
+ */
+export type SteerAt = 'all' | 'prompt';
+export const STEER_AT: readonly SteerAt[] = ['all', 'prompt'];

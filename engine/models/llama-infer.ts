@@ -18,6 +18,7 @@
  *                               position of each call: the last prompt position in prefill and every
  *                               generated position; other positions unchanged. steer.{i} is a
  *                               required input (zeros = no steering), so a forgotten feed is refused.
+ *                               steerAt 'prompt' feeds zeros to the generated positions.
  * Site vectors are returned after steering. Decoding is greedy (argmax, ties to the lowest id);
  * prompts are grouped by length and cut into batches; a sequence stops at any of eosIds (not
  * returned), after maxNewTokens, or when its next position would pass max_position_embeddings.
@@ -27,7 +28,7 @@ import { arange, dimOf, takeLast } from '../graph/ops/extra';
 import { runnerForGraph } from '../io/onnx-external';
 import type { ParamSet } from '../io/params';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
-import { DEFAULT_LLAMA_SITE, type LlamaSite, isLlamaSite, llamaSiteName } from './hooks';
+import { DEFAULT_LLAMA_SITE, type LlamaSite, type SteerAt, isLlamaSite, llamaSiteName } from './hooks';
 import { type LlamaConfig, type LlamaKV, type LlamaSiteHook, checkLlamaConfig, llamaHead, llamaParamInitializers, llamaSiteWidth, llamaTrunk } from './llama';
 import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
 import { type LoraConfig, loraGraphTensors, loraTargets } from './lora';
@@ -54,6 +55,8 @@ export interface LlamaGenerateOptions {
   steer?: Float32Array[];
   /** Beam search is GPT-2's only (gpt2-infer.ts): anything but 1 is refused. */
   beams?: number;
+  /** Where steer applies: 'all' (default, the paper's) or 'prompt' (the last prompt position only). */
+  steerAt?: SteerAt;
 }
 
 export interface LlamaGenerateResult {
@@ -170,7 +173,8 @@ export class LlamaInference {
       eos.push(opts.eosId);
     }
     prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
-    const steer = this.steerFeeds(opts.steer);
+    const feeds = this.steerFeeds(opts.steer);
+    const steer = { prompt: feeds, decode: (opts.steerAt ?? 'all') === 'all' ? feeds : this.steerFeeds(undefined) };
     const n = prompts.length;
     const sites = new Map(this.readSites.map((s) => [s, new Float32Array(n * L * llamaSiteWidth(this.cfg, s))]));
     const res: LlamaGenerateResult = {
@@ -192,13 +196,13 @@ export class LlamaInference {
     await this.runner.release();
   }
 
-  private async generateBatch(prompts: readonly number[][], rows: readonly number[], maxNew: number, eos: readonly number[], steer: Record<string, HostTensor>, res: LlamaGenerateResult): Promise<void> {
+  private async generateBatch(prompts: readonly number[][], rows: readonly number[], maxNew: number, eos: readonly number[], steer: { prompt: Record<string, HostTensor>; decode: Record<string, HostTensor> }, res: LlamaGenerateResult): Promise<void> {
     const { numLayers: L, vocabSize: V, maxPositions, numKVHeads, headDim } = this.cfg;
     const T = prompts[rows[0]].length;
     const cache = new KVCache(L, numKVHeads, headDim, rows.length, Math.min(T + Math.max(maxNew - 1, 0), maxPositions));
     const names = this.readSites.map((s) => this.siteNames(s));
     const out = await this.runner.run(
-      { input_ids: { data: int64(rows.flatMap((i) => prompts[i])), dims: [rows.length, T] }, ...cache.feeds(), ...steer },
+      { input_ids: { data: int64(rows.flatMap((i) => prompts[i])), dims: [rows.length, T] }, ...cache.feeds(), ...steer.prompt },
       ['logits', ...names.flat(), ...(maxNew > 0 ? this.newNames : [])],
     );
     rows.forEach((i, r) => {
@@ -233,7 +237,7 @@ export class LlamaInference {
         cache.keepRows(keep);
         live = keep.map((r) => live[r]);
       }
-      const step = await this.runner.run({ input_ids: { data: int64(next), dims: [next.length, 1] }, ...cache.feeds(), ...steer }, ['logits', ...this.newNames]);
+      const step = await this.runner.run({ input_ids: { data: int64(next), dims: [next.length, 1] }, ...cache.feeds(), ...steer.decode }, ['logits', ...this.newNames]);
       cache.append(step);
       logits = step.logits.data as Float32Array;
     }

@@ -20,7 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type BehaviourCounts, type NeuronsFile, analysisDir, analysisPath, analysisStaleness, readNeurons } from '../analysis/files';
 import { readNpy } from '../analysis/npy';
-import type { GPT2Site } from '../models/hooks';
+import type { GPT2Site, SteerAt } from '../models/hooks';
 import type { SiteFamily } from '../models/sites';
 import { isMemgenRunFolder } from '../runs/hf-model';
 import { RUN_FILES, RunError, readJSON, writeJSON } from '../runs/run';
@@ -171,6 +171,10 @@ export interface SteeringFile {
   seed: number;
   /** Beam width of the generations (1: greedy; absent in files written before beams existed). */
   beams?: number;
+  /** Where the shift applied (models/hooks.ts SteerAt; absent = 'all', files written before it existed). */
+  steerAt?: SteerAt;
+  /** The layers the ranking and the baselines were restricted to (--layers); null or absent: all. */
+  layers?: number[] | null;
   starts: StartsInfo;
   cells: SteeringCell[];
   paper: PaperReference | null;
@@ -222,6 +226,10 @@ export interface SweepFile {
   seed: number;
   /** Beam width (1: greedy). */
   beams?: number;
+  /** Where the shift applied (absent = 'all'). */
+  steerAt?: SteerAt;
+  /** The layers each topN was ranked within (--layers); null or absent: all. */
+  layers?: number[] | null;
   starts: StartsInfo;
   cells: SweepCell[];
   best: SweepBest | null;

@@ -1,6 +1,8 @@
 /**
  * Inference-time intervention (method.md section 6): the steering vectors, one [d] vector per layer,
- * that gpt2-infer.ts adds at the hook site at the last prompt position and every generated position.
+ * that gpt2-infer.ts / llama-infer.ts add at the hook site at the last prompt position and every
+ * generated position (the paper's; steerAt 'prompt', steer-eval --steer-at prompt: the last prompt
+ * position alone).
  *
  *   targeted   for each kept neuron (layer l, index i) of the ranking (rank.ts, top topN by |rho|):
  *                toward gen ('mem->gen'):  steer[l][i] = +alpha * NMD[l, i]
@@ -17,7 +19,9 @@
  *                       position (the draw order is random, so the assignment is too).
  *     'uniform'         (b) shifts uniform in [-v, v] on a random neuron set of the same size (drawn as
  *                       in (a)), v = max |shift| of the targeted intervention.
- *   The random sets may overlap the targeted one (uniform over ALL positions, as the paper's).
+ *   The random sets may overlap the targeted one (uniform over ALL positions, as the paper's; with
+ *   `layers` given, as the targeted ranking was restricted to (steer-eval --layers), over those
+ *   layers' positions only, so that the baselines steer where the method does).
  *
  * Everything is indexed layer-major, j = layer * d + index, as nmd.npy / rho.npy.
  */
@@ -175,13 +179,15 @@ export function drawPositions(total: number, k: number, rng: Rng): number[] {
  * A baseline of a targeted (or custom) intervention, seeded; see the header. `shape` must be the
  * targeted intervention's.
  */
-export function baselineIntervention(kind: BaselineKind, of: Intervention, shape: SteerShape, seed: number): Intervention {
+export function baselineIntervention(kind: BaselineKind, of: Intervention, shape: SteerShape, seed: number, layers?: readonly number[]): Intervention {
   if (!BASELINES.includes(kind)) throw new Error(`unknown baseline '${kind as string}'; choose one of: ${BASELINES.join(', ')}`);
   checkShape(shape);
   if (of.vectors.length !== shape.layers || of.vectors.some((v) => v.length !== shape.d)) throw new Error(`the intervention's vectors are not ${shape.layers} x ${shape.d}`);
   const rng = new Rng(seed);
   const k = of.shifts.length;
-  const positions = drawPositions(shape.layers * shape.d, k, rng);
+  const pool = layers ?? Array.from({ length: shape.layers }, (_, l) => l);
+  // Drawn over the pool's positions (all layers: j itself), then mapped to the layer they belong to.
+  const positions = drawPositions(pool.length * shape.d, k, rng).map((p) => pool[Math.floor(p / shape.d)] * shape.d + (p % shape.d));
   const v = of.description.maxAbsShift;
   const values = kind === 'random-neurons'
     ? of.shifts.map((s) => s.value)

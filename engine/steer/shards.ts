@@ -28,6 +28,7 @@ import type { BehaviourCounts } from '../analysis/files';
 import { SHARDS_DIR, analysisDir } from '../analysis/files';
 import { SHARD_BLOCK, type Shard, completeShardSet, nextOwned, shardLabel, shardName } from '../analysis/shards';
 import { readJSON, writeJSON } from '../runs/run';
+import type { SteerAt } from '../models/hooks';
 import type { Behaviour } from '../tasks/task';
 import { type SteeringFile, type StartsInfo, type SweepCell, writeSteerFile } from './files';
 import type { Direction, InterventionKind } from './intervention';
@@ -56,6 +57,8 @@ interface CommonShardOptions {
   /** The unsharded job's --batch (it sets where that job stops drawing). */
   batch: number;
   beams: number;
+  steerAt: SteerAt;
+  layers: number[] | null;
   neuronsFrom: string | null;
   allowStale: boolean;
 }
@@ -201,12 +204,12 @@ export function mergeSteerShards(runDir: string, prepare: Prepare): string[] {
     const { shards, setup } = readShardSet<SteerShardFile>(runDir, dir, 'steering', command, prepare);
     const o = shards[0].f.options;
     const { picked, info } = mergeStarts(runDir, dir, shards);
-    const cells: CellResult[] = steeringInterventions(setup, { ...o, picks: o.picks ?? undefined }).map(({ method, intervention }) => {
+    const cells: CellResult[] = steeringInterventions(setup, { ...o, picks: o.picks ?? undefined, layers: o.layers ?? undefined }).map(({ method, intervention }) => {
       const d = intervention.description.direction;
       const rows = rowsOf(shards, picked[d], (c) => c.method === method && c.direction === d, `${d} ${method}`);
       return cellResult(intervention, picked[d], { outputs: rows.map((r) => r.cell.outputs[r.j]), behaviours: rows.map((r) => r.cell.behaviours[r.j]), probs: rows.map((r) => r.cell.probs[r.j]) });
     });
-    const file: SteeringFile = steeringFile(setup, { ...o, picks: o.picks ?? undefined }, info, cells, sumSeconds(shards));
+    const file: SteeringFile = steeringFile(setup, { ...o, picks: o.picks ?? undefined, layers: o.layers ?? undefined }, info, cells, sumSeconds(shards));
     written.push(writeSteerFile(runDir, 'steering', file, o.out));
   }
   return written;
@@ -220,7 +223,7 @@ export function mergeSweepShards(runDir: string, prepare: Prepare): string {
   const o = shards[0].f.options;
   const { picked, info } = mergeStarts(runDir, dir, shards);
   const cells: SweepCell[] = [];
-  for (const e of sweepEntries(setup, o, o.seed, o.baselines)) {
+  for (const e of sweepEntries(setup, o, o.seed, o.baselines, o.layers ?? undefined)) {
     const method = e.intervention.description.kind;
     const rows = rowsOf(shards, picked[e.direction], (c) => c.alpha === e.alpha && c.topN === e.topN && c.direction === e.direction && c.method === method, `alpha ${e.alpha} topN ${e.topN} ${e.direction} ${method}`);
     cells.push(sweepCell(e, rows.map((r) => r.cell.behaviours[r.j]), rows.map((r) => r.cell.probs[r.j])));

@@ -36,7 +36,7 @@ import * as path from 'node:path';
 import type { BehaviourCounts } from '../analysis/files';
 import { rankNeurons } from '../analysis/rank';
 import type { GenerateOptions, GenerateResult } from '../models/gpt2-infer';
-import type { GPT2Site } from '../models/hooks';
+import type { GPT2Site, SteerAt } from '../models/hooks';
 import { type SiteFamily, familyField, familySiteName } from '../models/sites';
 import { type LoadedRun, RunError, loadRun, modelHash } from '../runs/run';
 import { type Behaviour, type Example, type Task, deriveSeed, firstAnswerTokens } from '../tasks/task';
@@ -103,6 +103,8 @@ export interface LoopControl {
   onGenerated?: (count: number) => void;
   /** Beam width of every generation (1, the default: greedy). */
   beams?: number;
+  /** Where the shift applies (gpt2-infer.ts SteerAt; default 'all', the paper's). */
+  steerAt?: SteerAt;
 }
 
 /** One starting input and its unsteered output. */
@@ -221,7 +223,7 @@ export async function steeredOutputs(
   for (let s = 0; s < inputs.length; s += batch) {
     if (ctl.shouldStop?.()) throw new SteerInterrupted();
     const chunk = inputs.slice(s, s + batch);
-    const res = await model.generate(chunk.map((x) => x.ids), { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId, steer, beams: ctl.beams });
+    const res = await model.generate(chunk.map((x) => x.ids), { maxNewTokens: task.maxAnswerTokens, eosId: tok.eoaId, steer, beams: ctl.beams, steerAt: ctl.steerAt });
     chunk.forEach((x, i) => {
       const output = tok.decode(res.tokens[i]);
       outputs.push(output);
@@ -340,6 +342,8 @@ export interface SteerEvalOptions extends LoopControl {
   /** Steer these neurons instead of the top-N ('custom'). */
   picks?: { layer: number; index: number }[];
   alpha: number;
+  /** Rank (and draw the baselines) within these layers only (--layers; absent: all layers, the paper's). */
+  layers?: number[];
   /** Starting inputs wanted per direction. */
   n: number;
   seed: number;
@@ -357,11 +361,11 @@ export interface SteerEvalResult {
 }
 
 /** The steering vectors of the targeted (or custom) method for a direction. */
-export function methodIntervention(setup: SteerSetup<SteerRun>, topN: number, picks: { layer: number; index: number }[] | undefined, alpha: number, direction: Direction): Intervention {
+export function methodIntervention(setup: SteerSetup<SteerRun>, topN: number, picks: { layer: number; index: number }[] | undefined, alpha: number, direction: Direction, layers?: readonly number[]): Intervention {
   const { source } = setup;
   const shape = { layers: source.neurons.layers, d: source.neurons.d };
   if (picks) return customIntervention(picks, source.nmd, shape, source.neurons.site, alpha, direction, source.neurons.family);
-  const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, source.neurons.site, topN, source.neurons.family);
+  const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, source.neurons.site, topN, source.neurons.family, layers);
   return targetedIntervention(ranked, source.nmd, shape, alpha, direction);
 }
 
@@ -373,7 +377,7 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
   if (model.site !== sourceInfo.site) throw new Error(`the model hooks site ${model.site}, the neurons are at ${sourceInfo.site}: create it with { site: '${sourceInfo.site}' }`);
   if (model.cfg.nLayer !== sourceInfo.layers || model.cfg.nEmbd !== sourceInfo.d) throw new Error(`the model is ${model.cfg.nLayer} x ${model.cfg.nEmbd}, the neurons ${sourceInfo.layers} x ${sourceInfo.d}`);
   const start = Date.now();
-  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams };
+  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams, steerAt: opts.steerAt };
 
   const starts = await drawStarts(task, model, {
     n: opts.n, seed: opts.seed, maxTries: opts.maxTries, shard: opts.shard, ...ctl,
@@ -397,20 +401,20 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
 }
 
 /** The interventions of the table's cells, in its order: per direction, the method (targeted or custom), then the baselines. */
-export function steeringInterventions(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed'>): { method: InterventionKind; intervention: Intervention }[] {
+export function steeringInterventions(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'layers'>): { method: InterventionKind; intervention: Intervention }[] {
   const shape = { layers: setup.sourceInfo.layers, d: setup.sourceInfo.d };
   const methods: InterventionKind[] = [opts.picks ? 'custom' : 'targeted', ...BASELINES];
   return DIRECTIONS.flatMap((direction) => {
-    const main = methodIntervention(setup, opts.topN, opts.picks, opts.alpha, direction);
+    const main = methodIntervention(setup, opts.topN, opts.picks, opts.alpha, direction, opts.layers);
     return methods.map((method) => ({
       method,
-      intervention: method === 'targeted' || method === 'custom' ? main : baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length)),
+      intervention: method === 'targeted' || method === 'custom' ? main : baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length), opts.layers),
     }));
   });
 }
 
 /** steering.json's content from the starts and the cells (steerEval's, or the merge of its shards'). */
-export function steeringFile(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'n' | 'beams'>, starts: StartsInfo, cells: CellResult[], seconds: number): SteeringFile {
+export function steeringFile(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'n' | 'beams' | 'steerAt' | 'layers'>, starts: StartsInfo, cells: CellResult[], seconds: number): SteeringFile {
   const { run, sourceInfo } = setup;
   const task = run.task;
   const warnings = [...setup.warnings];
@@ -426,7 +430,7 @@ export function steeringFile(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOp
     format: 'memgen-steering/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
     site: sourceInfo.site, siteNames: Array.from({ length: sourceInfo.layers }, (_, l) => familySiteName(l, sourceInfo.site, sourceInfo.family)),
     neurons: sourceInfo, method: opts.picks ? 'custom' : 'targeted', topN: opts.picks ? null : opts.topN,
-    count: main?.count ?? 0, alpha: opts.alpha, seed: opts.seed, beams: opts.beams ?? 1, starts,
+    count: main?.count ?? 0, alpha: opts.alpha, seed: opts.seed, beams: opts.beams ?? 1, steerAt: opts.steerAt ?? 'all', layers: opts.layers ?? null, starts,
     cells: cells.map(({ outputs: _o, behaviours: _b, probs: _p, ...c }) => c),
     paper, warnings, createdAt: new Date().toISOString(), seconds,
   };
@@ -442,6 +446,9 @@ const METHOD_LABEL: Record<InterventionKind, string> = {
 
 const fmt = (x: number) => x.toFixed(1);
 
+/** The printed note of a file's steerAt: nothing for the paper's 'all'. */
+export const steerAtNote = (at: SteerAt | undefined): string => (at === 'prompt' ? 'shift at the last prompt position only (--steer-at prompt); ' : '');
+
 /**
  * The table: rows = methods (targeted or custom, random neurons, uniform); per direction the columns
  * % gen, % mem, % other, n; each percentage followed by the paper's in parentheses when it has one.
@@ -450,13 +457,13 @@ export function formatSteeringTable(f: SteeringFile): string {
   const lines: string[] = [];
   const ref: PaperReference | null = f.paper;
   const src = f.neurons;
-  const what = f.method === 'custom' ? `${f.count} picked neurons` : `top ${fmt(100 * (f.topN ?? 0))}% by |rho| = ${f.count} of ${src.layers} x ${src.d} neurons`;
+  const what = f.method === 'custom' ? `${f.count} picked neurons` : `top ${fmt(100 * (f.topN ?? 0))}% by |rho| = ${f.count} of ${f.layers ? `layers ${f.layers.join(',')} (${f.layers.length}` : `${src.layers}`} x ${src.d}${f.layers ? ')' : ''} neurons`;
   const from = src.experiment === 'same-run' ? 'this run\'s analysis' : `${src.run} (${src.task ?? '?'}, ${src.experiment})`;
   lines.push(`steering ${f.run}: ${f.taskDescription}`);
   lines.push(`site ${f.site} (${f.siteNames[0]} .. ${f.siteNames[f.siteNames.length - 1]}); ${what}, from ${from} (${src.pairs} pairs); alpha ${f.alpha}`);
   const main = f.cells.find((c) => c.method === 'targeted' || c.method === 'custom');
   if (main) lines.push(`steered sites: ${main.intervention.sites.map((s, i) => `${s} (${main.intervention.perLayer[main.intervention.layers[i]]})`).join(', ')}; max |shift| ${main.intervention.maxAbsShift.toPrecision(3)}`);
-  lines.push(`${(f.beams ?? 1) > 1 ? `beam search, ${f.beams} beams; ` : 'greedy decoding; '}starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried (gen ${f.starts.counts.gen}, mem ${f.starts.counts.mem}, other ${f.starts.counts.other})`);
+  lines.push(`${(f.beams ?? 1) > 1 ? `beam search, ${f.beams} beams; ` : 'greedy decoding; '}${steerAtNote(f.steerAt)}starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried (gen ${f.starts.counts.gen}, mem ${f.starts.counts.mem}, other ${f.starts.counts.other})`);
   lines.push('');
   const w = 14;
   const methods = [...new Set(f.cells.map((c) => c.method))];

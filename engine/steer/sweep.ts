@@ -23,6 +23,7 @@
 import { rankNeurons, topCount } from '../analysis/rank';
 import type { Shard } from '../analysis/shards';
 import { familySiteName } from '../models/sites';
+import type { SteerAt } from '../models/hooks';
 import type { Behaviour } from '../tasks/task';
 import {
   PAPER_GPT2_SETTING,
@@ -45,6 +46,7 @@ import {
   meanFirst,
   runCell,
   tally,
+  steerAtNote,
 } from './steer-eval';
 
 export const SWEEP_ALPHAS: readonly number[] = [1, 5, 20, 60, 120];
@@ -65,6 +67,10 @@ export interface SweepOptions {
   batch?: number;
   /** Beam width (1: greedy). */
   beams?: number;
+  /** Where the shift applies (models/hooks.ts SteerAt; default 'all'). */
+  steerAt?: SteerAt;
+  /** Rank each topN (and draw the baselines) within these layers only (default: all). */
+  layers?: number[];
   shouldStop?: () => boolean;
   onProgress?: (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number; cell?: SweepCell }) => void;
   /** Starting inputs drawn before (e.g. by steer-eval with the same seed); drawn here when absent. */
@@ -139,19 +145,19 @@ export interface SweepEntry {
  * The grid's interventions in the order of its cells (topN-major, alpha ascending, then direction,
  * then targeted and the baselines), made lazily: one ranking per topN, vectors one cell at a time.
  */
-export function* sweepEntries(setup: SteerSetup<SteerRun>, grid: { alphas: readonly number[]; topNs: readonly number[] }, seed: number, baselines: boolean): Generator<SweepEntry> {
+export function* sweepEntries(setup: SteerSetup<SteerRun>, grid: { alphas: readonly number[]; topNs: readonly number[] }, seed: number, baselines: boolean, layers?: readonly number[]): Generator<SweepEntry> {
   const { source, sourceInfo } = setup;
   const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
-  const count = (topN: number) => topCount(topN, shape.layers * shape.d);
+  const count = (topN: number) => topCount(topN, (layers?.length ?? shape.layers) * shape.d);
   for (const topN of grid.topNs) {
-    const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN, sourceInfo.family);
+    const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN, sourceInfo.family, layers);
     for (const alpha of grid.alphas) {
       for (const direction of DIRECTIONS) {
         const targeted = targetedIntervention(ranked, source.nmd, shape, alpha, direction);
         yield { alpha, topN, count: count(topN), direction, intervention: targeted };
         if (!baselines) continue;
         for (const kind of BASELINES) {
-          yield { alpha, topN, count: count(topN), direction, intervention: baselineIntervention(kind, targeted, shape, baselineSeed(seed, kind, direction, targeted.shifts.length)) };
+          yield { alpha, topN, count: count(topN), direction, intervention: baselineIntervention(kind, targeted, shape, baselineSeed(seed, kind, direction, targeted.shifts.length), layers) };
         }
       }
     }
@@ -169,7 +175,7 @@ export function sweepCell(e: SweepEntry, behaviours: readonly Behaviour[], probs
 }
 
 /** sweep.json's content from the starts and the cells (sweep's, or the merge of its shards', steer/shards.ts). */
-export function sweepFile(setup: SteerSetup<SteerRun>, opts: { alphas: number[]; topNs: number[]; baselines: boolean; seed: number; beams?: number },
+export function sweepFile(setup: SteerSetup<SteerRun>, opts: { alphas: number[]; topNs: number[]; baselines: boolean; seed: number; beams?: number; steerAt?: SteerAt; layers?: number[] | null },
   starts: StartsInfo, cells: SweepCell[], complete: boolean, seconds: number): SweepFile {
   const { run, sourceInfo } = setup;
   const task = run.task;
@@ -182,7 +188,7 @@ export function sweepFile(setup: SteerSetup<SteerRun>, opts: { alphas: number[];
   return {
     format: 'memgen-sweep/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
     site: sourceInfo.site, neurons: sourceInfo, alphas: opts.alphas, topNs: opts.topNs, baselines: opts.baselines, seed: opts.seed, beams: opts.beams ?? 1,
-    starts, cells, best: bestCell(cells, opts.baselines), paperSetting, complete, warnings,
+    steerAt: opts.steerAt ?? 'all', layers: opts.layers ?? null, starts, cells, best: bestCell(cells, opts.baselines), paperSetting, complete, warnings,
     createdAt: new Date().toISOString(), seconds,
   };
 }
@@ -196,7 +202,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   const n = opts.n ?? 100;
   const withBaselines = opts.baselines ?? true;
   if (model.site !== sourceInfo.site) throw new Error(`the model hooks site ${model.site}, the neurons are at ${sourceInfo.site}`);
-  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams };
+  const ctl = { batch: opts.batch, shouldStop: opts.shouldStop, beams: opts.beams, steerAt: opts.steerAt };
   const started = Date.now();
 
   const starts = opts.starts ?? await drawStarts(task, model, {
@@ -213,7 +219,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   const results: CellResult[] = [];
   let complete = true;
   try {
-    for (const e of sweepEntries(setup, grid, opts.seed, withBaselines)) {
+    for (const e of sweepEntries(setup, grid, opts.seed, withBaselines, opts.layers)) {
       const before = done;
       const r = await runCell(task, model, starts.inputs[e.direction], e.intervention, { ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }) }, 0);
       const cell = sweepCell(e, r.behaviours, r.probs);
@@ -226,7 +232,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
     if (!(e instanceof SteerInterrupted)) throw e;
     complete = false;
   }
-  const file = sweepFile(setup, { ...grid, baselines: withBaselines, seed: opts.seed, beams: opts.beams }, starts.info, cells, complete, (Date.now() - started) / 1000);
+  const file = sweepFile(setup, { ...grid, baselines: withBaselines, seed: opts.seed, beams: opts.beams, steerAt: opts.steerAt, layers: opts.layers }, starts.info, cells, complete, (Date.now() - started) / 1000);
   return { file, starts, results };
 }
 
@@ -242,8 +248,8 @@ export function formatSweep(f: SweepFile): string {
   lines.push(`sweep of ${f.run}: ${f.taskDescription}`);
   const src = f.neurons;
   const from = src.experiment === 'same-run' ? 'this run\'s analysis' : `${src.run} (${src.task ?? '?'}, ${src.experiment})`;
-  lines.push(`site ${f.site} (${familySiteName(0, f.site, src.family)} .. ${familySiteName(src.layers - 1, f.site, src.family)}); neurons re-ranked by |rho| from ${from} (${src.pairs} pairs) for each topN`);
-  lines.push(`starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried`);
+  lines.push(`site ${f.site} (${familySiteName(0, f.site, src.family)} .. ${familySiteName(src.layers - 1, f.site, src.family)}); neurons re-ranked by |rho| from ${from} (${src.pairs} pairs) for each topN${f.layers ? `, within layers ${f.layers.join(',')} (the baselines' neurons too)` : ''}`);
+  lines.push(`${steerAtNote(f.steerAt)}starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried`);
   const w = 15;
   const cellOf = (alpha: number, topN: number, dir: Direction, pred: (m: SweepCell['method']) => boolean) =>
     f.cells.filter((c) => c.alpha === alpha && c.topN === topN && c.direction === dir && pred(c.method));

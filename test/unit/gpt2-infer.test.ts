@@ -13,7 +13,7 @@ import {
 } from '../../engine/models/gpt2';
 import { GPT2Inference, buildInferenceGraph } from '../../engine/models/gpt2-infer';
 import { KVCache } from '../../engine/models/kv-cache';
-import { GPT2_SITES, type GPT2Site, parseSiteName, siteName } from '../../engine/models/hooks';
+import { GPT2_SITES, type GPT2Site, type SteerAt, parseSiteName, siteName } from '../../engine/models/hooks';
 import { Runner } from '../../engine/runtime/runner';
 import { Rng } from '../../engine/util/rng';
 
@@ -47,14 +47,14 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 
 /**
  * The reference without a cache: logits at the last position of the whole sequence, recomputed from
- * scratch with a static graph; the steering rule applied by a hook at positions >= steerFrom.
+ * scratch with a static graph; the steering rule applied by a hook at positions steerFrom..steerTo-1.
  */
-async function referenceLogits(params: ParamSet, seq: number[], site: GPT2Site, steer?: Float32Array[], steerFrom = seq.length - 1): Promise<Float32Array> {
+async function referenceLogits(params: ParamSet, seq: number[], site: GPT2Site, steer?: Float32Array[], steerFrom = seq.length - 1, steerTo = Infinity): Promise<Float32Array> {
   const g = new Graph('reference');
   const w = gpt2ParamInitializers(g, cfg, params);
   const T = seq.length;
   const ids = g.input('ids', [1, T], 'int64');
-  const mask = g.constant(Array.from({ length: T }, (_, t) => (t >= steerFrom ? 1 : 0)), [T, 1], 'bool');
+  const mask = g.constant(Array.from({ length: T }, (_, t) => (t >= steerFrom && t < steerTo ? 1 : 0)), [T, 1], 'bool');
   const hook = (l: number, s: GPT2Site, x: Tensor) => (steer && s === site ? ops.where(mask, ops.add(x, g.constant(steer[l], [d])), x) : x);
   g.output(gpt2Head(cfg, w, gpt2Trunk(cfg, w, ids, ops.range(g, T), { hook }).h), 'logits'); // (1, T, V)
   const r = await Runner.fromGraph(g, RUNNER);
@@ -63,12 +63,12 @@ async function referenceLogits(params: ParamSet, seq: number[], site: GPT2Site, 
   return out.subarray((T - 1) * V);
 }
 
-/** Greedy generation by recomputing the whole sequence at every step (no cache). */
-async function referenceGenerate(params: ParamSet, prompt: number[], maxNew: number, eos: number, site: GPT2Site = 'ln2', steer?: Float32Array[]) {
+/** Greedy generation by recomputing the whole sequence at every step (no cache); steerAt as GenerateOptions'. */
+async function referenceGenerate(params: ParamSet, prompt: number[], maxNew: number, eos: number, site: GPT2Site = 'ln2', steer?: Float32Array[], steerAt: SteerAt = 'all') {
   const seq = [...prompt];
   const tokens: number[] = [];
   while (tokens.length < maxNew && seq.length <= cfg.nPositions) {
-    const tok = argmax(await referenceLogits(params, seq, site, steer, prompt.length - 1));
+    const tok = argmax(await referenceLogits(params, seq, site, steer, prompt.length - 1, steerAt === 'prompt' ? prompt.length : Infinity));
     if (tok === eos) return { tokens, eos: true };
     tokens.push(tok);
     seq.push(tok);
@@ -224,6 +224,22 @@ describe('steering: h_site[last] += steer_i', () => {
       // The vectors change what comes after the first token, so the decode steps' steering is checked too.
       expect(res.tokens[0].slice(1)).not.toEqual(plain.tokens[0].slice(1));
       expect(res.tokens[0]).toEqual(ref.tokens);
+    });
+  }
+
+  for (const site of ['ln2', 'resid_post'] as const) {
+    it(`at ${site}, steerAt 'prompt' equals recomputation steered at the last prompt position alone`, async () => {
+      const r = new Rng(42);
+      const steer = Array.from({ length: L }, () => randomVec(r, 3));
+      const all = await inf[site].generate(prompts.slice(0, 2), { maxNewTokens: 5, eosId: -1, steer });
+      const res = await inf[site].generate(prompts.slice(0, 2), { maxNewTokens: 5, eosId: -1, steer, steerAt: 'prompt' });
+      const ref = await referenceGenerate(params, prompts[0], 5, -1, site, steer, 'prompt');
+      expect(res.tokens[0]).toEqual(ref.tokens);
+      // The prefill is steered alike (first token, site vectors, first logits); the decode steps differ.
+      expect(res.tokens[0][0]).toBe(all.tokens[0][0]);
+      expect(res.hidden).toEqual(all.hidden);
+      expect(res.firstLogits).toEqual(all.firstLogits);
+      expect(res.tokens[0]).not.toEqual(all.tokens[0]);
     });
   }
 

@@ -272,13 +272,13 @@ function randomParams(cfg: LlamaConfig, seed: number): ParamSet {
   return p;
 }
 
-/** Logits [T, V] of one sequence with the static training graph; a hook adds `steer` at positions >= steerFrom. */
-async function staticLogits(cfg: LlamaConfig, params: ParamSet, seq: number[], steer?: { site: LlamaSite; vecs: Float32Array[]; from: number }): Promise<Float32Array> {
+/** Logits [T, V] of one sequence with the static training graph; a hook adds `steer` at positions from..to-1 (to: the end). */
+async function staticLogits(cfg: LlamaConfig, params: ParamSet, seq: number[], steer?: { site: LlamaSite; vecs: Float32Array[]; from: number; to?: number }): Promise<Float32Array> {
   const g = new Graph('static');
   const w = llamaParamInitializers(g, cfg, params);
   const T = seq.length;
   const ids = g.input('ids', [1, T], 'int64');
-  const mask = steer && g.constant(Array.from({ length: T }, (_, t) => (t >= steer.from ? 1 : 0)), [T, 1], 'bool');
+  const mask = steer && g.constant(Array.from({ length: T }, (_, t) => (t >= steer.from && t < (steer.to ?? Infinity) ? 1 : 0)), [T, 1], 'bool');
   const hook = (l: number, s: LlamaSite, x: Tensor) => (steer && s === steer.site ? ops.where(mask!, ops.add(x, g.constant(steer.vecs[l], [steer.vecs[l].length])), x) : x);
   g.output(steer ? llamaHead(cfg, w, llamaTrunk(cfg, w, ids, ops.range(g, T), { hook }).h) : llamaForward(cfg, w, ids), 'logits');
   const r = await Runner.fromGraph(g, RUNNER);
@@ -359,6 +359,18 @@ describe('LLaMA inference', () => {
     }
     expect(ours.tokens[0]).toEqual(seq.slice(prompt.length));
     await expect(inf.generate([prompt], { maxNewTokens: 1, steer: [vecs[0]] })).rejects.toThrow(/2 layers/);
+    // steerAt 'prompt': the last prompt position alone (larger vectors, so that the decode steps' steering shows).
+    const big = vecs.map((v) => v.map((x) => 4 * x));
+    const atAll = await inf.generate([prompt], { maxNewTokens: 4, eosIds: [], steer: big });
+    const atPrompt = await inf.generate([prompt], { maxNewTokens: 4, eosIds: [], steer: big, steerAt: 'prompt' });
+    const seq2 = [...prompt];
+    for (let k = 0; k < 4; k++) {
+      const logits = await staticLogits(cfg, params, seq2, { site: 'resid_post', vecs: big, from: prompt.length - 1, to: prompt.length });
+      seq2.push(argmax(logits.subarray((seq2.length - 1) * cfg.vocabSize)));
+    }
+    expect(atPrompt.tokens[0]).toEqual(seq2.slice(prompt.length));
+    expect(atPrompt.firstLogits).toEqual(atAll.firstLogits);
+    expect(atPrompt.tokens[0]).not.toEqual(atAll.tokens[0]);
   });
 
   it('grouped-query attention equals multi-head attention with each key/value head repeated', async () => {

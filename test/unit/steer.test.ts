@@ -114,6 +114,25 @@ describe('intervention vectors', () => {
     expect(() => drawPositions(5, 6, rng)).toThrow(/cannot draw 6/);
   });
 
+  it('--layers: the ranking and both baselines stay within the given layers; all layers give the paper\'s draw', () => {
+    const rho = Float32Array.from(NMD, (x) => x / 2);
+    const within = rankNeurons(rho, NMD, L, D, 'ln2', 0.4, 'gpt2', [2]);
+    expect(within).toHaveLength(2); // round(0.4 * 1 x 5)
+    expect(within.map((e) => e.layer)).toEqual([2, 2]);
+    expect(within.map((e) => e.index)).toEqual([4, 0]); // |rho| order within layer 2
+    expect(rankNeurons(rho, NMD, L, D, 'ln2', 0.4, 'gpt2', [0, 1, 2])).toEqual(rankNeurons(rho, NMD, L, D, 'ln2', 0.4));
+    expect(() => rankNeurons(rho, NMD, L, D, 'ln2', 0.4, 'gpt2', [3])).toThrow(/layer 3 does not exist/);
+    expect(() => rankNeurons(rho, NMD, L, D, 'ln2', 0.4, 'gpt2', [1, 1])).toThrow(/repeats a layer/);
+    const t = targetedIntervention(within, NMD, shape, 1, 'mem->gen');
+    for (const kind of ['random-neurons', 'uniform'] as const) {
+      for (let seed = 0; seed < 20; seed++) {
+        expect(baselineIntervention(kind, t, shape, seed, [1, 2]).shifts.every((s) => s.layer === 1 || s.layer === 2)).toBe(true);
+        // All layers listed = no list: the same draw as before the option existed.
+        expect(baselineIntervention(kind, t, shape, seed, [0, 1, 2]).shifts).toEqual(baselineIntervention(kind, t, shape, seed).shifts);
+      }
+    }
+  });
+
   it('is deterministic per seed', () => {
     const t = targetedIntervention(KEPT, NMD, shape, 5, 'mem->gen');
     for (const kind of ['random-neurons', 'uniform'] as const) {
@@ -318,11 +337,24 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
     expect(p.cells[0].intervention.layers).toEqual([0, last]);
     await expect(steerEvalCommand(['--run', run, '--pick', `blocks.9.${setup.sourceInfo.site}:1`])).rejects.toThrow(/--pick: .*layer 9 does not exist/);
 
+    // --layers and --steer-at: recorded and printed; bad values refused before any generation.
+    const ly = await quiet(() => steerEvalCommand(['--run', run, '--n', '5', '--threads', '1', '--layers', String(last), '--topn', '0.5', '--steer-at', 'prompt']));
+    expect(ly.code).toBe(0);
+    const lf = JSON.parse(fs.readFileSync(steerPath(run, 'steering'), 'utf8')) as SteeringFile;
+    expect(lf).toMatchObject({ layers: [last], steerAt: 'prompt', count: Math.round(0.5 * setup.sourceInfo.d) });
+    for (const c of lf.cells) expect(c.intervention.layers).toEqual([last]);
+    expect(ly.out).toContain(`of layers ${last} (1 x ${setup.sourceInfo.d}) neurons`);
+    expect(ly.out).toContain('shift at the last prompt position only');
+    await expect(steerEvalCommand(['--run', run, '--layers', '9'])).rejects.toThrow(/--layers 9: layer 9 does not exist/);
+    await expect(steerEvalCommand(['--run', run, '--steer-at', 'first'])).rejects.toThrow(/--steer-at must be one of all, prompt, got first/);
+    await expect(steerEvalCommand(['--run', run, '--layers', '0', '--pick', `blocks.0.${setup.sourceInfo.site}:1`])).rejects.toThrow(/give one of them/);
+
     const sw = await quiet(() => sweepCommand(['--run', run, '--n', '5', '--threads', '1', '--alphas', '1,5', '--topns', '0.1', '--no-baselines']));
     expect(sw.code).toBe(0);
     const s = JSON.parse(fs.readFileSync(steerPath(run, 'sweep'), 'utf8')) as SweepFile;
     expect(s).toMatchObject({ format: 'memgen-sweep/1', alphas: [1, 5], topNs: [0.1], baselines: false, complete: true });
     expect(s.cells).toHaveLength(2 * 2);
     expect(sw.out).toMatch(/alpha \\ topN/);
+    expect(s).toMatchObject({ steerAt: 'all', layers: null });
   });
 });

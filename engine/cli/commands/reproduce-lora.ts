@@ -60,7 +60,7 @@ import { formatSeconds } from '../progress';
 import { type StageOutcome, type StageResult, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
 import { analyzeCommand } from './analyze';
 import { pretrainCommand } from './pretrain';
-import { steerEvalCommand, sweepCommand } from './steer';
+import { steerAtOption, steerEvalCommand, sweepCommand } from './steer';
 import { loraTargets, trainCommand } from './train';
 
 /** The committed stand-in base (docs/llama.md): the default base, only read. */
@@ -74,7 +74,8 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
             [--base BASE (only read; default ${COMMITTED_BASE}) | --pretrain [--preset ${Object.keys(PRETRAIN_PRESETS).join('|')}] (remake the base into
             DIR/base: the committed base's command, or the preset's)]
             [--targets q_proj,v_proj,... (every adapter's modules; default the recipe's: q_proj,v_proj as the paper,
-            the arithmetic and cipher adapters' with the MLPs too)] [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)]
+            the arithmetic and cipher adapters' with the MLPs too)] [--steer-at all|prompt (every steer and sweep: all, the
+            paper's, or the last prompt position only)] [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)]
             [--threads N] [--provider cpu|cuda]`;
 
 /** The tasks of Tables 2-4; cipher has Table 5 (the appendix) alone. */
@@ -202,10 +203,12 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const v = parse(argv, {
     base: { type: 'string' }, pretrain: { type: 'boolean' }, preset: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
     'pretrain-steps': { type: 'string' }, epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'eval-n': { type: 'string' },
-    pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, targets: { type: 'string' }, ...RUNNER_OPTIONS,
+    pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, targets: { type: 'string' }, 'steer-at': { type: 'string' }, ...RUNNER_OPTIONS,
   });
   const targets = str(v.targets, 'targets') ?? null;
   if (targets !== null) loraTargets(targets); // refused before any work
+  const steerAt = steerAtOption(v['steer-at']);
+  const steerAtArgs = steerAt === 'all' ? [] : ['--steer-at', steerAt];
   const analyze = deps.analyze ?? analyzeCommand;
   const outDir = str(v.out, 'out') ?? 'runs-reproduce-lora';
   if (v.base !== undefined && v.pretrain) throw new UsageError('--base (use this base) and --pretrain (make one) contradict each other');
@@ -363,7 +366,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
       else {
         r = await stage(label, name, `topN ${s.topN}, alpha ${s.alpha}, n = ${steerN} -> ${s.file} (log: ${logFile(s.run.name, 'steer')})`, async () => {
           const status = await loggedCommand(logFile(s.run.name, 'steer'), steerEvalCommand, ['--run', s.run.dir, ...(s.from === s.run ? [] : ['--neurons-from', s.from.dir]),
-            '--topn', String(s.topN), '--alpha', String(s.alpha), '--n', String(steerN), ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...runnerArgs]);
+            '--topn', String(s.topN), '--alpha', String(s.alpha), '--n', String(steerN), ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...steerAtArgs, ...runnerArgs]);
           if (status !== 'done') return { status, detail: `see ${logFile(s.run.name, 'steer')}` };
           return { status, detail: steeringVerdict(readJSON<SteeringFile>(s.file, 'steering table')).line };
         });
@@ -380,7 +383,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
       else {
         await stage(r.name, 'sweep', `alpha x topN, n = ${sweepN} (log: ${logFile(r.name, 'sweep')})`, async () => {
           const status = await loggedCommand(logFile(r.name, 'sweep'), sweepCommand, ['--run', r.dir, '--n', String(sweepN),
-            ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...runnerArgs]);
+            ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...steerAtArgs, ...runnerArgs]);
           return { status, detail: status === 'done' ? '' : `see ${logFile(r.name, 'sweep')}` };
         }, r.name);
       }
@@ -407,7 +410,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const exitCode = ctl.stopped() ? 130 : failed ? 1 : 0;
   const summary: LoraReproduceSummary = {
     format: 'memgen-reproduce-lora/1', out: outDir, base: { dir: base, given: givenBase !== undefined, unchanged },
-    setting: "the paper's: Tables 2, 5 PAPER_LLAMA_SETTING (incontext topN 0.05 alpha 5, arithmetic topN 0.1 alpha 1, cipher topN 0.1 alpha 5); Tables 3, 4 the topN / alpha of the paper's row",
+    setting: `the paper's: Tables 2, 5 PAPER_LLAMA_SETTING (incontext topN 0.05 alpha 5, arithmetic topN 0.1 alpha 1, cipher topN 0.1 alpha 5); Tables 3, 4 the topN / alpha of the paper's row${steerAt === 'prompt' ? '; the shift at the last prompt position only (--steer-at prompt; the paper: every position)' : ''}`,
     runs: RUNS.map((r) => ({ name: r.name, task: r.task, seed: r.seed, dir: r.dir, kept: keptEval(r.dir), pairs: pairsOf(r.dir), stages: byRun.get(r.name)! })),
     tables: STEERS.map((s) => tableEntry(s, steered.get(s) ?? null)),
     figure5: RUNS.flatMap((r) => {

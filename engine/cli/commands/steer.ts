@@ -16,6 +16,7 @@
  * `memgen merge` writes the table and sweep.json. An interrupted shard writes nothing.
  */
 import { GPT2Inference } from '../../models/gpt2-infer';
+import { STEER_AT, type SteerAt } from '../../models/hooks';
 import { type SweepCell, defaultAlpha, steeringOutPath, writeSteerFile } from '../../steer/files';
 import { parsePicks } from '../../steer/intervention';
 import type { LoadedRun } from '../../runs/run';
@@ -25,6 +26,7 @@ import { RUN_FILES, RunError } from '../../runs/run';
 import type { RunnerOptions } from '../../runtime/runner';
 import { type Starts, type SteerModel, type SteerRun, SteerInterrupted, type SteerSetup, formatSteeringTable, prepareSteering, steerEval } from '../../steer/steer-eval';
 import { type Shard, parseShard, shardLabel } from '../../analysis/shards';
+import { checkLayers } from '../../analysis/rank';
 import { writeSteerShard, writeSweepShard } from '../../steer/shards';
 import { SWEEP_ALPHAS, SWEEP_TOPNS, type SweepResult, formatSweep, sweep } from '../../steer/sweep';
 import { RUNNER_OPTIONS, UsageError, num, onInterrupt, parse, required, runnerOptions, str, writesRun } from '../args';
@@ -39,12 +41,15 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
             --run RUN [--neurons-from RUN2 (another run's analysis: intra- / inter-task)] [--out FILE.json] [--topn F (0.1)]
             [--alpha A (paper: incontext 1, arithmetic 5)] [--n N (200)] [--seed S (the run's)] [--max-tries N (30 n)]
             [--pick blocks.3.ln2:71,... (steer these neurons instead of the top N)] [--allow-stale] [--batch N (256)]
-            [--beams K (1: greedy; the reference decodes with 5)] [--threads N] [--provider cpu|cuda]
+            [--beams K (1: greedy; the reference decodes with 5)] [--steer-at all|prompt (all: the last prompt position and
+            every generated one, the paper's; prompt: the last prompt position only)] [--layers 2,3 (rank within these
+            layers; the baselines draw from them too)] [--threads N] [--provider cpu|cuda]
             [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]
   sweep     The alpha x topN grid of steering, both directions, success and % other per cell, into
             RUN/analysis/sweep.json.
             --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
-            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--threads N] [--provider cpu|cuda]
+            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--steer-at all|prompt] [--layers LIST] [--threads N]
+            [--provider cpu|cuda]
             [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]
             steer-eval and sweep: ${TASK_OPTIONS_HELP}`;
 
@@ -58,6 +63,26 @@ export function pickOption(text: string | undefined, setup: SteerSetup<SteerRun>
   } catch (e) {
     throw new UsageError(`--pick: ${(e as Error).message}`);
   }
+}
+
+/** --steer-at all|prompt (models/hooks.ts SteerAt). */
+export function steerAtOption(v: string | boolean | undefined): SteerAt {
+  const s = str(v, 'steer-at') ?? 'all';
+  if (!(STEER_AT as readonly string[]).includes(s)) throw new UsageError(`--steer-at must be one of ${STEER_AT.join(', ')}, got ${s}`);
+  return s as SteerAt;
+}
+
+/** --layers 2,3: the layers the top-N ranking and the baselines are restricted to (undefined: all). */
+export function layersOption(v: string | boolean | undefined, setup: SteerSetup<SteerRun>): number[] | undefined {
+  const s = str(v, 'layers');
+  if (s === undefined) return undefined;
+  const layers = s.split(',').map((x) => x.trim()).filter((x) => x !== '').map(Number);
+  try {
+    checkLayers(layers, setup.sourceInfo.layers);
+  } catch (e) {
+    throw new UsageError(`--layers ${s}: ${(e as Error).message} (0-based, comma-separated, e.g. --layers ${setup.sourceInfo.layers - 1})`);
+  }
+  return layers;
 }
 
 export const positiveInt = (x: number, name: string): number => {
@@ -81,7 +106,7 @@ function numList(v: string | boolean | undefined, name: string, fallback: readon
 
 const COMMON = {
   run: { type: 'string' }, 'neurons-from': { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' },
-  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, ...RUNNER_OPTIONS, ...TASK_OPTIONS,
+  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, 'steer-at': { type: 'string' }, layers: { type: 'string' }, ...RUNNER_OPTIONS, ...TASK_OPTIONS,
 } as const;
 
 /** Progress of the two phases on stderr: starting inputs found, then steered generations. */
@@ -193,15 +218,18 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const model = await steerModel(setup, runnerOptions(v), batch);
   try {
     const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
+    const steerAt = steerAtOption(v['steer-at']);
+    const layers = layersOption(v.layers, setup);
+    if (layers && picks) throw new UsageError('--layers restricts the top-N ranking; --pick names the neurons itself: give one of them');
     const r = await steerEval({
-      setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch, beams,
+      setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch, beams, steerAt, layers,
       shard, shouldStop: () => stop, onProgress: progressPrinter(2 * (shard?.quota ?? n)),
     });
     if (shard) {
       const out = outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run);
       const neuronsFrom = str(v['neurons-from'], 'neurons-from') ?? null;
       const file = writeSteerShard(setup.run, shard, {
-        n, seed, maxTries: r.file.starts.maxTries, batch, topN, picks: picks ?? null, alpha, beams, neuronsFrom, allowStale: Boolean(v['allow-stale']), out,
+        n, seed, maxTries: r.file.starts.maxTries, batch, topN, picks: picks ?? null, alpha, beams, steerAt, layers: layers ?? null, neuronsFrom, allowStale: Boolean(v['allow-stale']), out,
       }, setup.modelHash, r);
       reportShard(shard, r, 'every cell run', file, runDir);
       return 0;
@@ -238,6 +266,8 @@ async function sweepCli(argv: string[]): Promise<number> {
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const shard = shardOption(v, n);
   const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
+  const steerAt = steerAtOption(v['steer-at']);
+  const layers = layersOption(v.layers, setup);
   const baselines = !v['no-baselines'];
   describeSetup(setup);
 
@@ -250,7 +280,7 @@ async function sweepCli(argv: string[]): Promise<number> {
   let r: SweepResult;
   try {
     r = await sweep({
-      setup, model, alphas, topNs, n, seed, baselines, batch, beams,
+      setup, model, alphas, topNs, n, seed, baselines, batch, beams, steerAt, layers,
       maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'),
       shard, shouldStop: () => stop, onProgress: progressPrinter(2 * (shard?.quota ?? n)),
     });
@@ -271,7 +301,7 @@ async function sweepCli(argv: string[]): Promise<number> {
       return 130;
     }
     const file = writeSweepShard(setup.run, shard, {
-      n, seed, maxTries: result.starts.maxTries, batch, beams, neuronsFrom: str(v['neurons-from'], 'neurons-from') ?? null, allowStale: Boolean(v['allow-stale']),
+      n, seed, maxTries: result.starts.maxTries, batch, beams, steerAt, layers: layers ?? null, neuronsFrom: str(v['neurons-from'], 'neurons-from') ?? null, allowStale: Boolean(v['allow-stale']),
       alphas: result.alphas, topNs: result.topNs, baselines,
     }, setup.modelHash, r);
     reportShard(shard, r, `${result.cells.length} cells run`, file, runDir);
