@@ -19,7 +19,7 @@ import type { ProbesFile } from '../analysis/probe-layers';
 import { ADAPTER_FILES } from '../models/lora';
 import { checkLoraManifest } from '../runs/lora-run';
 import { type Manifest, RUN_FILES, RunError, checkManifestCommon, modelFile, modelHash, readJSON, readTrainLog, trainLogProblem } from '../runs/run';
-import { type SteeringFile, type SweepFile, steerPath, transferSteerFiles } from '../steer/files';
+import { type SteeringFile, type SweepFile, steerPath, transferSteerFiles, variantSteerFiles } from '../steer/files';
 import { PROJECTIONS_FILE, type ProjectionsFile } from '../analysis/projection-attribution';
 import type { EvalPoint } from './figures';
 
@@ -46,6 +46,8 @@ export interface ReportData {
   steering: SteeringFile | null;
   /** steer-eval with another run's neurons (steering-from-*.json; intra- / inter-task), by file name. */
   transfers: SteeringFile[];
+  /** steer-eval with the run's own neurons at other settings (steering-*.json but transfers), with the file's name. */
+  variants: { name: string; file: SteeringFile }[];
   /** Projection attribution of a LoRA run (analysis/projections.json). */
   projections: ProjectionsFile | null;
   sweep: SweepFile | null;
@@ -148,6 +150,10 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
   const steering = readOptional<SteeringFile>(steerPath(absDir, 'steering'), 'steering table', problems);
   const sweep = readOptional<SweepFile>(steerPath(absDir, 'sweep'), 'sweep', problems);
   const transfers = transferSteerFiles(absDir).map((f) => readOptional<SteeringFile>(f, 'transfer steering table', problems)).filter((f): f is SteeringFile => f !== null);
+  const variants = variantSteerFiles(absDir).flatMap((f) => {
+    const file = readOptional<SteeringFile>(f, 'steering table', problems);
+    return file ? [{ name: path.basename(f), file }] : [];
+  });
   const projections = summary ? readOptional<ProjectionsFile>(path.join(absDir, 'analysis', PROJECTIONS_FILE), 'projection attribution', problems) : null;
 
   const stale: string[] = [];
@@ -161,6 +167,9 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
     }
     if (f.neurons.stale) stale.push(`${name} steered with stale neurons: ${f.neurons.stale}`);
   }
+  for (const { name, file: f } of variants) {
+    if (hash && f.modelHash !== hash) stale.push(`${name} was made for another model file: rerun the steer-eval that wrote it (\`memgen steer-eval --run ${runDir} --out ${path.join(runDir, 'analysis', name)}\` with its options)`);
+  }
   for (const f of transfers) {
     if (hash && f.modelHash !== hash) stale.push(`the transfer table with the neurons of ${f.neurons.run} was made for another model file: rerun \`memgen steer-eval --run ${runDir} --neurons-from ${f.neurons.run}\``);
     if (f.neurons.stale) stale.push(`the transfer table with the neurons of ${f.neurons.run} steered with stale neurons: ${f.neurons.stale}`);
@@ -173,7 +182,7 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
     const st = fs.existsSync(abs) ? fs.statSync(abs) : null;
     return { rel, abs, what, exists: st !== null, bytes: st?.size ?? 0, modified: st ? st.mtime.toISOString() : null };
   });
-  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, transfers, projections, sweep, modelHash: hash, system, modelRel, stale, problems, files, notes };
+  return { runDir, absDir, manifest, config, evals, summary, nmd, probes, steering, transfers, variants, projections, sweep, modelHash: hash, system, modelRel, stale, problems, files, notes };
 }
 
 /** The probe with the highest held-out accuracy over layers and kinds, or null. */

@@ -234,6 +234,9 @@ function steeringSection(d: ReportData): string {
     const how = d.summary ? `<code>memgen steer-eval --run ${esc(d.runDir)}</code> (the paper's setting, n = 200 starting inputs per direction)` : `first <code>memgen analyze --run ${esc(d.runDir)}</code>, then <code>memgen steer-eval --run ${esc(d.runDir)}</code>`;
     html += box('note', `<p>No steering table (steering.json). Make it with ${how}.</p>`);
   } else html += steeringBody(f);
+  for (const { name, file } of d.variants) {
+    html += `<h3>The same neurons at another setting (<code>analysis/${esc(name)}</code>): topN ${file.topN ?? 'picked'}, alpha ${file.alpha}${file.steerAt === 'prompt' ? ', the shift at the last prompt position only' : ''}${file.layers ? `, layers ${file.layers.join(', ')}` : ''}</h3>` + steeringBody(file);
+  }
   for (const t of d.transfers) {
     html += `<h3>With the neurons of ${esc(t.neurons.run)} (${esc(t.neurons.task ?? '?')}, ${t.neurons.experiment}${t.paper ? `: the paper's ${esc(t.paper.table)}` : ''})</h3>` + steeringBody(t);
   }
@@ -248,11 +251,11 @@ function steeringBody(f: SteeringFile): string {
     `<p class="small">Better = the targeted success exceeds the best baseline (random neurons or uniform) by a two-proportion z of at least 1.96 (5%, two-sided).</p>`);
   const src = f.neurons;
   const main = f.cells.find((c) => c.method === 'targeted' || c.method === 'custom');
-  const what = f.method === 'custom' ? `${f.count} picked neurons` : `the top ${(100 * (f.topN ?? 0)).toFixed(0)}% by |rho| = ${f.count} of ${src.layers} &times; ${src.d} neurons`;
+  const what = f.method === 'custom' ? `${f.count} picked neurons` : `the top ${(100 * (f.topN ?? 0)).toFixed(0)}% by |rho| = ${f.count} of ${f.layers ? `layer${f.layers.length > 1 ? 's' : ''} ${f.layers.join(', ')} (${f.layers.length}` : src.layers} &times; ${src.d}${f.layers ? ')' : ''} neurons${f.layers ? ' (the baselines draw from the same layers)' : ''}`;
   const from = src.experiment === 'same-run' ? "this run's analysis" : `${esc(src.run)} (${esc(src.task ?? '?')}, ${src.experiment})`;
   html += `<p>Ours: ${what} from ${from} (${src.pairs} pairs), alpha ${f.alpha}, site <code>${esc(f.site)}</code>` +
     (main ? ` (steered: ${main.intervention.sites.map((s, i) => `<span class="mono">${esc(s)}</span> ${main.intervention.perLayer[main.intervention.layers[i]]}`).join(', ')}; max |shift| ${main.intervention.maxAbsShift.toPrecision(3)})` : '') +
-    `. Mem &rarr; gen adds alpha &times; NMD at the kept neurons, gen &rarr; mem subtracts it, at the last prompt position and every generated one. ` +
+    `. Mem &rarr; gen adds alpha &times; NMD at the kept neurons, gen &rarr; mem subtracts it, ${f.steerAt === 'prompt' ? 'at the last prompt position only (<code>--steer-at prompt</code>; the paper: every generated position too)' : 'at the last prompt position and every generated one'}. ` +
     `Starting inputs: ${f.starts.found['mem->gen']} whose unsteered output is mem, ${f.starts.found['gen->mem']} whose unsteered output is gen, drawn from ${f.starts.tried} test inputs.</p>`;
   html += `<p>${f.paper ? `Paper: ${esc(f.paper.table)}, ${esc(f.paper.model)}, topN ${f.paper.topN}, alpha ${f.paper.alpha} (${esc(f.paper.note)}); the paper has no uniform baseline.` : `The paper has no comparable numbers for ${esc(f.task)} (${src.experiment}).`}</p>`;
   html += steeringTable(f);

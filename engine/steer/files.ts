@@ -50,6 +50,17 @@ export function steeringOutPath(runDir: string, neuronsFrom?: string): string {
   return neuronsFrom === undefined || path.resolve(neuronsFrom) === path.resolve(runDir) ? steerPath(runDir, 'steering') : transferSteerPath(runDir, neuronsFrom);
 }
 
+/**
+ * The steering tables of a run at other settings than steering.json's (steering-*.json in
+ * RUN/analysis that are not transfer tables: `steer-eval --out RUN/analysis/steering-at-prompt.json`),
+ * sorted by name.
+ */
+export function variantSteerFiles(run: string | { dir: string }): string[] {
+  const dir = analysisDir(run);
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((f) => f.startsWith('steering-') && !f.startsWith(TRANSFER_PREFIX) && f.endsWith('.json')).sort().map((f) => path.join(dir, f));
+}
+
 /** The transfer tables of a run (steering-from-*.json in RUN/analysis), sorted by name. */
 export function transferSteerFiles(run: string | { dir: string }): string[] {
   const dir = analysisDir(run);

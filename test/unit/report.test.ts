@@ -281,6 +281,18 @@ describe.skipIf(!HAS_COMMITTED)(`the HTML report of a copy of ${COMMITTED}`, () 
     expect((html.match(/<svg /g) ?? []).length).toBe(4);
   });
 
+  it('shows a steering table at another setting (steer-eval --out analysis/steering-*.json) with its setting', () => {
+    const run = copyCommitted('arith-variant');
+    const steering = JSON.parse(fs.readFileSync(path.join(run, 'analysis', 'steering.json'), 'utf8'));
+    fs.writeFileSync(path.join(run, 'analysis', 'steering-at-prompt.json'), JSON.stringify({ ...steering, steerAt: 'prompt', layers: [3], alpha: 7 }));
+    const html = fs.readFileSync(writeReport(run, {}).html, 'utf8');
+    expect(html).toContain('The same neurons at another setting (<code>analysis/steering-at-prompt.json</code>)');
+    expect(html).toContain('alpha 7, the shift at the last prompt position only, layers 3');
+    expect(html).toContain('at the last prompt position only (<code>--steer-at prompt</code>');
+    expect(html).toContain('of layer 3 (1 &times; ');
+    expect(html).not.toContain('<b>Stale:</b>');
+  });
+
   it('a run without an analysis gets a report that says how to make one', () => {
     const run = copyCommitted('arith-bare');
     fs.rmSync(path.join(run, 'analysis'), { recursive: true });
