@@ -104,7 +104,7 @@ export function registerCommands(ctx: Ctx): vscode.Disposable[] {
         const custom = ctx.panels.custom;
         const r = await ctx.client().sendRequest(lsp.steer, { uri: p.uri, line: p.line, direction: p.direction, ...(custom ? { custom } : {}) });
         ctx.panels.steered(r, p);
-        const text = `${r.method === 'custom' ? 'custom set ' : ''}steered ${r.direction} → ${r.steered.behaviour} (${r.steered.output}${r.steered.answer !== null ? ` = ${r.steered.answer}` : ''})  ·  unsteered → ${r.unsteered.behaviour}  ·  topN ${r.topN}, alpha ${r.alpha}, ${r.neurons} neurons`;
+        const text = `${r.method === 'custom' ? 'custom set ' : ''}steered ${r.direction} → ${r.steered.behaviour} (${r.steered.output}${r.steered.answer !== null ? ` = ${r.steered.answer}` : ''})  ·  unsteered → ${r.unsteered.behaviour}  ·  topN ${r.topN}, alpha ${r.alpha}, ${r.neurons} neurons${r.steerAt === 'prompt' ? ', at the last prompt position only' : ''}`;
         showInline(p.uri, p.line, text);
         ctx.output.appendLine(`[steer] ${r.prompt}\n  ${text}\n  ${r.note}`);
       } catch (e) {

@@ -7,6 +7,8 @@
  *   site: ln2                     keys: run (path), site (resid_pre | ln2 | resid_post),
  *   topN: 0.1                           topN (fraction in (0, 1]), alpha (finite number)
  *   alpha: 5
+ *   steerAt: prompt               where a steer adds its shift: all (the last prompt position and every
+ *                                       generated one, the paper's; default) | prompt (the last prompt position only)
  *   task: arithmetic              a plain Hugging Face folder's task (run: names one): task (arithmetic |
  *   taskSeed: 2                         incontext | cipher), taskSeed (integer, default 0), taskScale
  *                                       (tiny | paper, default tiny); a memgen run has its own task
@@ -30,8 +32,10 @@ export interface Range {
   end: Pos;
 }
 
-export type HeaderKey = 'run' | 'site' | 'topN' | 'alpha' | 'task' | 'taskSeed' | 'taskScale';
-export const HEADER_KEYS: readonly HeaderKey[] = ['run', 'site', 'topN', 'alpha', 'task', 'taskSeed', 'taskScale'];
+export type HeaderKey = 'run' | 'site' | 'topN' | 'alpha' | 'steerAt' | 'task' | 'taskSeed' | 'taskScale';
+export const HEADER_KEYS: readonly HeaderKey[] = ['run', 'site', 'topN', 'alpha', 'steerAt', 'task', 'taskSeed', 'taskScale'];
+/** models/hooks.ts STEER_AT (io/ sits below models/; test/unit/memgen-file.test.ts checks they agree). */
+export const HEADER_STEER_AT = ['all', 'prompt'] as const;
 export const SITES = ['resid_pre', 'ln2', 'resid_post'] as const;
 /** The task names (tasks/index.ts TASK_NAMES; io/ sits below tasks/, test/unit/plain-folder-analysis.test.ts checks they agree). */
 export const HEADER_TASKS = ['arithmetic', 'incontext', 'cipher'] as const;
@@ -47,6 +51,7 @@ export interface Header {
   site?: HeaderValue<(typeof SITES)[number]>;
   topN?: HeaderValue<number>;
   alpha?: HeaderValue<number>;
+  steerAt?: HeaderValue<(typeof HEADER_STEER_AT)[number]>;
   task?: HeaderValue<(typeof HEADER_TASKS)[number]>;
   taskSeed?: HeaderValue<number>;
   taskScale?: HeaderValue<(typeof HEADER_SCALES)[number]>;
@@ -196,6 +201,11 @@ export function parseMemgen(source: string): MemgenFile {
           const v = Number(valueText);
           if (!/^[0-9.eE+-]+$/.test(valueText) || !Number.isFinite(v)) out.errors.push({ message: `alpha must be a number, got '${valueText}'`, range: valueRange });
           else out.header.alpha = { value: v, range: valueRange };
+          break;
+        }
+        case 'steerAt': {
+          const v = oneOf(HEADER_STEER_AT, 'steerAt', 'choices');
+          if (v !== undefined) out.header.steerAt = { value: v, range: valueRange };
           break;
         }
         case 'task': {

@@ -21,7 +21,7 @@ import { loadProbeModels } from '../../engine/analysis/probe-layers';
 import { type ProbeKind, type ProbeModel, probeLogitRow } from '../../engine/analysis/probe';
 import { rankNeurons } from '../../engine/analysis/rank';
 import { GPT2Inference } from '../../engine/models/gpt2-infer';
-import type { GPT2Site } from '../../engine/models/hooks';
+import type { GPT2Site, SteerAt } from '../../engine/models/hooks';
 import { LlamaInference } from '../../engine/models/llama-infer';
 import { ADAPTER_FILES } from '../../engine/models/lora';
 import type { RunnerOptions } from '../../engine/runtime/runner';
@@ -127,7 +127,7 @@ export type EngineRequest =
   | { id: number; kind: 'predict'; job: PromptJob; fresh?: boolean }
   | { id: number; kind: 'prefetch'; jobs: PromptJob[] }
   | { id: number; kind: 'robustness'; job: PromptJob; k: number }
-  | { id: number; kind: 'steer'; job: PromptJob; direction: Direction; topN: number | null; alpha: number | null; custom?: NeuronRef[] }
+  | { id: number; kind: 'steer'; job: PromptJob; direction: Direction; topN: number | null; alpha: number | null; steerAt: SteerAt; custom?: NeuronRef[] }
   | { id: number; kind: 'activations'; job: PromptJob }
   | { id: number; kind: 'cancel'; target: number };
 
@@ -284,9 +284,9 @@ function example(l: Loaded, prompt: string): Example {
 }
 
 /** Greedy generations of `exs` in one batched call: output, classification, first-token p and site vectors. */
-async function generate(l: Loaded, exs: readonly Example[], steer?: { vectors: Float32Array[]; alpha: number }) {
+async function generate(l: Loaded, exs: readonly Example[], steer?: { vectors: Float32Array[]; alpha: number; steerAt: SteerAt }) {
   const tok = l.run.task.tokenizer;
-  const res = await l.inf.generate(exs.map((ex) => tok.encode(ex.prompt)), { maxNewTokens: l.run.task.maxAnswerTokens, eosId: tok.eoaId, steer: steer?.vectors });
+  const res = await l.inf.generate(exs.map((ex) => tok.encode(ex.prompt)), { maxNewTokens: l.run.task.maxAnswerTokens, eosId: tok.eoaId, steer: steer?.vectors, steerAt: steer?.steerAt });
   // A huge alpha (the header allows any finite number, e.g. 1e308) overflows the activations: the
   // probabilities would be NaN, sent as null where the protocol promises numbers.
   const bad = res.firstLogits.findIndex((v) => !Number.isFinite(v));
@@ -447,7 +447,7 @@ async function rephrasingRobustness(job: PromptJob, k: number): Promise<Robustne
 const lastShift = new Map<string, { vectors: Float32Array[]; steer: NonNullable<ActivationsResult['steer']> }>();
 const shiftKey = (job: PromptJob) => JSON.stringify([runId(job), job.prompt, job.site]);
 
-async function steer(job: PromptJob, direction: Direction, topNIn: number | null, alphaIn: number | null, custom: NeuronRef[] | undefined): Promise<SteerResult> {
+async function steer(job: PromptJob, direction: Direction, topNIn: number | null, alphaIn: number | null, steerAt: SteerAt, custom: NeuronRef[] | undefined): Promise<SteerResult> {
   const t0 = Date.now();
   const l = await getLoaded(job);
   const a = l.analysis;
@@ -455,7 +455,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   const defaults = steerDefaults(l, a);
   const topN = topNIn ?? defaults.topN;
   const alpha = alphaIn ?? defaults.alpha;
-  const key = JSON.stringify(['steer', runId(job), job.prompt, job.site, job.provider, direction, topN, alpha, custom ?? null]);
+  const key = JSON.stringify(['steer', runId(job), job.prompt, job.site, job.provider, direction, topN, alpha, steerAt, custom ?? null]);
   const { nLayer: L, nEmbd: d } = l.run.cfg;
   // The panels' custom set (customIntervention: the same NMD rule on picked neurons), else the top-N ranking.
   const iv = custom && custom.length > 0
@@ -465,7 +465,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
   if (cache.has(key)) return cache.get(key) as SteerResult;
   const ex = example(l, job.prompt);
   const [un] = await generate(l, [ex]);
-  const [st] = await generate(l, [ex], { vectors: iv.vectors, alpha });
+  const [st] = await generate(l, [ex], { vectors: iv.vectors, alpha, steerAt });
   const outcome = (g: typeof un): SteerOutcome => ({ output: g.output, answer: g.answer, behaviour: g.behaviour, pGenFirst: g.pGenFirst, pMemFirst: g.pMemFirst });
   return remember(key, {
     prompt: ex.prompt,
@@ -474,6 +474,7 @@ async function steer(job: PromptJob, direction: Direction, topNIn: number | null
     method: custom && custom.length > 0 ? 'custom' : 'targeted',
     topN,
     alpha,
+    steerAt,
     neurons: iv.description.count,
     sites: iv.description.sites,
     unsteered: outcome(un),
@@ -526,7 +527,7 @@ async function pump(): Promise<void> {
         if (req.kind === 'predict') result = await predict(req.job, Boolean(req.fresh));
         else if (req.kind === 'prefetch') result = await prefetch(req.jobs);
         else if (req.kind === 'robustness') result = await rephrasingRobustness(req.job, req.k);
-        else if (req.kind === 'steer') result = await steer(req.job, req.direction, req.topN, req.alpha, req.custom);
+        else if (req.kind === 'steer') result = await steer(req.job, req.direction, req.topN, req.alpha, req.steerAt, req.custom);
         else result = await activations(req.job);
         reply({ id: req.id, ok: true, result });
       } catch (e) {

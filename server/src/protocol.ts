@@ -166,6 +166,8 @@ export interface SteerResult {
   method: 'targeted' | 'custom';
   topN: number;
   alpha: number;
+  /** Where the shift went: 'all' (the last prompt position and every generated one) or 'prompt' (the last prompt position only; the header's steerAt:). */
+  steerAt: 'all' | 'prompt';
   /** Neurons shifted and the sites they live in. */
   neurons: number;
   sites: string[];

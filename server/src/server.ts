@@ -253,7 +253,7 @@ function hoverMarkdown(p: lsp.Prediction, runDir: string): string {
 }
 
 function steerMarkdown(s: lsp.SteerResult): string {
-  return `${s.direction} (topN ${s.topN}, alpha ${s.alpha}, ${s.neurons} neurons): unsteered ${s.unsteered.output}${stated(s.unsteered)} → ${s.unsteered.behaviour} | steered ${s.steered.output}${stated(s.steered)} → ${s.steered.behaviour}`;
+  return `${s.direction} (topN ${s.topN}, alpha ${s.alpha}, ${s.neurons} neurons${s.steerAt === 'prompt' ? ', at the last prompt position only' : ''}): unsteered ${s.unsteered.output}${stated(s.unsteered)} → ${s.unsteered.behaviour} | steered ${s.steered.output}${stated(s.steered)} → ${s.steered.behaviour}`;
 }
 
 /** ` (= 180)` after an output that is a working (arithmetic's scratchpad), else nothing. */
@@ -534,7 +534,7 @@ connection.onRequest(lsp.run, (ref, token) => {
 connection.onRequest(lsp.steer, async (p, token) => {
   requireTrust();
   const { job, file } = lookup(p);
-  const r = await engine.call<lsp.SteerResult>({ kind: 'steer', job, direction: p.direction, topN: file.header.topN?.value ?? settings.topN, alpha: file.header.alpha?.value ?? settings.alpha, custom: p.custom && path.resolve(absRun(p.custom.run)) === path.resolve(job.run) ? p.custom.neurons : undefined }, token);
+  const r = await engine.call<lsp.SteerResult>({ kind: 'steer', job, direction: p.direction, topN: file.header.topN?.value ?? settings.topN, alpha: file.header.alpha?.value ?? settings.alpha, steerAt: file.header.steerAt?.value ?? 'all', custom: p.custom && path.resolve(absRun(p.custom.run)) === path.resolve(job.run) ? p.custom.neurons : undefined }, token);
   log(`steer ${r.prompt}: ${steerMarkdown(r)}`);
   return r;
 });

@@ -171,6 +171,16 @@ describe('language server over stdio', () => {
     expect(runs.find((x) => x.name === 'arithmetic-tiny')).toMatchObject({ task: 'arithmetic', plain: false });
   });
 
+  it('steers at the last prompt position only with the header\'s steerAt: prompt', async () => {
+    const uri = open('t5b.memgen', DOC.replace('run: runs/arithmetic-tiny', 'run: runs/arithmetic-tiny\nsteerAt: prompt'));
+    const r = await conn.sendRequest(lsp.steer.method, { uri, line: 4, direction: 'mem->gen' }) as lsp.SteerResult;
+    expect(r.steerAt).toBe('prompt');
+    const all = await conn.sendRequest(lsp.steer.method, { uri: open('t5c.memgen', DOC), line: 3, direction: 'mem->gen' }) as lsp.SteerResult;
+    expect(all.steerAt).toBe('all');
+    // The same prompt and shift: the first steered token is decided at the last prompt position either way.
+    expect(r.steered.pGenFirst).toBeCloseTo(all.steered.pGenFirst, 6);
+  });
+
   it('refuses a steer whose alpha overflows the activations, instead of answering NaN as null', async () => {
     const uri = open('t7.memgen', DOC.replace('run: runs/arithmetic-tiny', 'run: runs/arithmetic-tiny\nalpha: 1e308'));
     await expect(conn.sendRequest(lsp.steer.method, { uri, line: 4, direction: 'mem->gen' })).rejects.toThrow(/alpha 1e\+308 overflows/);

@@ -1,6 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { HEADER_STEER_AT } from '../../engine/io/memgen-file';
+import { STEER_AT } from '../../engine/models/hooks';
 import { parseMemgen, promptAt } from '../../server/src/memgen-file';
 
 const r = (line: number, a: number, b: number) => ({ start: { line, character: a }, end: { line, character: b } });
@@ -16,6 +18,13 @@ describe('.memgen parser', () => {
     expect(f.prompts).toHaveLength(2);
     expect(f.prompts[0]).toMatchObject({ text: '1+2+3+4=', range: r(6, 2, 10), line: 6, expected: { value: 'mem', range: r(6, 15, 18) } });
     expect(f.prompts[1]).toMatchObject({ text: '5+6+7+8=', expected: null });
+  });
+
+  it('reads steerAt: all | prompt (the values of models/hooks.ts STEER_AT) and names the choices otherwise', () => {
+    expect([...HEADER_STEER_AT]).toEqual([...STEER_AT]);
+    expect(parseMemgen('steerAt: prompt\n1+2+3+4=').header.steerAt?.value).toBe('prompt');
+    const bad = parseMemgen('steerAt: first\n1+2+3+4=');
+    expect(bad.errors).toEqual([{ message: "unknown steerAt 'first'; the choices are all, prompt", range: r(0, 9, 14) }]);
   });
 
   it('joins block lines into one prompt and takes the expectation after <<<', () => {

@@ -138,7 +138,7 @@ describe('Steering panel', () => {
     await send({ type: 'runs', runs: RUNS, selected: RUN });
     const outcome = (output: string, answer: string | null, behaviour: 'gen' | 'mem') => ({ output, answer, behaviour, pGenFirst: 0.5, pMemFirst: 0.4 });
     const result: SteerResult = {
-      prompt: '12+34+56+78=', runName: 'arithmetic-tiny', direction: 'mem->gen', method: 'targeted', topN: 0.05, alpha: 60, neurons: 26,
+      prompt: '12+34+56+78=', runName: 'arithmetic-tiny', direction: 'mem->gen', method: 'targeted', topN: 0.05, alpha: 60, steerAt: 'all', neurons: 26,
       sites: ['blocks.3.resid_pre'], unsteered: outcome('<mem-0000abcd>', null, 'mem'), steered: outcome('64,201,081', '180', 'gen'), note: '', millis: 1,
     };
     await send({ type: 'lastSteer', result });
