@@ -176,6 +176,7 @@ describe('memgen reproduce --system lora', () => {
       expect(r[r.indexOf('--targets') + 1]).toBe('q_proj,v_proj');
     }
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--targets', 'q_proj,wq'])).rejects.toThrow(/unknown --targets module 'wq'; choose from: q_proj/);
+    await expect(reproduceCommand(['--system', 'lora', '--base', base, '--steer-at', 'generated'])).rejects.toThrow(/--steer-at must be one of all, prompt, got generated/);
   });
 
   it('refuses bad arguments before any work; --system gpt2 stays the default', async () => {
