@@ -47,7 +47,7 @@ import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, type SteerAt, isGPT2Site, siteName } from './hooks';
 import { logSoftmaxRow } from '../util/softmax';
-import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
+import { KVCache, type SteerFeeds, argmaxRow, newName, pastName } from './kv-cache';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -60,11 +60,6 @@ export interface GenerateOptions {
   steerAt?: SteerAt;
 }
 
-/** The steer feeds of a prefill and of the decode steps after it. */
-interface SteerFeeds {
-  prompt: Record<string, HostTensor>;
-  decode: Record<string, HostTensor>;
-}
 
 export interface GenerateResult {
   /** Generated ids per prompt, without the eos. */

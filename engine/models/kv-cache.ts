@@ -10,8 +10,15 @@
  * GPT-2 decode step at batch 64). Rows of finished sequences are dropped with keepRows.
  *
  * argmaxRow: greedy choice, the index of the largest logit of a row, ties to the lowest id.
+ * SteerFeeds: the steer.{i} feeds of a prefill and of the decode steps after it (hooks.ts SteerAt).
  */
 import type { HostTensor } from '../runtime/runner';
+
+/** The steer feeds of a prefill (`prompt`) and of the decode steps after it (`decode`: zeros with steerAt 'prompt'). */
+export interface SteerFeeds {
+  prompt: Record<string, HostTensor>;
+  decode: Record<string, HostTensor>;
+}
 
 export const pastName = (layer: number, kind: 'key' | 'value'): string => `past.${layer}.${kind}`;
 export const newName = (layer: number, kind: 'key' | 'value'): string => `new.${layer}.${kind}`;

@@ -30,7 +30,7 @@ import type { ParamSet } from '../io/params';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import { DEFAULT_LLAMA_SITE, type LlamaSite, type SteerAt, isLlamaSite, llamaSiteName } from './hooks';
 import { type LlamaConfig, type LlamaKV, type LlamaSiteHook, checkLlamaConfig, llamaHead, llamaParamInitializers, llamaSiteWidth, llamaTrunk } from './llama';
-import { KVCache, argmaxRow, newName, pastName } from './kv-cache';
+import { KVCache, type SteerFeeds, argmaxRow, newName, pastName } from './kv-cache';
 import { type LoraConfig, loraGraphTensors, loraTargets } from './lora';
 
 export interface LlamaInferenceOptions {
@@ -174,7 +174,7 @@ export class LlamaInference {
     }
     prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
     const feeds = this.steerFeeds(opts.steer);
-    const steer = { prompt: feeds, decode: (opts.steerAt ?? 'all') === 'all' ? feeds : this.steerFeeds(undefined) };
+    const steer: SteerFeeds = { prompt: feeds, decode: (opts.steerAt ?? 'all') === 'all' ? feeds : this.steerFeeds(undefined) };
     const n = prompts.length;
     const sites = new Map(this.readSites.map((s) => [s, new Float32Array(n * L * llamaSiteWidth(this.cfg, s))]));
     const res: LlamaGenerateResult = {
@@ -196,7 +196,7 @@ export class LlamaInference {
     await this.runner.release();
   }
 
-  private async generateBatch(prompts: readonly number[][], rows: readonly number[], maxNew: number, eos: readonly number[], steer: { prompt: Record<string, HostTensor>; decode: Record<string, HostTensor> }, res: LlamaGenerateResult): Promise<void> {
+  private async generateBatch(prompts: readonly number[][], rows: readonly number[], maxNew: number, eos: readonly number[], steer: SteerFeeds, res: LlamaGenerateResult): Promise<void> {
     const { numLayers: L, vocabSize: V, maxPositions, numKVHeads, headDim } = this.cfg;
     const T = prompts[rows[0]].length;
     const cache = new KVCache(L, numKVHeads, headDim, rows.length, Math.min(T + Math.max(maxNew - 1, 0), maxPositions));
