@@ -103,7 +103,7 @@ export interface LoopControl {
   onGenerated?: (count: number) => void;
   /** Beam width of every generation (1, the default: greedy). */
   beams?: number;
-  /** Where the shift applies (gpt2-infer.ts SteerAt; default 'all', the paper's). */
+  /** Where the shift applies (models/hooks.ts SteerAt; default 'all', the paper's). */
   steerAt?: SteerAt;
 }
 
