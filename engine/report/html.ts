@@ -259,6 +259,7 @@ function steeringBody(f: SteeringFile): string {
     `Starting inputs: ${f.starts.found['mem->gen']} whose unsteered output is mem, ${f.starts.found['gen->mem']} whose unsteered output is gen, drawn from ${f.starts.tried} test inputs.</p>`;
   html += `<p>${f.paper ? `Paper: ${esc(f.paper.table)}, ${esc(f.paper.model)}, topN ${f.paper.topN}, alpha ${f.paper.alpha} (${esc(f.paper.note)}); the paper has no uniform baseline.` : `The paper has no comparable numbers for ${esc(f.task)} (${src.experiment}).`}</p>`;
   html += steeringTable(f);
+  if ((f.baselineDraws ?? 1) > 1) html += `<p class="small">Each baseline cell pools ${f.baselineDraws} random draws (<code>--baseline-draws ${f.baselineDraws}</code>): its n is ${f.baselineDraws} &times; the starting inputs, its percentages the mean over the draws.</p>`;
   html += `<p class="small">Bold: the class steered toward. Percentages of n starting inputs per cell, greedy decoding; "other" = neither the correct nor the memorized answer.</p>`;
   // The smooth signal beside the greedy classes.
   const pf = (p?: { gen: number; mem: number | null }) => (p ? `${p.gen.toFixed(3)} / ${p.mem === null ? '-' : p.mem.toFixed(3)}` : '-');

@@ -186,6 +186,8 @@ export interface SteeringFile {
   steerAt?: SteerAt;
   /** The layers the ranking and the baselines were restricted to (--layers); null or absent: all. */
   layers?: number[] | null;
+  /** Random draws pooled in each baseline cell (--baseline-draws; absent: 1). */
+  baselineDraws?: number;
   starts: StartsInfo;
   cells: SteeringCell[];
   paper: PaperReference | null;

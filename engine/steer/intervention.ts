@@ -72,8 +72,10 @@ export interface InterventionDescription {
   perLayer: number[];
   /** max |shift| over the neurons (0 for an empty set). */
   maxAbsShift: number;
-  /** The baseline's seed; null for targeted and custom. */
+  /** The baseline's seed; null for targeted and custom (a pooled cell: its first draw's). */
   seed: number | null;
+  /** A pooled baseline cell (steer-eval --baseline-draws): the random draws it pools (absent: 1). */
+  draws?: number;
 }
 
 /** One shifted neuron. */

@@ -20,6 +20,10 @@
  *   baseline seeds    baselineSeed(seed, kind, direction, k) = deriveSeed(seed, `steer/${kind}/${direction}/k${k}`),
  *                     k = neurons steered: independent per direction, and the same for every alpha
  *                     (a sweep changes only the scale along a row of its grid).
+ *   baseline draws    with baselineDraws K > 1 (steer-eval --baseline-draws K) each baseline cell pools K
+ *                     random draws: draw 0 is the seed above, draw r > 0 deriveSeed(seed,
+ *                     `steer/${kind}/${direction}/k${k}/draw${r}`); the cell's counts are summed over the
+ *                     K draws (n = K x starting inputs), so its percentages are the mean over draws.
  *
  * Shards (shards.ts, docs/cluster.md): with `shard`, drawStarts generates only the owned blocks of
  * SHARD_BLOCK starting inputs (the others are drawn and skipped), keeps every start it finds and stops
@@ -75,8 +79,8 @@ import {
 export const startSeed = (seed: number): number => deriveSeed(seed, 'steer/starts');
 
 /** The seed of a baseline's random draw. */
-export const baselineSeed = (seed: number, kind: BaselineKind, direction: Direction, count: number): number =>
-  deriveSeed(seed, `steer/${kind}/${direction}/k${count}`);
+export const baselineSeed = (seed: number, kind: BaselineKind, direction: Direction, count: number, draw = 0): number =>
+  deriveSeed(seed, `steer/${kind}/${direction}/k${count}${draw === 0 ? '' : `/draw${draw}`}`);
 
 /** What steering needs of a model: GPT2Inference satisfies it; a LoRA run's model (runs/lora-run.ts) too. */
 export interface SteerModel {
@@ -252,6 +256,16 @@ export interface CellResult extends SteeringCell {
   probs: { pGen: number; pMem: number | null }[];
 }
 
+/**
+ * One cell pooled over a baseline's random draws (see the header): counts over all of them (n = draws x
+ * starting inputs), p(first token) their mean, the first draw's intervention and examples, `draws` set.
+ */
+export function pooledCell(first: Intervention, starts: readonly StartInput[], drawn: readonly CellResult[]): CellResult {
+  const steered = { outputs: drawn.flatMap((c) => c.outputs), behaviours: drawn.flatMap((c) => c.behaviours), probs: drawn.flatMap((c) => c.probs) };
+  const repeated = drawn.flatMap(() => starts.map((x) => ({ prompt: x.example.prompt, output: x.output })));
+  return cellResult({ ...first, description: { ...first.description, draws: drawn.length } }, repeated, steered);
+}
+
 /** Runs one (direction, intervention) cell on the starting inputs of that direction. */
 export async function runCell(task: Task, model: SteerModel, starts: readonly StartInput[], intervention: Intervention, ctl: LoopControl = {}, examples = 5): Promise<CellResult> {
   const steered = await steeredOutputs(task, model, starts, intervention.vectors, ctl);
@@ -344,6 +358,8 @@ export interface SteerEvalOptions extends LoopControl {
   alpha: number;
   /** Rank (and draw the baselines) within these layers only (--layers; absent: all layers, the paper's). */
   layers?: number[];
+  /** Random draws pooled in each baseline cell (see the header; default 1, the paper's). */
+  baselineDraws?: number;
   /** Starting inputs wanted per direction. */
   n: number;
   seed: number;
@@ -384,37 +400,46 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
     onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * (opts.shard?.quota ?? opts.n) }),
   });
   const interventions = steeringInterventions(setup, opts);
-  const total = interventions.reduce((s, c) => s + starts.inputs[c.intervention.description.direction].length, 0);
+  const total = interventions.reduce((s, c) => s + c.draws.length * starts.inputs[c.intervention.description.direction].length, 0);
   let done = 0;
   opts.onProgress?.({ phase: 'cells', done, total }); // starts the clock of the cells' ETA
   const cells: CellResult[] = [];
-  for (const { intervention } of interventions) {
+  for (const { intervention, draws } of interventions) {
     const inputs = starts.inputs[intervention.description.direction];
-    const before = done;
-    cells.push(await runCell(task, model, inputs, intervention, {
-      ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }),
-    }));
-    done = before + inputs.length;
-    opts.onProgress?.({ phase: 'cells', done, total });
+    const drawn: CellResult[] = [];
+    for (const iv of draws) {
+      const before = done;
+      drawn.push(await runCell(task, model, inputs, iv, {
+        ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }),
+      }));
+      done = before + inputs.length;
+      opts.onProgress?.({ phase: 'cells', done, total });
+    }
+    cells.push(drawn.length === 1 ? drawn[0] : pooledCell(intervention, inputs, drawn));
   }
   return { file: steeringFile(setup, opts, starts.info, cells, (Date.now() - start) / 1000), cells, starts };
 }
 
-/** The interventions of the table's cells, in its order: per direction, the method (targeted or custom), then the baselines. */
-export function steeringInterventions(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'layers'>): { method: InterventionKind; intervention: Intervention }[] {
+/**
+ * The interventions of the table's cells, in its order: per direction, the method (targeted or
+ * custom), then the baselines; `draws` = the interventions a cell pools (one, or a baseline's
+ * baselineDraws random draws, the first of them `intervention`).
+ */
+export function steeringInterventions(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'layers' | 'baselineDraws'>): { method: InterventionKind; intervention: Intervention; draws: Intervention[] }[] {
   const shape = { layers: setup.sourceInfo.layers, d: setup.sourceInfo.d };
   const methods: InterventionKind[] = [opts.picks ? 'custom' : 'targeted', ...BASELINES];
   return DIRECTIONS.flatMap((direction) => {
     const main = methodIntervention(setup, opts.topN, opts.picks, opts.alpha, direction, opts.layers);
-    return methods.map((method) => ({
-      method,
-      intervention: method === 'targeted' || method === 'custom' ? main : baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length), opts.layers),
-    }));
+    return methods.map((method) => {
+      if (method === 'targeted' || method === 'custom') return { method, intervention: main, draws: [main] };
+      const draws = Array.from({ length: opts.baselineDraws ?? 1 }, (_, r) => baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length, r), opts.layers));
+      return { method, intervention: draws[0], draws };
+    });
   });
 }
 
 /** steering.json's content from the starts and the cells (steerEval's, or the merge of its shards'). */
-export function steeringFile(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'n' | 'beams' | 'steerAt' | 'layers'>, starts: StartsInfo, cells: CellResult[], seconds: number): SteeringFile {
+export function steeringFile(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOptions, 'topN' | 'picks' | 'alpha' | 'seed' | 'n' | 'beams' | 'steerAt' | 'layers' | 'baselineDraws'>, starts: StartsInfo, cells: CellResult[], seconds: number): SteeringFile {
   const { run, sourceInfo } = setup;
   const task = run.task;
   const warnings = [...setup.warnings];
@@ -430,7 +455,7 @@ export function steeringFile(setup: SteerSetup<SteerRun>, opts: Pick<SteerEvalOp
     format: 'memgen-steering/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
     site: sourceInfo.site, siteNames: Array.from({ length: sourceInfo.layers }, (_, l) => familySiteName(l, sourceInfo.site, sourceInfo.family)),
     neurons: sourceInfo, method: opts.picks ? 'custom' : 'targeted', topN: opts.picks ? null : opts.topN,
-    count: main?.count ?? 0, alpha: opts.alpha, seed: opts.seed, beams: opts.beams ?? 1, steerAt: opts.steerAt ?? 'all', layers: opts.layers ?? null, starts,
+    count: main?.count ?? 0, alpha: opts.alpha, seed: opts.seed, beams: opts.beams ?? 1, steerAt: opts.steerAt ?? 'all', layers: opts.layers ?? null, baselineDraws: opts.baselineDraws ?? 1, starts,
     cells: cells.map(({ outputs: _o, behaviours: _b, probs: _p, ...c }) => c),
     paper, warnings, createdAt: new Date().toISOString(), seconds,
   };
@@ -463,6 +488,7 @@ export function formatSteeringTable(f: SteeringFile): string {
   lines.push(`site ${f.site} (${f.siteNames[0]} .. ${f.siteNames[f.siteNames.length - 1]}); ${what}, from ${from} (${src.pairs} pairs); alpha ${f.alpha}`);
   const main = f.cells.find((c) => c.method === 'targeted' || c.method === 'custom');
   if (main) lines.push(`steered sites: ${main.intervention.sites.map((s, i) => `${s} (${main.intervention.perLayer[main.intervention.layers[i]]})`).join(', ')}; max |shift| ${main.intervention.maxAbsShift.toPrecision(3)}`);
+  if ((f.baselineDraws ?? 1) > 1) lines.push(`baselines: each cell pools ${f.baselineDraws} random draws (its n = ${f.baselineDraws} x the starting inputs; its % = the mean over draws)`);
   lines.push(`${(f.beams ?? 1) > 1 ? `beam search, ${f.beams} beams; ` : 'greedy decoding; '}${steerAtNote(f.steerAt)}starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried (gen ${f.starts.counts.gen}, mem ${f.starts.counts.mem}, other ${f.starts.counts.other})`);
   lines.push('');
   const w = 14;

@@ -284,12 +284,13 @@ describe.skipIf(!HAS_COMMITTED)(`the HTML report of a copy of ${COMMITTED}`, () 
   it('shows a steering table at another setting (steer-eval --out analysis/steering-*.json) with its setting', () => {
     const run = copyCommitted('arith-variant');
     const steering = JSON.parse(fs.readFileSync(path.join(run, 'analysis', 'steering.json'), 'utf8'));
-    fs.writeFileSync(path.join(run, 'analysis', 'steering-at-prompt.json'), JSON.stringify({ ...steering, steerAt: 'prompt', layers: [3], alpha: 7 }));
+    fs.writeFileSync(path.join(run, 'analysis', 'steering-at-prompt.json'), JSON.stringify({ ...steering, steerAt: 'prompt', layers: [3], alpha: 7, baselineDraws: 5 }));
     const html = fs.readFileSync(writeReport(run, {}).html, 'utf8');
     expect(html).toContain('The same neurons at another setting (<code>analysis/steering-at-prompt.json</code>)');
     expect(html).toContain('alpha 7, the shift at the last prompt position only, layers 3');
     expect(html).toContain('at the last prompt position only (<code>--steer-at prompt</code>');
     expect(html).toContain('of layer 3 (1 &times; ');
+    expect(html).toContain('Each baseline cell pools 5 random draws');
     expect(html).not.toContain('<b>Stale:</b>');
   });
 

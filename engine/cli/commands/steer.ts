@@ -43,7 +43,8 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
             [--pick blocks.3.ln2:71,... (steer these neurons instead of the top N)] [--allow-stale] [--batch N (256)]
             [--beams K (1: greedy; the reference decodes with 5)] [--steer-at all|prompt (all: the last prompt position and
             every generated one, the paper's; prompt: the last prompt position only)] [--layers 2,3 (rank within these
-            layers; the baselines draw from them too)] [--threads N] [--provider cpu|cuda]
+            layers; the baselines draw from them too)] [--baseline-draws K (1: each baseline cell pools K random draws)]
+            [--threads N] [--provider cpu|cuda]
             [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]
   sweep     The alpha x topN grid of steering, both directions, success and % other per cell, into
             RUN/analysis/sweep.json.
@@ -194,7 +195,7 @@ export const steerEvalCommand = lockedUnlessShard('steer-eval', steerEvalCli);
 
 async function steerEvalCli(argv: string[]): Promise<number> {
   const v = parse(argv, {
-    ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' }, ...SHARD_OPTIONS,
+    ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' }, 'baseline-draws': { type: 'string' }, ...SHARD_OPTIONS,
   });
   const runDir = required(v.run, 'run');
   const outFile = str(v.out, 'out');
@@ -208,6 +209,12 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const seed = num(v.seed, 'seed', setup.run.memgen.seed);
   const picks = pickOption(str(v.pick, 'pick'), setup);
   const shard = shardOption(v, n);
+  const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
+  const steerAt = steerAtOption(v['steer-at']);
+  const layers = layersOption(v.layers, setup);
+  if (layers && picks) throw new UsageError('--layers restricts the top-N ranking; --pick names the neurons itself: give one of them');
+  const baselineDraws = positiveInt(num(v['baseline-draws'], 'baseline-draws', 1), 'baseline-draws');
+  if (baselineDraws > 1 && shard) throw new UsageError('--baseline-draws above 1 is not implemented for sharded steer-eval yet: run it without --shard');
   describeSetup(setup);
 
   let stop = false;
@@ -217,12 +224,8 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   });
   const model = await steerModel(setup, runnerOptions(v), batch);
   try {
-    const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
-    const steerAt = steerAtOption(v['steer-at']);
-    const layers = layersOption(v.layers, setup);
-    if (layers && picks) throw new UsageError('--layers restricts the top-N ranking; --pick names the neurons itself: give one of them');
     const r = await steerEval({
-      setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch, beams, steerAt, layers,
+      setup, model, topN, picks, alpha, n, seed, maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'), batch, beams, steerAt, layers, baselineDraws,
       shard, shouldStop: () => stop, onProgress: progressPrinter(2 * (shard?.quota ?? n)),
     });
     if (shard) {
