@@ -285,7 +285,7 @@ function sweepSection(d: ReportData, figs: Figure[], prefix: string): string {
   }
   const fig: Figure = { file: `${prefix}sweep.svg`, title: 'sweep', svg: sweepFigure(f) };
   figs.push(fig);
-  html += figureHtml(fig, `Each cell: targeted success (large) and, in parentheses, the best of the two baselines (random neurons, uniform) at the same alpha and topN, then % other. Colour: targeted minus best baseline, in points (red: the baseline did better). Neurons re-ranked by |rho| for each topN; site <code>${esc(f.site)}</code>.`);
+  html += figureHtml(fig, `Each cell: targeted success (large) and, in parentheses, the best of the two baselines (random neurons, uniform) at the same alpha and topN, then % other. Colour: targeted minus best baseline, in points (red: the baseline did better). Neurons re-ranked by |rho| for each topN${f.layers ? ` within layers ${f.layers.join(', ')}` : ''}; site <code>${esc(f.site)}</code>${f.steerAt === 'prompt' ? '; the shift at the last prompt position only' : ''}${(f.baselineDraws ?? 1) > 1 ? `; each baseline pools ${f.baselineDraws} random draws` : ''}.`);
   if (f.best) {
     const b = f.best;
     const worst = Math.min(b.margin['mem->gen'], b.margin['gen->mem']);

@@ -243,6 +243,8 @@ export interface SweepFile {
   steerAt?: SteerAt;
   /** The layers each topN was ranked within (--layers); null or absent: all. */
   layers?: number[] | null;
+  /** Random draws pooled in each baseline cell (--baseline-draws; absent: 1). */
+  baselineDraws?: number;
   starts: StartsInfo;
   cells: SweepCell[];
   best: SweepBest | null;

@@ -44,6 +44,7 @@ import {
   baselineSeed,
   drawStarts,
   meanFirst,
+  pooledCell,
   runCell,
   tally,
   steerAtNote,
@@ -71,6 +72,8 @@ export interface SweepOptions {
   steerAt?: SteerAt;
   /** Rank each topN (and draw the baselines) within these layers only (default: all). */
   layers?: number[];
+  /** Random draws pooled in each baseline cell (steer-eval.ts header; default 1). */
+  baselineDraws?: number;
   shouldStop?: () => boolean;
   onProgress?: (p: { phase: 'starts'; tried: number; found: number; wanted: number } | { phase: 'cells'; done: number; total: number; cell?: SweepCell }) => void;
   /** Starting inputs drawn before (e.g. by steer-eval with the same seed); drawn here when absent. */
@@ -139,13 +142,15 @@ export interface SweepEntry {
   count: number;
   direction: Direction;
   intervention: Intervention;
+  /** The interventions the cell pools: [intervention], or a baseline's baselineDraws random draws (steer-eval.ts header). */
+  draws: Intervention[];
 }
 
 /**
  * The grid's interventions in the order of its cells (topN-major, alpha ascending, then direction,
  * then targeted and the baselines), made lazily: one ranking per topN, vectors one cell at a time.
  */
-export function* sweepEntries(setup: SteerSetup<SteerRun>, grid: { alphas: readonly number[]; topNs: readonly number[] }, seed: number, baselines: boolean, layers?: readonly number[]): Generator<SweepEntry> {
+export function* sweepEntries(setup: SteerSetup<SteerRun>, grid: { alphas: readonly number[]; topNs: readonly number[] }, seed: number, baselines: boolean, layers?: readonly number[], baselineDraws = 1): Generator<SweepEntry> {
   const { source, sourceInfo } = setup;
   const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
   const count = (topN: number) => topCount(topN, (layers?.length ?? shape.layers) * shape.d);
@@ -154,10 +159,11 @@ export function* sweepEntries(setup: SteerSetup<SteerRun>, grid: { alphas: reado
     for (const alpha of grid.alphas) {
       for (const direction of DIRECTIONS) {
         const targeted = targetedIntervention(ranked, source.nmd, shape, alpha, direction);
-        yield { alpha, topN, count: count(topN), direction, intervention: targeted };
+        yield { alpha, topN, count: count(topN), direction, intervention: targeted, draws: [targeted] };
         if (!baselines) continue;
         for (const kind of BASELINES) {
-          yield { alpha, topN, count: count(topN), direction, intervention: baselineIntervention(kind, targeted, shape, baselineSeed(seed, kind, direction, targeted.shifts.length), layers) };
+          const draws = Array.from({ length: baselineDraws }, (_, r) => baselineIntervention(kind, targeted, shape, baselineSeed(seed, kind, direction, targeted.shifts.length, r), layers));
+          yield { alpha, topN, count: count(topN), direction, intervention: draws[0], draws };
         }
       }
     }
@@ -175,7 +181,7 @@ export function sweepCell(e: SweepEntry, behaviours: readonly Behaviour[], probs
 }
 
 /** sweep.json's content from the starts and the cells (sweep's, or the merge of its shards', steer/shards.ts). */
-export function sweepFile(setup: SteerSetup<SteerRun>, opts: { alphas: number[]; topNs: number[]; baselines: boolean; seed: number; beams?: number; steerAt?: SteerAt; layers?: number[] | null },
+export function sweepFile(setup: SteerSetup<SteerRun>, opts: { alphas: number[]; topNs: number[]; baselines: boolean; seed: number; beams?: number; steerAt?: SteerAt; layers?: number[] | null; baselineDraws?: number },
   starts: StartsInfo, cells: SweepCell[], complete: boolean, seconds: number): SweepFile {
   const { run, sourceInfo } = setup;
   const task = run.task;
@@ -188,7 +194,7 @@ export function sweepFile(setup: SteerSetup<SteerRun>, opts: { alphas: number[];
   return {
     format: 'memgen-sweep/1', run: run.dir, task: task.name, taskDescription: task.description, modelHash: setup.modelHash,
     site: sourceInfo.site, neurons: sourceInfo, alphas: opts.alphas, topNs: opts.topNs, baselines: opts.baselines, seed: opts.seed, beams: opts.beams ?? 1,
-    steerAt: opts.steerAt ?? 'all', layers: opts.layers ?? null, starts, cells, best: bestCell(cells, opts.baselines), paperSetting, complete, warnings,
+    steerAt: opts.steerAt ?? 'all', layers: opts.layers ?? null, baselineDraws: opts.baselineDraws ?? 1, starts, cells, best: bestCell(cells, opts.baselines), paperSetting, complete, warnings,
     createdAt: new Date().toISOString(), seconds,
   };
 }
@@ -210,7 +216,8 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
     onFound: (tried, found) => opts.onProgress?.({ phase: 'starts', tried, found, wanted: 2 * (opts.shard?.quota ?? n) }),
   });
 
-  const methods = withBaselines ? 1 + BASELINES.length : 1;
+  const draws = opts.baselineDraws ?? 1;
+  const methods = withBaselines ? 1 + BASELINES.length * draws : 1;
   const perCell = DIRECTIONS.reduce((s, dir) => s + starts.inputs[dir].length, 0) * methods;
   const total = grid.alphas.length * grid.topNs.length * perCell;
   let done = 0;
@@ -219,20 +226,25 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   const results: CellResult[] = [];
   let complete = true;
   try {
-    for (const e of sweepEntries(setup, grid, opts.seed, withBaselines, opts.layers)) {
-      const before = done;
-      const r = await runCell(task, model, starts.inputs[e.direction], e.intervention, { ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }) }, 0);
+    for (const e of sweepEntries(setup, grid, opts.seed, withBaselines, opts.layers, draws)) {
+      const inputs = starts.inputs[e.direction];
+      const drawn: CellResult[] = [];
+      for (const iv of e.draws) {
+        const before = done;
+        drawn.push(await runCell(task, model, inputs, iv, { ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }) }, 0));
+        done = before + inputs.length;
+      }
+      const r = drawn.length === 1 ? drawn[0] : pooledCell(e.intervention, inputs, drawn);
       const cell = sweepCell(e, r.behaviours, r.probs);
       cells.push(cell);
       results.push(r);
-      done = before + starts.inputs[e.direction].length;
       opts.onProgress?.({ phase: 'cells', done, total, cell });
     }
   } catch (e) {
     if (!(e instanceof SteerInterrupted)) throw e;
     complete = false;
   }
-  const file = sweepFile(setup, { ...grid, baselines: withBaselines, seed: opts.seed, beams: opts.beams, steerAt: opts.steerAt, layers: opts.layers }, starts.info, cells, complete, (Date.now() - started) / 1000);
+  const file = sweepFile(setup, { ...grid, baselines: withBaselines, seed: opts.seed, beams: opts.beams, steerAt: opts.steerAt, layers: opts.layers, baselineDraws: draws }, starts.info, cells, complete, (Date.now() - started) / 1000);
   return { file, starts, results };
 }
 
@@ -249,6 +261,7 @@ export function formatSweep(f: SweepFile): string {
   const src = f.neurons;
   const from = src.experiment === 'same-run' ? 'this run\'s analysis' : `${src.run} (${src.task ?? '?'}, ${src.experiment})`;
   lines.push(`site ${f.site} (${familySiteName(0, f.site, src.family)} .. ${familySiteName(src.layers - 1, f.site, src.family)}); neurons re-ranked by |rho| from ${from} (${src.pairs} pairs) for each topN${f.layers ? `, within layers ${f.layers.join(',')} (the baselines' neurons too)` : ''}`);
+  if ((f.baselineDraws ?? 1) > 1) lines.push(`baselines: each cell pools ${f.baselineDraws} random draws (the best baseline is the mean over draws)`);
   lines.push(`${steerAtNote(f.steerAt)}starting inputs (seed ${f.starts.seed}): ${f.starts.found['mem->gen']} unsteered mem, ${f.starts.found['gen->mem']} unsteered gen, from ${f.starts.tried} tried`);
   const w = 15;
   const cellOf = (alpha: number, topN: number, dir: Direction, pred: (m: SweepCell['method']) => boolean) =>

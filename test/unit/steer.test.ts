@@ -269,6 +269,15 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
       for (const k of ['gen', 'mem', 'other'] as const) expect(c.counts[k]).toBe(each.reduce((s, e) => s + e.counts[k], 0));
     }
     expect(formatSteeringTable(three.file)).toContain('each cell pools 3 random draws');
+
+    // The sweep pools the same way: its baseline cells at the table's setting are the table's.
+    const sw = await sweep({ setup, model, alphas: [5], topNs: [0.1], n: 10, seed: 6, starts: three.starts, baselineDraws: 3 });
+    expect(sw.file.baselineDraws).toBe(3);
+    for (const c of sw.file.cells) {
+      const same = three.file.cells.find((t) => t.direction === c.direction && t.method === c.method)!;
+      expect([c.n, c.counts]).toEqual([same.n, same.counts]);
+    }
+    expect(formatSweep(sw.file)).toContain('each cell pools 3 random draws');
   });
 
   it('leaves every output unchanged at alpha 0 (steered == unsteered)', async () => {
@@ -368,7 +377,7 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
     await expect(steerEvalCommand(['--run', run, '--layers', '9'])).rejects.toThrow(/--layers 9: layer 9 does not exist/);
     await expect(steerEvalCommand(['--run', run, '--steer-at', 'first'])).rejects.toThrow(/--steer-at must be one of all, prompt, got first/);
     await expect(steerEvalCommand(['--run', run, '--layers', '0', '--pick', `blocks.0.${setup.sourceInfo.site}:1`])).rejects.toThrow(/give one of them/);
-    await expect(steerEvalCommand(['--run', run, '--baseline-draws', '2', '--shard', '0/2'])).rejects.toThrow(/not implemented for sharded steer-eval yet/);
+    await expect(steerEvalCommand(['--run', run, '--baseline-draws', '2', '--shard', '0/2'])).rejects.toThrow(/not implemented for sharded steer-eval and sweep yet/);
     await expect(steerEvalCommand(['--run', run, '--baseline-draws', '0'])).rejects.toThrow(/--baseline-draws must be a positive integer/);
 
     const sw = await quiet(() => sweepCommand(['--run', run, '--n', '5', '--threads', '1', '--alphas', '1,5', '--topns', '0.1', '--no-baselines']));

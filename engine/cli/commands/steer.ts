@@ -49,7 +49,7 @@ export const STEER_HELP = `  steer-eval Steer a run with its top neurons (mem ->
   sweep     The alpha x topN grid of steering, both directions, success and % other per cell, into
             RUN/analysis/sweep.json.
             --run RUN [--neurons-from RUN2] [--alphas ${SWEEP_ALPHAS.join(',')}] [--topns ${SWEEP_TOPNS.join(',')}] [--n N (100)]
-            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--steer-at all|prompt] [--layers LIST] [--threads N]
+            [--seed S] [--no-baselines] [--max-tries N] [--allow-stale] [--batch N (256)] [--beams K (1)] [--steer-at all|prompt] [--layers LIST] [--baseline-draws K] [--threads N]
             [--provider cpu|cuda]
             [--shard i/N (0-based: one shard of the starting inputs, then memgen merge) [--shard-quota Q (ceil(1.1 n / N))]]
             steer-eval and sweep: ${TASK_OPTIONS_HELP}`;
@@ -86,6 +86,13 @@ export function layersOption(v: string | boolean | undefined, setup: SteerSetup<
   return layers;
 }
 
+/** --baseline-draws K (1: the paper's one draw); not with --shard yet. */
+function baselineDrawsOption(v: string | boolean | undefined, shard: Shard | undefined): number {
+  const k = positiveInt(num(v, 'baseline-draws', 1), 'baseline-draws');
+  if (k > 1 && shard) throw new UsageError('--baseline-draws above 1 is not implemented for sharded steer-eval and sweep yet: run it without --shard');
+  return k;
+}
+
 export const positiveInt = (x: number, name: string): number => {
   if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
   return x;
@@ -107,7 +114,7 @@ function numList(v: string | boolean | undefined, name: string, fallback: readon
 
 const COMMON = {
   run: { type: 'string' }, 'neurons-from': { type: 'string' }, n: { type: 'string' }, seed: { type: 'string' },
-  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, 'steer-at': { type: 'string' }, layers: { type: 'string' }, ...RUNNER_OPTIONS, ...TASK_OPTIONS,
+  'max-tries': { type: 'string' }, 'allow-stale': { type: 'boolean' }, batch: { type: 'string' }, beams: { type: 'string' }, 'steer-at': { type: 'string' }, layers: { type: 'string' }, 'baseline-draws': { type: 'string' }, ...RUNNER_OPTIONS, ...TASK_OPTIONS,
 } as const;
 
 /** Progress of the two phases on stderr: starting inputs found, then steered generations. */
@@ -195,7 +202,7 @@ export const steerEvalCommand = lockedUnlessShard('steer-eval', steerEvalCli);
 
 async function steerEvalCli(argv: string[]): Promise<number> {
   const v = parse(argv, {
-    ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' }, 'baseline-draws': { type: 'string' }, ...SHARD_OPTIONS,
+    ...COMMON, topn: { type: 'string' }, alpha: { type: 'string' }, pick: { type: 'string' }, out: { type: 'string' }, ...SHARD_OPTIONS,
   });
   const runDir = required(v.run, 'run');
   const outFile = str(v.out, 'out');
@@ -213,8 +220,7 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const steerAt = steerAtOption(v['steer-at']);
   const layers = layersOption(v.layers, setup);
   if (layers && picks) throw new UsageError('--layers restricts the top-N ranking; --pick names the neurons itself: give one of them');
-  const baselineDraws = positiveInt(num(v['baseline-draws'], 'baseline-draws', 1), 'baseline-draws');
-  if (baselineDraws > 1 && shard) throw new UsageError('--baseline-draws above 1 is not implemented for sharded steer-eval yet: run it without --shard');
+  const baselineDraws = baselineDrawsOption(v['baseline-draws'], shard);
   describeSetup(setup);
 
   let stop = false;
@@ -271,6 +277,7 @@ async function sweepCli(argv: string[]): Promise<number> {
   const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
   const steerAt = steerAtOption(v['steer-at']);
   const layers = layersOption(v.layers, setup);
+  const baselineDraws = baselineDrawsOption(v['baseline-draws'], shard);
   const baselines = !v['no-baselines'];
   describeSetup(setup);
 
@@ -283,7 +290,7 @@ async function sweepCli(argv: string[]): Promise<number> {
   let r: SweepResult;
   try {
     r = await sweep({
-      setup, model, alphas, topNs, n, seed, baselines, batch, beams, steerAt, layers,
+      setup, model, alphas, topNs, n, seed, baselines, batch, beams, steerAt, layers, baselineDraws,
       maxTries: maxTries === null ? undefined : positiveInt(maxTries, 'max-tries'),
       shard, shouldStop: () => stop, onProgress: progressPrinter(2 * (shard?.quota ?? n)),
     });
