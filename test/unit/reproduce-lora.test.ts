@@ -177,6 +177,7 @@ describe('memgen reproduce --system lora', () => {
     }
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--targets', 'q_proj,wq'])).rejects.toThrow(/unknown --targets module 'wq'; choose from: q_proj/);
     await expect(reproduceCommand(['--system', 'lora', '--base', base, '--steer-at', 'generated'])).rejects.toThrow(/--steer-at must be one of all, prompt, got generated/);
+    await expect(reproduceCommand(['--system', 'lora', '--base', base, '--baseline-draws', '0'])).rejects.toThrow(/--baseline-draws must be a positive integer, got 0/);
   });
 
   it('refuses bad arguments before any work; --system gpt2 stays the default', async () => {

@@ -75,7 +75,8 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
             DIR/base: the committed base's command, or the preset's)]
             [--targets q_proj,v_proj,... (every adapter's modules; default the recipe's: q_proj,v_proj as the paper,
             the arithmetic and cipher adapters' with the MLPs too)] [--steer-at all|prompt (every steer and sweep: all, the
-            paper's, or the last prompt position only)] [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)]
+            paper's, or the last prompt position only)] [--baseline-draws K (each baseline cell pools K random draws)]
+            [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)]
             [--threads N] [--provider cpu|cuda]`;
 
 /** The tasks of Tables 2-4; cipher has Table 5 (the appendix) alone. */
@@ -203,12 +204,13 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const v = parse(argv, {
     base: { type: 'string' }, pretrain: { type: 'boolean' }, preset: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
     'pretrain-steps': { type: 'string' }, epochs: { type: 'string' }, 'train-size': { type: 'string' }, 'eval-n': { type: 'string' },
-    pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, targets: { type: 'string' }, 'steer-at': { type: 'string' }, ...RUNNER_OPTIONS,
+    pairs: { type: 'string' }, 'analyze-tries': { type: 'string' }, n: { type: 'string' }, 'max-tries': { type: 'string' }, targets: { type: 'string' }, 'steer-at': { type: 'string' }, 'baseline-draws': { type: 'string' }, ...RUNNER_OPTIONS,
   });
   const targets = str(v.targets, 'targets') ?? null;
   if (targets !== null) loraTargets(targets); // refused before any work
   const steerAt = steerAtOption(v['steer-at']);
-  const steerAtArgs = steerAt === 'all' ? [] : ['--steer-at', steerAt];
+  const baselineDraws = positiveInt(v['baseline-draws'], 'baseline-draws', 1);
+  const steerArgs = [...(steerAt === 'all' ? [] : ['--steer-at', steerAt]), ...(baselineDraws === 1 ? [] : ['--baseline-draws', String(baselineDraws)])];
   const analyze = deps.analyze ?? analyzeCommand;
   const outDir = str(v.out, 'out') ?? 'runs-reproduce-lora';
   if (v.base !== undefined && v.pretrain) throw new UsageError('--base (use this base) and --pretrain (make one) contradict each other');
@@ -366,7 +368,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
       else {
         r = await stage(label, name, `topN ${s.topN}, alpha ${s.alpha}, n = ${steerN} -> ${s.file} (log: ${logFile(s.run.name, 'steer')})`, async () => {
           const status = await loggedCommand(logFile(s.run.name, 'steer'), steerEvalCommand, ['--run', s.run.dir, ...(s.from === s.run ? [] : ['--neurons-from', s.from.dir]),
-            '--topn', String(s.topN), '--alpha', String(s.alpha), '--n', String(steerN), ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...steerAtArgs, ...runnerArgs]);
+            '--topn', String(s.topN), '--alpha', String(s.alpha), '--n', String(steerN), ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...steerArgs, ...runnerArgs]);
           if (status !== 'done') return { status, detail: `see ${logFile(s.run.name, 'steer')}` };
           return { status, detail: steeringVerdict(readJSON<SteeringFile>(s.file, 'steering table')).line };
         });
@@ -383,7 +385,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
       else {
         await stage(r.name, 'sweep', `alpha x topN, n = ${sweepN} (log: ${logFile(r.name, 'sweep')})`, async () => {
           const status = await loggedCommand(logFile(r.name, 'sweep'), sweepCommand, ['--run', r.dir, '--n', String(sweepN),
-            ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...steerAtArgs, ...runnerArgs]);
+            ...(steerTries ? ['--max-tries', String(steerTries)] : []), ...steerArgs, ...runnerArgs]);
           return { status, detail: status === 'done' ? '' : `see ${logFile(r.name, 'sweep')}` };
         }, r.name);
       }
@@ -410,7 +412,7 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
   const exitCode = ctl.stopped() ? 130 : failed ? 1 : 0;
   const summary: LoraReproduceSummary = {
     format: 'memgen-reproduce-lora/1', out: outDir, base: { dir: base, given: givenBase !== undefined, unchanged },
-    setting: `the paper's: Tables 2, 5 PAPER_LLAMA_SETTING (incontext topN 0.05 alpha 5, arithmetic topN 0.1 alpha 1, cipher topN 0.1 alpha 5); Tables 3, 4 the topN / alpha of the paper's row${steerAt === 'prompt' ? '; the shift at the last prompt position only (--steer-at prompt; the paper: every position)' : ''}`,
+    setting: `the paper's: Tables 2, 5 PAPER_LLAMA_SETTING (incontext topN 0.05 alpha 5, arithmetic topN 0.1 alpha 1, cipher topN 0.1 alpha 5); Tables 3, 4 the topN / alpha of the paper's row${steerAt === 'prompt' ? '; the shift at the last prompt position only (--steer-at prompt; the paper: every position)' : ''}${baselineDraws > 1 ? `; each baseline pools ${baselineDraws} random draws (--baseline-draws)` : ''}`,
     runs: RUNS.map((r) => ({ name: r.name, task: r.task, seed: r.seed, dir: r.dir, kept: keptEval(r.dir), pairs: pairsOf(r.dir), stages: byRun.get(r.name)! })),
     tables: STEERS.map((s) => tableEntry(s, steered.get(s) ?? null)),
     figure5: RUNS.flatMap((r) => {
