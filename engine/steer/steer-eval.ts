@@ -266,6 +266,20 @@ export function pooledCell(first: Intervention, starts: readonly StartInput[], d
   return cellResult({ ...first, description: { ...first.description, draws: drawn.length } }, repeated, steered);
 }
 
+/**
+ * Runs a cell's draws (one intervention, or a baseline's pooled random draws) on the starting inputs
+ * of its direction, one after the other; `progress(k)` after k more generations. One draw: runCell's.
+ */
+export async function runDraws(task: Task, model: SteerModel, starts: readonly StartInput[], draws: readonly Intervention[], ctl: LoopControl, progress: (k: number) => void, examples = 5): Promise<CellResult> {
+  const drawn: CellResult[] = [];
+  for (const [r, iv] of draws.entries()) {
+    const before = r * starts.length;
+    drawn.push(await runCell(task, model, starts, iv, { ...ctl, onGenerated: (k) => progress(before + k) }, examples));
+    progress(before + starts.length);
+  }
+  return drawn.length === 1 ? drawn[0] : pooledCell(draws[0], starts, drawn);
+}
+
 /** Runs one (direction, intervention) cell on the starting inputs of that direction. */
 export async function runCell(task: Task, model: SteerModel, starts: readonly StartInput[], intervention: Intervention, ctl: LoopControl = {}, examples = 5): Promise<CellResult> {
   const steered = await steeredOutputs(task, model, starts, intervention.vectors, ctl);
@@ -406,16 +420,9 @@ export async function steerEval(opts: SteerEvalOptions): Promise<SteerEvalResult
   const cells: CellResult[] = [];
   for (const { intervention, draws } of interventions) {
     const inputs = starts.inputs[intervention.description.direction];
-    const drawn: CellResult[] = [];
-    for (const iv of draws) {
-      const before = done;
-      drawn.push(await runCell(task, model, inputs, iv, {
-        ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }),
-      }));
-      done = before + inputs.length;
-      opts.onProgress?.({ phase: 'cells', done, total });
-    }
-    cells.push(drawn.length === 1 ? drawn[0] : pooledCell(intervention, inputs, drawn));
+    const before = done;
+    cells.push(await runDraws(task, model, inputs, draws, ctl, (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total })));
+    done = before + draws.length * inputs.length;
   }
   return { file: steeringFile(setup, opts, starts.info, cells, (Date.now() - start) / 1000), cells, starts };
 }

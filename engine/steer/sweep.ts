@@ -44,8 +44,7 @@ import {
   baselineSeed,
   drawStarts,
   meanFirst,
-  pooledCell,
-  runCell,
+  runDraws,
   tally,
   steerAtNote,
 } from './steer-eval';
@@ -228,13 +227,9 @@ export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   try {
     for (const e of sweepEntries(setup, grid, opts.seed, withBaselines, opts.layers, draws)) {
       const inputs = starts.inputs[e.direction];
-      const drawn: CellResult[] = [];
-      for (const iv of e.draws) {
-        const before = done;
-        drawn.push(await runCell(task, model, inputs, iv, { ...ctl, onGenerated: (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }) }, 0));
-        done = before + inputs.length;
-      }
-      const r = drawn.length === 1 ? drawn[0] : pooledCell(e.intervention, inputs, drawn);
+      const before = done;
+      const r = await runDraws(task, model, inputs, e.draws, ctl, (k) => opts.onProgress?.({ phase: 'cells', done: before + k, total }), 0);
+      done = before + e.draws.length * inputs.length;
       const cell = sweepCell(e, r.behaviours, r.probs);
       cells.push(cell);
       results.push(r);
