@@ -9,6 +9,8 @@
  *   steering.json / sweep.json   made for another model file, or with neurons of another analysis
  *                   than the current one (same-run experiments: pairs or modelHash differ)
  *   steering-from-*.json (transfer tables: another run's neurons, Tables 3, 4)   made for another model file
+ *   the other steering-*.json (the run's own neurons at another setting, e.g. --steer-at prompt)   made
+ *                   for another model file
  * A LoRA run's analysis may also hold projections.json (projection attribution, the paper's Figure 5).
  */
 import * as fs from 'node:fs';
@@ -19,7 +21,7 @@ import type { ProbesFile } from '../analysis/probe-layers';
 import { ADAPTER_FILES } from '../models/lora';
 import { checkLoraManifest } from '../runs/lora-run';
 import { type Manifest, RUN_FILES, RunError, checkManifestCommon, modelFile, modelHash, readJSON, readTrainLog, trainLogProblem } from '../runs/run';
-import { type SteeringFile, type SweepFile, steerPath, transferSteerFiles, variantSteerFiles } from '../steer/files';
+import { type SteeringFile, type SweepFile, otherSteerFiles, steerPath } from '../steer/files';
 import { PROJECTIONS_FILE, type ProjectionsFile } from '../analysis/projection-attribution';
 import type { EvalPoint } from './figures';
 
@@ -149,8 +151,9 @@ export function loadReportData(runDir: string, notes: string[] = []): ReportData
   const probes = summary ? readOptional<ProbesFile>(analysisPath(absDir, 'probes'), 'probes', problems) : null;
   const steering = readOptional<SteeringFile>(steerPath(absDir, 'steering'), 'steering table', problems);
   const sweep = readOptional<SweepFile>(steerPath(absDir, 'sweep'), 'sweep', problems);
-  const transfers = transferSteerFiles(absDir).map((f) => readOptional<SteeringFile>(f, 'transfer steering table', problems)).filter((f): f is SteeringFile => f !== null);
-  const variants = variantSteerFiles(absDir).flatMap((f) => {
+  const others = otherSteerFiles(absDir);
+  const transfers = others.transfers.map((f) => readOptional<SteeringFile>(f, 'transfer steering table', problems)).filter((f): f is SteeringFile => f !== null);
+  const variants = others.variants.flatMap((f) => {
     const file = readOptional<SteeringFile>(f, 'steering table', problems);
     return file ? [{ name: path.basename(f), file }] : [];
   });

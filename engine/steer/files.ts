@@ -51,21 +51,15 @@ export function steeringOutPath(runDir: string, neuronsFrom?: string): string {
 }
 
 /**
- * The steering tables of a run at other settings than steering.json's (steering-*.json in
- * RUN/analysis that are not transfer tables: `steer-eval --out RUN/analysis/steering-at-prompt.json`),
- * sorted by name.
+ * A run's steering tables beside steering.json (RUN/analysis/steering-*.json), sorted by name, from one
+ * directory read: `transfers` (steering-from-*.json, another run's neurons) and `variants` (the run's
+ * own neurons at another setting: `steer-eval --out RUN/analysis/steering-at-prompt.json`).
  */
-export function variantSteerFiles(run: string | { dir: string }): string[] {
+export function otherSteerFiles(run: string | { dir: string }): { transfers: string[]; variants: string[] } {
   const dir = analysisDir(run);
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.startsWith('steering-') && !f.startsWith(TRANSFER_PREFIX) && f.endsWith('.json')).sort().map((f) => path.join(dir, f));
-}
-
-/** The transfer tables of a run (steering-from-*.json in RUN/analysis), sorted by name. */
-export function transferSteerFiles(run: string | { dir: string }): string[] {
-  const dir = analysisDir(run);
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.startsWith(TRANSFER_PREFIX) && f.endsWith('.json')).sort().map((f) => path.join(dir, f));
+  const names = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.startsWith('steering-') && f.endsWith('.json')).sort() : [];
+  const of = (transfer: boolean) => names.filter((f) => f.startsWith(TRANSFER_PREFIX) === transfer).map((f) => path.join(dir, f));
+  return { transfers: of(true), variants: of(false) };
 }
 
 /** Percentages (0..100) of the three classes. */

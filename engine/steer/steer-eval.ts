@@ -262,8 +262,8 @@ export interface CellResult extends SteeringCell {
  */
 export function pooledCell(first: Intervention, starts: readonly StartInput[], drawn: readonly CellResult[]): CellResult {
   const steered = { outputs: drawn.flatMap((c) => c.outputs), behaviours: drawn.flatMap((c) => c.behaviours), probs: drawn.flatMap((c) => c.probs) };
-  const repeated = drawn.flatMap(() => starts.map((x) => ({ prompt: x.example.prompt, output: x.output })));
-  return cellResult({ ...first, description: { ...first.description, draws: drawn.length } }, repeated, steered);
+  // The examples are the first draw's: its outputs come first, beside the starts' own.
+  return cellResult({ ...first, description: { ...first.description, draws: drawn.length } }, starts.map((x) => ({ prompt: x.example.prompt, output: x.output })), steered);
 }
 
 /**
