@@ -7,7 +7,8 @@
  *   steer-eval  RUN/analysis/shards/steer/<table>/<i>-of-<N>.json (SteerShardFile), <table> = the table's file without .json
  *   sweep       RUN/analysis/shards/sweep/<i>-of-<N>.json (SweepShardFile; a sweep has one file, sweep.json)
  * both with per input its unsteered class, and per starting input and cell its steered class and
- * first-token probabilities (steer-eval: and its output, for the table's examples).
+ * first-token probabilities (steer-eval: and its output, for the table's examples); a baseline cell
+ * pooling K random draws (--baseline-draws K) holds K rows per starting input, draw-major.
  *
  * The merge (mergeSteerShards, mergeSweepShards) writes the file one unsharded job writes:
  *   starts      the first n starting inputs per direction over all shards, in stream order
@@ -16,7 +17,8 @@
  *               C = the later of the two directions' n-th starting input; T when one is short
  *   counts      summed over the shards' inputs below `tried` (every shard must have covered them)
  *   cells       counts, % and success summed from the per-input classes; pFirst the mean over the same
- *               inputs in the same order; steer-eval's examples the first five
+ *               inputs in the same order (pooled cells: each draw's rows of the picked inputs, draw
+ *               after draw, as the unsharded job pools them); steer-eval's examples the first five
  * and builds the file with the unsharded job's own code (steer-eval.ts steeringFile, sweep.ts
  * sweepCell and sweepFile). Equal to the unsharded file when the model's per-row outputs do not depend
  * on which rows share a generate call (the cells of a shard batch its own starting inputs); the tests
@@ -33,7 +35,7 @@ import type { Behaviour } from '../tasks/task';
 import { type SteeringFile, type StartsInfo, type SweepCell, writeSteerFile } from './files';
 import type { Direction, InterventionKind } from './intervention';
 import { DIRECTIONS } from './intervention';
-import { type CellResult, type SteerEvalResult, type SteerRun, type SteerSetup, type Starts, cellResult, startSeed, startsInfo, steeringFile, steeringInterventions } from './steer-eval';
+import { type CellResult, type SteerEvalResult, type SteerRun, type SteerSetup, type Starts, drawsCell, startSeed, startsInfo, steeringFile, steeringInterventions } from './steer-eval';
 import { type SweepResult, sweepCell, sweepEntries, sweepFile } from './sweep';
 
 /** RUN/analysis/shards/steer: one folder per table (named as its file, without .json). */
@@ -59,6 +61,8 @@ interface CommonShardOptions {
   beams: number;
   steerAt: SteerAt;
   layers: number[] | null;
+  /** Random draws pooled in each baseline cell (absent in older shard files: 1). */
+  baselineDraws?: number;
   neuronsFrom: string | null;
   allowStale: boolean;
 }
@@ -98,13 +102,13 @@ interface StartsShard<O extends CommonShardOptions> {
 
 export interface SteerShardFile extends StartsShard<SteerShardOptions> {
   format: 'memgen-steer-shard/1';
-  /** Per cell, one entry per starting input of its direction (same order as starts). */
+  /** Per cell, one entry per starting input of its direction (same order as starts); a pooled baseline cell: draw-major, draws x starts. */
   cells: { direction: Direction; method: InterventionKind; outputs: string[]; behaviours: Behaviour[]; probs: P[] }[];
 }
 
 export interface SweepShardFile extends StartsShard<SweepShardOptions> {
   format: 'memgen-sweep-shard/1';
-  /** Per cell of the grid (sweep.ts sweepEntries' order), one entry per starting input of its direction. */
+  /** Per cell of the grid (sweep.ts sweepEntries' order), one entry per starting input of its direction (pooled: draw-major, as steer-eval's). */
   cells: { alpha: number; topN: number; direction: Direction; method: SweepCell['method']; behaviours: Behaviour[]; probs: P[] }[];
 }
 
@@ -178,14 +182,18 @@ function mergeStarts(runDir: string, dir: string, shards: Loaded<StartsShard<Com
   return { picked, info: startsInfo(startSeed(o.seed), o.n, picked, tried, counts, o.maxTries) };
 }
 
-/** Per picked starting input, its shard's cell (the one `match` finds) and its row in it. */
-function rowsOf<C>(shards: Loaded<{ cells: C[] }>[], picked: readonly Picked[], match: (c: C) => boolean, name: string): { cell: C; j: number }[] {
+/**
+ * Per draw and picked starting input (draw-major, as steer-eval.ts runDraws pools them), its shard's
+ * cell (the one `match` finds) and its row there: draw r of shard k's j-th start is row r x (shard k's
+ * starts of that direction) + j.
+ */
+function rowsOf<C>(shards: Loaded<{ cells: C[]; starts: Record<Direction, unknown[]> }>[], picked: readonly Picked[], direction: Direction, draws: number, match: (c: C) => boolean, name: string): { cell: C; j: number }[][] {
   const per = shards.map((s) => s.f.cells.find(match));
-  return picked.map((x) => {
+  return Array.from({ length: draws }, (_, r) => picked.map((x) => {
     const cell = per[x.k];
     if (!cell) throw new Error(`${shards[x.k].dir} has no ${name} cell (damaged): rerun it`);
-    return { cell, j: x.j };
-  });
+    return { cell, j: r * shards[x.k].f.starts[direction].length + x.j };
+  }));
 }
 
 const sumSeconds = (shards: Loaded<{ seconds: number }>[]) => shards.reduce((a, s) => a + s.f.seconds, 0);
@@ -204,12 +212,14 @@ export function mergeSteerShards(runDir: string, prepare: Prepare): string[] {
     const { shards, setup } = readShardSet<SteerShardFile>(runDir, dir, 'steering', command, prepare);
     const o = shards[0].f.options;
     const { picked, info } = mergeStarts(runDir, dir, shards);
-    const cells: CellResult[] = steeringInterventions(setup, { ...o, picks: o.picks ?? undefined, layers: o.layers ?? undefined }).map(({ method, intervention }) => {
+    const opts = { ...o, picks: o.picks ?? undefined, layers: o.layers ?? undefined };
+    const cells: CellResult[] = steeringInterventions(setup, opts).map(({ method, intervention, draws }) => {
       const d = intervention.description.direction;
-      const rows = rowsOf(shards, picked[d], (c) => c.method === method && c.direction === d, `${d} ${method}`);
-      return cellResult(intervention, picked[d], { outputs: rows.map((r) => r.cell.outputs[r.j]), behaviours: rows.map((r) => r.cell.behaviours[r.j]), probs: rows.map((r) => r.cell.probs[r.j]) });
+      const drawn = rowsOf(shards, picked[d], d, draws.length, (c) => c.method === method && c.direction === d, `${d} ${method}`)
+        .map((rows) => ({ outputs: rows.map((r) => r.cell.outputs[r.j]), behaviours: rows.map((r) => r.cell.behaviours[r.j]), probs: rows.map((r) => r.cell.probs[r.j]) }));
+      return drawsCell(draws, picked[d], drawn);
     });
-    const file: SteeringFile = steeringFile(setup, { ...o, picks: o.picks ?? undefined, layers: o.layers ?? undefined }, info, cells, sumSeconds(shards));
+    const file: SteeringFile = steeringFile(setup, opts, info, cells, sumSeconds(shards));
     written.push(writeSteerFile(runDir, 'steering', file, o.out));
   }
   return written;
@@ -223,9 +233,9 @@ export function mergeSweepShards(runDir: string, prepare: Prepare): string {
   const o = shards[0].f.options;
   const { picked, info } = mergeStarts(runDir, dir, shards);
   const cells: SweepCell[] = [];
-  for (const e of sweepEntries(setup, o, o.seed, o.baselines, o.layers ?? undefined)) {
+  for (const e of sweepEntries(setup, o, o.seed, o.baselines, o.layers ?? undefined, o.baselineDraws)) {
     const method = e.intervention.description.kind;
-    const rows = rowsOf(shards, picked[e.direction], (c) => c.alpha === e.alpha && c.topN === e.topN && c.direction === e.direction && c.method === method, `alpha ${e.alpha} topN ${e.topN} ${e.direction} ${method}`);
+    const rows = rowsOf(shards, picked[e.direction], e.direction, e.draws.length, (c) => c.alpha === e.alpha && c.topN === e.topN && c.direction === e.direction && c.method === method, `alpha ${e.alpha} topN ${e.topN} ${e.direction} ${method}`).flat();
     cells.push(sweepCell(e, rows.map((r) => r.cell.behaviours[r.j]), rows.map((r) => r.cell.probs[r.j])));
   }
   return writeSteerFile(runDir, 'sweep', sweepFile(setup, o, info, cells, true, sumSeconds(shards)));

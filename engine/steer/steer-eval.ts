@@ -217,7 +217,7 @@ export async function steeredOutputs(
   inputs: readonly StartInput[],
   steer: Float32Array[],
   ctl: LoopControl = {},
-): Promise<{ outputs: string[]; behaviours: Behaviour[]; probs: { pGen: number; pMem: number | null }[] }> {
+): Promise<Steered> {
   const batch = ctl.batch ?? 256;
   const tok = task.tokenizer;
   const V = tok.vocab.length;
@@ -256,39 +256,38 @@ export interface CellResult extends SteeringCell {
   probs: { pGen: number; pMem: number | null }[];
 }
 
+/** A cell's steered outputs, classes and first-token probabilities, per starting input in stream order. */
+export type Steered = { outputs: string[]; behaviours: Behaviour[]; probs: { pGen: number; pMem: number | null }[] };
+
 /**
- * One cell pooled over a baseline's random draws (see the header): counts over all of them (n = draws x
- * starting inputs), p(first token) their mean, the first draw's intervention and examples, `draws` set.
+ * The cell of `draws` (one intervention, or a baseline's random draws) from each draw's steered
+ * outputs; pooled (see the header): counts over all draws (n = draws x starting inputs), p(first token)
+ * their mean, the first draw's intervention and examples, `draws` set. steerEval's and the shard merge's.
  */
-export function pooledCell(first: Intervention, starts: readonly StartInput[], drawn: readonly CellResult[]): CellResult {
+export function drawsCell(draws: readonly Intervention[], starts: readonly { prompt: string; output: string }[], drawn: readonly Steered[], examples = 5): CellResult {
+  if (drawn.length === 1) return cellResult(draws[0], starts, drawn[0], examples);
+  // Draw-major, so the examples are the first draw's: its outputs come first, beside the starts' own.
   const steered = { outputs: drawn.flatMap((c) => c.outputs), behaviours: drawn.flatMap((c) => c.behaviours), probs: drawn.flatMap((c) => c.probs) };
-  // The examples are the first draw's: its outputs come first, beside the starts' own.
-  return cellResult({ ...first, description: { ...first.description, draws: drawn.length } }, starts.map((x) => ({ prompt: x.example.prompt, output: x.output })), steered);
+  return cellResult({ ...draws[0], description: { ...draws[0].description, draws: drawn.length } }, starts, steered, examples);
 }
 
 /**
  * Runs a cell's draws (one intervention, or a baseline's pooled random draws) on the starting inputs
- * of its direction, one after the other; `progress(k)` after k more generations. One draw: runCell's.
+ * of its direction, one after the other; `progress(k)` after k more generations.
  */
 export async function runDraws(task: Task, model: SteerModel, starts: readonly StartInput[], draws: readonly Intervention[], ctl: LoopControl, progress: (k: number) => void, examples = 5): Promise<CellResult> {
-  const drawn: CellResult[] = [];
+  const drawn: Steered[] = [];
   for (const [r, iv] of draws.entries()) {
     const before = r * starts.length;
-    drawn.push(await runCell(task, model, starts, iv, { ...ctl, onGenerated: (k) => progress(before + k) }, examples));
+    drawn.push(await steeredOutputs(task, model, starts, iv.vectors, { ...ctl, onGenerated: (k) => progress(before + k) }));
     progress(before + starts.length);
   }
-  return drawn.length === 1 ? drawn[0] : pooledCell(draws[0], starts, drawn);
-}
-
-/** Runs one (direction, intervention) cell on the starting inputs of that direction. */
-export async function runCell(task: Task, model: SteerModel, starts: readonly StartInput[], intervention: Intervention, ctl: LoopControl = {}, examples = 5): Promise<CellResult> {
-  const steered = await steeredOutputs(task, model, starts, intervention.vectors, ctl);
-  return cellResult(intervention, starts.map((x) => ({ prompt: x.example.prompt, output: x.output })), steered, examples);
+  return drawsCell(draws, starts.map((x) => ({ prompt: x.example.prompt, output: x.output })), drawn, examples);
 }
 
 /** The cell of `intervention` from the steered outputs of its starting inputs (in stream order). */
 export function cellResult(intervention: Intervention, starts: readonly { prompt: string; output: string }[],
-  steered: { outputs: string[]; behaviours: Behaviour[]; probs: { pGen: number; pMem: number | null }[] }, examples = 5): CellResult {
+  steered: Steered, examples = 5): CellResult {
   const { direction } = intervention.description;
   const { outputs, behaviours, probs } = steered;
   const t = tally(direction, behaviours);

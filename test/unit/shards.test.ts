@@ -134,11 +134,11 @@ describe.skipIf(!haveRun)('analyze --shard i/N and merge on runs/arithmetic-tiny
 });
 
 describe.skipIf(!haveRun)('steer-eval --shard i/N and merge on runs/arithmetic-tiny', () => {
-  it('3 shards merged equal one unsharded steer-eval (starts, counts, cells, examples)', async () => {
-    const args = ['--n', '100', '--batch', '128', '--threads', '1', '--seed', '1'];
-    const one = copyRun('steer-one', true);
+  it.each([1, 2])('3 shards merged equal one unsharded steer-eval (starts, counts, cells, examples), --baseline-draws %i', async (draws) => {
+    const args = ['--n', '100', '--batch', '128', '--threads', '1', '--seed', '1', '--baseline-draws', String(draws)];
+    const one = copyRun(`steer-one-${draws}`, true);
     expect((await quiet(() => steerEvalCommand(['--run', one, ...args]))).code).toBe(0);
-    const run = copyRun('steer-three', true);
+    const run = copyRun(`steer-three-${draws}`, true);
     fs.rmSync(path.join(run, 'analysis', 'steering.json'));
     for (let i = 0; i < 3; i++) expect((await quiet(() => steerEvalCommand(['--run', run, '--shard', `${i}/3`, ...args]))).code).toBe(0);
     const m = await quiet(() => mergeCommand(['--run', run]));
@@ -148,6 +148,7 @@ describe.skipIf(!haveRun)('steer-eval --shard i/N and merge on runs/arithmetic-t
     const table = (r: string) => without(JSON.parse(fs.readFileSync(path.join(r, 'analysis', 'steering.json'), 'utf8').replaceAll(r, 'RUN')) as Record<string, unknown>, ['seconds', 'createdAt']);
     expect(table(run)).toEqual(table(one));
     expect((table(one).starts as { tried: number }).tried).toBeGreaterThan(256); // more than one unsharded batch, so that all 3 shards took part
+    expect((table(one).cells as { method: string; n: number }[]).filter((c) => c.method !== 'targeted').every((c) => c.n === draws * 100)).toBe(true);
   }, 60_000);
 });
 
@@ -164,8 +165,8 @@ function expectClose(a: unknown, b: unknown, at = ''): void {
 }
 
 describe.skipIf(!haveRun)('sweep --shard i/N and merge on runs/arithmetic-tiny', () => {
-  it('2 shards merged equal one unsharded sweep (starts, counts, every cell, best)', async () => {
-    const args = ['--n', '50', '--batch', '128', '--threads', '1', '--seed', '1', '--alphas', '5,20', '--topns', '0.02,0.1'];
+  it('2 shards merged equal one unsharded sweep (starts, counts, every cell, best), baselines pooled over 2 draws', async () => {
+    const args = ['--n', '50', '--batch', '128', '--threads', '1', '--seed', '1', '--alphas', '5,20', '--topns', '0.02,0.1', '--baseline-draws', '2'];
     const one = copyRun('sweep-one', true);
     expect((await quiet(() => sweepCommand(['--run', one, ...args]))).code).toBe(0);
     const run = copyRun('sweep-two', true);
@@ -178,6 +179,7 @@ describe.skipIf(!haveRun)('sweep --shard i/N and merge on runs/arithmetic-tiny',
     const merged = file(run);
     expectClose(merged, file(one));
     expect((merged.cells as unknown[]).length).toBe(2 * 2 * 2 * 3);
+    expect((merged.cells as { method: string; n: number }[]).filter((c) => c.method !== 'targeted').every((c) => c.n === 2 * 50)).toBe(true);
     expect((merged.starts as { tried: number }).tried).toBeGreaterThan(128); // more than one block, so that both shards took part
   }, 60_000);
 });

@@ -25,7 +25,7 @@ import {
   parsePicks,
   targetedIntervention,
 } from '../../engine/steer/intervention';
-import { type SteerSetup, drawStarts, formatSteeringTable, prepareSteering, runCell, steerEval, steeringInterventions } from '../../engine/steer/steer-eval';
+import { type SteerSetup, drawStarts, formatSteeringTable, prepareSteering, runDraws, steerEval, steeringInterventions } from '../../engine/steer/steer-eval';
 import { bestCell, formatSweep, sweep } from '../../engine/steer/sweep';
 import { Rng } from '../../engine/util/rng';
 import { quiet } from './quiet';
@@ -263,7 +263,7 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
         continue;
       }
       expect(c).toMatchObject({ n: 30, intervention: { draws: 3 } });
-      const each = await Promise.all(draws[i].draws.map((iv) => runCell(setup.run.task, model, three.starts.inputs[c.direction], iv)));
+      const each = await Promise.all(draws[i].draws.map((iv) => runDraws(setup.run.task, model, three.starts.inputs[c.direction], [iv], {}, () => {})));
       expect(each[0].counts).toEqual(one.cells[i].counts);
       expect(new Set(each.map((e) => e.intervention.seed)).size).toBe(3); // three different draws
       for (const k of ['gen', 'mem', 'other'] as const) expect(c.counts[k]).toBe(each.reduce((s, e) => s + e.counts[k], 0));
@@ -377,7 +377,6 @@ describe.skipIf(!haveRun)('steer-eval and sweep on an analysed run', () => {
     await expect(steerEvalCommand(['--run', run, '--layers', '9'])).rejects.toThrow(/--layers 9: layer 9 does not exist/);
     await expect(steerEvalCommand(['--run', run, '--steer-at', 'first'])).rejects.toThrow(/--steer-at must be one of all, prompt, got first/);
     await expect(steerEvalCommand(['--run', run, '--layers', '0', '--pick', `blocks.0.${setup.sourceInfo.site}:1`])).rejects.toThrow(/give one of them/);
-    await expect(steerEvalCommand(['--run', run, '--baseline-draws', '2', '--shard', '0/2'])).rejects.toThrow(/not implemented for sharded steer-eval and sweep yet/);
     await expect(steerEvalCommand(['--run', run, '--baseline-draws', '0'])).rejects.toThrow(/--baseline-draws must be a positive integer/);
 
     const sw = await quiet(() => sweepCommand(['--run', run, '--n', '5', '--threads', '1', '--alphas', '1,5', '--topns', '0.1', '--no-baselines']));

@@ -86,12 +86,6 @@ export function layersOption(v: string | boolean | undefined, setup: SteerSetup<
   return layers;
 }
 
-/** --baseline-draws K (1: the paper's one draw); not with --shard yet. */
-function baselineDrawsOption(v: string | boolean | undefined, shard: Shard | undefined): number {
-  const k = positiveInt(num(v, 'baseline-draws', 1), 'baseline-draws');
-  if (k > 1 && shard) throw new UsageError('--baseline-draws above 1 is not implemented for sharded steer-eval and sweep yet: run it without --shard');
-  return k;
-}
 
 export const positiveInt = (x: number, name: string): number => {
   if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
@@ -197,6 +191,9 @@ function reportShard(shard: Shard & { quota: number }, r: { starts: Starts }, wh
   console.log(`when all ${shard.count} shards are done: memgen merge --run ${runDir}`);
 }
 
+/** --baseline-draws K (1: the paper's one draw). */
+const baselineDrawsOption = (v: string | boolean | undefined): number => positiveInt(num(v, 'baseline-draws', 1), 'baseline-draws');
+
 /** `memgen steer-eval`, holding the run's lock (args.ts writesRun), except a shard. */
 export const steerEvalCommand = lockedUnlessShard('steer-eval', steerEvalCli);
 
@@ -220,7 +217,7 @@ async function steerEvalCli(argv: string[]): Promise<number> {
   const steerAt = steerAtOption(v['steer-at']);
   const layers = layersOption(v.layers, setup);
   if (layers && picks) throw new UsageError('--layers restricts the top-N ranking; --pick names the neurons itself: give one of them');
-  const baselineDraws = baselineDrawsOption(v['baseline-draws'], shard);
+  const baselineDraws = baselineDrawsOption(v['baseline-draws']);
   describeSetup(setup);
 
   let stop = false;
@@ -238,7 +235,7 @@ async function steerEvalCli(argv: string[]): Promise<number> {
       const out = outFile ?? steeringOutPath(setup.run.dir, setup.sourceInfo.run);
       const neuronsFrom = str(v['neurons-from'], 'neurons-from') ?? null;
       const file = writeSteerShard(setup.run, shard, {
-        n, seed, maxTries: r.file.starts.maxTries, batch, topN, picks: picks ?? null, alpha, beams, steerAt, layers: layers ?? null, neuronsFrom, allowStale: Boolean(v['allow-stale']), out,
+        n, seed, maxTries: r.file.starts.maxTries, batch, topN, picks: picks ?? null, alpha, beams, steerAt, layers: layers ?? null, baselineDraws, neuronsFrom, allowStale: Boolean(v['allow-stale']), out,
       }, setup.modelHash, r);
       reportShard(shard, r, 'every cell run', file, runDir);
       return 0;
@@ -277,7 +274,7 @@ async function sweepCli(argv: string[]): Promise<number> {
   const beams = positiveInt(num(v.beams, 'beams', 1), 'beams');
   const steerAt = steerAtOption(v['steer-at']);
   const layers = layersOption(v.layers, setup);
-  const baselineDraws = baselineDrawsOption(v['baseline-draws'], shard);
+  const baselineDraws = baselineDrawsOption(v['baseline-draws']);
   const baselines = !v['no-baselines'];
   describeSetup(setup);
 
@@ -311,7 +308,7 @@ async function sweepCli(argv: string[]): Promise<number> {
       return 130;
     }
     const file = writeSweepShard(setup.run, shard, {
-      n, seed, maxTries: result.starts.maxTries, batch, beams, steerAt, layers: layers ?? null, neuronsFrom: str(v['neurons-from'], 'neurons-from') ?? null, allowStale: Boolean(v['allow-stale']),
+      n, seed, maxTries: result.starts.maxTries, batch, beams, steerAt, layers: layers ?? null, baselineDraws, neuronsFrom: str(v['neurons-from'], 'neurons-from') ?? null, allowStale: Boolean(v['allow-stale']),
       alphas: result.alphas, topNs: result.topNs, baselines,
     }, setup.modelHash, r);
     reportShard(shard, r, `${result.cells.length} cells run`, file, runDir);
