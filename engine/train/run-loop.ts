@@ -8,8 +8,10 @@
  *     step(s)                     one optimizer step; a non-finite loss is an error
  *     every evalEvery steps and at the last: evaluate; keep it when it is the best so far
  *       (isBetter: a checkpoint whose plain accuracy reaches minPlainAccuracy beats one that does
- *       not; among equals, higher gen% x mem%, or, while both scores are 0, more gen% + mem%), so the
- *       kept model is the best balance among checkpoints that can add (when any can), then
+ *       not; then, with stopWhenBoth F, one with gen% and mem% both >= F beats one without; among
+ *       equals, higher gen% x mem%, or, while both scores are 0, more gen% + mem%), so the kept
+ *       model is the best balance among checkpoints that can add (when any can) and show both
+ *       behaviours (when any does: the checkpoint that stops the run shows them), then
  *       checkpoint; both gen% and mem% >= stopWhenBoth at a checkpoint that reaches minPlainAccuracy
  *       -> 'both-behaviours'
  *   at the end: a run without an evaluation at its last step is evaluated (or, when interrupted,
@@ -98,10 +100,12 @@ export function finishManifest(manifestFile: string, o: Omit<RunOutcome, 'dir'>,
 export const MIN_PLAIN_ACCURACY = 0.9;
 
 /** The keep rule (see the header); a result without a plain accuracy counts as reaching it. */
-export function isBetter(e: EvalResult, best: EvalResult | null, minPlain = MIN_PLAIN_ACCURACY): boolean {
+export function isBetter(e: EvalResult, best: EvalResult | null, minPlain = MIN_PLAIN_ACCURACY, both: number | null = null): boolean {
   if (!best) return true;
   const adds = (r: EvalResult) => r.plainAccuracy == null || r.plainAccuracy >= minPlain;
   if (adds(e) !== adds(best)) return adds(e);
+  const shows = (r: EvalResult) => both !== null && r.gen >= both && r.mem >= both;
+  if (shows(e) !== shows(best)) return shows(e);
   return e.score > best.score || (best.score === 0 && e.score === 0 && e.gen + e.mem > best.gen + best.mem);
 }
 
@@ -117,7 +121,7 @@ export async function runTrainingLoop(cfg: LoopConfig, parts: LoopParts, kept: S
     lastEvalStep = s;
     parts.log({ step: s, kind: 'eval', ...summarize(lastEval) });
     parts.onEval?.(lastEval);
-    if (isBetter(lastEval, best, cfg.minPlainAccuracy)) {
+    if (isBetter(lastEval, best, cfg.minPlainAccuracy, cfg.stopWhenBoth)) {
       best = lastEval;
       parts.keep(s);
     }

@@ -27,6 +27,12 @@ describe('keep rule', () => {
     expect(isBetter(ev(0.1, 0.1), null)).toBe(true);
     // another bar
     expect(isBetter(ev(0.4, 0.4, 0.8), ev(0.2, 0.2, 0.95), 0.75)).toBe(true);
+    // --stop-when-both F: a checkpoint showing both (>= F each) beats a better balance that does not
+    expect(isBetter(ev(0.36, 0.2, null), ev(0.49, 0.153, null), 0, 0.2)).toBe(true);
+    expect(isBetter(ev(0.49, 0.153, null), ev(0.36, 0.2, null), 0, 0.2)).toBe(false);
+    expect(isBetter(ev(0.49, 0.153, null), ev(0.36, 0.2, null))).toBe(true);
+    // ... but not one that cannot add
+    expect(isBetter(ev(0.3, 0.3, 0.5), ev(0.5, 0.1, 0.95), 0.9, 0.2)).toBe(false);
   });
 });
 

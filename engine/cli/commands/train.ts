@@ -16,7 +16,7 @@ export const TRAIN_HELP = `  train     Train GPT-2 from scratch until the test s
             --task ${TASK_NAMES.join('|')}  --preset ${PRESET_NAMES.join('|')} (tiny)  --seed N (0)  --out RUN
             [--resume | --force] [--steps S] [--stop-at-step N (end at step N of the S-step schedule)] [--max-minutes M] [--lr X] [--batch B] [--mem-rate R]
             [--task-scale tiny|paper] [--mem-pattern-ratio R (1)] [--min-operand N (tiny 10)] [--colours-per-name K (5)] [--story-form is|colon (incontext: 'Rose is eagle.' as the paper, or 'Rose: eagle.'; is)] [--mem-tag-pieces 1|2 (2)]
-            [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K (also the checkpoint interval)] [--eval-n N] [--log-every K (10)] [--save-evals] [--stop-when-both F] [--threads N] [--provider cpu|cuda]
+            [--contradict-rate R] [--mem-warmup STEPS (arithmetic 1500; 0: patterns from the first step)] [--eval-every K (also the checkpoint interval)] [--eval-n N] [--log-every K (10)] [--save-evals] [--stop-when-both F (stop at the first checkpoint with gen% and mem% both >= F, and keep it over a better balance without)] [--threads N] [--provider cpu|cuda]
             With --base HF_FOLDER --lora: a LoRA adapter on a frozen pretrained LLaMA (the paper's second system):
             [--rank 8 --alpha 32 --dropout 0.1 --targets q_proj,v_proj] [--lr ${LORA_RUN_DEFAULTS.lr}] [--batch 16]
             [--mem-rate 0.07] [--epochs ${LORA_RUN_DEFAULTS.epochs}] [--train-size ${LORA_RUN_DEFAULTS.trainSize}] [--prompt-format plain|chat] [--log-every K (10)]
