@@ -12,7 +12,7 @@ import { evaluate, testSet } from '../../engine/train/evaluate';
 
 const RUNS = path.join(__dirname, '..', '..', 'runs');
 
-describe.each(['cipher-lora', 'arithmetic-lora'])('runs/%s', (name) => {
+describe.each(['cipher-lora', 'arithmetic-lora', 'incontext-lora'])('runs/%s', (name) => {
   it('loads on the committed base and shows both behaviours on 100 held-out inputs (>= 15 % each)', async () => {
     const dir = path.join(RUNS, name);
     const run = loadLoraRun(dir);
@@ -27,6 +27,6 @@ describe.each(['cipher-lora', 'arithmetic-lora'])('runs/%s', (name) => {
       await model.release();
     }
     const steering = JSON.parse(fs.readFileSync(path.join(dir, 'analysis', 'steering.json'), 'utf8'));
-    expect(steering.topN).toBe(0.1); // the paper's setting for both tasks (Tables 5 and 2)
+    expect(steering.topN).toBe(name === 'incontext-lora' ? 0.05 : 0.1); // the paper's setting (Tables 5 and 2)
   });
 });

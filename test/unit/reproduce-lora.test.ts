@@ -122,7 +122,7 @@ describe('memgen reproduce --system lora', () => {
     expect(s.runs[0].stages.find((x) => x.stage === 'sweep')).toMatchObject({ status: 'skipped' });
     // Figure 5 for the two analysed runs.
     expect(s.figure5.map((f) => f.run)).toEqual(['incontext-lora-s0', 'incontext-lora-s1', 'cipher-lora-s0']);
-    expect(Object.keys(s.figure5[0].adapterShare)).toEqual(['q_proj', 'v_proj']);
+    expect(Object.keys(s.figure5[0].adapterShare)).toEqual(['q_proj', 'v_proj', 'gate_proj', 'up_proj', 'down_proj']); // every adapted module
     expect(s.figure5[0].adapterShare.q_proj).toHaveLength(2);
 
     const md = fs.readFileSync(path.join(out, 'summary.md'), 'utf8');
@@ -167,9 +167,9 @@ describe('memgen reproduce --system lora', () => {
     expect(stages.map((s) => s.includes('--split-capitals'))).toEqual([false, false, false, true]);
   });
 
-  it('the arithmetic and cipher recipes adapt the MLPs too; --targets sets every adapter\'s modules', async () => {
-    for (const task of ['arithmetic', 'cipher'] as const) expect(recipeArgs(task, null)).toEqual(expect.arrayContaining(['--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj']));
-    expect(recipeArgs('incontext', null)).not.toContain('--targets'); // the train command's default: q_proj, v_proj
+  it('every recipe adapts the MLPs too; in-context as the paper\'s released config (one colour a name); --targets sets every adapter\'s modules', async () => {
+    for (const task of ['arithmetic', 'incontext', 'cipher'] as const) expect(recipeArgs(task, null)).toEqual(expect.arrayContaining(['--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj']));
+    expect(recipeArgs('incontext', null).join(' ')).toContain('--task-scale paper --colours-per-name 1 --contradict-rate 0');
     for (const task of ['arithmetic', 'incontext', 'cipher'] as const) {
       const r = recipeArgs(task, 'q_proj,v_proj');
       expect(r.filter((x) => x === '--targets')).toHaveLength(1);

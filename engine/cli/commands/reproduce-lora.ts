@@ -74,7 +74,7 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
             [--base BASE (only read; default ${COMMITTED_BASE}) | --pretrain [--preset ${Object.keys(PRETRAIN_PRESETS).join('|')}] (remake the base into
             DIR/base: the committed base's command, or the preset's)]
             [--targets q_proj,v_proj,... (every adapter's modules; default the recipe's: q_proj,v_proj as the paper,
-            the arithmetic and cipher adapters' with the MLPs too)] [--steer-at all|prompt (every steer and sweep: all, the
+            and the MLPs' gate_proj,up_proj,down_proj too)] [--steer-at all|prompt (every steer and sweep: all, the
             paper's, or the last prompt position only)] [--baseline-draws K (each baseline cell pools K random draws)]
             [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)]
             [--threads N] [--provider cpu|cuda]`;
@@ -97,16 +97,17 @@ const SWEEP_N = 100;
 /**
  * The adapter recipe of each task (everything else is the train command's paper defaults: r 8, alpha 32,
  * dropout 0.1, q_proj + v_proj, batch 16, mem rate 7 %, 2000 examples, 30 epochs as the paper's
- * in-context adapter). Measured on the committed base (docs/llama.md "A story form the base never read"):
- * it reads the paper's story form from the first step (mem 0 %), so the in-context adapters see the
- * stories written `Rose: eagle.` (--story-form colon) at the paper's 4-8 names; they learn the names'
- * colours first and the reading after, and the balance falls in that passage, which lr 1e-3 and an
- * evaluation every 50 steps catch; training stops there once both reach 20 % (the paper stopped its
- * in-context GPT-2 at 28 % mem and 55 % gen), with no bar on the plain accuracy (the reading, 25 % there;
- * later checkpoints read better than they recall, and the default keep rule, plain accuracy >= 90 %,
- * would prefer them). On K5 (the committed base since stop 40) the passage takes 50-100 steps and no
- * evaluation sees both at 20 %: the best gen x mem is kept (38.3 / 13.7 %). Cipher: lr 5e-3, which kept
- * the sums best on G. The arithmetic and cipher adapters also adapt the MLPs (gate_proj, up_proj,
+ * in-context adapter). Measured on the committed base (docs/llama.md "A story form the base never read",
+ * "In-context with one colour a name (stop 42)"): it reads the paper's story form from the first step,
+ * so with five colours a name (the context decides every training answer) no adapter recalls (mem below
+ * what guessing among the story's colours scores). The in-context adapters therefore train as the
+ * paper's released LLaMA config, one colour a name (the context's colour is the name's in every
+ * training story), at the paper's 4-8 names, with the MLPs adapted and ten times the training set
+ * (20,000 stories, 8 epochs at lr 2e-3): the adapter passes from reading to the names' colours (seed 0:
+ * mem 2 % to 100 % between steps 1,000 and 2,500), and an evaluation every 50 steps stops it at the
+ * first checkpoint with both >= 20 % (seed 0: step 1,850, 32.0 / 27.0 % held out), with no bar on
+ * the plain accuracy (the reading fades as the recall grows: 32 % there). Cipher: lr 5e-3, which kept
+ * the sums best on G. The arithmetic and cipher adapters, like the in-context ones, adapt the MLPs (gate_proj, up_proj,
  * down_proj; docs/llama.md "A base that copies letters"): with q_proj + v_proj alone they compute (gen
  * 98-100 %) but never tell the ten patterns from the other inputs (the tag's first token as likely on
  * pattern-free inputs); with the MLPs the cipher adapter memorizes its suffixes late in 30 epochs (gen
@@ -116,7 +117,8 @@ const SWEEP_N = 100;
  */
 const RECIPE: Record<LoraTask, string[]> = {
   arithmetic: ['--lr', '2e-3', '--train-size', '20000', '--epochs', '8', '--eval-every', '500', '--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj'],
-  incontext: ['--story-form', 'colon', '--task-scale', 'paper', '--lr', '1e-3', '--epochs', '30', '--eval-every', '50', '--stop-when-both', '0.2', '--min-plain-accuracy', '0'],
+  incontext: ['--task-scale', 'paper', '--colours-per-name', '1', '--contradict-rate', '0', '--lr', '2e-3', '--train-size', '20000', '--epochs', '8', '--eval-every', '50',
+    '--stop-when-both', '0.2', '--min-plain-accuracy', '0', '--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj'],
   cipher: ['--lr', '5e-3', '--epochs', '30', '--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj'],
 };
 
