@@ -22,7 +22,7 @@ import { analyzeCommand, writeStatistics } from '../../engine/cli/commands/analy
 import { COMMITTED_BASE, type LoraReproduceSummary, recipeArgs, recordedPretrainStages, reproduceLoraCommand } from '../../engine/cli/commands/reproduce-lora';
 import { reproduceCommand } from '../../engine/cli/commands/reproduce';
 import { loraSteerRun } from '../../engine/runs/lora-run';
-import { RunError } from '../../engine/runs/run';
+import { RunError, sha256File } from '../../engine/runs/run';
 import { Rng } from '../../engine/util/rng';
 import { hashFolder, pretrainToyBase } from './toy-base';
 
@@ -142,6 +142,19 @@ describe('memgen reproduce --system lora', () => {
     await expect(reproduceLoraCommand(['--base', base, '--out', out, '--force', ...TOY.slice(0, 6), '--threads', '1'], { analyze: async () => { throw new RunError('stop here'); } })).resolves.toBe(1);
     expect(fs.readdirSync(out).some((f) => /^incontext-lora-s0\.replaced-/.test(f))).toBe(true);
     expect(hashFolder(base)).toEqual(before);
+  });
+
+  it.skipIf(!fs.existsSync(path.join(__dirname, '..', '..', 'dist', 'cli.js')) || os.availableParallelism() < 2)('without --threads the trainings run two at a time in child processes with one thread: the same adapters as one after the other', async () => {
+    const out = path.join(tmp, 'lanes');
+    const code = await reproduceLoraCommand(['--base', base, '--out', out, ...TOY.slice(0, -2)], { analyze });
+    expect(code).toBe(1); // as the run one after the other: the arithmetic analyses find no pairs
+    const s = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as LoraReproduceSummary;
+    for (const r of s.runs) {
+      expect(r.stages.find((x) => x.stage === 'train')).toMatchObject({ status: 'done' });
+      const adapter = (dir: string) => sha256File(path.join(dir, 'adapter_model.safetensors'));
+      expect(adapter(r.dir)).toBe(adapter(path.join(tmp, 'repro', r.name)));
+      expect(fs.readFileSync(path.join(out, 'logs', `${r.name}-train.log`), 'utf8')).toMatch(/kept step \d+/);
+    }
   });
 
   it('--pretrain remakes a base with the commands its manifest records (every stage), without --out / --init-from / --resume / --force', () => {

@@ -11,6 +11,10 @@
  *   train     `memgen train --base BASE --lora` (train/lora-trainer.ts, the paper's recipe) for arithmetic
  *             seed 0, incontext seed 0, incontext seed 1, arithmetic seed 1 (Table 3 needs an adapter
  *             retrained with another seed), cipher seed 0 (Table 5) into DIR/<task>-lora-s<seed>.
+ *             LANES: on CPU without --threads, with >= 2 cores, the trainings run two at a time, each
+ *             in a child process with one thread (`memgen train ... --threads 1`, dist/cli.js), which
+ *             is how the committed adapters were trained: the same adapters bit for bit, in about half
+ *             the wall time. With --threads N (or CUDA) they run one after the other in-process.
  *   analyze   `memgen analyze` of each run at layers.{i}.resid_post (the paper's LLaMA site), in the
  *             two phases of reproduce-stages.ts (analyzeInTwoPhases: at most 5000 inputs for the yield,
  *             then up to 2000 pairs within 60 inputs per pair).
@@ -37,13 +41,15 @@
  * behaviour gives no pairs (NoPairsError; on the committed base the arithmetic adapter adds but
  * writes no mem tag, docs/llama.md), and every table cell that needs its neurons is marked "no pairs: <reason>". The command
  * functions are called in-process with their output in DIR/logs/<name>-<stage>.log. Ctrl-C stops after
- * the current stage (which stops cleanly); a second Ctrl-C aborts. Existing run folders are refused
+ * the current stage (which stops cleanly; the training lanes' children get it too); a second Ctrl-C aborts. Existing run folders are refused
  * unless --force, which moves them aside (<name>.replaced-<time>).
  * Exit code: 0 all stages done, 1 a stage failed, 130 interrupted.
  * Hidden options for testing the pipeline quickly: --pretrain-steps, --epochs, --train-size, --eval-n
  * (training), --pairs, --analyze-tries (the analysis' first phase), --n, --max-tries (steering).
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { analysisPath } from '../../analysis/files';
 import { PROJECTIONS_FILE, type ProjectionsFile, projectionAttribution, readPairs } from '../../analysis/projection-attribution';
@@ -57,8 +63,8 @@ import { PAPER_LLAMA_SETTING, type PaperReference, type SteeringFile, paperCell,
 import { DIRECTIONS, directionEnds } from '../../steer/intervention';
 import { RUNNER_OPTIONS, UsageError, choice, num, parse, runnerOptions, str } from '../args';
 import { formatSeconds } from '../progress';
-import { type StageOutcome, type StageResult, analyzeInTwoPhases, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
-import { analyzeCommand } from './analyze';
+import { type StageOutcome, type StageResult, analyzeInTwoPhases, commandStatus, formatTable, interruptible, loggedCommand, runStage } from '../reproduce-stages';
+import { analyzeCommand, cliFile } from './analyze';
 import { pretrainCommand } from './pretrain';
 import { steerAtOption, steerEvalCommand, sweepCommand } from './steer';
 import { loraTargets, trainCommand } from './train';
@@ -77,7 +83,8 @@ export const REPRODUCE_LORA_HELP = `  reproduce --system lora   The paper's LLaM
             and the MLPs' gate_proj,up_proj,down_proj too)] [--steer-at all|prompt (every steer and sweep: all, the
             paper's, or the last prompt position only)] [--baseline-draws K (each baseline cell pools K random draws)]
             [--out DIR (runs-reproduce-lora)] [--force (move existing folders in DIR aside)]
-            [--threads N] [--provider cpu|cuda]`;
+            [--threads N (each stage with N threads, one after the other; without it, on CPU: the trainings two at a time,
+            one thread each, as the committed adapters were trained)] [--provider cpu|cuda]`;
 
 /** The tasks of Tables 2-4; cipher has Table 5 (the appendix) alone. */
 const TASKS = ['arithmetic', 'incontext'] as const;
@@ -121,6 +128,36 @@ const RECIPE: Record<LoraTask, string[]> = {
     '--stop-when-both', '0.2', '--min-plain-accuracy', '0', '--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj'],
   cipher: ['--lr', '5e-3', '--epochs', '30', '--targets', 'q_proj,v_proj,gate_proj,up_proj,down_proj'],
 };
+
+/** The built CLI for the training lanes (analyze.ts cliFile), or null (no lanes) when it is not built. */
+function laneCli(): { cli: string } | null {
+  try {
+    return { cli: cliFile() };
+  } catch {
+    return null;
+  }
+}
+
+/** `node CLI args` in a child process, its output into `logFile`; its exit code as a stage status (commandStatus). */
+function childCommand(cli: string, args: string[], logFile: string): Promise<'done' | 'interrupted' | 'failed'> {
+  fs.mkdirSync(path.dirname(logFile), { recursive: true });
+  const log = fs.openSync(logFile, 'w');
+  return new Promise((resolve) => {
+    let ended = false;
+    const end = (code: number) => {
+      if (ended) return;
+      ended = true;
+      fs.closeSync(log);
+      resolve(commandStatus(code));
+    };
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', log, log] });
+    child.on('error', (e) => {
+      fs.writeSync(log, `cannot start ${process.execPath} ${cli}: ${e.message}\n`);
+      end(1);
+    });
+    child.on('exit', (code, signal) => end(signal === 'SIGINT' ? 130 : code ?? 1));
+  });
+}
 
 /** The task's recipe with --targets replaced by `targets` (null: the recipe's own). */
 export function recipeArgs(task: LoraTask, targets: string | null): string[] {
@@ -270,6 +307,8 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
     }
   }
 
+  // The training lanes (see the header): CPU, no --threads, two cores, and the built CLI to start.
+  const trainLanes = runner.provider === 'cpu' && v.threads === undefined && os.availableParallelism() >= 2 ? laneCli() : null;
   const ctl = interruptible('reproduce');
   const started = Date.now();
   const hashesBefore = givenBase !== undefined ? baseHashes(givenBase) : null;
@@ -317,21 +356,26 @@ export async function reproduceLoraCommand(argv: string[], deps: ReproduceLoraDe
     });
     const baseOk = baseStage.status === 'done' || baseStage.status === 'kept';
 
-    // 2. train, 3. analyze, 4. figure 5, per run
-    for (const r of RUNS) {
-      const label = r.name;
-      let t: StageResult;
-      if (ctl.stopped()) t = skipped(label, 'train', 'interrupted', r.name);
-      else if (!baseOk) t = skipped(label, 'train', `no base (${baseStage.status}: ${baseStage.detail})`, r.name);
-      else {
-        t = await stage(label, 'train', `LoRA ${r.task} seed ${r.seed} on ${base} (log: ${logFile(r.name, 'train')})`, async () => {
-          const status = await loggedCommand(logFile(r.name, 'train'), trainCommand, ['--base', base, '--lora', '--task', r.task, '--seed', String(r.seed), '--out', r.dir,
-            ...recipeArgs(r.task, targets), ...trainOverrides, ...(v.force ? ['--force'] : []), ...runnerArgs]);
-          return { status, detail: status === 'done' ? keptEval(r.dir) ?? '' : `see ${logFile(r.name, 'train')}` };
-        }, r.name);
+    // 2. train (two lanes, or one after the other: see the header), 3. analyze, 4. figure 5, per run
+    const queue = [...RUNS];
+    const trainNext = async (): Promise<void> => {
+      for (let r = queue.shift(); r !== undefined; r = queue.shift()) {
+        const spec = r;
+        let t: StageResult;
+        if (ctl.stopped()) t = skipped(spec.name, 'train', 'interrupted', spec.name);
+        else if (!baseOk) t = skipped(spec.name, 'train', `no base (${baseStage.status}: ${baseStage.detail})`, spec.name);
+        else {
+          const log = logFile(spec.name, 'train');
+          t = await stage(spec.name, 'train', `LoRA ${spec.task} seed ${spec.seed} on ${base}${trainLanes ? ' (a lane: a child process, one thread)' : ''} (log: ${log})`, async () => {
+            const args = ['--base', base, '--lora', '--task', spec.task, '--seed', String(spec.seed), '--out', spec.dir, ...recipeArgs(spec.task, targets), ...trainOverrides, ...(v.force ? ['--force'] : [])];
+            const status = trainLanes ? await childCommand(trainLanes.cli, ['train', ...args, '--threads', '1'], log) : await loggedCommand(log, trainCommand, [...args, ...runnerArgs]);
+            return { status, detail: status === 'done' ? keptEval(spec.dir) ?? '' : `see ${log}` };
+          }, spec.name);
+        }
+        trained.set(spec.name, t);
       }
-      trained.set(r.name, t);
-    }
+    };
+    await Promise.all(Array.from({ length: trainLanes ? 2 : 1 }, trainNext));
     for (const r of RUNS) {
       const t = trained.get(r.name)!;
       let a: StageResult;
