@@ -111,7 +111,7 @@ const SWEEP_N = 100;
  * paper's released LLaMA config, one colour a name (the context's colour is the name's in every
  * training story), at the paper's 4-8 names, with the MLPs adapted and ten times the training set
  * (20,000 stories, 8 epochs at lr 2e-3): the adapter passes from reading to the names' colours (seed 0:
- * mem 2 % to 100 % between steps 1,000 and 2,500), and an evaluation every 50 steps stops it at the
+ * mem 3 % at step 1,000, 100 % from 2,500), and an evaluation every 50 steps stops it at the
  * first checkpoint with both >= 20 % (seed 0: step 1,850, 32.0 / 27.0 % held out), with no bar on
  * the plain accuracy (the reading fades as the recall grows: 32 % there). Cipher: lr 5e-3, which kept
  * the sums best on G. The arithmetic and cipher adapters, like the in-context ones, adapt the MLPs (gate_proj, up_proj,
