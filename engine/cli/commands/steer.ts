@@ -86,7 +86,6 @@ export function layersOption(v: string | boolean | undefined, setup: SteerSetup<
   return layers;
 }
 
-
 export const positiveInt = (x: number, name: string): number => {
   if (!Number.isInteger(x) || x < 1) throw new UsageError(`--${name} must be a positive integer, got ${x}`);
   return x;
