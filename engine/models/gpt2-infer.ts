@@ -47,7 +47,7 @@ import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, type SteerAt, isGPT2Site, siteName } from './hooks';
 import { logSoftmaxRow } from '../util/softmax';
-import { KVCache, type SteerFeeds, argmaxRow, newName, pastName } from './kv-cache';
+import { KVCache, type SteerFeeds, argmaxRow, steerFeedsAt, newName, pastName } from './kv-cache';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -59,7 +59,6 @@ export interface GenerateOptions {
   /** Where steer applies: 'all' (default, the paper's) or 'prompt' (the last prompt position only; see the header). */
   steerAt?: SteerAt;
 }
-
 
 export interface GenerateResult {
   /** Generated ids per prompt, without the eos. */
@@ -148,8 +147,7 @@ export class GPT2Inference {
     const beams = opts.beams ?? 1;
     if (!Number.isInteger(beams) || beams < 1) throw new Error(`beams must be a positive integer, got ${opts.beams}`);
     prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
-    const feeds = this.steerFeeds(opts.steer);
-    const steer: SteerFeeds = { prompt: feeds, decode: (opts.steerAt ?? 'all') === 'all' ? feeds : this.steerFeeds(undefined) };
+    const steer = steerFeedsAt((v) => this.steerFeeds(v), opts.steer, opts.steerAt);
     const n = prompts.length;
     const res: GenerateResult = {
       tokens: prompts.map(() => []),

@@ -13,11 +13,18 @@
  * SteerFeeds: the steer.{i} feeds of a prefill and of the decode steps after it (hooks.ts SteerAt).
  */
 import type { HostTensor } from '../runtime/runner';
+import type { SteerAt } from './hooks';
 
 /** The steer feeds of a prefill (`prompt`) and of the decode steps after it (`decode`: zeros with steerAt 'prompt'). */
 export interface SteerFeeds {
   prompt: Record<string, HostTensor>;
   decode: Record<string, HostTensor>;
+}
+
+/** The feeds of `steer` where steerAt puts them; `feedsOf(undefined)` gives the zero feeds. */
+export function steerFeedsAt(feedsOf: (steer?: Float32Array[]) => Record<string, HostTensor>, steer: Float32Array[] | undefined, at: SteerAt = 'all'): SteerFeeds {
+  const feeds = feedsOf(steer);
+  return { prompt: feeds, decode: at === 'all' ? feeds : feedsOf(undefined) };
 }
 
 export const pastName = (layer: number, kind: 'key' | 'value'): string => `past.${layer}.${kind}`;

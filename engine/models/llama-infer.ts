@@ -30,7 +30,7 @@ import type { ParamSet } from '../io/params';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import { DEFAULT_LLAMA_SITE, type LlamaSite, type SteerAt, isLlamaSite, llamaSiteName } from './hooks';
 import { type LlamaConfig, type LlamaKV, type LlamaSiteHook, checkLlamaConfig, llamaHead, llamaParamInitializers, llamaSiteWidth, llamaTrunk } from './llama';
-import { KVCache, type SteerFeeds, argmaxRow, newName, pastName } from './kv-cache';
+import { KVCache, type SteerFeeds, argmaxRow, steerFeedsAt, newName, pastName } from './kv-cache';
 import { type LoraConfig, loraGraphTensors, loraTargets } from './lora';
 
 export interface LlamaInferenceOptions {
@@ -173,8 +173,7 @@ export class LlamaInference {
       eos.push(opts.eosId);
     }
     prompts.forEach((p, i) => this.checkPrompt(p, `prompt ${i}`));
-    const feeds = this.steerFeeds(opts.steer);
-    const steer: SteerFeeds = { prompt: feeds, decode: (opts.steerAt ?? 'all') === 'all' ? feeds : this.steerFeeds(undefined) };
+    const steer = steerFeedsAt((v) => this.steerFeeds(v), opts.steer, opts.steerAt);
     const n = prompts.length;
     const sites = new Map(this.readSites.map((s) => [s, new Float32Array(n * L * llamaSiteWidth(this.cfg, s))]));
     const res: LlamaGenerateResult = {

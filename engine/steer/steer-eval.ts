@@ -82,6 +82,11 @@ export const startSeed = (seed: number): number => deriveSeed(seed, 'steer/start
 export const baselineSeed = (seed: number, kind: BaselineKind, direction: Direction, count: number, draw = 0): number =>
   deriveSeed(seed, `steer/${kind}/${direction}/k${count}${draw === 0 ? '' : `/draw${draw}`}`);
 
+/** A baseline's `draws` random draws of the targeted intervention `of` (see the header: baseline draws). */
+export function baselineDraws(kind: BaselineKind, of: Intervention, shape: { layers: number; d: number }, seed: number, direction: Direction, draws = 1, layers?: readonly number[]): Intervention[] {
+  return Array.from({ length: draws }, (_, r) => baselineIntervention(kind, of, shape, baselineSeed(seed, kind, direction, of.shifts.length, r), layers));
+}
+
 /** What steering needs of a model: GPT2Inference satisfies it; a LoRA run's model (runs/lora-run.ts) too. */
 export interface SteerModel {
   readonly site: GPT2Site;
@@ -438,7 +443,7 @@ export function steeringInterventions(setup: SteerSetup<SteerRun>, opts: Pick<St
     const main = methodIntervention(setup, opts.topN, opts.picks, opts.alpha, direction, opts.layers);
     return methods.map((method) => {
       if (method === 'targeted' || method === 'custom') return { method, intervention: main, draws: [main] };
-      const draws = Array.from({ length: opts.baselineDraws ?? 1 }, (_, r) => baselineIntervention(method, main, shape, baselineSeed(opts.seed, method, direction, main.shifts.length, r), opts.layers));
+      const draws = baselineDraws(method, main, shape, opts.seed, direction, opts.baselineDraws, opts.layers);
       return { method, intervention: draws[0], draws };
     });
   });

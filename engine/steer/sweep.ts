@@ -20,7 +20,7 @@
  * steer-eval's shards draw them (steer-eval.ts drawStarts), every cell runs on all of them, and the
  * merge builds sweep.json from the per-input results with sweepCell and sweepFile below.
  */
-import { rankNeurons, topCount } from '../analysis/rank';
+import { rankNeurons } from '../analysis/rank';
 import type { Shard } from '../analysis/shards';
 import { familySiteName } from '../models/sites';
 import type { SteerAt } from '../models/hooks';
@@ -33,7 +33,7 @@ import {
   type SweepCell,
   type SweepFile,
 } from './files';
-import { BASELINES, DIRECTIONS, type Direction, type Intervention, baselineIntervention, directionEnds, targetedIntervention } from './intervention';
+import { BASELINES, DIRECTIONS, type Direction, type Intervention, directionEnds, targetedIntervention } from './intervention';
 import {
   type CellResult,
   type SteerModel,
@@ -41,7 +41,7 @@ import {
   type SteerSetup,
   type Starts,
   SteerInterrupted,
-  baselineSeed,
+  baselineDraws as baselineDrawsOf,
   drawStarts,
   meanFirst,
   runDraws,
@@ -152,17 +152,16 @@ export interface SweepEntry {
 export function* sweepEntries(setup: SteerSetup<SteerRun>, grid: { alphas: readonly number[]; topNs: readonly number[] }, seed: number, baselines: boolean, layers?: readonly number[], baselineDraws = 1): Generator<SweepEntry> {
   const { source, sourceInfo } = setup;
   const shape = { layers: sourceInfo.layers, d: sourceInfo.d };
-  const count = (topN: number) => topCount(topN, (layers?.length ?? shape.layers) * shape.d);
   for (const topN of grid.topNs) {
     const ranked = rankNeurons(source.rho, source.nmd, shape.layers, shape.d, sourceInfo.site, topN, sourceInfo.family, layers);
     for (const alpha of grid.alphas) {
       for (const direction of DIRECTIONS) {
         const targeted = targetedIntervention(ranked, source.nmd, shape, alpha, direction);
-        yield { alpha, topN, count: count(topN), direction, intervention: targeted, draws: [targeted] };
+        yield { alpha, topN, count: ranked.length, direction, intervention: targeted, draws: [targeted] };
         if (!baselines) continue;
         for (const kind of BASELINES) {
-          const draws = Array.from({ length: baselineDraws }, (_, r) => baselineIntervention(kind, targeted, shape, baselineSeed(seed, kind, direction, targeted.shifts.length, r), layers));
-          yield { alpha, topN, count: count(topN), direction, intervention: draws[0], draws };
+          const draws = baselineDrawsOf(kind, targeted, shape, seed, direction, baselineDraws, layers);
+          yield { alpha, topN, count: ranked.length, direction, intervention: draws[0], draws };
         }
       }
     }
