@@ -42,10 +42,11 @@ import * as ort from 'onnxruntime-node';
 import { Graph, ops } from '../engine/graph';
 import { runCopyDemo } from '../engine/demo/copy-demo';
 import { writeFileAtomic } from '../engine/io/atomic';
+import { gitCommit } from '../engine/runs/run';
 import { analysisRows, scaleOutRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
-import { MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, rateSpread, trainFlopsPerToken } from './measure';
+import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, rateSpread, trainFlopsPerToken } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Adam } from '../engine/train/optim';
@@ -84,22 +85,6 @@ async function trainStepRow(): Promise<Row> {
     notes: `${runs[0].paramCount} parameters; ${((med / steps) * 1000).toFixed(2)} ms/step including data and JS Adam; spread over runs of ${steps} steps`,
   };
 }
-
-interface GPT2Shape {
-  label: string;
-  L: number;
-  D: number;
-  H: number;
-  T: number;
-  B: number;
-  V: number;
-}
-
-/** The shapes engine.md measured PyTorch on (vocab 64): the tiny and small presets' trunks. */
-const GPT2_SHAPES: GPT2Shape[] = [
-  { label: 'tiny', L: 4, D: 128, H: 4, T: 64, B: 32, V: 64 },
-  { label: 'small', L: 6, D: 256, H: 8, T: 128, B: 32, V: 64 },
-];
 
 const PEER_SCRIPT = path.resolve(__dirname, '../bench/peers/torch_gpt2.py');
 const TORCH = 'PyTorch (Debian python3-torch, 2 threads)';
@@ -248,6 +233,15 @@ function peersSection(rows: Row[]): Record<string, unknown> {
   return out;
 }
 
+/** Whether tracked files differ from HEAD (null outside a git checkout). */
+function uncommittedChanges(): boolean | null {
+  try {
+    return execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+  } catch {
+    return null;
+  }
+}
+
 async function main(): Promise<void> {
   const started = new Date();
   const rows: Row[] = [];
@@ -266,6 +260,8 @@ async function main(): Promise<void> {
   const result = {
     date: started.toISOString(),
     machine: machine(),
+    // the code measured: HEAD, and whether tracked files differed from it
+    code: { commit: gitCommit(), uncommittedChanges: uncommittedChanges() },
     args: argv,
     pairing: { rounds: pairSettings.rounds, order: 'ours, peer, ours, peer, ...', peerEnv: pairSettings.peerEnv },
     peers: peersSection(rows),

@@ -27,6 +27,23 @@ export function trainFlopsPerToken(s: { L: number; D: number; T: number; V: numb
   return 6 * n + 12 * s.L * s.T * s.D;
 }
 
+/** A GPT-2 bench shape: layers, width, heads, sequence, batch, vocabulary. */
+export interface GPT2Shape {
+  label: string;
+  L: number;
+  D: number;
+  H: number;
+  T: number;
+  B: number;
+  V: number;
+}
+
+/** The shapes engine.md measured PyTorch on (vocab 64): the tiny and small presets' trunks. */
+export const GPT2_SHAPES: GPT2Shape[] = [
+  { label: 'tiny', L: 4, D: 128, H: 4, T: 64, B: 32, V: 64 },
+  { label: 'small', L: 6, D: 256, H: 8, T: 128, B: 32, V: 64 },
+];
+
 export const MATMUL_SHAPE = [512, 768, 3072] as const;
 
 /** The MatMul row's session: [M,K] input times a [K,N] initializer; `gflop` per run. */

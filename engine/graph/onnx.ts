@@ -12,7 +12,7 @@
  *                   length, and data_location(14) = 1 (EXTERNAL), without raw_data
  *   ValueInfoProto  name(1) type(2) -> TypeProto.tensor_type(1) -> elem_type(1) shape(2)
  *                   -> TensorShapeProto.dim(1) -> dim_value(1) | dim_param(2)
- *   OperatorSetIdProto domain(1) version(2)
+ *   OperatorSetIdProto domain(1) version(2)   (the default domain at ONNX_OPSET, com.microsoft at 1 where used)
  * Every graph input and output carries an element type and a shape (symbolic dims as dim_param).
  * Wire types used: 0 (varint) for ints, 5 (fixed32) for a single float, 2 (length-delimited)
  * for strings, bytes, sub-messages and packed repeated ints/floats.
@@ -255,6 +255,15 @@ export function encodeGraph(g: OnnxGraph): Uint8Array {
   return graphMessage(g).finish();
 }
 
+/** The non-default domains of g's nodes and of its subgraphs' (a Loop body), each imported at version 1. */
+function contribDomains(g: OnnxGraph, into = new Set<string>()): Set<string> {
+  for (const n of g.nodes) {
+    if (n.domain) into.add(n.domain);
+    for (const a of Object.values(n.attrs)) if (a.kind === 'graph') contribDomains(a.value, into);
+  }
+  return into;
+}
+
 export function encodeModel(g: OnnxGraph, opts: { producerVersion?: string } = {}): Uint8Array {
   const p = new ProtoWriter();
   p.int(1, ONNX_IR_VERSION);
@@ -265,5 +274,11 @@ export function encodeModel(g: OnnxGraph, opts: { producerVersion?: string } = {
   opset.str(1, '');
   opset.int(2, ONNX_OPSET);
   p.message(8, opset);
+  for (const domain of contribDomains(g)) {
+    const contrib = new ProtoWriter();
+    contrib.str(1, domain);
+    contrib.int(2, 1);
+    p.message(8, contrib);
+  }
   return p.finish();
 }

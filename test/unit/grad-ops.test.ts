@@ -5,7 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { ops } from '../../engine/graph';
 import { gradCheck, type ParamSpec } from './gradcheck';
-import type { Graph, Tensor, DType } from '../../engine/graph';
+import { Graph as GraphClass, grad, type Graph, type Tensor, type DType } from '../../engine/graph';
+import { Runner, type HostTensor } from '../../engine/runtime/runner';
+import { Rng } from '../../engine/util/rng';
 
 type Case = [name: string, specs: ParamSpec[], build: (xs: Tensor[], g: Graph) => Tensor, dtype?: DType];
 
@@ -53,6 +55,9 @@ const cases: Case[] = [
   ['matmul batched', [{ shape: [2, 3, 4] }, { shape: [2, 4, 5] }], ([a, b]) => ops.matmul(a, b)],
   ['matmul batched x 2-D weight', [{ shape: [2, 3, 4] }, { shape: [4, 5] }], ([a, b]) => ops.matmul(a, b)],
   ['matmul broadcast batch [2,1,3,4] x [3,4,2]', [{ shape: [2, 1, 3, 4] }, { shape: [3, 4, 2] }], ([a, b]) => ops.matmul(a, b)],
+  ['matmul transB batched (FusedMatMul)', [{ shape: [2, 3, 4] }, { shape: [2, 5, 4] }], ([a, b]) => ops.matmul(a, b, { transB: true })],
+  ['matmul transA batched x 2-D', [{ shape: [2, 4, 3] }, { shape: [4, 5] }], ([a, b]) => ops.matmul(a, b, { transA: true })],
+  ['matmul transA transB broadcast [2,1,4,3] x [3,2,4]', [{ shape: [2, 1, 4, 3] }, { shape: [3, 2, 4] }], ([a, b]) => ops.matmul(a, b, { transA: true, transB: true })],
   ['gemm', [{ shape: [3, 4] }, { shape: [4, 2] }, { shape: [2] }], ([a, b, c]) => ops.gemm(a, b, { alpha: 0.7, beta: 1.3 }, c)],
   ['gemm transA', [{ shape: [4, 3] }, { shape: [4, 2] }], ([a, b]) => ops.gemm(a, b, { transA: true, alpha: 1.5 })],
   ['gemm transB', [{ shape: [3, 4] }, { shape: [2, 4] }, { shape: [3, 2] }], ([a, b, c]) => ops.gemm(a, b, { transB: true }, c)],
@@ -94,5 +99,64 @@ describe('finite-difference gradient check of every op', () => {
 describe('a chain used in several places sums its gradients', () => {
   it('x * x + exp(x) * x', async () => {
     await gradCheck([{ shape: [3] }], ([x]) => ops.add(ops.mul(x, x), ops.mul(ops.exp(x), x)));
+  });
+});
+
+/**
+ * Faster forms of the attention's backward (docs/performance.md) must give the earlier forms' bits,
+ * so that the committed runs still train to the same bits: a product with a transposed operand as
+ * FusedMatMul against MatMul on the materialised transpose; the causal mask as an Add of 0 / -inf
+ * against Where(mask, x, -inf) with Where's masked gradient. float32, attention-sized, 2 threads.
+ */
+describe('the attention backward gives the bits of its earlier form', () => {
+  const rng = new Rng(3);
+  const feed = (dims: number[]) => ({ data: Float32Array.from({ length: dims.reduce((x, y) => x * y) }, () => rng.normal()), dims });
+  const bits = (t: HostTensor) => Buffer.from((t.data as Float32Array).buffer);
+
+  it.each([[false, true], [true, false], [true, true]])('FusedMatMul transA %s, transB %s = MatMul(Transpose)', async (transA, transB) => {
+    const g = new GraphClass('trans');
+    const a = g.input('a', transA ? [3, 8, 32, 30] : [3, 8, 30, 32]);
+    const b = g.input('b', transB ? [3, 8, 30, 32] : [3, 8, 32, 30]);
+    const at = transA ? ops.transposeLast2(a) : a;
+    const bt = transB ? ops.transposeLast2(b) : b;
+    g.output(ops.matmul(a, b, { transA, transB }), 'fused');
+    g.output(ops.matmul(at, bt), 'plain');
+    // the transposes as outputs too: with a second consumer onnxruntime cannot fuse them into the product
+    if (transA) g.output(at, 'at');
+    if (transB) g.output(bt, 'bt');
+    expect(g.nodes.map((n) => n.op)).toContain('FusedMatMul');
+    const r = await Runner.fromGraph(g, { threads: 2 });
+    const out = await r.run({ a: feed(a.shape as number[]), b: feed(b.shape as number[]) });
+    await r.release();
+    expect(bits(out.fused).equals(bits(out.plain))).toBe(true);
+  });
+
+  it('causal attention: the gradients of q, k and v with the Add mask and FusedMatMul = with Where and MatMul(Transpose)', async () => {
+    const [B, H, T, hd] = [2, 4, 30, 16];
+    const build = (g: Graph, q: Tensor, k: Tensor, v: Tensor, w: Tensor, earlier: boolean) => {
+      const scores = ops.mul(earlier ? ops.matmul(q, ops.transposeLast2(k)) : ops.matmul(q, k, { transB: true }), 1 / Math.sqrt(hd));
+      let masked: Tensor;
+      if (earlier) {
+        const allowed = new Uint8Array(T * T);
+        for (let i = 0; i < T; i++) allowed.fill(1, i * T, i * T + i + 1);
+        masked = ops.where(g.constant(allowed, [T, T], 'bool'), scores, -Infinity);
+      } else {
+        masked = ops.causalMask(scores);
+      }
+      return ops.reduceSum(ops.mul(ops.matmul(ops.softmax(masked), v), w), [0, 1, 2, 3], false);
+    };
+    const feeds = { q: feed([B, H, T, hd]), k: feed([B, H, T, hd]), v: feed([B, H, T, hd]), w: feed([B, H, T, hd]) };
+    const grads = async (earlier: boolean) => {
+      const g = new GraphClass('attention');
+      const [q, k, v, w] = ['q', 'k', 'v', 'w'].map((n) => g.input(n, [B, H, T, hd]));
+      const loss = build(g, q, k, v, w, earlier);
+      grad(loss, [q, k, v]).forEach((t, i) => g.output(t, `d${'qkv'[i]}`));
+      const r = await Runner.fromGraph(g, { threads: 2 });
+      const out = await r.run(feeds);
+      await r.release();
+      return out;
+    };
+    const [before, now] = [await grads(true), await grads(false)];
+    for (const name of ['dq', 'dk', 'dv']) expect(bits(now[name]).equals(bits(before[name]))).toBe(true);
   });
 });

@@ -2,7 +2,11 @@
  * Neural-network ops and their gradients (g = dL/dy):
  *   softmax      y = exp(x) / sum exp(x)            dx = y * (g - sum(g * y))          (over the last axis)
  *   logSoftmax   y = x - log sum exp(x)             dx = g - exp(y) * sum(g)
- *   causalMask   y = x where key <= query else -inf  (scores [..., T, T]; the gradient is masked by Where)
+ *   causalMask   y = x + M, M[q, k] = 0 where key <= query else -inf   (scores [..., Tq, Tk])
+ *                dx = g (Add's rule). Its consumer, softmax, already sends back zeros where y = -inf
+ *                (softmax is 0 there), so the earlier Where(mask, x, -inf) with g masked to 0 gave the
+ *                same gradients bit for bit (test/unit/grad-ops.test.ts) and the same forward bits;
+ *                the Add costs less (a broadcasting Where was 5 % of a T = 128 train step, docs/performance.md)
  *   layerNorm    y = xhat * gamma + beta, xhat = (x - mean) * r, r = 1 / sqrt(var + eps)   (last axis)
  *                dgamma = sum(g * xhat), dbeta = sum(g) over the leading axes,
  *                dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * gamma
@@ -45,11 +49,10 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
 export function causalMask(scores: Tensor): Tensor {
   const [tq, tk] = scores.shape.slice(-2);
   if (typeof tq !== 'number' || typeof tk !== 'number') fail('causalMask', `needs static [T, T] scores, got ${scores}`);
-  const allowed = new Uint8Array(tq * tk);
+  const bias = new Float32Array(tq * tk).fill(-Infinity);
   const offset = tk - tq; // queries are the last tq positions of tk keys
-  for (let q = 0; q < tq; q++) for (let k = 0; k <= q + offset; k++) allowed[q * tk + k] = 1;
-  const mask = scores.graph.constant(allowed, [tq, tk], 'bool');
-  return where(mask, scores, -Infinity);
+  for (let q = 0; q < tq; q++) bias.fill(0, q * tk, q * tk + q + offset + 1);
+  return add(scores, scores.graph.constant(bias, [tq, tk], scores.dtype));
 }
 
 export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): Tensor {
