@@ -3,9 +3,8 @@
  * float64 wherever onnxruntime's CPU build has a double kernel; float32 (looser tolerance) otherwise.
  */
 import { describe, expect, it } from 'vitest';
-import { ops } from '../../engine/graph';
+import { Graph as GraphClass, grad, ops, type Graph, type Tensor, type DType } from '../../engine/graph';
 import { gradCheck, type ParamSpec } from './gradcheck';
-import { Graph as GraphClass, grad, type Graph, type Tensor, type DType } from '../../engine/graph';
 import { Runner, type HostTensor } from '../../engine/runtime/runner';
 import { Rng } from '../../engine/util/rng';
 
