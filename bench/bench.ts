@@ -5,6 +5,9 @@
  *   GFLOP/s of MatMul [M,K]x[K,N] = 2 M K N / seconds / 1e9
  *   tokens/s of a training step = batch * T / seconds per step
  *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
+ *   a train row's share of the MatMul row, three ways: its median over the row's median, its p90
+ *   over the row's p90 (each side's fast mode), and round by round in alternation with the row
+ *   (measure.ts sharesOfMatmulRow: both in one phase of the VM's two speeds; the median of 5 rounds)
  * Peers: numpy for MatMul (bench/peers/numpy_matmul.py), PyTorch (bench/peers/torch_gpt2.py,
  * torch_llama.py) for the GPT-2 and LLaMA rows, same shapes. How a row with a peer is measured
  * (bench/measure.ts): ours and the peer alternately, ours, peer, ours, peer, ... for 3 rounds
@@ -46,7 +49,7 @@ import { gitCommit } from '../engine/runs/run';
 import { analysisRows, scaleOutRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
-import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, rateSpread, trainFlopsPerToken } from './measure';
+import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, quantile, rateSpread, sharesOfMatmulRow, trainFlopsPerToken } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Adam } from '../engine/train/optim';
@@ -111,21 +114,22 @@ async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<R
     const step = await TrainStep.compile(g, ops.crossEntropy(gpt2Forward(cfg, gpt2ParamInputs(g, cfg), ids), targets), { threads: THREADS });
     const adam = new Adam(params, { lr: 1e-3 });
     const batch = { ids: { data: randomIds(s.B * s.T), dims: [s.B, s.T] }, targets: { data: randomIds(s.B * s.T), dims: [s.B, s.T] } };
-    const train = await measurePair({
-      work: s.B * s.T,
-      ours: async () => {
-        const { grads } = await step.run(params, batch);
-        adam.clipAndStep(params, grads, adam.cfg.lr, 1);
-      },
-      warmup: 2, reps: tiny ? 7 : 3, peer: peer('train', tiny ? 4 : 2),
-    });
-    await step.release();
+    const trainStep = async () => {
+      const { grads } = await step.run(params, batch);
+      adam.clipAndStep(params, grads, adam.cfg.lr, 1);
+    };
+    const train = await measurePair({ work: s.B * s.T, ours: trainStep, warmup: 2, reps: tiny ? 7 : 3, peer: peer('train', tiny ? 4 : 2) });
     const gflops = (tokensPerS: number) => (tokensPerS * trainFlopsPerToken(s)) / 1e9;
+    const shares = await sharesOfMatmulRow(trainStep, gflops(s.B * s.T), THREADS);
+    await step.release();
     const share = (ours: number, row: number) => `${((100 * ours) / row).toFixed(0)}%`;
     const fast = matmul?.spread ? `, ${share(gflops(train.spread.p90), matmul.spread.p90)} at both rows' fast mode (p90 / p90)` : '';
+    const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
     rows.push({
       name: `GPT-2 train step (${shape}), incl. JS Adam`, value: train.value, unit: 'tokens/s', spread: train.spread, peer: train.peer,
-      notes: `${gflops(train.value).toFixed(1)} GFLOP/s of model FLOPs${matmul ? ` = ${share(gflops(train.value), matmul.value)} of the MatMul row${fast}` : ''}`,
+      notes: `${gflops(train.value).toFixed(1)} GFLOP/s of model FLOPs${matmul ? ` = ${share(gflops(train.value), matmul.value)} of the MatMul row${fast}` : ''}; `
+        + `in alternation with the MatMul row (${shares.length} rounds, each side's median in a round): ${pct(quantile(shares, 0.5))} of it (rounds ${shares.map(pct).join(', ')})`,
+      sharesOfMatmulRow: shares,
     });
 
     const inf = await GPT2Inference.create(cfg, params, { runner: { threads: THREADS }, batchSize: s.B });

@@ -109,6 +109,8 @@ export interface Row {
   spread?: Spread;
   peer?: PeerResult | { name: string; error: string };
   notes?: string;
+  /** A train row's model FLOP/s over the MatMul row's, round by round in alternation (sharesOfMatmulRow). */
+  sharesOfMatmulRow?: number[];
 }
 
 /** Debian's python3 (python3-numpy / python3-torch), not a virtualenv's. */
@@ -152,6 +154,28 @@ export async function timeSamples(fn: () => Promise<unknown>, warmup: number, re
     times.push((performance.now() - t0) / 1000);
   }
   return times;
+}
+
+/**
+ * A step's GFLOP/s as a share of the MatMul row measured beside it, round by round. After 5 runs of
+ * a new MatMul session, each round times the row (2 runs, then 8 timed) and then the step (1 run,
+ * then `steps` timed), each after a pair's idle pause; share = (stepGflop / the step's median
+ * seconds) / the row's median GFLOP/s. The VM runs in two speeds about 3x apart in phases of seconds
+ * (docs/performance.md), so the row measured in its own section may fall in another phase than the
+ * step; within a round both fall in one. Returns every round's share.
+ */
+export async function sharesOfMatmulRow(step: () => Promise<unknown>, stepGflop: number, threads: number, rounds = 5, steps = 3): Promise<number[]> {
+  const mm = await matmulRunner(threads);
+  await timeSamples(() => mm.runner.run(mm.feeds), 5, 0); // a new session's first runs are slow
+  const shares: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    await sleep(PAUSE_MS);
+    const row = mm.gflop / median(await timeSamples(() => mm.runner.run(mm.feeds), 2, 8));
+    await sleep(PAUSE_MS);
+    shares.push(stepGflop / median(await timeSamples(step, 1, steps)) / row);
+  }
+  await mm.runner.release();
+  return shares;
 }
 
 interface PeerLine {
