@@ -120,11 +120,11 @@ async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<R
     };
     const train = await measurePair({ work: s.B * s.T, ours: trainStep, warmup: 2, reps: tiny ? 7 : 3, peer: peer('train', tiny ? 4 : 2) });
     const gflops = (tokensPerS: number) => (tokensPerS * trainFlopsPerToken(s)) / 1e9;
-    const shares = await sharesOfMatmulRow(trainStep, gflops(s.B * s.T), THREADS);
+    const shares = await sharesOfMatmulRow(trainStep, (s.B * s.T * trainFlopsPerToken(s)) / 1e9, THREADS);
     await step.release();
-    const share = (ours: number, row: number) => `${((100 * ours) / row).toFixed(0)}%`;
-    const fast = matmul?.spread ? `, ${share(gflops(train.spread.p90), matmul.spread.p90)} at both rows' fast mode (p90 / p90)` : '';
     const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+    const share = (ours: number, row: number) => pct(ours / row);
+    const fast = matmul?.spread ? `, ${share(gflops(train.spread.p90), matmul.spread.p90)} at both rows' fast mode (p90 / p90)` : '';
     rows.push({
       name: `GPT-2 train step (${shape}), incl. JS Adam`, value: train.value, unit: 'tokens/s', spread: train.spread, peer: train.peer,
       notes: `${gflops(train.value).toFixed(1)} GFLOP/s of model FLOPs${matmul ? ` = ${share(gflops(train.value), matmul.value)} of the MatMul row${fast}` : ''}; `
