@@ -49,9 +49,9 @@ import { gitCommit } from '../engine/runs/run';
 import { analysisRows, scaleOutRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
-import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, quantile, rateSpread, sharesOfMatmulRow, trainFlopsPerToken } from './measure';
+import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, quantile, randomTrainBatch, rateSpread, shapeConfig, sharesOfMatmulRow, trainFlopsPerToken } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
-import { type GPT2Config, gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
+import { gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Adam } from '../engine/train/optim';
 import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
@@ -100,11 +100,10 @@ const TORCH = 'PyTorch (Debian python3-torch, 2 threads)';
 async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<Row[]> {
   const rows: Row[] = [];
   for (const s of shapes) {
-    const cfg: GPT2Config = { vocabSize: s.V, nPositions: s.T + 64, nEmbd: s.D, nLayer: s.L, nHead: s.H, layerNormEps: 1e-5 };
+    const cfg = shapeConfig(s);
     const rng = new Rng(2);
     const params = initGPT2(cfg, rng);
     const shape = `${s.label}: ${s.L} layers d=${s.D}, batch ${s.B} x T=${s.T}, vocab ${s.V}`;
-    const randomIds = (n: number) => BigInt64Array.from({ length: n }, () => BigInt(rng.int(0, s.V - 1)));
     const peer = (mode: string, steps: number) => ({ name: TORCH, script: PEER_SCRIPT, args: [mode, s.L, s.D, s.H, s.T, s.B, s.V, steps].map(String) });
     const tiny = s.label === 'tiny';
 
@@ -113,7 +112,7 @@ async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<R
     const targets = g.input('targets', [s.B, s.T], 'int64');
     const step = await TrainStep.compile(g, ops.crossEntropy(gpt2Forward(cfg, gpt2ParamInputs(g, cfg), ids), targets), { threads: THREADS });
     const adam = new Adam(params, { lr: 1e-3 });
-    const batch = { ids: { data: randomIds(s.B * s.T), dims: [s.B, s.T] }, targets: { data: randomIds(s.B * s.T), dims: [s.B, s.T] } };
+    const batch = randomTrainBatch(s, rng);
     const trainStep = async () => {
       const { grads } = await step.run(params, batch);
       adam.clipAndStep(params, grads, adam.cfg.lr, 1);

@@ -18,6 +18,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Graph, ops } from '../engine/graph';
+import type { GPT2Config } from '../engine/models/gpt2';
 import { type HostTensor, Runner } from '../engine/runtime/runner';
 import { Rng } from '../engine/util/rng';
 
@@ -43,6 +44,17 @@ export const GPT2_SHAPES: GPT2Shape[] = [
   { label: 'tiny', L: 4, D: 128, H: 4, T: 64, B: 32, V: 64 },
   { label: 'small', L: 6, D: 256, H: 8, T: 128, B: 32, V: 64 },
 ];
+
+/** The GPT-2 config of a bench shape (positions: T and 64 more). */
+export function shapeConfig(s: GPT2Shape): GPT2Config {
+  return { vocabSize: s.V, nPositions: s.T + 64, nEmbd: s.D, nLayer: s.L, nHead: s.H, layerNormEps: 1e-5 };
+}
+
+/** A training batch of a bench shape: random ids and targets, [B, T] each. */
+export function randomTrainBatch(s: GPT2Shape, rng: Rng): Record<'ids' | 'targets', HostTensor> {
+  const ids = () => ({ data: BigInt64Array.from({ length: s.B * s.T }, () => BigInt(rng.int(0, s.V - 1))), dims: [s.B, s.T] });
+  return { ids: ids(), targets: ids() };
+}
 
 export const MATMUL_SHAPE = [512, 768, 3072] as const;
 

@@ -39,7 +39,7 @@ import { PLAIN_N, evaluateFresh, plainSet, testSet } from '../engine/train/evalu
 import { Adam } from '../engine/train/optim';
 import { TrainStep } from '../engine/train/step';
 import { Rng } from '../engine/util/rng';
-import { GPT2_SHAPES, matmulGflops, trainFlopsPerToken } from './measure';
+import { GPT2_SHAPES, matmulGflops, randomTrainBatch, shapeConfig, trainFlopsPerToken } from './measure';
 
 interface ProfileEvent {
   cat: string;
@@ -61,16 +61,9 @@ async function main(): Promise<void> {
   // the trainer's model and batches, or with --shape the bench's train row (random ids, no evaluation)
   const shape = v.shape === undefined ? undefined : GPT2_SHAPES.find((s) => s.label === v.shape);
   if (v.shape !== undefined && !shape) throw new Error(`--shape ${v.shape}: one of ${GPT2_SHAPES.map((s) => s.label).join(', ')}`);
-  const model = shape
-    ? { vocabSize: shape.V, nPositions: shape.T + 64, nEmbd: shape.D, nLayer: shape.L, nHead: shape.H, layerNormEps: 1e-5 }
-    : { ...cfg.model, vocabSize: task.tokenizer.vocab.length, nPositions: cfg.seqLen };
+  const model = shape ? shapeConfig(shape) : { ...cfg.model, vocabSize: task.tokenizer.vocab.length, nPositions: cfg.seqLen };
   const [batchSize, seqLen] = shape ? [shape.B, shape.T] : [cfg.batch, cfg.seqLen];
-  const nextBatch = shape
-    ? () => {
-      const ids = () => ({ data: BigInt64Array.from({ length: batchSize * seqLen }, () => BigInt(rng.int(0, shape.V - 1))), dims: [batchSize, seqLen] });
-      return { ids: ids(), targets: ids() };
-    }
-    : () => trainBatch(task, rng, batchSize, seqLen);
+  const nextBatch = shape ? () => randomTrainBatch(shape, rng) : () => trainBatch(task, rng, batchSize, seqLen);
   const params = initGPT2(model, new Rng(cfg.seed));
   const adam = new Adam(params, { lr: cfg.lr, weightDecay: cfg.weightDecay });
   const prefix = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'memgen-profile-')), 'train');

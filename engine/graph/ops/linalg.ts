@@ -47,11 +47,15 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       if (!g) return [undefined, undefined];
       const [A, B] = node.inputs;
       const dA = transA ? matmul(B, g, { transA: transB, transB: true }) : matmul(g, B, { transB: !transB });
-      const k = A.shape[A.rank - 1];
-      const nb = B.shape[1];
-      const dB = !transA && !transB && B.rank === 2 && A.rank > 2 && typeof k === 'number' && typeof nb === 'number'
-        ? gemm(reshape(A, [-1, k]), reshape(g, [-1, nb]), { transA: true })
-        : transB ? matmul(g, A, { transA: true, transB: transA }) : matmul(A, g, { transA: !transA });
+      const [k, n] = [A.shape[A.rank - 1], B.shape[1]];
+      let dB: Tensor;
+      if (!fused && B.rank === 2 && A.rank > 2 && typeof k === 'number' && typeof n === 'number') {
+        dB = gemm(reshape(A, [-1, k]), reshape(g, [-1, n]), { transA: true }); // a 2-D weight: one Gemm over the rows
+      } else if (transB) {
+        dB = matmul(g, A, { transA: true, transB: transA });
+      } else {
+        dB = matmul(A, g, { transA: !transA });
+      }
       return [reduceTo(dA, A), reduceTo(dB, B)];
     },
   }).outputs[0];
