@@ -7,7 +7,10 @@
  *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
  *   a train row's share of the MatMul row, three ways: its median over the row's median, its p90
  *   over the row's p90 (each side's fast mode), and round by round in alternation with the row
- *   (measure.ts sharesOfMatmulRow: both in one phase of the VM's two speeds; the median of 5 rounds)
+ *   (measure.ts alternateWithMatmulRow: both sides at about one machine speed; the median of 5 rounds)
+ *   the machine's FMA peak, measured before the rows and after them (bench/machine-peak.c, built with
+ *   cc): the MatMul row and the train rows are also given as a share of it, and a MatMul row whose
+ *   fastest run passes it is flagged, since no GEMM can (docs/performance.md)
  * Peers: numpy for MatMul (bench/peers/numpy_matmul.py), PyTorch (bench/peers/torch_gpt2.py,
  * torch_llama.py) for the GPT-2 and LLaMA rows, same shapes. How a row with a peer is measured
  * (bench/measure.ts): ours and the peer alternately, ours, peer, ours, peer, ... for 3 rounds
@@ -49,7 +52,7 @@ import { gitCommit } from '../engine/runs/run';
 import { analysisRows, scaleOutRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
-import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, quantile, randomTrainBatch, rateSpread, shapeConfig, sharesOfMatmulRow, trainFlopsPerToken } from './measure';
+import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, quantile, randomTrainBatch, rateSpread, shapeConfig, alternateWithMatmulRow, describeMachinePeak, type MachinePeak, measureMachinePeak, trainFlopsPerToken } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Adam } from '../engine/train/optim';
@@ -60,6 +63,10 @@ const THREADS = Number(process.env.MEMGEN_BENCH_THREADS ?? 0) || os.cpus().lengt
 
 const NUMPY_SCRIPT = path.resolve(__dirname, '../bench/peers/numpy_matmul.py');
 
+/** The peak measured before the rows, when it was. */
+let peak: MachinePeak | undefined;
+const ofPeak = (gflops: number): string | undefined => (peak ? `${((100 * gflops) / peak.gflops).toFixed(0)}% of the machine's FMA peak` : undefined);
+
 async function matmulRow(): Promise<Row> {
   const [M, K, N] = MATMUL_SHAPE;
   const { runner, feeds, gflop } = await matmulRunner(THREADS);
@@ -68,7 +75,14 @@ async function matmulRow(): Promise<Row> {
     peer: { name: 'numpy (Debian python3-numpy)', script: NUMPY_SCRIPT, args: [M, K, N, 10].map(String) },
   });
   await runner.release();
-  return { name: `ORT MatMul [${M},${K}]x[${K},${N}] float32, ${THREADS} threads`, value: r.value, unit: 'GFLOP/s', spread: r.spread, peer: r.peer, notes: 'weight as initializer; 10 runs per round' };
+  const fastest = r.spread?.max ?? r.value;
+  const abovePeak = peak && fastest > peak.gflops
+    ? `its fastest run (${fastest.toFixed(1)}) is above the machine's FMA peak: timings not to be trusted (the clock, or other hardware than the probe's)`
+    : undefined;
+  return {
+    name: `ORT MatMul [${M},${K}]x[${K},${N}] float32, ${THREADS} threads`, value: r.value, unit: 'GFLOP/s', spread: r.spread, peer: r.peer,
+    notes: ['weight as initializer', '10 runs per round', ofPeak(r.value), abovePeak].filter(Boolean).join('; '),
+  };
 }
 
 async function trainStepRow(): Promise<Row> {
@@ -93,9 +107,10 @@ const PEER_SCRIPT = path.resolve(__dirname, '../bench/peers/torch_gpt2.py');
 const TORCH = 'PyTorch (Debian python3-torch, 2 threads)';
 
 /**
- * The GPT-2 rows. A train step's model FLOP/s is given as a share of the MatMul row twice: by the
- * medians, and at both rows' fast mode (p90 of each): the machine runs in two speeds about 3x apart
- * (docs/performance.md, "The MatMul row's two speeds"), so a median may fall in either.
+ * The GPT-2 rows. A train step's model FLOP/s is given as a share of the MatMul row three ways (by
+ * the medians, at both rows' p90, in alternation) and of the machine's FMA peak: the row's 12 ms runs
+ * swing by up to 1.5x within a minute while a step of about a second holds steady, so its median
+ * may fall slow or fast (docs/performance.md, "Two speeds were two machines").
  */
 async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<Row[]> {
   const rows: Row[] = [];
@@ -119,16 +134,17 @@ async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<R
     };
     const train = await measurePair({ work: s.B * s.T, ours: trainStep, warmup: 2, reps: tiny ? 7 : 3, peer: peer('train', tiny ? 4 : 2) });
     const gflops = (tokensPerS: number) => (tokensPerS * trainFlopsPerToken(s)) / 1e9;
-    const shares = await sharesOfMatmulRow(trainStep, (s.B * s.T * trainFlopsPerToken(s)) / 1e9, THREADS);
+    const rounds = await alternateWithMatmulRow(trainStep, (s.B * s.T * trainFlopsPerToken(s)) / 1e9, THREADS);
     await step.release();
     const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
     const share = (ours: number, row: number) => pct(ours / row);
     const fast = matmul?.spread ? `, ${share(gflops(train.spread.p90), matmul.spread.p90)} at both rows' fast mode (p90 / p90)` : '';
     rows.push({
       name: `GPT-2 train step (${shape}), incl. JS Adam`, value: train.value, unit: 'tokens/s', spread: train.spread, peer: train.peer,
-      notes: `${gflops(train.value).toFixed(1)} GFLOP/s of model FLOPs${matmul ? ` = ${share(gflops(train.value), matmul.value)} of the MatMul row${fast}` : ''}; `
-        + `in alternation with the MatMul row (${shares.length} rounds, each side's median in a round): ${pct(quantile(shares, 0.5))} of it (rounds ${shares.map(pct).join(', ')})`,
-      sharesOfMatmulRow: shares,
+      notes: `${gflops(train.value).toFixed(1)} GFLOP/s of model FLOPs${matmul ? ` = ${share(gflops(train.value), matmul.value)} of the MatMul row${fast}` : ''}${peak ? `, ${ofPeak(gflops(train.value))}` : ''}; `
+        + `in alternation with the MatMul row (${rounds.length} rounds, each side's median in a round): ${pct(quantile(rounds.map((r) => r.share), 0.5))} of it `
+        + `(rounds: ${rounds.map((r) => `${pct(r.share)} = ${r.stepGflops.toFixed(0)} / ${r.matmulGflops.toFixed(0)}`).join(', ')} GFLOP/s)`,
+      alternationWithMatmulRow: rounds,
     });
 
     const inf = await GPT2Inference.create(cfg, params, { runner: { threads: THREADS }, batchSize: s.B });
@@ -147,11 +163,32 @@ async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<R
   return rows;
 }
 
+/**
+ * The CPU as /proc/cpuinfo names it (Linux): family, model and the vector extensions that decide the
+ * FMA peak. A VM keeps its host name and model name ("AMD EPYC") across hosts of different kinds;
+ * these tell them apart (docs/performance.md, "Two speeds were two machines").
+ */
+function cpuId(): Record<string, unknown> | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(text)?.[1];
+  const flags = new Set((field('flags') ?? '').split(' '));
+  return {
+    vendor: field('vendor_id'), family: Number(field('cpu family')), model: Number(field('model')), stepping: Number(field('stepping')),
+    vector: ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile'].filter((f) => flags.has(f)),
+  };
+}
+
 function machine(): Record<string, unknown> {
   const cpus = os.cpus();
   return {
     host: os.hostname(),
     cpu: cpus[0]?.model ?? 'unknown',
+    cpuId: cpuId(),
     cores: cpus.length,
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     platform: `${os.platform()} ${os.arch()} ${os.release()}`,
@@ -259,10 +296,18 @@ async function main(): Promise<void> {
   if (flag('--rounds') !== undefined) pairSettings.rounds = Math.max(1, Math.floor(Number(flag('--rounds'))) || 1);
   const ldPath = flag('--peer-ld-library-path');
   if (ldPath !== undefined) pairSettings.peerEnv.LD_LIBRARY_PATH = ldPath;
+  const host = machine();
+  const id = host.cpuId as { family: number; model: number; vector: string[] } | undefined;
+  console.log(`machine: ${host.cpu}, ${host.cores} cores${id ? `, family ${id.family} model ${id.model} (${id.vector.join(' ')})` : ''}`);
+  const peakBefore = measureMachinePeak(THREADS);
+  console.log(`machine FP32 FMA peak before the rows (bench/machine-peak.c): ${describeMachinePeak(peakBefore)}`);
+  if (!('error' in peakBefore)) peak = peakBefore;
   await rowsOf(sections, root, flag('--runs-from'), print);
+  const peakAfter = measureMachinePeak(THREADS);
+  console.log(`machine FP32 FMA peak after the rows: ${describeMachinePeak(peakAfter)}`);
   const result = {
     date: started.toISOString(),
-    machine: machine(),
+    machine: { ...host, fmaPeak: { before: peakBefore, after: peakAfter } },
     // the code measured: HEAD, and whether tracked files differed from it
     code: { commit: gitCommit(), uncommittedChanges: uncommittedChanges() },
     args: argv,

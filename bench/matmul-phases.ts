@@ -1,6 +1,7 @@
 /**
- * Probe (docs/performance.md, "The MatMul row's two speeds"): the bench's MatMul row alone, no peer,
- * every run printed, to see whether its slow runs come from the peer or from the machine.
+ * Probe (docs/performance.md, "The MatMul row's two speeds" and "Two speeds were two machines"): the
+ * bench's MatMul row alone, no peer, every run printed, to see whether its slow runs come from the
+ * peer or from the machine. Compare with the machine's FMA peak (bench/machine-peak.c).
  *   rounds of `reps` runs of [512,768] x [768,3072] (bench/measure.ts matmulRunner), each round after
  *   `pause` ms idle; GFLOP/s per run = 2 M K N / seconds / 1e9
  *

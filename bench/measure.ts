@@ -14,8 +14,14 @@
  * Shared measures: the MatMul row's model [M,K]x[K,N] (GFLOP = 2 M K N / 1e9 per run), and the
  * training FLOPs of a GPT-2 per token, 6 N (forward + backward through N = 12 L d^2 + V d weights)
  * + 12 L T d (attention scores).
+ * The machine's ceiling: its float32 FMA peak measured now by bench/machine-peak.c (compiled with
+ * cc), the bound no GEMM passes on this machine.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Graph, ops } from '../engine/graph';
 import type { GPT2Config } from '../engine/models/gpt2';
@@ -121,8 +127,8 @@ export interface Row {
   spread?: Spread;
   peer?: PeerResult | { name: string; error: string };
   notes?: string;
-  /** A train row's model FLOP/s over the MatMul row's, round by round in alternation (sharesOfMatmulRow). */
-  sharesOfMatmulRow?: number[];
+  /** A train row's model FLOP/s beside the MatMul row's, round by round in alternation (alternateWithMatmulRow). */
+  alternationWithMatmulRow?: AlternationRound[];
 }
 
 /** Debian's python3 (python3-numpy / python3-torch), not a virtualenv's. */
@@ -168,26 +174,78 @@ export async function timeSamples(fn: () => Promise<unknown>, warmup: number, re
   return times;
 }
 
+/** One round of a step in alternation with the MatMul row: each side's median GFLOP/s, and their ratio. */
+export interface AlternationRound {
+  matmulGflops: number;
+  stepGflops: number;
+  share: number;
+}
+
 /**
  * A step's GFLOP/s as a share of the MatMul row measured beside it, round by round. After 5 runs of
  * a new MatMul session, each round times the row (2 runs, then 8 timed) and then the step (1 run,
  * then `steps` timed), each after a pair's idle pause; share = (stepGflop / the step's median
- * seconds) / the row's median GFLOP/s. The VM runs in two speeds about 3x apart in phases of seconds
- * (docs/performance.md), so the row measured in its own section may fall in another phase than the
- * step; within a round both fall in one. Returns every round's share.
+ * seconds) / the row's median GFLOP/s. The row's speed moves by up to 3x within seconds on shared
+ * machines (docs/performance.md), so the row measured in its own section may run at another speed
+ * than the step; within a round both run at about one. Returns every round.
  */
-export async function sharesOfMatmulRow(step: () => Promise<unknown>, stepGflop: number, threads: number, rounds = 5, steps = 3): Promise<number[]> {
+export async function alternateWithMatmulRow(step: () => Promise<unknown>, stepGflop: number, threads: number, rounds = 5, steps = 3): Promise<AlternationRound[]> {
   const mm = await matmulRunner(threads);
   await timeSamples(() => mm.runner.run(mm.feeds), 5, 0); // a new session's first runs are slow
-  const shares: number[] = [];
+  const out: AlternationRound[] = [];
   for (let r = 0; r < rounds; r++) {
     await sleep(PAUSE_MS);
-    const row = mm.gflop / median(await timeSamples(() => mm.runner.run(mm.feeds), 2, 8));
+    const matmulGflops = mm.gflop / median(await timeSamples(() => mm.runner.run(mm.feeds), 2, 8));
     await sleep(PAUSE_MS);
-    shares.push(stepGflop / median(await timeSamples(step, 1, steps)) / row);
+    const stepGflops = stepGflop / median(await timeSamples(step, 1, steps));
+    out.push({ matmulGflops, stepGflops, share: stepGflops / matmulGflops });
   }
   await mm.runner.release();
-  return shares;
+  return out;
+}
+
+/** The machine's float32 FMA peak (bench/machine-peak.c): GFLOP/s for 1..threads threads. */
+export interface MachinePeak {
+  threads: number;
+  avx2: number[];
+  avx512: number[] | null;
+  /** Dependent adds per nanosecond: the core clock in GHz. */
+  addsPerNs: number;
+  /** At `threads` threads, the wider of AVX2 and AVX-512. */
+  gflops: number;
+}
+
+const PEAK_SOURCE = path.resolve(__dirname, '../bench/machine-peak.c');
+
+/** Compiles (once per source version, into the temp folder) and runs the peak probe, or says why not. */
+export function measureMachinePeak(threads: number): MachinePeak | { error: string } {
+  if (process.arch !== 'x64') return { error: `the probe is x86-64 only (this is ${process.arch})` };
+  const source = fs.readFileSync(PEAK_SOURCE);
+  const exe = path.join(os.tmpdir(), `memgen-machine-peak-${createHash('sha256').update(source).digest('hex').slice(0, 12)}`);
+  try {
+    if (!fs.existsSync(exe)) {
+      const tmp = `${exe}.${process.pid}`;
+      execFileSync('cc', ['-O2', '-pthread', '-o', tmp, PEAK_SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
+      fs.renameSync(tmp, exe);
+    }
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
+    if (err.code === 'ENOENT') return { error: 'no C compiler to build bench/machine-peak.c (apt-get install gcc)' };
+    return { error: `cc bench/machine-peak.c failed: ${String(err.stderr ?? err.message).slice(0, 200)}` };
+  }
+  try {
+    const r = JSON.parse(execFileSync(exe, [String(threads)], { encoding: 'utf8' })) as Omit<MachinePeak, 'gflops'>;
+    return { ...r, gflops: Math.max(r.avx2[threads - 1], r.avx512?.[threads - 1] ?? 0) };
+  } catch (e) {
+    return { error: `bench/machine-peak.c: ${(e as Error).message.slice(0, 200)}` };
+  }
+}
+
+/** One line: the peak at each thread count, both widths, the clock. */
+export function describeMachinePeak(p: MachinePeak | { error: string }): string {
+  if ('error' in p) return `not measured (${p.error})`;
+  const series = (xs: number[]) => xs.map((x, i) => `${i + 1} thread${i ? 's' : ''} ${x.toFixed(1)}`).join(', ');
+  return `${p.gflops.toFixed(1)} GFLOP/s on ${p.threads} threads (AVX2: ${series(p.avx2)}; AVX-512: ${p.avx512 ? series(p.avx512) : 'absent'}); dependent adds ${p.addsPerNs.toFixed(2)}/ns`;
 }
 
 interface PeerLine {
