@@ -6,7 +6,7 @@
  *   tokens/s of a training step = batch * T / seconds per step
  *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
  *   a train row's share of the MatMul row, three ways: its median over the row's median, its p90
- *   over the row's p90 (each side's fast mode), and round by round in alternation with the row
+ *   over the row's p90 (each side's faster runs), and round by round in alternation with the row
  *   (measure.ts alternateWithMatmulRow: both sides at about one machine speed; the median of 5 rounds)
  *   the machine's FMA peak, measured before the rows and after them (bench/machine-peak.c, built with
  *   cc): the MatMul row and the train rows are also given as a share of it, and a MatMul row whose
@@ -52,7 +52,7 @@ import { gitCommit } from '../engine/runs/run';
 import { analysisRows, scaleOutRows } from './analysis';
 import { editorRows } from './editor';
 import { llamaRows } from './llama';
-import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, matmulRunner, measurePair, pairSettings, quantile, randomTrainBatch, rateSpread, shapeConfig, alternateWithMatmulRow, describeMachinePeak, type MachinePeak, measureMachinePeak, trainFlopsPerToken } from './measure';
+import { GPT2_SHAPES, type GPT2Shape, MATMUL_SHAPE, type PeerResult, type Row, describePeerBlas, describeSpread, fmt, alternateWithMatmulRow, describeMachinePeak, type MachinePeak, matmulRunner, measureMachinePeak, measurePair, pairSettings, quantile, randomTrainBatch, rateSpread, shapeConfig, trainFlopsPerToken } from './measure';
 import { GPT2Inference } from '../engine/models/gpt2-infer';
 import { gpt2Forward, gpt2ParamInputs, initGPT2 } from '../engine/models/gpt2';
 import { Adam } from '../engine/train/optim';
@@ -138,7 +138,7 @@ async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<R
     await step.release();
     const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
     const share = (ours: number, row: number) => pct(ours / row);
-    const fast = matmul?.spread ? `, ${share(gflops(train.spread.p90), matmul.spread.p90)} at both rows' fast mode (p90 / p90)` : '';
+    const fast = matmul?.spread ? `, ${share(gflops(train.spread.p90), matmul.spread.p90)} at both rows' p90` : '';
     rows.push({
       name: `GPT-2 train step (${shape}), incl. JS Adam`, value: train.value, unit: 'tokens/s', spread: train.spread, peer: train.peer,
       notes: `${gflops(train.value).toFixed(1)} GFLOP/s of model FLOPs${matmul ? ` = ${share(gflops(train.value), matmul.value)} of the MatMul row${fast}` : ''}${peak ? `, ${ofPeak(gflops(train.value))}` : ''}; `
