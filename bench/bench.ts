@@ -7,7 +7,8 @@
  *   model FLOP/s of training = tokens/s * (6 N + 12 L T d)   (N = weights; the attention term per token)
  *   a train row's share of the MatMul row, three ways: its median over the row's median, its p90
  *   over the row's p90 (each side's faster runs), and round by round in alternation with the row
- *   (measure.ts alternateWithMatmulRow: both sides at about one machine speed; the median of 5 rounds)
+ *   (measure.ts alternateWithMatmulRow: both sides a few seconds apart, each round's two rates kept;
+ *   the median of 5 rounds)
  *   the machine's FMA peak, measured before the rows and after them (bench/machine-peak.c, built with
  *   cc): the MatMul row and the train rows are also given as a share of it, and a MatMul row whose
  *   fastest run passes it is flagged, since no GEMM can (docs/performance.md)

@@ -185,9 +185,9 @@ export interface AlternationRound {
  * A step's GFLOP/s as a share of the MatMul row measured beside it, round by round. After 5 runs of
  * a new MatMul session, each round times the row (2 runs, then 8 timed) and then the step (1 run,
  * then `steps` timed), each after a pair's idle pause; share = (stepGflop / the step's median
- * seconds) / the row's median GFLOP/s. The row's speed moves by up to 3x within seconds on shared
- * machines (docs/performance.md), so the row measured in its own section may run at another speed
- * than the step; within a round both run at about one. Returns every round.
+ * seconds) / the row's median GFLOP/s. The row's 12 ms runs swing by up to 1.5x within a minute
+ * (3x on some hosts) while a step of about a second holds steady (docs/performance.md), so each round
+ * keeps both sides' rates, and a reader sees which side moved. Returns every round.
  */
 export async function alternateWithMatmulRow(step: () => Promise<unknown>, stepGflop: number, threads: number, rounds = 5, steps = 3): Promise<AlternationRound[]> {
   const mm = await matmulRunner(threads);
