@@ -49,6 +49,10 @@
  *                base + adapter unmerged) and (b) by the exported model unsteered. Per side: % gen / % mem
  *                / % other = count / n, success = % of the target behaviour, and steer-eval's mean
  *                p(first gen / mem answer token); and the number of inputs whose two outputs are the same text.
+ *   warning      when baking loses the steering: baked success < runtime success - BAKING_LOSS_POINTS, or
+ *                baked % other > runtime % other + BAKING_LOSS_POINTS (outputs that are neither behaviour);
+ *                on the committed LoRA runs at their runtime settings baking lost up to 20 points, and a
+ *                milder alpha / topN kept the task (docs/results.md, "Exported steered models")
  *
  * The export folder is a memgen run folder (docs/runs.md, "Exported steered models"):
  *
@@ -489,6 +493,19 @@ function llamaPlan(setup: SteerSetup<LoraSteerRun>, vectors: Float32Array[], opt
   };
 }
 
+/** Points of success lost, or of "other" gained, by baking beyond which the export warns (see the header). */
+export const BAKING_LOSS_POINTS = 10;
+
+/** The warning an export gets when baking loses the steering it bakes (see the header), or null. */
+export function bakingLossWarning(c: ExportComparison): string | null {
+  const lost = c.runtime.success - c.baked.success;
+  const broken = c.baked.pct.other - c.runtime.pct.other;
+  if (lost <= BAKING_LOSS_POINTS && broken <= BAKING_LOSS_POINTS) return null;
+  const { to } = directionEnds(c.direction);
+  return `baking loses the steering here (% ${to} ${fmt(c.runtime.success)} at runtime, ${fmt(c.baked.success)} baked; % other ${fmt(c.runtime.pct.other)} -> ${fmt(c.baked.pct.other)}): `
+    + 'the baked shift reaches every prompt token, runtime steering only the last and the generated ones; a milder --alpha or --topn may keep it (measure both with memgen eval)';
+}
+
 /** Runs `use` with the two models open, releasing both whatever happens. */
 async function withModels<T>(plan: ExportPlan, use: (source: SteerModel, baked: SteerModel) => Promise<T>): Promise<T> {
   const source = await plan.openSource();
@@ -534,7 +551,7 @@ export async function exportSteered(opts: ExportOptions): Promise<ExportResult> 
     baked: plan.baked,
     onnx: { file: ONNX_FILE, externalData: onnxFiles.includes(EXTERNAL_DATA_FILE) ? EXTERNAL_DATA_FILE : null, inputs: ['input_ids'], outputs: ['logits'] },
     comparison,
-    warnings: [...setup.warnings],
+    warnings: [...setup.warnings, ...(comparison ? [bakingLossWarning(comparison)].filter((w): w is string => w !== null) : [])],
   };
   const manifest: Manifest & { export: ExportInfo } = {
     format: 'memgen-run/1', status: 'done', ...plan.manifest,
