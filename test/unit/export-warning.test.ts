@@ -12,7 +12,11 @@ function side(gen: number, mem: number, other: number, success: number): Compari
 }
 
 function comparison(direction: Direction, runtime: ComparisonSide, baked: ComparisonSide): ExportComparison {
-  const starts = { seed: 7, wanted: 200, found: { 'mem->gen': 200, 'gen->mem': 200 }, tried: 1000, counts: { gen: 500, mem: 400, other: 100 } };
+  const p = { gen: 0.1, mem: 0.5 };
+  const starts = {
+    seed: 7, wanted: 200, found: { 'mem->gen': 200, 'gen->mem': 200 }, tried: 1000, counts: { gen: 500, mem: 400, other: 100 },
+    maxTries: 6000, complete: true, pFirst: { 'mem->gen': p, 'gen->mem': p },
+  };
   return { direction, n: 200, seed: 0, starts, runtime, baked, sameOutput: 100, differing: [], seconds: 1 };
 }
 
