@@ -533,6 +533,7 @@ export async function exportSteered(opts: ExportOptions): Promise<ExportResult> 
 
   const compare = opts.compare;
   const comparison = compare ? await withModels(plan, (source, baked) => compareBakedToRuntime(run.task, source, baked, intervention.vectors, direction, compare)) : null;
+  const lossWarning = comparison && bakingLossWarning(comparison);
 
   const partial = `${out}.partial`;
   fs.rmSync(partial, { recursive: true, force: true }); // a dead export's leftovers (the CLI holds DIR's lock)
@@ -551,7 +552,7 @@ export async function exportSteered(opts: ExportOptions): Promise<ExportResult> 
     baked: plan.baked,
     onnx: { file: ONNX_FILE, externalData: onnxFiles.includes(EXTERNAL_DATA_FILE) ? EXTERNAL_DATA_FILE : null, inputs: ['input_ids'], outputs: ['logits'] },
     comparison,
-    warnings: [...setup.warnings, ...(comparison ? [bakingLossWarning(comparison)].filter((w): w is string => w !== null) : [])],
+    warnings: [...setup.warnings, ...(lossWarning ? [lossWarning] : [])],
   };
   const manifest: Manifest & { export: ExportInfo } = {
     format: 'memgen-run/1', status: 'done', ...plan.manifest,
