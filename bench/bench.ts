@@ -169,7 +169,15 @@ async function gpt2Rows(shapes: GPT2Shape[], matmul: Row | undefined): Promise<R
  * FMA peak. A VM keeps its host name and model name ("AMD EPYC") across hosts of different kinds;
  * these tell them apart (docs/performance.md, "Two speeds were two machines").
  */
-function cpuId(): Record<string, unknown> | undefined {
+interface CpuId {
+  vendor: string | undefined;
+  family: number;
+  model: number;
+  stepping: number;
+  vector: string[];
+}
+
+function cpuId(): CpuId | undefined {
   let text: string;
   try {
     text = fs.readFileSync('/proc/cpuinfo', 'utf8');
@@ -184,7 +192,7 @@ function cpuId(): Record<string, unknown> | undefined {
   };
 }
 
-function machine(): Record<string, unknown> {
+function machine() {
   const cpus = os.cpus();
   return {
     host: os.hostname(),
@@ -298,7 +306,7 @@ async function main(): Promise<void> {
   const ldPath = flag('--peer-ld-library-path');
   if (ldPath !== undefined) pairSettings.peerEnv.LD_LIBRARY_PATH = ldPath;
   const host = machine();
-  const id = host.cpuId as { family: number; model: number; vector: string[] } | undefined;
+  const id = host.cpuId;
   console.log(`machine: ${host.cpu}, ${host.cores} cores${id ? `, family ${id.family} model ${id.model} (${id.vector.join(' ')})` : ''}`);
   const peakBefore = measureMachinePeak(THREADS);
   console.log(`machine FP32 FMA peak before the rows (bench/machine-peak.c): ${describeMachinePeak(peakBefore)}`);

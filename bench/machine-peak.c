@@ -1,6 +1,6 @@
 /*
- * The machine's float32 arithmetic ceiling, measured now (docs/performance.md, "The MatMul row
- * against the machine's peak"): no GEMM can run faster than the cores' fused multiply-adds, so a
+ * The machine's float32 arithmetic ceiling, measured now (docs/performance.md, "Two speeds were
+ * two machines"): no GEMM can run faster than the cores' fused multiply-adds, so a
  * MatMul row above this figure was timed wrongly or ran on other hardware than the probe.
  *   FMA peak (GFLOP/s) = threads x 12 independent FMA chains x lanes x 2 FLOP x iterations / seconds
  *     with lanes = 8 (AVX2, 256-bit) or 16 (AVX-512); each thread's best of `blocks` blocks, summed

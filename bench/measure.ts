@@ -222,13 +222,14 @@ export function measureMachinePeak(threads: number): MachinePeak | { error: stri
   if (process.arch !== 'x64') return { error: `the probe is x86-64 only (this is ${process.arch})` };
   const source = fs.readFileSync(PEAK_SOURCE);
   const exe = path.join(os.tmpdir(), `memgen-machine-peak-${createHash('sha256').update(source).digest('hex').slice(0, 12)}`);
+  const tmp = `${exe}.${process.pid}`; // built here, then renamed: a half-written probe is never run
   try {
     if (!fs.existsSync(exe)) {
-      const tmp = `${exe}.${process.pid}`;
       execFileSync('cc', ['-O2', '-pthread', '-o', tmp, PEAK_SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
       fs.renameSync(tmp, exe);
     }
   } catch (e) {
+    fs.rmSync(tmp, { force: true });
     const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
     if (err.code === 'ENOENT') return { error: 'no C compiler to build bench/machine-peak.c (apt-get install gcc)' };
     return { error: `cc bench/machine-peak.c failed: ${String(err.stderr ?? err.message).slice(0, 200)}` };

@@ -47,7 +47,7 @@ import { type HostTensor, Runner, type RunnerOptions } from '../runtime/runner';
 import { checkGPT2Config, type GPT2Config, type KV, type SiteHook, gpt2Head, gpt2ParamInitializers, gpt2Trunk } from './gpt2';
 import { DEFAULT_SITE, GPT2_SITES, type GPT2Site, type SteerAt, isGPT2Site, siteName } from './hooks';
 import { logSoftmaxRow } from '../util/softmax';
-import { KVCache, type SteerFeeds, argmaxRow, steerFeedsAt, newName, pastName } from './kv-cache';
+import { KVCache, type SteerFeeds, argmaxRow, newName, pastName, steerFeedsAt } from './kv-cache';
 
 export interface GenerateOptions {
   maxNewTokens: number;

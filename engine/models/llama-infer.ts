@@ -30,7 +30,7 @@ import type { ParamSet } from '../io/params';
 import type { HostTensor, Runner, RunnerOptions } from '../runtime/runner';
 import { DEFAULT_LLAMA_SITE, type LlamaSite, type SteerAt, isLlamaSite, llamaSiteName } from './hooks';
 import { type LlamaConfig, type LlamaKV, type LlamaSiteHook, checkLlamaConfig, llamaHead, llamaParamInitializers, llamaSiteWidth, llamaTrunk } from './llama';
-import { KVCache, type SteerFeeds, argmaxRow, steerFeedsAt, newName, pastName } from './kv-cache';
+import { KVCache, type SteerFeeds, argmaxRow, newName, pastName, steerFeedsAt } from './kv-cache';
 import { type LoraConfig, loraGraphTensors, loraTargets } from './lora';
 
 export interface LlamaInferenceOptions {
